@@ -1,0 +1,193 @@
+"""The HTTP server's WSGI application (Prosody's mod_http): virtual hosts, paths, CORS, proxies.
+
+`build_wsgi_app(config, providers)` gives one WSGI callable, run by pywsgi
+(http_apps.server), gunicorn's gevent worker or Flask's test client alike:
+
+    metrics count -> TrustedProxies -> HostDispatcher -> the host's Flask app
+
+Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
+blueprints of its providers, each mounted at its path (http_apps.urls.base_path).
+HTTP apps of global modules are served on every host, before host selection.
+
+Route code sees, per request:
+- `flask.request.remote_addr`: the client address, after `trusted_proxies`;
+- `flask.request.is_secure`: true for https, directly or through a trusted proxy;
+- `flask.current_app.config["VIREO_HOST"]`: the VirtualHost or Component the app
+  serves ("*" for global apps) and `["VIREO_CONFIG"]`: the Config;
+- `http_apps.urls.external_url(config, host, path)` to build public URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import flask
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.routing import RequestRedirect
+
+from http_apps.cors import cors_policy, install_cors
+from http_apps.errors import install_error_handlers, wsgi_error
+from http_apps.provider import GLOBAL_HOST, HttpProvider
+from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from http_apps.urls import base_path
+from xmpp.metrics import HTTP_REQUESTS
+
+log = logging.getLogger(__name__)
+
+#: Prosody's default request body limit (`http_max_content_size`).
+DEFAULT_MAX_CONTENT_SIZE = 10 * 1024 * 1024
+
+_PORT = re.compile(r":\d+$")
+
+
+class _MovedPermanently(RequestRedirect):
+    code = 301
+
+
+class HostApp(flask.Flask):
+    """The Flask app of one host: Prosody's 301 to the slash-terminated path."""
+
+    def raise_routing_exception(self, request: flask.Request) -> None:
+        error = request.routing_exception
+        if isinstance(error, RequestRedirect):
+            # "/base" on a "/base/" route: a relative Location keeping the query.
+            target = urlsplit(error.new_url)
+            location = target.path + (f"?{target.query}" if target.query else "")
+            raise _MovedPermanently(location) from None
+        super().raise_routing_exception(request)
+
+
+def _route_methods(app: flask.Flask, blueprint: str) -> set[str]:
+    methods: set[str] = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".", 1)[0] == blueprint:
+            # HEAD comes implicitly with GET and OPTIONS from Flask; neither is a route method.
+            methods |= (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    return methods
+
+
+def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> flask.Flask:
+    """The Flask app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps."""
+    app = HostApp(__name__, static_folder=None)
+    app.url_map.merge_slashes = False
+    app.config.update(
+        VIREO_HOST=host,
+        VIREO_CONFIG=config,
+        MAX_CONTENT_LENGTH=config.get_int("http_max_content_size", DEFAULT_MAX_CONTENT_SIZE,
+                                          min=0),
+    )
+    body_limits: dict[str, int] = {}
+    cors = {}
+    for provider in providers:
+        path = base_path(config, host, provider.name, provider.default_path)
+        app.register_blueprint(provider.make_blueprint(), name=provider.name,
+                               url_prefix=None if path == "/" else path)
+        if provider.max_body_size is not None:
+            body_limits[provider.name] = provider.max_body_size
+        policy = cors_policy(config, provider.name, provider.cors,
+                             [*provider.methods, *_route_methods(app, provider.name)])
+        if policy is not None:
+            cors[provider.name] = policy
+        log.debug("Serving HTTP app %r on %s at %s", provider.name, host, path)
+
+    @app.before_request
+    def limit_body() -> None:
+        blueprint = flask.request.blueprint
+        limit = body_limits.get(blueprint.split(".", 1)[0]) if blueprint else None
+        if limit is not None:
+            flask.request.max_content_length = limit
+        limit = flask.request.max_content_length
+        length = flask.request.content_length
+        if limit is not None and length is not None and length > limit:
+            raise RequestEntityTooLarge()
+
+    install_cors(app, cors)
+    install_error_handlers(app)
+    return app
+
+
+def _handles(app: flask.Flask, environ: dict) -> bool:
+    """Whether a route of `app` answers this path (or redirects it, or wants another method)."""
+    try:
+        app.url_map.bind_to_environ(environ).match(method=environ.get("REQUEST_METHOD"))
+    except NotFound:
+        return False
+    except HTTPException:
+        return True
+    return True
+
+
+class HostDispatcher:
+    """WSGI middleware picking the Flask app of the request's HTTP host.
+
+    Global apps answer first when one of their routes matches the path. Then the
+    Host header (port stripped, case folded) selects the host; an unknown or
+    missing one falls back to `default_host` when that is served, else 404
+    "Unknown host" (400 without a Host header). Hosts sharing one HTTP name
+    (`http_host`) are tried in order, the first with a matching route serving.
+    """
+
+    def __init__(self, hosts: dict[str, list[flask.Flask]], global_app: flask.Flask | None,
+                 default_host: str | None) -> None:
+        self.hosts = hosts
+        self.global_app = global_app
+        self.default_host = default_host.lower() if default_host else None
+
+    def __call__(self, environ, start_response):
+        if self.global_app is not None and _handles(self.global_app, environ):
+            return self.global_app(environ, start_response)
+        name = _PORT.sub("", environ.get("HTTP_HOST", "").strip()).lower()
+        apps = self.hosts.get(name) or self.hosts.get(self.default_host or "")
+        if not apps:
+            if not name:
+                return wsgi_error(start_response, 400, "Missing or invalid 'Host' header")
+            return wsgi_error(start_response, 404, f"Unknown host: {name}")
+        if len(apps) > 1:
+            return next((app for app in apps if _handles(app, environ)), apps[0])(
+                environ, start_response)
+        return apps[0](environ, start_response)
+
+
+class _CountStatus:
+    """Counts responses by status in vireo_http_requests_total."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def counting_start_response(status, headers, exc_info=None):
+            HTTP_REQUESTS.labels(status=status.split(" ", 1)[0]).inc()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, counting_start_response)
+
+
+def _served_hosts(config: Any, providers: list[HttpProvider]) -> list[str]:
+    """Hosts with an HTTP app: those with providers and those loading mod_http themselves."""
+    hosts = [p.host for p in providers if not p.global_]
+    for section in config.hosts.values():
+        if section.enabled and (section.module == "http" or "http" in section.modules()):
+            hosts.append(section.name)
+    return list(dict.fromkeys(hosts))
+
+
+def build_wsgi_app(config: Any, providers: Iterable[HttpProvider]):
+    """The whole HTTP server as one WSGI callable (see the module docstring)."""
+    providers = list(providers)
+    hosts: dict[str, list[flask.Flask]] = {}
+    for host in _served_hosts(config, providers):
+        section = config.host(host)
+        http_name = ((section.get_str("http_host", None) if section else None) or host).lower()
+        if http_name in hosts:
+            log.warning("Host %s shares HTTP host %s with another host", host, http_name)
+        hosts.setdefault(http_name, []).append(
+            create_app(config, host, [p for p in providers if p.host == host and not p.global_]))
+    global_providers = [p for p in providers if p.global_]
+    global_app = create_app(config, GLOBAL_HOST, global_providers) if global_providers else None
+    app = HostDispatcher(hosts, global_app, config.get_str("http_default_host", None))
+    trusted = config.get_list("trusted_proxies", DEFAULT_TRUSTED_PROXIES)
+    return _CountStatus(TrustedProxies(app, trusted))

@@ -249,3 +249,14 @@ class StreamParser:
         parser.EndElementHandler = end
         parser.CharacterDataHandler = text.append
         return parser
+
+
+def parse_stanza(xml: str, default_ns: str = ns.CLIENT) -> Element:
+    """Parse one stanza kept as text (offline messages, pending subscriptions)
+    with the same restricted-XML rules as a live stream."""
+    parser = StreamParser(default_ns=default_ns, max_stanza_size=len(xml.encode()) + 1)
+    header = f"<stream:stream xmlns='{default_ns}' xmlns:stream='{ns.STREAMS}'>"
+    for event in parser.feed((header + xml).encode()):
+        if isinstance(event, StanzaEvent):
+            return event.element
+    raise ValueError("no complete stanza in stored text")

@@ -1,0 +1,110 @@
+"""slixmpp clients for integration tests: a real XMPP client library against our server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from pathlib import Path
+
+from slixmpp import ClientXMPP
+
+TIMEOUT = 10.0
+
+logging.getLogger("slixmpp").setLevel(logging.WARNING)
+
+
+def trusting_context(cert: Path) -> ssl.SSLContext:
+    """Verify the server against the test's own self-signed certificate, hostname included."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = True
+    return context
+
+
+class TestClient(ClientXMPP):
+    """A ClientXMPP that records what it receives in queues tests can await."""
+
+    __test__ = False
+
+    def __init__(self, jid: str, password: str, *, cert: Path, mech: str | None = None,
+                 plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092")) -> None:
+        super().__init__(jid, password, sasl_mech=mech)
+        self.ssl_context = trusting_context(cert)
+        for plugin in plugins:
+            self.register_plugin(plugin)
+        self.messages: asyncio.Queue = asyncio.Queue()
+        self.presences: asyncio.Queue = asyncio.Queue()
+        self.started = asyncio.get_event_loop().create_future()
+        self.ended = asyncio.get_event_loop().create_future()
+        self.stream_errors: list[str] = []
+        self.add_event_handler("session_start", self._started)
+        self.add_event_handler("failed_all_auth", self._failed)
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("presence", self.presences.put_nowait)
+        self.add_event_handler("stream_error", self._stream_error)
+        self.add_event_handler("disconnected", self._disconnected)
+
+    def _started(self, _event: object) -> None:
+        if not self.started.done():
+            self.started.set_result(True)
+
+    def _failed(self, _event: object) -> None:
+        if not self.started.done():
+            self.started.set_result(False)
+
+    def _stream_error(self, error: object) -> None:
+        self.stream_errors.append(error["condition"])  # type: ignore[index]
+
+    def _disconnected(self, _event: object) -> None:
+        if not self.started.done():
+            self.started.set_result(False)
+        if not self.ended.done():
+            self.ended.set_result(True)
+
+    async def next_message(self, timeout: float = TIMEOUT):
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_presence(self, predicate=lambda p: True, timeout: float = TIMEOUT):
+        async with asyncio.timeout(timeout):
+            while True:
+                presence = await self.presences.get()
+                if predicate(presence):
+                    return presence
+
+
+async def login(server, user: str, *, resource: str = "test", mech: str | None = "PLAIN",
+                direct_tls: bool = False, presence: bool = True,
+                plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092")) -> TestClient:
+    """Connect, authenticate and bind; fail the test if login does not succeed."""
+    client = await try_login(server, user, server.users[user], resource=resource, mech=mech,
+                             direct_tls=direct_tls, plugins=plugins)
+    assert client is not None, f"login of {user} failed"
+    if presence:
+        client.send_presence()
+    return client
+
+
+async def try_login(server, user: str, password: str, *, resource: str = "test",
+                    mech: str | None = "PLAIN", direct_tls: bool = False,
+                    plugins: tuple[str, ...] = ("xep_0030",)) -> TestClient | None:
+    client = TestClient(f"{user}@{server.domain}/{resource}", password, cert=server.cert,
+                        mech=mech, plugins=plugins)
+    if direct_tls:
+        client.enable_direct_tls = True
+        client.connect(host="127.0.0.1", port=server.ports["c2s_direct_tls"])
+    else:
+        client.connect(host="127.0.0.1", port=server.c2s_port)
+    ok = await asyncio.wait_for(client.started, TIMEOUT)
+    if not ok:
+        client.disconnect()
+        return None
+    return client
+
+
+async def close(*clients: TestClient) -> None:
+    for client in clients:
+        client.disconnect()
+    for client in clients:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.ended, TIMEOUT)

@@ -1,0 +1,130 @@
+"""Start a real Vireo server process on ephemeral loopback ports for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.certs import make_self_signed
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = STARTUP_TIMEOUT,
+                  address: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} during startup")
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {address}:{port} after {timeout}s")
+
+
+@dataclass
+class ServerProcess:
+    """A running server and what tests need to reach it."""
+
+    directory: Path
+    domain: str
+    ports: dict[str, int]
+    cert: Path
+    key: Path
+    config_path: Path
+    process: subprocess.Popen | None = None
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def c2s_port(self) -> int:
+        return self.ports["c2s"]
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "server.log"
+
+    def start(self) -> None:
+        stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
+            cwd=ROOT, stdout=stderr, stderr=stderr, start_new_session=True)
+        stderr.close()
+        wait_for_port(self.c2s_port, self.process)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout)
+
+    def admin(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), *args],
+            cwd=ROOT, input=input_text, capture_output=True, text=True, timeout=60)
+
+    def create_users(self, users: dict[str, str]) -> None:
+        """Accounts straight through the storage API: fast, and the same code the server uses."""
+        from storage.accounts import AccountStore
+        from storage.db import Database, database_url
+        from xmpp.config import load_config
+
+        database = Database(database_url(load_config(self.config_path)))
+        try:
+            database.migrate()
+            accounts = AccountStore(database)
+            for user, password in users.items():
+                if not accounts.exists(self.domain, user):
+                    accounts.create(self.domain, user, password)
+        finally:
+            database.close()
+        self.users.update(users)
+
+    def jid(self, user: str) -> str:
+        return f"{user}@{self.domain}"
+
+
+def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
+                host_extra: str = "", modules: tuple[str, ...] = ()) -> ServerProcess:
+    """Write a config (with a self-signed certificate for `domain`) and pick ports."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = make_self_signed(directory, domain)
+    ports = {"c2s": free_port(), "c2s_direct_tls": free_port()}
+    enabled = ("roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
+               *modules)
+    config = directory / "vireo.cfg.lua"
+    config.write_text(f"""
+data_path = "{directory / 'data'}"
+pidfile = "{directory / 'vireo.pid'}"
+log = {{ debug = "{directory / 'server.log'}", warn = "*stderr" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {ports['c2s']} }}
+c2s_direct_tls_ports = {{ {ports['c2s_direct_tls']} }}
+modules_enabled = {{ {', '.join(f'"{m}"' for m in enabled)} }}
+modules_disabled = {{ "s2s" }}
+ssl = {{ certificate = "{cert}", key = "{key}" }}
+vireo_auth_failure_delay = 0.2
+{extra}
+
+VirtualHost "{domain}"
+{host_extra}
+""")
+    return ServerProcess(directory, domain, ports, cert, key, config)

@@ -1,0 +1,162 @@
+"""Client-to-server XMPP with slixmpp as the real client (RFC 6120/6121)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.clients import close, login, try_login
+from tests.integration.server_fixture import make_server
+
+USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("c2s"), modules=("offline",))
+    server.create_users(USERS)
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"])
+def test_login_over_starttls_with_each_mechanism(server, mech):
+    async def scenario():
+        client = await login(server, "user1", mech=mech, resource=mech)
+        assert client.is_connected_secure if hasattr(client, "is_connected_secure") else True
+        assert str(client.boundjid) == f"user1@{server.domain}/{mech}"
+        await close(client)
+
+    run(scenario())
+
+
+def test_login_over_direct_tls(server):
+    async def scenario():
+        client = await login(server, "user1", resource="direct", direct_tls=True)
+        assert client.boundjid.resource == "direct"
+        await close(client)
+
+    run(scenario())
+
+
+def test_wrong_password_fails_with_not_authorized(server):
+    async def scenario():
+        client = await try_login(server, "user2", "wrong-password")
+        assert client is None
+
+    run(scenario())
+
+
+def test_messages_to_full_and_bare_jids(server):
+    async def scenario():
+        alice = await login(server, "user3")
+        bob = await login(server, "user4")
+        alice.send_message(mto=str(bob.boundjid), mbody="to full", mtype="chat")
+        received = await bob.next_message()
+        assert received["body"] == "to full"
+        assert received["from"] == alice.boundjid
+        alice.send_message(mto=bob.boundjid.bare, mbody="to bare", mtype="chat")
+        received = await bob.next_message()
+        assert received["body"] == "to bare"
+        bob.send_message(mto=alice.boundjid.bare, mbody="reply")
+        assert (await alice.next_message())["body"] == "reply"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_subscription_handshake_ends_in_both_with_presence(server):
+    async def scenario():
+        alice = await login(server, "user5")
+        bob = await login(server, "user6")
+        await alice.get_roster()
+        await bob.get_roster()
+        alice_bare, bob_bare = alice.boundjid.bare, bob.boundjid.bare
+        alice.send_presence(pto=bob_bare, ptype="subscribe")
+        request = await bob.next_presence(lambda p: p["type"] == "subscribe")
+        assert request["from"].bare == alice_bare
+        bob.send_presence(pto=alice_bare, ptype="subscribed")
+        await alice.next_presence(lambda p: p["type"] == "subscribed")
+        # Alice now sees Bob's presence.
+        await alice.next_presence(lambda p: p["from"].bare == bob_bare and p["type"] == "available")
+        bob.send_presence(pto=alice_bare, ptype="subscribe")
+        await alice.next_presence(lambda p: p["type"] == "subscribe")
+        alice.send_presence(pto=bob_bare, ptype="subscribed")
+        await bob.next_presence(lambda p: p["type"] == "subscribed")
+        await bob.next_presence(lambda p: p["from"].bare == alice_bare and p["type"] == "available")
+        roster_a = await alice.get_roster()
+        roster_b = await bob.get_roster()
+        assert roster_a["roster"]["items"][bob_bare]["subscription"] == "both"
+        assert roster_b["roster"]["items"][alice_bare]["subscription"] == "both"
+        # Presence updates flow both ways now.
+        bob.send_presence(pstatus="busy", pshow="dnd")
+        update = await alice.next_presence(lambda p: p["show"] == "dnd")
+        assert update["status"] == "busy"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_offline_message_arrives_at_next_login(server):
+    async def scenario():
+        alice = await login(server, "user7")
+        alice.send_message(mto=server.jid("user8"), mbody="while you were out", mtype="chat")
+        await asyncio.sleep(0)  # the send is queued on the event loop
+        ping = await alice.plugin["xep_0199"].ping(server.domain)
+        assert ping is not None
+        bob = await login(server, "user8")
+        received = await bob.next_message()
+        assert received["body"] == "while you were out"
+        assert received["delay"]["stamp"] is not None
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_disco_ping_and_version(server):
+    async def scenario():
+        client = await login(server, "user9")
+        info = await client.plugin["xep_0030"].get_info(jid=server.domain)
+        features = info["disco_info"]["features"]
+        assert "urn:xmpp:ping" in features
+        assert "jabber:iq:version" in features
+        identities = info["disco_info"]["identities"]
+        assert any(cat == "server" and typ == "im" for cat, typ, _lang, _name in identities)
+        await client.plugin["xep_0199"].ping(server.domain)
+        version = await client.plugin["xep_0092"].get_version(server.domain)
+        assert version["software_version"]["name"] == "Vireo"
+        await close(client)
+
+    run(scenario())
+
+
+def test_second_login_with_same_resource_kicks_the_first(server):
+    async def scenario():
+        first = await login(server, "user10", resource="same")
+        second = await login(server, "user10", resource="same")
+        await asyncio.wait_for(first.ended, 10)
+        assert "conflict" in first.stream_errors
+        await second.plugin["xep_0199"].ping(server.domain)
+        await close(second)
+
+    run(scenario())
+
+
+def test_iq_nobody_handles_gets_service_unavailable(server):
+    async def scenario():
+        client = await login(server, "user11")
+        iq = client.make_iq_get(queryxmlns="urn:example:nothing", ito=server.domain)
+        from slixmpp.exceptions import IqError
+
+        with pytest.raises(IqError) as raised:
+            await iq.send(timeout=10)
+        assert raised.value.condition == "service-unavailable"
+        await close(client)
+
+    run(scenario())

@@ -1,0 +1,374 @@
+"""Client-to-server streams (RFC 6120): negotiation, SASL, binding, stanza intake.
+
+The session machine takes bytes in (`data_received`) and writes bytes out
+through a small transport interface; it never touches a socket. The
+listener owns the socket and performs what the transport is asked to do
+(STARTTLS, close). BOSH sessions reuse this machine with their own transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Protocol
+from xml.etree.ElementTree import Element, SubElement
+
+from xmpp import namespaces as ns
+from xmpp.errors import StanzaError, StreamError
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.sasl import (
+    Challenge,
+    Failure,
+    SaslExchange,
+    Success,
+    decode_payload,
+    encode_payload,
+    offered_mechanisms,
+)
+from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
+from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+
+if TYPE_CHECKING:
+    from xmpp.hosts import LocalHost
+    from xmpp.server import VireoServer
+
+log = logging.getLogger(__name__)
+
+TLS_STARTTLS = f"{{{ns.TLS}}}starttls"
+SASL_AUTH = f"{{{ns.SASL}}}auth"
+SASL_RESPONSE = f"{{{ns.SASL}}}response"
+SASL_ABORT = f"{{{ns.SASL}}}abort"
+IQ = f"{{{ns.CLIENT}}}iq"
+PRESENCE = f"{{{ns.CLIENT}}}presence"
+BIND = f"{{{ns.BIND}}}bind"
+SESSION = f"{{{ns.SESSION}}}session"
+REGISTER_QUERY = f"{{{ns.REGISTER}}}query"
+
+# Before authentication a client has no business sending large stanzas:
+# SASL payloads and registration forms are small.
+DEFAULT_UNAUTHENTICATED_STANZA_SIZE = 16 * 1024
+
+
+class Transport(Protocol):
+    """What a session asks of the connection that carries it."""
+
+    peer: tuple[str, int]
+    secure: bool
+    listener: str
+
+    def write(self, data: bytes) -> None: ...
+    def start_tls(self) -> None: ...
+    def close(self) -> None: ...
+    def call_later(self, seconds: float, callback: object) -> None: ...
+
+
+class Accounts:
+    """The SASL credential source for one host, backed by the account store."""
+
+    def __init__(self, server: VireoServer, host: str) -> None:
+        self.store = server.accounts
+        self.host = host
+
+    def check_password(self, username: str, password: str) -> bool:
+        return self.store.check_password(self.host, username, password)
+
+    def scram_credentials(self, username: str, mechanism: str):
+        return self.store.scram_credentials(self.host, username, mechanism)
+
+
+class C2SSession:
+    """One client stream, from the first header to the closing tag."""
+
+    kind = "c2s"
+
+    def __init__(self, server: VireoServer, transport: Transport) -> None:
+        self.server = server
+        self.transport = transport
+        self.parser = StreamParser(default_ns=ns.CLIENT,
+                                   max_stanza_size=server.unauthenticated_stanza_size)
+        self.host: LocalHost | None = None
+        self.stream_id = ""
+        self.header_sent = False
+        self.username: str | None = None
+        self.jid: JID | None = None
+        self.sasl: SaslExchange | None = None
+        self.priority = 0
+        self.available = False
+        self.presence: Element | None = None
+        self.directed: set[str] = set()
+        self.roster_requested = False
+        self.closed = False
+
+    @property
+    def secure(self) -> bool:
+        return self.transport.secure
+
+    @property
+    def authenticated(self) -> bool:
+        return self.username is not None
+
+    # -- input ------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            for event in self.parser.feed(data):
+                if self.closed:
+                    return
+                if isinstance(event, StanzaEvent):
+                    self.handle_element(event.element)
+                elif isinstance(event, StreamOpen):
+                    self.stream_opened(event.attrs)
+                elif isinstance(event, StreamEnd):
+                    self.close()
+        except StreamError as error:
+            self.close(error)
+
+    def connection_lost(self) -> None:
+        """The transport is gone: tidy up as if the stream had ended."""
+        if not self.closed:
+            self.closed = True
+            self._ended()
+
+    # -- stream header and features ------------------------------------------
+
+    def stream_opened(self, attrs: dict[str, str]) -> None:
+        to = attrs.get("to", "").strip().lower()
+        self.stream_id = secrets.token_hex(8)
+        if self.host is None:
+            # The header comes first even when the stream is about to fail (RFC 6120 4.9.1.2).
+            self._send_header(to or None)
+            if not to:
+                raise StreamError("improper-addressing", "A 'to' attribute is required")
+            host = self.server.router.hosts.get(to)
+            if host is None or host.is_component:
+                raise StreamError("host-unknown", "This server does not serve " + to)
+            self.host = host
+        else:
+            self._send_header(self.host.name)
+            if to and to != self.host.name:
+                raise StreamError("host-unknown", "Stream restarted for another host")
+        if attrs.get("version", "0.9") < "1.0":
+            raise StreamError("unsupported-version")
+        self.transport.write(serialize(self._features()).encode())
+
+    def _send_header(self, host: str | None) -> None:
+        self.header_sent = True
+        self.transport.write(stream_header(
+            default_ns=ns.CLIENT, from_=host, to=None, stream_id=self.stream_id).encode())
+
+    def _features(self) -> Element:
+        assert self.host is not None
+        features = Element(f"{{{ns.STREAMS}}}features")
+        if not self.authenticated:
+            if self._can_starttls():
+                tls = SubElement(features, TLS_STARTTLS)
+                if self._encryption_required():
+                    SubElement(tls, f"{{{ns.TLS}}}required")
+            mechanisms = self._mechanisms()
+            if mechanisms:
+                mech_el = SubElement(features, f"{{{ns.SASL}}}mechanisms")
+                for name in mechanisms:
+                    SubElement(mech_el, f"{{{ns.SASL}}}mechanism").text = name
+            self.host.fire("stream-features/pre-auth", self, features)
+        else:
+            SubElement(features, BIND)
+            session = SubElement(features, SESSION)
+            SubElement(session, f"{{{ns.SESSION}}}optional")
+            self.host.fire("stream-features/post-auth", self, features)
+        return features
+
+    def _can_starttls(self) -> bool:
+        assert self.host is not None
+        return (not self.secure and "tls" in self.host.modules
+                and self.server.c2s_tls.context_for(self.host.name) is not None)
+
+    def _encryption_required(self) -> bool:
+        assert self.host is not None
+        return self.host.config.get_bool("c2s_require_encryption", True)
+
+    def _mechanisms(self) -> list[str]:
+        assert self.host is not None
+        if "saslauth" not in self.host.modules:
+            return []
+        if not self.secure and self._encryption_required():
+            return []
+        return offered_mechanisms(
+            secure=self.secure,
+            allow_unencrypted_plain_auth=self.host.config.get_bool(
+                "allow_unencrypted_plain_auth", False))
+
+    # -- elements -------------------------------------------------------------
+
+    def handle_element(self, element: Element) -> None:
+        if self.jid is not None:
+            self.handle_stanza(element)
+        elif element.tag == TLS_STARTTLS:
+            self._starttls()
+        elif element.tag in (SASL_AUTH, SASL_RESPONSE, SASL_ABORT):
+            self._sasl(element)
+        elif element.tag == IQ:
+            self._pre_bind_iq(element)
+        else:
+            raise StreamError("not-authorized", "Authenticate and bind a resource first")
+
+    def _starttls(self) -> None:
+        if self.authenticated or not self._can_starttls():
+            self.transport.write(f"<failure xmlns='{ns.TLS}'/>".encode())
+            self.close()
+            return
+        self.transport.write(f"<proceed xmlns='{ns.TLS}'/>".encode())
+        self.transport.start_tls()
+        self.parser.reset()
+
+    # -- SASL ----------------------------------------------------------------
+
+    def _sasl(self, element: Element) -> None:
+        if self.authenticated:
+            raise StreamError("policy-violation", "Already authenticated")
+        if not self.secure and self._encryption_required():
+            raise StreamError("policy-violation", "Encryption is required")
+        if element.tag == SASL_ABORT:
+            self.sasl = None
+            self._sasl_result(Failure("aborted"))
+            return
+        try:
+            payload = decode_payload(element.text)
+        except ValueError:
+            self.sasl = None
+            self._sasl_result(Failure("incorrect-encoding"))
+            return
+        if element.tag == SASL_AUTH:
+            assert self.host is not None
+            self.sasl = SaslExchange(element.get("mechanism", ""),
+                                     Accounts(self.server, self.host.name),
+                                     host=self.host.name, offered=self._mechanisms())
+            self._sasl_result(self.sasl.start(payload))
+        elif self.sasl is None:
+            self._sasl_result(Failure("malformed-request", "No exchange in progress"))
+        else:
+            self._sasl_result(self.sasl.respond(payload or b""))
+
+    def _sasl_result(self, result: Challenge | Success | Failure) -> None:
+        address = self.transport.peer[0]
+        if isinstance(result, Challenge):
+            self._write_sasl("challenge", result.data)
+            return
+        self.sasl = None
+        if isinstance(result, Success):
+            self.server.auth_throttle.record_success(address, self.server.now())
+            self.username = result.username
+            log.info("Authenticated %s@%s from %s", result.username,
+                     self.host and self.host.name, address)
+            self._write_sasl("success", result.data)
+            self.parser.reset()
+            self.parser.max_stanza_size = self.server.c2s_stanza_size_limit(self.host)
+            return
+        self.server.auth_throttle.record_failure(address, self.server.now())
+        failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
+        if result.text:
+            failure += f"<text>{_escape(result.text)}</text>"
+        failure += "</failure>"
+        delay = self.server.auth_throttle.delay_for(address, self.server.now())
+        if delay > 0:
+            # Slows password guessing from one address; Prosody does not do this.
+            self.transport.call_later(delay, lambda: self.transport.write(failure.encode()))
+        else:
+            self.transport.write(failure.encode())
+
+    def _write_sasl(self, name: str, data: bytes | None) -> None:
+        text = encode_payload(data)
+        if text is None:
+            self.transport.write(f"<{name} xmlns='{ns.SASL}'/>".encode())
+        else:
+            self.transport.write(f"<{name} xmlns='{ns.SASL}'>{text}</{name}>".encode())
+
+    # -- binding ---------------------------------------------------------------
+
+    def _pre_bind_iq(self, iq: Element) -> None:
+        assert self.host is not None
+        payload = iq[0] if len(iq) == 1 else None
+        if payload is not None and payload.tag == REGISTER_QUERY and not self.authenticated:
+            # XEP-0077 registration happens before authentication.
+            self.server.router.handle_iq(self.host, iq, "host", self)
+        elif not self.authenticated:
+            raise StreamError("not-authorized", "Authenticate first")
+        elif payload is not None and payload.tag == BIND and iq.get("type") == "set":
+            self._bind(iq, payload)
+        elif payload is not None and payload.tag == SESSION:
+            self.send(_result(iq))
+        else:
+            self.send(StanzaError("not-allowed", "Bind a resource first").to_reply(iq))
+
+    def _bind(self, iq: Element, bind: Element) -> None:
+        assert self.host is not None and self.username is not None
+        requested = (bind.findtext(f"{{{ns.BIND}}}resource") or "").strip()
+        resource = requested or "vireo-" + secrets.token_hex(4)
+        try:
+            jid = parse_jid(f"{self.username}@{self.host.name}/{resource}")
+        except InvalidJID:
+            self.send(StanzaError("bad-request", "Invalid resource").to_reply(iq))
+            return
+        self.jid = jid
+        self.server.router.bind(self, jid)
+        result = _result(iq)
+        bound = SubElement(result, BIND)
+        SubElement(bound, f"{{{ns.BIND}}}jid").text = str(jid)
+        self.send(result)
+        log.info("Bound %s (%s)", jid, "secure" if self.secure else "insecure")
+
+    # -- established session ----------------------------------------------------
+
+    def handle_stanza(self, stanza: Element) -> None:
+        assert self.jid is not None and self.host is not None
+        if stanza.tag == IQ and len(stanza) == 1 and stanza[0].tag in (BIND, SESSION) \
+                and not stanza.get("to"):
+            self.send(_result(stanza) if stanza[0].tag == SESSION else
+                      StanzaError("not-allowed", "Already bound").to_reply(stanza))
+            return
+        sender = stanza.get("from")
+        if sender and sender != str(self.jid) and sender != str(self.jid.bare):
+            raise StreamError("invalid-from")
+        stanza.set("from", str(self.jid))
+        if stanza.tag == PRESENCE and self.host.fire("presence/outbound", stanza, self):
+            return
+        if not stanza.get("to"):
+            stanza.set("to", str(self.jid.bare))
+        self.server.router.route(stanza, self)
+
+    def send(self, stanza: Element) -> None:
+        if not self.closed:
+            self.transport.write(serialize(stanza).encode())
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self, error: StreamError | None = None) -> None:
+        """End the stream, with a stream error when there is one."""
+        if self.closed:
+            return
+        self.closed = True
+        if error is not None:
+            log.info("Closing c2s stream from %s: %s", self.transport.peer[0], error)
+            if not self.header_sent:
+                self._send_header(self.host.name if self.host else None)
+            self.transport.write(error.to_xml())
+        self.transport.write(STREAM_CLOSE.encode())
+        self.transport.close()
+        self._ended()
+
+    def _ended(self) -> None:
+        if self.jid is not None and self.host is not None:
+            self.host.fire("session-ended", self)
+            self.server.router.unbind(self)
+
+
+def _result(iq: Element) -> Element:
+    result = Element(IQ, {"type": "result"})
+    if iq.get("id") is not None:
+        result.set("id", iq.get("id", ""))
+    return result
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

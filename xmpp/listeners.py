@@ -1,0 +1,176 @@
+"""The socket ring: gevent StreamServers that accept XMPP connections and pump bytes.
+
+A connection greenlet is a short loop, `recv -> session.data_received`;
+writes are queued on the transport and flushed by one short-lived greenlet
+per burst, so a router delivering from another session's greenlet never
+blocks on, or interleaves with, this socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+DEFAULT_MAX_CONNECTIONS = 10000
+
+
+class SocketTransport:
+    """A session's view of its socket: queued writes, STARTTLS, close."""
+
+    def __init__(self, sock: Any, peer: tuple[str, int], listener: str, secure: bool) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.listener = listener
+        self.secure = secure
+        self.outbox: list[bytes] = []
+        self.flusher: gevent.Greenlet | None = None
+        self.tls_requested = False
+        self.closing = False
+        self.timers: list[Any] = []
+
+    def write(self, data: bytes) -> None:
+        if self.sock is None:
+            return
+        self.outbox.append(data)
+        if self.flusher is None:
+            self.flusher = gevent.spawn(self._flush)
+
+    def _flush(self) -> None:
+        try:
+            while self.outbox and self.sock is not None:
+                data = b"".join(self.outbox)
+                self.outbox.clear()
+                self.sock.sendall(data)
+        except OSError:
+            self.outbox.clear()
+            self.closing = True
+        finally:
+            self.flusher = None
+        if self.closing:
+            self._shutdown()
+
+    def flush_now(self) -> None:
+        """Write everything queued before the reader goes on (STARTTLS)."""
+        if self.flusher is not None:
+            self.flusher.join()
+        if self.outbox:
+            self._flush()
+
+    def start_tls(self) -> None:
+        self.tls_requested = True
+
+    def close(self) -> None:
+        self.closing = True
+        if self.flusher is None:
+            self._shutdown()
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> None:
+        timer = gevent.spawn_later(seconds, callback)
+        self.timers.append(timer)
+
+    def _shutdown(self) -> None:
+        sock, self.sock = self.sock, None
+        for timer in self.timers:
+            timer.kill(block=False)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class XmppListener:
+    """One port of one service (c2s, c2s_direct_tls, component, ...).
+
+    `listener` is a bound socket or an (address, port) pair.
+    """
+
+    def __init__(self, service: str, listener: Any,
+                 make_session: Callable[[SocketTransport], Any], *,
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None,
+                 starttls_context: Callable[[Any], ssl.SSLContext | None] | None = None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        self.service = service
+        self.make_session = make_session
+        self.tls_context = tls_context
+        self.starttls_context = starttls_context
+        self.sessions: dict[SocketTransport, Any] = {}
+        self.server = StreamServer(listener, self._handle, spawn=Pool(max_connections))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("Listening for %s on [%s]:%d", self.service, *self.server.address[:2])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.stop(timeout=timeout)
+
+    def _handle(self, sock: Any, address: tuple[str, int]) -> None:
+        self.serve(sock, (address[0], address[1]))
+
+    def serve(self, sock: Any, peer: tuple[str, int], initial: bytes = b"") -> None:
+        """Run one connection to its end; also the entry for PROXY-protocol handoffs."""
+        secure = False
+        if self.tls_context is not None:
+            context = self.tls_context()
+            if context is None:
+                sock.close()
+                return
+            try:
+                sock = context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as error:
+                log.debug("TLS handshake with %s failed: %s", peer[0], error)
+                sock.close()
+                return
+            secure = True
+        transport = SocketTransport(sock, peer, self.service, secure)
+        session = self.make_session(transport)
+        self.sessions[transport] = session
+        try:
+            if initial:
+                session.data_received(initial)
+            self._pump(transport, session)
+        finally:
+            self.sessions.pop(transport, None)
+            session.connection_lost()
+            transport.close()
+
+    def _pump(self, transport: SocketTransport, session: Any) -> None:
+        while not transport.closing and transport.sock is not None:
+            try:
+                data = transport.sock.recv(READ_SIZE)
+            except (OSError, ssl.SSLError):
+                return
+            if not data:
+                return
+            session.data_received(data)
+            if transport.tls_requested and not self._upgrade(transport, session):
+                return
+
+    def _upgrade(self, transport: SocketTransport, session: Any) -> bool:
+        transport.tls_requested = False
+        transport.flush_now()
+        context = self.starttls_context(session) if self.starttls_context else None
+        if context is None or transport.sock is None:
+            return False
+        try:
+            transport.sock = context.wrap_socket(transport.sock, server_side=True)
+        except (OSError, ssl.SSLError) as error:
+            log.debug("STARTTLS with %s failed: %s", transport.peer[0], error)
+            return False
+        transport.secure = True
+        return True
+

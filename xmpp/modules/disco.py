@@ -1,0 +1,86 @@
+"""XEP-0030 service discovery on the server, its users and its components (mod_disco)."""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element, SubElement
+
+from xmpp import namespaces as ns
+from xmpp.errors import StanzaError
+from xmpp.hosts import IqRequest, LocalHost, ModuleContext
+
+INFO = f"{{{ns.DISCO_INFO}}}query"
+ITEMS = f"{{{ns.DISCO_ITEMS}}}query"
+
+
+def setup(m: ModuleContext) -> None:
+    m.add_feature(ns.DISCO_INFO)
+    m.add_feature(ns.DISCO_ITEMS)
+    m.hook_iq("get", INFO, lambda request: host_info(request))
+    m.hook_iq("get", ITEMS, lambda request: host_items(request))
+    m.hook_iq("get", INFO, lambda request: account_info(m, request), target="user")
+    m.hook_iq("get", ITEMS, lambda request: account_items(request), target="user")
+
+
+def info_query(host: LocalHost, node: str | None = None) -> Element:
+    """disco#info of a host: its identities, features and XEP-0128 forms."""
+    query = Element(INFO)
+    if node:
+        query.set("node", node)
+    identities = host.identities or []
+    if not identities and not host.is_component:
+        SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
+                   {"category": "server", "type": "im", "name": "Vireo"})
+    for identity in identities:
+        attrs = {"category": identity.category, "type": identity.type}
+        if identity.name:
+            attrs["name"] = identity.name
+        SubElement(query, f"{{{ns.DISCO_INFO}}}identity", attrs)
+    for var in host.features:
+        SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": var})
+    query.extend(host.extensions)
+    return query
+
+
+def host_info(request: IqRequest) -> Element:
+    if request.payload.get("node"):
+        raise StanzaError("item-not-found")
+    return info_query(request.host)
+
+
+def host_items(request: IqRequest) -> Element:
+    if request.payload.get("node"):
+        raise StanzaError("item-not-found")
+    host = request.host
+    query = Element(ITEMS)
+    for name, other in host.server.router.hosts.items():
+        # Components that are direct subdomains show up, as in Prosody.
+        if other.is_component and name.endswith("." + host.name) \
+                and "." not in name[: -len(host.name) - 1]:
+            item = SubElement(query, f"{{{ns.DISCO_ITEMS}}}item", {"jid": name})
+            title = other.config.options.get("name")
+            if title:
+                item.set("name", str(title))
+    for entry in host.config.get_list("disco_items", []):
+        if isinstance(entry, list) and entry:
+            item = SubElement(query, f"{{{ns.DISCO_ITEMS}}}item", {"jid": str(entry[0])})
+            if len(entry) > 1:
+                item.set("name", str(entry[1]))
+    return query
+
+
+def account_info(m: ModuleContext, request: IqRequest) -> Element:
+    to = request.stanza.get("to", "")
+    local = to.split("@", 1)[0]
+    if request.payload.get("node") or not m.server.accounts.exists(request.host.name, local):
+        raise StanzaError("service-unavailable")
+    query = Element(INFO)
+    SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
+               {"category": "account", "type": "registered"})
+    SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": ns.DISCO_INFO})
+    return query
+
+
+def account_items(request: IqRequest) -> Element:
+    if request.payload.get("node"):
+        raise StanzaError("item-not-found")
+    return Element(ITEMS)

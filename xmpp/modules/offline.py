@@ -1,0 +1,39 @@
+"""Offline messages (Prosody's mod_offline): stored while the user is away,
+delivered with an XEP-0203 delay stamp at their next initial presence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree.ElementTree import Element, SubElement
+
+from xmpp import namespaces as ns
+from xmpp.hosts import ModuleContext
+from xmpp.jid import JID
+from xmpp.stanza import serialize
+from xmpp.stream import parse_stanza
+
+
+def setup(m: ModuleContext) -> None:
+    m.hook("message/offline", lambda stanza, to, origin: store(m, stanza, to))
+    m.hook("presence/initial", lambda session: deliver(m, session))
+
+
+def store(m: ModuleContext, stanza: Element, to: JID) -> bool:
+    if not m.server.accounts.exists(to.domain, to.local):
+        return False
+    stamped = stanza
+    if stanza.find(f"{{{ns.DELAY}}}delay") is None:
+        stamped = Element(stanza.tag, stanza.attrib)
+        stamped.text = stanza.text
+        stamped.extend(list(stanza))
+        SubElement(stamped, f"{{{ns.DELAY}}}delay", {
+            "from": m.host.name, "stamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    return m.server.offline.store(to.domain, to.local, serialize(stamped), datetime.now(UTC))
+
+
+def deliver(m: ModuleContext, session: Any) -> bool:
+    user: JID = session.jid
+    for xml, _stamp in m.server.offline.pop_all(user.domain, user.local):
+        session.send(parse_stanza(xml))
+    return False

@@ -1,0 +1,113 @@
+"""RFC 6121 section 2: roster get, set, remove and pushes (Prosody's mod_roster)."""
+
+from __future__ import annotations
+
+import secrets
+from xml.etree.ElementTree import Element, SubElement
+
+from storage.roster import RosterItem
+from xmpp import namespaces as ns
+from xmpp.errors import StanzaError
+from xmpp.hosts import IqRequest, ModuleContext
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.subscription import SubscriptionState, roster_item_attrs
+
+QUERY = f"{{{ns.ROSTER}}}query"
+ITEM = f"{{{ns.ROSTER}}}item"
+GROUP = f"{{{ns.ROSTER}}}group"
+IQ = f"{{{ns.CLIENT}}}iq"
+
+
+def setup(m: ModuleContext) -> None:
+    m.hook_iq("get", QUERY, lambda request: roster_get(m, request), target="self")
+    m.hook_iq("set", QUERY, lambda request: roster_set(m, request), target="self")
+
+
+def item_state(item: RosterItem | None, pending_in: bool) -> SubscriptionState:
+    """The subscription state of one contact, from what storage holds."""
+    if item is None:
+        return SubscriptionState(pending_in=pending_in)
+    has_from = item.subscription in ("from", "both")
+    has_to = item.subscription in ("to", "both")
+    return SubscriptionState(item.subscription, item.ask and not has_to,
+                             pending_in and not has_from, True)
+
+
+def item_element(item: RosterItem, subscription: str | None = None) -> Element:
+    element = Element(ITEM, {"jid": item.jid})
+    if subscription is None:
+        element.attrib.update(roster_item_attrs(item_state(item, False)))
+    else:
+        element.set("subscription", subscription)
+    if item.name:
+        element.set("name", item.name)
+    for group in item.groups:
+        SubElement(element, GROUP).text = group
+    return element
+
+
+def roster_get(m: ModuleContext, request: IqRequest) -> Element:
+    session = request.origin
+    user: JID = session.jid
+    session.roster_requested = True
+    query = Element(QUERY)
+    for item in m.server.rosters.get_roster(user.domain, user.local).values():
+        query.append(item_element(item))
+    return query
+
+
+def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
+    user: JID = request.origin.jid
+    items = request.payload.findall(ITEM)
+    if len(items) != 1:
+        raise StanzaError("bad-request", "A roster set carries exactly one item")
+    element = items[0]
+    try:
+        contact = parse_jid(element.get("jid", ""))
+    except InvalidJID as error:
+        raise StanzaError("jid-malformed") from error
+    if contact.bare == user.bare:
+        raise StanzaError("not-allowed", "You are always in your own roster")
+    store = m.server.rosters
+    existing = store.get_item(user.domain, user.local, str(contact.bare))
+    if element.get("subscription") == "remove":
+        if existing is None:
+            raise StanzaError("item-not-found")
+        remove_contact(m, user, existing)
+        return None
+    groups = [g.text or "" for g in element.findall(GROUP)]
+    if len(set(groups)) != len(groups) or "" in groups:
+        raise StanzaError("bad-request", "Duplicate or empty group")
+    item = existing or RosterItem(jid=str(contact.bare))
+    item.name = element.get("name") or None
+    item.groups = groups
+    store.put_item(user.domain, user.local, item)
+    push(m, user, item)
+    return None
+
+
+def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
+    """RFC 6121 2.5.2: cancel both subscription directions, then drop the item."""
+    state = item_state(item, False)
+    bare = str(user.bare)
+    if state.has_to or state.ask:
+        m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
+                                      {"type": "unsubscribe", "from": bare, "to": item.jid}))
+    if state.has_from:
+        m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
+                                      {"type": "unsubscribed", "from": bare, "to": item.jid}))
+    m.server.rosters.remove_item(user.domain, user.local, item.jid)
+    m.server.rosters.clear_pending_in(user.domain, user.local, item.jid)
+    push(m, user, item, removed=True)
+
+
+def push(m: ModuleContext, user: JID, item: RosterItem, *, removed: bool = False) -> None:
+    """Send a roster push to every resource of `user` that asked for the roster."""
+    for session in list(m.server.router.resources(user.bare).values()):
+        if not getattr(session, "roster_requested", False):
+            continue
+        iq = Element(IQ, {"type": "set", "id": "push" + secrets.token_hex(4),
+                          "to": str(session.jid)})
+        query = SubElement(iq, QUERY)
+        query.append(item_element(item, "remove" if removed else None))
+        session.send(iq)

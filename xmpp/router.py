@@ -1,0 +1,208 @@
+"""Stanza routing (RFC 6120 section 10, RFC 6121 section 8): where each stanza goes.
+
+The router knows the local hosts and the bound client sessions. Every
+session kind gives it the same small interface (`send(stanza)`, `jid`,
+`close(error)`), so TCP and BOSH clients, components and s2s links are
+routed alike. It never touches a socket or storage: modules hooked on the
+hosts do the storing (offline messages, rosters).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+from xml.etree.ElementTree import Element
+
+from xmpp import namespaces as ns
+from xmpp.errors import StanzaError, StreamError
+from xmpp.hosts import IqRequest, LocalHost
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.stanza import make_iq_result
+
+log = logging.getLogger(__name__)
+
+MESSAGE = f"{{{ns.CLIENT}}}message"
+PRESENCE = f"{{{ns.CLIENT}}}presence"
+IQ = f"{{{ns.CLIENT}}}iq"
+
+
+class Session(Protocol):
+    """What the router needs from a session of any kind."""
+
+    jid: JID | None
+    priority: int
+    available: bool
+
+    def send(self, stanza: Element) -> None: ...
+    def close(self, error: StreamError | None = None) -> None: ...
+
+
+class Router:
+    """Delivers stanzas to local sessions, host handlers, components or remote links."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, LocalHost] = {}
+        # bare JID -> resource -> session
+        self.sessions: dict[JID, dict[str, Session]] = {}
+        # Set by the s2s module when federation is on; None bounces remote stanzas.
+        self.remote: Callable[[Element, JID, Any], None] | None = None
+
+    # -- sessions -----------------------------------------------------------
+
+    def bind(self, session: Session, jid: JID) -> None:
+        """Make `session` reachable at full `jid`, replacing (and kicking)
+        an older session with the same full JID."""
+        assert jid.resource is not None
+        resources = self.sessions.setdefault(jid.bare, {})
+        old = resources.get(jid.resource)
+        resources[jid.resource] = session
+        if old is not None and old is not session:
+            old.close(StreamError("conflict", "Replaced by new connection"))
+
+    def unbind(self, session: Session) -> None:
+        jid = session.jid
+        if jid is None or jid.resource is None:
+            return
+        resources = self.sessions.get(jid.bare)
+        if resources is not None and resources.get(jid.resource) is session:
+            del resources[jid.resource]
+            if not resources:
+                del self.sessions[jid.bare]
+
+    def resources(self, bare: JID) -> dict[str, Session]:
+        return self.sessions.get(bare, {})
+
+    def available_resources(self, bare: JID) -> list[Session]:
+        return [s for s in self.sessions.get(bare, {}).values() if s.available]
+
+    # -- routing --------------------------------------------------------------
+
+    def route(self, stanza: Element, origin: Any = None) -> None:
+        """Send `stanza` towards its `to` (already stamped with a valid `from`)."""
+        try:
+            to = parse_jid(stanza.get("to", ""))
+        except InvalidJID:
+            self.bounce(stanza, origin, StanzaError("jid-malformed"))
+            return
+        host = self.hosts.get(to.domain)
+        if host is None:
+            self.route_remote(stanza, to, origin)
+        elif host.component_handler is not None:
+            host.component_handler(stanza, origin)
+        elif to.local is None:
+            self._to_host(host, stanza, to, origin)
+        elif to.resource is None:
+            self._to_bare(host, stanza, to, origin)
+        else:
+            self._to_full(host, stanza, to, origin)
+
+    def route_remote(self, stanza: Element, to: JID, origin: Any) -> None:
+        if self.remote is None:
+            self.bounce(stanza, origin, StanzaError("service-unavailable"))
+        else:
+            self.remote(stanza, to, origin)
+
+    def reply(self, origin: Any, stanza: Element) -> None:
+        """Answer a stanza: straight back to the session it came from (which
+        may not be bound yet), else through the normal routes."""
+        if origin is not None:
+            origin.send(stanza)
+        else:
+            self.route(stanza)
+
+    def bounce(self, stanza: Element, origin: Any, error: StanzaError) -> None:
+        """Answer `stanza` with `error`, unless it is itself an error or a
+        result (RFC 6120 8.3.1: never answer an error with an error)."""
+        if stanza.get("type") in ("error", "result"):
+            return
+        if stanza.tag == PRESENCE and stanza.get("type") not in ("subscribe", "probe"):
+            return
+        reply = error.to_reply(stanza)
+        if origin is not None:
+            origin.send(reply)
+        elif reply.get("to"):
+            self.route(reply)
+
+    # -- the three kinds of local address --------------------------------------
+
+    def _to_host(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        if stanza.tag == IQ:
+            self.handle_iq(host, stanza, "host", origin)
+        elif stanza.tag == MESSAGE:
+            if not host.fire("message/host", stanza, origin):
+                self.bounce(stanza, origin, StanzaError("service-unavailable"))
+        else:
+            host.fire("presence/host", stanza, origin)
+
+    def _to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        if stanza.tag == MESSAGE:
+            if not host.fire("message/bare", stanza, to, origin):
+                self.deliver_to_bare(host, stanza, to, origin)
+        elif stanza.tag == PRESENCE:
+            host.fire("presence/bare", stanza, to, origin)
+        elif stanza.tag == IQ:
+            own = origin is not None and getattr(origin, "jid", None) is not None \
+                and origin.jid.bare == to
+            self.handle_iq(host, stanza, "self" if own else "user", origin)
+
+    def _to_full(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        session = self.sessions.get(to.bare, {}).get(to.resource or "")
+        if stanza.tag == MESSAGE:
+            if session is not None:
+                session.send(stanza)
+            elif stanza.get("type", "normal") in ("normal", "chat", "headline"):
+                # RFC 6121 8.5.3.2.1: no such resource, so treat it as sent to the bare JID.
+                self._to_bare(host, stanza, to.bare, origin)
+            else:
+                self.bounce(stanza, origin, StanzaError("service-unavailable"))
+        elif stanza.tag == PRESENCE:
+            if not host.fire("presence/full", stanza, to, origin) and session is not None:
+                session.send(stanza)
+        elif session is not None:
+            session.send(stanza)
+        else:
+            self.bounce(stanza, origin, StanzaError("service-unavailable"))
+
+    def deliver_to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        """RFC 6121 8.5.2: a message to a bare JID goes to the available
+        resources of highest non-negative priority, else offline storage."""
+        kind = stanza.get("type", "normal")
+        if kind == "groupchat":
+            self.bounce(stanza, origin, StanzaError("service-unavailable"))
+            return
+        targets = [s for s in self.available_resources(to) if s.priority >= 0]
+        if kind in ("normal", "chat") and targets:
+            top = max(s.priority for s in targets)
+            targets = [s for s in targets if s.priority == top]
+        if targets:
+            for session in targets:
+                session.send(stanza)
+        elif kind in ("normal", "chat") and not host.fire("message/offline", stanza, to, origin):
+            self.bounce(stanza, origin, StanzaError("service-unavailable"))
+
+    # -- IQs ------------------------------------------------------------------
+
+    def handle_iq(self, host: LocalHost, stanza: Element, target: str, origin: Any) -> None:
+        iq_type = stanza.get("type")
+        if iq_type in ("result", "error"):
+            host.fire("iq-response", stanza, origin)
+            return
+        if iq_type not in ("get", "set") or len(stanza) != 1:
+            self.bounce(stanza, origin, StanzaError("bad-request"))
+            return
+        payload = stanza[0]
+        handler = host.iq_handler(iq_type, payload.tag, target)
+        if handler is None and target == "self":
+            handler = host.iq_handler(iq_type, payload.tag, "user")
+        if handler is None:
+            self.bounce(stanza, origin, StanzaError("service-unavailable"))
+            return
+        try:
+            answer = handler(IqRequest(stanza, payload, origin, host))
+        except StanzaError as error:
+            self.reply(origin, error.to_reply(stanza))
+            return
+        if answer is True:
+            return
+        self.reply(origin, make_iq_result(stanza, answer if isinstance(answer, Element) else None))

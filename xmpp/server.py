@@ -1,0 +1,151 @@
+"""The server composition: config, storage, router, hosts, modules and listeners.
+
+`VireoServer` is built once per process. `start()` migrates the database
+and opens every listener; `stop()` closes streams, then listeners, in the
+order close -> drain (bounded) -> stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from storage.accounts import AccountStore
+from storage.db import Database, database_url
+from storage.offline import OfflineStore
+from storage.roster import RosterStore
+from xmpp.auth_throttle import FailureThrottle
+from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
+from xmpp.config import Config, HostConfig
+from xmpp.errors import StreamError
+from xmpp.hosts import LocalHost
+from xmpp.listeners import SocketTransport, XmppListener
+from xmpp.modules import load_modules, modules_for
+from xmpp.router import Router
+from xmpp.tls import SniContexts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERFACES = ("*", "::")
+DEFAULT_C2S_STANZA_SIZE = 256 * 1024  # Prosody 0.12's c2s_stanza_size_limit
+
+
+class VireoServer:
+    """Everything one Vireo process serves."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.now = clock
+        self.started_at = clock()
+        self.db = Database(database_url(config))
+        self.accounts = AccountStore(self.db)
+        self.rosters = RosterStore(self.db)
+        self.offline = OfflineStore(self.db)
+        self.router = Router()
+        self.auth_throttle = FailureThrottle(
+            max_failures=config.get_int("vireo_auth_failures_allowed", 5, min=1),
+            window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
+            delay=config.get_number("vireo_auth_failure_delay", 2.0, min=0),
+        )
+        self.unauthenticated_stanza_size = config.get_int(
+            "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,
+            min=1024)
+        self.c2s_tls = SniContexts(config)
+        self.http_providers: list[Any] = []
+        self.listeners: list[XmppListener] = []
+        self._load_hosts()
+
+    # -- hosts and modules ------------------------------------------------------
+
+    def _load_hosts(self) -> None:
+        for host_config in self.config.hosts.values():
+            if not host_config.enabled:
+                continue
+            host = LocalHost(host_config.name, host_config, self,
+                             is_component=host_config.kind == "Component")
+            host.modules = modules_for(host)
+            self.router.hosts[host.name] = host
+        # Modules load once every host exists, so disco can see the components.
+        for host in list(self.router.hosts.values()):
+            load_modules(host)
+
+    def c2s_stanza_size_limit(self, host: LocalHost | None) -> int:
+        source: Config | HostConfig = host.config if host else self.config
+        return source.get_int("c2s_stanza_size_limit", DEFAULT_C2S_STANZA_SIZE, min=10000)
+
+    # -- listeners -------------------------------------------------------------
+
+    def interfaces(self, service: str, default: tuple[str, ...] = ()) -> list[str]:
+        fallback = self.config.get_list("interfaces", list(default or DEFAULT_INTERFACES))
+        return self.config.get_list(f"{service}_interfaces", fallback)
+
+    def ports(self, service: str, default: tuple[int, ...]) -> list[int]:
+        return [int(p) for p in self.config.get_list(f"{service}_ports", list(default))]
+
+    def _c2s_session(self, transport: SocketTransport) -> C2SSession:
+        return C2SSession(self, transport)
+
+    def _starttls_context(self, session: Any) -> Any:
+        return self.c2s_tls.context_for(session.host.name) if session.host else None
+
+    def add_listener(self, service: str, ports: list[int], interfaces: list[str],
+                     make_session: Callable[[SocketTransport], Any], **kwargs: Any) -> None:
+        for interface in interfaces:
+            for port in ports:
+                sock = bind_socket(interface, port)
+                if sock is None:
+                    continue
+                listener = XmppListener(service, sock, make_session, **kwargs)
+                self.listeners.append(listener)
+
+    def start(self) -> None:
+        self.db.migrate()
+        self.add_listener("c2s", self.ports("c2s", (5222,)), self.interfaces("c2s"),
+                          self._c2s_session, starttls_context=self._starttls_context)
+        direct_tls_ports = self.ports("c2s_direct_tls", ())
+        if direct_tls_ports:
+            context = self.c2s_tls.server_context()
+            if context is None:
+                log.error("c2s_direct_tls_ports set but no certificate found; not listening")
+            else:
+                self.add_listener("c2s_direct_tls", direct_tls_ports,
+                                  self.interfaces("c2s_direct_tls"), self._c2s_session,
+                                  tls_context=lambda: context,
+                                  starttls_context=self._starttls_context)
+        for listener in self.listeners:
+            listener.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every stream with system-shutdown, then the listeners."""
+        for listener in self.listeners:
+            listener.server.close()
+        for listener in self.listeners:
+            for session in list(listener.sessions.values()):
+                session.close(StreamError("system-shutdown"))
+        for listener in self.listeners:
+            listener.stop(timeout=timeout)
+        self.db.close()
+
+
+def bind_socket(interface: str, port: int) -> socket.socket | None:
+    """A listening socket; IPv6 ones are v6-only so `*` and `::` can share a port."""
+    host = "0.0.0.0" if interface == "*" else interface
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        if family == socket.AF_INET6 and interface == "::":
+            log.warning("Not listening on [::]:%d: %s", port, error)
+            return None
+        raise
+    sock.setblocking(False)
+    return sock
