@@ -1,0 +1,185 @@
+-- Vireo example configuration (Prosody 0.12 syntax and option names)
+--
+-- This file is Lua, read the same way Prosody reads prosody.cfg.lua: options
+-- set before the first VirtualHost or Component line are global; options
+-- after such a line belong to that host only. A host's options fall back to
+-- the global ones. app.py's `check` command loads it and reports problems.
+--
+-- As shipped, it runs out of the box on a fresh clone (`make run`), without
+-- any certificate, for a server on "localhost". Before serving real users:
+--   * set up certificates (see "Certificates" below),
+--   * remove `c2s_require_encryption = false` so clients must use TLS,
+--   * replace "localhost" with your domain.
+--
+-- Lines starting with "--" are comments. Commented-out options show their
+-- default values: uncommenting them unchanged changes nothing.
+
+
+---------- Server-wide settings ----------
+
+-- Accounts with admin rights on this server (create them separately).
+-- Example: admins = { "alice@localhost" }
+admins = { }
+
+-- Where Vireo keeps its data (the SQLite database, uploaded files).
+-- Relative paths are relative to this file's directory.
+data_path = "data"
+
+-- Modules to load on every VirtualHost (not on Components).
+modules_enabled = {
+	-- Generally required
+		"roster"; -- Contact lists
+		"saslauth"; -- Authentication for clients
+		"tls"; -- STARTTLS on client and server connections
+		"disco"; -- Service discovery
+
+	-- Recommended
+		"ping"; -- Replies to XMPP pings (XEP-0199)
+		"version"; -- Replies to software version requests (XEP-0092)
+		"time"; -- Replies to entity time requests (XEP-0202)
+		"uptime"; -- Reports how long the server has been running (XEP-0012)
+		"offline"; -- Stores messages for users who are offline
+		"register"; -- In-band registration and password changes (XEP-0077)
+		"posix"; -- PID file and POSIX process settings
+
+	-- HTTP modules
+		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
+}
+
+-- Modules to leave out even if listed above (or auto-loaded).
+modules_disabled = {
+	-- "offline";
+}
+
+-- Allow account creation from clients (see mod_register). Off by default.
+--allow_registration = false
+
+-- Where to write the process id. Unset: no PID file.
+--pidfile = "vireo.pid"
+
+-- Logging. Unset: info and above to the console (stderr).
+-- A file name, "*console", "*stdout", "*stderr", "*syslog", a table of
+-- level = sink, or a list of sink rules, as in Prosody:
+--log = {
+--	info = "vireo.log"; -- Change 'info' to 'debug' for verbose logging
+--	error = "vireo.err";
+--	-- "*syslog";
+--	-- "*console";
+--}
+
+-- Storage. Vireo keeps accounts, rosters and upload records in SQL; without
+-- an `sql` option it uses SQLite in data_path. For PostgreSQL:
+--sql = { driver = "PostgreSQL", database = "vireo", username = "vireo", password = "secret", host = "localhost" }
+--authentication = "internal_hashed"
+
+
+---------- Client and server connections ----------
+
+--c2s_ports = { 5222 }
+--c2s_interfaces = { "*", "::" }
+--c2s_direct_tls_ports = { } -- e.g. { 5223 } for TLS from the first byte (XEP-0368)
+--s2s_ports = { 5269 }
+--s2s_interfaces = { "*", "::" }
+
+-- Encryption. Prosody's default requires TLS from clients; this example turns
+-- it off so it runs without a certificate. Remove this line once you have one.
+c2s_require_encryption = false
+--s2s_require_encryption = true
+--s2s_secure_auth = false
+--s2s_insecure_domains = { "insecure.example" }
+--s2s_secure_domains = { "jabber.org" }
+
+-- Never offer PLAIN authentication over an unencrypted connection
+-- (SCRAM still works). Keep this false.
+--allow_unencrypted_plain_auth = false
+
+-- Limits (bytes, seconds).
+--c2s_stanza_size_limit = 256*1024
+--s2s_stanza_size_limit = 512*1024
+--c2s_timeout = 300 -- seconds to authenticate after connecting
+--s2s_timeout = 90
+
+
+---------- Certificates ----------
+-- Every VirtualHost needs a certificate so clients and servers can verify
+-- it. Put "<host>.crt" and "<host>.key" (or a directory per host) in this
+-- directory, relative to this file:
+--certificates = "certs"
+-- Or name them explicitly:
+--ssl = { certificate = "certs/localhost.crt"; key = "certs/localhost.key"; }
+
+
+---------- HTTP ----------
+-- The built-in HTTP server carries BOSH and file sharing.
+
+--http_ports = { 5280 }
+--http_interfaces = { "127.0.0.1", "::1" }
+--https_ports = { 5281 }
+--https_interfaces = { "*", "::" }
+--http_default_host = "localhost"
+--http_external_url = "https://xmpp.example.com/" -- when behind a reverse proxy
+--http_paths = { bosh = "/http-bind"; file_share = "/file_share"; }
+
+-- Cross-origin requests (CORS), allowed by default:
+--access_control_allow_methods = { "GET", "OPTIONS" }
+--access_control_allow_headers = { "Content-Type" }
+--access_control_allow_credentials = false
+--access_control_allow_origins = { "*" }
+--access_control_max_age = 7200
+--http_cors_override = { bosh = { enabled = false; }; }
+
+-- Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers are trusted
+-- (addresses or CIDR ranges):
+--trusted_proxies = { "127.0.0.1", "::1" }
+
+
+---------- BOSH (mod_bosh, global options) ----------
+--bosh_max_inactivity = 60
+--bosh_max_wait = 120
+--bosh_default_hold = 1
+--bosh_max_requests = 2
+--consider_bosh_secure = false -- true when a proxy terminates HTTPS in front of BOSH
+
+
+---------- PROXY protocol (mod_net_proxy) ----------
+-- Extra ports that expect a PROXY v1/v2 header from a trusted load balancer,
+-- each mapped to the service it carries. Never expose them to the internet.
+--proxy_port_mappings = { [15222] = "c2s"; [15269] = "s2s"; }
+--proxy_ports = { 15222, 15269 }
+--proxy_trusted_proxies = { "127.0.0.1", "::1" }
+
+
+---------- External components (XEP-0114) ----------
+--component_ports = { 5347 }
+--component_interfaces = { "127.0.0.1", "::1" }
+
+
+----------- Virtual hosts -----------
+-- One VirtualHost per domain served. Options below such a line apply to it only.
+
+VirtualHost "localhost"
+
+--VirtualHost "example.com"
+--	enabled = false -- Remove this line to enable this host
+
+
+------ Components ------
+
+--- HTTP file sharing (XEP-0363), on a subdomain of the host:
+--Component "upload.localhost" "http_file_share"
+--	http_file_share_size_limit = 10*1024*1024 -- 10 MiB per file
+--	http_file_share_daily_quota = 100*1024*1024 -- per user per day
+--	http_file_share_global_quota = nil -- unlimited
+--	http_file_share_expires_after = 7*86400 -- one week; -1 keeps files forever
+--	http_file_share_allowed_file_types = { } -- e.g. { "image/*" }; empty: any
+--	http_file_share_safe_file_types = { "image/*", "video/*", "audio/*", "text/plain" }
+--	http_file_share_access = { } -- extra JIDs or hosts allowed to upload
+
+--- An external component (default component port 5347):
+--Component "gateway.localhost"
+--	component_secret = "password"
+
+
+---------- End of the configuration ----------
+-- Do not add global settings here: they would belong to the last
+-- VirtualHost or Component above. Put them before the first VirtualHost.
