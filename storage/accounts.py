@@ -1,0 +1,196 @@
+"""Accounts kept as SCRAM material (RFC 5802, RFC 7677), like Prosody's internal_hashed."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+from collections import OrderedDict
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.db import Database
+from storage.models import PER_USER_MODELS, Account
+from xmpp.jid import InvalidJID, nodeprep
+from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, derive, password_matches
+
+PASSWORD_CACHE_SIZE = 4096
+
+
+class AccountExists(Exception):
+    """create() found an account of that name on that host."""
+
+
+def _prep(username: str) -> str:
+    """The stored form of a username; InvalidJID when no account can have it."""
+    # nodeprep() reads "a/b" as a JID with a resource and fails an assert.
+    if "/" in username:
+        raise InvalidJID("forbidden character in localpart")
+    return nodeprep(username)
+
+
+def _user(username: str) -> str | None:
+    """The stored form of a username, or None when no account can have it."""
+    try:
+        return _prep(username)
+    except InvalidJID:
+        return None
+
+
+class _VerifiedPasswords:
+    """Which password last verified for an account, without keeping the password.
+
+    Why: SASL PLAIN sends the clear password, and checking it against SCRAM
+    material costs a PBKDF2 of `iterations` rounds, CPU time during which the
+    single gevent hub serves nobody. Clients that reconnect often (BOSH and
+    mobile clients) would pay it on every login. So after a successful check
+    we remember an HMAC of the password under a random key that lives only in
+    this process (a cache dump reveals nothing reusable elsewhere), together
+    with the stored key it matched. A later login with the same password and
+    an unchanged stored key is then accepted without PBKDF2; a password
+    change, here or by another process, changes the stored key and so voids
+    the entry.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._key = os.urandom(32)
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[bytes, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _mac(self, password: str) -> bytes:
+        return hmac.digest(self._key, password.encode("utf-8"), "sha256")
+
+    def matches(self, account: tuple[str, str], password: str, stored_key: bytes) -> bool:
+        with self._lock:
+            entry = self._entries.get(account)
+            if entry is None:
+                return False
+            self._entries.move_to_end(account)
+        mac, verified_key = entry
+        return (hmac.compare_digest(verified_key, stored_key)
+                and hmac.compare_digest(mac, self._mac(password)))
+
+    def remember(self, account: tuple[str, str], password: str, stored_key: bytes) -> None:
+        with self._lock:
+            self._entries[account] = (self._mac(password), stored_key)
+            self._entries.move_to_end(account)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def forget(self, account: tuple[str, str]) -> None:
+        with self._lock:
+            self._entries.pop(account, None)
+
+
+class AccountStore:
+    """Create, check and remove accounts of the virtual hosts.
+
+    Usernames are stored nodeprepped; a lookup with a username no account
+    can have (not a valid localpart) finds nothing.
+    """
+
+    def __init__(self, db: Database, iterations: int = DEFAULT_ITERATIONS) -> None:
+        self._db = db
+        self._iterations = iterations
+        self._verified = _VerifiedPasswords(PASSWORD_CACHE_SIZE)
+
+    def _material(self, password: str) -> dict[str, bytes | int]:
+        # One salt and iteration count for both hashes, as Prosody keeps them.
+        salt = os.urandom(16)
+        sha1 = derive(password, "sha1", salt, self._iterations)
+        sha256 = derive(password, "sha256", salt, self._iterations)
+        return {"salt": salt, "iterations": self._iterations,
+                "sha1_stored_key": sha1.stored_key, "sha1_server_key": sha1.server_key,
+                "sha256_stored_key": sha256.stored_key, "sha256_server_key": sha256.server_key}
+
+    @staticmethod
+    def _get(session: Session, host: str, username: str | None) -> Account | None:
+        if username is None:
+            return None
+        return session.scalar(select(Account).where(Account.host == host,
+                                                    Account.username == username))
+
+    def create(self, host: str, username: str, password: str) -> None:
+        """Add an account; raise AccountExists if taken, InvalidJID for a bad username."""
+        user = _prep(username)
+        material = self._material(password)
+        try:
+            with self._db.session() as session:
+                if self._get(session, host, user) is not None:
+                    raise AccountExists(f"{user}@{host}")
+                session.add(Account(host=host, username=user, **material))
+        except IntegrityError as exc:  # created concurrently by another process
+            raise AccountExists(f"{user}@{host}") from exc
+
+    def set_password(self, host: str, username: str, password: str) -> bool:
+        """Replace the password; False when there is no such account."""
+        user = _user(username)
+        material = self._material(password)
+        with self._db.session() as session:
+            account = self._get(session, host, user)
+            if account is None:
+                return False
+            for column, value in material.items():
+                setattr(account, column, value)
+        self._verified.forget((host, account.username))
+        return True
+
+    def delete(self, host: str, username: str) -> bool:
+        """Remove the account and the user's roster, subscriptions and offline messages.
+
+        Returns whether an account existed; the user's other rows go in any case.
+        """
+        user = _user(username)
+        if user is None:
+            return False
+        with self._db.session() as session:
+            for model in PER_USER_MODELS:
+                session.execute(delete(model).where(model.host == host, model.username == user))
+            removed = session.execute(
+                delete(Account).where(Account.host == host, Account.username == user)).rowcount
+        self._verified.forget((host, user))
+        return removed > 0
+
+    def exists(self, host: str, username: str) -> bool:
+        """Whether the account exists."""
+        with self._db.session() as session:
+            return self._get(session, host, _user(username)) is not None
+
+    def users(self, host: str) -> list[str]:
+        """The usernames of a host, sorted."""
+        with self._db.session() as session:
+            return list(session.scalars(
+                select(Account.username).where(Account.host == host).order_by(Account.username)))
+
+    def scram_credentials(self, host: str, username: str,
+                          mechanism: str) -> ScramCredentials | None:
+        """The stored material for a SCRAM mechanism ("SCRAM-SHA-1", "SCRAM-SHA-256[-PLUS]").
+
+        None when there is no such account; ValueError for another mechanism.
+        """
+        hash_name = SCRAM_HASHES.get(mechanism.removesuffix("-PLUS"))
+        if hash_name is None:
+            raise ValueError(f"not a SCRAM mechanism we keep material for: {mechanism}")
+        with self._db.session() as session:
+            account = self._get(session, host, _user(username))
+        if account is None:
+            return None
+        return ScramCredentials(account.salt, account.iterations,
+                                getattr(account, f"{hash_name}_stored_key"),
+                                getattr(account, f"{hash_name}_server_key"))
+
+    def check_password(self, host: str, username: str, password: str) -> bool:
+        """Whether the clear password (SASL PLAIN) is the account's."""
+        creds = self.scram_credentials(host, username, "SCRAM-SHA-256")
+        if creds is None:
+            return False
+        account = (host, _prep(username))
+        if self._verified.matches(account, password, creds.stored_key):
+            return True
+        if not password_matches(password, "sha256", creds):
+            return False
+        self._verified.remember(account, password, creds.stored_key)
+        return True

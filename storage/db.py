@@ -1,0 +1,178 @@
+"""Database connection and schema migration for Prosody's `storage`/`sql` options.
+
+Gevent: the server is one gevent process, so a database call that blocks the
+OS thread stalls every connection.
+- PostgreSQL goes through psycopg 3, which cooperates with gevent by itself
+  since 3.1.14 (no psycogreen): when `select` is monkey-patched it waits on
+  the socket with the patched `poll`/`select` instead of its C wait loop.
+  It decides this when `psycopg` is first imported, so monkey-patching must
+  happen before that import (app.py patches first thing); `Database` logs a
+  warning when it finds the wrong order. Verified here: four concurrent
+  `pg_sleep(0.5)` in four greenlets take 0.5 s, not 2 s.
+- The connection pool's wait for a free connection uses `threading`
+  primitives, which monkey-patching makes greenlet-aware.
+- SQLite calls are short local C calls and do not yield. Hence the rule for
+  callers: do no network I/O inside `Database.session()`; a greenlet that
+  yields while holding SQLite's write lock makes the next writer wait out
+  `busy_timeout` with the hub blocked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "VIREO_DATABASE_URL"
+DEFAULT_SQLITE_FILE = "prosody.sqlite"  # Prosody's default `sql.database`
+SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Serialises concurrent `migrate()` calls from several processes on PostgreSQL.
+_PG_MIGRATION_LOCK = 0x5649_5245_4F00  # "VIREO\0"
+
+_SQL_BACKENDS = {"internal", "sql"}
+_DRIVERS = {"sqlite3": "sqlite", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+
+
+def database_url(config: Any) -> str:
+    """The SQLAlchemy URL for Prosody's `storage`, `sql` and `data_path` options.
+
+    `VIREO_DATABASE_URL` in the environment wins over the configuration.
+    Raises ValueError for a storage backend or SQL driver we do not have.
+    """
+    if url := os.environ.get(ENV_URL):
+        return url
+    storage = config.get("storage", "internal")
+    backends = set(storage.values()) if isinstance(storage, dict) else {storage}
+    if unknown := backends - _SQL_BACKENDS:
+        raise ValueError(f"unsupported storage backend(s) {sorted(map(str, unknown))}: "
+                         f"only 'internal' and 'sql' are available")
+    sql = config.get("sql") or {}
+    if not isinstance(sql, dict):
+        raise ValueError("the 'sql' option must be a table")
+    driver = str(sql.get("driver", "SQLite3"))
+    drivername = _DRIVERS.get(driver.lower())
+    if drivername is None:
+        raise ValueError(f"unsupported sql driver {driver!r}: use SQLite3, PostgreSQL or MySQL")
+    if drivername == "sqlite":
+        database = Path(str(sql.get("database", DEFAULT_SQLITE_FILE)))
+        if not database.is_absolute():
+            database = config.resolve_path(config.get_str("data_path", "data")) / database
+        return URL.create("sqlite", database=str(database)).render_as_string()
+    port = sql.get("port")
+    return URL.create(
+        drivername,
+        username=sql.get("username"),
+        password=sql.get("password"),
+        host=sql.get("host"),
+        port=int(port) if port is not None else None,
+        database=sql.get("database"),
+    ).render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # First, so that switching to WAL waits for another process's lock.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL lets readers (web workers, CLI) run while the server writes.
+        # The mode sticks to the file; switching needs the file to itself and
+        # fails at once, busy_timeout or not, while another connection holds
+        # a lock: most likely one that has just switched it. Otherwise the
+        # next connection tries again.
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                log.debug("journal_mode left to another connection: %s", exc)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _warn_if_psycopg_blocks() -> None:
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("select"):
+        return
+    from psycopg import waiting
+
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        log.warning("psycopg was imported before gevent monkey-patching: "
+                    "PostgreSQL calls will block every connection")
+
+
+class Database:
+    """An engine with sessions and migrations for one database URL."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.backend = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.backend == "sqlite":
+            # One file shared by pooled connections handed between greenlets.
+            kwargs["connect_args"] = {"check_same_thread": False}
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            # A server restart must not leave dead connections in the pool.
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"the {parsed.drivername} database driver is not installed "
+                               f"({exc.name}); install it with pip") from exc
+        if self.backend == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif parsed.drivername == "postgresql+psycopg":
+            _warn_if_psycopg_blocks()
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back on error."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision (a no-op when it is current).
+
+        Safe on every start, also from several processes at once: the whole
+        upgrade runs in one transaction that holds a lock (SQLite's write
+        lock, a PostgreSQL advisory lock), so the second process waits and
+        then finds the schema current.
+        """
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        with self.engine.connect() as connection:
+            if self.backend == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.backend == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _PG_MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

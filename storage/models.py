@@ -1,0 +1,186 @@
+"""Schema for accounts, rosters (RFC 6121) and offline messages (XEP-0160), as typed models.
+
+Every per-user row carries plain `host` and `username` columns, so an operator
+can report with SQL without joins through surrogate keys. Rosters and offline
+messages are not tied to `accounts` by a foreign key: like Prosody's stores,
+they belong to a (host, username) pair whatever authenticates it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so later Alembic revisions can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A JID part may take 1023 bytes (RFC 7622). MySQL cannot index that much, so
+# its indexes cover a prefix (ignored by the other dialects).
+JID_PART = String(1023)
+MYSQL_PREFIX = 255
+
+# MySQL's TEXT stops at 64 KiB, below Prosody's default c2s stanza size limit.
+STANZA_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+SUBSCRIPTIONS = ("none", "to", "from", "both")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite and MySQL keep no offset, so values are stored as naive UTC there
+    and given back aware; naive input is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _user_index(table: str, *extra: str, unique: bool = False) -> Index:
+    columns = ("host", "username", *extra)
+    name = f"{'uq' if unique else 'ix'}_{table}_{'_'.join(columns)}"
+    return Index(name, *columns, unique=unique,
+                 mysql_length=dict.fromkeys(columns, MYSQL_PREFIX))
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Account(Base):
+    """SCRAM material for one account (like Prosody's internal_hashed): never the password."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (_user_index("accounts", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    # One salt and iteration count serve both hashes, as in Prosody.
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    iterations: Mapped[int] = mapped_column(Integer)
+    sha1_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sha1_server_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256_server_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RosterEntry(Base):
+    """One contact in a user's roster; its groups live in `roster_groups`."""
+
+    __tablename__ = "roster_items"
+    # The unique index starts with (host, username): it serves whole-roster reads too.
+    __table_args__ = (
+        _user_index("roster_items", "contact", unique=True),
+        CheckConstraint(f"subscription IN {SUBSCRIPTIONS!r}", name="subscription"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    contact: Mapped[str] = mapped_column(String(2047))
+    name: Mapped[str | None] = mapped_column(Text)
+    subscription: Mapped[str] = mapped_column(String(4), default="none")
+    ask: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    groups: Mapped[list[RosterGroup]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
+        order_by="RosterGroup.name")
+
+
+class RosterGroup(Base):
+    __tablename__ = "roster_groups"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("roster_items.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1023).with_variant(String(255), "mysql"),
+                                      primary_key=True)
+
+
+class RosterPending(Base):
+    """An inbound subscription request awaiting the user's answer ("Pending In")."""
+
+    __tablename__ = "roster_pending"
+    __table_args__ = (_user_index("roster_pending", "contact", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    contact: Mapped[str] = mapped_column(String(2047))
+    stanza: Mapped[str | None] = mapped_column(STANZA_TEXT)
+
+
+class RosterVersion(Base):
+    """The roster version counter of one user (XEP-0237)."""
+
+    __tablename__ = "roster_versions"
+    __table_args__ = (_user_index("roster_versions", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class OfflineMessage(Base):
+    """A message stored for a user who had no available resource."""
+
+    __tablename__ = "offline_messages"
+    __table_args__ = (_user_index("offline_messages"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    stanza: Mapped[str] = mapped_column(STANZA_TEXT)
+    stamp: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Rows that belong to one (host, username) and go when the account is deleted.
+# Later revisions append their per-user models here.
+PER_USER_MODELS: list[type[Base]] = [RosterEntry, RosterPending, RosterVersion, OfflineMessage]

@@ -1,0 +1,151 @@
+"""Roster storage (RFC 6121): items, groups, pending inbound requests, versions (XEP-0237)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.db import Database
+from storage.models import (
+    SUBSCRIPTIONS,
+    Base,
+    RosterEntry,
+    RosterGroup,
+    RosterPending,
+    RosterVersion,
+)
+from xmpp.jid import nodeprep
+
+
+@dataclass
+class RosterItem:
+    """A contact as the roster module sees it."""
+
+    jid: str                      # bare JID of the contact
+    name: str | None = None
+    subscription: str = "none"    # none | to | from | both
+    ask: bool = False             # pending outbound subscription ("Pending Out")
+    groups: list[str] = field(default_factory=list)
+
+
+def _to_item(entry: RosterEntry) -> RosterItem:
+    return RosterItem(entry.contact, entry.name, entry.subscription, entry.ask,
+                      [group.name for group in entry.groups])
+
+
+def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
+            values: dict[str, Any], update: dict[str, Any] | None = None) -> None:
+    """Insert keys + values, or apply `update` (default: values) to the row with those keys.
+
+    One statement, so two writers cannot both find no row and both insert.
+    `keys` must be the columns of a unique index.
+    """
+    dialect = session.get_bind().dialect.name
+    update = values if update is None else update
+    if dialect == "mysql":
+        statement = mysql.insert(model).values({**keys, **values}) \
+            .on_duplicate_key_update(update)
+    else:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(model).values({**keys, **values}).on_conflict_do_update(
+            index_elements=list(keys), set_=update)
+    session.execute(statement)
+
+
+def _bump_version(session: Session, host: str, username: str) -> None:
+    _upsert(session, RosterVersion, {"host": host, "username": username},
+            {"version": 1}, {"version": RosterVersion.version + 1})
+
+
+class RosterStore:
+    """Rosters of local users, keyed by host and (nodeprepped) username.
+
+    Contacts are bare JIDs as the caller normalised them (parse_jid).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get_roster(self, host: str, username: str) -> dict[str, RosterItem]:
+        """Every item of the roster, by contact JID."""
+        with self._db.session() as session:
+            entries = session.scalars(select(RosterEntry).where(
+                RosterEntry.host == host, RosterEntry.username == nodeprep(username)))
+            return {entry.contact: _to_item(entry) for entry in entries}
+
+    def get_item(self, host: str, username: str, contact: str) -> RosterItem | None:
+        """One item, or None when the contact is not in the roster."""
+        with self._db.session() as session:
+            entry = self._entry(session, host, nodeprep(username), contact)
+            return _to_item(entry) if entry is not None else None
+
+    def put_item(self, host: str, username: str, item: RosterItem) -> None:
+        """Insert or replace an item with its groups; bumps the roster version."""
+        if item.subscription not in SUBSCRIPTIONS:
+            raise ValueError(f"bad subscription state {item.subscription!r}")
+        user = nodeprep(username)
+        with self._db.session() as session:
+            entry = self._entry(session, host, user, item.jid)
+            if entry is None:
+                entry = RosterEntry(host=host, username=user, contact=item.jid)
+                session.add(entry)
+            entry.name = item.name
+            entry.subscription = item.subscription
+            entry.ask = item.ask
+            wanted = set(item.groups)
+            kept = [group for group in entry.groups if group.name in wanted]
+            have = {group.name for group in kept}
+            entry.groups = kept + [RosterGroup(name=name) for name in sorted(wanted - have)]
+            _bump_version(session, host, user)
+
+    def remove_item(self, host: str, username: str, contact: str) -> bool:
+        """Remove an item; False when it was not there (the version is then unchanged)."""
+        user = nodeprep(username)
+        with self._db.session() as session:
+            entry = self._entry(session, host, user, contact)
+            if entry is None:
+                return False
+            session.delete(entry)
+            _bump_version(session, host, user)
+            return True
+
+    def pending_in(self, host: str, username: str) -> dict[str, str | None]:
+        """Inbound subscription requests awaiting an answer: contact -> subscribe stanza XML."""
+        with self._db.session() as session:
+            rows = session.execute(select(RosterPending.contact, RosterPending.stanza).where(
+                RosterPending.host == host, RosterPending.username == nodeprep(username)))
+            return {contact: stanza for contact, stanza in rows}
+
+    def set_pending_in(self, host: str, username: str, contact: str,
+                       stanza_xml: str | None) -> None:
+        """Record (or replace) an inbound subscription request."""
+        keys = {"host": host, "username": nodeprep(username), "contact": contact}
+        with self._db.session() as session:
+            _upsert(session, RosterPending, keys, {"stanza": stanza_xml})
+
+    def clear_pending_in(self, host: str, username: str, contact: str) -> bool:
+        """Drop an inbound subscription request; False when there was none."""
+        with self._db.session() as session:
+            return session.execute(delete(RosterPending).where(
+                RosterPending.host == host, RosterPending.username == nodeprep(username),
+                RosterPending.contact == contact)).rowcount > 0
+
+    def version(self, host: str, username: str) -> int:
+        """The roster version: 0 for a roster never changed, then +1 per item change.
+
+        Pending inbound requests are not roster items and leave it alone.
+        """
+        with self._db.session() as session:
+            version = session.scalar(select(RosterVersion.version).where(
+                RosterVersion.host == host, RosterVersion.username == nodeprep(username)))
+            return version or 0
+
+    @staticmethod
+    def _entry(session: Session, host: str, user: str, contact: str) -> RosterEntry | None:
+        return session.scalar(select(RosterEntry).where(
+            RosterEntry.host == host, RosterEntry.username == user,
+            RosterEntry.contact == contact))
