@@ -20,6 +20,7 @@ from storage.models import Account, Base, OfflineMessage, RosterGroup
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
 from tests.unit import storage_fixtures
+from xmpp.config import load_config
 from xmpp.jid import InvalidJID
 from xmpp.scram import derive
 
@@ -120,6 +121,14 @@ class TestDatabaseUrl:
     def test_unsupported(self, tmp_path: Path, options: dict[str, Any]) -> None:
         with pytest.raises(ValueError):
             database_url(FakeConfig(tmp_path, **options))
+
+    def test_from_a_lua_config_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "prosody.cfg.lua"
+        path.write_text('data_path = "state"\n'
+                        'sql = { driver = "SQLite3", database = "vireo.sqlite" }\n'
+                        'VirtualHost "example.com"\n')
+        url = make_url(database_url(load_config(path)))
+        assert url.database == str(tmp_path / "state" / "vireo.sqlite")
 
     def test_environment_wins(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("VIREO_DATABASE_URL", "postgresql+psycopg://ops@db/vireo")
