@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.certs import make_self_signed
+from xmpp.config import load_config
 from xmpp.tls import (
     CertificateFinder,
     SniContexts,
@@ -366,3 +367,23 @@ def test_no_certificates_at_all(config):
     assert sni.missing == ["example.com"]
     assert sni.default is None
     assert sni.server_context() is None
+
+
+def test_with_a_real_lua_config(tmp_path):
+    a_cert, _ = make_self_signed(tmp_path / "certs", "a.example")
+    own = make_self_signed(tmp_path / "own", "b.example")
+    (tmp_path / "prosody.cfg.lua").write_text(
+        'tls_profile = "intermediate"\n'
+        'VirtualHost "a.example"\n'
+        'VirtualHost "b.example"\n'
+        '  ssl = { certificate = "own/b.example.crt"; key = "own/b.example.key" }\n'
+        'Component "conference.b.example" "muc"\n'
+    )
+    config = load_config(tmp_path / "prosody.cfg.lua")
+    assert find_certificate(config, "a.example") == (a_cert, a_cert.with_suffix(".key"))
+    assert find_certificate(config, "conference.b.example") == own
+    sni = SniContexts(config, service="c2s_direct_tls")
+    assert sni.missing == [] and sni.errors == []
+    front = sni.server_context()
+    assert front is not None
+    assert handshake(front, "conference.b.example") == der(own[0])
