@@ -85,7 +85,7 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
     for provider in providers:
         path = base_path(config, host, provider.name, provider.default_path)
         app.register_blueprint(provider.make_blueprint(), name=provider.name,
-                               url_prefix=None if path == "/" else path)
+                               url_prefix=path)
         if provider.max_body_size is not None:
             body_limits[provider.name] = provider.max_body_size
         policy = cors_policy(config, provider.name, provider.cors,

@@ -1,0 +1,138 @@
+"""Cross-origin resource sharing (W3C Fetch, CORS protocol) with Prosody 0.12's options.
+
+Global options: `access_control_allow_methods` (GET, OPTIONS), `_headers`
+(Content-Type), `_credentials` (false), `_origins` (any), `access_control_max_age`
+(7200 s) and `http_default_cors_enabled` (true). Each app's settings come from
+`http_cors_override[app]` when present, else from its module; the methods its
+routes use are always allowed. Headers go on every response of the app's routes,
+including Flask's automatic OPTIONS answer (the preflight: 200, empty body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+
+DEFAULT_METHODS = ("GET", "OPTIONS")
+DEFAULT_HEADERS = ("Content-Type",)
+DEFAULT_MAX_AGE = 7200
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """What one app answers to cross-origin requests; `origins` None means any origin."""
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    headers: tuple[str, ...] = DEFAULT_HEADERS
+    credentials: bool = False
+    origins: frozenset[str] | None = None
+    max_age: int = DEFAULT_MAX_AGE
+
+    def headers_for(self, origin: str | None) -> dict[str, str]:
+        """The CORS response headers for a request from `origin`; none for a refused origin."""
+        if self.origins is not None and origin not in self.origins:
+            return {}
+        headers = {
+            "Access-Control-Allow-Methods": ", ".join(self.methods),
+            "Access-Control-Allow-Headers": ", ".join(self.headers),
+            "Access-Control-Max-Age": str(self.max_age),
+            "Access-Control-Allow-Origin": origin or "*",
+        }
+        if self.credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        return headers
+
+
+def _origin_set(origins: Any) -> frozenset[str] | None:
+    items = [origins] if isinstance(origins, str) else list(origins or ())
+    if not items or "*" in items:
+        return None
+    return frozenset(str(item) for item in items)
+
+
+def _edited(current: tuple[str, ...], change: Any, *, upper: bool) -> tuple[str, ...]:
+    """Apply an override: a table {name = true/false} adds or removes, a list replaces."""
+    def norm(name: Any) -> str:
+        return str(name).upper() if upper else str(name)
+
+    if isinstance(change, Mapping):
+        items = list(current)
+        for name, enable in change.items():
+            present = [item for item in items if item.lower() == norm(name).lower()]
+            if enable and not present:
+                items.append(norm(name))
+            elif not enable:
+                items = [item for item in items if item not in present]
+        return tuple(items)
+    if isinstance(change, str):
+        change = [change]
+    return _unique(norm(name) for name in change)
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def cors_policy(config: Any, app_name: str, module_cors: bool | Mapping[str, Any] | None,
+                route_methods: Iterable[str] = ()) -> CorsPolicy | None:
+    """The CORS policy of app `app_name`, or None when CORS is off for it.
+
+    `module_cors` is the module's own setting (see HttpProvider.cors); an entry in
+    `http_cors_override` replaces it.
+    """
+    overrides = config.get("http_cors_override", None)
+    settings: Any = module_cors
+    if isinstance(overrides, Mapping) and app_name in overrides:
+        settings = overrides[app_name]
+    if isinstance(settings, bool):
+        settings = {"enabled": settings}
+    if settings is None:
+        if not config.get_bool("http_default_cors_enabled", True):
+            return None
+        settings = {}
+    if not isinstance(settings, Mapping) or settings.get("enabled") is False:
+        return None
+
+    methods = _unique(str(m).upper() for m in
+                      config.get_list("access_control_allow_methods", DEFAULT_METHODS))
+    headers = _unique(str(h) for h in
+                      config.get_list("access_control_allow_headers", DEFAULT_HEADERS))
+    credentials = config.get_bool("access_control_allow_credentials", False)
+    origins = _origin_set(config.get_list("access_control_allow_origins", ()))
+    # Prosody applies a module's or override's settings only with `enabled = true`;
+    # we apply them unless disabled, as the documentation describes them.
+    if settings.get("credentials") is not None:
+        credentials = bool(settings["credentials"])
+    if settings.get("headers") is not None:
+        headers = _edited(headers, settings["headers"], upper=False)
+    if settings.get("methods") is not None:
+        methods = _edited(methods, settings["methods"], upper=True)
+    if settings.get("origins") is not None:
+        origins = _origin_set(settings["origins"])
+    return CorsPolicy(
+        methods=_unique([*methods, *(m.upper() for m in route_methods)]),
+        headers=headers,
+        credentials=credentials,
+        origins=origins,
+        max_age=int(config.get_number("access_control_max_age", DEFAULT_MAX_AGE)),
+    )
+
+
+def install_cors(app: flask.Flask, policies: Mapping[str, CorsPolicy]) -> None:
+    """Add CORS headers to responses of the blueprints named in `policies`.
+
+    Headers are set, never added, so a route's own Access-Control-Allow-Origin is
+    replaced rather than duplicated.
+    """
+    def add_cors_headers(response: flask.Response) -> flask.Response:
+        blueprint = flask.request.blueprint
+        policy = policies.get(blueprint.split(".", 1)[0]) if blueprint else None
+        if policy is not None:
+            for name, value in policy.headers_for(flask.request.headers.get("Origin")).items():
+                response.headers[name] = value
+        return response
+
+    app.after_request(add_cors_headers)

@@ -1,0 +1,71 @@
+"""Plain HTTP error pages (RFC 9110 status codes): small HTML, never a traceback."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Iterable
+from http import HTTPStatus
+
+import flask
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/html; charset=utf-8"
+
+
+def status_line(code: int) -> str:
+    """"404 Not Found" for 404; "599 Error" for codes without a standard phrase."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Error"
+
+
+def error_page(code: int, message: str | None = None) -> bytes:
+    """The body of an error response: the status as title, an optional escaped message."""
+    title = html.escape(status_line(code))
+    text = f"<p>{html.escape(message)}</p>" if message else ""
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
+        f"{title}</title></head>\n<body><h1>{title}</h1>{text}</body></html>\n"
+    ).encode()
+
+
+def wsgi_error(start_response, code: int, message: str | None = None,
+               headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    """Answer a WSGI request with an error page, for code running outside Flask."""
+    body = error_page(code, message)
+    start_response(status_line(code), [
+        ("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))), *headers,
+    ])
+    return [body]
+
+
+def raw_error(code: int, message: str | None = None) -> bytes:
+    """A whole HTTP/1.1 error response closing the connection, for the socket layer."""
+    body = error_page(code, message)
+    head = (f"HTTP/1.1 {status_line(code)}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def _http_error(error: HTTPException) -> flask.Response:
+    response = error.get_response()  # keeps headers such as Allow on 405
+    response.set_data(error_page(error.code or 500, error.description))
+    response.content_type = CONTENT_TYPE
+    return response
+
+
+def _unexpected_error(error: Exception) -> flask.Response:
+    # Our own bug: the client gets a plain 500, the log gets the traceback and context.
+    log.error("Error handling %s %s on %s", flask.request.method, flask.request.path,
+              flask.current_app.config.get("VIREO_HOST"), exc_info=error)
+    return _http_error(InternalServerError(description="Check the server log for details."))
+
+
+def install_error_handlers(app: flask.Flask) -> None:
+    """Make every error response of `app` a small page; unexpected exceptions become 500."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)

@@ -1,0 +1,53 @@
+"""HTTP apps as data (Prosody's `module:provides("http", ...)`): what a module offers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+
+#: The host of apps served on every HTTP host (Prosody's global HTTP apps).
+GLOBAL_HOST = "*"
+
+
+@dataclass(frozen=True)
+class HttpProvider:
+    """One HTTP app a module provides on one host.
+
+    name: the app name, the key of `http_paths` and `http_cors_override`
+        ("bosh", "file_share", "openmetrics", ...).
+    host: the VirtualHost or Component whose module provides it; ignored (read as
+        "*") when `global_` is set.
+    make_blueprint: called once per Flask app that mounts it; should return a fresh
+        blueprint. Its routes are relative to the mount path: a route "" is the
+        mount path itself, "/" the mount path with a trailing slash.
+    default_path: the mount path unless `http_paths` says otherwise; None means
+        "/" + name. May contain "$host".
+    cors: the module's CORS settings, Prosody's `cors` table: True or False
+        (enabled or not), a mapping with Prosody's keys (`enabled`, `credentials`,
+        `headers`, `methods`, `origins`), or None when the module says nothing
+        (then `http_default_cors_enabled`, default true, decides).
+        `http_cors_override[name]` replaces this entirely.
+    methods: methods its routes use, added to `access_control_allow_methods` (the
+        blueprint's own route methods are added too).
+    max_body_size: request body limit for its routes (413 beyond); None means
+        `http_max_content_size` (10 MiB).
+    global_: served for every HTTP host, before host selection, as Prosody does for
+        HTTP apps of global modules (http_openmetrics).
+    """
+
+    name: str
+    host: str
+    make_blueprint: Callable[[], flask.Blueprint]
+    default_path: str | None = None
+    cors: bool | Mapping[str, Any] | None = None
+    methods: tuple[str, ...] = ("GET",)
+    max_body_size: int | None = None
+    global_: bool = False
+
+    @property
+    def served_host(self) -> str:
+        """The host this app belongs to: its module's host, or "*" when global."""
+        return GLOBAL_HOST if self.global_ else self.host

@@ -1,0 +1,256 @@
+"""The HTTP/1.1 listeners (RFC 9112) of Prosody's `http` and `https` services, on gevent's pywsgi.
+
+`http_ports` (5280) on `http_interfaces` (loopback) and `https_ports` (5281) on
+`https_interfaces` (all), with Prosody's fallbacks (`local_interfaces`,
+`interfaces`). HTTPS picks the certificate by SNI from the hosts' certificates
+(xmpp.tls.SniContexts), unless a global `https_ssl` table names one certificate
+for the port. Without any certificate the https ports stay closed with
+Prosody's error message; the http ports serve regardless.
+
+Limits: the request head (request line and headers) is bounded (431; 414 for a
+request line alone over pywsgi's 8 KiB), must arrive within a deadline (408),
+body reads and writes time out per operation, and each listener has its own
+connection pool. Body size limits are per route (http_apps.create_app).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Iterable
+from io import BytesIO
+from typing import Any
+
+import gevent
+import gevent.ssl
+from gevent.pool import Pool
+from gevent.pywsgi import WSGIHandler, WSGIServer
+
+from http_apps import urls
+from http_apps.errors import raw_error
+from xmpp.metrics import CONNECTIONS
+from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"http": (5280,), "https": (5281,)}
+DEFAULT_LOCAL_INTERFACES = ("127.0.0.1", "::1")
+DEFAULT_INTERFACES = ("*", "::")
+
+#: Prosody's head_size_limit: request line and headers together.
+MAX_HEAD_SIZE = 10 * 1024
+#: Seconds a client has to send a complete request head (also the keep-alive idle time).
+HEAD_TIMEOUT = 30.0
+#: Seconds any single read or write of a body may take.
+IO_TIMEOUT = 60.0
+MAX_CONNECTIONS = 10000
+
+
+class HeadTooLarge(ValueError):
+    """The request line and headers exceed the server's limit."""
+
+
+class VireoHandler(WSGIHandler):
+    """pywsgi's handler with a bounded head, deadlines and plain error answers."""
+
+    server: HttpServer
+
+    def __init__(self, sock, address, server, rfile=None) -> None:
+        sock.settimeout(server.io_timeout)
+        super().__init__(sock, address, server, rfile)
+
+    def handle(self) -> None:
+        CONNECTIONS.labels(listener=self.server.service).inc()
+        try:
+            super().handle()
+        finally:
+            CONNECTIONS.labels(listener=self.server.service).dec()
+
+    def handle_one_request(self):
+        deadline = gevent.Timeout(self.server.head_timeout, TimeoutError("request head too slow"))
+        self._head_deadline = deadline
+        deadline.start()
+        try:
+            return super().handle_one_request()
+        finally:
+            deadline.close()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            # The head is in: the application runs without the head deadline.
+            self._head_deadline.cancel()
+
+    def MessageClass(self, fp, *args):
+        """Read the header lines within what is left of the head budget, then parse them."""
+        budget = self.server.max_head_size - len(self.requestline or "")
+        lines = []
+        while True:
+            line = fp.readline(budget + 1)
+            budget -= len(line)
+            if budget < 0:
+                raise HeadTooLarge("request head too large")
+            lines.append(line)
+            if line in (b"\r\n", b"\n", b""):
+                break
+        return super().MessageClass(BytesIO(b"".join(lines)), *args)
+
+    def _handle_client_error(self, ex: Exception):
+        if isinstance(ex, HeadTooLarge):
+            return ("431", raw_error(431, "The request headers are too large."))
+        if isinstance(ex, TimeoutError):
+            return ("408", raw_error(408, "The request took too long to arrive."))
+        log.debug("Bad HTTP request from %s: %s", self.client_address, ex)
+        return ("400", raw_error(400, "The request could not be understood."))
+
+    def run_application(self) -> None:
+        super().run_application()
+        if self.code == 413:
+            # Don't read an oversized body just to discard it: close instead.
+            self.close_connection = True
+            self.wsgi_input.content_length = self.wsgi_input.position
+            self.wsgi_input.chunked_input = False
+
+
+class HttpServer(WSGIServer):
+    """One listening socket of the `http` or `https` service."""
+
+    handler_class = VireoHandler
+
+    def __init__(self, listener: Any, application: Any, *, service: str,
+                 ssl_context: ssl.SSLContext | None = None,
+                 max_head_size: int = MAX_HEAD_SIZE, head_timeout: float = HEAD_TIMEOUT,
+                 io_timeout: float = IO_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> None:
+        host = listener.getsockname()[0] if hasattr(listener, "getsockname") else listener[0]
+        super().__init__(listener, application, spawn=Pool(max_connections),
+                         log=logging.getLogger("vireo.http.access"),
+                         error_log=logging.getLogger("vireo.http"),
+                         environ={"SERVER_NAME": host})
+        self.service = service
+        self.tls_context = ssl_context
+        self.max_head_size = max_head_size
+        self.head_timeout = head_timeout
+        self.io_timeout = io_timeout
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return self.address[1]
+
+    def handle(self, sock, address) -> None:
+        if self.tls_context is None:
+            return super().handle(sock, address)
+        sock.settimeout(self.head_timeout)
+        try:
+            # gevent's cooperative SSLSocket around a stdlib or gevent context.
+            tls_sock = gevent.ssl.SSLSocket(sock=sock, server_side=True, _context=self.tls_context)
+        except (OSError, ssl.SSLError) as error:
+            log.debug("TLS handshake with %s failed: %s", address[0], error)
+            sock.close()
+            return None
+        try:
+            return super().handle(tls_sock, address)
+        finally:
+            tls_sock.close()
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        environ["wsgi.url_scheme"] = "https" if self.tls_context is not None else "http"
+        return environ
+
+
+def listen_addresses(config: Any, service: str) -> list[tuple[str, int]]:
+    """(interface, port) pairs of `service` ("http" or "https"), as Prosody's portmanager."""
+    interfaces = (config.get_list(f"{service}_interfaces", None)
+                  or config.get_list(f"{service}_interface", None))
+    if not interfaces:
+        if service == "http":  # a private service: loopback unless told otherwise
+            interfaces = config.get_list("local_interfaces", DEFAULT_LOCAL_INTERFACES)
+        else:
+            interfaces = (config.get_list("interfaces", None)
+                          or config.get_list("interface", DEFAULT_INTERFACES))
+    ports = config.get_list(f"{service}_ports", DEFAULT_PORTS[service])
+    return [(str(i), int(p)) for i in dict.fromkeys(interfaces) for p in dict.fromkeys(ports)]
+
+
+def bind(interface: str, port: int) -> socket.socket:
+    """A listening socket; IPv6 ones are v6-only so "*" and "::" can share a port."""
+    host = "0.0.0.0" if interface == "*" else interface
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def https_context(config: Any) -> ssl.SSLContext | None:
+    """The https ports' context: a global `https_ssl` certificate, else SNI over the hosts'."""
+    manual = config.globals.get("https_ssl")
+    try:
+        if isinstance(manual, dict) and manual.get("certificate"):
+            # Prosody: a manual https_ssl certificate serves every name (no SNI selection).
+            settings = CertificateFinder(config).service_settings("https")
+            return server_context(settings["certificate"], settings["key"],
+                                  ciphers=settings.get("ciphers"),
+                                  protocol=settings.get("protocol"),
+                                  cafile=settings.get("cafile"),
+                                  profile=str(config.get("tls_profile", "intermediate")))
+        contexts = SniContexts(config, service="https")
+    except (TlsConfigError, KeyError) as error:
+        log.error("Unusable https_ssl: %s", error)
+        return None
+    for problem in contexts.errors:
+        log.error("HTTPS certificate problem: %s", problem)
+    return contexts.server_context()
+
+
+def start_http_servers(config: Any, wsgi_app: Any, **limits: Any) -> list[HttpServer]:
+    """Open and start every http and https port; ports that fail are logged and skipped.
+
+    `limits` are HttpServer keyword arguments (max_head_size, head_timeout,
+    io_timeout, max_connections).
+    """
+    servers = []
+    for service in ("http", "https"):
+        addresses = listen_addresses(config, service)
+        context = None
+        if service == "https" and addresses:
+            context = https_context(config)
+            if context is None:
+                for _interface, port in dict.fromkeys(addresses):
+                    log.error("Error binding encrypted port for https: No certificate present "
+                              "in SSL/TLS configuration for https port %d", port)
+                continue
+        for interface, port in addresses:
+            try:
+                sock = bind(interface, port)
+            except OSError as error:
+                log.error("Failed to open server port %s on %s for %s: %s",
+                          port, interface, service, error)
+                continue
+            server = HttpServer(sock, wsgi_app, service=service, ssl_context=context, **limits)
+            server.start()
+            urls.mark_listening(service, server.port)
+            log.info("Listening for %s on [%s]:%d", service, interface, server.port)
+            servers.append(server)
+    return servers
+
+
+def stop_http_servers(servers: Iterable[HttpServer], timeout: float = 5.0) -> None:
+    """Close every listener, let requests in flight finish within `timeout`, then stop."""
+    servers = list(servers)
+    for server in servers:
+        server.close()
+    for server in servers:
+        server.stop(timeout=timeout)
+        urls.mark_listening(server.service, server.port, listening=False)
