@@ -52,8 +52,10 @@ def raw_error(code: int, message: str | None = None) -> bytes:
 
 
 def _http_error(error: HTTPException) -> flask.Response:
+    code = error.code or 500
     response = error.get_response()  # keeps headers such as Allow on 405
-    response.set_data(error_page(error.code or 500, error.description))
+    response.status = status_line(code)
+    response.set_data(error_page(code, error.description))
     response.content_type = CONTENT_TYPE
     return response
 

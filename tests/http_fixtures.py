@@ -67,10 +67,11 @@ def probe(name: str = "probe", host: str = "example.com", **options: Any) -> Htt
 
 
 class HostClient(Client):
-    """A test client whose requests go to http://example.com/ unless told otherwise."""
+    """A test client whose requests come from 127.0.0.1 to http://example.com/ by default."""
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("base_url", "http://example.com/")
+        kwargs.setdefault("environ_base", {"REMOTE_ADDR": "127.0.0.1"})
         return super().open(*args, **kwargs)
 
 
