@@ -123,6 +123,7 @@ class C2SSession:
                 elif isinstance(event, StreamEnd):
                     self.close()
         except StreamError as error:
+            log.debug("Stream error on input from %s: %r", self.transport.peer[0], data[:200])
             self.close(error)
 
     def connection_lost(self) -> None:

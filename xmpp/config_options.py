@@ -146,4 +146,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "archive_cleanup_interval", "muc_log_cleanup_interval", "setgid", "setuid",
     "no_daemonize", "vcard_compatibility", "bosh_port", "bosh_ports", "bosh_interface",
     "bosh_interfaces", "bosh_ssl", "legacy_ssl_port",
+    # Vireo's own options (no Prosody equivalent)
+    "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
+    "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
 })

@@ -78,5 +78,6 @@ def parse_jid(text: str) -> JID:
 def nodeprep(username: str) -> str:
     """Normalise a bare username the way parse_jid normalises localparts."""
     jid = parse_jid(f"{username}@x")
-    assert jid.local is not None
+    if jid.local is None or jid.resource is not None or "@" in username:
+        raise InvalidJID(f"invalid username {username!r}")
     return jid.local

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 DEFAULT_MAX_CONNECTIONS = 10000
+FLUSH_ON_CLOSE_TIMEOUT = 5.0
 
 
 class SocketTransport:
@@ -147,6 +148,10 @@ class XmppListener:
             self.sessions.pop(transport, None)
             session.connection_lost()
             transport.close()
+            # gevent closes the socket when this handler returns: let the
+            # last words (a stream error, the closing tag) go out first.
+            if transport.flusher is not None:
+                transport.flusher.join(timeout=FLUSH_ON_CLOSE_TIMEOUT)
 
     def _pump(self, transport: SocketTransport, session: Any) -> None:
         while not transport.closing and transport.sock is not None:

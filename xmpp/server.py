@@ -46,9 +46,10 @@ class VireoServer:
         self.offline = OfflineStore(self.db)
         self.router = Router()
         self.auth_throttle = FailureThrottle(
-            max_failures=config.get_int("vireo_auth_failures_allowed", 5, min=1),
+            max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
             window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
             delay=config.get_number("vireo_auth_failure_delay", 2.0, min=0),
+            max_delay=config.get_number("vireo_auth_failure_max_delay", 30.0, min=0),
         )
         self.unauthenticated_stanza_size = config.get_int(
             "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,

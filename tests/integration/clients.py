@@ -28,7 +28,7 @@ class TestClient(ClientXMPP):
     __test__ = False
 
     def __init__(self, jid: str, password: str, *, cert: Path, mech: str | None = None,
-                 plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092")) -> None:
+                 plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092", "xep_0203")) -> None:
         super().__init__(jid, password, sasl_mech=mech)
         self.ssl_context = trusting_context(cert)
         for plugin in plugins:
@@ -75,7 +75,7 @@ class TestClient(ClientXMPP):
 
 async def login(server, user: str, *, resource: str = "test", mech: str | None = "PLAIN",
                 direct_tls: bool = False, presence: bool = True,
-                plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092")) -> TestClient:
+                plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092", "xep_0203")) -> TestClient:
     """Connect, authenticate and bind; fail the test if login does not succeed."""
     client = await try_login(server, user, server.users[user], resource=resource, mech=mech,
                              direct_tls=direct_tls, plugins=plugins)
@@ -94,6 +94,9 @@ async def try_login(server, user: str, password: str, *, resource: str = "test",
         client.enable_direct_tls = True
         client.connect(host="127.0.0.1", port=server.ports["c2s_direct_tls"])
     else:
+        # slixmpp tries direct TLS first unless told the port speaks STARTTLS.
+        client.enable_direct_tls = False
+        client.enable_starttls = True
         client.connect(host="127.0.0.1", port=server.c2s_port)
     ok = await asyncio.wait_for(client.started, TIMEOUT)
     if not ok:

@@ -1,0 +1,84 @@
+"""A bare-socket XMPP peer for sending exactly the bytes a test needs, hostile ones included."""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import ssl
+import time
+from pathlib import Path
+
+READ_TIMEOUT = 10.0
+
+
+class RawClient:
+    """Blocking socket with helpers to read until a pattern or the peer closes."""
+
+    def __init__(self, port: int, address: str = "127.0.0.1") -> None:
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            (address, port), timeout=READ_TIMEOUT)
+        self.buffer = b""
+
+    def send(self, data: bytes | str) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def read_until(self, pattern: bytes, timeout: float = READ_TIMEOUT) -> bytes:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern, re.S)
+        while not regex.search(self.buffer):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pattern!r} not seen in {self.buffer[-500:]!r}")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before {pattern!r}: {self.buffer[-500:]!r}")
+            self.buffer += chunk
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def read_to_close(self, timeout: float = READ_TIMEOUT) -> bytes:
+        """Everything the server sends until it closes the connection."""
+        deadline = time.monotonic() + timeout
+        data, self.buffer = self.buffer, b""
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        else:
+            raise TimeoutError(f"server did not close: {data[-500:]!r}")
+        return data
+
+    def open_stream(self, to: str) -> bytes:
+        self.send(f"<?xml version='1.0'?><stream:stream to='{to}' version='1.0' "
+                  "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+        return self.read_until(rb"</stream:features>")
+
+    def starttls(self, to: str, cafile: Path) -> bytes:
+        self.open_stream(to)
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.read_until(rb"<proceed")
+        context = ssl.create_default_context(cafile=str(cafile))
+        self.sock = context.wrap_socket(self.sock, server_hostname=to)
+        return self.open_stream(to)
+
+    def login(self, to: str, cafile: Path, user: str, password: str,
+              resource: str = "raw") -> None:
+        """STARTTLS, SASL PLAIN, stream restart and bind."""
+        self.starttls(to, cafile)
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.read_until(rb"<success")
+        self.open_stream(to)
+        self.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                  f"<resource>{resource}</resource></bind></iq>")
+        self.read_until(rb"</iq>")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
