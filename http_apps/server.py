@@ -105,13 +105,14 @@ class VireoHandler(WSGIHandler):
         log.debug("Bad HTTP request from %s: %s", self.client_address, ex)
         return ("400", raw_error(400, "The request could not be understood."))
 
-    def run_application(self) -> None:
-        super().run_application()
-        if self.code == 413:
-            # Don't read an oversized body just to discard it: close instead.
-            self.close_connection = True
+    def start_response(self, status: str, headers: list, exc_info=None):
+        if status.startswith("413 "):
+            # Don't read an oversized body just to discard it: close the connection instead.
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+            headers.append(("Connection", "close"))
             self.wsgi_input.content_length = self.wsgi_input.position
             self.wsgi_input.chunked_input = False
+        return super().start_response(status, headers, exc_info)
 
 
 class HttpServer(WSGIServer):
@@ -129,7 +130,7 @@ class HttpServer(WSGIServer):
                          error_log=logging.getLogger("vireo.http"),
                          environ={"SERVER_NAME": host})
         self.service = service
-        self.tls_context = ssl_context
+        self.tls_context = _for_gevent(ssl_context) if ssl_context is not None else None
         self.max_head_size = max_head_size
         self.head_timeout = head_timeout
         self.io_timeout = io_timeout
@@ -159,6 +160,25 @@ class HttpServer(WSGIServer):
         environ = super().get_environ()
         environ["wsgi.url_scheme"] = "https" if self.tls_context is not None else "http"
         return environ
+
+
+def _for_gevent(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Let an SNI callback of a stdlib context see the SSLSocket under gevent's SSLSocket.
+
+    gevent hands SNI callbacks an internal socket unless the context is its own
+    (as it is once `ssl` is monkey-patched); the callback needs the SSLSocket to
+    switch `context`.
+    """
+    callback = context.sni_callback
+    if callback is None or isinstance(context, gevent.ssl.SSLContext):
+        return context
+
+    def on_sni(conn: Any, server_name: str | None, ctx: ssl.SSLContext) -> Any:
+        owner = getattr(conn, "_sslsock", None)
+        return callback(owner() if owner is not None else conn, server_name, ctx)
+
+    context.sni_callback = on_sni
+    return context
 
 
 def listen_addresses(config: Any, service: str) -> list[tuple[str, int]]:

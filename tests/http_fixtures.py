@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.client import HTTPResponse
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +21,9 @@ from http_apps import build_wsgi_app
 from http_apps.provider import HttpProvider
 from http_apps.urls import external_url
 from xmpp.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT = 20.0
 
 
 def write_config(directory: Path, text: str) -> Config:
@@ -78,3 +90,117 @@ class HostClient(Client):
 def http_client(directory: Path, text: str, providers: list[HttpProvider]) -> HostClient:
     """A test client of the whole WSGI app built from config `text` and `providers`."""
     return HostClient(build_wsgi_app(write_config(directory, text), providers))
+
+
+# -- a real HTTP server in a subprocess ---------------------------------------------------
+
+def serve(config_path: str, ports_file: str, limits_json: str = "{}") -> None:
+    """Run the HTTP layer with a probe app per VirtualHost and /metrics until SIGTERM.
+
+    Writes {"http": [port, ...], "https": [...]} to `ports_file` once listening.
+    """
+    import logging
+    import signal
+
+    import gevent
+    import gevent.event
+
+    from http_apps import openmetrics
+    from http_apps.server import start_http_servers, stop_http_servers
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    config = load_config(config_path)
+    providers = [probe(host=host.name) for host in config.virtual_hosts()]
+    providers.append(openmetrics.provider(config))
+    servers = start_http_servers(config, build_wsgi_app(config, providers),
+                                 **json.loads(limits_json))
+    ports: dict[str, list[int]] = {"http": [], "https": []}
+    for server in servers:
+        ports[server.service].append(server.port)
+    partial = Path(ports_file + ".partial")
+    partial.write_text(json.dumps(ports))
+    partial.rename(ports_file)
+    stopping = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    stopping.wait()
+    stop_http_servers(servers, timeout=2)
+
+
+
+
+@dataclass
+class RunningHttp:
+    """A server started by `http_server_process`."""
+
+    process: subprocess.Popen
+    ports: dict[str, list[int]]
+    log_path: Path
+
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"][0]
+
+    @property
+    def https_port(self) -> int:
+        return self.ports["https"][0]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def http_server_process(directory: Path, config_text: str,
+                        limits: dict[str, Any] | None = None) -> Iterator[RunningHttp]:
+    """Run `serve` in a subprocess on the config `config_text`; stop it afterwards."""
+    directory = Path(directory)
+    config_path = directory / "vireo.cfg.lua"
+    config_path.write_text(config_text)
+    ports_file = directory / "ports.json"
+    log_path = directory / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.http_fixtures", str(config_path), str(ports_file),
+             json.dumps(limits or {})], cwd=ROOT, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not ports_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("HTTP server did not start:\n" + log_path.read_text())
+            time.sleep(0.02)
+        yield RunningHttp(process, json.loads(ports_file.read_text()), log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def http_request(sock: socket.socket, method: str, path: str, host: str | None = "example.com",
+                 headers: dict[str, str] | None = None, body: bytes = b"") -> HTTPResponse:
+    """Send one HTTP/1.1 request on `sock` (plain or TLS) and read the response."""
+    lines = [f"{method} {path} HTTP/1.1"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    response = HTTPResponse(sock, method=method)
+    response.begin()
+    return response
+
+
+def connect(port: int, source: str = "127.0.0.1", address: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection to a local port from a chosen loopback source address."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect((address, port))
+    return sock
+
+
+if __name__ == "__main__":
+    serve(*sys.argv[1:])
