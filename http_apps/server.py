@@ -181,16 +181,20 @@ def _for_gevent(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
+def _first_set(config: Any, names: Iterable[str], default: Iterable[Any]) -> list:
+    for name in names:
+        if config.get(name, None) is not None:
+            return config.get_list(name)
+    return list(default)
+
+
 def listen_addresses(config: Any, service: str) -> list[tuple[str, int]]:
     """(interface, port) pairs of `service` ("http" or "https"), as Prosody's portmanager."""
-    interfaces = (config.get_list(f"{service}_interfaces", None)
-                  or config.get_list(f"{service}_interface", None))
-    if not interfaces:
-        if service == "http":  # a private service: loopback unless told otherwise
-            interfaces = config.get_list("local_interfaces", DEFAULT_LOCAL_INTERFACES)
-        else:
-            interfaces = (config.get_list("interfaces", None)
-                          or config.get_list("interface", DEFAULT_INTERFACES))
+    own = (f"{service}_interfaces", f"{service}_interface")
+    if service == "http":  # a private service: loopback unless told otherwise
+        interfaces = _first_set(config, (*own, "local_interfaces"), DEFAULT_LOCAL_INTERFACES)
+    else:
+        interfaces = _first_set(config, (*own, "interfaces", "interface"), DEFAULT_INTERFACES)
     ports = config.get_list(f"{service}_ports", DEFAULT_PORTS[service])
     return [(str(i), int(p)) for i in dict.fromkeys(interfaces) for p in dict.fromkeys(ports)]
 

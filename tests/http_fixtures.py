@@ -153,6 +153,7 @@ def http_server_process(directory: Path, config_text: str,
                         limits: dict[str, Any] | None = None) -> Iterator[RunningHttp]:
     """Run `serve` in a subprocess on the config `config_text`; stop it afterwards."""
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "vireo.cfg.lua"
     config_path.write_text(config_text)
     ports_file = directory / "ports.json"
