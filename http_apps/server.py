@@ -238,14 +238,16 @@ def https_context(config: Any) -> ssl.SSLContext | None:
     return contexts.server_context()
 
 
-def start_http_servers(config: Any, wsgi_app: Any, **limits: Any) -> list[HttpServer]:
-    """Open and start every http and https port; ports that fail are logged and skipped.
+def start_http_servers(config: Any, wsgi_app: Any, *,
+                       services: Iterable[str] = ("http", "https"),
+                       **limits: Any) -> list[HttpServer]:
+    """Open and start every port of `services`; ports that fail are logged and skipped.
 
     `limits` are HttpServer keyword arguments (max_head_size, head_timeout,
     io_timeout, max_connections).
     """
     servers = []
-    for service in ("http", "https"):
+    for service in services:
         addresses = listen_addresses(config, service)
         context = None
         if service == "https" and addresses:

@@ -1,0 +1,65 @@
+"""The gunicorn deploy: `gunicorn -k gevent -w 1 -c gunicorn.conf.py` serves HTTP and XMPP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.http_fixtures import ROOT, connect, http_request
+from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from xmpp.server import VireoServer
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists() and not shutil.which("gunicorn"),
+                       reason="gunicorn is not installed"),
+    pytest.mark.skipif(not hasattr(VireoServer, "start_xmpp_listeners"),
+                       reason="app.build_server() has no gunicorn API yet"),
+]
+
+
+@pytest.fixture
+def deployed(tmp_path):
+    http_port = free_port()
+    vireo = make_server(tmp_path, extra=(f'http_ports = {{ {http_port} }}\n'
+                                         'http_interfaces = { "127.0.0.1" }\n'
+                                         'https_ports = { }\nstatistics = "internal"\n'),
+                        modules=("http_openmetrics",))
+    log = (tmp_path / "gunicorn.log").open("wb")
+    process = subprocess.Popen(
+        [str(GUNICORN), "-k", "gevent", "-w", "1", "-c", str(ROOT / "gunicorn.conf.py")],
+        cwd=ROOT, env={**os.environ, "VIREO_CONFIG": str(vireo.config_path)},
+        stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    try:
+        wait_for_port(http_port, process)
+        wait_for_port(vireo.c2s_port, process)
+        yield http_port, vireo.c2s_port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_gunicorn_serves_http_and_xmpp(deployed):
+    http_port, c2s_port = deployed
+    with connect(http_port) as sock:
+        response = http_request(sock, "GET", "/metrics", "localhost")
+        body = response.read()
+    assert response.status == 200
+    assert b"vireo_http_requests_total" in body
+    with connect(http_port) as sock:
+        assert http_request(sock, "GET", "/", "localhost").status == 404
+    with connect(c2s_port) as sock:
+        sock.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+                     b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+        assert b"<stream:stream" in sock.recv(4096)
