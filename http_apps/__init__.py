@@ -10,7 +10,8 @@ blueprints of its providers, each mounted at its path (http_apps.urls.base_path)
 HTTP apps of global modules are served on every host, before host selection.
 
 Route code sees, per request:
-- `flask.request.remote_addr`: the client address, after `trusted_proxies`;
+- `flask.request.remote_addr`: the client address, after `trusted_proxies`
+  (the connected peer stays in `flask.request.environ["vireo.peer_addr"]`);
 - `flask.request.is_secure`: true for https, directly or through a trusted proxy;
 - `flask.current_app.config["VIREO_HOST"]`: the VirtualHost or Component the app
   serves ("*" for global apps) and `["VIREO_CONFIG"]`: the Config;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +61,41 @@ class HostApp(flask.Flask):
             location = target.path + (f"?{target.query}" if target.query else "")
             raise _MovedPermanently(location) from None
         super().raise_routing_exception(request)
+
+
+class _CappedInput:
+    """A request body without Content-Length that raises 413 past `limit` bytes.
+
+    werkzeug stops such a stream at the limit without an error, which would hand
+    routes a silently truncated body.
+    """
+
+    PIECE = 65536
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.seen = 0
+
+    def _counted(self, data: bytes) -> bytes:
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise RequestEntityTooLarge()
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size >= 0:
+            return self._counted(self.stream.read(size))
+        pieces = []
+        while piece := self._counted(self.stream.read(self.PIECE)):
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._counted(self.stream.readline(size))
+
+    def __iter__(self):
+        return iter(self.readline, b"")
 
 
 def _route_methods(app: flask.Flask, blueprint: str) -> set[str]:
@@ -102,8 +139,15 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
             flask.request.max_content_length = limit
         limit = flask.request.max_content_length
         length = flask.request.content_length
-        if limit is not None and length is not None and length > limit:
+        if limit is None:
+            return
+        if length is not None and length > limit:
             raise RequestEntityTooLarge()
+        environ = flask.request.environ
+        if length is None and environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], limit)
+            # None would mean MAX_CONTENT_LENGTH again; the capped input enforces the limit.
+            flask.request.max_content_length = sys.maxsize
 
     install_cors(app, cors)
     install_error_handlers(app)
@@ -175,19 +219,28 @@ def _served_hosts(config: Any, providers: list[HttpProvider]) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
+def _http_name(config: Any, host: str) -> str:
+    """The name a host is served under: its `http_host`, else its own name."""
+    section = config.host(host)
+    return ((section.get_str("http_host", None) if section else None) or host).lower()
+
+
 def build_wsgi_app(config: Any, providers: Iterable[HttpProvider]):
     """The whole HTTP server as one WSGI callable (see the module docstring)."""
     providers = list(providers)
     hosts: dict[str, list[flask.Flask]] = {}
     for host in _served_hosts(config, providers):
-        section = config.host(host)
-        http_name = ((section.get_str("http_host", None) if section else None) or host).lower()
+        http_name = _http_name(config, host)
         if http_name in hosts:
             log.warning("Host %s shares HTTP host %s with another host", host, http_name)
         hosts.setdefault(http_name, []).append(
             create_app(config, host, [p for p in providers if p.host == host and not p.global_]))
     global_providers = [p for p in providers if p.global_]
     global_app = create_app(config, GLOBAL_HOST, global_providers) if global_providers else None
-    app = HostDispatcher(hosts, global_app, config.get_str("http_default_host", None))
+    default_host = config.get_str("http_default_host", None)
+    if default_host and default_host.lower() not in hosts:
+        # Prosody wants the http_host of the intended host here; its own name is as clear.
+        default_host = _http_name(config, default_host)
+    app = HostDispatcher(hosts, global_app, default_host)
     trusted = config.get_list("trusted_proxies", DEFAULT_TRUSTED_PROXIES)
     return _CountStatus(TrustedProxies(app, trusted))

@@ -157,6 +157,7 @@ def http_server_process(directory: Path, config_text: str,
     config_path = directory / "vireo.cfg.lua"
     config_path.write_text(config_text)
     ports_file = directory / "ports.json"
+    ports_file.unlink(missing_ok=True)
     log_path = directory / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

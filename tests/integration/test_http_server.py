@@ -17,6 +17,7 @@ from tests.integration.server_fixture import free_port
 HOSTS = ("example.com", "jabber.example")
 CONFIG = """
 statistics = "internal"
+http_max_content_size = 1048576
 http_ports = { 0 }
 http_interfaces = { "127.0.0.1", "::1" }
 https_ports = { 0 }
@@ -141,6 +142,26 @@ def test_body_within_limit_is_read(server):
     with connect(server.http_port) as sock:
         response = http_request(sock, "POST", "/probe/upload", body=b"x" * 100000)
         assert json.loads(response.read()) == {"size": 100000}
+
+
+def chunked(size, piece=65536):
+    body = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n)
+                    for n in [piece] * (size // piece) + [size % piece] if n)
+    return (b"POST /probe/upload HTTP/1.1\r\nHost: example.com\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n")
+
+
+def test_chunked_body_within_limit_is_read(server):
+    with connect(server.http_port) as sock:
+        sock.sendall(chunked(300000))
+        response = HTTPResponseReader(sock)
+        assert json.loads(response.read()) == {"size": 300000}
+
+
+def test_chunked_body_over_limit_is_413_not_truncated(server):
+    with connect(server.http_port) as sock:
+        sock.sendall(chunked(1048577))
+        assert HTTPResponseReader(sock).status == 413
 
 
 def test_broken_requests_leave_the_server_serving(server):

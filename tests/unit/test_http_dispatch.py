@@ -74,6 +74,14 @@ def test_http_host_maps_a_public_name_onto_a_virtual_host(tmp_path):
     assert c.get("/probe", headers={"Host": "example.com"}).status_code == 404
 
 
+def test_default_host_may_name_a_host_with_http_host(tmp_path):
+    text = ('http_default_host = "example.com"\n'
+            'VirtualHost "example.com"\n  http_host = "www.example.net"\n')
+    c = client(tmp_path, text, [probe(host="example.com")])
+    assert c.get("/probe", headers={"Host": "other.example"}).get_json()["host"] == (
+        "example.com")
+
+
 def test_shared_http_host_with_host_paths(tmp_path):
     text = ('http_host = "www.example.net"\nhttp_paths = { probe = "/probe-on-$host" }\n'
             + BASE)
