@@ -124,6 +124,7 @@ class AccountStore:
                 session.add(Account(host=host, username=user, **material))
         except IntegrityError as exc:  # created concurrently by another process
             raise AccountExists(f"{user}@{host}") from exc
+        self._verified.remember((host, user), password, material["sha256_stored_key"])
 
     def set_password(self, host: str, username: str, password: str) -> bool:
         """Replace the password; False when there is no such account."""
@@ -135,7 +136,8 @@ class AccountStore:
                 return False
             for column, value in material.items():
                 setattr(account, column, value)
-        self._verified.forget((host, account.username))
+        self._verified.remember((host, account.username), password,
+                                material["sha256_stored_key"])
         return True
 
     def delete(self, host: str, username: str) -> bool:
@@ -156,8 +158,13 @@ class AccountStore:
 
     def exists(self, host: str, username: str) -> bool:
         """Whether the account exists."""
-        with self._db.session() as session:
-            return self._get(session, host, _user(username)) is not None
+        user = _user(username)
+        if user is None:
+            return False
+        with self._db.engine.connect() as connection:
+            return connection.execute(
+                select(Account.id).where(Account.host == host, Account.username == user)
+            ).first() is not None
 
     def users(self, host: str) -> list[str]:
         """The usernames of a host, sorted."""
@@ -174,13 +181,17 @@ class AccountStore:
         hash_name = SCRAM_HASHES.get(mechanism.removesuffix("-PLUS"))
         if hash_name is None:
             raise ValueError(f"not a SCRAM mechanism we keep material for: {mechanism}")
-        with self._db.session() as session:
-            account = self._get(session, host, _user(username))
-        if account is None:
+        user = _user(username)
+        if user is None:
             return None
-        return ScramCredentials(account.salt, account.iterations,
-                                getattr(account, f"{hash_name}_stored_key"),
-                                getattr(account, f"{hash_name}_server_key"))
+        # A login's one read: plain Core on a pooled connection, no ORM unit of work.
+        with self._db.engine.connect() as connection:
+            row = connection.execute(
+                select(Account.salt, Account.iterations,
+                       getattr(Account, f"{hash_name}_stored_key"),
+                       getattr(Account, f"{hash_name}_server_key"))
+                .where(Account.host == host, Account.username == user)).first()
+        return None if row is None else ScramCredentials(*row)
 
     def check_password(self, host: str, username: str, password: str) -> bool:
         """Whether the clear password (SASL PLAIN) is the account's."""

@@ -60,7 +60,7 @@ class ProsodyFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         name = record.name
-        name = name.ljust(self.source_width) if self.source_width else name + "\t"
+        name = name.ljust(self.source_width - 1) + " " if self.source_width else name + "\t"
         text = f"{name}{prosody_level(record.levelno)}\t{record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

@@ -395,6 +395,10 @@ def _candidate_files(directory: Path, depth: int) -> Iterator[Path]:
         return
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        # The default `certificates = "certs"` folder need not exist.
+        log.debug("no certificate folder %s", directory)
+        return
     except OSError as exc:
         log.warning("cannot index certificate folder %s: %s", directory, exc)
         return

@@ -11,6 +11,7 @@ from pathlib import Path
 from slixmpp import ClientXMPP
 
 TIMEOUT = 10.0
+DEFAULT_PLUGINS = ("xep_0030", "xep_0199", "xep_0092", "xep_0203")
 
 logging.getLogger("slixmpp").setLevel(logging.WARNING)
 
@@ -28,7 +29,7 @@ class TestClient(ClientXMPP):
     __test__ = False
 
     def __init__(self, jid: str, password: str, *, cert: Path, mech: str | None = None,
-                 plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092", "xep_0203")) -> None:
+                 plugins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
         super().__init__(jid, password, sasl_mech=mech)
         self.ssl_context = trusting_context(cert)
         for plugin in plugins:
@@ -75,7 +76,7 @@ class TestClient(ClientXMPP):
 
 async def login(server, user: str, *, resource: str = "test", mech: str | None = "PLAIN",
                 direct_tls: bool = False, presence: bool = True,
-                plugins: tuple[str, ...] = ("xep_0030", "xep_0199", "xep_0092", "xep_0203")) -> TestClient:
+                plugins: tuple[str, ...] = DEFAULT_PLUGINS) -> TestClient:
     """Connect, authenticate and bind; fail the test if login does not succeed."""
     client = await try_login(server, user, server.users[user], resource=resource, mech=mech,
                              direct_tls=direct_tls, plugins=plugins)

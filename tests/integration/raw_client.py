@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import socket
 import ssl
@@ -70,7 +71,8 @@ class RawClient:
         """STARTTLS, SASL PLAIN, stream restart and bind."""
         self.starttls(to, cafile)
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  f"{token}</auth>")
         self.read_until(rb"<success")
         self.open_stream(to)
         self.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
@@ -78,7 +80,5 @@ class RawClient:
         self.read_until(rb"</iq>")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass

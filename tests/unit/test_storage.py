@@ -304,8 +304,9 @@ def pbkdf2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_check_password_and_cache(accounts: AccountStore, pbkdf2_calls: list[str]) -> None:
-    accounts.create(HOST, "juliet", "secret")
+def test_check_password_and_cache(db: Database, pbkdf2_calls: list[str]) -> None:
+    AccountStore(db, ITERATIONS).create(HOST, "juliet", "secret")  # another process
+    accounts = AccountStore(db, ITERATIONS)
     assert not accounts.check_password(HOST, "juliet", "wrong")
     assert not accounts.check_password(HOST, "romeo", "secret")
     assert pbkdf2_calls == ["wrong"]
@@ -316,13 +317,15 @@ def test_check_password_and_cache(accounts: AccountStore, pbkdf2_calls: list[str
     assert pbkdf2_calls[-1] == "wrong"
 
 
-def test_cache_voided_by_set_password(accounts: AccountStore, pbkdf2_calls: list[str]) -> None:
+def test_create_and_set_password_prime_the_cache(accounts: AccountStore,
+                                                 pbkdf2_calls: list[str]) -> None:
     accounts.create(HOST, "juliet", "secret")
     assert accounts.check_password(HOST, "juliet", "secret")
+    assert pbkdf2_calls == []  # the clear password was at hand when the account was made
     accounts.set_password(HOST, "juliet", "changed")
     assert not accounts.check_password(HOST, "juliet", "secret")
     assert accounts.check_password(HOST, "juliet", "changed")
-    assert pbkdf2_calls == ["secret", "secret", "changed"]
+    assert pbkdf2_calls == ["secret"]
 
 
 def test_cache_voided_by_another_process(db: Database, pbkdf2_calls: list[str]) -> None:
@@ -337,12 +340,14 @@ def test_cache_voided_by_another_process(db: Database, pbkdf2_calls: list[str]) 
 def test_cache_is_bounded(db: Database, pbkdf2_calls: list[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(storage.accounts, "PASSWORD_CACHE_SIZE", 2)
-    store = AccountStore(db, ITERATIONS)
+    cli, store = AccountStore(db, ITERATIONS), AccountStore(db, ITERATIONS)
     for user in ("a", "b", "c"):
-        store.create(HOST, user, "pw")
+        cli.create(HOST, user, "pw")
         assert store.check_password(HOST, user, "pw")
     assert store.check_password(HOST, "c", "pw")  # still cached
     assert len(pbkdf2_calls) == 3
+    assert store.check_password(HOST, "a", "pw")  # evicted
+    assert len(pbkdf2_calls) == 4
     assert store.check_password(HOST, "a", "pw")  # evicted by c
     assert len(pbkdf2_calls) == 4
 
