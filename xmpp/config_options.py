@@ -100,7 +100,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "statistics", "statistics_interval", "statistics_config",
     "openmetrics_allow_ips", "openmetrics_allow_cidr",
     # Discovery, contact info, version, ping, time
-    "disco_items", "disco_expose_admins", "contact_info", "hide_os_type",
+    "disco_items", "disco_hidden", "disco_expose_admins", "contact_info", "hide_os_type",
     "os_version_command",
     # Presence, messages, offline, carbons, CSI, stream management
     "ignore_presence_priority", "bounce_blocked_messages", "blocklist_cache_size",

@@ -161,6 +161,10 @@ class Router:
                 session.send(stanza)
         elif session is not None:
             session.send(stanza)
+        elif host.is_component:
+            # Nobody binds resources on a component: its modules answer for
+            # every JID on it, full ones included (through "user" handlers).
+            self.handle_iq(host, stanza, "user", origin)
         else:
             self.bounce(stanza, origin, StanzaError("service-unavailable"))
 

@@ -24,6 +24,7 @@ from xmpp.errors import StreamError
 from xmpp.hosts import LocalHost
 from xmpp.listeners import SocketTransport, XmppListener
 from xmpp.modules import load_modules, modules_for
+from xmpp.modules.component import add_listener as add_component_listener
 from xmpp.router import Router
 from xmpp.tls import SniContexts
 
@@ -116,6 +117,7 @@ class VireoServer:
                                   self.interfaces("c2s_direct_tls"), self._c2s_session,
                                   tls_context=lambda: context,
                                   starttls_context=self._starttls_context)
+        add_component_listener(self)
         for listener in self.listeners:
             listener.start()
 
@@ -144,8 +146,9 @@ def bind_socket(interface: str, port: int) -> socket.socket | None:
         sock.listen(128)
     except OSError as error:
         sock.close()
-        if family == socket.AF_INET6 and interface == "::":
-            log.warning("Not listening on [::]:%d: %s", port, error)
+        # A host without IPv6 still serves the IPv4 defaults ("::", and "::1" for loopback).
+        if family == socket.AF_INET6 and interface in ("::", "::1"):
+            log.warning("Not listening on [%s]:%d: %s", interface, port, error)
             return None
         raise
     sock.setblocking(False)

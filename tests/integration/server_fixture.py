@@ -107,7 +107,7 @@ def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
     """Write a config (with a self-signed certificate for `domain`) and pick ports."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = make_self_signed(directory, domain)
-    ports = {"c2s": free_port(), "c2s_direct_tls": free_port()}
+    ports = {"c2s": free_port(), "c2s_direct_tls": free_port(), "component": free_port()}
     enabled = ("roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
                *modules)
     config = directory / "vireo.cfg.lua"
@@ -118,6 +118,7 @@ log = {{ debug = "{directory / 'server.log'}", warn = "*stderr" }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {ports['c2s']} }}
 c2s_direct_tls_ports = {{ {ports['c2s_direct_tls']} }}
+component_ports = {{ {ports['component']} }}
 modules_enabled = {{ {', '.join(f'"{m}"' for m in enabled)} }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}

@@ -23,6 +23,7 @@ IMPLEMENTED = {
     "register": "xmpp.modules.register",
     "time": "xmpp.modules.time",
     "uptime": "xmpp.modules.uptime",
+    "component": "xmpp.modules.component",
 }
 
 # Names Prosody configs carry whose job the core does itself (or, for the
@@ -30,7 +31,7 @@ IMPLEMENTED = {
 BUILT_IN = frozenset({
     "saslauth", "tls", "c2s", "s2s", "dialback", "posix", "message", "iq",
     "http", "s2s_auth_certs", "auth_internal_hashed", "auth_internal_plain",
-    "storage_internal", "storage_sql", "net_proxy", "component",
+    "storage_internal", "storage_sql", "net_proxy",
 })
 
 # Prosody loads these on every VirtualHost unless modules_disabled names them.
@@ -40,6 +41,9 @@ AUTOLOAD = ("presence", "offline")
 def modules_for(host: LocalHost) -> list[str]:
     """The host's effective module list, with Prosody's autoloaded ones."""
     names = list(host.config.modules())
+    if host.is_component and host.config.module is None and "component" not in names:
+        # Prosody's `Component "name"` without a module is an external (XEP-0114) one.
+        names.insert(0, "component")
     if not host.is_component:
         disabled = set(host.config.get_list("modules_disabled", []))
         names += [name for name in AUTOLOAD if name not in names and name not in disabled]

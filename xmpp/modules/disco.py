@@ -16,7 +16,8 @@ def setup(m: ModuleContext) -> None:
     m.add_feature(ns.DISCO_INFO)
     m.add_feature(ns.DISCO_ITEMS)
     m.hook_iq("get", INFO, lambda request: host_info(request))
-    m.hook_iq("get", ITEMS, lambda request: host_items(request))
+    extra_items = configured_items(m)
+    m.hook_iq("get", ITEMS, lambda request: host_items(request, extra_items))
     m.hook_iq("get", INFO, lambda request: account_info(m, request), target="user")
     m.hook_iq("get", ITEMS, lambda request: account_items(request), target="user")
 
@@ -47,24 +48,37 @@ def host_info(request: IqRequest) -> Element:
     return info_query(request.host)
 
 
-def host_items(request: IqRequest) -> Element:
+def configured_items(m: ModuleContext) -> list[tuple[str, str | None]]:
+    """`disco_items = { { "jid", "name" }, ... }`; like Prosody, one malformed
+    entry voids the whole option (with an error in the log)."""
+    items: list[tuple[str, str | None]] = []
+    for entry in m.config.get_list("disco_items", []):
+        if not isinstance(entry, list) or not entry or not isinstance(entry[0], str) \
+                or (len(entry) > 1 and not isinstance(entry[1], str)):
+            m.log.error("option disco_items is malformed: %r", entry)
+            return []
+        items.append((entry[0], entry[1] if len(entry) > 1 else None))
+    return items
+
+
+def host_items(request: IqRequest, extra_items: list[tuple[str, str | None]]) -> Element:
     if request.payload.get("node"):
         raise StanzaError("item-not-found")
     host = request.host
     query = Element(ITEMS)
     for name, other in host.server.router.hosts.items():
-        # Components that are direct subdomains show up, as in Prosody.
-        if other.is_component and name.endswith("." + host.name) \
-                and "." not in name[: -len(host.name) - 1]:
+        # As in Prosody, every host (components included) whose name is this
+        # host's with one more label in front is listed, unless disco_hidden.
+        if name.partition(".")[2] == host.name \
+                and other.config.options.get("disco_hidden") in (None, False):
             item = SubElement(query, f"{{{ns.DISCO_ITEMS}}}item", {"jid": name})
             title = other.config.options.get("name")
             if title:
                 item.set("name", str(title))
-    for entry in host.config.get_list("disco_items", []):
-        if isinstance(entry, list) and entry:
-            item = SubElement(query, f"{{{ns.DISCO_ITEMS}}}item", {"jid": str(entry[0])})
-            if len(entry) > 1:
-                item.set("name", str(entry[1]))
+    for jid, title in extra_items:
+        item = SubElement(query, f"{{{ns.DISCO_ITEMS}}}item", {"jid": jid})
+        if title:
+            item.set("name", title)
     return query
 
 

@@ -1,0 +1,256 @@
+"""XEP-0114 Jabber Component Protocol: the accept side of an external component's stream.
+
+The session machine takes bytes in (`data_received`) and writes bytes out
+through the same small transport interface as c2s; it never touches a
+socket. The stream header names the component's domain, the component
+proves it knows `component_secret` with `<handshake/>` (hex SHA-1 of stream
+id + secret), and from then on every stanza it sends is checked, stamped
+and handed to the router. Which session currently serves a domain (and
+what happens to a second one) is the business of the host's `component`
+module (xmpp.modules.component), reached through two host events:
+`component-authenticated` (a handler may raise the `conflict` StreamError)
+and `component-disconnected`.
+
+XEP-0114 defines no encryption, so component streams are not subject to
+`require_encryption` (as in Prosody); they listen on loopback by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import TYPE_CHECKING
+from xml.etree.ElementTree import Element
+
+from xmpp import namespaces as ns
+from xmpp.c2s import Transport
+from xmpp.errors import StanzaError, StreamError
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
+from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+
+if TYPE_CHECKING:
+    from xmpp.config import Config
+    from xmpp.hosts import LocalHost
+    from xmpp.server import VireoServer
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
+STANZA_NAMES = frozenset({"message", "presence", "iq"})
+
+DEFAULT_PORT = 5347
+# Prosody's component service is private: loopback unless configured otherwise.
+LOOPBACK_INTERFACES = ("127.0.0.1", "::1")
+DEFAULT_STANZA_SIZE = 512 * 1024  # Prosody 0.12's component_stanza_size_limit
+MIN_STANZA_SIZE = 10000
+
+AUTHENTICATED_EVENT = "component-authenticated"
+DISCONNECTED_EVENT = "component-disconnected"
+
+
+def handshake_digest(stream_id: str, secret: str) -> str:
+    """The handshake a component must send: lowercase hex SHA-1 of stream id + secret."""
+    return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
+
+
+def to_client_namespace(element: Element, source_ns: str = ns.COMPONENT) -> Element:
+    """Move `element` and its descendants out of `source_ns` into jabber:client,
+    in place, so the router sees the same stanzas whatever stream they came on.
+    Children in other namespaces (payloads) keep theirs."""
+    prefix = "{" + source_ns + "}"
+    for node in element.iter():
+        if node.tag.startswith(prefix):
+            node.tag = f"{{{ns.CLIENT}}}" + node.tag[len(prefix):]
+    return element
+
+
+def stanza_size_limit(config: Config) -> int:
+    """`component_stanza_size_limit`, falling back to `s2s_stanza_size_limit` as Prosody does."""
+    fallback = config.get_int("s2s_stanza_size_limit", DEFAULT_STANZA_SIZE, min=MIN_STANZA_SIZE)
+    return config.get_int("component_stanza_size_limit", fallback, min=MIN_STANZA_SIZE)
+
+
+def listen_interfaces(config: Config) -> list[str]:
+    """Where to listen: `component_interfaces`, the older `component_interface`,
+    then `local_interfaces`, then loopback (Prosody's order for private services)."""
+    for name in ("component_interfaces", "component_interface", "local_interfaces"):
+        value = config.get_list(name, ())
+        if value:
+            return [str(item) for item in value]
+    return list(LOOPBACK_INTERFACES)
+
+
+class ComponentSession:
+    """One external component's stream, from its header to the closing tag."""
+
+    kind = "component"
+
+    def __init__(self, server: VireoServer, transport: Transport, *,
+                 max_stanza_size: int = DEFAULT_STANZA_SIZE) -> None:
+        self.server = server
+        self.transport = transport
+        self.parser = StreamParser(default_ns=ns.COMPONENT, max_stanza_size=max_stanza_size)
+        self.host: LocalHost | None = None
+        self.stream_id = ""
+        self.header_sent = False
+        # The component's domain once it has authenticated and been accepted.
+        self.jid: JID | None = None
+        self.validate_from = True
+        # What the router's session interface asks of every session.
+        self.priority = 0
+        self.available = False
+        self.closed = False
+
+    @property
+    def secure(self) -> bool:
+        return self.transport.secure
+
+    @property
+    def authenticated(self) -> bool:
+        return self.jid is not None
+
+    # -- input ------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            for event in self.parser.feed(data):
+                if self.closed:
+                    return
+                if isinstance(event, StanzaEvent):
+                    self.handle_element(event.element)
+                elif isinstance(event, StreamOpen):
+                    self.stream_opened(event.attrs)
+                elif isinstance(event, StreamEnd):
+                    self.close()
+        except StreamError as error:
+            self.close(error)
+
+    def connection_lost(self) -> None:
+        """The transport is gone: tidy up as if the stream had ended."""
+        if not self.closed:
+            self.closed = True
+            self._ended()
+
+    # -- stream header ----------------------------------------------------------
+
+    def stream_opened(self, attrs: dict[str, str]) -> None:
+        self.stream_id = secrets.token_hex(16)
+        to = attrs.get("to", "").strip().lower()
+        if not to:
+            raise StreamError("improper-addressing",
+                              "A 'to' attribute is required on stream headers")
+        host = self.server.router.hosts.get(to)
+        if host is None or not host.is_component or "component" not in host.modules:
+            raise StreamError("host-unknown",
+                              f"{to} does not match any configured external components")
+        self.host = host
+        self._send_header()
+
+    def _send_header(self) -> None:
+        self.header_sent = True
+        # XEP-0114 streams carry no version attribute.
+        self.transport.write(stream_header(
+            default_ns=ns.COMPONENT, from_=self.host.name if self.host else None, to=None,
+            stream_id=self.stream_id or None, version=None).encode())
+
+    # -- elements -----------------------------------------------------------------
+
+    def handle_element(self, element: Element) -> None:
+        if element.tag == HANDSHAKE and not self.authenticated:
+            self._handshake(element)
+            return
+        uri, _, name = element.tag[1:].partition("}")
+        if name not in STANZA_NAMES or uri not in (ns.COMPONENT, ns.CLIENT):
+            raise StreamError("unsupported-stanza-type")
+        if not self.authenticated:
+            raise StreamError("not-authorized", "Send the handshake first")
+        self.handle_stanza(to_client_namespace(element))
+
+    def _handshake(self, element: Element) -> None:
+        assert self.host is not None
+        if len(element):
+            raise StreamError("not-authorized", "Invalid handshake")
+        secret = self.host.config.get_str("component_secret", None)
+        if not secret:
+            log.warning("Component attempted to identify as %s, but component_secret is not set",
+                        self.host.name)
+            raise StreamError("not-authorized")
+        supplied = (element.text or "").strip().lower()
+        expected = handshake_digest(self.stream_id, secret)
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            log.info("Component authentication failed for %s from %s", self.host.name,
+                     self.transport.peer[0])
+            raise StreamError("not-authorized", "Given token does not match calculated token")
+        self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
+        # The host's component module accepts us or raises `conflict`.
+        self.host.fire(AUTHENTICATED_EVENT, self)
+        self.jid = JID(None, self.host.name)
+        self.transport.write(f"<handshake xmlns='{ns.COMPONENT}'/>".encode())
+        log.info("External component %s connected from %s", self.host.name,
+                 self.transport.peer[0])
+
+    # -- established session ------------------------------------------------------
+
+    def handle_stanza(self, stanza: Element) -> None:
+        """Check and stamp a stanza from the component, then route it."""
+        assert self.host is not None
+        sender = stanza.get("from")
+        if sender:
+            try:
+                source = parse_jid(sender)
+            except InvalidJID:
+                source = None
+            if self.validate_from and (source is None or source.domain != self.host.name):
+                raise StreamError("invalid-from",
+                                  f"Component tried to send from address <{sender}> which is "
+                                  f"not in domain <{self.host.name}>")
+            if source is None:
+                self._refuse(stanza, StanzaError("jid-malformed", "The source address is invalid"))
+                return
+            stanza.set("from", str(source))
+        else:
+            # COMPAT: Prosody 0.12 lets components leave 'from' out.
+            stanza.set("from", self.host.name)
+        if not stanza.get("to"):
+            self._refuse(stanza, StanzaError(
+                "bad-request", "Components MUST specify a 'to' address on stanzas"))
+            return
+        self.server.router.route(stanza, self)
+
+    def _refuse(self, stanza: Element, error: StanzaError) -> None:
+        # Never answer an error (or a result) with an error.
+        if stanza.get("type") not in ("error", "result"):
+            self.send(error.to_reply(stanza))
+
+    def send(self, stanza: Element) -> None:
+        """Write a (jabber:client) stanza: unprefixed, it reads as
+        jabber:component:accept on this stream."""
+        if not self.closed:
+            self.transport.write(serialize(stanza).encode())
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self, error: StreamError | None = None) -> None:
+        """End the stream, with a stream error when there is one."""
+        if self.closed:
+            return
+        self.closed = True
+        if error is not None:
+            log.info("Closing component stream%s from %s: %s",
+                     f" for {self.host.name}" if self.host else "", self.transport.peer[0], error)
+            if not self.header_sent:
+                self._send_header()
+            self.transport.write(error.to_xml())
+        self.transport.write(STREAM_CLOSE.encode())
+        self.transport.close()
+        self._ended()
+
+    def _ended(self) -> None:
+        if self.jid is not None and self.host is not None:
+            log.info("External component %s disconnected", self.host.name)
+            self.host.fire(DISCONNECTED_EVENT, self)
