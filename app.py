@@ -4,6 +4,7 @@
     python app.py -c CONFIG register USER HOST PASSWORD
     python app.py -c CONFIG adduser|passwd|deluser USER@HOST
     python app.py -c CONFIG check | migrate
+    python app.py -c CONFIG sessions [--json]
 """
 
 from __future__ import annotations
@@ -170,6 +171,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """Ask the running server, over its admin socket, for its live sessions."""
+    import json
+
+    from xmpp import admin
+
+    try:
+        reply = admin.request(admin.socket_path(load_config(args.config)), "sessions")
+    except admin.AdminError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    sessions = reply["sessions"]
+    print(json.dumps(sessions, indent=2) if args.json else admin.format_sessions(sessions))
+    return 0
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default=os.environ.get("VIREO_CONFIG", DEFAULT_CONFIG))
@@ -185,12 +202,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         commands.add_parser(name, help=text).add_argument("jid", metavar="USER@HOST")
     commands.add_parser("check", help="check the config file")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    sessions = commands.add_parser("sessions", help="list the running server's live sessions")
+    sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser.parse_args(argv)
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
+    "sessions": cmd_sessions,
 }
 
 

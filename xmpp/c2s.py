@@ -107,6 +107,12 @@ class C2SSession:
     def authenticated(self) -> bool:
         return self.username is not None
 
+    def describe(self) -> dict[str, object]:
+        """This session in the admin listing (the contract is in xmpp.admin)."""
+        return {"kind": self.kind, "id": str(self.jid) if self.jid else None,
+                "address": self.transport.peer[0], "port": self.transport.peer[1],
+                "secure": self.secure, "listener": self.transport.listener}
+
     # -- input ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:

@@ -17,6 +17,7 @@ from storage.accounts import AccountStore
 from storage.db import Database, database_url
 from storage.offline import OfflineStore
 from storage.roster import RosterStore
+from xmpp.admin import AdminSocket, open_admin_socket
 from xmpp.auth_throttle import FailureThrottle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
 from xmpp.config import Config, HostConfig
@@ -25,6 +26,7 @@ from xmpp.hosts import LocalHost
 from xmpp.listeners import SocketTransport, XmppListener
 from xmpp.modules import load_modules, modules_for
 from xmpp.modules.component import add_listener as add_component_listener
+from xmpp.proxy_listener import open_proxy_listeners
 from xmpp.router import Router
 from xmpp.tls import SniContexts
 
@@ -58,6 +60,9 @@ class VireoServer:
         self.c2s_tls = SniContexts(config)
         self.http_providers: list[Any] = []
         self.listeners: list[XmppListener] = []
+        # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
+        self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
+        self.admin_socket: AdminSocket | None = None
         self._load_hosts()
 
     # -- hosts and modules ------------------------------------------------------
@@ -95,6 +100,7 @@ class VireoServer:
 
     def add_listener(self, service: str, ports: list[int], interfaces: list[str],
                      make_session: Callable[[SocketTransport], Any], **kwargs: Any) -> None:
+        self.services[service] = (make_session, kwargs)
         for interface in interfaces:
             for port in ports:
                 sock = bind_socket(interface, port)
@@ -118,11 +124,18 @@ class VireoServer:
                                   tls_context=lambda: context,
                                   starttls_context=self._starttls_context)
         add_component_listener(self)
+        # After every service is registered: PROXY ports hand off to them.
+        self.listeners += open_proxy_listeners(self, bind_socket)
         for listener in self.listeners:
             listener.start()
+        self.admin_socket = open_admin_socket(self)
+        if self.admin_socket is not None:
+            self.admin_socket.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every stream with system-shutdown, then the listeners."""
+        if self.admin_socket is not None:
+            self.admin_socket.stop()
         for listener in self.listeners:
             listener.server.close()
         for listener in self.listeners:
