@@ -16,9 +16,12 @@ READ_TIMEOUT = 10.0
 class RawClient:
     """Blocking socket with helpers to read until a pattern or the peer closes."""
 
-    def __init__(self, port: int, address: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, address: str = "127.0.0.1",
+                 source_address: str | None = None) -> None:
+        """`source_address` binds the client end (e.g. another loopback address)."""
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            (address, port), timeout=READ_TIMEOUT)
+            (address, port), timeout=READ_TIMEOUT,
+            source_address=(source_address, 0) if source_address else None)
         self.buffer = b""
 
     def send(self, data: bytes | str) -> None:
