@@ -7,7 +7,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,16 @@ PASSWORD_CACHE_SIZE = 4096
 
 class AccountExists(Exception):
     """create() found an account of that name on that host."""
+
+
+_BY_ACCOUNT = (Account.host == bindparam("host"), Account.username == bindparam("username"))
+_EXISTS_QUERY = select(Account.id).where(*_BY_ACCOUNT)
+_SCRAM_QUERIES = {
+    hash_name: select(Account.salt, Account.iterations,
+                      getattr(Account, f"{hash_name}_stored_key"),
+                      getattr(Account, f"{hash_name}_server_key")).where(*_BY_ACCOUNT)
+    for hash_name in SCRAM_HASHES.values()
+}
 
 
 def _prep(username: str) -> str:
@@ -162,9 +172,8 @@ class AccountStore:
         if user is None:
             return False
         with self._db.engine.connect() as connection:
-            return connection.execute(
-                select(Account.id).where(Account.host == host, Account.username == user)
-            ).first() is not None
+            return connection.execute(_EXISTS_QUERY,
+                                      {"host": host, "username": user}).first() is not None
 
     def users(self, host: str) -> list[str]:
         """The usernames of a host, sorted."""
@@ -184,13 +193,11 @@ class AccountStore:
         user = _user(username)
         if user is None:
             return None
-        # A login's one read: plain Core on a pooled connection, no ORM unit of work.
+        # A login's one read: a prebuilt Core statement on a pooled connection,
+        # so no ORM unit of work and no per-call statement construction.
         with self._db.engine.connect() as connection:
-            row = connection.execute(
-                select(Account.salt, Account.iterations,
-                       getattr(Account, f"{hash_name}_stored_key"),
-                       getattr(Account, f"{hash_name}_server_key"))
-                .where(Account.host == host, Account.username == user)).first()
+            row = connection.execute(_SCRAM_QUERIES[hash_name],
+                                     {"host": host, "username": user}).first()
         return None if row is None else ScramCredentials(*row)
 
     def check_password(self, host: str, username: str, password: str) -> bool:
