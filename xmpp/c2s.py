@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
@@ -80,12 +81,18 @@ class C2SSession:
     """One client stream, from the first header to the closing tag."""
 
     kind = "c2s"
+    #: Whether the transport carries a whole XML stream (<stream:stream> tags,
+    #: bytes to parse, STARTTLS). BOSH does not: its sessions are opened with
+    #: `open_stream`, fed parsed elements and write stanzas with their namespace.
+    framed = True
 
     def __init__(self, server: VireoServer, transport: Transport) -> None:
         self.server = server
         self.transport = transport
-        self.parser = StreamParser(default_ns=ns.CLIENT,
-                                   max_stanza_size=server.unauthenticated_stanza_size)
+        self.parser: StreamParser | None = None
+        if self.framed:
+            self.parser = StreamParser(default_ns=ns.CLIENT,
+                                       max_stanza_size=server.unauthenticated_stanza_size)
         self.host: LocalHost | None = None
         self.stream_id = ""
         self.header_sent = False
@@ -118,6 +125,7 @@ class C2SSession:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        assert self.parser is not None
         try:
             for event in self.parser.feed(data):
                 if self.closed:
@@ -130,6 +138,22 @@ class C2SSession:
                     self.close()
         except StreamError as error:
             log.debug("Stream error on input from %s: %r", self.transport.peer[0], data[:200])
+            self.close(error)
+
+    def open_stream(self, attrs: dict[str, str]) -> None:
+        """Open, or after authentication restart, an unframed stream (BOSH)."""
+        self._unframed(self.stream_opened, attrs)
+
+    def element_received(self, element: Element) -> None:
+        """Take one top-level element parsed by the transport (BOSH)."""
+        self._unframed(self.handle_element, element)
+
+    def _unframed(self, handler: Callable[[Any], None], arg: Any) -> None:
+        if self.closed:
+            return
+        try:
+            handler(arg)
+        except StreamError as error:
             self.close(error)
 
     def connection_lost(self) -> None:
@@ -162,8 +186,9 @@ class C2SSession:
 
     def _send_header(self, host: str | None) -> None:
         self.header_sent = True
-        self.transport.write(stream_header(
-            default_ns=ns.CLIENT, from_=host, to=None, stream_id=self.stream_id).encode())
+        if self.framed:
+            self.transport.write(stream_header(
+                default_ns=ns.CLIENT, from_=host, to=None, stream_id=self.stream_id).encode())
 
     def _features(self) -> Element:
         assert self.host is not None
@@ -188,7 +213,7 @@ class C2SSession:
 
     def _can_starttls(self) -> bool:
         assert self.host is not None
-        return (not self.secure and "tls" in self.host.modules
+        return (self.framed and not self.secure and "tls" in self.host.modules
                 and self.server.c2s_tls.context_for(self.host.name) is not None)
 
     def _encryption_required(self) -> bool:
@@ -269,8 +294,9 @@ class C2SSession:
             log.info("Authenticated %s@%s from %s", result.username,
                      self.host and self.host.name, address)
             self._write_sasl("success", result.data)
-            self.parser.reset()
-            self.parser.max_stanza_size = self.server.c2s_stanza_size_limit(self.host)
+            if self.parser is not None:
+                self.parser.reset()
+                self.parser.max_stanza_size = self.server.c2s_stanza_size_limit(self.host)
             return
         self.server.auth_throttle.record_failure(address, self.server.now())
         failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
@@ -346,7 +372,8 @@ class C2SSession:
 
     def send(self, stanza: Element) -> None:
         if not self.closed:
-            self.transport.write(serialize(stanza).encode())
+            # Outside a stream the jabber:client namespace must be written out.
+            self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
 
     # -- closing -----------------------------------------------------------------
 
@@ -360,7 +387,8 @@ class C2SSession:
             if not self.header_sent:
                 self._send_header(self.host.name if self.host else None)
             self.transport.write(error.to_xml())
-        self.transport.write(STREAM_CLOSE.encode())
+        if self.framed:
+            self.transport.write(STREAM_CLOSE.encode())
         self.transport.close()
         self._ended()
 
