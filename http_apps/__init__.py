@@ -119,8 +119,10 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
     )
     body_limits: dict[str, int] = {}
     cors = {}
+    mount_paths = []
     for provider in providers:
         path = base_path(config, host, provider.name, provider.default_path)
+        mount_paths.append(path)
         app.register_blueprint(provider.make_blueprint(), name=provider.name,
                                url_prefix=path)
         if provider.max_body_size is not None:
@@ -149,6 +151,7 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
             # None would mean MAX_CONTENT_LENGTH again; the capped input enforces the limit.
             flask.request.max_content_length = sys.maxsize
 
+    app.config["VIREO_MOUNT_PATHS"] = tuple(mount_paths)
     install_cors(app, cors)
     install_error_handlers(app)
     return app
@@ -156,6 +159,8 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
 
 def _handles(app: flask.Flask, environ: dict) -> bool:
     """Whether a route of `app` answers this path (or redirects it, or wants another method)."""
+    if not environ.get("PATH_INFO", "").startswith(app.config["VIREO_MOUNT_PATHS"]):
+        return False
     try:
         app.url_map.bind_to_environ(environ).match(method=environ.get("REQUEST_METHOD"))
     except NotFound:

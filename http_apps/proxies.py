@@ -10,6 +10,7 @@ marks the request secure. From any other peer the headers are ignored.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -60,11 +61,13 @@ class TrustedProxies:
     def __init__(self, app, trusted: Iterable[str] = DEFAULT_TRUSTED_PROXIES) -> None:
         self.app = app
         self.trusted = AddressMatcher(trusted)
+        # Peers repeat: remember the verdicts instead of parsing each address again.
+        self.is_trusted = functools.lru_cache(maxsize=4096)(self.trusted.__contains__)
 
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR", "")
         environ[PEER_ADDR] = peer
-        if peer in self.trusted:
+        if self.is_trusted(peer):
             environ["REMOTE_ADDR"] = forwarded_client(
                 peer, environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
             if environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower() == "https":

@@ -58,6 +58,9 @@ class VireoHandler(WSGIHandler):
 
     def __init__(self, sock, address, server, rfile=None) -> None:
         sock.settimeout(server.io_timeout)
+        # pywsgi sends the head and the body separately: without this, Nagle's algorithm
+        # and the client's delayed ACK hold the body back ~40 ms on keep-alive connections.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().__init__(sock, address, server, rfile)
 
     def handle(self) -> None:

@@ -52,6 +52,10 @@ def probe_blueprint() -> flask.Blueprint:
                                 flask.request.path),
         }
 
+    @blueprint.get("/hello")
+    def hello() -> str:
+        return "hello\n"
+
     @blueprint.post("/upload")
     def upload() -> dict[str, int]:
         return {"size": len(flask.request.get_data())}
