@@ -5,6 +5,7 @@ The host's `component_handler` sends each stanza for the domain to the
 component's live stream; while none is connected, stanzas bounce with
 `remote-server-timeout`. `component_conflict_resolve` decides what a second
 authenticated connection does: `kick_new` (refused) or `kick_old`.
+`add_listener(server)` opens `component_ports` when any such host exists.
 """
 
 from __future__ import annotations
