@@ -163,7 +163,7 @@ def test_empty_trust_list_admits_anyone():
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     STREAM,
     b"PROXY TCP4 192.0.2.1",  # truncated: the peer closes
-    b"PROXY TCP4 " + b"1" * 120,  # a v1 line longer than 107 bytes
+    b"PROXY UNKNOWN " + b"x" * 120,  # a v1 line longer than 107 bytes
     V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", 0xFFFF),  # oversized v2
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
 ], ids=["http", "xmpp", "truncated", "long v1", "oversized v2", "tls"])

@@ -1,0 +1,283 @@
+"""PROXY protocol ports behind a real haproxy (v1 `send-proxy`, v2 `send-proxy-v2`), and `sessions`.
+
+Clients reach haproxy from 127.0.0.5, a loopback address distinct from
+haproxy's own (127.0.0.1), so the session listing proves which address the
+server took: the one haproxy saw and sent, not the socket's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clients import TestClient, close, login
+from tests.integration.raw_client import RawClient
+from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from xmpp.proxy_protocol import V2_SIGNATURE
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
+                                reason="haproxy is not installed (make system-deps)")
+
+CLIENT_ADDRESS = "127.0.0.5"  # the client end: what haproxy sees and reports
+TRUSTED_RANGE_ADDRESS = "127.0.0.2"  # inside the trusted CIDR, not an exact entry
+UNTRUSTED_ADDRESS = "127.0.0.9"
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret",
+         "dave": "dave-secret"}
+HEADER_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ports = {name: free_port() for name in ("proxy_c2s", "proxy_tls", "proxy_unmapped")}
+    server = make_server(tmp_path_factory.mktemp("proxy"), extra=f"""
+proxy_port_mappings = {{
+    [{ports['proxy_c2s']}] = "c2s",
+    [{ports['proxy_tls']}] = "c2s_direct_tls",
+}}
+proxy_ports = {{ {ports['proxy_c2s']}, {ports['proxy_tls']}, {ports['proxy_unmapped']} }}
+proxy_trusted_proxies = {{ "127.0.0.1", "127.0.0.2/31", "::1" }}
+vireo_proxy_header_timeout = {HEADER_TIMEOUT}
+""")
+    server.ports.update(ports)
+    server.create_users(USERS)
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+HAPROXY_CONFIG = """
+global
+    maxconn 200
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+{sections}
+"""
+
+SECTION = """
+frontend f_{name}
+    bind 127.0.0.1:{front}
+    default_backend b_{name}
+backend b_{name}
+    server vireo 127.0.0.1:{back} {option}
+"""
+
+
+@pytest.fixture(scope="module")
+def haproxy(server, tmp_path_factory):
+    """haproxy in the foreground: v1 and v2 in front of the c2s PROXY port, v2 before direct TLS."""
+    routes = {"v1": (server.ports["proxy_c2s"], "send-proxy"),
+              "v2": (server.ports["proxy_c2s"], "send-proxy-v2"),
+              "v2_tls": (server.ports["proxy_tls"], "send-proxy-v2")}
+    fronts = {name: free_port() for name in routes}
+    path = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
+    path.write_text(HAPROXY_CONFIG.format(sections="".join(
+        SECTION.format(name=name, front=fronts[name], back=back, option=option)
+        for name, (back, option) in routes.items())))
+    process = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        for port in fronts.values():
+            wait_for_port(port, process)
+        yield fronts
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+class SourceBoundLoop:
+    """The running event loop, with connections made from a chosen local address.
+
+    slixmpp has no source-address option; it opens its socket through
+    `self.loop.create_connection`, so the client gets this wrapper as its loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: str) -> None:
+        self._loop = loop
+        self._source = source
+
+    def __getattr__(self, name: str):
+        return getattr(self._loop, name)
+
+    def create_connection(self, *args, **kwargs):
+        return self._loop.create_connection(*args, local_addr=(self._source, 0), **kwargs)
+
+
+async def login_through(server, user: str, port: int, *, direct_tls: bool = False,
+                        resource: str = "proxied") -> TestClient:
+    """A slixmpp login from CLIENT_ADDRESS to a haproxy frontend."""
+    client = TestClient(f"{user}@{server.domain}/{resource}", server.users[user],
+                        cert=server.cert, mech="PLAIN")
+    client.loop = SourceBoundLoop(asyncio.get_running_loop(), CLIENT_ADDRESS)
+    client.enable_direct_tls = direct_tls
+    client.enable_starttls = not direct_tls
+    client.connect(host="127.0.0.1", port=port)
+    assert await asyncio.wait_for(client.started, 10), f"login of {user} failed"
+    return client
+
+
+async def sessions(server) -> dict[str, dict]:
+    """`app.py sessions --json`, keyed by JID."""
+    result = await asyncio.to_thread(server.admin, "sessions", "--json")
+    assert result.returncode == 0, result.stderr
+    return {entry["id"]: entry for entry in json.loads(result.stdout)}
+
+
+def client_port(client: TestClient) -> int:
+    return client.transport.get_extra_info("sockname")[1]
+
+
+async def ping_self(client: TestClient) -> None:
+    """A round trip through the server: the session still works."""
+    await client.plugin["xep_0199"].ping(jid=client.boundjid.host, timeout=10)
+
+
+@pytest.mark.parametrize("frontend", ["v1", "v2"])
+def test_login_through_haproxy_shows_the_address_haproxy_saw(server, haproxy, frontend):
+    async def scenario():
+        client = await login_through(server, "alice", haproxy[frontend], resource=frontend)
+        entry = (await sessions(server))[str(client.boundjid)]
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert entry["secure"] is True and entry["listener"] == "proxy:c2s"
+        await ping_self(client)
+        await close(client)
+
+    run(scenario())
+
+
+def test_header_then_direct_tls_through_haproxy(server, haproxy):
+    async def scenario():
+        client = await login_through(server, "bob", haproxy["v2_tls"], direct_tls=True)
+        entry = (await sessions(server))[str(client.boundjid)]
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert entry["secure"] is True and entry["listener"] == "proxy:c2s_direct_tls"
+        await close(client)
+
+    run(scenario())
+
+
+def test_sessions_table_lists_direct_and_proxied_clients(server, haproxy):
+    async def scenario():
+        direct = await login(server, "carol", resource="direct")
+        proxied = await login_through(server, "dave", haproxy["v1"])
+        result = await asyncio.to_thread(server.admin, "sessions")
+        assert result.returncode == 0, result.stderr
+        rows = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:-1]}
+        assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(client_port(direct)), "yes",
+                                                  "c2s"]
+        assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(client_port(proxied)),
+                                                   "yes", "proxy:c2s"]
+        await close(direct, proxied)
+
+    run(scenario())
+
+
+def test_logs_and_throttle_see_the_proxied_address(server, haproxy):
+    async def scenario():
+        client = await login_through(server, "alice", haproxy["v2"], resource="logged")
+        await close(client)
+
+    run(scenario())
+    assert f"Authenticated alice@{server.domain} from {CLIENT_ADDRESS}" in \
+        server.log_path.read_text()
+
+
+def test_raw_headers_from_a_trusted_range_and_v2_local(server):
+    v2_local = V2_SIGNATURE + bytes([0x20, 0x00, 0, 0])
+    ranged = RawClient(server.ports["proxy_c2s"], source_address=TRUSTED_RANGE_ADDRESS)
+    local = RawClient(server.ports["proxy_c2s"])
+    try:
+        ranged.send(b"PROXY TCP6 2001:db8::7 ::1 40123 5222\r\n")
+        ranged.login(server.domain, server.cert, "bob", USERS["bob"], resource="ranged")
+        local.send(v2_local)
+        local.login(server.domain, server.cert, "carol", USERS["carol"], resource="local")
+        listing = run(sessions(server))
+        ranged_entry = listing[f"bob@{server.domain}/ranged"]
+        assert (ranged_entry["address"], ranged_entry["port"]) == ("2001:db8::7", 40123)
+        local_entry = listing[f"carol@{server.domain}/local"]
+        assert (local_entry["address"], local_entry["port"]) == \
+            ("127.0.0.1", local.sock.getsockname()[1])
+    finally:
+        ranged.close()
+        local.close()
+
+
+def closed_without_a_word(client: RawClient, timeout: float = 5.0) -> bool:
+    try:
+        return client.read_to_close(timeout) == b""
+    finally:
+        client.close()
+
+
+V1_HEADER = b"PROXY TCP4 192.0.2.66 127.0.0.1 40000 5222\r\n"
+STREAM_OPEN = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+               "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+def hostile(server, data: bytes, *, port: str = "proxy_c2s", source: str | None = None,
+            half_close: bool = False) -> RawClient:
+    client = RawClient(server.ports[port], source_address=source)
+    if data:
+        client.send(data)
+    if half_close:
+        client.sock.shutdown(socket.SHUT_WR)
+    return client
+
+
+def test_hostile_connections_are_dropped_while_a_proxied_client_keeps_working(server, haproxy):
+    async def scenario():
+        client = await login_through(server, "alice", haproxy["v2"], resource="steady")
+        attempts = {
+            "untrusted": hostile(server, V1_HEADER + STREAM_OPEN.encode(),
+                                 source=UNTRUSTED_ADDRESS),
+            "unmapped": hostile(server, V1_HEADER + STREAM_OPEN.encode(),
+                                port="proxy_unmapped"),
+            "garbage": hostile(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            "no header": hostile(server, STREAM_OPEN.encode()),
+            "truncated": hostile(server, b"PROXY TCP4 192.0.2.66 127.0", half_close=True),
+            "oversized v1": hostile(server, b"PROXY UNKNOWN " + b"x" * 200),
+            "oversized v2": hostile(server, V2_SIGNATURE + bytes([0x21, 0x11])
+                                    + struct.pack("!H", 0xFFFF) + bytes(1000)),
+            "slow": hostile(server, b"PROXY TCP4 192.0.2.66"),
+        }
+        for name, raw in attempts.items():
+            dropped = await asyncio.to_thread(closed_without_a_word, raw, HEADER_TIMEOUT + 5)
+            assert dropped, name
+            await ping_self(client)
+        listing = await sessions(server)
+        assert str(client.boundjid) in listing
+        assert not any(entry["address"] == "192.0.2.66" for entry in listing.values())
+        await close(client)
+
+    run(scenario())
+
+
+def test_admin_socket_is_private(server):
+    path = Path(server.directory / "data" / "vireo.sock")
+    mode = path.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+def test_sessions_without_a_running_server_fails_cleanly(tmp_path):
+    idle = make_server(tmp_path / "idle")
+    result = idle.admin("sessions")
+    assert result.returncode == 1
+    assert "is the server running?" in result.stderr
