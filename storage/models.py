@@ -181,6 +181,35 @@ class OfflineMessage(Base):
     stamp: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Upload(Base):
+    """One XEP-0363 upload slot of a file-sharing service (mod_http_file_share).
+
+    `host` is the service (the Component or VirtualHost that issued the slot),
+    `uploader` the bare JID it was issued to. A slot counts against the quotas
+    from `created` on; `completed` is set once the whole file is stored at
+    `path` (NULL for an external upload service). Not per-user data of an
+    account: the rows and files go when they expire.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        Index("ix_uploads_host_uploader_created", "host", "uploader", "created",
+              mysql_length={"host": MYSQL_PREFIX, "uploader": MYSQL_PREFIX}),
+        Index("ix_uploads_host_created", "host", "created", mysql_length={"host": MYSQL_PREFIX}),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    slot: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    uploader: Mapped[str] = mapped_column(String(2047))
+    filename: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    path: Mapped[str | None] = mapped_column(Text)
+
+
 # Rows that belong to one (host, username) and go when the account is deleted.
 # Later revisions append their per-user models here.
 PER_USER_MODELS: list[type[Base]] = [RosterEntry, RosterPending, RosterVersion, OfflineMessage]

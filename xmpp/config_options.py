@@ -149,5 +149,6 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     # Vireo's own options (no Prosody equivalent)
     "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
     "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
+    "vireo_http_file_share_prune_interval",
     "vireo_proxy_header_timeout",
 })

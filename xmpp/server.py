@@ -17,6 +17,7 @@ from storage.accounts import AccountStore
 from storage.db import Database, database_url
 from storage.offline import OfflineStore
 from storage.roster import RosterStore
+from storage.uploads import UploadStore
 from xmpp.admin import AdminSocket, open_admin_socket
 from xmpp.auth_throttle import FailureThrottle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
@@ -47,6 +48,7 @@ class VireoServer:
         self.accounts = AccountStore(self.db)
         self.rosters = RosterStore(self.db)
         self.offline = OfflineStore(self.db)
+        self.uploads = UploadStore(self.db)
         self.router = Router()
         self.auth_throttle = FailureThrottle(
             max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
@@ -59,6 +61,7 @@ class VireoServer:
             min=1024)
         self.c2s_tls = SniContexts(config)
         self.http_providers: list[Any] = []
+        self.http_servers: list[Any] = []
         self.listeners: list[XmppListener] = []
         # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
         self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
@@ -131,9 +134,28 @@ class VireoServer:
         self.admin_socket = open_admin_socket(self)
         if self.admin_socket is not None:
             self.admin_socket.start()
+        self._start_http()
+        for host in self.router.hosts.values():
+            host.fire("server-started")
+
+    def _start_http(self) -> None:
+        """Prosody's mod_http: the http/https ports open when some module serves HTTP."""
+        if not self.http_providers:
+            return
+        from http_apps import build_wsgi_app
+        from http_apps.server import start_http_servers
+
+        self.http_servers = start_http_servers(
+            self.config, build_wsgi_app(self.config, self.http_providers))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every stream with system-shutdown, then the listeners."""
+        for host in self.router.hosts.values():
+            host.fire("server-stopping")
+        if self.http_servers:
+            from http_apps.server import stop_http_servers
+
+            stop_http_servers(self.http_servers, timeout=timeout)
         if self.admin_socket is not None:
             self.admin_socket.stop()
         for listener in self.listeners:

@@ -31,7 +31,8 @@ db = storage_fixtures.db
 HOST = "example.com"
 ITERATIONS = 64  # keep PBKDF2 cheap in tests
 TABLES = {"accounts", "roster_items", "roster_groups", "roster_pending", "roster_versions",
-          "offline_messages"}
+          "offline_messages", "uploads"}
+HEAD_REVISION = "0002"
 
 
 class FakeConfig:
@@ -149,7 +150,7 @@ def test_migrate_from_empty(db_url: str) -> None:
         database.migrate()
         assert _tables(database) == TABLES | {"alembic_version"}
         with database.session() as session:
-            assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD_REVISION
     finally:
         database.close()
 

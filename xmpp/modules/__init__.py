@@ -24,6 +24,7 @@ IMPLEMENTED = {
     "time": "xmpp.modules.time",
     "uptime": "xmpp.modules.uptime",
     "component": "xmpp.modules.component",
+    "http_file_share": "xmpp.modules.http_file_share",
 }
 
 # Names Prosody configs carry whose job the core does itself (or, for the

@@ -1,0 +1,1 @@
+"""XEP-0363 HTTP File Upload over HTTP: slot policy, upload tokens, byte ranges and routes."""

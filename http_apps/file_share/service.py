@@ -1,0 +1,145 @@
+"""XEP-0363 HTTP File Upload: one upload service's slots, files and expiry.
+
+Joins the pure rules (policy, tokens) with storage and the disk: issuing a
+slot (checked and charged in one locked transaction, see storage.uploads),
+where files live, and pruning expired ones. Shared by the XMPP module (slot
+requests, the expiry job) and the HTTP routes (uploads and downloads).
+
+Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`;
+an upload in progress goes to a temporary `<slot>.bin~XXXX` beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from http_apps.file_share import tokens
+from http_apps.file_share.policy import FileSpec, Policy, SlotRequest, Usage
+from storage.uploads import UploadRecord, UploadStore
+
+log = logging.getLogger(__name__)
+
+MODULE_NAME = "http_file_share"
+PRUNE_BATCH = 100
+SLOT_BYTES = 12  # 16 URL-safe characters, as long as Prosody's slot ids
+
+_NOT_WORD = re.compile(r"[^A-Za-z0-9]")
+
+
+def encode_host(host: str) -> str:
+    """A host name as Prosody's datamanager writes it in paths: non-alphanumerics as %xx."""
+    return _NOT_WORD.sub(lambda m: "".join(f"%{b:02x}" for b in m.group().encode()), host)
+
+
+def to_datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+@dataclass(frozen=True)
+class IssuedSlot:
+    """A granted slot: where to PUT (with which headers) and where to GET."""
+
+    slot: str
+    put_url: str
+    get_url: str
+    headers: dict[str, str]
+
+
+class FileShare:
+    """One upload service (a Component or VirtualHost loading http_file_share).
+
+    base_url: the URL slots are under: the service's own public URL, or an
+        external upload service's (`http_file_share_base_url`, `external` set).
+    clock: seconds since the epoch (the server's clock).
+    """
+
+    def __init__(self, *, host: str, policy: Policy, secret: str, store: UploadStore,
+                 data_dir: Path, base_url: Callable[[], str], external: bool,
+                 clock: Callable[[], float]) -> None:
+        self.host = host
+        self.policy = policy
+        self.secret = secret
+        self.store = store
+        self.directory = data_dir / encode_host(host) / MODULE_NAME
+        self.base_url = base_url
+        self.external = external
+        self.now = clock
+
+    # -- slots --------------------------------------------------------------------
+
+    def path_for(self, slot: str) -> Path:
+        return self.directory / f"{slot}.bin"
+
+    def slot_url(self, slot: str, filename: str) -> str:
+        """<base>/<slot>/<url-encoded filename>."""
+        return f"{self.base_url().rstrip('/')}/{slot}/{quote(filename, safe='')}"
+
+    def issue_slot(self, request: SlotRequest) -> IssuedSlot:
+        """Check `request` (raising policy.Refusal), record and charge the slot, sign its token."""
+        spec = self.policy.check_request(request)
+        now = self.now()
+        slot = secrets.token_urlsafe(SLOT_BYTES)
+        record = UploadRecord(
+            slot=slot, host=self.host, uploader=spec.uploader, filename=spec.filename,
+            size=spec.size, content_type=spec.content_type, created=to_datetime(now),
+            completed=None, path=None if self.external else str(self.path_for(slot)))
+
+        def decide(global_bytes: int, daily_bytes: int) -> None:
+            self.policy.check_usage(spec, Usage(global_bytes, daily_bytes))
+
+        self.store.issue(record, to_datetime(self.policy.daily_window_start(now)), decide)
+        return self._grant(slot, spec, now)
+
+    def _grant(self, slot: str, spec: FileSpec, now: float) -> IssuedSlot:
+        claims = tokens.make_claims(
+            uploader=spec.uploader, slot=slot, filename=spec.filename, filesize=spec.size,
+            filetype=spec.content_type, now=now, expires_after=self.policy.expires_after)
+        url = self.slot_url(slot, spec.filename)
+        return IssuedSlot(slot, url, url,
+                          {"Authorization": f"Bearer {tokens.sign(self.secret, claims)}"})
+
+    # -- expiry -------------------------------------------------------------------
+
+    def prune(self, pause: Callable[[], object] = lambda: None) -> int:
+        """Delete the files and rows of expired slots; the number of slots removed.
+
+        `pause` runs between batches (the expiry job yields to other greenlets there).
+        A file that cannot be deleted keeps its row, and is tried again next time.
+        """
+        if self.policy.expires_after < 0:
+            return 0
+        boundary = to_datetime(self.now() - self.policy.expires_after)
+        removed = 0
+        while True:
+            records = self.store.created_before(self.host, boundary, PRUNE_BATCH)
+            gone = [record.slot for record in records if self.remove_files(record.slot)]
+            removed += self.store.delete(self.host, gone)
+            if len(records) < PRUNE_BATCH or len(gone) < len(records):
+                break
+            pause()
+        if removed:
+            log.info("%s: pruned %d expired upload(s)", self.host, removed)
+        return removed
+
+    def remove_files(self, slot: str) -> bool:
+        """Remove a slot's file and any leftover partial upload; False if one stays."""
+        ok = True
+        for path in [self.path_for(slot), *self.directory.glob(f"{glob_escape(slot)}.bin~*")]:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                log.error("%s: could not delete expired file %s: %s", self.host, path, error)
+                ok = False
+        return ok
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a glob pattern."""
+    return re.sub(r"([*?\[])", r"[\1]", text)

@@ -1,0 +1,157 @@
+"""XEP-0363 HTTP File Upload service (Prosody 0.12's mod_http_file_share).
+
+Load it as `Component "upload.example.com" "http_file_share"` (or in a
+VirtualHost's modules_enabled). It answers slot requests, advertises itself
+in disco (identity store/file, feature urn:xmpp:http:upload:0, an XEP-0128
+form with max-file-size), serves uploads and downloads at `/file_share`
+(http_apps.file_share.views) and prunes expired files with a periodic job.
+
+With `http_file_share_base_url` an external service stores the files: slots
+point there, and there are no local HTTP routes and no local expiry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from xml.etree.ElementTree import Element, SubElement
+
+import gevent
+
+from http_apps.file_share import views
+from http_apps.file_share.policy import (
+    DAILY_QUOTA_FACTOR,
+    DEFAULT_EXPIRES_AFTER,
+    DEFAULT_SAFE_TYPES,
+    DEFAULT_SIZE_LIMIT,
+    Policy,
+    Refusal,
+    SlotRequest,
+)
+from http_apps.file_share.service import FileShare
+from http_apps.urls import http_url
+from xmpp import namespaces as ns
+from xmpp.errors import StanzaError
+from xmpp.hosts import IqRequest, ModuleContext
+from xmpp.jid import InvalidJID, parse_jid
+from xmpp.modules import disco
+
+NS = ns.HTTP_UPLOAD
+REQUEST = f"{{{NS}}}request"
+HTTP_APP = "file_share"
+DEFAULT_PATH = "/file_share"
+#: Prosody 0.12 prunes one second after start, then hourly.
+DEFAULT_PRUNE_INTERVAL = 3600.0
+FIRST_PRUNE_DELAY = 1.0
+
+
+def read_policy(m: ModuleContext) -> Policy:
+    """The service's Policy from Prosody's options (names and defaults)."""
+    config = m.config
+    size_limit = config.get_int("http_file_share_size_limit", DEFAULT_SIZE_LIMIT, min=0)
+    return Policy(
+        size_limit=size_limit,
+        daily_quota=config.get_int("http_file_share_daily_quota",
+                                   size_limit * DAILY_QUOTA_FACTOR, min=0),
+        global_quota=config.get_int("http_file_share_global_quota", None, min=0),
+        allowed_types=frozenset(map(str, config.get_list("http_file_share_allowed_file_types"))),
+        safe_types=frozenset(map(str, config.get_list("http_file_share_safe_file_types",
+                                                      DEFAULT_SAFE_TYPES))),
+        access=frozenset(map(str, config.get_list("http_file_share_access"))),
+        local_hosts=frozenset(m.server.router.hosts),
+        expires_after=config.get_number("http_file_share_expires_after", DEFAULT_EXPIRES_AFTER),
+    )
+
+
+def upload_form(size_limit: int) -> Element:
+    """The XEP-0128 form of XEP-0363 section 4: the maximum file size."""
+    form = Element(f"{{{ns.DATA_FORMS}}}x", {"type": "result"})
+    for var, kind, value in (("FORM_TYPE", "hidden", NS),
+                             ("max-file-size", "text-single", str(size_limit))):
+        field = SubElement(form, f"{{{ns.DATA_FORMS}}}field", {"var": var, "type": kind})
+        SubElement(field, f"{{{ns.DATA_FORMS}}}value").text = value
+    return form
+
+
+def setup(m: ModuleContext) -> None:
+    config = m.config
+    policy = read_policy(m)
+    external_url = config.get_str("http_file_share_base_url", None)
+    host = m.host.name
+
+    def base_url() -> str:
+        return external_url or http_url(config.config, host, HTTP_APP, DEFAULT_PATH)
+
+    share = FileShare(
+        host=host, policy=policy,
+        secret=config.get_str("http_file_share_secret", None) or secrets.token_urlsafe(20),
+        store=m.server.uploads,
+        data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
+        base_url=base_url, external=external_url is not None, clock=m.server.now)
+
+    if m.host.iq_handler("get", disco.INFO, "host") is None:
+        disco.setup(m)  # Prosody: module:depends("disco")
+    m.add_identity("store", "file", config.get_str("name", "HTTP File Upload"))
+    m.add_feature(NS)
+    m.add_extension(upload_form(policy.size_limit))
+    m.hook_iq("get", REQUEST, lambda request: slot_request(m, share, request))
+
+    if share.external:
+        m.hook("server-started", lambda: m.log.info("Slots point to the external upload "
+                                                    "service at %s", external_url))
+        return
+    m.provides_http(HTTP_APP, lambda: views.make_blueprint(share), default_path=DEFAULT_PATH,
+                    methods=("GET", "HEAD", "PUT", "OPTIONS"), max_body_size=policy.size_limit,
+                    cors={"enabled": True, "credentials": True,
+                          "headers": {"Authorization": True}})
+    interval = config.get_number("vireo_http_file_share_prune_interval",
+                                 DEFAULT_PRUNE_INTERVAL, min=0.01)
+    job: list[gevent.Greenlet] = []
+
+    def started() -> None:
+        m.log.info("Serving uploads at %s", base_url())
+        if policy.expires_after >= 0:
+            job.append(gevent.spawn(prune_job, m, share, interval))
+
+    def stopping() -> None:
+        for greenlet in job:
+            greenlet.kill(block=False)
+
+    m.hook("server-started", started)
+    m.hook("server-stopping", stopping)
+
+
+def slot_request(m: ModuleContext, share: FileShare, request: IqRequest) -> Element:
+    """Answer <request filename= size= content-type=/> with a slot, or the policy's error."""
+    payload = request.payload
+    try:
+        uploader = str(parse_jid(request.stanza.get("from", "")).bare)
+    except InvalidJID as error:
+        raise StanzaError("forbidden", error_type="auth") from error
+    try:
+        issued = share.issue_slot(SlotRequest(uploader, payload.get("filename"),
+                                              payload.get("size"), payload.get("content-type")))
+    except Refusal as refusal:
+        extra = None
+        if refusal.max_file_size is not None:
+            extra = Element(f"{{{NS}}}file-too-large")
+            SubElement(extra, f"{{{NS}}}max-file-size").text = str(refusal.max_file_size)
+        raise StanzaError(refusal.condition, refusal.text, refusal.error_type, extra) from None
+    m.log.info("Issuing upload slot to %s for %s bytes", uploader, payload.get("size"))
+    slot = Element(f"{{{NS}}}slot")
+    put = SubElement(slot, f"{{{NS}}}put", {"url": issued.put_url})
+    for name, value in issued.headers.items():
+        SubElement(put, f"{{{NS}}}header", {"name": name}).text = value
+    SubElement(slot, f"{{{NS}}}get", {"url": issued.get_url})
+    return slot
+
+
+def prune_job(m: ModuleContext, share: FileShare, interval: float) -> None:
+    """Delete expired files and rows: shortly after start, then every `interval` seconds."""
+    gevent.sleep(min(FIRST_PRUNE_DELAY, interval))
+    while True:
+        try:
+            share.prune(pause=gevent.sleep)
+        except Exception:
+            m.log.exception("Pruning expired uploads failed")
+        gevent.sleep(interval)
+
