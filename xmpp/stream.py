@@ -98,6 +98,9 @@ def _check_xml_decl(_version: str, encoding: str | None, _standalone: int) -> No
         raise StreamError("unsupported-encoding", "only UTF-8 is supported")
 
 
+_TEXT_BUFFER_SIZE = 1024
+
+
 class StreamParser:
     """Incremental parser of one direction of an XMPP stream."""
 
@@ -177,6 +180,10 @@ class StreamParser:
         # encoding; the declaration itself is checked in _check_xml_decl.
         parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_NS_SEP)
         parser.buffer_text = True
+        # pyexpat allocates the whole text buffer per parser; its 8 KiB default
+        # dominated the memory of an idle connection. Longer text arrives in
+        # several pieces, which the text list joins.
+        parser.buffer_size = _TEXT_BUFFER_SIZE
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         if hasattr(parser, "SetReparseDeferralEnabled"):
             # expat >= 2.6 may hold back a complete stanza until more bytes
