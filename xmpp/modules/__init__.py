@@ -25,6 +25,7 @@ IMPLEMENTED = {
     "uptime": "xmpp.modules.uptime",
     "component": "xmpp.modules.component",
     "http_file_share": "xmpp.modules.http_file_share",
+    "bosh": "xmpp.modules.bosh",
 }
 
 # Names Prosody configs carry whose job the core does itself (or, for the
