@@ -7,11 +7,12 @@ the service the port is mapped to, with the client's address as the
 session's address: logs, the failed-login throttle, `trusted_proxies` and the
 admin session listing all see the address the proxy sent.
 
-Options (global section, Prosody's names):
+Like Prosody, Vireo opens PROXY ports only with `net_proxy` in the global
+`modules_enabled`. Options (global section, Prosody's names):
 - `proxy_port_mappings = { [15222] = "c2s", [15269] = "s2s", [15280] = "http" }`:
   the service each port serves. Any XMPP service opened through
-  `VireoServer.add_listener` (c2s, c2s_direct_tls, s2s, component, ...) and
-  http/https.
+  `VireoServer.add_listener` (c2s, c2s_direct_tls, s2s, component, ...), and
+  http/https when some module serves HTTP (http_apps.proxied).
 - `proxy_ports`: the ports to open; by default every mapped port. A port
   without a mapping (or mapped to a service this server does not run) is
   reported at start, and its connections are dropped once their header is read.
@@ -38,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from http_apps.server import HttpServer, https_context
 from xmpp.listeners import SocketTransport, XmppListener
 from xmpp.netmatch import AddressMatcher
 from xmpp.proxy_protocol import ProxyHeader, ProxyHeaderError, ProxyHeaderParser
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MODULE = "net_proxy"
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")  # mod_net_proxy's default
 DEFAULT_HEADER_TIMEOUT = 10.0
 HTTP_SERVICES = frozenset({"http", "https"})
@@ -201,24 +202,6 @@ def _no_session(transport: SocketTransport) -> Any:
     raise RuntimeError("an unmapped PROXY port has no service to run")
 
 
-class ProxyHttpServer(HttpServer):
-    """An HTTP listener on a PROXY port: REMOTE_ADDR is the proxied client's address.
-
-    With an ssl_context (https) the TLS handshake runs after the header, on the
-    same socket. `kwargs` are HttpServer's.
-    """
-
-    def __init__(self, listener: Any, application: Any, gate: ProxyGate, **kwargs: Any) -> None:
-        super().__init__(listener, application, **kwargs)
-        self.gate = gate
-
-    def handle(self, sock: Any, address: Any) -> None:
-        admitted = self.gate.admit(sock, address)
-        # The header is read to its last byte and no further: `initial` is empty here.
-        if admitted is not None:
-            super().handle(sock, admitted.peer)
-
-
 @dataclass(frozen=True)
 class ProxyPort:
     """One configured PROXY port: its service (None when unmapped) and its gate."""
@@ -228,8 +211,15 @@ class ProxyPort:
     gate: ProxyGate
 
 
+def enabled(config: Config) -> bool:
+    """Whether mod_net_proxy is loaded: Prosody opens no PROXY port without it."""
+    return MODULE in config.get_list("modules_enabled", ())
+
+
 def configured_ports(config: Config) -> list[ProxyPort]:
-    """Every PROXY port of the config, in `proxy_ports` order."""
+    """Every PROXY port of the config, in `proxy_ports` order (none without net_proxy)."""
+    if not enabled(config):
+        return []
     mappings = port_mappings(config)
     ports = proxy_ports(config, mappings)
     if not ports:
@@ -249,21 +239,25 @@ def open_proxy_listeners(server: VireoServer, bind: Binder) -> list[ProxyListene
 
     Call once every XMPP service is registered (`server.add_listener`): a port
     maps onto that service's session factory and TLS settings. The http and
-    https ones are `open_proxy_http_servers`'.
+    https ones are http_apps.proxied's when some module serves HTTP.
     """
-    entries = configured_ports(server.config)
+    config = server.config
+    if not enabled(config) and (config.get("proxy_port_mappings") or config.get("proxy_ports")):
+        log.warning("PROXY ports are configured but %r is not in modules_enabled: not "
+                    "listening on them", MODULE)
+    entries = configured_ports(config)
     if entries and entries[0].gate.trusted is None:
         log.warning("proxy_trusted_proxies is empty: any peer may connect to the PROXY ports "
                     "and claim any client address")
     listeners = []
     for entry in entries:
         service = entry.service
-        if service in HTTP_SERVICES:
-            continue
+        if service in HTTP_SERVICES and server.http_providers:
+            continue  # http_apps.proxied opens these with the HTTP layer
         if service is None:
             log.warning("No port<>service mapping found for PROXY port %d: its connections "
                         "will be dropped", entry.port)
-        elif service not in server.services:
+        elif service not in server.services or service in HTTP_SERVICES:
             log.error("PROXY port %d maps to %r, which this server does not run: its "
                       "connections will be dropped", entry.port, service)
             service = None
@@ -273,35 +267,3 @@ def open_proxy_listeners(server: VireoServer, bind: Binder) -> list[ProxyListene
             if sock is not None:
                 listeners.append(ProxyListener(sock, entry.gate, service, make_session, **kwargs))
     return listeners
-
-
-def open_proxy_http_servers(server: VireoServer, application: Any, bind: Binder,
-                            **limits: Any) -> list[ProxyHttpServer]:
-    """Open and start the PROXY ports mapped to http or https, serving `application`.
-
-    `limits` are HttpServer's (max_head_size, head_timeout, ...). Stop them
-    with http_apps.server.stop_http_servers.
-    """
-    servers = []
-    for entry in configured_ports(server.config):
-        if entry.service not in HTTP_SERVICES:
-            continue
-        context = None
-        if entry.service == "https":
-            context = https_context(server.config)
-            if context is None:
-                log.error("No certificate for the https PROXY port %d: not listening",
-                          entry.port)
-                continue
-        for interface in server.interfaces("proxy"):
-            sock = bind(interface, entry.port)
-            if sock is None:
-                continue
-            http = ProxyHttpServer(sock, application, entry.gate,
-                                   service=f"proxy:{entry.service}", ssl_context=context,
-                                   **limits)
-            http.start()
-            log.info("Listening for proxied %s on [%s]:%d", entry.service, interface,
-                     entry.port)
-            servers.append(http)
-    return servers

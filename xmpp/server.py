@@ -143,10 +143,12 @@ class VireoServer:
         if not self.http_providers:
             return
         from http_apps import build_wsgi_app
+        from http_apps.proxied import start_proxy_http_servers
         from http_apps.server import start_http_servers
 
-        self.http_servers = start_http_servers(
-            self.config, build_wsgi_app(self.config, self.http_providers))
+        application = build_wsgi_app(self.config, self.http_providers)
+        self.http_servers = start_http_servers(self.config, application)
+        self.http_servers += start_proxy_http_servers(self, application, bind_socket)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every stream with system-shutdown, then the listeners."""

@@ -11,16 +11,23 @@ import asyncio
 import json
 import shutil
 import socket
+import ssl
 import stat
 import struct
 import subprocess
+from http.client import HTTPResponse
 from pathlib import Path
 
+import gevent
+import gevent.socket
 import pytest
 
+from http_apps.proxied import ProxyHttpServer
 from tests.integration.clients import TestClient, close, login
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from xmpp.netmatch import AddressMatcher
+from xmpp.proxy_listener import ProxyGate
 from xmpp.proxy_protocol import V2_SIGNATURE
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
@@ -36,15 +43,24 @@ HEADER_TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    ports = {name: free_port() for name in ("proxy_c2s", "proxy_tls", "proxy_unmapped")}
-    server = make_server(tmp_path_factory.mktemp("proxy"), extra=f"""
+    ports = {name: free_port() for name in ("proxy_c2s", "proxy_tls", "proxy_unmapped",
+                                            "proxy_http", "proxy_https", "http", "https")}
+    # http_file_share stands for any module serving HTTP: with it the http ports open.
+    server = make_server(tmp_path_factory.mktemp("proxy"), modules=("net_proxy", "http_file_share"),
+                         extra=f"""
 proxy_port_mappings = {{
     [{ports['proxy_c2s']}] = "c2s",
     [{ports['proxy_tls']}] = "c2s_direct_tls",
+    [{ports['proxy_http']}] = "http",
+    [{ports['proxy_https']}] = "https",
 }}
-proxy_ports = {{ {ports['proxy_c2s']}, {ports['proxy_tls']}, {ports['proxy_unmapped']} }}
+proxy_ports = {{ {ports['proxy_c2s']}, {ports['proxy_tls']}, {ports['proxy_unmapped']},
+                 {ports['proxy_http']}, {ports['proxy_https']} }}
 proxy_trusted_proxies = {{ "127.0.0.1", "127.0.0.2/31", "::1" }}
 vireo_proxy_header_timeout = {HEADER_TIMEOUT}
+http_ports = {{ {ports['http']} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ {ports['https']} }}
 """)
     server.ports.update(ports)
     server.create_users(USERS)
@@ -75,10 +91,12 @@ backend b_{name}
 
 @pytest.fixture(scope="module")
 def haproxy(server, tmp_path_factory):
-    """haproxy in the foreground: v1 and v2 in front of the c2s PROXY port, v2 before direct TLS."""
+    """haproxy in the foreground (TCP mode) in front of each PROXY port, with v1 or v2 headers."""
     routes = {"v1": (server.ports["proxy_c2s"], "send-proxy"),
               "v2": (server.ports["proxy_c2s"], "send-proxy-v2"),
-              "v2_tls": (server.ports["proxy_tls"], "send-proxy-v2")}
+              "v2_tls": (server.ports["proxy_tls"], "send-proxy-v2"),
+              "http_v1": (server.ports["proxy_http"], "send-proxy"),
+              "https_v2": (server.ports["proxy_https"], "send-proxy-v2")}
     fronts = {name: free_port() for name in routes}
     path = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
     path.write_text(HAPROXY_CONFIG.format(sections="".join(
@@ -268,6 +286,55 @@ def test_hostile_connections_are_dropped_while_a_proxied_client_keeps_working(se
         await close(client)
 
     run(scenario())
+
+
+def get(port: int, path: str, *, cafile: Path | None = None) -> int:
+    """A GET from CLIENT_ADDRESS through haproxy; TLS when `cafile` is given. Returns the status."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                  source_address=(CLIENT_ADDRESS, 0)) as raw:
+        sock = raw
+        if cafile is not None:
+            sock = ssl.create_default_context(cafile=str(cafile)).wrap_socket(
+                raw, server_hostname="localhost")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                     .encode())
+        response = HTTPResponse(sock, method="GET")
+        response.begin()
+        response.read()
+        return response.status
+
+
+@pytest.mark.parametrize("frontend, tls", [("http_v1", False), ("https_v2", True)])
+def test_http_through_haproxy_sees_the_client_address(server, haproxy, frontend, tls):
+    path = f"/file_share/{frontend}-probe/none.txt"
+    status = get(haproxy[frontend], path, cafile=server.cert if tls else None)
+    assert status == 404
+    access = [line for line in server.log_path.read_text().splitlines() if path in line]
+    assert access and all(f"{CLIENT_ADDRESS} - - [" in line for line in access), access
+
+
+def test_proxied_http_request_has_the_proxied_remote_addr():
+    """In process: the WSGI environ of a request on a PROXY http port."""
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['REMOTE_ADDR']} {environ['REMOTE_PORT']}".encode()]
+
+    gate = ProxyGate(0, AddressMatcher(["127.0.0.1"]), HEADER_TIMEOUT)
+    http = ProxyHttpServer(("127.0.0.1", 0), application, gate, service="proxy:http")
+    http.start()
+
+    def client() -> bytes:
+        with gevent.socket.create_connection(("127.0.0.1", http.port), timeout=10) as sock:
+            sock.sendall(V1_HEADER + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            return data
+
+    try:
+        assert gevent.spawn(client).get(timeout=10).endswith(b"\r\n\r\n192.0.2.66 40000")
+    finally:
+        http.stop(timeout=1)
 
 
 def test_admin_socket_is_private(server):

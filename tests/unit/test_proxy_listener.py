@@ -58,9 +58,9 @@ class FakeSocket:
         self.closed = True
 
 
-def config(tmp_path: Path, text: str) -> Config:
+def config(tmp_path: Path, text: str, *, net_proxy: bool = True) -> Config:
     path = tmp_path / "vireo.cfg.lua"
-    path.write_text(text)
+    path.write_text(('modules_enabled = { "net_proxy" }\n' if net_proxy else "") + text)
     return load_config(path)
 
 
@@ -88,6 +88,11 @@ def test_bad_mapping_entries_are_warned_about_and_skipped(tmp_path):
 
 def test_no_proxy_options_means_no_ports(tmp_path):
     assert configured_ports(config(tmp_path, "")) == []
+
+
+def test_no_ports_without_mod_net_proxy_as_prosody(tmp_path):
+    cfg = config(tmp_path, 'proxy_port_mappings = { [15222] = "c2s" }\n', net_proxy=False)
+    assert configured_ports(cfg) == []
 
 
 def test_trusted_proxies_default_to_loopback(tmp_path):
