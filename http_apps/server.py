@@ -75,9 +75,14 @@ class VireoHandler(WSGIHandler):
         self._head_deadline = deadline
         deadline.start()
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
         finally:
             deadline.close()
+        if result is True:
+            # A keep-alive client with its next request already waiting would otherwise
+            # be served again before any other connection gets a turn.
+            gevent.sleep(0)
+        return result
 
     def read_request(self, raw_requestline: str) -> bool:
         try:
