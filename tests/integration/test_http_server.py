@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import time
+from http.client import HTTPResponse
 
 import pytest
 
@@ -125,14 +126,12 @@ def test_oversized_body_is_413_without_reading_it(server):
     with connect(server.http_port) as sock:
         sock.sendall(b"POST /probe/upload HTTP/1.1\r\nHost: example.com\r\n"
                      b"Content-Length: 10485761\r\n\r\n")
-        response = HTTPResponseReader(sock)
+        response = read_response(sock)
         assert response.status == 413
         assert response.getheader("Connection") == "close"
 
 
-def HTTPResponseReader(sock):
-    from http.client import HTTPResponse
-
+def read_response(sock):
     response = HTTPResponse(sock, method="POST")
     response.begin()
     return response
@@ -154,14 +153,14 @@ def chunked(size, piece=65536):
 def test_chunked_body_within_limit_is_read(server):
     with connect(server.http_port) as sock:
         sock.sendall(chunked(300000))
-        response = HTTPResponseReader(sock)
+        response = read_response(sock)
         assert json.loads(response.read()) == {"size": 300000}
 
 
 def test_chunked_body_over_limit_is_413_not_truncated(server):
     with connect(server.http_port) as sock:
         sock.sendall(chunked(1048577))
-        assert HTTPResponseReader(sock).status == 413
+        assert read_response(sock).status == 413
 
 
 def test_broken_requests_leave_the_server_serving(server):
