@@ -105,6 +105,12 @@ class C2SSession:
         self.directed: set[str] = set()
         self.roster_requested = False
         self.closed = False
+        # Prosody's c2s_timeout: a stream must have bound a resource by then.
+        transport.call_later(server.c2s_timeout, self._check_established)
+
+    def _check_established(self) -> None:
+        if self.jid is None:
+            self.close(StreamError("connection-timeout", "Took too long to authenticate"))
 
     @property
     def secure(self) -> bool:

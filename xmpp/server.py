@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERFACES = ("*", "::")
 DEFAULT_C2S_STANZA_SIZE = 256 * 1024  # Prosody 0.12's c2s_stanza_size_limit
+DEFAULT_C2S_TIMEOUT = 300  # seconds to authenticate and bind, as Prosody's c2s_timeout
 
 
 class VireoServer:
@@ -59,6 +60,7 @@ class VireoServer:
         self.unauthenticated_stanza_size = config.get_int(
             "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,
             min=1024)
+        self.c2s_timeout = config.get_number("c2s_timeout", DEFAULT_C2S_TIMEOUT, min=1)
         self.c2s_tls = SniContexts(config)
         self.http_providers: list[Any] = []
         self.http_servers: list[Any] = []

@@ -50,7 +50,7 @@ class Bystander:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     server = make_server(tmp_path_factory.mktemp("bad"),
-                         extra="c2s_stanza_size_limit = 64 * 1024")
+                         extra="c2s_stanza_size_limit = 64 * 1024\nc2s_timeout = 2")
     server.create_users({"bystander": "pw-bystander", "raw": "pw-raw"})
     server.start()
     yield server
@@ -150,3 +150,14 @@ def test_insecure_stream_offers_no_mechanisms_when_encryption_required(server):
         raw.close()
     assert b"<starttls" in features and b"<required/>" in features
     assert b"<mechanism>" not in features
+
+
+def test_stream_that_never_authenticates_times_out(server, bystander):
+    raw = RawClient(server.c2s_port)
+    try:
+        raw.open_stream("localhost")
+        data = raw.read_to_close()
+    finally:
+        raw.close()
+    assert stream_error(data) == "connection-timeout"
+    bystander.ping(server.domain)  # bound sessions are not timed out
