@@ -133,11 +133,11 @@ class UploadStore:
                 .values(completed=when))
             return result.rowcount == 1
 
-    def created_before(self, host: str, before: datetime, limit: int) -> list[UploadRecord]:
-        """Up to `limit` slots of `host` created before `before`, oldest first."""
+    def created_until(self, host: str, until: datetime, limit: int) -> list[UploadRecord]:
+        """Up to `limit` slots of `host` created at or before `until`, oldest first."""
         with self._db.engine.connect() as connection:
             rows = connection.execute(
-                select(Upload).where(Upload.host == host, Upload.created < before)
+                select(Upload).where(Upload.host == host, Upload.created <= until)
                 .order_by(Upload.created, Upload.id).limit(limit)).all()
         return [_record(row) for row in rows]
 

@@ -58,9 +58,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable(header)
         return ByteRange(max(size - suffix, 0), size - 1, size)
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None  # invalid syntax (RFC 9110 14.1.1): ignored
     if first >= size:
         raise RangeNotSatisfiable(header)
+    last = int(last_text) if last_text else size - 1
     return ByteRange(first, min(last, size - 1), size)

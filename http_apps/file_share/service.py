@@ -118,7 +118,7 @@ class FileShare:
         boundary = to_datetime(self.now() - self.policy.expires_after)
         removed = 0
         while True:
-            records = self.store.created_before(self.host, boundary, PRUNE_BATCH)
+            records = self.store.created_until(self.host, boundary, PRUNE_BATCH)
             gone = [record.slot for record in records if self.remove_files(record.slot)]
             removed += self.store.delete(self.host, gone)
             if len(records) < PRUNE_BATCH or len(gone) < len(records):
