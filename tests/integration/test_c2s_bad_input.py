@@ -161,3 +161,24 @@ def test_stream_that_never_authenticates_times_out(server, bystander):
         raw.close()
     assert stream_error(data) == "connection-timeout"
     bystander.ping(server.domain)  # bound sessions are not timed out
+
+
+def test_repeated_auth_failures_from_one_address_are_slowed_down(server):
+    """vireo_auth_failure_limit (5) failures, then each failure answer waits."""
+    import base64
+    import time
+
+    bad = base64.b64encode(b"\0raw\0nope").decode()
+    auth = f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"
+    raw = RawClient(server.c2s_port, source_address="127.0.0.7")
+    try:
+        raw.starttls("localhost", server.cert)
+        for _ in range(5):
+            raw.send(auth)
+            raw.read_until(rb"</failure>")
+        started = time.monotonic()
+        raw.send(auth)
+        assert b"<not-authorized/>" in raw.read_until(rb"</failure>")
+        assert time.monotonic() - started >= 0.2  # vireo_auth_failure_delay in the fixture
+    finally:
+        raw.close()
