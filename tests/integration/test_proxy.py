@@ -8,6 +8,7 @@ server took: the one haproxy saw and sent, not the socket's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import socket
@@ -15,6 +16,7 @@ import ssl
 import stat
 import struct
 import subprocess
+import time
 from http.client import HTTPResponse
 from pathlib import Path
 
@@ -208,14 +210,45 @@ def test_sessions_table_lists_direct_and_proxied_clients(server, haproxy):
     run(scenario())
 
 
-def test_logs_and_throttle_see_the_proxied_address(server, haproxy):
+def test_logs_see_the_proxied_address(server, haproxy):
     async def scenario():
         client = await login_through(server, "alice", haproxy["v2"], resource="logged")
         await close(client)
 
     run(scenario())
-    assert f"Authenticated alice@{server.domain} from {CLIENT_ADDRESS}" in \
-        server.log_path.read_text()
+    assert log_lines(server, f"Authenticated alice@{server.domain} from {CLIENT_ADDRESS}")
+
+
+class ProxiedGuesser:
+    """A raw client on the c2s PROXY port claiming `address`, failing SASL PLAIN logins."""
+
+    def __init__(self, server, address: str) -> None:
+        self.raw = RawClient(server.ports["proxy_c2s"])
+        self.raw.send(f"PROXY TCP4 {address} 127.0.0.1 40000 5222\r\n")
+        self.raw.starttls(server.domain, server.cert)
+        self.token = base64.b64encode(b"\0alice\0wrong-password").decode()
+
+    def fail(self) -> float:
+        """Seconds the server took to answer one wrong password."""
+        started = time.monotonic()
+        self.raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{self.token}</auth>")
+        self.raw.read_until(rb"</failure>")
+        return time.monotonic() - started
+
+
+def test_failed_login_throttle_counts_the_proxied_address(server):
+    """Both guessers reach the server from 127.0.0.1; only the one claiming
+    192.0.2.50 is slowed down (the fixture's delay is 0.2 s, doubling)."""
+    throttled, fresh = ProxiedGuesser(server, "192.0.2.50"), ProxiedGuesser(server, "192.0.2.51")
+    try:
+        for _ in range(7):  # the 5th to 7th replies wait 0.2, 0.4 and 0.8 s
+            throttled.fail()
+        assert fresh.fail() < 1.0
+        assert throttled.fail() >= 1.2  # 1.6 s expected
+    finally:
+        throttled.raw.close()
+        fresh.raw.close()
 
 
 def test_raw_headers_from_a_trusted_range_and_v2_local(server):
@@ -309,8 +342,20 @@ def test_http_through_haproxy_sees_the_client_address(server, haproxy, frontend,
     path = f"/file_share/{frontend}-probe/none.txt"
     status = get(haproxy[frontend], path, cafile=server.cert if tls else None)
     assert status == 404
-    access = [line for line in server.log_path.read_text().splitlines() if path in line]
-    assert access and all(f"{CLIENT_ADDRESS} - - [" in line for line in access), access
+    access = log_lines(server, path)
+    assert all(f"{CLIENT_ADDRESS} - - [" in line for line in access), access
+
+
+def log_lines(server, text: str, timeout: float = 5.0) -> list[str]:
+    """The server log's lines holding `text`, once there are some (the access log is
+    written after the response has gone out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [line for line in server.log_path.read_text().splitlines() if text in line]
+        if lines:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged within {timeout}s")
 
 
 def test_proxied_http_request_has_the_proxied_remote_addr():
