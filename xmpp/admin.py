@@ -59,7 +59,8 @@ def socket_path(config: Config) -> Path:
 
 
 def live_sessions(server: VireoServer) -> Iterator[Any]:
-    """Every session of every listener, then bound sessions no listener holds (BOSH)."""
+    """Every session of every listener, bound sessions no listener holds (BOSH), then
+    outgoing s2s links."""
     seen: set[int] = set()
     for listener in server.listeners:
         for session in list(listener.sessions.values()):
@@ -70,6 +71,9 @@ def live_sessions(server: VireoServer) -> Iterator[Any]:
             if id(session) not in seen:
                 seen.add(id(session))
                 yield session
+    s2s = getattr(server, "s2s", None)  # None while federation is off
+    if s2s is not None:
+        yield from s2s.outgoing_sessions()
 
 
 def describe_sessions(server: VireoServer) -> list[dict[str, Any]]:

@@ -227,6 +227,13 @@ def test_listing_covers_listeners_and_routed_sessions_once():
                                                                          "c@x/bosh"]
 
 
+def test_listing_includes_outgoing_s2s_links():
+    server = fake_server([[Described("a@x/1")]], {})
+    server.s2s = SimpleNamespace(outgoing_sessions=lambda: [Described("remote.example")])
+    assert [entry["id"] for entry in admin.describe_sessions(server)] == ["a@x/1",
+                                                                         "remote.example"]
+
+
 def test_session_without_describe_is_listed_from_its_transport():
     session = SimpleNamespace(kind="component", secure=False, transport=SimpleNamespace(
         peer=("127.0.0.1", 5347), listener="component"))
