@@ -32,6 +32,8 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "s2s_insecure_domains", "s2s_secure_domains", "s2s_direct_tls_ports",
     "s2s_direct_tls_interfaces", "s2s_direct_tls_ssl", "s2s_dns_resolvers",
     "allow_anonymous_s2s", "disallow_s2s", "dialback_secret",
+    "s2s_unauthed_stanza_size_limit", "s2s_max_child_elements",
+    "s2s_idle_timeout",  # community mod_s2s_idle_timeout; Vireo closes idle links itself
     # Components (XEP-0114)
     "component_ports", "component_interfaces", "component_interface", "component_ssl",
     "component_secret", "component_conflict_resolve", "component_stanza_size_limit",

@@ -29,6 +29,7 @@ from xmpp.modules import load_modules, modules_for
 from xmpp.modules.component import add_listener as add_component_listener
 from xmpp.proxy_listener import open_proxy_listeners
 from xmpp.router import Router
+from xmpp.s2s_manager import S2SManager, start_federation
 from xmpp.tls import SniContexts
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class VireoServer:
         # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
         self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
         self.admin_socket: AdminSocket | None = None
+        self.s2s: S2SManager | None = None
         self._load_hosts()
 
     # -- hosts and modules ------------------------------------------------------
@@ -129,6 +131,7 @@ class VireoServer:
                                   tls_context=lambda: context,
                                   starttls_context=self._starttls_context)
         add_component_listener(self)
+        self.s2s = start_federation(self)
         # After every service is registered: PROXY ports hand off to them.
         self.listeners += open_proxy_listeners(self, bind_socket)
         for listener in self.listeners:
@@ -162,6 +165,8 @@ class VireoServer:
             stop_http_servers(self.http_servers, timeout=timeout)
         if self.admin_socket is not None:
             self.admin_socket.stop()
+        if self.s2s is not None:
+            self.s2s.stop()
         for listener in self.listeners:
             listener.server.close()
         for listener in self.listeners:

@@ -1,0 +1,321 @@
+"""Federation (RFC 6120 server-to-server, XEP-0220): links, policy, and the s2s port.
+
+The I/O ring of s2s. `S2SManager` owns the pool of outgoing links (one
+per remote domain, opened on demand through SRV/A lookups, closed after
+`s2s_idle_timeout` without traffic), carries dialback verifications from
+an incoming stream to an outgoing link and back, bounces what cannot be
+delivered (remote-server-not-found when the domain does not resolve or no
+address answers, remote-server-timeout when the link does not come up
+within `s2s_timeout`; IQs and messages get an error, presence is dropped)
+and reads the policy options once, with Prosody's names and defaults:
+`s2s_require_encryption` (true), `s2s_secure_auth` (false, implies
+encryption), `s2s_secure_domains`, `s2s_insecure_domains`,
+`s2s_allow_encryption` (true), `s2s_timeout` (90 s),
+`s2s_stanza_size_limit` (512 KiB), `s2s_unauthed_stanza_size_limit`
+(10000), `dialback_secret` (random per process). `modules_disabled = {
+"s2s" }` turns federation off: the router then bounces remote stanzas with
+service-unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from xml.etree.ElementTree import Element
+
+import gevent
+from gevent.event import Event
+
+from xmpp import namespaces as ns
+from xmpp.dialback import DialbackKeys, new_secret
+from xmpp.errors import StanzaError, StreamError
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.listeners import FLUSH_ON_CLOSE_TIMEOUT, READ_SIZE, SocketTransport
+from xmpp.resolver import DEFAULT_PORT, Resolver, settings_from_config
+from xmpp.s2s import S2SIncoming, S2SOutgoing
+from xmpp.s2s_tls import PeerCertificate, S2STls, peer_certificate
+
+if TYPE_CHECKING:
+    from xmpp.server import VireoServer
+
+log = logging.getLogger(__name__)
+
+PRESENCE = f"{{{ns.CLIENT}}}presence"
+DEFAULT_TIMEOUT = 90.0                     # Prosody's s2s_timeout
+DEFAULT_IDLE_TIMEOUT = 300.0               # mod_s2s_idle_timeout's default
+DEFAULT_STANZA_SIZE = 512 * 1024           # Prosody's s2s_stanza_size_limit
+DEFAULT_UNAUTHED_STANZA_SIZE = 10000       # Prosody's s2s_unauthed_stanza_size_limit
+CONNECT_TIMEOUT = 20.0                     # per address tried
+
+
+def federation_enabled(config: Any) -> bool:
+    """Whether s2s runs at all: Prosody autoloads it unless `modules_disabled` names it."""
+    return "s2s" not in config.get_list("modules_disabled", [])
+
+
+@dataclass(eq=False)
+class _Link:
+    """An outgoing session and the greenlets that drive it."""
+
+    session: S2SOutgoing
+    wake: Event = field(default_factory=Event)
+    connector: gevent.Greenlet | None = None
+    watcher: gevent.Greenlet | None = None
+
+
+class S2SManager:
+    """Everything federation shares between connections."""
+
+    def __init__(self, server: VireoServer, *, resolver: Resolver | None = None,
+                 tls: S2STls | None = None) -> None:
+        config = server.config
+        self.server = server
+        self.router = server.router
+        self.now = server.now
+        self.secure_auth = bool(config.get_bool("s2s_secure_auth", False))
+        self.require_encryption = self.secure_auth or bool(
+            config.get_bool("s2s_require_encryption", True))
+        self.allow_tls = bool(config.get_bool("s2s_allow_encryption", True))
+        self.secure_domains = {str(d).lower() for d in config.get_list("s2s_secure_domains", [])}
+        self.insecure_domains = {str(d).lower()
+                                 for d in config.get_list("s2s_insecure_domains", [])}
+        self.timeout = float(config.get_number("s2s_timeout", DEFAULT_TIMEOUT, min=1))
+        self.idle_timeout = float(config.get_number("s2s_idle_timeout", DEFAULT_IDLE_TIMEOUT,
+                                                    min=1))
+        self.stanza_size_limit = config.get_int("s2s_stanza_size_limit", DEFAULT_STANZA_SIZE,
+                                                min=10000)
+        self.unauthed_stanza_size = config.get_int("s2s_unauthed_stanza_size_limit",
+                                                   DEFAULT_UNAUTHED_STANZA_SIZE, min=1000)
+        self.keys = DialbackKeys(config.get_str("dialback_secret", None) or new_secret())
+        self.tls = tls if tls is not None else S2STls(config)
+        self.resolver = resolver if resolver is not None else Resolver(
+            settings_from_config(config))
+        self.outgoing: dict[str, _Link] = {}
+        # (remote, local, stream id) -> the incoming stream waiting for the answer
+        self._verifying: dict[tuple[str, str, str], S2SIncoming] = {}
+
+    # -- policy ------------------------------------------------------------------
+
+    def serves(self, domain: str) -> bool:
+        return domain in self.router.hosts
+
+    def s2s_allowed(self, domain: str) -> bool:
+        """Whether local `domain` federates (a host may disable s2s for itself)."""
+        section = self.server.config.host(domain)
+        if section is None or section.get_bool("disallow_s2s", False):
+            return False
+        return "s2s" not in section.get_list("modules_disabled", [])
+
+    def must_secure(self, domain: str) -> bool:
+        """Whether `domain` must authenticate with a valid certificate (Prosody's rule)."""
+        domain = domain.lower()
+        if self.secure_auth:
+            return domain not in self.insecure_domains
+        return domain in self.secure_domains
+
+    def can_accept_tls(self, local: str) -> bool:
+        return self.allow_tls and self.tls.server_context(local) is not None
+
+    @staticmethod
+    def new_stream_id() -> str:
+        return secrets.token_hex(12)
+
+    @staticmethod
+    def peer_certificate(transport: Any) -> PeerCertificate:
+        return peer_certificate(getattr(transport, "sock", None))
+
+    # -- routing -------------------------------------------------------------------
+
+    def route(self, stanza: Element, to: JID, origin: Any) -> None:
+        """The router's `remote`: send `stanza` over the link to `to`'s domain."""
+        try:
+            local = parse_jid(stanza.get("from", "")).domain
+        except InvalidJID:
+            log.warning("Not routing a stanza without a valid 'from' to %s", to.domain)
+            return
+        if not self.serves(local):
+            log.warning("Not routing a stanza from %s (not ours) to %s", local, to.domain)
+            return
+        if not self.s2s_allowed(local):
+            self.router.bounce(stanza, origin, StanzaError(
+                "service-unavailable", "Server-to-server communication is disabled"))
+            return
+        link = self._link(to.domain, local)
+        link.session.send_stanza(local, stanza, self.now())
+        link.wake.set()
+
+    def send_remote(self, stanza: Element) -> None:
+        """A reply on behalf of an incoming stream: route it like any other stanza."""
+        self.router.route(stanza)
+
+    def bounce(self, stanza: Element, condition: str, reason: str) -> None:
+        """Answer an undeliverable stanza to its local sender (RFC 6120 8.3.1:
+        never errors or results; presence is dropped)."""
+        if stanza.tag == PRESENCE or stanza.get("type") in ("error", "result"):
+            return
+        try:
+            by = parse_jid(stanza.get("from", "")).domain
+        except InvalidJID:
+            return
+        error = StanzaError(condition, "Server-to-server connection failed: " + reason)
+        self.router.route(error.to_reply(stanza, by=by))
+
+    # -- dialback across connections ---------------------------------------------
+
+    def request_verify(self, session: S2SIncoming, local: str, remote: str, key: str) -> None:
+        """Ask `remote`'s authoritative server whether `key` is its own (XEP-0220 2.3)."""
+        self._verifying[(remote, local, session.stream_id)] = session
+        link = self._link(remote, local)
+        link.session.send_verify(local, session.stream_id, key)
+        link.wake.set()
+
+    def verify_answered(self, remote: str, local: str, stream_id: str, valid: bool) -> None:
+        session = self._verifying.pop((remote, local, stream_id), None)
+        if session is not None:
+            session.dialback_verified(remote, local, valid)
+
+    def incoming_closed(self, session: S2SIncoming) -> None:
+        for key, waiting in list(self._verifying.items()):
+            if waiting is session:
+                del self._verifying[key]
+
+    def outgoing_closed(self, session: S2SOutgoing) -> None:
+        link = self.outgoing.get(session.remote)
+        if link is not None and link.session is session:
+            del self.outgoing[session.remote]
+            link.wake.set()
+            if link.connector is not None and not session.connected \
+                    and link.connector is not gevent.getcurrent():
+                link.connector.kill(block=False)
+        # Verifications that were to travel on this link will get no answer.
+        for key in [key for key in self._verifying if key[0] == session.remote]:
+            self.verify_answered(*key, valid=False)
+
+    # -- incoming connections --------------------------------------------------------
+
+    def make_incoming(self, transport: SocketTransport) -> S2SIncoming:
+        """The s2s listener's session factory."""
+        session = S2SIncoming(self, transport, self.now())
+        transport.call_later(self.timeout, lambda: self._incoming_timeout(session))
+        return session
+
+    @staticmethod
+    def _incoming_timeout(session: S2SIncoming) -> None:
+        if not session.closed and not session.authenticated:
+            session.close(StreamError("connection-timeout"))
+
+    def starttls_context(self, session: S2SIncoming) -> ssl.SSLContext | None:
+        return self.tls.server_context(session.local) if session.local else None
+
+    # -- outgoing connections -----------------------------------------------------------
+
+    def _link(self, remote: str, local: str) -> _Link:
+        link = self.outgoing.get(remote)
+        if link is None:
+            link = _Link(S2SOutgoing(self, remote, local, self.now()))
+            self.outgoing[remote] = link
+            link.connector = gevent.spawn(self._connect, link.session)
+            link.watcher = gevent.spawn(self._watch, link)
+        return link
+
+    def _watch(self, link: _Link) -> None:
+        """Run the link's timeouts: setup (`s2s_timeout`) and idle close."""
+        session = link.session
+        while not session.closed:
+            link.wake.wait(timeout=max(0.0, session.next_deadline() - self.now()))
+            link.wake.clear()
+            if not session.closed:
+                session.expire(self.now())
+
+    def _connect(self, session: S2SOutgoing) -> None:
+        """RFC 6120 3.2: each SRV target (or the domain on 5269) and each of
+        its addresses in turn, until one takes the TCP connection."""
+        targets = self.resolver.targets(session.remote)
+        if not targets:
+            session.connect_failed("the domain offers no XMPP server")
+            return
+        tried = 0
+        for host, port in targets:
+            for address in self.resolver.addresses(host):
+                if session.closed:
+                    return
+                tried += 1
+                try:
+                    sock = socket.create_connection((address, port or DEFAULT_PORT),
+                                                    timeout=CONNECT_TIMEOUT)
+                except OSError as error:
+                    log.debug("s2s to %s: [%s]:%d failed: %s", session.remote, address, port,
+                              error)
+                    continue
+                sock.settimeout(None)
+                self._run(session, SocketTransport(sock, (address, port), "outgoing", False))
+                return
+        session.connect_failed("no address answered" if tried else "the domain does not resolve")
+
+    def _run(self, session: S2SOutgoing, transport: SocketTransport) -> None:
+        if session.closed:
+            transport.close()
+            return
+        session.connection_made(transport)
+        try:
+            while not transport.closing and transport.sock is not None:
+                try:
+                    data = transport.sock.recv(READ_SIZE)
+                except (OSError, ssl.SSLError):
+                    return
+                if not data:
+                    return
+                session.data_received(data)
+                if transport.tls_requested and not self._start_tls(session, transport):
+                    return
+        finally:
+            session.connection_lost()
+            transport.close()
+            if transport.flusher is not None:
+                transport.flusher.join(timeout=FLUSH_ON_CLOSE_TIMEOUT)
+
+    def _start_tls(self, session: S2SOutgoing, transport: SocketTransport) -> bool:
+        transport.tls_requested = False
+        transport.flush_now()
+        if transport.sock is None:
+            return False
+        context = self.tls.client_context(session.local)
+        try:
+            transport.sock = context.wrap_socket(transport.sock, server_hostname=session.remote)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            log.info("TLS with %s failed: %s", session.remote, error)
+            return False
+        transport.secure = True
+        session.tls_established()
+        return True
+
+    # -- the whole -------------------------------------------------------------------
+
+    def outgoing_sessions(self) -> list[S2SOutgoing]:
+        """Live outgoing links, for the admin listing."""
+        return [link.session for link in self.outgoing.values()]
+
+    def stop(self) -> None:
+        """Close every outgoing link with system-shutdown (incoming streams
+        belong to the listener, which the server closes)."""
+        for link in list(self.outgoing.values()):
+            link.session.close(StreamError("system-shutdown"))
+            for greenlet in (link.connector, link.watcher):
+                if greenlet is not None and greenlet is not gevent.getcurrent():
+                    greenlet.kill(block=False)
+
+
+def start_federation(server: VireoServer) -> S2SManager | None:
+    """Turn federation on unless disabled: the router's remote route and the
+    s2s listener on `s2s_ports` (5269) and `s2s_interfaces` (all, by default)."""
+    if not federation_enabled(server.config):
+        return None
+    manager = S2SManager(server)
+    server.router.remote = manager.route
+    server.add_listener("s2s", server.ports("s2s", (DEFAULT_PORT,)), server.interfaces("s2s"),
+                        manager.make_incoming, starttls_context=manager.starttls_context)
+    return manager
