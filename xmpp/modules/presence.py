@@ -113,11 +113,12 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
 
 
 def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
-    if not session.available:
-        return
-    session.available = False
-    session.presence = None
-    broadcast(m, stanza, session.jid)
+    if session.available:
+        session.available = False
+        session.presence = None
+        broadcast(m, stanza, session.jid)
+    # Directed presence may precede initial presence; its recipients still
+    # learn that the sender left (as Prosody's mod_presence does).
     for target in session.directed:
         m.server.router.route(_addressed(stanza, target))
     session.directed.clear()
@@ -226,7 +227,7 @@ def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
 
 
 def session_ended(m: ModuleContext, session: Any) -> bool:
-    if session.available:
+    if session.available or session.directed:
         unavailable(m, presence("unavailable", str(session.jid), ""), session)
     return False
 

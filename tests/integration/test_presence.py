@@ -1,0 +1,236 @@
+"""RFC 6121 presence, rosters and message delivery rules, with slixmpp as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from storage.db import Database, database_url
+from storage.roster import RosterItem, RosterStore
+from tests.integration.clients import close, login
+from tests.integration.raw_client import RawClient
+from tests.integration.server_fixture import make_server
+from xmpp.config import load_config
+
+USERS = {name: f"pw-{name}" for name in (
+    "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
+    "prio_a", "prio_b", "neg_a", "neg_b")}
+
+# Mutual subscriptions seeded before the server starts: (user, contact).
+BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b")]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+@contextlib.contextmanager
+def rosters(server):
+    """The server's roster store, opened from its config (the server may be running)."""
+    database = Database(database_url(load_config(server.config_path)))
+    try:
+        database.migrate()
+        yield RosterStore(database)
+    finally:
+        database.close()
+
+
+def seed_mutual(server, pairs) -> None:
+    with rosters(server) as store:
+        for one, other in pairs:
+            store.put_item(server.domain, one, RosterItem(server.jid(other), subscription="both"))
+            store.put_item(server.domain, other, RosterItem(server.jid(one), subscription="both"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("presence"))
+    server.create_users(USERS)
+    seed_mutual(server, BOTH)
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+# slixmpp reports an available presence's <show/> as its type.
+AVAILABLE = ("available", "away", "chat", "dnd", "xa")
+
+
+def is_from(jid: str, kind: str):
+    kinds = AVAILABLE if kind == "available" else (kind,)
+    return lambda p: p["from"].bare == jid and p["type"] in kinds
+
+
+def test_unavailable_reaches_contacts_when_a_client_just_drops(server):
+    async def scenario():
+        alice = await login(server, "gone_a")
+        raw = RawClient(server.c2s_port)
+        await asyncio.to_thread(raw.login, server.domain, server.cert, "gone_b", "pw-gone_b",
+                                "dropped")
+        raw.send("<presence/>")
+        seen = await alice.next_presence(is_from(server.jid("gone_b"), "available"))
+        assert seen["from"].resource == "dropped"
+        raw.close()  # no unavailable presence, no </stream:stream>
+        gone = await alice.next_presence(is_from(server.jid("gone_b"), "unavailable"))
+        assert gone["from"].resource == "dropped"
+        await close(alice)
+
+    run(scenario())
+
+
+def test_directed_presence_to_a_non_contact_and_unavailable_at_logout(server):
+    async def scenario():
+        alice = await login(server, "dir_a", presence=False)
+        bob = await login(server, "dir_b")
+        alice.send_presence(pto=str(bob.boundjid), pstatus="just for you")
+        directed = await bob.next_presence(is_from(server.jid("dir_a"), "available"))
+        assert directed["status"] == "just for you"
+        # Alice never sent unavailable herself: the server does it for her.
+        await close(alice)
+        gone = await bob.next_presence(is_from(server.jid("dir_a"), "unavailable"))
+        assert gone["from"] == alice.boundjid
+        await close(bob)
+
+    run(scenario())
+
+
+def test_probe_on_login_shows_contacts_already_online(server):
+    async def scenario():
+        bob = await login(server, "probe_b", presence=False)
+        bob.send_presence(pstatus="been here a while", pshow="away")
+        await bob.plugin["xep_0199"].ping(server.domain)  # the presence is processed
+        alice = await login(server, "probe_a")
+        seen = await alice.next_presence(is_from(server.jid("probe_b"), "available"))
+        assert seen["from"] == bob.boundjid
+        assert seen["status"] == "been here a while"
+        assert seen["show"] == "away"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_roster_set_and_remove_are_pushed_to_every_resource(server):
+    async def scenario():
+        phone = await login(server, "rost", resource="phone")
+        laptop = await login(server, "rost", resource="laptop")
+        pushes: asyncio.Queue = asyncio.Queue()
+        laptop.add_event_handler(
+            "roster_update", lambda iq: iq["type"] == "set" and pushes.put_nowait(iq))
+        await phone.get_roster()
+        await laptop.get_roster()
+        contact = server.jid("rost_c")
+
+        await phone.update_roster(contact, name="Carol", groups=["Friends", "Work"])
+        push = await asyncio.wait_for(pushes.get(), 10)
+        item = push["roster"]["items"][contact]
+        assert item["name"] == "Carol"
+        assert sorted(item["groups"]) == ["Friends", "Work"]
+        assert item["subscription"] == "none"
+        stored = (await phone.get_roster())["roster"]["items"][contact]
+        assert stored["name"] == "Carol" and sorted(stored["groups"]) == ["Friends", "Work"]
+
+        await phone.del_roster_item(contact)
+        push = await asyncio.wait_for(pushes.get(), 10)
+        assert push["roster"]["items"][contact]["subscription"] == "remove"
+        assert contact not in (await laptop.get_roster())["roster"]["items"]
+        await close(phone, laptop)
+
+    run(scenario())
+
+
+def test_bare_jid_message_goes_to_the_highest_priority_resource(server):
+    async def scenario():
+        alice = await login(server, "prio_a")
+        high = await login(server, "prio_b", resource="high", presence=False)
+        low = await login(server, "prio_b", resource="low", presence=False)
+        high.send_presence(ppriority=5)
+        await high.next_presence(lambda p: p["from"] == high.boundjid)
+        low.send_presence(ppriority=1)
+        await high.next_presence(lambda p: p["from"] == low.boundjid)
+        alice.send_message(mto=server.jid("prio_b"), mbody="for the top", mtype="chat")
+        assert (await high.next_message())["body"] == "for the top"
+        # The first thing the low resource gets is a later message sent to it directly.
+        alice.send_message(mto=str(low.boundjid), mbody="direct", mtype="chat")
+        assert (await low.next_message())["body"] == "direct"
+        await close(alice, high, low)
+
+    run(scenario())
+
+
+def test_negative_priority_resource_gets_no_bare_jid_messages(server):
+    async def scenario():
+        alice = await login(server, "neg_a")
+        shy = await login(server, "neg_b", resource="shy", presence=False)
+        shy.send_presence(ppriority=-1)
+        await shy.plugin["xep_0199"].ping(server.domain)
+        alice.send_message(mto=server.jid("neg_b"), mbody="to the bare JID", mtype="chat")
+        alice.send_message(mto=str(shy.boundjid), mbody="to the full JID", mtype="chat")
+        assert (await shy.next_message())["body"] == "to the full JID"
+        # The bare-JID message waited offline for a resource that takes them.
+        later = await login(server, "neg_b", resource="later")
+        assert (await later.next_message())["body"] == "to the bare JID"
+        await close(alice, shy, later)
+
+    run(scenario())
+
+
+def test_pending_subscription_survives_a_restart(tmp_path):
+    server = make_server(tmp_path)
+    server.create_users({"asker": "pw-asker", "asked": "pw-asked"})
+    server.start()
+    try:
+        async def ask():
+            asker = await login(server, "asker")
+            await asker.get_roster()
+            asker.send_presence(pto=server.jid("asked"), ptype="subscribe")
+            # The request is stored once the asker's roster shows it pending.
+            roster = await asker.get_roster()
+            assert roster["roster"]["items"][server.jid("asked")]["ask"] == "subscribe"
+            await close(asker)
+
+        run(ask())
+        assert server.stop() == 0
+        server.start()
+
+        async def answer():
+            asked = await login(server, "asked", presence=False)
+            asked.roster.auto_authorize = None  # let the test see the request unanswered
+            asked.send_presence()
+            request = await asked.next_presence(lambda p: p["type"] == "subscribe")
+            assert request["from"] == server.jid("asker")
+            asker = await login(server, "asker")
+            roster = await asker.get_roster()
+            item = roster["roster"]["items"][server.jid("asked")]
+            assert item["ask"] == "subscribe" and item["subscription"] == "none"
+            await close(asked, asker)
+
+        run(answer())
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def no_offline(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("no-offline"),
+                         host_extra='modules_disabled = { "offline" }')
+    server.create_users({"sender": "pw-sender", "away": "pw-away"})
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+def test_message_to_offline_user_without_offline_module_bounces(no_offline):
+    async def scenario():
+        sender = await login(no_offline, "sender")
+        errors: asyncio.Queue = asyncio.Queue()
+        sender.add_event_handler("message_error", errors.put_nowait)
+        sender.send_message(mto=no_offline.jid("away"), mbody="anyone?", mtype="chat")
+        error = await asyncio.wait_for(errors.get(), 10)
+        assert error["from"] == no_offline.jid("away")
+        assert error["error"]["condition"] == "service-unavailable"
+        assert error["error"]["type"] == "cancel"
+        await close(sender)
+
+    run(scenario())
