@@ -1,0 +1,368 @@
+"""s2s stream machines without sockets: domain checks, dialback, piggybacking, queues, timeouts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from xml.etree.ElementTree import Element
+
+import pytest
+
+from xmpp import namespaces as ns
+from xmpp.config import load_config
+from xmpp.dialback import DialbackKeys
+from xmpp.s2s import DB_RESULT, DB_VERIFY, S2SIncoming, S2SOutgoing
+from xmpp.s2s_manager import S2SManager
+from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
+
+LOCAL, OTHER_LOCAL = "b.example", "c.example"
+REMOTE, OTHER_REMOTE = "a.example", "z.example"
+STREAM_NS = (f"xmlns='{ns.SERVER}' xmlns:stream='{ns.STREAMS}' "
+             f"xmlns:db='{ns.DIALBACK}'")
+
+
+class FakeTransport:
+    def __init__(self, secure: bool = False) -> None:
+        self.peer = ("192.0.2.1", 40000)
+        self.listener = "s2s"
+        self.secure = secure
+        self.data = b""
+        self.closed = False
+        self.tls_requested = False
+        self.timers: list = []
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.data += data
+
+    def start_tls(self) -> None:
+        self.tls_requested = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def call_later(self, seconds, callback) -> None:
+        self.timers.append((seconds, callback))
+
+    def events(self):
+        """Everything written so far, parsed as the peer would."""
+        parser = StreamParser(default_ns=ns.SERVER, max_stanza_size=1 << 20)
+        return parser.feed(self.data)
+
+    def elements(self) -> list[Element]:
+        return [e.element for e in self.events() if isinstance(e, StanzaEvent)]
+
+    def stream_error(self) -> str | None:
+        for element in self.elements():
+            if element.tag == f"{{{ns.STREAMS}}}error":
+                return element[0].tag.rpartition("}")[2]
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def env(tmp_path):
+    config_path = tmp_path / "vireo.cfg.lua"
+    config_path.write_text(f"""
+dialback_secret = "unit-test-secret"
+s2s_require_encryption = false
+s2s_timeout = 30
+s2s_idle_timeout = 100
+VirtualHost "{LOCAL}"
+VirtualHost "{OTHER_LOCAL}"
+VirtualHost "closed.example"
+    modules_disabled = {{ "s2s" }}
+""")
+    config = load_config(config_path)
+    routed: list[tuple[Element, object]] = []
+    router = SimpleNamespace(
+        hosts={name: object() for name in (LOCAL, OTHER_LOCAL, "closed.example")},
+        route=lambda stanza, origin=None: routed.append((stanza, origin)),
+        bounce=lambda stanza, origin, error: routed.append((error.to_reply(stanza), origin)))
+    clock = Clock()
+    server = SimpleNamespace(config=config, router=router, now=clock)
+    manager = S2SManager(server, resolver=SimpleNamespace(), tls=SimpleNamespace(
+        server_context=lambda host: None, client_context=lambda host: None))
+    verifies: list[tuple] = []
+    manager.request_verify = lambda session, local, remote, key: verifies.append(
+        (session, local, remote, key))
+    return SimpleNamespace(manager=manager, routed=routed, verifies=verifies, clock=clock,
+                           config=config)
+
+
+def incoming(env, *, to=LOCAL, sender=REMOTE, secure=False) -> tuple[S2SIncoming, FakeTransport]:
+    transport = FakeTransport(secure=secure)
+    session = S2SIncoming(env.manager, transport, env.clock())
+    attrs = (f" to='{to}'" if to else "") + (f" from='{sender}'" if sender else "")
+    session.data_received(f"<stream:stream {STREAM_NS}{attrs} version='1.0'>".encode())
+    return session, transport
+
+
+def dialback_in(env, session, sender=REMOTE, to=LOCAL, valid=True):
+    session.data_received(f"<db:result from='{sender}' to='{to}'>k3y</db:result>".encode())
+    assert env.verifies[-1][1:] == (to, sender, "k3y")
+    session.dialback_verified(sender, to, valid)
+
+
+# -- incoming: stream header ---------------------------------------------------------
+
+def test_header_answers_with_id_and_offers_dialback(env):
+    session, transport = incoming(env)
+    opened = transport.events()[0]
+    assert isinstance(opened, StreamOpen)
+    assert opened.attrs["from"] == LOCAL and opened.attrs["to"] == REMOTE
+    assert opened.attrs["id"] == session.stream_id and opened.attrs["xmlns:db"] == ns.DIALBACK
+    features = transport.elements()[0]
+    assert [child.tag for child in features] == ["{urn:xmpp:features:dialback}dialback"]
+    assert not transport.closed
+
+
+def test_stream_to_a_domain_we_do_not_serve_is_host_unknown(env):
+    _session, transport = incoming(env, to="elsewhere.example")
+    assert isinstance(transport.events()[0], StreamOpen)  # header first, then the error
+    assert transport.stream_error() == "host-unknown"
+    assert transport.closed
+
+
+def test_stream_to_a_host_without_s2s_is_policy_violation(env):
+    _session, transport = incoming(env, to="closed.example")
+    assert transport.stream_error() == "policy-violation"
+
+
+def test_stream_from_a_domain_we_serve_is_refused(env):
+    _session, transport = incoming(env, sender=OTHER_LOCAL)
+    assert transport.stream_error() == "undefined-condition"
+
+
+def test_malformed_stream_address_is_improper_addressing(env):
+    _session, transport = incoming(env, sender="user@a.example")
+    assert transport.stream_error() == "improper-addressing"
+
+
+# -- incoming: stanzas and the domains they may use ---------------------------------
+
+def test_stanza_before_authentication_is_not_authorized(env):
+    session, transport = incoming(env)
+    session.data_received(f"<message from='u@{REMOTE}' to='v@{LOCAL}'/>".encode())
+    assert transport.stream_error() == "not-authorized"
+    assert env.routed == []
+
+
+def test_verified_domain_may_send_and_stanzas_become_jabber_client(env):
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    result = transport.elements()[-1]
+    assert result.tag == DB_RESULT and result.get("type") == "valid"
+    assert (result.get("from"), result.get("to")) == (LOCAL, REMOTE)
+    session.data_received(
+        f"<message from='u@{REMOTE}/r' to='v@{LOCAL}' type='chat'><body>hi</body></message>"
+        .encode())
+    stanza, origin = env.routed[-1]
+    assert origin is session
+    assert stanza.tag == f"{{{ns.CLIENT}}}message"
+    assert stanza.findtext(f"{{{ns.CLIENT}}}body") == "hi"
+    assert not transport.closed
+
+
+def test_stanza_from_an_unverified_domain_is_invalid_from(env):
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    session.data_received(f"<message from='u@{OTHER_REMOTE}' to='v@{LOCAL}'/>".encode())
+    assert transport.stream_error() == "invalid-from"
+    assert env.routed == []
+
+
+def test_stanza_to_a_domain_we_do_not_serve_is_host_unknown(env):
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    session.data_received(f"<message from='u@{REMOTE}' to='v@elsewhere.example'/>".encode())
+    assert transport.stream_error() == "host-unknown"
+
+
+def test_stanza_without_addresses_is_improper_addressing(env):
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    session.data_received(f"<message to='v@{LOCAL}'/>".encode())
+    assert transport.stream_error() == "improper-addressing"
+
+
+def test_refused_key_authenticates_nothing(env):
+    session, transport = incoming(env)
+    dialback_in(env, session, valid=False)
+    assert transport.elements()[-1].get("type") == "invalid"
+    session.data_received(f"<message from='u@{REMOTE}' to='v@{LOCAL}'/>".encode())
+    assert transport.stream_error() == "not-authorized"
+
+
+def test_piggybacked_domains_are_verified_separately(env):
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    dialback_in(env, session, sender=OTHER_REMOTE, to=OTHER_LOCAL)
+    session.data_received(f"<iq type='get' id='1' from='{OTHER_REMOTE}' to='{OTHER_LOCAL}'>"
+                          f"<ping xmlns='urn:xmpp:ping'/></iq>".encode())
+    assert env.routed[-1][0].get("from") == OTHER_REMOTE
+    assert not transport.closed
+    assert session.describe()["domains"] == [f"{REMOTE}->{LOCAL}", f"{OTHER_REMOTE}->{OTHER_LOCAL}"]
+
+
+def test_dialback_for_a_domain_we_do_not_serve_is_host_unknown(env):
+    session, transport = incoming(env)
+    session.data_received(f"<db:result from='{REMOTE}' to='nope.example'>k</db:result>".encode())
+    assert transport.stream_error() == "host-unknown"
+    assert env.verifies == []
+
+
+def test_dialback_without_encryption_when_required(env):
+    env.manager.require_encryption = True
+    session, transport = incoming(env)
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}'>k</db:result>".encode())
+    assert transport.stream_error() == "policy-violation"
+
+
+def test_stanza_size_limit_is_small_before_authentication(env):
+    session, transport = incoming(env)
+    session.data_received(b"<db:result from='a.example' to='b.example'>"
+                          + b"x" * (env.manager.unauthed_stanza_size + 10))
+    assert transport.stream_error() == "policy-violation"
+
+
+# -- incoming: we are the authoritative server --------------------------------------
+
+def test_verify_request_answers_valid_for_our_own_key(env):
+    session, transport = incoming(env)
+    key = DialbackKeys("unit-test-secret").key(REMOTE, LOCAL, "sid-1")
+    session.data_received(
+        f"<db:verify from='{REMOTE}' to='{LOCAL}' id='sid-1'>{key}</db:verify>".encode())
+    answer = transport.elements()[-1]
+    assert answer.tag == DB_VERIFY and answer.get("type") == "valid"
+    assert (answer.get("from"), answer.get("to"), answer.get("id")) == (LOCAL, REMOTE, "sid-1")
+
+
+def test_forged_key_is_answered_invalid(env):
+    session, transport = incoming(env)
+    forged = DialbackKeys("someone-else").key(REMOTE, LOCAL, "sid-1")
+    session.data_received(
+        f"<db:verify from='{REMOTE}' to='{LOCAL}' id='sid-1'>{forged}</db:verify>".encode())
+    assert transport.elements()[-1].get("type") == "invalid"
+    assert not transport.closed
+
+
+# -- outgoing ------------------------------------------------------------------------------
+
+def message(sender: str, to: str, body: str) -> Element:
+    stanza = Element(f"{{{ns.CLIENT}}}message", {"from": sender, "to": to, "type": "chat"})
+    body_el = Element(f"{{{ns.CLIENT}}}body")
+    body_el.text = body
+    stanza.append(body_el)
+    return stanza
+
+
+def outgoing(env) -> tuple[S2SOutgoing, FakeTransport]:
+    session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
+    transport = FakeTransport()
+    session.connection_made(transport)
+    return session, transport
+
+
+def open_remote(session, stream_id="remote-sid"):
+    session.data_received(f"<stream:stream {STREAM_NS} from='{REMOTE}' to='{LOCAL}' "
+                          f"id='{stream_id}' version='1.0'>".encode())
+    session.data_received(b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
+                          b"</stream:features>")
+
+
+def test_outgoing_queues_until_dialback_then_sends_in_order(env):
+    session, transport = outgoing(env)
+    for n in range(3):
+        session.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", f"m{n}"), env.clock())
+    open_remote(session)
+    key = DialbackKeys("unit-test-secret").key(REMOTE, LOCAL, "remote-sid")
+    db = transport.elements()[-1]
+    assert db.tag == DB_RESULT and db.text == key
+    assert [e.tag for e in transport.elements()] == [DB_RESULT]
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}' type='valid'/>".encode())
+    bodies = [e.findtext(f"{{{ns.SERVER}}}body") for e in transport.elements()[1:]]
+    assert bodies == ["m0", "m1", "m2"]
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", "m3"), env.clock())
+    assert transport.elements()[-1].findtext(f"{{{ns.SERVER}}}body") == "m3"
+
+
+def test_outgoing_piggybacks_a_second_local_domain(env):
+    session, transport = outgoing(env)
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", "from b"), env.clock())
+    open_remote(session)
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}' type='valid'/>".encode())
+    session.send_stanza(OTHER_LOCAL, message(f"w@{OTHER_LOCAL}", f"v@{REMOTE}", "from c"),
+                        env.clock())
+    db = transport.elements()[-1]
+    assert db.tag == DB_RESULT and db.get("from") == OTHER_LOCAL
+    assert db.text == DialbackKeys("unit-test-secret").key(REMOTE, OTHER_LOCAL, "remote-sid")
+    session.data_received(f"<db:result from='{REMOTE}' to='{OTHER_LOCAL}' type='valid'/>"
+                          .encode())
+    assert transport.elements()[-1].findtext(f"{{{ns.SERVER}}}body") == "from c"
+    assert len(session.describe()["domains"]) == 2
+
+
+def test_outgoing_sends_verify_requests_before_authenticating(env):
+    session, transport = outgoing(env)
+    session.send_verify(LOCAL, "their-sid", "k3y")
+    assert transport.elements() == []
+    open_remote(session)
+    verify = transport.elements()[-1]
+    assert verify.tag == DB_VERIFY and verify.text == "k3y"
+    assert (verify.get("from"), verify.get("to"), verify.get("id")) == (LOCAL, REMOTE, "their-sid")
+
+
+def test_refused_dialback_bounces_messages_and_drops_presence(env):
+    session, _transport = outgoing(env)
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}/r", f"v@{REMOTE}", "m"), env.clock())
+    session.send_stanza(LOCAL, Element(f"{{{ns.CLIENT}}}presence",
+                                       {"from": f"u@{LOCAL}/r", "to": f"v@{REMOTE}"}),
+                        env.clock())
+    open_remote(session)
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}' type='invalid'/>".encode())
+    assert len(env.routed) == 1
+    error, _origin = env.routed[0]
+    assert error.get("type") == "error" and error.get("to") == f"u@{LOCAL}/r"
+    assert error.find(f"error/{{{ns.STANZA_ERRORS}}}remote-server-timeout") is not None
+
+
+def test_setup_timeout_bounces_with_remote_server_timeout(env):
+    session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}/r", f"v@{REMOTE}", "m"), env.clock())
+    assert session.next_deadline() == env.clock() + 30
+    env.clock.t += 29
+    session.expire(env.clock())
+    assert env.routed == [] and not session.closed
+    env.clock.t += 1
+    session.expire(env.clock())
+    assert session.closed
+    error = env.routed[0][0]
+    assert error.find(f"error/{{{ns.STANZA_ERRORS}}}remote-server-timeout") is not None
+
+
+def test_connect_failure_bounces_with_remote_server_not_found(env):
+    session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
+    session.send_stanza(LOCAL, Element(f"{{{ns.CLIENT}}}iq", {
+        "from": f"u@{LOCAL}/r", "to": REMOTE, "type": "get", "id": "q1"}), env.clock())
+    session.connect_failed("the domain does not resolve")
+    error = env.routed[0][0]
+    assert error.tag == f"{{{ns.CLIENT}}}iq" and error.get("id") == "q1"
+    assert error.find(f"error/{{{ns.STANZA_ERRORS}}}remote-server-not-found") is not None
+
+
+def test_idle_link_closes(env):
+    session, transport = outgoing(env)
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", "m"), env.clock())
+    open_remote(session)
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}' type='valid'/>".encode())
+    assert session.next_deadline() == env.clock() + 100
+    env.clock.t += 100
+    session.expire(env.clock())
+    assert session.closed and transport.closed
