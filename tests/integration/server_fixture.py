@@ -49,6 +49,7 @@ class ServerProcess:
     config_path: Path
     process: subprocess.Popen | None = None
     users: dict[str, str] = field(default_factory=dict)
+    address: str = "127.0.0.1"
 
     @property
     def c2s_port(self) -> int:
@@ -64,7 +65,7 @@ class ServerProcess:
             [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
             cwd=ROOT, stdout=stderr, stderr=stderr, start_new_session=True)
         stderr.close()
-        wait_for_port(self.c2s_port, self.process)
+        wait_for_port(self.c2s_port, self.process, address=self.address)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -103,11 +104,17 @@ class ServerProcess:
 
 
 def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
+                address: str = "127.0.0.1", s2s: bool = False,
                 host_extra: str = "", modules: tuple[str, ...] = ()) -> ServerProcess:
-    """Write a config (with a self-signed certificate for `domain`) and pick ports."""
+    """Write a config (with a self-signed certificate for `domain`) and pick ports on
+    `address`; federation is off (`modules_disabled = { "s2s" }`) unless `s2s`."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = make_self_signed(directory, domain)
-    ports = {"c2s": free_port(), "c2s_direct_tls": free_port(), "component": free_port()}
+    ports = {"c2s": free_port(address), "c2s_direct_tls": free_port(address),
+             "component": free_port()}
+    if s2s:
+        ports["s2s"] = free_port(address)
+    s2s_line = (f's2s_ports = {{ {ports["s2s"]} }}' if s2s else 'modules_disabled = { "s2s" }')
     enabled = ("roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
                *modules)
     config = directory / "vireo.cfg.lua"
@@ -115,12 +122,12 @@ def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
 data_path = "{directory / 'data'}"
 pidfile = "{directory / 'vireo.pid'}"
 log = {{ debug = "{directory / 'server.log'}", warn = "*stderr" }}
-interfaces = {{ "127.0.0.1" }}
+interfaces = {{ "{address}" }}
 c2s_ports = {{ {ports['c2s']} }}
 c2s_direct_tls_ports = {{ {ports['c2s_direct_tls']} }}
 component_ports = {{ {ports['component']} }}
 modules_enabled = {{ {', '.join(f'"{m}"' for m in enabled)} }}
-modules_disabled = {{ "s2s" }}
+{s2s_line}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 vireo_auth_failure_delay = 0.2
 {extra}
@@ -128,4 +135,4 @@ vireo_auth_failure_delay = 0.2
 VirtualHost "{domain}"
 {host_extra}
 """)
-    return ServerProcess(directory, domain, ports, cert, key, config)
+    return ServerProcess(directory, domain, ports, cert, key, config, address=address)
