@@ -57,6 +57,7 @@ def post_worker_init(worker):
     wsgi.server.start_xmpp_listeners()
     worker.vireo_https = start_http_servers(wsgi.server.config, wsgi.application,
                                             services=("https",))
+    wsgi.server.started()
 
 
 def worker_exit(server, worker):

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -176,3 +177,8 @@ class Database:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def is_storage_error(error: BaseException) -> bool:
+    """Whether `error` is a failure of the database rather than of our own code."""
+    return isinstance(error, SQLAlchemyError)

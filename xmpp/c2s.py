@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
+from storage.db import is_storage_error
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.metrics import STORAGE_ERRORS, count_stanza
 from xmpp.sasl import (
     Challenge,
     Failure,
@@ -26,7 +28,7 @@ from xmpp.sasl import (
     encode_payload,
     offered_mechanisms,
 )
-from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
+from xmpp.stanza import STREAM_CLOSE, local_name, serialize, stream_header
 from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ SASL_AUTH = f"{{{ns.SASL}}}auth"
 SASL_RESPONSE = f"{{{ns.SASL}}}response"
 SASL_ABORT = f"{{{ns.SASL}}}abort"
 IQ = f"{{{ns.CLIENT}}}iq"
+MESSAGE = f"{{{ns.CLIENT}}}message"
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 BIND = f"{{{ns.BIND}}}bind"
 SESSION = f"{{{ns.SESSION}}}session"
@@ -240,6 +243,24 @@ class C2SSession:
     # -- elements -------------------------------------------------------------
 
     def handle_element(self, element: Element) -> None:
+        """Act on one top-level element; a failure of ours costs this stanza only."""
+        try:
+            self._dispatch(element)
+        except StreamError:
+            raise
+        except Exception as error:
+            self._internal_error(element, error)
+
+    def _internal_error(self, element: Element, error: Exception) -> None:
+        # As Prosody: log it with context and answer the stanza, keeping the stream.
+        log.exception("Error handling <%s/> from %s", local_name(element.tag),
+                      self.jid or self.transport.peer[0])
+        if is_storage_error(error):
+            STORAGE_ERRORS.labels(store="sql").inc()
+        if element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
+            self.send(StanzaError("internal-server-error", error_type="wait").to_reply(element))
+
+    def _dispatch(self, element: Element) -> None:
         if self.jid is not None:
             self.handle_stanza(element)
         elif element.tag == TLS_STARTTLS:
@@ -361,6 +382,7 @@ class C2SSession:
 
     def handle_stanza(self, stanza: Element) -> None:
         assert self.jid is not None and self.host is not None
+        count_stanza("in", local_name(stanza.tag))
         if stanza.tag == IQ and len(stanza) == 1 and stanza[0].tag in (BIND, SESSION) \
                 and not stanza.get("to"):
             self.send(_result(stanza) if stanza[0].tag == SESSION else
@@ -378,6 +400,7 @@ class C2SSession:
 
     def send(self, stanza: Element) -> None:
         if not self.closed:
+            count_stanza("out", local_name(stanza.tag))
             # Outside a stream the jabber:client namespace must be written out.
             self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
 

@@ -1,30 +1,67 @@
 """Server metrics for OpenMetrics exposition (Prosody's statsmanager), in one registry.
 
-Other code increments these; http_apps.openmetrics serves them at /metrics:
+Hot paths only bump plain integers; the figures are turned into metric
+families when /metrics is scraped (http_apps.openmetrics):
 
-    CONNECTIONS.labels(listener="c2s").inc() / .dec()      open connections per listener
-    SESSIONS.labels(kind="c2s").inc() / .dec()             c2s, bosh, s2sin, s2sout, component
-    STANZAS.labels(direction="in", kind="message").inc()   stanzas in and out, by name
-    HTTP_REQUESTS.labels(status="200").inc()               HTTP responses (counted by http_apps)
-    STORAGE_ERRORS.labels(store="roster").inc()            failed storage operations, by store
+    CONNECTIONS.labels(listener="c2s").inc() / .dec()   open connections per listener
+    count_stanza("in", "message")                       stanzas in and out, by name
+    HTTP_REQUESTS.labels(status="200").inc()            HTTP responses (counted by http_apps)
+    STORAGE_ERRORS.labels(store="sql").inc()            failed storage operations
+    watch_sessions(lambda: kinds)                       live sessions per kind, read at scrape
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
 
 CONNECTIONS = Gauge("vireo_connections", "Open connections, per listener", ["listener"],
                     registry=REGISTRY)
-SESSIONS = Gauge("vireo_sessions", "Established sessions, per kind", ["kind"],
-                 registry=REGISTRY)
-STANZAS = Counter("vireo_stanzas", "Stanzas received (in) and sent (out)",
-                  ["direction", "kind"], registry=REGISTRY)
 HTTP_REQUESTS = Counter("vireo_http_requests", "HTTP requests answered, by status",
                         ["status"], registry=REGISTRY)
 STORAGE_ERRORS = Counter("vireo_storage_errors", "Failed storage operations, per store",
                          ["store"], registry=REGISTRY)
 
+# (direction, stanza name) -> count; a dict increment costs far less per
+# stanza than a labelled prometheus Counter with its lock.
+STANZA_COUNTS: Tally[tuple[str, str]] = Tally()
+_session_sources: list[Callable[[], Iterable[str]]] = []
+
+
+def count_stanza(direction: str, name: str) -> None:
+    STANZA_COUNTS[direction, name] += 1
+
+
+def watch_sessions(source: Callable[[], Iterable[str]]) -> None:
+    """Register a callable giving the kind of each live session (c2s, bosh, component...)."""
+    _session_sources.append(source)
+
+
+class _ScrapeTimeCollector(Collector):
+    """Stanza counts and live sessions, computed when scraped."""
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stanzas = CounterMetricFamily("vireo_stanzas", "Stanzas received (in) and sent (out)",
+                                      labels=["direction", "kind"])
+        for (direction, name), count in sorted(STANZA_COUNTS.items()):
+            stanzas.add_metric([direction, name], count)
+        yield stanzas
+        sessions = GaugeMetricFamily("vireo_sessions", "Established sessions, per kind",
+                                     labels=["kind"])
+        kinds: Tally[str] = Tally()
+        for source in _session_sources:
+            kinds.update(source())
+        for kind, count in sorted(kinds.items()):
+            sessions.add_metric([kind], count)
+        yield sessions
+
+
+REGISTRY.register(_ScrapeTimeCollector())
 # CPU, memory and file descriptors of this process (process_*), as Prosody exports them.
 ProcessCollector(registry=REGISTRY)

@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from storage.accounts import AccountStore
@@ -18,13 +19,14 @@ from storage.db import Database, database_url
 from storage.offline import OfflineStore
 from storage.roster import RosterStore
 from storage.uploads import UploadStore
-from xmpp.admin import AdminSocket, open_admin_socket
+from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
 from xmpp.auth_throttle import FailureThrottle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
 from xmpp.config import Config, HostConfig
 from xmpp.errors import StreamError
 from xmpp.hosts import LocalHost
 from xmpp.listeners import SocketTransport, XmppListener
+from xmpp.metrics import watch_sessions
 from xmpp.modules import load_modules, modules_for
 from xmpp.modules.component import add_listener as add_component_listener
 from xmpp.proxy_listener import open_proxy_listeners
@@ -71,6 +73,7 @@ class VireoServer:
         self.admin_socket: AdminSocket | None = None
         self.s2s: S2SManager | None = None
         self._load_hosts()
+        watch_sessions(lambda: (row["kind"] for row in describe_sessions(self)))
 
     # -- hosts and modules ------------------------------------------------------
 
@@ -116,7 +119,26 @@ class VireoServer:
                 listener = XmppListener(service, sock, make_session, **kwargs)
                 self.listeners.append(listener)
 
+    @cached_property
+    def wsgi_app(self) -> Any:
+        """The WSGI callable of every HTTP app the modules provide (pywsgi, gunicorn, tests)."""
+        from http_apps import build_wsgi_app
+
+        return build_wsgi_app(self.config, self.http_providers)
+
     def start(self) -> None:
+        """Open everything: XMPP listeners, then the HTTP ports if a module serves HTTP."""
+        self.start_xmpp_listeners()
+        self._start_http()
+        self.started()
+
+    def started(self) -> None:
+        """Every port is open: modules may now announce URLs and start periodic jobs."""
+        for host in self.router.hosts.values():
+            host.fire("server-started")
+
+    def start_xmpp_listeners(self) -> None:
+        """Migrate the database and open every non-HTTP listener (gunicorn opens HTTP)."""
         self.db.migrate()
         self.add_listener("c2s", self.ports("c2s", (5222,)), self.interfaces("c2s"),
                           self._c2s_session, starttls_context=self._starttls_context)
@@ -139,21 +161,16 @@ class VireoServer:
         self.admin_socket = open_admin_socket(self)
         if self.admin_socket is not None:
             self.admin_socket.start()
-        self._start_http()
-        for host in self.router.hosts.values():
-            host.fire("server-started")
 
     def _start_http(self) -> None:
         """Prosody's mod_http: the http/https ports open when some module serves HTTP."""
         if not self.http_providers:
             return
-        from http_apps import build_wsgi_app
         from http_apps.proxied import start_proxy_http_servers
         from http_apps.server import start_http_servers
 
-        application = build_wsgi_app(self.config, self.http_providers)
-        self.http_servers = start_http_servers(self.config, application)
-        self.http_servers += start_proxy_http_servers(self, application, bind_socket)
+        self.http_servers = start_http_servers(self.config, self.wsgi_app)
+        self.http_servers += start_proxy_http_servers(self, self.wsgi_app, bind_socket)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every stream with system-shutdown, then the listeners."""

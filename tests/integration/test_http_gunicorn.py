@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,15 +12,8 @@ import pytest
 
 from tests.http_fixtures import ROOT, connect, http_request
 from tests.integration.server_fixture import free_port, make_server, wait_for_port
-from xmpp.server import VireoServer
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-pytestmark = [
-    pytest.mark.skipif(not GUNICORN.exists() and not shutil.which("gunicorn"),
-                       reason="gunicorn is not installed"),
-    pytest.mark.skipif(not hasattr(VireoServer, "start_xmpp_listeners"),
-                       reason="app.build_server() has no gunicorn API yet"),
-]
 
 
 @pytest.fixture
@@ -56,9 +48,12 @@ def test_gunicorn_serves_http_and_xmpp(deployed):
         response = http_request(sock, "GET", "/metrics", "localhost")
         body = response.read()
     assert response.status == 200
-    assert b"vireo_http_requests_total" in body
+    assert b"# TYPE vireo_stanzas counter" in body
     with connect(http_port) as sock:
         assert http_request(sock, "GET", "/", "localhost").status == 404
+    with connect(http_port) as sock:
+        body = http_request(sock, "GET", "/metrics", "localhost").read()
+    assert b'vireo_http_requests_total{status="404"} 1.0' in body
     with connect(c2s_port) as sock:
         sock.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")

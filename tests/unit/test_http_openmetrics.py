@@ -69,8 +69,12 @@ def test_served_on_any_host_and_movable(tmp_path):
 
 
 def test_server_registry_exposes_the_vireo_metrics():
-    metrics.STANZAS.labels(direction="in", kind="message").inc()
+    metrics.count_stanza("in", "message")
+    metrics.watch_sessions(lambda: ["c2s", "c2s", "component"])
     names = {f.name for f in text_string_to_metric_families(
         generate_latest(metrics.REGISTRY).decode())}
     assert {"vireo_connections", "vireo_sessions", "vireo_stanzas", "vireo_http_requests",
             "vireo_storage_errors"} <= names
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'vireo_sessions{kind="c2s"} 2.0' in text
+    assert 'vireo_stanzas_total{direction="in",kind="message"}' in text

@@ -26,6 +26,7 @@ IMPLEMENTED = {
     "component": "xmpp.modules.component",
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",
+    "http_openmetrics": "xmpp.modules.http_openmetrics",
 }
 
 # Names Prosody configs carry whose job the core does itself (or, for the

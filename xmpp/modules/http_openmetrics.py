@@ -1,0 +1,15 @@
+"""Prosody's mod_http_openmetrics: /metrics in the OpenMetrics format, on every HTTP host.
+
+Access rules and the statistics switch are in http_apps.openmetrics.
+"""
+
+from __future__ import annotations
+
+from http_apps.openmetrics import provider
+from xmpp.hosts import ModuleContext
+
+
+def setup(m: ModuleContext) -> None:
+    # A global app: one provider however many hosts load the module.
+    if not any(p.name == "openmetrics" for p in m.server.http_providers):
+        m.server.http_providers.append(provider(m.server.config))
