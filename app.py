@@ -5,6 +5,7 @@
     python app.py -c CONFIG adduser|passwd|deluser USER@HOST
     python app.py -c CONFIG check | migrate
     python app.py -c CONFIG sessions [--json]
+    python app.py -c CONFIG report uploads
 """
 
 from __future__ import annotations
@@ -157,8 +158,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from xmpp.tls import SniContexts
 
     warnings = list(config.warnings)
-    for host in SniContexts(config).missing:
+    contexts = SniContexts(config)
+    for host in contexts.missing:
         warnings.append(f"No certificate found for {host}: STARTTLS will not be offered")
+    # A configured certificate that cannot be loaded leaves its host without TLS too.
+    warnings += [f"Unusable certificate for {error}" for error in contexts.errors]
     for warning in warnings:
         print(f"Warning: {warning}")
     print("All checks passed" if not warnings else f"{len(warnings)} warning(s)")
@@ -187,6 +191,14 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Usage reports from the database (the running server need not be up)."""
+    from xmpp.modules.http_file_share import report_uploads
+
+    print(report_uploads(open_accounts(args)), end="")
+    return 0
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default=os.environ.get("VIREO_CONFIG", DEFAULT_CONFIG))
@@ -204,13 +216,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands.add_parser("migrate", help="bring the database schema up to date")
     sessions = commands.add_parser("sessions", help="list the running server's live sessions")
     sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
+    report.add_argument("what", choices=["uploads"])
     return parser.parse_args(argv)
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
-    "sessions": cmd_sessions,
+    "sessions": cmd_sessions, "report": cmd_report,
 }
 
 

@@ -13,6 +13,8 @@ point there, and there are no local HTTP routes and no local expiry.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 import gevent
@@ -20,6 +22,7 @@ import gevent
 from http_apps.file_share import views
 from http_apps.file_share.policy import (
     DAILY_QUOTA_FACTOR,
+    DAY,
     DEFAULT_EXPIRES_AFTER,
     DEFAULT_SAFE_TYPES,
     DEFAULT_SIZE_LIMIT,
@@ -27,7 +30,7 @@ from http_apps.file_share.policy import (
     Refusal,
     SlotRequest,
 )
-from http_apps.file_share.service import FileShare
+from http_apps.file_share.service import MODULE_NAME, FileShare
 from http_apps.urls import http_url
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError
@@ -155,3 +158,35 @@ def prune_job(m: ModuleContext, share: FileShare, interval: float) -> None:
             m.log.exception("Pruning expired uploads failed")
         gevent.sleep(interval)
 
+
+
+# -- admin ----------------------------------------------------------------------------
+
+def report_uploads(server: Any) -> str:
+    """`app.py report uploads`: each service's URL, then usage per user and per host.
+
+    Columns: slots issued, files stored, bytes of all slots (what quotas count),
+    and slots and bytes issued in the last 24 hours.
+    """
+    lines = []
+    for host in server.router.hosts.values():
+        if MODULE_NAME not in host.modules:
+            continue
+        external = host.config.get_str("http_file_share_base_url", None)
+        url = external or http_url(server.config, host.name, HTTP_APP, DEFAULT_PATH)
+        lines.append(f"{host.name}: {'external service ' if external else ''}{url}")
+    since = datetime.fromtimestamp(server.now() - DAY, UTC)
+    rows = server.uploads.usage(since)
+    header = ("HOST", "USER", "SLOTS", "FILES", "BYTES", "SLOTS_24H", "BYTES_24H")
+    table = [header]
+    for row in sorted(rows, key=lambda r: (r.host, r.uploader is None, r.uploader or "")):
+        table.append((row.host, row.uploader or "*", str(row.slots), str(row.files),
+                      str(row.bytes), str(row.slots_24h), str(row.bytes_24h)))
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
+    lines.append("")
+    for cells in table:
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+    if len(table) == 1:
+        lines.append("(no uploads)")
+    return "\n".join(lines) + "\n"
