@@ -93,12 +93,12 @@ async def try_login(server, user: str, password: str, *, resource: str = "test",
                         mech=mech, plugins=plugins)
     if direct_tls:
         client.enable_direct_tls = True
-        client.connect(host="127.0.0.1", port=server.ports["c2s_direct_tls"])
+        client.connect(host=server.address, port=server.ports["c2s_direct_tls"])
     else:
         # slixmpp tries direct TLS first unless told the port speaks STARTTLS.
         client.enable_direct_tls = False
         client.enable_starttls = True
-        client.connect(host="127.0.0.1", port=server.c2s_port)
+        client.connect(host=server.address, port=server.c2s_port)
     ok = await asyncio.wait_for(client.started, TIMEOUT)
     if not ok:
         client.disconnect()
