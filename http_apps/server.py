@@ -29,6 +29,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from http_apps import urls
 from http_apps.errors import raw_error
+from xmpp.listeners import bind_socket
 from xmpp.metrics import CONNECTIONS
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
 
@@ -207,24 +208,6 @@ def listen_addresses(config: Any, service: str) -> list[tuple[str, int]]:
     return [(str(i), int(p)) for i in dict.fromkeys(interfaces) for p in dict.fromkeys(ports)]
 
 
-def bind(interface: str, port: int) -> socket.socket:
-    """A listening socket; IPv6 ones are v6-only so "*" and "::" can share a port."""
-    host = "0.0.0.0" if interface == "*" else interface
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(socket.SOMAXCONN)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 def https_context(config: Any) -> ssl.SSLContext | None:
     """The https ports' context: a global `https_ssl` certificate, else SNI over the hosts'."""
     manual = config.globals.get("https_ssl")
@@ -267,10 +250,12 @@ def start_http_servers(config: Any, wsgi_app: Any, *,
                 continue
         for interface, port in addresses:
             try:
-                sock = bind(interface, port)
+                sock = bind_socket(interface, port)
             except OSError as error:
                 log.error("Failed to open server port %s on %s for %s: %s",
                           port, interface, service, error)
+                continue
+            if sock is None:
                 continue
             server = HttpServer(sock, wsgi_app, service=service, ssl_context=context, **limits)
             server.start()

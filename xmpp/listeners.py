@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 DEFAULT_MAX_CONNECTIONS = 10000
 FLUSH_ON_CLOSE_TIMEOUT = 5.0
+LISTEN_BACKLOG = 128  # Prosody's default
 
 
 class SocketTransport:
@@ -193,3 +194,24 @@ class XmppListener:
         transport.secure = True
         return True
 
+
+def bind_socket(interface: str, port: int) -> socket.socket | None:
+    """A listening socket; IPv6 ones are v6-only so `*` and `::` can share a port."""
+    host = "0.0.0.0" if interface == "*" else interface
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        sock.close()
+        # A host without IPv6 still serves the IPv4 defaults ("::", and "::1" for loopback).
+        if family == socket.AF_INET6 and interface in ("::", "::1"):
+            log.warning("Not listening on [%s]:%d: %s", interface, port, error)
+            return None
+        raise
+    sock.setblocking(False)
+    return sock

@@ -8,7 +8,6 @@ order close -> drain (bounded) -> stop.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -25,7 +24,7 @@ from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
 from xmpp.config import Config, HostConfig
 from xmpp.errors import StreamError
 from xmpp.hosts import LocalHost
-from xmpp.listeners import SocketTransport, XmppListener
+from xmpp.listeners import SocketTransport, XmppListener, bind_socket
 from xmpp.metrics import watch_sessions
 from xmpp.modules import load_modules, modules_for
 from xmpp.modules.component import add_listener as add_component_listener
@@ -193,24 +192,3 @@ class VireoServer:
             listener.stop(timeout=timeout)
         self.db.close()
 
-
-def bind_socket(interface: str, port: int) -> socket.socket | None:
-    """A listening socket; IPv6 ones are v6-only so `*` and `::` can share a port."""
-    host = "0.0.0.0" if interface == "*" else interface
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as error:
-        sock.close()
-        # A host without IPv6 still serves the IPv4 defaults ("::", and "::1" for loopback).
-        if family == socket.AF_INET6 and interface in ("::", "::1"):
-            log.warning("Not listening on [%s]:%d: %s", interface, port, error)
-            return None
-        raise
-    sock.setblocking(False)
-    return sock
