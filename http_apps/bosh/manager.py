@@ -175,7 +175,8 @@ class BoshManager:
                 else:
                     self._feed(stream, body)
         finally:
-            self.wake(stream, state.settle(self.now()))
+            answered = state.settle(self.now())
+            self.wake(stream, answered + [rid for rid, _body in requests if rid not in answered])
 
     def _open(self, stream: BoshStream, body: Body) -> None:
         c2s = stream.c2s
@@ -210,27 +211,29 @@ class BoshManager:
 
     def wait(self, parked: Parked) -> bytes:
         """Block this greenlet until the parked request is answered (at most its `wait`)."""
-        stream, rid = parked.stream, parked.rid
-        response = stream.state.response(rid)
-        if response is not None:
-            return response
-        result = stream.waiters.setdefault(rid, AsyncResult())
+        stream, rid, state = parked.stream, parked.rid, parked.stream.state
         while True:
-            deadline = stream.state.deadline(rid)
-            # A request waiting for an earlier rid has no deadline: it is answered
-            # once processed, or when the session ends (inactivity ends it at worst).
+            response = state.response(rid)
+            if response is not None:
+                return response
+            deadline = state.deadline(rid)
+            # A request waiting for an earlier rid has no deadline yet: it is woken
+            # when processed, or answered when the session ends.
             timeout = self.options.max_wait if deadline is None else deadline - self.now()
-            if timeout > 0:
-                response = result.wait(timeout)
-                if response is not None:
-                    return response
-            self.wake(stream, stream.state.expire(self.now()))
-            if result.ready():
-                return result.value
+            if timeout <= 0:
+                self.wake(stream, state.expire(self.now()))
+                continue
+            result = stream.waiters.get(rid)
+            if result is None:
+                result = stream.waiters[rid] = AsyncResult()
+            response = result.wait(timeout)
+            if response is not None:
+                return response
 
-    def wake(self, stream: BoshStream, answered: list[int]) -> None:
-        """Hand each answered rid's response to the requests parked on it."""
-        for rid in answered:
+    def wake(self, stream: BoshStream, rids: list[int]) -> None:
+        """Wake the requests parked on `rids`: with the response when answered, else
+        (a waiting request now processed) to look at its new deadline."""
+        for rid in rids:
             waiter = stream.waiters.pop(rid, None)
             if waiter is not None:
                 waiter.set(stream.state.response(rid))

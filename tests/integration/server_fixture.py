@@ -66,6 +66,8 @@ class ServerProcess:
             cwd=ROOT, stdout=stderr, stderr=stderr, start_new_session=True)
         stderr.close()
         wait_for_port(self.c2s_port, self.process, address=self.address)
+        if "http" in self.ports:  # the HTTP ports open last
+            wait_for_port(self.ports["http"], self.process)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -105,9 +107,13 @@ class ServerProcess:
 
 def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
                 address: str = "127.0.0.1", s2s: bool = False,
-                host_extra: str = "", modules: tuple[str, ...] = ()) -> ServerProcess:
+                host_extra: str = "", modules: tuple[str, ...] = (),
+                http: bool = False) -> ServerProcess:
     """Write a config (with a self-signed certificate for `domain`) and pick ports on
-    `address`; federation is off (`modules_disabled = { "s2s" }`) unless `s2s`."""
+    `address`; federation is off (`modules_disabled = { "s2s" }`) unless `s2s`.
+
+    With `http`, the http and https ports are set too (on 127.0.0.1).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = make_self_signed(directory, domain)
     ports = {"c2s": free_port(address), "c2s_direct_tls": free_port(address),
@@ -115,6 +121,11 @@ def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
     if s2s:
         ports["s2s"] = free_port(address)
     s2s_line = (f's2s_ports = {{ {ports["s2s"]} }}' if s2s else 'modules_disabled = { "s2s" }')
+    if http:
+        ports.update(http=free_port(), https=free_port())
+        extra = (f'http_ports = {{ {ports["http"]} }}\nhttp_interfaces = {{ "127.0.0.1" }}\n'
+                 f'https_ports = {{ {ports["https"]} }}\nhttps_interfaces = {{ "127.0.0.1" }}\n'
+                 + extra)
     enabled = ("roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
                *modules)
     config = directory / "vireo.cfg.lua"
