@@ -9,10 +9,13 @@ from storage.accounts import AccountExists
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.hosts import IqRequest, ModuleContext
-from xmpp.jid import InvalidJID, nodeprep
+from xmpp.jid import InvalidJID, nodeprep, parse_jid
+from xmpp.netmatch import AddressMatcher
 from xmpp.stanza import make_iq_result
 
 QUERY = f"{{{ns.REGISTER}}}query"
+# Prosody's registration_allowlist default: local tools may register freely.
+DEFAULT_ALLOWLIST = ("127.0.0.1", "::1")
 
 
 def q(name: str) -> str:
@@ -26,6 +29,9 @@ class Registration:
         self.m = m
         self.allowed = m.config.get_bool("allow_registration", False)
         self.min_interval = m.config.get_number("min_seconds_between_registrations", 0, min=0)
+        self.allowlist = AddressMatcher(m.config.get_list(
+            "registration_allowlist",
+            m.config.get_list("registration_whitelist", list(DEFAULT_ALLOWLIST))))
         self.last_by_address: dict[str, float] = {}
 
     def features(self, session: Any, features: Element) -> bool:
@@ -44,8 +50,7 @@ class Registration:
             SubElement(query, q("username")).text = session.username
             SubElement(query, q("password"))
             return query
-        if not self.allowed:
-            raise StanzaError("service-unavailable")
+        self.check_stream(session)
         SubElement(query, q("instructions")).text = (
             "Choose a username and password for use with this service.")
         SubElement(query, q("username"))
@@ -58,37 +63,70 @@ class Registration:
             return self.change(request, session)
         return self.register(request, session)
 
-    def register(self, request: IqRequest, session: Any) -> None:
-        if not self.allowed:
-            raise StanzaError("not-allowed", "Registration is disabled")
-        if session is None or not self.secure_enough(session):
+    def check_stream(self, session: Any) -> None:
+        """Whether this unauthenticated stream may register at all."""
+        if not self.allowed or session is None:
+            # As in Prosody, where mod_register_ibr is not even loaded then.
+            raise StanzaError("service-unavailable")
+        if not self.secure_enough(session):
             raise StanzaError("policy-violation", "Encryption is required")
+
+    def register(self, request: IqRequest, session: Any) -> None:
+        self.check_stream(session)
+        if request.payload.find(q("remove")) is not None:
+            raise StanzaError("registration-required")
         username, password = self.credentials(request.payload)
         address = session.transport.peer[0]
         now = self.m.server.now()
-        last = self.last_by_address.get(address)
-        if self.min_interval and last is not None and now - last < self.min_interval:
-            raise StanzaError("not-acceptable", "Please try again in a little while",
+        if self.throttled(address, now):
+            raise StanzaError("policy-violation",
+                              "Too many registrations from this IP address recently",
                               error_type="wait")
         try:
             self.m.server.accounts.create(request.host.name, username, password)
         except AccountExists as error:
             raise StanzaError("conflict", "The username is already taken") from error
-        self.last_by_address[address] = now
+        if self.min_interval and address not in self.allowlist:
+            self.last_by_address[address] = now
         self.m.log.info("Registered %s@%s from %s", username, request.host.name, address)
+
+    def throttled(self, address: str, now: float) -> bool:
+        """min_seconds_between_registrations, per address (allowlisted ones exempt)."""
+        if not self.min_interval or address in self.allowlist:
+            return False
+        # Forget addresses whose wait is over, so the table stays small.
+        for seen, last in list(self.last_by_address.items()):
+            if now - last >= self.min_interval:
+                del self.last_by_address[seen]
+        return address in self.last_by_address
 
     def change(self, request: IqRequest, session: Any) -> bool | None:
         host = request.host.name
         if request.payload.find(q("remove")) is not None:
             self.m.server.accounts.delete(host, session.username)
             self.m.server.router.reply(session, make_iq_result(request.stanza))
-            session.close(StreamError("not-authorized", "Account removed"))
+            self.disconnect(session, StreamError("not-authorized", "Account deleted"))
+            self.m.log.info("%s@%s removed their account", session.username, host)
             return True
-        username, password = self.credentials(request.payload)
+        try:
+            username, password = self.credentials(request.payload)
+        except StanzaError as error:
+            raise StanzaError("bad-request", error.text) from error
         if username != session.username:
-            raise StanzaError("not-allowed", "You can only change your own password")
+            raise StanzaError("bad-request", "You can only change your own password")
         self.m.server.accounts.set_password(host, username, password)
-        return None
+        self.m.server.router.reply(session, make_iq_result(request.stanza))
+        self.disconnect(session, StreamError("reset", "Password changed"), keep=session)
+        return True
+
+    def disconnect(self, session: Any, error: StreamError, keep: Any = None) -> None:
+        """Close the user's sessions (but `keep`), as Prosody does on deletion
+        and password change; the requesting one last, after its reply."""
+        bare = parse_jid(f"{session.username}@{self.m.host.name}")
+        others = [s for s in self.m.server.router.resources(bare).values() if s is not session]
+        for other in [*others, session]:
+            if other is not keep:
+                other.close(error)
 
     @staticmethod
     def credentials(query: Element) -> tuple[str, str]:
@@ -99,7 +137,7 @@ class Registration:
         try:
             return nodeprep(username), password
         except InvalidJID as error:
-            raise StanzaError("jid-malformed", "Invalid username") from error
+            raise StanzaError("not-acceptable", "The requested username is invalid") from error
 
 
 def setup(m: ModuleContext) -> None:
