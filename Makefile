@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config.example.lua
 # System tools the integration tests drive (Debian package names).
-APT_PACKAGES := haproxy nginx
+APT_PACKAGES := haproxy nginx chromium nodejs
 PYTEST_ARGS ?=
 
 .PHONY: install install-dev system-deps run test lint clean
@@ -35,7 +35,9 @@ system-deps:
 run: install
 	$(PY) app.py -c $(CONFIG) run
 
+# The browser tests drive Debian's chromium with playwright-core (never a downloaded browser).
 test: install-dev
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	$(PY) -m pytest -n auto -q $(PYTEST_ARGS)
 
 lint: install-dev

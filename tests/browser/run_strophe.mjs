@@ -1,0 +1,27 @@
+// Drive Debian's Chromium (never a downloaded browser) to run bosh_page.html's runBosh().
+// Usage: node run_strophe.mjs '<json {pageUrl, boshUrl, jid, password, peer, text, timeoutMs}>'
+// Prints one JSON line: runBosh's result plus the console errors the page logged.
+import { chromium } from "playwright-core";
+
+const args = JSON.parse(process.argv[2]);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+try {
+  const page = await browser.newPage();
+  const consoleErrors = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") consoleErrors.push(message.text());
+  });
+  await page.goto(args.pageUrl);
+  const result = await page.evaluate(
+    (a) => window.runBosh(a.boshUrl, a.jid, a.password, a.peer, a.text, a.timeoutMs), args);
+  result.pageOrigin = new URL(args.pageUrl).origin;
+  result.consoleErrors = consoleErrors;
+  console.log(JSON.stringify(result));
+} finally {
+  await browser.close();
+}
