@@ -508,7 +508,7 @@ class S2SOutgoing(_Stream):
             # Nothing ever got through: a fresh connection is the better bet.
             self.close(StreamError("connection-timeout"))
         elif not self.pending_since and now - self.last_active >= self.manager.idle_timeout:
-            log.debug("Closing idle s2s link to %s", self.remote)
+            log.info("Closing idle s2s link to %s", self.remote)
             self.close()
 
     def next_deadline(self) -> float:

@@ -218,7 +218,7 @@ class S2SManager:
         if link is None:
             link = _Link(S2SOutgoing(self, remote, local, self.now()))
             self.outgoing[remote] = link
-            link.connector = gevent.spawn(self._connect, link.session)
+            link.connector = gevent.spawn(self._connect, link)
             link.watcher = gevent.spawn(self._watch, link)
         return link
 
@@ -231,9 +231,10 @@ class S2SManager:
             if not session.closed:
                 session.expire(self.now())
 
-    def _connect(self, session: S2SOutgoing) -> None:
+    def _connect(self, link: _Link) -> None:
         """RFC 6120 3.2: each SRV target (or the domain on 5269) and each of
         its addresses in turn, until one takes the TCP connection."""
+        session = link.session
         targets = self.resolver.targets(session.remote)
         if not targets:
             session.connect_failed("the domain offers no XMPP server")
@@ -252,11 +253,12 @@ class S2SManager:
                               error)
                     continue
                 sock.settimeout(None)
-                self._run(session, SocketTransport(sock, (address, port), "outgoing", False))
+                self._run(link, SocketTransport(sock, (address, port), "outgoing", False))
                 return
         session.connect_failed("no address answered" if tried else "the domain does not resolve")
 
-    def _run(self, session: S2SOutgoing, transport: SocketTransport) -> None:
+    def _run(self, link: _Link, transport: SocketTransport) -> None:
+        session = link.session
         if session.closed:
             transport.close()
             return
@@ -270,6 +272,8 @@ class S2SManager:
                 if not data:
                     return
                 session.data_received(data)
+                # What arrived may have changed the link's deadlines (authenticated: idle next).
+                link.wake.set()
                 if transport.tls_requested and not self._start_tls(session, transport):
                     return
         finally:

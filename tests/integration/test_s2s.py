@@ -1,0 +1,374 @@
+"""Federation between two Vireo servers (RFC 6120 s2s, XEP-0220 dialback), slixmpp users on each.
+
+a.example (and its second host second.a.example) runs on 127.0.0.2,
+b.example on 127.0.0.3; a DNS server started by the test answers their SRV
+and A records and both servers ask it through `unbound.forward`. Each server
+has its own self-signed certificate, so links are encrypted with STARTTLS and
+authenticated with dialback; `test_sasl_external_when_certificates_validate`
+runs a pair that trusts each other's certificates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from dataclasses import replace
+
+import pytest
+
+from tests.certs import make_self_signed
+from tests.integration.clients import close, login
+from tests.integration.fake_dns import FakeDns
+from tests.integration.server_fixture import make_server
+from xmpp import namespaces as ns
+from xmpp.stream import StanzaEvent, StreamParser
+
+A, SECOND_A, B = "a.example", "second.a.example", "b.example"
+USERS = {name: f"pw-{name}" for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
+STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+TIMEOUT = 20.0
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+def federated(directory, dns: FakeDns, domain: str, address: str, *, extra: str = "",
+              host_extra: str = ""):
+    """A server with federation on, published in the test DNS under its domain."""
+    server = make_server(directory, domain=domain, address=address, s2s=True,
+                         extra=f'unbound = {{ forward = "{dns.forward}" }}\n{extra}',
+                         host_extra=host_extra)
+    dns.add_srv(domain, f"xmpp.{domain}", server.ports["s2s"])
+    dns.add_address(f"xmpp.{domain}", address)
+    return server
+
+
+@pytest.fixture(scope="module")
+def dns():
+    server = FakeDns().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, dns):
+    base = tmp_path_factory.mktemp("s2s")
+    second_cert, second_key = make_self_signed(base / "a", SECOND_A)
+    a = federated(base / "a", dns, A, "127.0.0.2", extra="s2s_timeout = 5", host_extra=f"""
+VirtualHost "{SECOND_A}"
+    ssl = {{ certificate = "{second_cert}", key = "{second_key}" }}
+""")
+    dns.add_srv(SECOND_A, f"xmpp.{A}", a.ports["s2s"])
+    b = federated(base / "b", dns, B, "127.0.0.3", extra="s2s_idle_timeout = 2")
+    # A host whose SRV target accepts TCP connections but never speaks XMPP.
+    silent = socket.create_server(("127.0.0.4", 0))
+    dns.add_srv("silent.example", "silent.example", silent.getsockname()[1])
+    dns.add_address("silent.example", "127.0.0.4")
+    a.create_users(USERS)
+    b.create_users(USERS)
+    second = replace(a, domain=SECOND_A, cert=second_cert, key=second_key, users={})
+    second.create_users(USERS)
+    a.start()
+    b.start()
+    yield a, b, second
+    silent.close()
+    assert a.stop() == 0
+    assert b.stop() == 0
+
+
+def sessions(server) -> list[dict]:
+    result = server.admin("sessions", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def error_condition(stanza) -> str:
+    error = stanza.xml.find(f"{{{ns.CLIENT}}}error")
+    assert error is not None, stanza
+    return next(child.tag.rpartition("}")[2] for child in error
+                if child.tag.startswith(f"{{{STANZA_ERRORS}}}") and not child.tag.endswith("text"))
+
+
+def test_messages_flow_both_ways(servers):
+    a, b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice")
+        bob = await login(b, "bob")
+        alice.send_message(mto=f"bob@{B}", mbody="hello from a", mtype="chat")
+        received = await bob.next_message(TIMEOUT)
+        assert received["body"] == "hello from a"
+        assert received["from"] == alice.boundjid
+        bob.send_message(mto=str(alice.boundjid), mbody="hello from b", mtype="chat")
+        received = await alice.next_message(TIMEOUT)
+        assert received["body"] == "hello from b"
+        assert received["from"] == bob.boundjid
+        # Several in a row arrive in order.
+        for n in range(20):
+            alice.send_message(mto=str(bob.boundjid), mbody=f"n{n}", mtype="chat")
+        bodies = [(await bob.next_message(TIMEOUT))["body"] for _ in range(20)]
+        assert bodies == [f"n{n}" for n in range(20)]
+        await close(alice, bob)
+
+    run(scenario())
+    links = [s for s in sessions(a) if s["kind"] in ("s2sin", "s2sout")]
+    outgoing = next(s for s in links if s["kind"] == "s2sout" and s["id"] == B)
+    assert outgoing["secure"] is True and outgoing["auth"] == "dialback"
+    assert outgoing["address"] == "127.0.0.3"
+    incoming = next(s for s in links if s["kind"] == "s2sin" and s["id"] == B)
+    assert incoming["secure"] is True and f"{B}->{A}" in incoming["domains"]
+
+
+def test_subscriptions_across_servers_reach_both_and_presence_flows(servers):
+    a, b, _second = servers
+
+    async def scenario():
+        carol = await login(a, "carol")
+        dave = await login(b, "dave")
+        await carol.get_roster()
+        await dave.get_roster()
+        carol_bare, dave_bare = carol.boundjid.bare, dave.boundjid.bare
+        carol.send_presence(pto=dave_bare, ptype="subscribe")
+        request = await dave.next_presence(lambda p: p["type"] == "subscribe", TIMEOUT)
+        assert request["from"].bare == carol_bare
+        dave.send_presence(pto=carol_bare, ptype="subscribed")
+        await carol.next_presence(lambda p: p["type"] == "subscribed", TIMEOUT)
+        await carol.next_presence(
+            lambda p: p["from"].bare == dave_bare and p["type"] == "available", TIMEOUT)
+        dave.send_presence(pto=carol_bare, ptype="subscribe")
+        await carol.next_presence(lambda p: p["type"] == "subscribe", TIMEOUT)
+        carol.send_presence(pto=dave_bare, ptype="subscribed")
+        await dave.next_presence(lambda p: p["type"] == "subscribed", TIMEOUT)
+        await dave.next_presence(
+            lambda p: p["from"].bare == carol_bare and p["type"] == "available", TIMEOUT)
+        roster_c = await carol.get_roster()
+        roster_d = await dave.get_roster()
+        assert roster_c["roster"]["items"][dave_bare]["subscription"] == "both"
+        assert roster_d["roster"]["items"][carol_bare]["subscription"] == "both"
+        dave.send_presence(pstatus="busy", pshow="dnd")
+        update = await carol.next_presence(lambda p: p["show"] == "dnd", TIMEOUT)
+        assert update["status"] == "busy"
+        # A new session of Dave's probes Carol's server and learns she is online.
+        await close(dave)
+        dave = await login(b, "dave", resource="again")
+        seen = await dave.next_presence(
+            lambda p: p["from"].bare == carol_bare and p["type"] == "available", TIMEOUT)
+        assert seen["from"] == carol.boundjid
+        await close(carol, dave)
+
+    run(scenario())
+
+
+def test_disco_info_and_ping_of_the_remote_server(servers):
+    a, _b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice", resource="disco")
+        info = await alice.plugin["xep_0030"].get_info(jid=B, timeout=TIMEOUT)
+        assert info["from"] == B
+        features = info["disco_info"]["features"]
+        assert "urn:xmpp:ping" in features
+        identities = info["disco_info"]["identities"]
+        assert any(cat == "server" and typ == "im" for cat, typ, _lang, _name in identities)
+        await alice.plugin["xep_0199"].ping(B, timeout=TIMEOUT)
+        version = await alice.plugin["xep_0092"].get_version(B, timeout=TIMEOUT)
+        assert version["software_version"]["name"] == "Vireo"
+        await close(alice)
+
+    run(scenario())
+
+
+def test_second_local_domain_piggybacks_on_the_same_link(servers):
+    a, b, second = servers
+
+    async def scenario():
+        erin = await login(second, "erin")
+        bob = await login(b, "bob", resource="piggy")
+        erin.send_message(mto=str(bob.boundjid), mbody="from the second host", mtype="chat")
+        received = await bob.next_message(TIMEOUT)
+        assert received["from"] == erin.boundjid
+        bob.send_message(mto=str(erin.boundjid), mbody="back to the second host")
+        assert (await erin.next_message(TIMEOUT))["body"] == "back to the second host"
+        await close(erin, bob)
+
+    # Something from a.example itself first, so the link to b.example exists.
+    run(_ping(a, "frank", B))
+    run(scenario())
+    outgoing = [s for s in sessions(a) if s["kind"] == "s2sout" and s["id"] == B]
+    assert len(outgoing) == 1
+    assert set(outgoing[0]["domains"]) >= {f"{A}->{B}", f"{SECOND_A}->{B}"}
+
+
+async def _ping(server, user, target):
+    client = await login(server, user, resource="pinger")
+    await client.plugin["xep_0199"].ping(target, timeout=TIMEOUT)
+    await close(client)
+
+
+def test_idle_link_closes_and_reopens_on_demand(servers):
+    a, b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice", resource="idle")
+        bob = await login(b, "bob", resource="idle")
+        bob.send_message(mto=str(alice.boundjid), mbody="before", mtype="chat")
+        assert (await alice.next_message(TIMEOUT))["body"] == "before"
+        closed_before = b.log_path.read_text().count(f"Closing idle s2s link to {A}")
+        for _ in range(100):  # s2s_idle_timeout = 2 on b.example
+            await asyncio.sleep(0.1)
+            if b.log_path.read_text().count(f"Closing idle s2s link to {A}") > closed_before:
+                break
+        else:
+            raise AssertionError("the idle link was not closed")
+        bob.send_message(mto=str(alice.boundjid), mbody="after", mtype="chat")
+        assert (await alice.next_message(TIMEOUT))["body"] == "after"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_without_federation_remote_stanzas_bounce(tmp_path):
+    server = make_server(tmp_path / "alone", domain="alone.example")
+    server.create_users({"ivan": "pw-ivan"})
+    server.start()
+    try:
+        async def scenario():
+            ivan = await login(server, "ivan")
+            ivan.send_message(mto=f"bob@{B}", mbody="out there?", mtype="chat")
+            bounced = await ivan.next_message(TIMEOUT)
+            assert error_condition(bounced) == "service-unavailable"
+            await close(ivan)
+
+        run(scenario())
+    finally:
+        assert server.stop() == 0
+
+
+def test_unresolvable_domain_bounces_with_remote_server_not_found(servers):
+    a, _b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice", resource="lost")
+        alice.send_message(mto="someone@nowhere.example", mbody="anyone?", mtype="chat")
+        bounced = await alice.next_message(TIMEOUT)
+        assert bounced["type"] == "error" and bounced["from"] == "someone@nowhere.example"
+        assert error_condition(bounced) == "remote-server-not-found"
+        await close(alice)
+
+    run(scenario())
+
+
+def test_silent_server_bounces_with_remote_server_timeout(servers):
+    a, _b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice", resource="waiting")
+        started = time.monotonic()
+        alice.send_message(mto="someone@silent.example", mbody="hello?", mtype="chat")
+        bounced = await alice.next_message(TIMEOUT)
+        assert error_condition(bounced) == "remote-server-timeout"
+        assert 4 <= time.monotonic() - started < 15  # s2s_timeout = 5
+        await close(alice)
+
+    run(scenario())
+
+
+def test_forged_dialback_key_is_refused(servers):
+    """Someone claiming to be a.example with a made-up key: b.example asks
+    a.example, which denies the key, so the stream stays unauthenticated."""
+    _a, b, _second = servers
+    peer = RawS2S("127.0.0.3", b.ports["s2s"])
+    try:
+        peer.open(A, B)
+        features = peer.read_element()
+        assert features.find(f"{{{ns.TLS}}}starttls") is not None
+        peer.send(f"<starttls xmlns='{ns.TLS}'/>")
+        assert peer.read_element().tag == f"{{{ns.TLS}}}proceed"
+        peer.start_tls()
+        peer.open(A, B)
+        peer.read_element()
+        peer.send(f"<db:result from='{A}' to='{B}'>{'ab' * 32}</db:result>")
+        answer = peer.read_element()
+        assert answer.tag == f"{{{ns.DIALBACK}}}result"
+        assert answer.get("type") == "invalid"
+        peer.send(f"<message from='mallory@{A}' to='bob@{B}'><body>forged</body></message>")
+        error = peer.read_element()
+        assert error.tag == f"{{{ns.STREAMS}}}error"
+        assert error[0].tag == "{urn:ietf:params:xml:ns:xmpp-streams}not-authorized"
+    finally:
+        peer.close()
+
+
+def test_sasl_external_when_certificates_validate(tmp_path, dns):
+    """Two servers that trust each other's certificates authenticate with SASL EXTERNAL."""
+    bundle = tmp_path / "trusted.pem"
+    trust = f's2s_ssl = {{ cafile = "{bundle}" }}\ns2s_secure_auth = true'
+    c = federated(tmp_path / "c", dns, "c.example", "127.0.0.5", extra=trust)
+    d = federated(tmp_path / "d", dns, "d.example", "127.0.0.6", extra=trust)
+    # Each server's own self-signed certificate is its own CA: trust both.
+    bundle.write_text(c.cert.read_text() + d.cert.read_text())
+    for server in (c, d):
+        server.create_users({"gina": "pw-gina"})
+    c.start()
+    d.start()
+    try:
+        async def scenario():
+            gina_c = await login(c, "gina")
+            gina_d = await login(d, "gina")
+            gina_c.send_message(mto="gina@d.example", mbody="certified", mtype="chat")
+            assert (await gina_d.next_message(TIMEOUT))["body"] == "certified"
+            gina_d.send_message(mto="gina@c.example", mbody="likewise", mtype="chat")
+            assert (await gina_c.next_message(TIMEOUT))["body"] == "likewise"
+            await close(gina_c, gina_d)
+
+        run(scenario())
+        for server, remote in ((c, "d.example"), (d, "c.example")):
+            links = [s for s in sessions(server) if s["id"] == remote]
+            assert {s["kind"] for s in links} == {"s2sin", "s2sout"}
+            assert all(s["auth"] == "EXTERNAL" and s["secure"] for s in links), links
+    finally:
+        assert c.stop() == 0
+        assert d.stop() == 0
+
+
+class RawS2S:
+    """A hand-driven server-to-server stream, for what a real server would never send."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.create_connection((address, port), timeout=TIMEOUT)
+        self.parser = StreamParser(default_ns=ns.SERVER, max_stanza_size=1 << 20)
+        self.pending: list = []
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode())
+
+    def open(self, sender: str, to: str) -> None:
+        self.parser.reset()
+        self.send(f"<?xml version='1.0'?><stream:stream xmlns='{ns.SERVER}' "
+                  f"xmlns:stream='{ns.STREAMS}' xmlns:db='{ns.DIALBACK}' "
+                  f"from='{sender}' to='{to}' version='1.0'>")
+
+    def start_tls(self) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        self.sock = context.wrap_socket(self.sock, server_hostname=B)
+        self.parser.reset()
+
+    def read_element(self):
+        for _ in range(100):
+            while self.pending:
+                event = self.pending.pop(0)
+                if isinstance(event, StanzaEvent):
+                    return event.element
+            data = self.sock.recv(65536)
+            assert data, "stream closed"
+            self.pending += self.parser.feed(data)
+        raise AssertionError("no element")
+
+    def close(self) -> None:
+        self.sock.close()
