@@ -583,5 +583,4 @@ https_ports = {{ }}
         identities = run(scenario())
     finally:
         assert server.stop() == 0
-    if ("server", "im") not in identities:
-        pytest.xfail("disco drops the server/im identity once a module adds one (disco.py)")
+    assert ("server", "im") in identities

@@ -27,11 +27,10 @@ def info_query(host: LocalHost, node: str | None = None) -> Element:
     query = Element(INFO)
     if node:
         query.set("node", node)
-    identities = host.identities or []
-    if not identities and not host.is_component:
+    if not host.is_component:
         SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                    {"category": "server", "type": "im", "name": "Vireo"})
-    for identity in identities:
+    for identity in host.identities:
         attrs = {"category": identity.category, "type": identity.type}
         if identity.name:
             attrs["name"] = identity.name
