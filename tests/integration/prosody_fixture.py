@@ -1,0 +1,112 @@
+"""A real Prosody (Debian's package) as a subprocess, for interoperability tests.
+
+Started the way the shared benchmark harness starts it (`prosody --config
+FILE -F`, its own config and data dir, `run_as_root` when root), with
+accounts written straight into Prosody's internal storage. It offers the
+same attributes as server_fixture.ServerProcess that the slixmpp helpers use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.certs import make_self_signed
+from tests.integration.server_fixture import free_port, wait_for_port
+
+PROSODY = shutil.which("prosody")
+
+
+def _encode(name: str) -> str:
+    """Prosody's datamanager path encoding: every non-alphanumeric byte as %xx."""
+    return re.sub(r"[^0-9A-Za-z]", lambda m: f"%{ord(m.group(0)):02x}", name)
+
+
+def _lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class ProsodyProcess:
+    directory: Path
+    domain: str
+    address: str
+    ports: dict[str, int]
+    cert: Path
+    key: Path
+    config_path: Path
+    process: subprocess.Popen | None = None
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def c2s_port(self) -> int:
+        return self.ports["c2s"]
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "prosody.log"
+
+    def create_users(self, users: dict[str, str]) -> None:
+        accounts = self.directory / "data" / _encode(self.domain) / "accounts"
+        accounts.mkdir(parents=True, exist_ok=True)
+        for user, password in users.items():
+            (accounts / f"{_encode(user)}.dat").write_text(
+                f"return {{\n\t[\"password\"] = {_lua_string(password)};\n}};\n")
+        self.users.update(users)
+
+    def start(self) -> None:
+        output = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen([PROSODY, "--config", str(self.config_path), "-F"],
+                                        cwd=self.directory, stdout=output, stderr=output,
+                                        start_new_session=True)
+        output.close()
+        wait_for_port(self.c2s_port, self.process, address=self.address)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout)
+
+
+def make_prosody(directory: Path, *, domain: str, address: str, dns_forward: str,
+                 extra: str = "") -> ProsodyProcess:
+    """Write a Prosody config for `domain` on `address` with its own self-signed
+    certificate, s2s on, and DNS through `dns_forward` ("ADDR@PORT") only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "data").mkdir(exist_ok=True)
+    cert, key = make_self_signed(directory, domain)
+    ports = {"c2s": free_port(address), "s2s": free_port(address)}
+    root = "run_as_root = true\n" if os.geteuid() == 0 else ""
+    config = directory / "prosody.cfg.lua"
+    config.write_text(f"""{root}
+pidfile = "{directory / 'prosody.pid'}"
+data_path = "{directory / 'data'}"
+interfaces = {{ "{address}" }}
+local_interfaces = {{ "{address}" }}
+c2s_ports = {{ {ports['c2s']} }}
+s2s_ports = {{ {ports['s2s']} }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version",
+    "time", "uptime" }}
+authentication = "internal_plain"
+storage = "internal"
+ssl = {{ certificate = "{cert}", key = "{key}" }}
+unbound = {{ forward = "{dns_forward}", resolvconf = false }}
+log = {{ debug = "{directory / 'prosody.log'}", error = "*stderr" }}
+{extra}
+
+VirtualHost "{domain}"
+""")
+    return ProsodyProcess(directory, domain, address, ports, cert, key, config)
