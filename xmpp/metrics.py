@@ -31,7 +31,7 @@ STORAGE_ERRORS = Counter("vireo_storage_errors", "Failed storage operations, per
 # (direction, stanza name) -> count; a dict increment costs far less per
 # stanza than a labelled prometheus Counter with its lock.
 STANZA_COUNTS: Tally[tuple[str, str]] = Tally()
-_session_sources: list[Callable[[], Iterable[str]]] = []
+_session_source: list[Callable[[], Iterable[str]]] = []
 
 
 def count_stanza(direction: str, name: str) -> None:
@@ -39,8 +39,11 @@ def count_stanza(direction: str, name: str) -> None:
 
 
 def watch_sessions(source: Callable[[], Iterable[str]]) -> None:
-    """Register a callable giving the kind of each live session (c2s, bosh, component...)."""
-    _session_sources.append(source)
+    """Set the callable giving the kind of each live session (c2s, bosh, component...).
+
+    One server per process: a newer server (as in tests) replaces the older one.
+    """
+    _session_source[:] = [source]
 
 
 class _ScrapeTimeCollector(Collector):
@@ -55,7 +58,7 @@ class _ScrapeTimeCollector(Collector):
         sessions = GaugeMetricFamily("vireo_sessions", "Established sessions, per kind",
                                      labels=["kind"])
         kinds: Tally[str] = Tally()
-        for source in _session_sources:
+        for source in _session_source:
             kinds.update(source())
         for kind, count in sorted(kinds.items()):
             sessions.add_metric([kind], count)
