@@ -51,6 +51,9 @@ REGISTER_QUERY = f"{{{ns.REGISTER}}}query"
 # Before authentication a client has no business sending large stanzas:
 # SASL payloads and registration forms are small.
 DEFAULT_UNAUTHENTICATED_STANZA_SIZE = 16 * 1024
+# While a throttled authentication attempt waits, later input waits behind it;
+# a client that keeps sending meanwhile is not one we need to keep.
+MAX_HELD_ELEMENTS = 16
 
 
 class Transport(Protocol):
@@ -108,6 +111,8 @@ class C2SSession:
         self.directed: set[str] = set()
         self.roster_requested = False
         self.closed = False
+        # Elements waiting behind a throttled <auth/> (None: nothing is waiting).
+        self.held: list[Element] | None = None
         # Prosody's c2s_timeout: a stream must have bound a resource by then.
         transport.call_later(server.c2s_timeout, self._check_established)
 
@@ -244,6 +249,11 @@ class C2SSession:
 
     def handle_element(self, element: Element) -> None:
         """Act on one top-level element; a failure of ours costs this stanza only."""
+        if self.held is not None:
+            if len(self.held) >= MAX_HELD_ELEMENTS:
+                raise StreamError("policy-violation", "Too much input while authentication waits")
+            self.held.append(element)
+            return
         try:
             self._dispatch(element)
         except StreamError:
@@ -286,8 +296,13 @@ class C2SSession:
     def _sasl(self, element: Element) -> None:
         if self.authenticated:
             raise StreamError("policy-violation", "Already authenticated")
-        if not self.secure and self._encryption_required():
-            raise StreamError("policy-violation", "Encryption is required")
+        if element.tag == SASL_AUTH and not self.secure \
+                and self._needs_encryption(element.get("mechanism", "")):
+            # RFC 6120 6.4.3, as Prosody answers: the client may STARTTLS and retry.
+            self.sasl = None
+            self.transport.write(
+                f"<failure xmlns='{ns.SASL}'><encryption-required/></failure>".encode())
+            return
         if element.tag == SASL_ABORT:
             self.sasl = None
             self._sasl_result(Failure("aborted"))
@@ -300,6 +315,15 @@ class C2SSession:
             return
         if element.tag == SASL_AUTH:
             assert self.host is not None
+            delay = self.server.auth_throttle.delay_for(self.transport.peer[0],
+                                                        self.server.now())
+            if delay > 0:
+                # Slows password guessing from one address; Prosody does not do this.
+                # The attempt itself waits (not only its answer), so sending
+                # attempts without waiting for answers gains nothing.
+                self.held = [element]
+                self.transport.call_later(delay, self._release_held)
+                return
             self.sasl = SaslExchange(element.get("mechanism", ""),
                                      Accounts(self.server, self.host.name),
                                      host=self.host.name, offered=self._mechanisms())
@@ -330,12 +354,26 @@ class C2SSession:
         if result.text:
             failure += f"<text>{_escape(result.text)}</text>"
         failure += "</failure>"
-        delay = self.server.auth_throttle.delay_for(address, self.server.now())
-        if delay > 0:
-            # Slows password guessing from one address; Prosody does not do this.
-            self.transport.call_later(delay, lambda: self.transport.write(failure.encode()))
-        else:
-            self.transport.write(failure.encode())
+        self.transport.write(failure.encode())
+
+    def _release_held(self) -> None:
+        """The throttle's wait is over: handle the held <auth/> and what came after it."""
+        held, self.held = self.held or [], None
+        for element in held:
+            if self.closed:
+                return
+            try:
+                self.handle_element(element)
+            except StreamError as error:
+                self.close(error)
+
+    def _needs_encryption(self, mechanism: str) -> bool:
+        """Whether authenticating with `mechanism` on this insecure stream waits for TLS."""
+        assert self.host is not None
+        if self._encryption_required():
+            return True
+        return mechanism == "PLAIN" and not self.host.config.get_bool(
+            "allow_unencrypted_plain_auth", False)
 
     def _write_sasl(self, name: str, data: bytes | None) -> None:
         text = encode_payload(data)
@@ -388,9 +426,17 @@ class C2SSession:
             self.send(_result(stanza) if stanza[0].tag == SESSION else
                       StanzaError("not-allowed", "Already bound").to_reply(stanza))
             return
+        if stanza.tag not in (MESSAGE, PRESENCE, IQ):
+            raise StreamError("unsupported-stanza-type")
         sender = stanza.get("from")
-        if sender and sender != str(self.jid) and sender != str(self.jid.bare):
-            raise StreamError("invalid-from")
+        if sender:
+            # Compared as JIDs, so a client's own JID in another case is its own.
+            try:
+                claimed = parse_jid(sender)
+            except InvalidJID as error:
+                raise StreamError("invalid-from") from error
+            if claimed != self.jid and claimed != self.jid.bare:
+                raise StreamError("invalid-from")
         stanza.set("from", str(self.jid))
         if stanza.tag == PRESENCE and self.host.fire("presence/outbound", stanza, self):
             return
