@@ -24,9 +24,11 @@ from tests.integration.clients import close, login
 from tests.integration.fake_dns import FakeDns
 from tests.integration.server_fixture import make_server
 from xmpp import namespaces as ns
-from xmpp.stream import StanzaEvent, StreamParser
+from xmpp.component import handshake_digest
+from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
 
 A, SECOND_A, B = "a.example", "second.a.example", "b.example"
+COMPONENT, SECRET = "comp.b.example", "component-secret"
 USERS = {name: f"pw-{name}" for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
 STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 TIMEOUT = 20.0
@@ -63,7 +65,9 @@ VirtualHost "{SECOND_A}"
     ssl = {{ certificate = "{second_cert}", key = "{second_key}" }}
 """)
     dns.add_srv(SECOND_A, f"xmpp.{A}", a.ports["s2s"])
-    b = federated(base / "b", dns, B, "127.0.0.3", extra="s2s_idle_timeout = 2")
+    b = federated(base / "b", dns, B, "127.0.0.3", extra="s2s_idle_timeout = 2",
+                  host_extra=f'Component "{COMPONENT}"\n    component_secret = "{SECRET}"')
+    dns.add_srv(COMPONENT, f"xmpp.{B}", b.ports["s2s"])
     # A host whose SRV target accepts TCP connections but never speaks XMPP.
     silent = socket.create_server(("127.0.0.4", 0))
     dns.add_srv("silent.example", "silent.example", silent.getsockname()[1])
@@ -248,6 +252,48 @@ def test_without_federation_remote_stanzas_bounce(tmp_path):
         assert server.stop() == 0
 
 
+def test_remote_user_reaches_an_external_component(servers):
+    """A stanza from a.example to b.example's external component goes over
+    s2s and the router to the component, and the component's answer back."""
+    a, b, _second = servers
+    component = RawStream("127.0.0.1", b.ports["component"], ns.COMPONENT)
+    try:
+        component.open(None, COMPONENT)
+        component.send(f"<handshake>{handshake_digest(_header_id(component), SECRET)}"
+                       "</handshake>")
+        assert component.read_element().tag == f"{{{ns.COMPONENT}}}handshake"
+
+        async def scenario():
+            alice = await login(a, "alice", resource="comp")
+            alice.send_message(mto=f"bot@{COMPONENT}", mbody="ping the bot", mtype="chat")
+            received = await asyncio.to_thread(component.read_element)
+            assert received.tag == f"{{{ns.COMPONENT}}}message"
+            assert received.get("from") == str(alice.boundjid)
+            assert received.findtext(f"{{{ns.COMPONENT}}}body") == "ping the bot"
+            component.send(f"<message from='bot@{COMPONENT}' to='{alice.boundjid}' "
+                           "type='chat'><body>pong from the bot</body></message>")
+            answer = await alice.next_message(TIMEOUT)
+            assert answer["body"] == "pong from the bot"
+            assert answer["from"] == f"bot@{COMPONENT}"
+            await close(alice)
+
+        run(scenario())
+    finally:
+        component.close()
+
+
+def _header_id(stream: RawStream) -> str:
+    """Read until the peer's stream header has given its id."""
+    for _ in range(100):
+        if stream.stream_id:
+            return stream.stream_id
+        stream.pending += stream.parser.feed(stream.sock.recv(65536))
+        for event in stream.pending:
+            if isinstance(event, StreamOpen):
+                stream.stream_id = event.attrs.get("id", "")
+    raise AssertionError("no stream header")
+
+
 def test_unresolvable_domain_bounces_with_remote_server_not_found(servers):
     a, _b, _second = servers
 
@@ -281,7 +327,7 @@ def test_forged_dialback_key_is_refused(servers):
     """Someone claiming to be a.example with a made-up key: b.example asks
     a.example, which denies the key, so the stream stays unauthenticated."""
     _a, b, _second = servers
-    peer = RawS2S("127.0.0.3", b.ports["s2s"])
+    peer = RawStream("127.0.0.3", b.ports["s2s"])
     try:
         peer.open(A, B)
         features = peer.read_element()
@@ -335,22 +381,26 @@ def test_sasl_external_when_certificates_validate(tmp_path, dns):
         assert d.stop() == 0
 
 
-class RawS2S:
-    """A hand-driven server-to-server stream, for what a real server would never send."""
+class RawStream:
+    """A hand-driven stream: a server-to-server one for what a real server
+    would never send, or an external component's (XEP-0114)."""
 
-    def __init__(self, address: str, port: int) -> None:
+    def __init__(self, address: str, port: int, default_ns: str = ns.SERVER) -> None:
         self.sock = socket.create_connection((address, port), timeout=TIMEOUT)
-        self.parser = StreamParser(default_ns=ns.SERVER, max_stanza_size=1 << 20)
+        self.default_ns = default_ns
+        self.parser = StreamParser(default_ns=default_ns, max_stanza_size=1 << 20)
         self.pending: list = []
+        self.stream_id = ""
 
     def send(self, text: str) -> None:
         self.sock.sendall(text.encode())
 
-    def open(self, sender: str, to: str) -> None:
+    def open(self, sender: str | None, to: str) -> None:
         self.parser.reset()
-        self.send(f"<?xml version='1.0'?><stream:stream xmlns='{ns.SERVER}' "
-                  f"xmlns:stream='{ns.STREAMS}' xmlns:db='{ns.DIALBACK}' "
-                  f"from='{sender}' to='{to}' version='1.0'>")
+        sender_attr = f" from='{sender}'" if sender else ""
+        self.send(f"<?xml version='1.0'?><stream:stream xmlns='{self.default_ns}' "
+                  f"xmlns:stream='{ns.STREAMS}' xmlns:db='{ns.DIALBACK}'"
+                  f"{sender_attr} to='{to}' version='1.0'>")
 
     def start_tls(self) -> None:
         context = ssl.create_default_context()
@@ -365,6 +415,8 @@ class RawS2S:
                 event = self.pending.pop(0)
                 if isinstance(event, StanzaEvent):
                     return event.element
+                if isinstance(event, StreamOpen):
+                    self.stream_id = event.attrs.get("id", "")
             data = self.sock.recv(65536)
             assert data, "stream closed"
             self.pending += self.parser.feed(data)
