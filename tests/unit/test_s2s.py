@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from types import SimpleNamespace
 from xml.etree.ElementTree import Element
 
@@ -12,6 +13,7 @@ from xmpp.config import load_config
 from xmpp.dialback import DialbackKeys
 from xmpp.s2s import DB_RESULT, DB_VERIFY, S2SIncoming, S2SOutgoing
 from xmpp.s2s_manager import S2SManager
+from xmpp.s2s_tls import PeerCertificate
 from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
 
 LOCAL, OTHER_LOCAL = "b.example", "c.example"
@@ -366,3 +368,68 @@ def test_idle_link_closes(env):
     env.clock.t += 100
     session.expire(env.clock())
     assert session.closed and transport.closed
+
+
+# -- certificates: SASL EXTERNAL and secure-auth policy ---------------------------
+
+VALID_FOR_REMOTE = PeerCertificate(present=True, chain_valid=True, names=(REMOTE,))
+SELF_SIGNED = PeerCertificate(present=True, names=(REMOTE,), error="X509 error 18")
+
+
+def secure_incoming(env, cert: PeerCertificate):
+    env.manager.peer_certificate = lambda transport: cert
+    return incoming(env, secure=True)
+
+
+def test_external_offered_and_accepted_when_the_certificate_validates(env):
+    session, transport = secure_incoming(env, VALID_FOR_REMOTE)
+    mechanisms = transport.elements()[0].find(f"{{{ns.SASL}}}mechanisms")
+    assert [m.text for m in mechanisms] == ["EXTERNAL"]
+    authzid = base64.b64encode(REMOTE.encode()).decode()
+    session.data_received(f"<auth xmlns='{ns.SASL}' mechanism='EXTERNAL'>{authzid}</auth>"
+                          .encode())
+    assert transport.elements()[-1].tag == f"{{{ns.SASL}}}success"
+    transport.data = b""
+    session.data_received(f"<stream:stream {STREAM_NS} to='{LOCAL}' from='{REMOTE}' "
+                          "version='1.0'>".encode())
+    assert transport.elements()[0].find(f"{{{ns.SASL}}}mechanisms") is None
+    session.data_received(f"<message from='u@{REMOTE}' to='v@{LOCAL}'/>".encode())
+    assert env.routed and session.describe()["auth"] == "EXTERNAL"
+
+
+def test_external_not_offered_for_an_untrusted_certificate(env):
+    session, transport = secure_incoming(env, SELF_SIGNED)
+    assert transport.elements()[0].find(f"{{{ns.SASL}}}mechanisms") is None
+    session.data_received(f"<auth xmlns='{ns.SASL}' mechanism='EXTERNAL'>=</auth>".encode())
+    failure = transport.elements()[-1]
+    assert failure.tag == f"{{{ns.SASL}}}failure"
+    assert failure[0].tag == f"{{{ns.SASL}}}invalid-mechanism"
+    assert not session.authenticated
+
+
+def test_external_for_another_identity_is_invalid_authzid(env):
+    session, transport = secure_incoming(env, VALID_FOR_REMOTE)
+    other = base64.b64encode(OTHER_REMOTE.encode()).decode()
+    session.data_received(f"<auth xmlns='{ns.SASL}' mechanism='EXTERNAL'>{other}</auth>"
+                          .encode())
+    assert transport.elements()[-1][0].tag == f"{{{ns.SASL}}}invalid-authzid"
+    assert not session.authenticated
+
+
+def test_secure_domain_with_an_untrusted_certificate_is_refused(env):
+    env.manager.secure_domains = {REMOTE}
+    assert env.manager.must_secure(REMOTE) and not env.manager.must_secure(OTHER_REMOTE)
+    _session, transport = secure_incoming(env, SELF_SIGNED)
+    assert transport.stream_error() == "not-authorized"
+
+
+def test_secure_auth_except_insecure_domains(env):
+    env.manager.secure_auth = True
+    env.manager.insecure_domains = {OTHER_REMOTE}
+    assert env.manager.must_secure(REMOTE) and not env.manager.must_secure(OTHER_REMOTE)
+    session, transport = secure_incoming(env, SELF_SIGNED)
+    assert transport.stream_error() == "not-authorized"
+    env.manager.peer_certificate = lambda transport: VALID_FOR_REMOTE
+    session, transport = incoming(env, secure=True)
+    dialback_in(env, session)
+    assert session.authenticated
