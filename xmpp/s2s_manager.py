@@ -35,7 +35,13 @@ from xmpp.dialback import DialbackKeys, new_secret
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.listeners import FLUSH_ON_CLOSE_TIMEOUT, READ_SIZE, SocketTransport
-from xmpp.resolver import DEFAULT_PORT, Resolver, settings_from_config
+from xmpp.resolver import (
+    DEFAULT_PORT,
+    Resolver,
+    ResolverConfigError,
+    ResolverSettings,
+    settings_from_config,
+)
 from xmpp.s2s import S2SIncoming, S2SOutgoing
 from xmpp.s2s_tls import PeerCertificate, S2STls, peer_certificate
 
@@ -92,8 +98,7 @@ class S2SManager:
                                                    DEFAULT_UNAUTHED_STANZA_SIZE, min=1000)
         self.keys = DialbackKeys(config.get_str("dialback_secret", None) or new_secret())
         self.tls = tls if tls is not None else S2STls(config)
-        self.resolver = resolver if resolver is not None else Resolver(
-            settings_from_config(config))
+        self.resolver = resolver if resolver is not None else _resolver(config)
         self.outgoing: dict[str, _Link] = {}
         # (remote, local, stream id) -> the incoming stream waiting for the answer
         self._verifying: dict[tuple[str, str, str], S2SIncoming] = {}
@@ -307,10 +312,19 @@ class S2SManager:
         """Close every outgoing link with system-shutdown (incoming streams
         belong to the listener, which the server closes)."""
         for link in list(self.outgoing.values()):
+            # A connected link's reader ends by itself once the close is flushed.
             link.session.close(StreamError("system-shutdown"))
-            for greenlet in (link.connector, link.watcher):
-                if greenlet is not None and greenlet is not gevent.getcurrent():
-                    greenlet.kill(block=False)
+            if link.watcher is not None and link.watcher is not gevent.getcurrent():
+                link.watcher.kill(block=False)
+
+
+def _resolver(config: Any) -> Resolver:
+    try:
+        settings = settings_from_config(config)
+    except ResolverConfigError as error:
+        log.error("%s; using the system's DNS servers", error)
+        settings = ResolverSettings()
+    return Resolver(settings)
 
 
 def start_federation(server: VireoServer) -> S2SManager | None:
