@@ -16,7 +16,7 @@ from xmpp.config import load_config
 
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
-    "prio_a", "prio_b", "neg_a", "neg_b")}
+    "prio_a", "prio_b", "neg_a", "neg_b", "multi")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b")]
@@ -107,6 +107,20 @@ def test_probe_on_login_shows_contacts_already_online(server):
         assert seen["status"] == "been here a while"
         assert seen["show"] == "away"
         await close(alice, bob)
+
+    run(scenario())
+
+
+def test_a_new_resource_sees_the_users_other_resources(server):
+    async def scenario():
+        first = await login(server, "multi", resource="first", presence=False)
+        first.send_presence(pstatus="on the desk")
+        await first.next_presence(lambda p: p["from"] == first.boundjid)
+        second = await login(server, "multi", resource="second")
+        seen = await second.next_presence(lambda p: p["from"] == first.boundjid)
+        assert seen["status"] == "on the desk"
+        await first.next_presence(lambda p: p["from"] == second.boundjid)
+        await close(first, second)
 
     run(scenario())
 

@@ -106,6 +106,10 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
         for contact, item in m.server.rosters.get_roster(user.domain, user.local).items():
             if item.subscription in ("to", "both"):
                 m.server.router.route(presence("probe", bare, contact))
+        # The new resource learns of the user's other available ones (as Prosody does).
+        for resource in m.server.router.available_resources(user.bare):
+            if resource is not session and resource.presence is not None:
+                session.send(_stamped(resource.presence, str(resource.jid), str(user)))
         for contact, pending in m.server.rosters.pending_in(user.domain, user.local).items():
             session.send(parse_stanza(pending) if pending else presence("subscribe", contact, bare))
         if session.priority >= 0:
