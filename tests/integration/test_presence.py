@@ -16,10 +16,10 @@ from xmpp.config import load_config
 
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
-    "prio_a", "prio_b", "neg_a", "neg_b", "multi")}
+    "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
-BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b")]
+BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
 
 
 def run(coro):
@@ -92,6 +92,24 @@ def test_directed_presence_to_a_non_contact_and_unavailable_at_logout(server):
         gone = await bob.next_presence(is_from(server.jid("dir_a"), "unavailable"))
         assert gone["from"] == alice.boundjid
         await close(bob)
+
+    run(scenario())
+
+
+def test_a_contact_given_directed_presence_gets_one_unavailable(server):
+    async def scenario():
+        bob = await login(server, "once_b")
+        alice = await login(server, "once_a", resource="first")
+        await bob.next_presence(lambda p: p["from"] == alice.boundjid)
+        alice.send_presence(pto=str(bob.boundjid), pstatus="just for you")
+        await bob.next_presence(lambda p: p["status"] == "just for you")
+        await close(alice)
+        again = await login(server, "once_a", resource="again")
+        seen = []
+        await bob.next_presence(lambda p: seen.append(p) or p["from"] == again.boundjid)
+        gone = [p for p in seen if p["type"] == "unavailable"]
+        assert [str(p["from"]) for p in gone] == [str(alice.boundjid)]
+        await close(again, bob)
 
     run(scenario())
 

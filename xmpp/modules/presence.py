@@ -117,25 +117,38 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
 
 
 def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
+    informed: set[str] = set()
     if session.available:
         session.available = False
         session.presence = None
-        broadcast(m, stanza, session.jid)
+        informed = broadcast(m, stanza, session.jid)
     # Directed presence may precede initial presence; its recipients still
-    # learn that the sender left (as Prosody's mod_presence does).
+    # learn that the sender left (as Prosody's mod_presence does), once.
     for target in session.directed:
-        m.server.router.route(_addressed(stanza, target))
+        if _bare(target) not in informed:
+            m.server.router.route(_addressed(stanza, target))
     session.directed.clear()
 
 
-def broadcast(m: ModuleContext, stanza: Element, user: JID) -> None:
-    """To contacts subscribed to the user, and to all the user's own available resources."""
+def broadcast(m: ModuleContext, stanza: Element, user: JID) -> set[str]:
+    """To contacts subscribed to the user, and to all the user's own available
+    resources; the contacts it went to."""
     router = m.server.router
+    informed = set()
     for contact, item in m.server.rosters.get_roster(user.domain, user.local).items():
         if item.subscription in ("from", "both"):
             router.route(_addressed(stanza, contact))
+            informed.add(contact)
     for resource in router.available_resources(user.bare):
         resource.send(_addressed(stanza, str(resource.jid)))
+    return informed
+
+
+def _bare(jid: str) -> str:
+    try:
+        return str(parse_jid(jid).bare)
+    except InvalidJID:
+        return jid
 
 
 def _addressed(stanza: Element, to: str) -> Element:
