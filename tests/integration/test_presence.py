@@ -16,7 +16,8 @@ from xmpp.config import load_config
 
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
-    "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b")}
+    "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
+    "stale_a", "stale_b")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
@@ -139,6 +140,25 @@ def test_a_new_resource_sees_the_users_other_resources(server):
         assert seen["status"] == "on the desk"
         await first.next_presence(lambda p: p["from"] == second.boundjid)
         await close(first, second)
+
+    run(scenario())
+
+
+def test_probe_of_a_contact_without_subscription_cancels_it(server):
+    # stale_a believes she is subscribed to stale_b, who knows nothing of it.
+    with rosters(server) as store:
+        store.put_item(server.domain, "stale_a",
+                       RosterItem(server.jid("stale_b"), subscription="to"))
+
+    async def scenario():
+        alice = await login(server, "stale_a", presence=False)
+        await alice.get_roster()
+        alice.send_presence()
+        answer = await alice.next_presence(is_from(server.jid("stale_b"), "unsubscribed"))
+        assert answer["from"] == server.jid("stale_b")
+        roster = await alice.get_roster()
+        assert roster["roster"]["items"][server.jid("stale_b")]["subscription"] == "none"
+        await close(alice)
 
     run(scenario())
 

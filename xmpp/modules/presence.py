@@ -233,9 +233,11 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
 
 def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
     state, _item = load_state(m, user, str(prober.bare))
-    if not state.has_from:
-        return
     router = m.server.router
+    if not state.has_from:
+        # RFC 6121 4.3.2: tell the prober its subscription is gone (as Prosody does).
+        router.route(presence("unsubscribed", str(user), str(prober.bare)))
+        return
     resources = [r for r in router.available_resources(user) if r.presence is not None]
     for resource in resources:
         router.route(_stamped(resource.presence, str(resource.jid), str(prober)))
