@@ -189,6 +189,14 @@ def test_check_warns_about_unknown_options_and_passes(tmp_path):
     assert "Warning" in result.stdout
 
 
+def test_check_warns_about_unknown_modules_and_passes(tmp_path):
+    make_server(tmp_path, host_extra='modules_enabled = { "no_such_module" }')
+    result = app(tmp_path / "vireo.cfg.lua", "check")
+    assert result.returncode == 0, output(result)
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("Warning")]
+    assert any("no_such_module" in line for line in warnings), result.stdout
+
+
 def test_check_warns_about_a_missing_certificate(tmp_path):
     missing = tmp_path / "nowhere.crt"
     config = write(tmp_path / "vireo.cfg.lua", f"""
