@@ -125,8 +125,10 @@ vireo_auth_failure_limit = 3
 vireo_auth_failure_delay = 2
 
 VirtualHost "{STRICT}"
+allow_registration = true
 VirtualHost "{LAX}"
 c2s_require_encryption = false
+allow_registration = true
 VirtualHost "{PLAIN}"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -319,6 +321,32 @@ def test_features_after_authentication_are_bind_and_session(server):
     session.data_received(header())
     offered = features(reader)
     assert [child.tag for child in offered] == [BIND, f"{{{ns.SESSION}}}session"]
+
+
+REGISTER_FEATURE = f"{{{ns.REGISTER_FEATURE}}}register"
+
+
+@pytest.mark.parametrize(("host", "secure", "offered"), [
+    (STRICT, False, False), (STRICT, True, True), (LAX, False, True), (PLAIN, True, False),
+])
+def test_registration_feature_follows_encryption_policy(server, host, secure, offered):
+    _session, _transport, reader = open_stream(server, host, secure=secure)
+    assert (features(reader).find(REGISTER_FEATURE) is not None) == offered
+
+
+def test_in_band_registration_then_login_on_the_same_stream(server):
+    session, _transport, reader = open_stream(server, LAX)
+    reader.elements()
+    session.data_received(
+        f"<iq type='set' id='reg'><query xmlns='{ns.REGISTER}'><username>newcomer</username>"
+        f"<password>{PASSWORD}</password></query></iq>".encode())
+    reply = reader.one()
+    assert reply.get("type") == "result" and reply.get("id") == "reg"
+    first = base64.b64encode(b"n,,n=newcomer,r=abcdefgh").decode()
+    session.data_received(
+        f"<auth xmlns='{ns.SASL}' mechanism='SCRAM-SHA-1'>{first}</auth>".encode())
+    assert reader.one().tag == f"{SASL}challenge"
+    assert server.accounts.exists(LAX, "newcomer")
 
 
 def test_starttls_proceeds_and_resets_the_stream(server):
