@@ -10,7 +10,7 @@ next response.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
@@ -32,7 +32,7 @@ class BoshTransport:
         self.secure = secure
         #: Set while the c2s session closes; a stream error makes it `remote-stream-error`.
         self.closing_error: StreamError | None = None
-        self.timers: list[gevent.Greenlet] = []
+        self.timers: list[Any] = []
 
     def write(self, data: bytes) -> None:
         self.stream.output(data)
@@ -42,13 +42,17 @@ class BoshTransport:
 
     def close(self) -> None:
         for timer in self.timers:
-            timer.kill(block=False)
+            timer.close()
         self.timers.clear()
         self.stream.ended(self.closing_error)
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> None:
-        self.timers = [timer for timer in self.timers if not timer.dead]
-        self.timers.append(gevent.spawn_later(seconds, callback))
+        # A bare loop timer until it fires (a greenlet per idle session would cost
+        # more than the rest of the session); the callback runs in its own greenlet.
+        self.timers = [timer for timer in self.timers if timer.active]
+        timer = gevent.get_hub().loop.timer(seconds)
+        timer.start(gevent.spawn, callback)
+        self.timers.append(timer)
 
 
 class BoshC2SSession(C2SSession):
