@@ -97,7 +97,17 @@ def split_jid(text: str, server: VireoServer) -> tuple[str, str]:
     return jid.local, jid.domain
 
 
-def ask_password(prompt: Callable[[str], str] = getpass.getpass) -> str:
+def read_line(text: str) -> str:
+    """One line of piped input (getpass would read the terminal instead)."""
+    print(text, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def ask_password(prompt: Callable[[str], str] | None = None) -> str:
+    """The new password, typed twice; read from stdin when it is not a terminal,
+    so `printf 'pw\npw\n' | app.py adduser ...` works as with prosodyctl."""
+    if prompt is None:
+        prompt = getpass.getpass if sys.stdin.isatty() else read_line
     first = prompt("Enter new password: ")
     if first != prompt("Retype new password: "):
         raise SystemExit("Passwords did not match")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import subprocess
 import sys
+import termios
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +91,27 @@ def test_adduser_asks_for_the_password_twice(server):
     result = server.admin("adduser", server.jid("added"), input_text="pw-added\npw-added\n")
     assert result.returncode == 0, output(result)
     assert can_login(server, "added", "pw-added")
+
+
+def test_adduser_reads_piped_passwords_even_with_a_terminal(server):
+    """As with prosodyctl, `printf 'pw\\npw\\n' | app.py adduser` works from a shell."""
+    primary, secondary = os.openpty()
+
+    def own_terminal() -> None:  # the child gets a controlling terminal, as in a shell
+        os.setsid()
+        fcntl.ioctl(secondary, termios.TIOCSCTTY, 0)
+
+    try:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "-c", str(server.config_path),
+             "adduser", server.jid("piped")],
+            cwd=ROOT, input="pw-piped\npw-piped\n", capture_output=True, text=True,
+            timeout=30, preexec_fn=own_terminal)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert result.returncode == 0, output(result)
+    assert can_login(server, "piped", "pw-piped")
 
 
 def test_adduser_with_mismatched_passwords_creates_nothing(server):
