@@ -97,7 +97,15 @@ c2s_require_encryption = false
 --c2s_stanza_size_limit = 256*1024
 --s2s_stanza_size_limit = 512*1024
 --c2s_timeout = 300 -- seconds to authenticate after connecting
---s2s_timeout = 90
+--s2s_timeout = 90 -- seconds for a server-to-server link to come up
+--s2s_idle_timeout = 300 -- close an outgoing link unused this long (reopened on demand)
+
+-- Federation (server-to-server). Disable it with modules_disabled = { "s2s" }.
+-- Dialback keys use a random secret per process; set one shared secret when
+-- several processes serve one domain.
+--dialback_secret = "a long random string"
+-- DNS for finding other servers: the system's resolv.conf unless told otherwise.
+--unbound = { forward = "192.0.2.53@53" }
 
 
 ---------- Certificates ----------
