@@ -142,6 +142,9 @@ class _Stream:
     def stream_opened(self, attrs: dict[str, str]) -> None:
         raise NotImplementedError
 
+    def close(self, error: StreamError | None = None) -> None:
+        raise NotImplementedError
+
     def write(self, element: Element) -> None:
         if not self.closed and self.transport is not None:
             self.transport.write(serialize(element, ns.CLIENT, S2S_PREFIXES).encode())
@@ -393,7 +396,6 @@ class S2SIncoming(_Stream):
             raise StreamError("invalid-from", f"{sender.domain} is not authenticated here")
         if not self.manager.serves(to.domain):
             raise StreamError("host-unknown", "This server does not serve " + to.domain)
-        self.last_active = self.manager.now()
         self.manager.router.route(to_client_namespace(stanza, ns.SERVER), self)
 
     def send(self, stanza: Element) -> None:
