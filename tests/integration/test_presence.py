@@ -17,7 +17,7 @@ from xmpp.config import load_config
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
-    "stale_a", "stale_b")}
+    "stale_a", "stale_b", "deny_a", "deny_b")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
@@ -188,6 +188,26 @@ def test_roster_set_and_remove_are_pushed_to_every_resource(server):
         assert push["roster"]["items"][contact]["subscription"] == "remove"
         assert contact not in (await laptop.get_roster())["roster"]["items"]
         await close(phone, laptop)
+
+    run(scenario())
+
+
+def test_removing_a_contact_with_a_pending_request_denies_it(server):
+    async def scenario():
+        alice = await login(server, "deny_a", presence=False)
+        alice.roster.auto_authorize = None  # alice neither accepts nor refuses by herself
+        alice.send_presence()
+        await alice.get_roster()
+        bob = await login(server, "deny_b")
+        await bob.get_roster()
+        bob.send_presence(pto=server.jid("deny_a"), ptype="subscribe")
+        await alice.next_presence(is_from(server.jid("deny_b"), "subscribe"))
+        await alice.update_roster(server.jid("deny_b"), name="Bob")
+        await alice.del_roster_item(server.jid("deny_b"))
+        await bob.next_presence(is_from(server.jid("deny_a"), "unsubscribed"))
+        item = (await bob.get_roster())["roster"]["items"][server.jid("deny_a")]
+        assert item["subscription"] == "none" and not item["ask"]
+        await close(alice, bob)
 
     run(scenario())
 

@@ -87,13 +87,15 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
 
 
 def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
-    """RFC 6121 2.5.2: cancel both subscription directions, then drop the item."""
-    state = item_state(item, False)
+    """RFC 6121 2.5.2: cancel both subscription directions (and deny a pending
+    request, as Prosody does), then drop the item."""
+    pending = item.jid in m.server.rosters.pending_in(user.domain, user.local)
+    state = item_state(item, pending)
     bare = str(user.bare)
     if state.has_to or state.ask:
         m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
                                       {"type": "unsubscribe", "from": bare, "to": item.jid}))
-    if state.has_from:
+    if state.has_from or state.pending_in:
         m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
                                       {"type": "unsubscribed", "from": bare, "to": item.jid}))
     m.server.rosters.remove_item(user.domain, user.local, item.jid)
