@@ -28,8 +28,9 @@ from xmpp.sasl import (
     encode_payload,
     offered_mechanisms,
 )
-from xmpp.stanza import STREAM_CLOSE, local_name, serialize, stream_header
-from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+from xmpp.stanza import local_name, serialize, stream_header
+from xmpp.stream import StreamParser
+from xmpp.xmlstream import XmlStreamSession
 
 if TYPE_CHECKING:
     from xmpp.hosts import LocalHost
@@ -83,14 +84,10 @@ class Accounts:
         return self.store.scram_credentials(self.host, username, mechanism)
 
 
-class C2SSession:
+class C2SSession(XmlStreamSession):
     """One client stream, from the first header to the closing tag."""
 
     kind = "c2s"
-    #: Whether the transport carries a whole XML stream (<stream:stream> tags,
-    #: bytes to parse, STARTTLS). BOSH does not: its sessions are opened with
-    #: `open_stream`, fed parsed elements and write stanzas with their namespace.
-    framed = True
 
     def __init__(self, server: VireoServer, transport: Transport) -> None:
         self.server = server
@@ -136,24 +133,6 @@ class C2SSession:
 
     # -- input ------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        assert self.parser is not None
-        try:
-            for event in self.parser.feed(data):
-                if self.closed:
-                    return
-                if isinstance(event, StanzaEvent):
-                    self.handle_element(event.element)
-                elif isinstance(event, StreamOpen):
-                    self.stream_opened(event.attrs)
-                elif isinstance(event, StreamEnd):
-                    self.close()
-        except StreamError as error:
-            log.debug("Stream error on input from %s: %r", self.transport.peer[0], data[:200])
-            self.close(error)
-
     def open_stream(self, attrs: dict[str, str]) -> None:
         """Open, or after authentication restart, an unframed stream (BOSH)."""
         self._unframed(self.stream_opened, attrs)
@@ -169,12 +148,6 @@ class C2SSession:
             handler(arg)
         except StreamError as error:
             self.close(error)
-
-    def connection_lost(self) -> None:
-        """The transport is gone: tidy up as if the stream had ended."""
-        if not self.closed:
-            self.closed = True
-            self._ended()
 
     # -- stream header and features ------------------------------------------
 
@@ -452,20 +425,8 @@ class C2SSession:
 
     # -- closing -----------------------------------------------------------------
 
-    def close(self, error: StreamError | None = None) -> None:
-        """End the stream, with a stream error when there is one."""
-        if self.closed:
-            return
-        self.closed = True
-        if error is not None:
-            log.info("Closing c2s stream from %s: %s", self.transport.peer[0], error)
-            if not self.header_sent:
-                self._send_header(self.host.name if self.host else None)
-            self.transport.write(error.to_xml())
-        if self.framed:
-            self.transport.write(STREAM_CLOSE.encode())
-        self.transport.close()
-        self._ended()
+    def _send_error_header(self) -> None:
+        self._send_header(self.host.name if self.host else None)
 
     def _ended(self) -> None:
         if self.jid is not None and self.host is not None:

@@ -28,8 +28,9 @@ from xmpp import namespaces as ns
 from xmpp.c2s import Transport
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
-from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
-from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+from xmpp.stanza import serialize, stream_header
+from xmpp.stream import StreamParser
+from xmpp.xmlstream import XmlStreamSession
 
 if TYPE_CHECKING:
     from xmpp.config import Config
@@ -83,7 +84,7 @@ def listen_interfaces(config: Config) -> list[str]:
     return list(LOOPBACK_INTERFACES)
 
 
-class ComponentSession:
+class ComponentSession(XmlStreamSession):
     """One external component's stream, from its header to the closing tag."""
 
     kind = "component"
@@ -112,30 +113,6 @@ class ComponentSession:
     def authenticated(self) -> bool:
         return self.jid is not None
 
-    # -- input ------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            for event in self.parser.feed(data):
-                if self.closed:
-                    return
-                if isinstance(event, StanzaEvent):
-                    self.handle_element(event.element)
-                elif isinstance(event, StreamOpen):
-                    self.stream_opened(event.attrs)
-                elif isinstance(event, StreamEnd):
-                    self.close()
-        except StreamError as error:
-            self.close(error)
-
-    def connection_lost(self) -> None:
-        """The transport is gone: tidy up as if the stream had ended."""
-        if not self.closed:
-            self.closed = True
-            self._ended()
-
     # -- stream header ----------------------------------------------------------
 
     def stream_opened(self, attrs: dict[str, str]) -> None:
@@ -149,6 +126,9 @@ class ComponentSession:
             raise StreamError("host-unknown",
                               f"{to} does not match any configured external components")
         self.host = host
+        self._send_header()
+
+    def _send_error_header(self) -> None:
         self._send_header()
 
     def _send_header(self) -> None:
@@ -234,21 +214,6 @@ class ComponentSession:
             self.transport.write(serialize(stanza).encode())
 
     # -- closing -------------------------------------------------------------------
-
-    def close(self, error: StreamError | None = None) -> None:
-        """End the stream, with a stream error when there is one."""
-        if self.closed:
-            return
-        self.closed = True
-        if error is not None:
-            log.info("Closing component stream%s from %s: %s",
-                     f" for {self.host.name}" if self.host else "", self.transport.peer[0], error)
-            if not self.header_sent:
-                self._send_header()
-            self.transport.write(error.to_xml())
-        self.transport.write(STREAM_CLOSE.encode())
-        self.transport.close()
-        self._ended()
 
     def _ended(self) -> None:
         if self.jid is not None and self.host is not None:

@@ -40,7 +40,8 @@ from xmpp.errors import StreamError
 from xmpp.jid import InvalidJID, parse_jid
 from xmpp.s2s_tls import NO_CERTIFICATE, PeerCertificate
 from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
-from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+from xmpp.stream import StreamParser
+from xmpp.xmlstream import XmlStreamSession
 
 if TYPE_CHECKING:
     from xmpp.c2s import Transport
@@ -94,7 +95,7 @@ def _dialback(tag: str, sender: str, to: str, *, kind: str | None = None,
     return element
 
 
-class _Stream:
+class _Stream(XmlStreamSession):
     """What both directions share: parsing, writing, closing."""
 
     kind = "s2s"
@@ -119,31 +120,6 @@ class _Stream:
     @property
     def secure(self) -> bool:
         return self.transport is not None and self.transport.secure
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            for event in self.parser.feed(data):
-                if self.closed:
-                    return
-                if isinstance(event, StanzaEvent):
-                    self.handle_element(event.element)
-                elif isinstance(event, StreamOpen):
-                    self.stream_opened(event.attrs)
-                elif isinstance(event, StreamEnd):
-                    self.close()
-        except StreamError as error:
-            self.close(error)
-
-    def handle_element(self, element: Element) -> None:
-        raise NotImplementedError
-
-    def stream_opened(self, attrs: dict[str, str]) -> None:
-        raise NotImplementedError
-
-    def close(self, error: StreamError | None = None) -> None:
-        raise NotImplementedError
 
     def write(self, element: Element) -> None:
         if not self.closed and self.transport is not None:
@@ -404,24 +380,14 @@ class S2SIncoming(_Stream):
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, error: StreamError | None = None) -> None:
-        if self.closed:
-            return
-        if error is not None:
-            log.info("Closing incoming s2s stream from %s: %s",
-                     self.remote or self._address()[0], error)
-            if not self.header_sent:
-                self._write_header(self.local, self.remote, self.stream_id or None)
-            self.transport.write(error.to_xml())
-        self.closed = True
-        self.transport.write(STREAM_CLOSE.encode())
-        self.transport.close()
-        self.manager.incoming_closed(self)
+    def peer_name(self) -> str:
+        return self.remote or self._address()[0]
 
-    def connection_lost(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.manager.incoming_closed(self)
+    def _send_error_header(self) -> None:
+        self._write_header(self.local, self.remote, self.stream_id or None)
+
+    def _ended(self) -> None:
+        self.manager.incoming_closed(self)
 
     def describe(self) -> dict[str, Any]:
         """This link in the admin listing (the contract is in xmpp.admin)."""
