@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.certs import make_self_signed
-from tests.integration.server_fixture import free_port, wait_for_port
+from tests.integration.server_fixture import free_port, spawn_logged, stop_process, wait_for_port
 
 PROSODY = shutil.which("prosody")
 
@@ -60,22 +59,12 @@ class ProsodyProcess:
         self.users.update(users)
 
     def start(self) -> None:
-        output = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen([PROSODY, "--config", str(self.config_path), "-F"],
-                                        cwd=self.directory, stdout=output, stderr=output,
-                                        start_new_session=True)
-        output.close()
+        self.process = spawn_logged([PROSODY, "--config", str(self.config_path), "-F"],
+                                    self.directory, cwd=self.directory)
         wait_for_port(self.c2s_port, self.process, address=self.address)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout)
+        return stop_process(self.process, timeout)
 
 
 def make_prosody(directory: Path, *, domain: str, address: str, dns_forward: str,

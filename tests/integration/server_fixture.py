@@ -37,6 +37,25 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = STARTUP
     raise TimeoutError(f"nothing listening on {address}:{port} after {timeout}s")
 
 
+def spawn_logged(command: list[str], directory: Path, *, cwd: Path) -> subprocess.Popen:
+    """Start a server in its own session, its output appended to directory/stderr.log."""
+    with open(directory / "stderr.log", "ab") as output:
+        return subprocess.Popen(command, cwd=cwd, stdout=output, stderr=output,
+                                start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL to the whole session after `timeout`; the exit status."""
+    if process is None or process.poll() is not None:
+        return process.returncode if process else None
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(timeout)
+
+
 @dataclass
 class ServerProcess:
     """A running server and what tests need to reach it."""
@@ -60,24 +79,15 @@ class ServerProcess:
         return self.directory / "server.log"
 
     def start(self) -> None:
-        stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self.process = spawn_logged(
             [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
-            cwd=ROOT, stdout=stderr, stderr=stderr, start_new_session=True)
-        stderr.close()
+            self.directory, cwd=ROOT)
         wait_for_port(self.c2s_port, self.process, address=self.address)
         if "http" in self.ports:  # the HTTP ports open last
             wait_for_port(self.ports["http"], self.process)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout)
+        return stop_process(self.process, timeout)
 
     def admin(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
