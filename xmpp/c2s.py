@@ -167,7 +167,7 @@ class C2SSession(XmlStreamSession):
             self._send_header(self.host.name)
             if to and to != self.host.name:
                 raise StreamError("host-unknown", "Stream restarted for another host")
-        if attrs.get("version", "0.9") < "1.0":
+        if not supported_version(attrs.get("version")):
             raise StreamError("unsupported-version")
         self.transport.write(serialize(self._features()).encode())
 
@@ -432,6 +432,13 @@ class C2SSession(XmlStreamSession):
         if self.jid is not None and self.host is not None:
             self.host.fire("session-ended", self)
             self.server.router.unbind(self)
+
+
+def supported_version(version: str | None) -> bool:
+    """RFC 6120 4.7.5: "major.minor" compared as numbers. A newer client gets
+    our 1.0 in reply; an older (or missing) version cannot do SASL."""
+    major, _, minor = (version or "").partition(".")
+    return major.isdigit() and (minor.isdigit() or not minor) and int(major) >= 1
 
 
 def _result(iq: Element) -> Element:
