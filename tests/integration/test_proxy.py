@@ -239,10 +239,11 @@ class ProxiedGuesser:
 
 def test_failed_login_throttle_counts_the_proxied_address(server):
     """Both guessers reach the server from 127.0.0.1; only the one claiming
-    192.0.2.50 is slowed down (the fixture's delay is 0.2 s, doubling)."""
+    192.0.2.50 is slowed down (the fixture allows 5 failures, then waits 0.2 s,
+    doubling, before evaluating each further attempt)."""
     throttled, fresh = ProxiedGuesser(server, "192.0.2.50"), ProxiedGuesser(server, "192.0.2.51")
     try:
-        for _ in range(7):  # the 5th to 7th replies wait 0.2, 0.4 and 0.8 s
+        for _ in range(8):  # the 6th to 8th attempts wait 0.2, 0.4 and 0.8 s
             throttled.fail()
         assert fresh.fail() < 1.0
         assert throttled.fail() >= 1.2  # 1.6 s expected
