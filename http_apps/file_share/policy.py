@@ -194,14 +194,16 @@ def valid_filename(name: str | None) -> bool:
 
 
 def parse_size(text: str | None) -> int | None:
-    """The size attribute as a non-negative integer, or None when it is not one.
+    """The size attribute as a positive integer, or None when it is not one.
 
-    Zero is accepted, as Prosody does (its check is "not negative, not
-    fractional" despite the error text).
+    Zero is refused, as the error text says ("File size must be positive
+    integer"), although Prosody 0.12's check lets it through: a slot for no
+    bytes has nothing to share.
     """
     if text is None or not _DIGITS.fullmatch(text.strip()):
         return None
-    return int(text.strip())
+    size = int(text.strip())
+    return size if size > 0 else None
 
 
 def served_content_type(content_type: str | None) -> str:

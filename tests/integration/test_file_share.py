@@ -151,7 +151,7 @@ def test_slot_errors(server):
         # (A tab would reach us as a space: XML normalises attribute values.)
         for name in ("", ".", "..", "dir/file.txt", "nel\x85name"):
             assert (await slot_error(alice, filename=name))[:2] == ("modify", "bad-request")
-        for size in ("-1", "1.5", "lots"):
+        for size in ("0", "-1", "1.5", "lots"):
             assert (await slot_error(alice, size=size))[:2] == ("modify", "bad-request")
         kind, condition, error = await slot_error(alice, size=1024 * 1024 + 1)
         assert (kind, condition) == ("modify", "not-acceptable")

@@ -84,7 +84,8 @@ def test_good_filenames(name):
     assert valid_filename(name)
 
 
-@pytest.mark.parametrize("size", [None, "", "-1", "1.5", "abc", "1e3", "0x10", "+5", "½"])
+@pytest.mark.parametrize("size", [None, "", "0", "000", " 0 ", "-0", "-1", "1.5", "abc", "1e3",
+                                  "0x10", "+5", "½"])
 def test_bad_sizes(size):
     error = refusal(Policy(local_hosts=LOCAL), request(size=size))
     assert (error.reason, error.error_type, error.condition, error.text) == \
@@ -92,7 +93,8 @@ def test_bad_sizes(size):
 
 
 def test_sizes_parse_as_prosody_reads_them():
-    assert parse_size("0") == 0  # Prosody accepts empty files
+    assert parse_size("0") is None  # positive, as the issue says (Prosody lets 0 through)
+    assert parse_size("1") == 1
     assert parse_size(" 12 ") == 12
     assert parse_size("007") == 7
 

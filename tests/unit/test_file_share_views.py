@@ -9,8 +9,8 @@ import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from http_apps.file_share import tokens, views
-from http_apps.file_share.policy import Policy, SlotRequest
-from http_apps.file_share.service import FileShare
+from http_apps.file_share.policy import Policy, Refusal, SlotRequest
+from http_apps.file_share.service import FileShare, to_datetime
 from http_apps.provider import HttpProvider
 from storage.db import Database
 from storage.uploads import UploadStore
@@ -188,11 +188,11 @@ def test_aborted_upload_leaves_no_file_and_no_record(client, share):
     assert share.store.get(HOST, issued.slot).completed is None
 
 
-def test_empty_file(client, share):
-    issued = slot(share, size=0)
-    assert put(client, issued, b"").status_code == 201
-    response = get(client, issued.get_url)
-    assert response.status_code == 200 and response.data == b""
+def test_no_slot_for_an_empty_file(share):
+    with pytest.raises(Refusal) as caught:
+        slot(share, size=0)
+    assert (caught.value.error_type, caught.value.condition) == ("modify", "bad-request")
+    assert share.store.usage(to_datetime(T0)) == []  # nothing recorded, nothing charged
 
 
 def test_cors_preflight_allows_put_with_authorization(client, share):
