@@ -18,7 +18,7 @@ from storage.db import is_storage_error
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
-from xmpp.metrics import STORAGE_ERRORS, count_stanza
+from xmpp.metrics import STANZAS_IN, STANZAS_OUT, STORAGE_ERRORS
 from xmpp.sasl import (
     Challenge,
     Failure,
@@ -393,7 +393,7 @@ class C2SSession(XmlStreamSession):
 
     def handle_stanza(self, stanza: Element) -> None:
         assert self.jid is not None and self.host is not None
-        count_stanza("in", local_name(stanza.tag))
+        STANZAS_IN[stanza.tag] += 1
         if stanza.tag == IQ and len(stanza) == 1 and stanza[0].tag in (BIND, SESSION) \
                 and not stanza.get("to"):
             self.send(_result(stanza) if stanza[0].tag == SESSION else
@@ -419,7 +419,7 @@ class C2SSession(XmlStreamSession):
 
     def send(self, stanza: Element) -> None:
         if not self.closed:
-            count_stanza("out", local_name(stanza.tag))
+            STANZAS_OUT[stanza.tag] += 1
             # Outside a stream the jabber:client namespace must be written out.
             self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
 

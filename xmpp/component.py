@@ -28,6 +28,7 @@ from xmpp import namespaces as ns
 from xmpp.c2s import Transport
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.metrics import STANZAS_IN, STANZAS_OUT
 from xmpp.stanza import serialize, stream_header
 from xmpp.stream import StreamParser
 from xmpp.xmlstream import XmlStreamSession
@@ -179,6 +180,7 @@ class ComponentSession(XmlStreamSession):
     def handle_stanza(self, stanza: Element) -> None:
         """Check and stamp a stanza from the component, then route it."""
         assert self.host is not None
+        STANZAS_IN[stanza.tag] += 1
         sender = stanza.get("from")
         if sender:
             try:
@@ -211,6 +213,7 @@ class ComponentSession(XmlStreamSession):
         """Write a (jabber:client) stanza: unprefixed, it reads as
         jabber:component:accept on this stream."""
         if not self.closed:
+            STANZAS_OUT[stanza.tag] += 1
             self.transport.write(serialize(stanza).encode())
 
     # -- closing -------------------------------------------------------------------
