@@ -82,12 +82,15 @@ def describe_sessions(server: VireoServer) -> list[dict[str, Any]]:
 
 
 def describe(session: Any) -> dict[str, Any]:
-    """`session.describe()`, or what its transport tells for a session without one."""
+    """`session.describe()`, or what its JID and transport tell for a session without
+    one (a component: its domain once authenticated)."""
     if hasattr(session, "describe"):
         return session.describe()
     transport = getattr(session, "transport", None)
     peer = getattr(transport, "peer", None) or (None, None)
-    return {"kind": getattr(session, "kind", type(session).__name__), "id": None,
+    jid = getattr(session, "jid", None)
+    return {"kind": getattr(session, "kind", type(session).__name__),
+            "id": str(jid) if jid else None,
             "address": peer[0], "port": peer[1], "secure": bool(getattr(session, "secure", False)),
             "listener": getattr(transport, "listener", None)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 from slixmpp import ComponentXMPP
@@ -154,6 +155,20 @@ def test_component_sends_presence_and_messages_as_any_jid_on_its_domain(server):
         message = await bob.next_message()
         assert (str(message["from"]), message["body"]) == ("echo.localhost", "plain")
         await close(bob)
+        await disconnect(component)
+
+    run(scenario())
+
+
+def test_sessions_lists_the_component_by_domain(server):
+    async def scenario():
+        component = await connect(server, "echo.localhost")
+        result = await asyncio.to_thread(server.admin, "sessions", "--json")
+        assert result.returncode == 0, result.stderr
+        port = component.transport.get_extra_info("sockname")[1]
+        listed = [entry for entry in json.loads(result.stdout) if entry["port"] == port]
+        assert listed == [{"kind": "component", "id": "echo.localhost", "address": "127.0.0.1",
+                           "port": port, "secure": False, "listener": "component"}]
         await disconnect(component)
 
     run(scenario())

@@ -9,6 +9,7 @@ from xml.etree.ElementTree import Element
 import pytest
 
 from xmpp import namespaces as ns
+from xmpp.admin import describe
 from xmpp.component import (
     ComponentSession,
     handshake_digest,
@@ -297,6 +298,16 @@ def test_disconnect_frees_the_domain_for_a_new_connection(server):
     first.connection_lost()
     _second, transport, _reader = connect(server)
     assert not transport.closed
+
+
+def test_admin_listing_names_the_component_once_authenticated(server):
+    session, _transport, reader = open_stream(server)
+    reader.elements()
+    assert describe(session)["id"] is None
+    digest = handshake_digest(reader.header["id"], SECRET)
+    session.data_received(f"<handshake>{digest}</handshake>".encode())
+    assert describe(session) == {"kind": "component", "id": COMPONENT, "address": "127.0.0.1",
+                                 "port": 40000, "secure": False, "listener": "component"}
 
 
 # -- stanzas from the component ------------------------------------------------------
