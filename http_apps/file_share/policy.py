@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
+#: The largest file size a slot can record (a signed 64-bit column).
+MAX_SIZE = 2**63 - 1
 DAILY_QUOTA_FACTOR = 10
 DEFAULT_EXPIRES_AFTER = 7 * 86400
 DEFAULT_SAFE_TYPES = ("image/*", "video/*", "audio/*", "text/plain")
@@ -202,8 +204,12 @@ def parse_size(text: str | None) -> int | None:
     """
     if text is None or not _DIGITS.fullmatch(text.strip()):
         return None
-    size = int(text.strip())
-    return size if size > 0 else None
+    digits = text.strip().lstrip("0")
+    if not digits:
+        return None
+    # Longer numbers are past any size limit (which is at most MAX_SIZE), and
+    # Python refuses to convert strings of over 4300 digits.
+    return int(digits) if len(digits) <= len(str(MAX_SIZE)) else MAX_SIZE + 1
 
 
 def served_content_type(content_type: str | None) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from http_apps.file_share.policy import (
     DEFAULT_SIZE_LIMIT,
+    MAX_SIZE,
     Policy,
     Refusal,
     SlotRequest,
@@ -97,6 +98,15 @@ def test_sizes_parse_as_prosody_reads_them():
     assert parse_size("1") == 1
     assert parse_size(" 12 ") == 12
     assert parse_size("007") == 7
+
+
+def test_sizes_too_long_to_convert_are_too_large():
+    policy = Policy(size_limit=MAX_SIZE, local_hosts=LOCAL)
+    for size in ("1" * 5000, "9" * 20, str(MAX_SIZE + 1)):
+        error = refusal(policy, request(size=size))
+        assert (error.reason, error.max_file_size) == ("filesize", MAX_SIZE)
+    assert parse_size("0" * 5000 + "42") == 42
+    assert policy.check(request(size=str(MAX_SIZE)), NONE_USED).size == MAX_SIZE
 
 
 def test_size_limit():

@@ -26,6 +26,7 @@ from http_apps.file_share.policy import (
     DEFAULT_EXPIRES_AFTER,
     DEFAULT_SAFE_TYPES,
     DEFAULT_SIZE_LIMIT,
+    MAX_SIZE,
     Policy,
     Refusal,
     SlotRequest,
@@ -50,7 +51,8 @@ FIRST_PRUNE_DELAY = 1.0
 def read_policy(m: ModuleContext) -> Policy:
     """The service's Policy from Prosody's options (names and defaults)."""
     config = m.config
-    size_limit = config.get_int("http_file_share_size_limit", DEFAULT_SIZE_LIMIT, min=0)
+    size_limit = config.get_int("http_file_share_size_limit", DEFAULT_SIZE_LIMIT, min=0,
+                                max=MAX_SIZE)
     return Policy(
         size_limit=size_limit,
         daily_quota=config.get_int("http_file_share_daily_quota",
