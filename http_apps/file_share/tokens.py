@@ -94,10 +94,12 @@ def verify(secret: str, token: str, now: float) -> UploadClaims:
             slot=_text(payload, "slot"), filename=_text(payload, "filename"),
             filesize=payload["filesize"], filetype=_text(payload, "filetype"),
             expires=payload.get("expires"))
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:  # Overflow: Infinity
         raise TokenInvalid(f"bad claims: {error}") from error
     if not _integer(claims.filesize) or claims.filesize < 0:
         raise TokenInvalid("filesize is not a size")
+    if claims.expires is not None and not _integer(claims.expires):
+        raise TokenInvalid("expires is not a timestamp")
     if exp < now:
         raise TokenExpired(f"expired at {exp}")
     return claims

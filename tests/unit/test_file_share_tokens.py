@@ -105,6 +105,7 @@ def test_hs512_signed_with_the_right_secret_is_still_refused():
 @pytest.mark.parametrize("change", [
     {"exp": None}, {"exp": "soon"}, {"exp": True}, {"slot": None}, {"slot": 5},
     {"filesize": "7168"}, {"filesize": -1}, {"filesize": 1.5}, {"sub": None},
+    {"exp": float("inf")}, {"iat": float("inf")}, {"iat": "x"}, {"expires": "never"},
 ])
 def test_missing_or_mistyped_claims_are_invalid(change):
     payload = {**claims().to_payload(), **change}
