@@ -26,11 +26,14 @@ import pytest
 
 from http_apps.proxied import ProxyHttpServer
 from tests.integration.clients import TestClient, close, login
+from tests.integration.fake_dns import FakeDns
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from xmpp import namespaces as ns
 from xmpp.netmatch import AddressMatcher
 from xmpp.proxy_listener import ProxyGate
 from xmpp.proxy_protocol import V2_SIGNATURE
+from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
                                 reason="haproxy is not installed (make system-deps)")
@@ -41,23 +44,35 @@ UNTRUSTED_ADDRESS = "127.0.0.9"
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret",
          "dave": "dave-secret"}
 HEADER_TIMEOUT = 1.0
+REMOTE, REMOTE_ADDRESS = "remote.example", "127.0.0.6"  # a federated server, direct
+HAPROXY_SOURCE = "127.0.0.2"  # where haproxy's s2s backend connects from (trusted range)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    ports = {name: free_port() for name in ("proxy_c2s", "proxy_tls", "proxy_unmapped",
-                                            "proxy_http", "proxy_https", "http", "https")}
+def dns():
+    server = FakeDns().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, dns):
+    ports = {name: free_port() for name in ("proxy_c2s", "proxy_tls", "proxy_s2s",
+                                            "proxy_unmapped", "proxy_http", "proxy_https",
+                                            "http", "https")}
     # http_file_share stands for any module serving HTTP: with it the http ports open.
     server = make_server(tmp_path_factory.mktemp("proxy"), modules=("net_proxy", "http_file_share"),
-                         extra=f"""
+                         s2s=True, extra=f"""
+unbound = {{ forward = "{dns.forward}" }}
 proxy_port_mappings = {{
     [{ports['proxy_c2s']}] = "c2s",
     [{ports['proxy_tls']}] = "c2s_direct_tls",
+    [{ports['proxy_s2s']}] = "s2s",
     [{ports['proxy_http']}] = "http",
     [{ports['proxy_https']}] = "https",
 }}
-proxy_ports = {{ {ports['proxy_c2s']}, {ports['proxy_tls']}, {ports['proxy_unmapped']},
-                 {ports['proxy_http']}, {ports['proxy_https']} }}
+proxy_ports = {{ {ports['proxy_c2s']}, {ports['proxy_tls']}, {ports['proxy_s2s']},
+                 {ports['proxy_unmapped']}, {ports['proxy_http']}, {ports['proxy_https']} }}
 proxy_trusted_proxies = {{ "127.0.0.1", "127.0.0.2/31", "::1" }}
 vireo_proxy_header_timeout = {HEADER_TIMEOUT}
 http_ports = {{ {ports['http']} }}
@@ -97,6 +112,7 @@ def haproxy(server, tmp_path_factory):
     routes = {"v1": (server.ports["proxy_c2s"], "send-proxy"),
               "v2": (server.ports["proxy_c2s"], "send-proxy-v2"),
               "v2_tls": (server.ports["proxy_tls"], "send-proxy-v2"),
+              "s2s_v2": (server.ports["proxy_s2s"], f"send-proxy-v2 source {HAPROXY_SOURCE}"),
               "http_v1": (server.ports["proxy_http"], "send-proxy"),
               "https_v2": (server.ports["proxy_https"], "send-proxy-v2")}
     fronts = {name: free_port() for name in routes}
@@ -154,11 +170,16 @@ async def login_through(server, user: str, port: int, *, direct_tls: bool = Fals
     return client
 
 
-async def sessions(server) -> dict[str, dict]:
-    """`app.py sessions --json`, keyed by JID."""
+async def listing(server) -> list[dict]:
+    """`app.py sessions --json`."""
     result = await asyncio.to_thread(server.admin, "sessions", "--json")
     assert result.returncode == 0, result.stderr
-    return {entry["id"]: entry for entry in json.loads(result.stdout)}
+    return json.loads(result.stdout)
+
+
+async def sessions(server) -> dict[str, dict]:
+    """The c2s sessions of `app.py sessions --json`, keyed by JID."""
+    return {entry["id"]: entry for entry in await listing(server) if entry["kind"] == "c2s"}
 
 
 def client_port(client: TestClient) -> int:
@@ -217,6 +238,66 @@ def test_logs_see_the_proxied_address(server, haproxy):
 
     run(scenario())
     assert log_lines(server, f"Authenticated alice@{server.domain} from {CLIENT_ADDRESS}")
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory, dns, server, haproxy):
+    """A server federating with the PROXY server, which DNS publishes at haproxy's s2s frontend."""
+    remote = make_server(tmp_path_factory.mktemp("remote"), domain=REMOTE, address=REMOTE_ADDRESS,
+                         s2s=True, extra=f'unbound = {{ forward = "{dns.forward}" }}')
+    dns.add_srv(server.domain, f"xmpp.{server.domain}", haproxy["s2s_v2"])
+    dns.add_address(f"xmpp.{server.domain}", "127.0.0.1")
+    dns.add_srv(REMOTE, f"xmpp.{REMOTE}", remote.ports["s2s"])
+    dns.add_address(f"xmpp.{REMOTE}", REMOTE_ADDRESS)
+    remote.create_users({"rita": "rita-secret"})
+    remote.start()
+    yield remote
+    assert remote.stop() == 0
+
+
+def test_s2s_through_haproxy_shows_the_remote_servers_address(server, remote):
+    """remote.example reaches us through haproxy (STARTTLS and dialback on the proxied
+    stream); the incoming link carries the address haproxy saw, not haproxy's own."""
+    async def scenario():
+        alice = await login(server, "alice", resource="federated")
+        rita = await login(remote, "rita")
+        rita.send_message(mto=str(alice.boundjid), mbody="through haproxy", mtype="chat")
+        received = await alice.next_message(20)
+        assert (received["from"], received["body"]) == (rita.boundjid, "through haproxy")
+        alice.send_message(mto=str(rita.boundjid), mbody="and back", mtype="chat")
+        assert (await rita.next_message(20))["body"] == "and back"
+        incoming = [entry for entry in await listing(server)
+                    if entry["kind"] == "s2sin" and entry["id"] == REMOTE]
+        assert any(f"{REMOTE}->{server.domain}" in entry["domains"] for entry in incoming)
+        for entry in incoming:
+            assert (entry["address"], entry["listener"]) == ("127.0.0.1", "proxy:s2s")
+            assert entry["secure"] is True
+        await close(alice, rita)
+
+    run(scenario())
+
+
+def test_raw_header_then_s2s_stream_header_gets_an_s2s_stream(server):
+    raw = RawClient(server.ports["proxy_s2s"])
+    try:
+        # The header and the stream's first bytes in one segment: the service gets both.
+        raw.send(b"PROXY TCP4 192.0.2.77 127.0.0.1 41000 5269\r\n"
+                 b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                 b"xmlns:stream='http://etherx.jabber.org/streams' "
+                 b"xmlns:db='jabber:server:dialback' to='localhost' from='raw.example' "
+                 b"version='1.0'>")
+        events = StreamParser(default_ns=ns.SERVER).feed(raw.read_until(rb"</stream:features>"))
+        header = next(event.attrs for event in events if isinstance(event, StreamOpen))
+        assert (header["xmlns"], header["from"], header["to"]) == \
+            (ns.SERVER, server.domain, "raw.example")
+        features = [event.element for event in events if isinstance(event, StanzaEvent)]
+        assert [child.tag for child in features[0]] == \
+            [f"{{{ns.TLS}}}starttls", "{urn:xmpp:features:dialback}dialback"]
+        entry = next(entry for entry in run(listing(server)) if entry["id"] == "raw.example")
+        assert entry == {**entry, "kind": "s2sin", "address": "192.0.2.77", "port": 41000,
+                         "secure": False, "listener": "proxy:s2s"}
+    finally:
+        raw.close()
 
 
 class ProxiedGuesser:
