@@ -44,6 +44,9 @@ modules_enabled = {
 
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
+
+	-- Other specific functionality
+		--"net_proxy"; -- PROXY protocol ports behind a load balancer (see below)
 }
 
 -- Modules to leave out even if listed above (or auto-loaded).
@@ -152,6 +155,7 @@ c2s_require_encryption = false
 ---------- PROXY protocol (mod_net_proxy) ----------
 -- Extra ports that expect a PROXY v1/v2 header from a trusted load balancer,
 -- each mapped to the service it carries. Never expose them to the internet.
+-- As in Prosody, they open only with "net_proxy" in modules_enabled above.
 --proxy_port_mappings = { [15222] = "c2s"; [15269] = "s2s"; }
 --proxy_ports = { 15222, 15269 }
 --proxy_trusted_proxies = { "127.0.0.1", "::1" }
@@ -186,6 +190,7 @@ VirtualHost "localhost"
 --- An external component (default component port 5347):
 --Component "gateway.localhost"
 --	component_secret = "password"
+--	component_conflict_resolve = "kick_new" -- or "kick_old": what a second connection does
 
 
 ---------- End of the configuration ----------
