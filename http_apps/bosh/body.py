@@ -77,12 +77,24 @@ def _check_xml_decl(_version: str, encoding: str | None, _standalone: int) -> No
         raise BoshError("bad-request", "only UTF-8 is supported")
 
 
+# expat name -> Clark tag. Bounded: names come from clients.
+_TAGS: dict[str, str] = {}
+_TAG_CACHE_MAX = 4096
+
+
 def _tag(name: str) -> str:
+    tag = _TAGS.get(name)
+    if tag is not None:
+        return tag
     if _SEP not in name:
-        return name
-    if name.startswith(_HTTPBIND_PREFIX):
-        return "{" + ns.CLIENT + "}" + name[len(_HTTPBIND_PREFIX):]
-    return "{" + name
+        tag = name
+    elif name.startswith(_HTTPBIND_PREFIX):
+        tag = "{" + ns.CLIENT + "}" + name[len(_HTTPBIND_PREFIX):]
+    else:
+        tag = "{" + name
+    if len(_TAGS) < _TAG_CACHE_MAX:
+        _TAGS[name] = tag
+    return tag
 
 
 def _attrs(attrs: dict[str, str]) -> dict[str, str]:
