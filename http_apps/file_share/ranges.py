@@ -53,14 +53,27 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     first_text, last_text = match.groups()
     if first_text == "":
         # A suffix range: the last N bytes.
-        suffix = int(last_text)
+        suffix = _at_most(last_text, size)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(header)
-        return ByteRange(max(size - suffix, 0), size - 1, size)
-    first = int(first_text)
-    if last_text and int(last_text) < first:
+        return ByteRange(size - suffix, size - 1, size)
+    if last_text and _magnitude(last_text) < _magnitude(first_text):
         return None  # invalid syntax (RFC 9110 14.1.1): ignored
+    first = _at_most(first_text, size)
     if first >= size:
         raise RangeNotSatisfiable(header)
-    last = int(last_text) if last_text else size - 1
-    return ByteRange(first, min(last, size - 1), size)
+    last = _at_most(last_text, size - 1) if last_text else size - 1
+    return ByteRange(first, last, size)
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """A key ordering digit strings as the numbers they spell, without converting them."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
+
+
+def _at_most(digits: str, bound: int) -> int:
+    """min(int(digits), bound); a string longer than the bound's is not converted
+    (int() refuses over 4300 digits, and such a number is past any file's end)."""
+    significant = digits.lstrip("0") or "0"
+    return bound if len(significant) > len(str(bound)) else min(int(significant), bound)
