@@ -151,7 +151,7 @@ class AdminSocket:
             command = json.loads(request).get("command")
         except (ValueError, AttributeError):
             return {"ok": False, "error": "the request is not a JSON object"}
-        handler = COMMANDS.get(command)
+        handler = COMMANDS.get(command) if isinstance(command, str) else None
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         return {"ok": True, **handler(self.server)}

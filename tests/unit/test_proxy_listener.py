@@ -250,6 +250,8 @@ def test_answer_sessions_and_errors():
         "ok": False, "error": "unknown command 'shutdown'"}
     assert not socket.answer(b"[1, 2]")["ok"]
     assert not socket.answer(b"not json")["ok"]
+    assert socket.answer(b'{"command": ["sessions"]}') == {
+        "ok": False, "error": "unknown command ['sessions']"}
 
 
 def test_only_root_and_the_server_user_may_administer():
