@@ -32,10 +32,12 @@ def run(coro):
 
 
 def file_share_server(directory: Path, options: str = "", *, extra: str = "",
-                      users: dict[str, str] | None = None) -> ServerProcess:
+                      users: dict[str, str] | None = None, component: str = UPLOAD,
+                      host_options: str = "") -> ServerProcess:
     """A server with `Component "upload.localhost" "http_file_share"` and an http port.
 
     The component's http_host is 127.0.0.1, so slot URLs resolve without DNS.
+    `host_options` go in the VirtualHost's section, `options` in the component's.
     """
     http_port = free_port()
     server = make_server(directory, extra=f"""
@@ -44,7 +46,8 @@ http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
 {extra}
 """, host_extra=f"""
-Component "{UPLOAD}" "http_file_share"
+{host_options}
+Component "{component}" "http_file_share"
     http_host = "127.0.0.1"
 {options}
 """)
@@ -554,6 +557,30 @@ def test_disco_items_of_the_parent_host_list_the_component(server):
         await close(client)
 
     run(scenario())
+
+
+def test_a_service_off_the_parent_domain_is_found_through_disco_items(tmp_path):
+    # Not a subdomain of localhost: only disco_items leads clients to it.
+    elsewhere = "files.example.net"
+    server = file_share_server(tmp_path, component=elsewhere, host_options=f"""
+disco_items = {{ {{ "{elsewhere}", "file sharing" }} }}
+""")
+    start(server)
+
+    async def scenario():
+        client = await login(server, "alice", plugins=PLUGINS)
+        info = await client["xep_0363"].find_upload_service(timeout=TIMEOUT)
+        assert info is not None and info["from"] == elsewhere
+        url = await client["xep_0363"].upload_file(
+            "note.txt", size=5, content_type="text/plain", input_file=io.BytesIO(b"hello"),
+            timeout=TIMEOUT)
+        assert (await fetch(url))[2] == b"hello"
+        await close(client)
+
+    try:
+        run(scenario())
+    finally:
+        assert server.stop() == 0
 
 
 def test_loaded_on_a_virtual_host(tmp_path):
