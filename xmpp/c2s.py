@@ -30,7 +30,7 @@ from xmpp.sasl import (
 )
 from xmpp.stanza import local_name, serialize, stream_header
 from xmpp.stream import StreamParser
-from xmpp.xmlstream import XmlStreamSession
+from xmpp.xmlstream import XmlStreamSession, supported_version
 
 if TYPE_CHECKING:
     from xmpp.hosts import LocalHost
@@ -432,13 +432,6 @@ class C2SSession(XmlStreamSession):
         if self.jid is not None and self.host is not None:
             self.host.fire("session-ended", self)
             self.server.router.unbind(self)
-
-
-def supported_version(version: str | None) -> bool:
-    """RFC 6120 4.7.5: "major.minor" compared as numbers. A newer client gets
-    our 1.0 in reply; an older (or missing) version cannot do SASL."""
-    major, _, minor = (version or "").partition(".")
-    return major.isdigit() and (minor.isdigit() or not minor) and int(major) >= 1
 
 
 def _result(iq: Element) -> Element:

@@ -41,7 +41,7 @@ from xmpp.jid import InvalidJID, parse_jid
 from xmpp.s2s_tls import NO_CERTIFICATE, PeerCertificate
 from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
 from xmpp.stream import StreamParser
-from xmpp.xmlstream import XmlStreamSession
+from xmpp.xmlstream import XmlStreamSession, supported_version
 
 if TYPE_CHECKING:
     from xmpp.c2s import Transport
@@ -214,7 +214,7 @@ class S2SIncoming(_Stream):
         if self.remote is not None and self.manager.serves(self.remote):
             raise StreamError("undefined-condition", "Attempt to connect from a host we serve")
         self._check_certificate(self.remote)
-        if attrs.get("version", "0.9") >= "1.0":
+        if supported_version(attrs.get("version")):
             self.write(self._features())
 
     def _check_local(self, domain: str) -> None:
@@ -498,7 +498,7 @@ class S2SOutgoing(_Stream):
             raise StreamError("undefined-condition", "Missing stream ID")
         self.stream_id = stream_id
         self._check_certificate(self.remote)
-        if attrs.get("version", "0.9") < "1.0":
+        if not supported_version(attrs.get("version")):
             # A pre-1.0 server sends no features: dialback straight away.
             if not self.secure and self._needs_encryption():
                 raise StreamError("policy-violation", NOT_ENCRYPTED + "offered")

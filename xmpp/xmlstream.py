@@ -88,3 +88,10 @@ class XmlStreamSession:
 
     def _ended(self) -> None:
         """The stream is over, by either side: release what it held."""
+
+
+def supported_version(version: str | None) -> bool:
+    """RFC 6120 4.7.5: "major.minor" compared as numbers. A newer client gets
+    our 1.0 in reply; an older (or missing) version cannot do SASL."""
+    major, _, minor = (version or "").partition(".")
+    return major.isdigit() and (minor.isdigit() or not minor) and int(major) >= 1

@@ -640,6 +640,6 @@ def test_input_after_close_is_ignored(server):
     ("1.0", True), ("1", True), ("1.10", True), ("0.9", False), (None, False),
     ("2.0", True), ("x", False), ("1.x", False)])
 def test_stream_version_is_compared_as_numbers(version, ok):
-    from xmpp.c2s import supported_version
+    from xmpp.xmlstream import supported_version
 
     assert supported_version(version) is ok
