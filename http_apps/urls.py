@@ -2,9 +2,10 @@
 
 The mount path of an app is `http_paths[name]` of its host, else of the global
 section, else its default path, with `$host` replaced by the host. Its public URL
-starts with `http_external_url` when set; otherwise with the first https service
-(else http) actually listening, the host's `http_host` (else the host name), and
-the port unless it is the scheme's default.
+starts with `http_external_url` (the host's, else the global one) when set;
+otherwise with the first https service (else http) actually listening, the
+host's `http_host` (else the host name), and the port unless it is the scheme's
+default.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def external_url(config: Any, host: str, path: str = "/") -> str:
 
     `host` is the VirtualHost or Component name (or "*" for global apps).
     """
-    external = config.get_str("http_external_url", None)
+    external = _scope(config, host).get_str("http_external_url", None)
     if external:
         parts = urlsplit(external)
         scheme = parts.scheme or "https"

@@ -559,6 +559,34 @@ def test_disco_items_of_the_parent_host_list_the_component(server):
     run(scenario())
 
 
+def test_slot_urls_follow_the_components_http_external_url(tmp_path):
+    server = file_share_server(tmp_path, """
+    http_external_url = "https://files.example.org/up/"
+""")
+    start(server)
+
+    async def scenario():
+        client = await login(server, "alice", plugins=PLUGINS)
+        iq = await request_slot(client, filename="a b.txt", size=5)
+        await close(client)
+        return iq["http_upload_slot"]
+
+    try:
+        slot = run(scenario())
+        url = slot["put"]["url"]
+        slot_id = urlsplit(url).path.split("/")[3]
+        assert url == f"https://files.example.org/up/file_share/{slot_id}/a%20b.txt"
+        assert "Serving uploads at https://files.example.org/up/file_share" \
+            in server.log_path.read_text()
+        # A reverse proxy strips its prefix and passes the request on.
+        path = urlsplit(url).path.removeprefix("/up")
+        assert raw(server, "PUT", path, {"Authorization": put_headers(slot)["Authorization"]},
+                   b"hello")[0] == 201
+        assert raw(server, "GET", path)[2] == b"hello"
+    finally:
+        assert server.stop() == 0
+
+
 def test_a_service_off_the_parent_domain_is_found_through_disco_items(tmp_path):
     # Not a subdomain of localhost: only disco_items leads clients to it.
     elsewhere = "files.example.net"

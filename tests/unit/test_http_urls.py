@@ -46,6 +46,17 @@ def test_external_url(tmp_path):
     assert url(tmp_path, text) == "http://chat.example.org:8080/bosh"
 
 
+def test_external_url_of_a_host(tmp_path):
+    # Prosody reads it per host: a Component often has its own (a file-share domain).
+    config = write_config(tmp_path, 'http_external_url = "https://global.example/"\n'
+                          'VirtualHost "example.com"\n'
+                          'Component "upload.example.com" "http_file_share"\n'
+                          '    http_external_url = "https://files.example.org/up/"\n')
+    assert urls.http_url(config, "upload.example.com", "file_share", "/file_share") == (
+        "https://files.example.org/up/file_share")
+    assert urls.http_url(config, "example.com", "bosh") == "https://global.example/bosh"
+
+
 def test_listening_services_win_over_config(tmp_path):
     urls.mark_listening("http", 8080)
     assert url(tmp_path, "") == "http://example.com:8080/bosh"
