@@ -144,6 +144,17 @@ def test_refusals_are_terminate_bodies(server, text, condition):
     assert terminate_condition(post_raw(server, text)) == condition
 
 
+def test_a_stream_error_ends_the_session_as_remote_stream_error(server):
+    client = bosh(server)
+    client.create()
+    # A stanza before authentication is a not-authorized stream error.
+    response = client.post(f"<message xmlns='jabber:client' to='{server.jid('tcp')}'/>")
+    assert terminate_condition(response) == "remote-stream-error"
+    error = response.body.find(f"{{{STREAMS}}}error")
+    assert local(error[0]) == "not-authorized"
+    assert terminate_condition(client.post()) == "item-not-found"
+
+
 def test_body_over_the_c2s_stanza_limit_is_refused(server):
     # Refused on its Content-Length (256 KiB by default) before any of it is read.
     with socket.create_connection(("127.0.0.1", server.ports["http"]), timeout=10) as sock:
