@@ -228,7 +228,7 @@ class S2SIncoming(_Stream):
         features = Element(STREAM_FEATURES)
         if not self.secure and self.local and self.manager.can_accept_tls(self.local):
             tls = SubElement(features, TLS_STARTTLS)
-            if self.manager.require_encryption:
+            if self.manager.starttls_required:
                 SubElement(tls, f"{{{ns.TLS}}}required")
         if (self.secure and not self.sasl_done and self.remote and self.local
                 and (self.cert or NO_CERTIFICATE).valid_for(self.remote)):
@@ -309,8 +309,7 @@ class S2SIncoming(_Stream):
         self._check_local(local)
         if self.manager.serves(remote):
             raise StreamError("undefined-condition", "Attempt to authenticate as a host we serve")
-        if not self.secure and (self.manager.require_encryption
-                                or self.manager.must_secure(remote)):
+        if not self.secure and self.manager.needs_encryption(remote):
             raise StreamError("policy-violation", NOT_ENCRYPTED + "used")
         self._check_certificate(remote)
         key = (element.text or "").strip()
@@ -500,12 +499,9 @@ class S2SOutgoing(_Stream):
         self._check_certificate(self.remote)
         if not supported_version(attrs.get("version")):
             # A pre-1.0 server sends no features: dialback straight away.
-            if not self.secure and self._needs_encryption():
+            if not self.secure and self.manager.needs_encryption(self.remote):
                 raise StreamError("policy-violation", NOT_ENCRYPTED + "offered")
             self._ready()
-
-    def _needs_encryption(self) -> bool:
-        return self.manager.require_encryption or self.manager.must_secure(self.remote)
 
     def handle_element(self, element: Element) -> None:
         tag = element.tag
@@ -545,7 +541,7 @@ class S2SOutgoing(_Stream):
                 self.starttls_sent = True
                 self.transport.write(f"<starttls xmlns='{ns.TLS}'/>".encode())
                 return
-            if self._needs_encryption():
+            if self.manager.needs_encryption(self.remote):
                 log.warning("Encryption required but not offered by %s", self.remote)
                 raise StreamError("policy-violation", NOT_ENCRYPTED + "offered")
         elif not self.sasl and self._offers_external(features):

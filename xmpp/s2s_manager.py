@@ -8,8 +8,8 @@ delivered (remote-server-not-found when the domain does not resolve or no
 address answers, remote-server-timeout when the link does not come up
 within `s2s_timeout`; IQs and messages get an error, presence is dropped)
 and reads the policy options once, with Prosody's names and defaults:
-`s2s_require_encryption` (true), `s2s_secure_auth` (false, implies
-encryption), `s2s_secure_domains`, `s2s_insecure_domains`,
+`s2s_require_encryption` (true), `s2s_secure_auth` (false),
+`s2s_secure_domains`, `s2s_insecure_domains`,
 `s2s_allow_encryption` (true), `s2s_timeout` (90 s),
 `s2s_stanza_size_limit` (512 KiB), `s2s_unauthed_stanza_size_limit`
 (10000), `dialback_secret` (random per process). `modules_disabled = {
@@ -83,8 +83,10 @@ class S2SManager:
         self.router = server.router
         self.now = server.now
         self.secure_auth = bool(config.get_bool("s2s_secure_auth", False))
-        self.require_encryption = self.secure_auth or bool(
-            config.get_bool("s2s_require_encryption", True))
+        self.require_encryption = bool(config.get_bool("s2s_require_encryption", True))
+        # Prosody's mod_tls marks STARTTLS <required/> under s2s_secure_auth too,
+        # though only `needs_encryption` decides whether a plain stream may authenticate.
+        self.starttls_required = self.require_encryption or self.secure_auth
         self.allow_tls = bool(config.get_bool("s2s_allow_encryption", True))
         self.secure_domains = {str(d).lower() for d in config.get_list("s2s_secure_domains", [])}
         self.insecure_domains = {str(d).lower()
@@ -116,11 +118,17 @@ class S2SManager:
         return "s2s" not in section.get_list("modules_disabled", [])
 
     def must_secure(self, domain: str) -> bool:
-        """Whether `domain` must authenticate with a valid certificate (Prosody's rule)."""
+        """Whether `domain` must authenticate with a valid certificate (Prosody's rule):
+        all but `s2s_insecure_domains` under `s2s_secure_auth`, else `s2s_secure_domains`."""
         domain = domain.lower()
         if self.secure_auth:
             return domain not in self.insecure_domains
         return domain in self.secure_domains
+
+    def needs_encryption(self, domain: str) -> bool:
+        """Whether a link with `domain` may only authenticate once encrypted:
+        `s2s_require_encryption`, or a certificate the policy demands."""
+        return self.require_encryption or self.must_secure(domain)
 
     def can_accept_tls(self, local: str) -> bool:
         return self.allow_tls and self.tls.server_context(local) is not None

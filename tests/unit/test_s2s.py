@@ -70,12 +70,17 @@ class Clock:
 
 @pytest.fixture
 def env(tmp_path):
+    return make_env(tmp_path, "s2s_require_encryption = false")
+
+
+def make_env(tmp_path, options: str = ""):
+    """A manager over a config with `options` (Lua) and fake router, clock, DNS and TLS."""
     config_path = tmp_path / "vireo.cfg.lua"
     config_path.write_text(f"""
 dialback_secret = "unit-test-secret"
-s2s_require_encryption = false
 s2s_timeout = 30
 s2s_idle_timeout = 100
+{options}
 VirtualHost "{LOCAL}"
 VirtualHost "{OTHER_LOCAL}"
 VirtualHost "closed.example"
@@ -433,3 +438,131 @@ def test_secure_auth_except_insecure_domains(env):
     session, transport = incoming(env, secure=True)
     dialback_in(env, session)
     assert session.authenticated
+
+
+# -- policy options as Prosody names them (read from the config) --------------------
+
+TLS_CAPABLE = SimpleNamespace(server_context=lambda host: object(),
+                              client_context=lambda host: None)
+
+
+def policy_env(tmp_path, options: str, cert: PeerCertificate = SELF_SIGNED):
+    env = make_env(tmp_path, options)
+    env.manager.tls = TLS_CAPABLE
+    env.manager.peer_certificate = lambda transport: cert
+    return env
+
+
+def starttls_offer(transport) -> Element | None:
+    return transport.elements()[0].find(f"{{{ns.TLS}}}starttls")
+
+
+def plain_dialback(env, sender=REMOTE) -> tuple[str | None, bool]:
+    """A dialback attempt from `sender` on an unencrypted stream: (stream error, verify asked)."""
+    session, transport = incoming(env, sender=sender)
+    asked = len(env.verifies)
+    session.data_received(f"<db:result from='{sender}' to='{LOCAL}'>k</db:result>".encode())
+    return transport.stream_error(), len(env.verifies) > asked
+
+
+def tls_dialback(env, sender=REMOTE) -> tuple[str | None, bool]:
+    """The same over an encrypted stream (with the env's certificate)."""
+    session, transport = incoming(env, sender=sender, secure=True)
+    asked = len(env.verifies)
+    if not transport.closed:
+        session.data_received(f"<db:result from='{sender}' to='{LOCAL}'>k</db:result>".encode())
+    return transport.stream_error(), len(env.verifies) > asked
+
+
+def outgoing_features(env, features: bytes, *, secure=False
+                      ) -> tuple[S2SOutgoing, FakeTransport]:
+    """An outgoing link with a stanza waiting, up to the peer's `features`."""
+    session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
+    transport = FakeTransport(secure=secure)
+    session.connection_made(transport)
+    session.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", "m"), env.clock())
+    session.data_received(f"<stream:stream {STREAM_NS} from='{REMOTE}' to='{LOCAL}' "
+                          "id='sid' version='1.0'>".encode())
+    if not transport.closed:
+        session.data_received(b"<stream:features>" + features + b"</stream:features>")
+    return session, transport
+
+
+DIALBACK_ONLY = b"<dialback xmlns='urn:xmpp:features:dialback'/>"
+STARTTLS_OFFER = f"<starttls xmlns='{ns.TLS}'/>".encode() + DIALBACK_ONLY
+
+
+def sent_dialback(transport) -> bool:
+    return any(element.tag == DB_RESULT for element in transport.elements())
+
+
+def test_require_encryption_is_the_default(tmp_path):
+    env = policy_env(tmp_path, "")
+    assert env.manager.require_encryption
+    _session, transport = incoming(env)
+    assert starttls_offer(transport).find(f"{{{ns.TLS}}}required") is not None
+    assert plain_dialback(env) == ("policy-violation", False)
+    assert plain_dialback(env, OTHER_REMOTE) == ("policy-violation", False)
+    # Outgoing: a peer that offers no STARTTLS gets no dialback key and no stanza.
+    _session, transport = outgoing_features(env, DIALBACK_ONLY)
+    assert transport.stream_error() == "policy-violation"
+    assert not sent_dialback(transport)
+    # With encryption, a self-signed certificate is fine: dialback authenticates.
+    assert tls_dialback(env) == (None, True)
+
+
+def test_starttls_is_used_whenever_the_peer_offers_it(tmp_path):
+    env = policy_env(tmp_path, "s2s_require_encryption = false")
+    session, transport = outgoing_features(env, STARTTLS_OFFER)
+    assert [element.tag for element in transport.elements()] == [f"{{{ns.TLS}}}starttls"]
+    session.data_received(f"<proceed xmlns='{ns.TLS}'/>".encode())
+    assert transport.tls_requested and not sent_dialback(transport)
+
+
+def test_without_require_encryption_a_plain_stream_may_authenticate(tmp_path):
+    env = policy_env(tmp_path, "s2s_require_encryption = false")
+    _session, transport = incoming(env)
+    offer = starttls_offer(transport)
+    assert offer is not None and offer.find(f"{{{ns.TLS}}}required") is None
+    assert plain_dialback(env) == (None, True)
+    _session, transport = outgoing_features(env, DIALBACK_ONLY)
+    assert transport.stream_error() is None and sent_dialback(transport)
+
+
+def test_secure_auth_demands_valid_certificates_except_insecure_domains(tmp_path):
+    env = policy_env(tmp_path, f"""s2s_secure_auth = true
+s2s_require_encryption = false
+s2s_insecure_domains = {{ "{OTHER_REMOTE}" }}""")
+    # mod_tls marks STARTTLS required under s2s_secure_auth.
+    _session, transport = incoming(env)
+    assert starttls_offer(transport).find(f"{{{ns.TLS}}}required") is not None
+    # A certificate is required of everyone else, so encryption is too...
+    assert plain_dialback(env) == ("policy-violation", False)
+    assert tls_dialback(env) == ("not-authorized", False)
+    # ...but an insecure domain may use dialback, even unencrypted (as in Prosody's mod_s2s).
+    assert plain_dialback(env, OTHER_REMOTE) == (None, True)
+    assert tls_dialback(env, OTHER_REMOTE) == (None, True)
+    # Outgoing: the remote server's certificate must validate too.
+    _session, transport = outgoing_features(env, DIALBACK_ONLY, secure=True)
+    assert transport.stream_error() == "not-authorized" and not sent_dialback(transport)
+    env.manager.peer_certificate = lambda transport: VALID_FOR_REMOTE
+    assert tls_dialback(env) == (None, True)
+    _session, transport = outgoing_features(env, DIALBACK_ONLY, secure=True)
+    assert transport.stream_error() is None and sent_dialback(transport)
+
+
+def test_secure_domains_demand_valid_certificates_of_those_domains_only(tmp_path):
+    env = policy_env(tmp_path, f"""s2s_require_encryption = false
+s2s_secure_domains = {{ "{REMOTE}" }}""")
+    _session, transport = incoming(env)
+    assert starttls_offer(transport).find(f"{{{ns.TLS}}}required") is None
+    assert plain_dialback(env) == ("policy-violation", False)
+    assert tls_dialback(env) == ("not-authorized", False)
+    assert plain_dialback(env, OTHER_REMOTE) == (None, True)
+    assert tls_dialback(env, OTHER_REMOTE) == (None, True)
+    _session, transport = outgoing_features(env, DIALBACK_ONLY, secure=True)
+    assert transport.stream_error() == "not-authorized"
+    env.manager.peer_certificate = lambda transport: VALID_FOR_REMOTE
+    _session, transport = incoming(env, secure=True)
+    assert transport.elements()[0].find(f"{{{ns.SASL}}}mechanisms") is not None
+    assert tls_dialback(env) == (None, True)
