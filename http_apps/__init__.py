@@ -36,7 +36,7 @@ from http_apps.errors import install_error_handlers, wsgi_error
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
-from xmpp.metrics import HTTP_REQUESTS
+from xmpp.metrics import HTTP_RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +202,14 @@ class HostDispatcher:
 
 
 class _CountStatus:
-    """Counts responses by status in vireo_http_requests_total."""
+    """Counts responses by status (vireo_http_requests_total)."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     def __call__(self, environ, start_response):
         def counting_start_response(status, headers, exc_info=None):
-            HTTP_REQUESTS.labels(status=status.split(" ", 1)[0]).inc()
+            HTTP_RESPONSES[status.split(" ", 1)[0]] += 1
             return start_response(status, headers, exc_info)
 
         return self.app(environ, counting_start_response)

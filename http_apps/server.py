@@ -30,7 +30,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from http_apps import urls
 from http_apps.errors import raw_error
 from xmpp.listeners import bind_socket
-from xmpp.metrics import CONNECTIONS
+from xmpp.metrics import HTTP_CONNECTIONS
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,11 @@ class VireoHandler(WSGIHandler):
         super().__init__(sock, address, server, rfile)
 
     def handle(self) -> None:
-        CONNECTIONS.labels(listener=self.server.service).inc()
+        HTTP_CONNECTIONS[self.server.service] += 1
         try:
             super().handle()
         finally:
-            CONNECTIONS.labels(listener=self.server.service).dec()
+            HTTP_CONNECTIONS[self.server.service] -= 1
 
     def handle_one_request(self):
         deadline = gevent.Timeout(self.server.head_timeout, TimeoutError("request head too slow"))

@@ -3,11 +3,13 @@
 Hot paths only bump plain integers; the figures are turned into metric
 families when /metrics is scraped (http_apps.openmetrics):
 
-    CONNECTIONS.labels(listener="c2s").inc() / .dec()   open connections per listener
-    STANZAS_IN[stanza.tag] += 1 / STANZAS_OUT[...]      stanzas in and out, by element
-    HTTP_REQUESTS.labels(status="200").inc()            HTTP responses (counted by http_apps)
-    STORAGE_ERRORS.labels(store="sql").inc()            failed storage operations
-    watch_sessions(lambda: kinds)                       live sessions per kind, read at scrape
+    STANZAS_IN[stanza.tag] += 1 / STANZAS_OUT[...]   stanzas in and out, by element
+    HTTP_RESPONSES["200"] += 1                       HTTP responses (counted by http_apps)
+    HTTP_CONNECTIONS["http"] += 1 / -= 1             open connections of an HTTP listener
+    STORAGE_ERRORS.labels(store="sql").inc()         failed storage operations
+    watch_server(sessions=..., connections=...)      live sessions per kind and open
+                                                     connections per XMPP listener,
+                                                     read at scrape
 """
 
 from __future__ import annotations
@@ -16,36 +18,42 @@ from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
 
-CONNECTIONS = Gauge("vireo_connections", "Open connections, per listener", ["listener"],
-                    registry=REGISTRY)
-HTTP_REQUESTS = Counter("vireo_http_requests", "HTTP requests answered, by status",
-                        ["status"], registry=REGISTRY)
 STORAGE_ERRORS = Counter("vireo_storage_errors", "Failed storage operations, per store",
                          ["store"], registry=REGISTRY)
 
-# Clark tag -> count, per direction: a dict increment costs far less per
-# stanza than a labelled prometheus Counter with its lock.
+# A dict increment costs far less per stanza or request than a labelled
+# prometheus metric with its lock.
+# Clark tag -> count, per direction.
 STANZAS_IN: defaultdict[str, int] = defaultdict(int)
 STANZAS_OUT: defaultdict[str, int] = defaultdict(int)
-_session_source: list[Callable[[], Iterable[str]]] = []
+# Status code ("200") -> responses.
+HTTP_RESPONSES: defaultdict[str, int] = defaultdict(int)
+# HTTP listener ("http", "https", "proxy:http") -> open connections.
+HTTP_CONNECTIONS: defaultdict[str, int] = defaultdict(int)
+
+SessionSource = Callable[[], Iterable[str]]
+ConnectionSource = Callable[[], Iterable[tuple[str, int]]]
+_server_sources: list[tuple[SessionSource, ConnectionSource]] = []
 
 
-def watch_sessions(source: Callable[[], Iterable[str]]) -> None:
-    """Set the callable giving the kind of each live session (c2s, bosh, component...).
+def watch_server(sessions: SessionSource, connections: ConnectionSource) -> None:
+    """Set what the server reports at scrape time.
 
+    `sessions` gives the kind of each live session (c2s, bosh, component...);
+    `connections` gives (listener, open connections) for each XMPP listener.
     One server per process: a newer server (as in tests) replaces the older one.
     """
-    _session_source[:] = [source]
+    _server_sources[:] = [(sessions, connections)]
 
 
 class _ScrapeTimeCollector(Collector):
-    """Stanza counts and live sessions, computed when scraped."""
+    """Stanzas, HTTP responses, connections and live sessions, computed when scraped."""
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         stanzas = CounterMetricFamily("vireo_stanzas", "Stanzas received (in) and sent (out)",
@@ -57,14 +65,28 @@ class _ScrapeTimeCollector(Collector):
             for name, count in sorted(by_name.items()):
                 stanzas.add_metric([direction, name], count)
         yield stanzas
-        sessions = GaugeMetricFamily("vireo_sessions", "Established sessions, per kind",
-                                     labels=["kind"])
+        responses = CounterMetricFamily("vireo_http_requests",
+                                        "HTTP requests answered, by status", labels=["status"])
+        for status, count in sorted(HTTP_RESPONSES.items()):
+            responses.add_metric([status], count)
+        yield responses
         kinds: Tally[str] = Tally()
-        for source in _session_source:
-            kinds.update(source())
+        listeners: Tally[str] = Tally(HTTP_CONNECTIONS)
+        for sessions, connections in _server_sources:
+            kinds.update(sessions())
+            for listener, count in connections():
+                listeners[listener] += count
+        open_connections = GaugeMetricFamily("vireo_connections",
+                                             "Open connections, per listener",
+                                             labels=["listener"])
+        for listener, count in sorted(listeners.items()):
+            open_connections.add_metric([listener], count)
+        yield open_connections
+        by_kind = GaugeMetricFamily("vireo_sessions", "Established sessions, per kind",
+                                    labels=["kind"])
         for kind, count in sorted(kinds.items()):
-            sessions.add_metric([kind], count)
-        yield sessions
+            by_kind.add_metric([kind], count)
+        yield by_kind
 
 
 REGISTRY.register(_ScrapeTimeCollector())

@@ -25,7 +25,7 @@ from xmpp.config import Config, HostConfig
 from xmpp.errors import StreamError
 from xmpp.hosts import LocalHost
 from xmpp.listeners import SocketTransport, XmppListener, bind_socket
-from xmpp.metrics import watch_sessions
+from xmpp.metrics import watch_server
 from xmpp.modules import load_modules, modules_for
 from xmpp.modules.component import add_listener as add_component_listener
 from xmpp.proxy_listener import open_proxy_listeners
@@ -72,7 +72,9 @@ class VireoServer:
         self.admin_socket: AdminSocket | None = None
         self.s2s: S2SManager | None = None
         self._load_hosts()
-        watch_sessions(lambda: (row["kind"] for row in describe_sessions(self)))
+        watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
+                     connections=lambda: ((listener.service, len(listener.sessions))
+                                          for listener in self.listeners))
 
     # -- hosts and modules ------------------------------------------------------
 

@@ -135,9 +135,10 @@ def test_forwarded_for_sent_by_the_client_does_not_hide_it(proxied):
 
 
 def test_metrics_allow_the_forwarded_address(proxied):
+    assert request(proxied["plain"], "/probe", "127.0.0.3")[0] == 200
     status, body = request(proxied["plain"], "/metrics", "127.0.0.3")
     assert status == 200
-    assert b"vireo_http_requests_total" in body
+    assert b'vireo_http_requests_total{status="200"}' in body
 
 
 def test_metrics_refuse_other_forwarded_addresses(proxied):

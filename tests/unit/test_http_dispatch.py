@@ -8,7 +8,7 @@ import pytest
 from http_apps.provider import HttpProvider
 from tests.http_fixtures import http_client as client
 from tests.http_fixtures import probe
-from xmpp.metrics import HTTP_REQUESTS
+from xmpp.metrics import HTTP_RESPONSES
 
 BASE = """
 VirtualHost "example.com"
@@ -204,6 +204,9 @@ def test_global_provider_answers_on_every_host(tmp_path):
 
 
 def test_requests_are_counted_by_status(two_hosts):
-    before = HTTP_REQUESTS.labels(status="404")._value.get()
+    before = dict(HTTP_RESPONSES)
     two_hosts.get("/nothing")
-    assert HTTP_REQUESTS.labels(status="404")._value.get() == before + 1
+    two_hosts.get("/probe", headers={"Host": "other.example"})
+    two_hosts.get("/probe")
+    added = {status: HTTP_RESPONSES[status] - before.get(status, 0) for status in HTTP_RESPONSES}
+    assert {status: n for status, n in added.items() if n} == {"404": 2, "200": 1}

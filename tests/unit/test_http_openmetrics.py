@@ -68,13 +68,27 @@ def test_served_on_any_host_and_movable(tmp_path):
     assert reply.status_code == 200
 
 
-def test_server_registry_exposes_the_vireo_metrics():
-    metrics.STANZAS_IN["{jabber:client}message"] += 1
-    metrics.watch_sessions(lambda: ["c2s", "c2s", "component"])
-    names = {f.name for f in text_string_to_metric_families(
-        generate_latest(metrics.REGISTRY).decode())}
-    assert {"vireo_connections", "vireo_sessions", "vireo_stanzas", "vireo_http_requests",
-            "vireo_storage_errors"} <= names
-    text = generate_latest(metrics.REGISTRY).decode()
-    assert 'vireo_sessions{kind="c2s"} 2.0' in text
-    assert 'vireo_stanzas_total{direction="in",kind="message"}' in text
+def test_server_registry_exposes_the_vireo_metrics(monkeypatch):
+    monkeypatch.setattr(metrics, "STANZAS_IN", {"{jabber:client}message": 3,
+                                                "{jabber:component:accept}message": 1})
+    monkeypatch.setattr(metrics, "HTTP_RESPONSES", {"200": 5, "404": 1})
+    monkeypatch.setattr(metrics, "HTTP_CONNECTIONS", {"http": 1, "https": 0})
+    monkeypatch.setattr(metrics, "_server_sources", [])
+    metrics.watch_server(sessions=lambda: ["c2s", "c2s", "component"],
+                         connections=lambda: [("c2s", 2), ("c2s", 1), ("component", 1)])
+    metrics.STORAGE_ERRORS.labels(store="sql")
+    samples = {(s.name, tuple(s.labels.values())): s.value
+               for family in text_string_to_metric_families(
+                   generate_latest(metrics.REGISTRY).decode())
+               for s in family.samples}
+    assert samples[("vireo_sessions", ("c2s",))] == 2
+    assert samples[("vireo_sessions", ("component",))] == 1
+    assert samples[("vireo_connections", ("c2s",))] == 3  # two c2s listeners
+    assert samples[("vireo_connections", ("component",))] == 1
+    assert samples[("vireo_connections", ("http",))] == 1
+    assert samples[("vireo_connections", ("https",))] == 0
+    assert samples[("vireo_stanzas_total", ("in", "message"))] == 4
+    assert samples[("vireo_http_requests_total", ("200",))] == 5
+    assert samples[("vireo_http_requests_total", ("404",))] == 1
+    assert ("vireo_storage_errors_total", ("sql",)) in samples
+    assert any(name.startswith("process_") for name, _ in samples)
