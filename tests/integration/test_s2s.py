@@ -16,8 +16,10 @@ import socket
 import ssl
 import time
 from dataclasses import replace
+from xml.etree import ElementTree as ET
 
 import pytest
+from slixmpp.exceptions import IqError
 
 from tests.certs import make_self_signed
 from tests.integration.clients import close, login
@@ -29,6 +31,7 @@ from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
 
 A, SECOND_A, B = "a.example", "second.a.example", "b.example"
 COMPONENT, SECRET = "comp.b.example", "component-secret"
+UPLOAD = "upload.b.example"
 USERS = {name: f"pw-{name}" for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
 STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 TIMEOUT = 20.0
@@ -49,6 +52,12 @@ def federated(directory, dns: FakeDns, domain: str, address: str, *, extra: str 
     return server
 
 
+def closed_port(address: str) -> int:
+    """A port on `address` where nothing listens (connections are refused)."""
+    with socket.create_server((address, 0)) as probe:
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def dns():
     server = FakeDns().start()
@@ -65,9 +74,17 @@ VirtualHost "{SECOND_A}"
     ssl = {{ certificate = "{second_cert}", key = "{second_key}" }}
 """)
     dns.add_srv(SECOND_A, f"xmpp.{A}", a.ports["s2s"])
-    b = federated(base / "b", dns, B, "127.0.0.3", extra="s2s_idle_timeout = 2",
-                  host_extra=f'Component "{COMPONENT}"\n    component_secret = "{SECRET}"')
+    b = federated(base / "b", dns, B, "127.0.0.3", host_extra=f"""
+Component "{COMPONENT}"
+    component_secret = "{SECRET}"
+Component "{UPLOAD}" "http_file_share"
+    http_file_share_base_url = "https://files.{B}/upload"
+""")
     dns.add_srv(COMPONENT, f"xmpp.{B}", b.ports["s2s"])
+    # The upload component's first SRV target refuses connections: the next one is tried.
+    dns.add_srv(UPLOAD, f"dead.{B}", closed_port("127.0.0.3"), priority=0)
+    dns.add_address(f"dead.{B}", "127.0.0.3")
+    dns.add_srv(UPLOAD, f"xmpp.{B}", b.ports["s2s"], priority=10)
     # A host whose SRV target accepts TCP connections but never speaks XMPP.
     silent = socket.create_server(("127.0.0.4", 0))
     dns.add_srv("silent.example", "silent.example", silent.getsockname()[1])
@@ -119,12 +136,19 @@ def test_messages_flow_both_ways(servers):
         await close(alice, bob)
 
     run(scenario())
+    # The admin listing: each link's direction, remote domain, encryption and authentication.
     links = [s for s in sessions(a) if s["kind"] in ("s2sin", "s2sout")]
     outgoing = next(s for s in links if s["kind"] == "s2sout" and s["id"] == B)
+    assert outgoing["direction"] == "outgoing" and outgoing["remote_domain"] == B
     assert outgoing["secure"] is True and outgoing["auth"] == "dialback"
-    assert outgoing["address"] == "127.0.0.3"
+    assert outgoing["address"] == "127.0.0.3" and f"{A}->{B}" in outgoing["domains"]
     incoming = next(s for s in links if s["kind"] == "s2sin" and s["id"] == B)
-    assert incoming["secure"] is True and f"{B}->{A}" in incoming["domains"]
+    assert incoming["direction"] == "incoming" and incoming["remote_domain"] == B
+    assert incoming["secure"] is True and incoming["auth"] == "dialback"
+    assert f"{B}->{A}" in incoming["domains"]
+    table = a.admin("sessions")
+    assert table.returncode == 0, table.stderr
+    assert any(line.split()[:2] == ["s2sout", B] for line in table.stdout.splitlines())
 
 
 def test_subscriptions_across_servers_reach_both_and_presence_flows(servers):
@@ -213,26 +237,34 @@ async def _ping(server, user, target):
     await close(client)
 
 
-def test_idle_link_closes_and_reopens_on_demand(servers):
-    a, b, _second = servers
+def test_idle_link_closes_and_reopens_on_demand(servers, dns, tmp_path):
+    """e.example closes its link to a.example after 1 s without traffic (its own
+    server, so the shared pair's links stay up for the other tests)."""
+    a, _b, _second = servers
+    e = federated(tmp_path / "e", dns, "e.example", "127.0.0.7", extra="s2s_idle_timeout = 1")
+    e.create_users({"eve": "pw-eve"})
+    e.start()
+    idle_line = f"Closing idle s2s link to {A}"
+    try:
+        async def scenario():
+            alice = await login(a, "alice", resource="idle")
+            eve = await login(e, "eve")
+            eve.send_message(mto=str(alice.boundjid), mbody="before", mtype="chat")
+            assert (await alice.next_message(TIMEOUT))["body"] == "before"
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if idle_line in e.log_path.read_text():
+                    break
+            else:
+                raise AssertionError("the idle link was not closed")
+            assert not [s for s in sessions(e) if s["kind"] == "s2sout"]
+            eve.send_message(mto=str(alice.boundjid), mbody="after", mtype="chat")
+            assert (await alice.next_message(TIMEOUT))["body"] == "after"
+            await close(alice, eve)
 
-    async def scenario():
-        alice = await login(a, "alice", resource="idle")
-        bob = await login(b, "bob", resource="idle")
-        bob.send_message(mto=str(alice.boundjid), mbody="before", mtype="chat")
-        assert (await alice.next_message(TIMEOUT))["body"] == "before"
-        closed_before = b.log_path.read_text().count(f"Closing idle s2s link to {A}")
-        for _ in range(100):  # s2s_idle_timeout = 2 on b.example
-            await asyncio.sleep(0.1)
-            if b.log_path.read_text().count(f"Closing idle s2s link to {A}") > closed_before:
-                break
-        else:
-            raise AssertionError("the idle link was not closed")
-        bob.send_message(mto=str(alice.boundjid), mbody="after", mtype="chat")
-        assert (await alice.next_message(TIMEOUT))["body"] == "after"
-        await close(alice, bob)
-
-    run(scenario())
+        run(scenario())
+    finally:
+        assert e.stop() == 0
 
 
 def test_without_federation_remote_stanzas_bounce(tmp_path):
@@ -282,6 +314,38 @@ def test_remote_user_reaches_an_external_component(servers):
         component.close()
 
 
+def test_remote_user_reaches_an_internal_component_past_a_dead_srv_target(servers):
+    """upload.b.example (http_file_share) answers disco and slot requests from
+    a.example; its first SRV target refuses connections, so the second is used."""
+    a, _b, _second = servers
+
+    async def scenario():
+        alice = await login(a, "alice", resource="upload")
+        info = await alice.plugin["xep_0030"].get_info(jid=UPLOAD, timeout=TIMEOUT)
+        assert info["from"] == UPLOAD
+        assert "urn:xmpp:http:upload:0" in info["disco_info"]["features"]
+        assert ("store", "file") in [(c, t) for c, t, _l, _n in info["disco_info"]["identities"]]
+        # Uploads are for b.example's own users: the refusal comes back over s2s too.
+        iq = alice.make_iq_get(ito=UPLOAD)
+        iq.append(ET.fromstring("<request xmlns='urn:xmpp:http:upload:0' filename='a.txt' "
+                                "size='10'/>"))
+        reply = await _send_for_error(iq)
+        assert error_condition(reply) == "forbidden"
+        await close(alice)
+
+    run(scenario())
+    assert f"s2s to {UPLOAD}: [127.0.0.3]:" in a.log_path.read_text()  # the dead target
+
+
+async def _send_for_error(iq):
+    """Send `iq` and return the error reply slixmpp raises as IqError."""
+    try:
+        await iq.send(timeout=TIMEOUT)
+    except IqError as error:
+        return error.iq
+    raise AssertionError("the request succeeded")
+
+
 def _header_id(stream: RawStream) -> str:
     """Read until the peer's stream header has given its id."""
     for _ in range(100):
@@ -308,19 +372,31 @@ def test_unresolvable_domain_bounces_with_remote_server_not_found(servers):
     run(scenario())
 
 
-def test_silent_server_bounces_with_remote_server_timeout(servers):
+def test_silent_peers_time_out_after_s2s_timeout(servers):
+    """s2s_timeout (5 s on a.example) both ways: a server that takes the TCP
+    connection but never speaks gets our stanza bounced with remote-server-timeout,
+    and a peer that connects to our s2s port and never authenticates is dropped."""
     a, _b, _second = servers
+    mute = RawStream("127.0.0.2", a.ports["s2s"])
+    connected = time.monotonic()
+    try:
+        async def scenario():
+            alice = await login(a, "alice", resource="waiting")
+            started = time.monotonic()
+            alice.send_message(mto="someone@silent.example", mbody="hello?", mtype="chat")
+            bounced = await alice.next_message(TIMEOUT)
+            assert error_condition(bounced) == "remote-server-timeout"
+            assert 4 <= time.monotonic() - started < 15
+            await close(alice)
 
-    async def scenario():
-        alice = await login(a, "alice", resource="waiting")
-        started = time.monotonic()
-        alice.send_message(mto="someone@silent.example", mbody="hello?", mtype="chat")
-        bounced = await alice.next_message(TIMEOUT)
-        assert error_condition(bounced) == "remote-server-timeout"
-        assert 4 <= time.monotonic() - started < 15  # s2s_timeout = 5
-        await close(alice)
-
-    run(scenario())
+        run(scenario())
+        error = mute.read_element()
+        assert 4 <= time.monotonic() - connected < 15
+        assert error.tag == f"{{{ns.STREAMS}}}error"
+        assert error[0].tag == "{urn:ietf:params:xml:ns:xmpp-streams}connection-timeout"
+        assert mute.read_until_closed()
+    finally:
+        mute.close()
 
 
 def test_forged_dialback_key_is_refused(servers):
@@ -421,6 +497,10 @@ class RawStream:
             assert data, "stream closed"
             self.pending += self.parser.feed(data)
         raise AssertionError("no element")
+
+    def read_until_closed(self, limit: int = 100) -> bool:
+        """Whether the peer closes the connection within `limit` reads."""
+        return any(not self.sock.recv(65536) for _ in range(limit))
 
     def close(self) -> None:
         self.sock.close()

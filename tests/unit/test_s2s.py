@@ -566,3 +566,27 @@ s2s_secure_domains = {{ "{REMOTE}" }}""")
     _session, transport = incoming(env, secure=True)
     assert transport.elements()[0].find(f"{{{ns.SASL}}}mechanisms") is not None
     assert tls_dialback(env) == (None, True)
+
+
+# -- the s2s listener's setup timeout ------------------------------------------------
+
+def test_a_peer_that_never_authenticates_is_dropped_after_s2s_timeout(env):
+    transport = FakeTransport()
+    session = env.manager.make_incoming(transport)
+    session.data_received(f"<stream:stream {STREAM_NS} to='{LOCAL}' from='{REMOTE}' "
+                          "version='1.0'>".encode())
+    [(seconds, expire)] = transport.timers
+    assert seconds == 30  # s2s_timeout
+    expire()
+    assert transport.stream_error() == "connection-timeout" and transport.closed
+
+
+def test_the_setup_timeout_spares_an_authenticated_stream(env):
+    transport = FakeTransport()
+    session = env.manager.make_incoming(transport)
+    session.data_received(f"<stream:stream {STREAM_NS} to='{LOCAL}' from='{REMOTE}' "
+                          "version='1.0'>".encode())
+    dialback_in(env, session)
+    [(_seconds, expire)] = transport.timers
+    expire()
+    assert transport.stream_error() is None and not transport.closed
