@@ -34,6 +34,8 @@ from xmpp.metrics import HTTP_CONNECTIONS
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
 
 log = logging.getLogger(__name__)
+#: One debug line per request, as Prosody logs them.
+access_log = logging.getLogger("vireo.http.access")
 
 DEFAULT_PORTS = {"http": (5280,), "https": (5281,)}
 DEFAULT_LOCAL_INTERFACES = ("127.0.0.1", "::1")
@@ -106,6 +108,11 @@ class VireoHandler(WSGIHandler):
                 break
         return super().MessageClass(BytesIO(b"".join(lines)), *args)
 
+    def log_request(self) -> None:
+        # pywsgi would format the line for every request (and log it at info).
+        if access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug("%s", self.format_request())
+
     def _handle_client_error(self, ex: Exception):
         if isinstance(ex, HeadTooLarge):
             return ("431", raw_error(431, "The request headers are too large."))
@@ -135,7 +142,7 @@ class HttpServer(WSGIServer):
                  io_timeout: float = IO_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> None:
         host = listener.getsockname()[0] if hasattr(listener, "getsockname") else listener[0]
         super().__init__(listener, application, spawn=Pool(max_connections),
-                         log=logging.getLogger("vireo.http.access"),
+                         log=access_log,
                          error_log=logging.getLogger("vireo.http"),
                          environ={"SERVER_NAME": host})
         self.service = service

@@ -231,3 +231,12 @@ def test_https_ssl_serves_one_certificate_for_every_name(tmp_path, certs):
         for host in HOSTS:
             with tls_client(running.https_port, host) as sock:
                 assert sock.getpeercert(binary_form=True) == der(cert)
+
+
+def test_requests_are_logged_at_debug_only(server):
+    # As Prosody: no info line per request (the test server logs at info).
+    with connect(server.http_port) as sock:
+        assert http_request(sock, "GET", "/probe/hello").status == 200
+    with connect(server.http_port) as sock:
+        get_json(sock)  # a later request: the first one's log line would be written by now
+    assert "GET /probe/hello HTTP/1.1" not in server.log()
