@@ -9,6 +9,7 @@ trips crossing both ways.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -66,6 +67,12 @@ def test_vireo_to_prosody_and_back(pair):
         await close(vera, paul)
 
     run(scenario())
+    # Both links to Prosody took up its STARTTLS offer and authenticated with dialback.
+    listing = vireo.admin("sessions", "--json")
+    assert listing.returncode == 0, listing.stderr
+    links = [s for s in json.loads(listing.stdout) if s["id"] == P]
+    assert sorted(s["direction"] for s in links) == ["incoming", "outgoing"]
+    assert all(s["secure"] and s["auth"] == "dialback" for s in links), links
 
 
 def test_subscriptions_both_ways_and_prosody_pings_vireo(pair):
