@@ -1,16 +1,46 @@
 """TLS for server-to-server streams (RFC 6120 5 and 13.7.2, RFC 6125, XEP-0178).
 
-Federation needs what Python's ssl module cannot do on its own: ask the
-peer for its certificate, *finish the handshake whatever that certificate
-is*, and judge it afterwards. A peer with a self-signed certificate must
-still get an encrypted stream (and then authenticate with dialback); one
-whose certificate validates may use SASL EXTERNAL. Prosody (LuaSec) does
-this with a verify callback that records the result and continues; we do
-the same by installing an accept-all verify callback on the OpenSSL context
-through ctypes, then reading OpenSSL's verify result after the handshake.
-The hook checks itself once (the context pointer must round-trip through
-OpenSSL); when it cannot be installed, certificates are never considered
-valid and every stream falls back to dialback.
+Federation needs each handshake to carry the peer's certificate, *finish
+whatever that certificate is*, and be judged afterwards: a peer with a
+self-signed certificate (Prosody's default) must still get an encrypted
+stream and authenticate with dialback, while one whose certificate
+validates may use SASL EXTERNAL. Prosody (LuaSec) does it with a verify
+callback that records the verdict and continues. Python 3.11's ssl module
+has no verify callback, and none of its public tools gets there:
+
+- As the TLS server (incoming STARTTLS), `CERT_OPTIONAL` sends a
+  CertificateRequest but aborts the handshake with an alert as soon as the
+  certificate the peer sends does not chain to our store: a self-signed
+  peer could get neither an encrypted stream nor dialback (it does not
+  retry without its certificate, and `s2s_require_encryption` forbids the
+  plain stream). `CERT_NONE` sends no CertificateRequest, so the peer never
+  presents a certificate and SASL EXTERNAL could never be offered. TLS 1.3
+  post-handshake authentication fails the same way as `CERT_OPTIONAL`.
+- As the TLS client (outgoing), `CERT_NONE` finishes the handshake but
+  leaves nothing to judge: `getpeercert()` decodes only verified
+  certificates (it returns `{}`), 3.11 has no access to the peer's chain
+  (`get_unverified_chain` came in 3.13) and no X.509 path validation. A
+  "`CERT_REQUIRED`, and reconnect with `CERT_NONE` when it fails" scheme
+  would cost every untrusted peer a second connection and still leave the
+  incoming side unsolved.
+- pyOpenSSL has the callback, but its connections do their own socket I/O
+  (they would block the gevent hub unless pumped through memory BIOs), so
+  the socket ring would need a second TLS transport, and it would bring
+  pyOpenSSL and cryptography as new dependencies.
+
+So this module installs an accept-all verify callback on the OpenSSL
+context through ctypes (the mode Python then reports is `CERT_OPTIONAL`,
+so `getpeercert()` decodes the certificate) and reads OpenSSL's verdict,
+`SSL_get_verify_result`, after the handshake. That needs two pointers out
+of CPython's private structs: `PySSLContext` starts with its `SSL_CTX *`,
+`PySSLSocket` with the socket weakref, its `SSL *`, then its context. The
+layout has been the same in every CPython 3 release; it is checked before
+use, without ever following an unchecked pointer: CPython only, a
+context's pointer must round-trip through `SSL_CTX_set_verify` and
+`SSL_CTX_get_verify_mode`, and the slot after an `SSL *` must hold the
+socket's own context object (checked once at import and again on every
+read). When a check fails, certificates are never considered valid and
+every stream falls back to dialback (logged once as a warning).
 
 Certificates are found with Prosody's lookup (xmpp.tls.CertificateFinder,
 service "s2s"); the trust store is the system's plus the `cafile` of the
@@ -23,6 +53,7 @@ import _ssl
 import ctypes
 import logging
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,23 +85,32 @@ class _OpenSSL:
         self.lib = lib
         # Kept alive for the life of the process: OpenSSL holds the pointer.
         self.accept_all = _VerifyCallback(lambda _preverify_ok, _store: 1)
-        # CPython's PySSLContext starts with the SSL_CTX pointer right after
-        # the object header; PySSLSocket has the owning socket's pointer
-        # first, then the SSL pointer.
+        # Field offsets after the object header (see the module docstring).
         self.header = object.__basicsize__
         self.pointer = ctypes.sizeof(ctypes.c_void_p)
 
+    def _field(self, obj: Any, index: int) -> int | None:
+        """The `index`th pointer field after `obj`'s header (inside the object)."""
+        return ctypes.c_void_p.from_address(id(obj) + self.header + index * self.pointer).value
+
     def ctx_pointer(self, context: ssl.SSLContext) -> int | None:
-        return ctypes.c_void_p.from_address(id(context) + self.header).value
+        return self._field(context, 0)
 
     def ssl_pointer(self, sslobj: Any) -> int | None:
-        return ctypes.c_void_p.from_address(id(sslobj) + self.header + self.pointer).value
+        """The socket's `SSL *`, once its context field proves the layout (else None)."""
+        if type(sslobj) is not _ssl._SSLSocket or self._field(sslobj, 2) != id(sslobj.context):
+            return None
+        return self._field(sslobj, 1)
 
     def request_and_continue(self, context: ssl.SSLContext, *, server_side: bool) -> None:
         mode = _SSL_VERIFY_PEER | (_SSL_VERIFY_CLIENT_ONCE if server_side else 0)
         self.lib.SSL_CTX_set_verify(self.ctx_pointer(context), mode, self.accept_all)
 
     def self_check(self) -> bool:
+        """Whether both structs have the layout this module reads."""
+        if (_ssl._SSLContext.__basicsize__ < self.header + self.pointer
+                or _ssl._SSLSocket.__basicsize__ < self.header + 3 * self.pointer):
+            return False
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -78,7 +118,11 @@ class _OpenSSL:
         if not pointer or self.lib.SSL_CTX_get_verify_mode(pointer) != 0:
             return False
         self.request_and_continue(context, server_side=False)
-        return context.verify_mode == ssl.CERT_OPTIONAL
+        if context.verify_mode != ssl.CERT_OPTIONAL:
+            return False
+        probe = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe")
+        ssl_pointer = self.ssl_pointer(probe._sslobj)
+        return bool(ssl_pointer) and self.lib.SSL_get_SSL_CTX(ssl_pointer) == pointer
 
     def verify_result(self, sock: Any) -> int | None:
         """OpenSSL's verdict on the peer's chain, or None when it cannot be read safely."""
@@ -93,12 +137,14 @@ class _OpenSSL:
 
 
 def _load_openssl() -> _OpenSSL | None:
-    try:
-        openssl = _OpenSSL()
-        if openssl.self_check():
-            return openssl
-    except (OSError, AttributeError, ValueError) as error:
-        log.debug("OpenSSL verify hook unavailable: %s", error)
+    # Elsewhere id() is no address: reading through it could crash the process.
+    if sys.implementation.name == "cpython":
+        try:
+            openssl = _OpenSSL()
+            if openssl.self_check():
+                return openssl
+        except (OSError, AttributeError, ValueError) as error:
+            log.debug("OpenSSL verify hook unavailable: %s", error)
     log.warning("Cannot verify s2s certificates on this Python build; "
                 "federation will use dialback only")
     return None

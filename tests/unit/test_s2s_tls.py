@@ -4,10 +4,12 @@ certificate is, judged afterwards. In-memory TLS (MemoryBIO), no sockets."""
 from __future__ import annotations
 
 import ssl
+from types import SimpleNamespace
 
 import pytest
 
 from tests.certs import make_self_signed
+from xmpp import s2s_tls
 from xmpp.config import load_config
 from xmpp.s2s_tls import (
     NO_CERTIFICATE,
@@ -103,3 +105,28 @@ def test_a_peer_without_certificate(tmp_path, certs):
     _client, server = handshake(anonymous, b.server_context("b.example"), "b.example")
     assert peer_certificate(server) == NO_CERTIFICATE
     assert NO_CERTIFICATE.describe("x.example") == "was not presented"
+
+
+def test_the_struct_reads_check_the_layout_first(tmp_path, certs):
+    openssl = s2s_tls._OPENSSL
+    assert openssl is not None  # CPython with the layout the module expects
+    a = tls_for(tmp_path, "a.example", *certs["a.example"])
+    b = tls_for(tmp_path, "b.example", *certs["b.example"])
+    client, _server = handshake(a.client_context("a.example"), b.server_context("b.example"),
+                                "b.example")
+    assert openssl.ssl_pointer(client._sslobj)
+    # Anything but an _ssl._SSLSocket is refused before a pointer is read from it.
+    assert openssl.ssl_pointer(SimpleNamespace(context=client.context)) is None
+    assert openssl.verify_result(SimpleNamespace(_sslobj=object())) is None
+
+
+def test_without_the_hook_handshakes_still_finish_and_nothing_validates(
+        tmp_path, certs, monkeypatch):
+    monkeypatch.setattr(s2s_tls, "_OPENSSL", None)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(certs["a.example"][0].read_text() + certs["b.example"][0].read_text())
+    a = tls_for(tmp_path, "a.example", *certs["a.example"], cafile=bundle)
+    b = tls_for(tmp_path, "b.example", *certs["b.example"], cafile=bundle)
+    client, server = handshake(a.client_context("a.example"), b.server_context("b.example"),
+                               "b.example")
+    assert peer_certificate(client) == NO_CERTIFICATE == peer_certificate(server)
