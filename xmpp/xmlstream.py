@@ -36,7 +36,9 @@ class XmlStreamSession:
             return
         try:
             for event in self.parser.feed(data):
-                if self.closed:
+                # After <starttls/> or <proceed/>, the rest of this read was sent in
+                # the clear before TLS: acting on it would let it be injected.
+                if self.closed or getattr(self.transport, "tls_requested", False):
                     return
                 if isinstance(event, StanzaEvent):
                     self.handle_element(event.element)

@@ -590,3 +590,24 @@ def test_the_setup_timeout_spares_an_authenticated_stream(env):
     [(_seconds, expire)] = transport.timers
     expire()
     assert transport.stream_error() is None and not transport.closed
+
+
+# -- hostile input ------------------------------------------------------------------
+
+def test_plaintext_pipelined_after_starttls_is_discarded(tmp_path):
+    """Whatever follows <starttls/> in the same read was sent before TLS: none of
+    it may act on the stream (the STARTTLS command injection)."""
+    env = policy_env(tmp_path, "s2s_require_encryption = false")
+    session, transport = incoming(env)
+    session.data_received(f"<starttls xmlns='{ns.TLS}'/><db:result from='{REMOTE}' "
+                          f"to='{LOCAL}'>k</db:result>".encode())
+    assert transport.tls_requested and env.verifies == []
+    assert transport.elements()[-1].tag == f"{{{ns.TLS}}}proceed"
+
+
+def test_plaintext_pipelined_after_proceed_is_discarded(tmp_path):
+    env = policy_env(tmp_path, "s2s_require_encryption = false")
+    session, transport = outgoing_features(env, STARTTLS_OFFER)
+    session.data_received(f"<proceed xmlns='{ns.TLS}'/><stream:features>".encode()
+                          + DIALBACK_ONLY + b"</stream:features>")
+    assert transport.tls_requested and not sent_dialback(transport)
