@@ -135,21 +135,24 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
 
     @app.before_request
     def limit_body() -> None:
-        blueprint = flask.request.blueprint
+        request = flask.request._get_current_object()  # one proxy lookup, not six
+        environ = request.environ
+        length = request.content_length
+        if length is None and "HTTP_TRANSFER_ENCODING" not in environ:
+            return  # no body at all (RFC 9112 6.3), as for most GETs
+        blueprint = request.blueprint
         limit = body_limits.get(blueprint.split(".", 1)[0]) if blueprint else None
         if limit is not None:
-            flask.request.max_content_length = limit
-        limit = flask.request.max_content_length
-        length = flask.request.content_length
+            request.max_content_length = limit
+        limit = request.max_content_length
         if limit is None:
             return
         if length is not None and length > limit:
             raise RequestEntityTooLarge()
-        environ = flask.request.environ
         if length is None and environ.get("wsgi.input_terminated"):
             environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], limit)
             # None would mean MAX_CONTENT_LENGTH again; the capped input enforces the limit.
-            flask.request.max_content_length = sys.maxsize
+            request.max_content_length = sys.maxsize
 
     app.config["VIREO_MOUNT_PATHS"] = tuple(mount_paths)
     install_cors(app, cors)

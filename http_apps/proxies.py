@@ -68,8 +68,9 @@ class TrustedProxies:
         peer = environ.get("REMOTE_ADDR", "")
         environ[PEER_ADDR] = peer
         if self.is_trusted(peer):
-            environ["REMOTE_ADDR"] = forwarded_client(
-                peer, environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
+            forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+            if forwarded_for:
+                environ["REMOTE_ADDR"] = forwarded_client(peer, forwarded_for, self.trusted)
             if environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower() == "https":
                 environ["wsgi.url_scheme"] = "https"
         return self.app(environ, start_response)

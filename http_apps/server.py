@@ -68,19 +68,21 @@ class VireoHandler(WSGIHandler):
 
     def handle(self) -> None:
         HTTP_CONNECTIONS[self.server.service] += 1
+        # One timer per connection, started again for each request head.
+        self._head_deadline = gevent.Timeout(self.server.head_timeout,
+                                             TimeoutError("request head too slow"))
         try:
             super().handle()
         finally:
+            self._head_deadline.close()
             HTTP_CONNECTIONS[self.server.service] -= 1
 
     def handle_one_request(self):
-        deadline = gevent.Timeout(self.server.head_timeout, TimeoutError("request head too slow"))
-        self._head_deadline = deadline
-        deadline.start()
+        self._head_deadline.start()
         try:
             result = super().handle_one_request()
         finally:
-            deadline.close()
+            self._head_deadline.cancel()
         if result is True:
             # A keep-alive client with its next request already waiting would otherwise
             # be served again before any other connection gets a turn.

@@ -195,6 +195,15 @@ def test_idle_connection_is_closed(server):
         assert sock.recv(100) == b""
 
 
+def test_idle_keep_alive_connection_is_closed_after_requests(server):
+    with connect(server.http_port) as sock:
+        for _ in range(2):
+            assert get_json(sock)["host"] == "example.com"
+        started = time.monotonic()
+        assert sock.recv(100) == b""
+    assert time.monotonic() - started < HEAD_TIMEOUT + 5
+
+
 def test_metrics_on_the_listener(server):
     with connect(server.http_port) as sock:
         response = http_request(sock, "GET", "/metrics", "anything.example")
