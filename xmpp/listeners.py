@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 DEFAULT_MAX_CONNECTIONS = 10000
 FLUSH_ON_CLOSE_TIMEOUT = 5.0
+# Prosody's network_settings.ssl_handshake_timeout. A session's own timers
+# cannot end a handshake: the socket it would close is not the TLS one yet.
+TLS_HANDSHAKE_TIMEOUT = 60.0
 LISTEN_BACKLOG = 128  # Prosody's default
 
 
@@ -111,11 +114,13 @@ class XmppListener:
                  make_session: Callable[[SocketTransport], Any], *,
                  tls_context: Callable[[], ssl.SSLContext | None] | None = None,
                  starttls_context: Callable[[Any], ssl.SSLContext | None] | None = None,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT) -> None:
         self.service = service
         self.make_session = make_session
         self.tls_context = tls_context
         self.starttls_context = starttls_context
+        self.handshake_timeout = handshake_timeout
         self.sessions: dict[SocketTransport, Any] = {}
         self.server = StreamServer(listener, self._handle, spawn=Pool(max_connections))
 
@@ -142,7 +147,7 @@ class XmppListener:
                 sock.close()
                 return
             try:
-                sock = context.wrap_socket(sock, server_side=True)
+                sock = self._handshake(sock, context)
             except (OSError, ssl.SSLError) as error:
                 log.debug("TLS handshake with %s failed: %s", peer[0], error)
                 sock.close()
@@ -187,12 +192,20 @@ class XmppListener:
         if context is None or transport.sock is None:
             return False
         try:
-            transport.sock = context.wrap_socket(transport.sock, server_side=True)
+            transport.sock = self._handshake(transport.sock, context)
         except (OSError, ssl.SSLError) as error:
             log.debug("STARTTLS with %s failed: %s", transport.peer[0], error)
             return False
         transport.secure = True
         return True
+
+    def _handshake(self, sock: Any, context: ssl.SSLContext) -> Any:
+        """`sock` in TLS as the server, within `handshake_timeout` (a peer that
+        stalls the handshake would otherwise hold the connection forever)."""
+        sock.settimeout(self.handshake_timeout)
+        tls = context.wrap_socket(sock, server_side=True)
+        tls.settimeout(None)
+        return tls
 
 
 def bind_socket(interface: str, port: int) -> socket.socket | None:

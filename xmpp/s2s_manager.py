@@ -302,7 +302,10 @@ class S2SManager:
             return False
         context = self.tls.client_context(session.local)
         try:
+            # The link's own timeout cannot reach a handshake in progress.
+            transport.sock.settimeout(self.timeout)
             transport.sock = context.wrap_socket(transport.sock, server_hostname=session.remote)
+            transport.sock.settimeout(None)
         except (OSError, ssl.SSLError, ValueError) as error:
             log.info("TLS with %s failed: %s", session.remote, error)
             return False
@@ -343,5 +346,6 @@ def start_federation(server: VireoServer) -> S2SManager | None:
     manager = S2SManager(server)
     server.router.remote = manager.route
     server.add_listener("s2s", server.ports("s2s", (DEFAULT_PORT,)), server.interfaces("s2s"),
-                        manager.make_incoming, starttls_context=manager.starttls_context)
+                        manager.make_incoming, starttls_context=manager.starttls_context,
+                        handshake_timeout=manager.timeout)
     return manager

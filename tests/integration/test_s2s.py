@@ -379,7 +379,13 @@ def test_silent_peers_time_out_after_s2s_timeout(servers):
     a, _b, _second = servers
     mute = RawStream("127.0.0.2", a.ports["s2s"])
     connected = time.monotonic()
+    # Another asks for TLS and then never starts the handshake.
+    stalled = RawStream("127.0.0.2", a.ports["s2s"])
     try:
+        stalled.open("stalled.example", A)
+        stalled.read_element()
+        stalled.send(f"<starttls xmlns='{ns.TLS}'/>")
+        assert stalled.read_element().tag == f"{{{ns.TLS}}}proceed"
         async def scenario():
             alice = await login(a, "alice", resource="waiting")
             started = time.monotonic()
@@ -395,8 +401,11 @@ def test_silent_peers_time_out_after_s2s_timeout(servers):
         assert error.tag == f"{{{ns.STREAMS}}}error"
         assert error[0].tag == "{urn:ietf:params:xml:ns:xmpp-streams}connection-timeout"
         assert mute.read_until_closed()
+        assert stalled.read_until_closed()
+        assert time.monotonic() - connected < 15
     finally:
         mute.close()
+        stalled.close()
 
 
 def test_forged_dialback_key_is_refused(servers):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import socket
+import ssl
+import threading
+import time
 from types import SimpleNamespace
 from xml.etree.ElementTree import Element
 
@@ -11,6 +15,7 @@ import pytest
 from xmpp import namespaces as ns
 from xmpp.config import load_config
 from xmpp.dialback import DialbackKeys
+from xmpp.listeners import SocketTransport
 from xmpp.s2s import DB_RESULT, DB_VERIFY, S2SIncoming, S2SOutgoing
 from xmpp.s2s_manager import S2SManager
 from xmpp.s2s_tls import PeerCertificate
@@ -611,3 +616,26 @@ def test_plaintext_pipelined_after_proceed_is_discarded(tmp_path):
     session.data_received(f"<proceed xmlns='{ns.TLS}'/><stream:features>".encode()
                           + DIALBACK_ONLY + b"</stream:features>")
     assert transport.tls_requested and not sent_dialback(transport)
+
+
+def test_a_stalled_outgoing_tls_handshake_gives_up_after_s2s_timeout(env):
+    """A remote that says <proceed/> and never answers the ClientHello: the
+    link's own timers cannot reach the handshake, so it carries the timeout."""
+    env.manager.timeout = 0.2
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    env.manager.tls = SimpleNamespace(client_context=lambda host: client)
+    ours, theirs = socket.socketpair()
+    # Bounds the test even without the timeout: the peer hangs up after 10 s.
+    hang_up = threading.Timer(10, theirs.shutdown, (socket.SHUT_RDWR,))
+    hang_up.start()
+    try:
+        transport = SocketTransport(ours, ("192.0.2.1", 5269), "outgoing", False)
+        session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
+        started = time.monotonic()
+        assert not env.manager._start_tls(session, transport)
+        assert time.monotonic() - started < 5 and not transport.secure
+    finally:
+        hang_up.cancel()
+        ours.close()
+        theirs.close()
