@@ -639,3 +639,17 @@ def test_a_stalled_outgoing_tls_handshake_gives_up_after_s2s_timeout(env):
         hang_up.cancel()
         ours.close()
         theirs.close()
+
+
+def test_stanza_size_limit_after_authentication(tmp_path):
+    assert make_env(tmp_path).manager.stanza_size_limit == 512 * 1024  # Prosody's default
+    env = make_env(tmp_path, "s2s_require_encryption = false\ns2s_stanza_size_limit = 20000")
+    session, transport = incoming(env)
+    dialback_in(env, session)
+    body = "x" * 15000  # over the unauthenticated limit, under s2s_stanza_size_limit
+    session.data_received(f"<message from='u@{REMOTE}' to='v@{LOCAL}'><body>{body}</body>"
+                          "</message>".encode())
+    assert env.routed[-1][0].findtext(f"{{{ns.CLIENT}}}body") == body
+    session.data_received(f"<message from='u@{REMOTE}' to='v@{LOCAL}'><body>{body * 2}"
+                          "</body></message>".encode())
+    assert transport.stream_error() == "policy-violation"
