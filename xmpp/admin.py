@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "vireo.sock"
 MAX_REQUEST = 4096
 IO_TIMEOUT = 10.0
-COLUMNS = ("kind", "id", "address", "port", "secure", "listener")
+COLUMNS = ("kind", "id", "address", "port", "secure", "listener", "auth")
 
 
 def socket_path(config: Config) -> Path:
@@ -245,7 +245,7 @@ def request(path: Path, command: str, timeout: float = IO_TIMEOUT) -> dict[str, 
 
 def format_sessions(sessions: list[dict[str, Any]]) -> str:
     """The listing as a plain text table, one session per line."""
-    header = ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER"]
+    header = ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER", "AUTH"]
     rows = [header]
     for entry in sessions:
         row = [entry.get(column) for column in COLUMNS]

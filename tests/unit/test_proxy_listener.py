@@ -267,12 +267,17 @@ def test_table_format():
          "port": 40000, "secure": True, "listener": "proxy:c2s"},
         {"kind": "c2s", "id": None, "address": "127.0.0.1", "port": 5, "secure": False,
          "listener": "c2s"},
+        {"kind": "s2sout", "id": "remote.example", "address": "192.0.2.1", "port": 5269,
+         "secure": True, "listener": None, "auth": "dialback"},
     ]).splitlines()
-    assert table[0].split() == ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER"]
+    assert table[0].split() == ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER",
+                                "AUTH"]
     assert table[1].split() == ["c2s", "alice@example.org/phone", "2001:db8::7", "40000", "yes",
-                                "proxy:c2s"]
-    assert table[2].split() == ["c2s", "-", "127.0.0.1", "5", "no", "c2s"]
-    assert table[-1] == "2 session(s)"
+                                "proxy:c2s", "-"]
+    assert table[2].split() == ["c2s", "-", "127.0.0.1", "5", "no", "c2s", "-"]
+    assert table[3].split() == ["s2sout", "remote.example", "192.0.2.1", "5269", "yes", "-",
+                                "dialback"]
+    assert table[-1] == "3 session(s)"
 
 
 def test_socket_path_is_under_data_path(tmp_path):
