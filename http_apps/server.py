@@ -10,15 +10,20 @@ Prosody's error message; the http ports serve regardless.
 Limits: the request head (request line and headers) is bounded (431; 414 for a
 request line alone over pywsgi's 8 KiB), must arrive within a deadline (408),
 body reads and writes time out per operation, and each listener has its own
-connection pool. Body size limits are per route (http_apps.create_app).
+connection pool. Body size limits are per route (http_apps.create_app). A head
+whose body length a proxy could read differently (repeated or non-numeric
+Content-Length, both framings, a transfer coding other than chunked, a
+malformed header line) gets 400 (501 for the coding) and the connection closes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterable
+from email.message import Message
 from io import BytesIO
 from typing import Any
 
@@ -52,6 +57,37 @@ MAX_CONNECTIONS = 10000
 
 class HeadTooLarge(ValueError):
     """The request line and headers exceed the server's limit."""
+
+
+class BadFraming(ValueError):
+    """A request head whose body length is ambiguous or unknown (RFC 9112 6): 400 or 501."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def check_framing(headers: Message) -> None:
+    """Refuse a head that a proxy in front could frame differently (request smuggling).
+
+    pywsgi would take the first of several Content-Length fields, read "1_0" as
+    ten, treat an unknown transfer coding as no body, and keep the connection
+    after a request carrying both fields; RFC 9112 6.1 and 6.3 want an error.
+    """
+    if headers.defects:
+        raise BadFraming(f"malformed header section: {headers.defects[0]!r}")
+    lengths = headers.get_all("Content-Length") or []
+    codings = headers.get_all("Transfer-Encoding") or []
+    if codings:
+        if lengths:
+            raise BadFraming("both Transfer-Encoding and Content-Length")
+        if len(codings) > 1 or codings[0].strip().lower() != "chunked":
+            raise BadFraming(f"transfer coding {', '.join(codings)!r}", 501)
+    elif len(lengths) > 1 or (lengths and not _DIGITS.fullmatch(lengths[0].strip())):
+        raise BadFraming(f"Content-Length {', '.join(lengths)!r}")
 
 
 class VireoHandler(WSGIHandler):
@@ -108,7 +144,9 @@ class VireoHandler(WSGIHandler):
             lines.append(line)
             if line in (b"\r\n", b"\n", b""):
                 break
-        return super().MessageClass(BytesIO(b"".join(lines)), *args)
+        headers = super().MessageClass(BytesIO(b"".join(lines)), *args)
+        check_framing(headers)
+        return headers
 
     def log_request(self) -> None:
         # pywsgi would format the line for every request (and log it at info).
@@ -120,6 +158,10 @@ class VireoHandler(WSGIHandler):
             return ("431", raw_error(431, "The request headers are too large."))
         if isinstance(ex, TimeoutError):
             return ("408", raw_error(408, "The request took too long to arrive."))
+        if isinstance(ex, BadFraming):
+            log.debug("Refused HTTP request from %s: %s", self.client_address, ex)
+            return (str(ex.status), raw_error(ex.status, "The request body is not framed "
+                                                          "unambiguously."))
         log.debug("Bad HTTP request from %s: %s", self.client_address, ex)
         return ("400", raw_error(400, "The request could not be understood."))
 

@@ -154,8 +154,12 @@ class RunningHttp:
 
 @contextmanager
 def http_server_process(directory: Path, config_text: str,
-                        limits: dict[str, Any] | None = None) -> Iterator[RunningHttp]:
-    """Run `serve` in a subprocess on the config `config_text`; stop it afterwards."""
+                        limits: dict[str, Any] | None = None,
+                        root: Path = ROOT) -> Iterator[RunningHttp]:
+    """Run `serve` in a subprocess on the config `config_text`; stop it afterwards.
+
+    `root` is the Vireo checkout to run (another revision, for benchmarks).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "vireo.cfg.lua"
@@ -166,7 +170,7 @@ def http_server_process(directory: Path, config_text: str,
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.http_fixtures", str(config_path), str(ports_file),
-             json.dumps(limits or {})], cwd=ROOT, stdout=log, stderr=log)
+             json.dumps(limits or {})], cwd=root, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not ports_file.exists():
@@ -191,7 +195,7 @@ def http_request(sock: socket.socket, method: str, path: str, host: str | None =
         lines.append(f"Host: {host}")
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
-    if body:
+    if body and not any(name.lower() == "transfer-encoding" for name in headers or {}):
         lines.append(f"Content-Length: {len(body)}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
     response = HTTPResponse(sock, method=method)

@@ -180,6 +180,26 @@ def test_broken_requests_leave_the_server_serving(server):
         assert get_json(sock)["secure"] is True
 
 
+@pytest.mark.parametrize(("framing", "status"), [
+    (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+    (b"Content-Length: 1_0\r\n", 400),
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 400),
+    (b"Transfer-Encoding: gzip\r\n", 501),
+])
+def test_ambiguous_body_framing_is_refused_and_closed(server, framing, status):
+    # What follows would be a second request if the body were framed another way.
+    smuggled = b"GET /probe/hello HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    with connect(server.http_port) as sock:
+        sock.sendall(b"POST /probe/upload HTTP/1.1\r\nHost: example.com\r\n" + framing
+                     + b"\r\n" + b"0\r\n\r\n" + smuggled)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert b"Connection: close" in answer
+
+
 def test_slow_client_is_timed_out(server):
     with connect(server.http_port) as sock:
         started = time.monotonic()
