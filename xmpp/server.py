@@ -164,8 +164,10 @@ class VireoServer:
             self.admin_socket.start()
 
     def _start_http(self) -> None:
-        """Prosody's mod_http: the http/https ports open when some module serves HTTP."""
-        if not self.http_providers:
+        """Prosody's mod_http: the http/https ports open when some module serves HTTP
+        or a host loads "http" itself (a `Component "x" "http"` among them)."""
+        if not self.http_providers and not any(
+                "http" in host.modules for host in self.router.hosts.values()):
             return
         from http_apps.proxied import start_proxy_http_servers
         from http_apps.server import start_http_servers
