@@ -24,13 +24,12 @@ import socket
 import ssl
 from collections.abc import Iterable
 from email.message import Message
-from io import BytesIO
 from typing import Any
 
 import gevent
 import gevent.ssl
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.pywsgi import OldMessage, WSGIHandler, WSGIServer
 
 from http_apps import urls
 from http_apps.errors import raw_error
@@ -59,15 +58,35 @@ class HeadTooLarge(ValueError):
     """The request line and headers exceed the server's limit."""
 
 
-class BadFraming(ValueError):
-    """A request head whose body length is ambiguous or unknown (RFC 9112 6): 400 or 501."""
+class BadHead(ValueError):
+    """A malformed request head, or one whose body length is ambiguous: 400 (or 501)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
 
 
+# RFC 9110 5.1 and 5.5: a token, a colon, the value without CR, LF or NUL.
+_FIELD_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\x00]*?)[ \t]*\r?\n?")
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_fields(lines: Iterable[bytes]) -> OldMessage:
+    """The header fields of a request head (its lines after the request line).
+
+    Strict where a lenient parser would differ from a proxy in front: obs-fold
+    continuation lines, whitespace before the colon and lines that are not fields
+    are refused (RFC 9112 5), as are CR and NUL in values.
+    """
+    fields = OldMessage()
+    for line in lines:
+        if line in (b"\r\n", b"\n", b""):
+            break
+        match = _FIELD_LINE.fullmatch(line.decode("latin-1"))
+        if match is None:
+            raise BadHead(f"malformed header line {line[:100]!r}")
+        fields[match.group(1)] = match.group(2)
+    return fields
 
 
 def check_framing(headers: Message) -> None:
@@ -77,17 +96,15 @@ def check_framing(headers: Message) -> None:
     ten, treat an unknown transfer coding as no body, and keep the connection
     after a request carrying both fields; RFC 9112 6.1 and 6.3 want an error.
     """
-    if headers.defects:
-        raise BadFraming(f"malformed header section: {headers.defects[0]!r}")
     lengths = headers.get_all("Content-Length") or []
     codings = headers.get_all("Transfer-Encoding") or []
     if codings:
         if lengths:
-            raise BadFraming("both Transfer-Encoding and Content-Length")
+            raise BadHead("both Transfer-Encoding and Content-Length")
         if len(codings) > 1 or codings[0].strip().lower() != "chunked":
-            raise BadFraming(f"transfer coding {', '.join(codings)!r}", 501)
+            raise BadHead(f"transfer coding {', '.join(codings)!r}", 501)
     elif len(lengths) > 1 or (lengths and not _DIGITS.fullmatch(lengths[0].strip())):
-        raise BadFraming(f"Content-Length {', '.join(lengths)!r}")
+        raise BadHead(f"Content-Length {', '.join(lengths)!r}")
 
 
 class VireoHandler(WSGIHandler):
@@ -132,7 +149,7 @@ class VireoHandler(WSGIHandler):
             # The head is in: the application runs without the head deadline.
             self._head_deadline.cancel()
 
-    def MessageClass(self, fp, *args):
+    def MessageClass(self, fp, *_args):
         """Read the header lines within what is left of the head budget, then parse them."""
         budget = self.server.max_head_size - len(self.requestline or "")
         lines = []
@@ -144,7 +161,7 @@ class VireoHandler(WSGIHandler):
             lines.append(line)
             if line in (b"\r\n", b"\n", b""):
                 break
-        headers = super().MessageClass(BytesIO(b"".join(lines)), *args)
+        headers = parse_fields(lines)
         check_framing(headers)
         return headers
 
@@ -158,10 +175,9 @@ class VireoHandler(WSGIHandler):
             return ("431", raw_error(431, "The request headers are too large."))
         if isinstance(ex, TimeoutError):
             return ("408", raw_error(408, "The request took too long to arrive."))
-        if isinstance(ex, BadFraming):
+        if isinstance(ex, BadHead):
             log.debug("Refused HTTP request from %s: %s", self.client_address, ex)
-            return (str(ex.status), raw_error(ex.status, "The request body is not framed "
-                                                          "unambiguously."))
+            return (str(ex.status), raw_error(ex.status, "The request could not be understood."))
         log.debug("Bad HTTP request from %s: %s", self.client_address, ex)
         return ("400", raw_error(400, "The request could not be understood."))
 
