@@ -100,6 +100,7 @@ class C2SSession(XmlStreamSession):
         self.stream_id = ""
         self.header_sent = False
         self.username: str | None = None
+        self.auth_mechanism: str | None = None  # the SASL mechanism that succeeded
         self.jid: JID | None = None
         self.sasl: SaslExchange | None = None
         self.priority = 0
@@ -129,7 +130,8 @@ class C2SSession(XmlStreamSession):
         """This session in the admin listing (the contract is in xmpp.admin)."""
         return {"kind": self.kind, "id": str(self.jid) if self.jid else None,
                 "address": self.transport.peer[0], "port": self.transport.peer[1],
-                "secure": self.secure, "listener": self.transport.listener}
+                "secure": self.secure, "listener": self.transport.listener,
+                "auth": self.auth_mechanism}
 
     # -- input ------------------------------------------------------------------
 
@@ -311,10 +313,11 @@ class C2SSession(XmlStreamSession):
         if isinstance(result, Challenge):
             self._write_sasl("challenge", result.data)
             return
-        self.sasl = None
+        mechanism, self.sasl = self.sasl and self.sasl.mechanism, None
         if isinstance(result, Success):
             self.server.auth_throttle.record_success(address, self.server.now())
             self.username = result.username
+            self.auth_mechanism = mechanism
             log.info("Authenticated %s@%s from %s", result.username,
                      self.host and self.host.name, address)
             self._write_sasl("success", result.data)
