@@ -47,8 +47,11 @@ DEFAULT_INTERFACES = ("*", "::")
 
 #: Prosody's head_size_limit: request line and headers together.
 MAX_HEAD_SIZE = 10 * 1024
-#: Seconds a client has to send a complete request head (also the keep-alive idle time).
+#: Seconds a client has to send a complete request head, once its first byte is in.
 HEAD_TIMEOUT = 30.0
+#: Seconds a keep-alive connection may wait for its next request: Prosody's
+#: network read_timeout (14 minutes). BOSH clients idle between polls for long.
+IDLE_TIMEOUT = 840.0
 #: Seconds any single read or write of a body may take.
 IO_TIMEOUT = 60.0
 MAX_CONNECTIONS = 10000
@@ -131,6 +134,8 @@ class VireoHandler(WSGIHandler):
             HTTP_CONNECTIONS[self.server.service] -= 1
 
     def handle_one_request(self):
+        if not self._next_request_arrives():
+            return None
         self._head_deadline.start()
         try:
             result = super().handle_one_request()
@@ -141,6 +146,17 @@ class VireoHandler(WSGIHandler):
             # be served again before any other connection gets a turn.
             gevent.sleep(0)
         return result
+
+    def _next_request_arrives(self) -> bool:
+        """Wait up to the idle timeout for the first byte of a request; False closes."""
+        self.socket.settimeout(self.server.idle_timeout)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:  # timed out, reset, or a TLS error
+            return False
+        finally:
+            if self.socket is not None:
+                self.socket.settimeout(self.server.io_timeout)
 
     def read_request(self, raw_requestline: str) -> bool:
         try:
@@ -199,7 +215,8 @@ class HttpServer(WSGIServer):
     def __init__(self, listener: Any, application: Any, *, service: str,
                  ssl_context: ssl.SSLContext | None = None,
                  max_head_size: int = MAX_HEAD_SIZE, head_timeout: float = HEAD_TIMEOUT,
-                 io_timeout: float = IO_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> None:
+                 io_timeout: float = IO_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         host = listener.getsockname()[0] if hasattr(listener, "getsockname") else listener[0]
         super().__init__(listener, application, spawn=Pool(max_connections),
                          log=access_log,
@@ -210,6 +227,7 @@ class HttpServer(WSGIServer):
         self.max_head_size = max_head_size
         self.head_timeout = head_timeout
         self.io_timeout = io_timeout
+        self.idle_timeout = idle_timeout
 
     @property
     def port(self) -> int:

@@ -27,6 +27,7 @@ VirtualHost "example.com"
 VirtualHost "jabber.example"
 """
 HEAD_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def certs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(certs):
     directory = next(iter(certs.values()))[0].parents[1]
-    with http_server_process(directory, CONFIG, {"head_timeout": HEAD_TIMEOUT}) as running:
+    with http_server_process(directory, CONFIG, {"head_timeout": HEAD_TIMEOUT,
+                                                         "idle_timeout": IDLE_TIMEOUT}) as running:
         yield running
 
 
@@ -212,16 +214,20 @@ def test_slow_client_is_timed_out(server):
 
 def test_idle_connection_is_closed(server):
     with connect(server.http_port) as sock:
+        started = time.monotonic()
         assert sock.recv(100) == b""
+    assert IDLE_TIMEOUT * 0.8 < time.monotonic() - started < IDLE_TIMEOUT + 5
 
 
-def test_idle_keep_alive_connection_is_closed_after_requests(server):
+def test_idle_keep_alive_connection_waits_the_idle_timeout_not_the_head_deadline(server):
     with connect(server.http_port) as sock:
         for _ in range(2):
             assert get_json(sock)["host"] == "example.com"
         started = time.monotonic()
         assert sock.recv(100) == b""
-    assert time.monotonic() - started < HEAD_TIMEOUT + 5
+        waited = time.monotonic() - started
+    # Longer than the head deadline: an idle keep-alive client is not a slow one.
+    assert HEAD_TIMEOUT + 0.5 < waited < IDLE_TIMEOUT + 5
 
 
 def test_metrics_on_the_listener(server):
