@@ -112,3 +112,23 @@ async def close(*clients: TestClient) -> None:
     for client in clients:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(client.ended, TIMEOUT)
+
+
+SCENARIO_TIMEOUT = 60.0
+
+
+def run(coro, timeout: float = SCENARIO_TIMEOUT):
+    """Run an async test scenario to its end, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def can_login(server, user: str, password: str) -> bool:
+    """Whether `user` can log in with `password` right now."""
+    async def attempt() -> bool:
+        client = await try_login(server, user, password)
+        if client is None:
+            return False
+        await close(client)
+        return True
+
+    return run(attempt())

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.integration.clients import close, login, try_login
+from tests.integration.clients import close, login, run, try_login
 from tests.integration.server_fixture import make_server
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
@@ -21,8 +21,6 @@ def server(tmp_path_factory):
     assert server.stop() == 0
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sqlite3
@@ -17,7 +16,7 @@ import pytest
 from storage.db import Database, database_url
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import close, try_login
+from tests.integration.clients import can_login
 from tests.integration.server_fixture import ROOT, make_server
 from xmpp.config import load_config
 
@@ -25,19 +24,8 @@ TABLES = {"accounts", "roster_items", "roster_groups", "roster_pending", "roster
           "offline_messages", "alembic_version"}
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-def can_login(server, user: str, password: str) -> bool:
-    async def attempt():
-        client = await try_login(server, user, password)
-        if client is None:
-            return False
-        await close(client)
-        return True
-
-    return run(attempt())
 
 
 def app(config: Path, *args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import pytest
 from slixmpp import ComponentXMPP
 from slixmpp.exceptions import IqError
 
-from tests.integration.clients import TIMEOUT, close, login
+from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import make_server
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 8)}
@@ -53,8 +53,6 @@ def server(tmp_path_factory):
     assert server.stop() == 0
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 class TestComponent(ComponentXMPP):

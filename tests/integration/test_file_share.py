@@ -19,6 +19,7 @@ from slixmpp.exceptions import IqError
 
 from tests.http_fixtures import connect, http_request
 from tests.integration.clients import close, login
+from tests.integration.clients import run as run_scenario
 from tests.integration.server_fixture import ServerProcess, free_port, make_server, wait_for_port
 
 UPLOAD = "upload.localhost"
@@ -28,7 +29,7 @@ TIMEOUT = 30
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 120))
+    return run_scenario(coro, timeout=120)
 
 
 def file_share_server(directory: Path, options: str = "", *, extra: str = "",

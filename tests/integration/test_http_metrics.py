@@ -10,7 +10,6 @@ global app, served for any Host.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import pytest
@@ -18,7 +17,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from slixmpp.exceptions import IqError
 
 from tests.http_fixtures import connect, http_request
-from tests.integration.clients import close, login
+from tests.integration.clients import close, login, run
 from tests.integration.server_fixture import make_server
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
@@ -59,8 +58,6 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0)
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def test_connections_sessions_and_stanzas(server):

@@ -9,7 +9,7 @@ import pytest
 
 from storage.db import Database, database_url
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import close, login
+from tests.integration.clients import close, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
 from xmpp.config import load_config
@@ -23,8 +23,6 @@ USERS = {name: f"pw-{name}" for name in (
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import gevent.socket
 import pytest
 
 from http_apps.proxied import ProxyHttpServer
-from tests.integration.clients import TestClient, close, login
+from tests.integration.clients import TestClient, close, login, run
 from tests.integration.fake_dns import FakeDns
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, wait_for_port
@@ -135,8 +135,6 @@ def haproxy(server, tmp_path_factory):
             process.wait(10)
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 class SourceBoundLoop:

@@ -10,7 +10,7 @@ from xml.etree.ElementTree import Element, fromstring
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.integration.clients import TIMEOUT, TestClient, close, login, try_login
+from tests.integration.clients import TIMEOUT, TestClient, can_login, close, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
 
@@ -22,8 +22,6 @@ IBR_PLUGINS = ("xep_0030", "xep_0004", "xep_0066", "xep_0077", "xep_0199")
 THROTTLED_ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +109,6 @@ def raw_register(server, user: str, password: str, *, source: str | None = None,
         raw.close()
 
 
-def can_login(server, user: str, password: str) -> bool:
-    async def attempt():
-        client = await try_login(server, user, password)
-        if client is None:
-            return False
-        await close(client)
-        return True
-
-    return run(attempt())
 
 
 # -- new accounts ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from slixmpp.exceptions import IqError
 
 from tests.certs import make_self_signed
 from tests.integration.clients import close, login
+from tests.integration.clients import run as run_scenario
 from tests.integration.fake_dns import FakeDns
 from tests.integration.server_fixture import make_server
 from xmpp import namespaces as ns
@@ -38,7 +39,7 @@ TIMEOUT = 20.0
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
+    return run_scenario(coro, timeout=90)
 
 
 def federated(directory, dns: FakeDns, domain: str, address: str, *, extra: str = "",

@@ -8,12 +8,12 @@ trips crossing both ways.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from tests.integration.clients import close, login
+from tests.integration.clients import run as run_scenario
 from tests.integration.fake_dns import FakeDns
 from tests.integration.prosody_fixture import PROSODY, make_prosody
 from tests.integration.server_fixture import make_server
@@ -27,7 +27,7 @@ TIMEOUT = 30.0
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 120))
+    return run_scenario(coro, timeout=120)
 
 
 @pytest.fixture(scope="module")
