@@ -3,10 +3,12 @@
 `build_wsgi_app(config, providers)` gives one WSGI callable, run by pywsgi
 (http_apps.server), gunicorn's gevent worker or Flask's test client alike:
 
-    metrics count -> TrustedProxies -> HostDispatcher -> the host's Flask app
+    metrics count -> TrustedProxies -> HostDispatcher -> the host's HostSite
+        -> a plain WSGI route (http_apps.plain) or the host's Flask app
 
 Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
-blueprints of its providers, each mounted at its path (http_apps.urls.base_path).
+blueprints of its providers, each mounted at its path (http_apps.urls.base_path),
+with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it.
 HTTP apps of global modules are served on every host, before host selection.
 
 Route code sees, per request:
@@ -28,11 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import flask
-from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
 from http_apps.cors import cors_policy, install_cors
 from http_apps.errors import install_error_handlers, wsgi_error
+from http_apps.limits import limit_body
+from http_apps.plain import PlainRoute, plain_paths
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
@@ -63,41 +67,6 @@ class HostApp(flask.Flask):
         super().raise_routing_exception(request)
 
 
-class _CappedInput:
-    """A request body without Content-Length that raises 413 past `limit` bytes.
-
-    werkzeug stops such a stream at the limit without an error, which would hand
-    routes a silently truncated body.
-    """
-
-    PIECE = 65536
-
-    def __init__(self, stream: Any, limit: int) -> None:
-        self.stream = stream
-        self.limit = limit
-        self.seen = 0
-
-    def _counted(self, data: bytes) -> bytes:
-        self.seen += len(data)
-        if self.seen > self.limit:
-            raise RequestEntityTooLarge()
-        return data
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is not None and size >= 0:
-            return self._counted(self.stream.read(size))
-        pieces = []
-        while piece := self._counted(self.stream.read(self.PIECE)):
-            pieces.append(piece)
-        return b"".join(pieces)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return self._counted(self.stream.readline(size))
-
-    def __iter__(self):
-        return iter(self.readline, b"")
-
-
 def _route_methods(app: flask.Flask, blueprint: str) -> set[str]:
     methods: set[str] = set()
     for rule in app.url_map.iter_rules():
@@ -107,34 +76,54 @@ def _route_methods(app: flask.Flask, blueprint: str) -> set[str]:
     return methods
 
 
-def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> flask.Flask:
-    """The Flask app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps."""
+class HostSite:
+    """The WSGI app of one host: its plain routes (http_apps.plain) ahead of its Flask app."""
+
+    def __init__(self, app: flask.Flask, routes: dict[str, PlainRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def __call__(self, environ, start_response):
+        route = self.routes.get(environ.get("PATH_INFO", ""))
+        return (route or self.app)(environ, start_response)
+
+    def handles(self, environ: dict) -> bool:
+        """Whether a route answers this path (or redirects it, or wants another method)."""
+        return environ.get("PATH_INFO", "") in self.routes or _handles(self.app, environ)
+
+
+def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> HostSite:
+    """The app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps."""
     app = HostApp(__name__, static_folder=None)
     app.url_map.merge_slashes = False
-    app.config.update(
-        VIREO_HOST=host,
-        VIREO_CONFIG=config,
-        MAX_CONTENT_LENGTH=config.get_int("http_max_content_size", DEFAULT_MAX_CONTENT_SIZE,
-                                          min=0),
-    )
+    app_limit = config.get_int("http_max_content_size", DEFAULT_MAX_CONTENT_SIZE, min=0)
+    app.config.update(VIREO_HOST=host, VIREO_CONFIG=config, MAX_CONTENT_LENGTH=app_limit)
     body_limits: dict[str, int] = {}
     cors = {}
     mount_paths = []
+    routes: dict[str, PlainRoute] = {}
     for provider in providers:
         path = base_path(config, host, provider.name, provider.default_path)
-        mount_paths.append(path)
-        app.register_blueprint(provider.make_blueprint(), name=provider.name,
-                               url_prefix=path)
+        if provider.make_blueprint is not None:
+            mount_paths.append(path)
+            app.register_blueprint(provider.make_blueprint(), name=provider.name,
+                                   url_prefix=path)
         if provider.max_body_size is not None:
             body_limits[provider.name] = provider.max_body_size
+        handlers = provider.wsgi_handlers or {}
         policy = cors_policy(config, provider.name, provider.cors,
-                             [*provider.methods, *_route_methods(app, provider.name)])
+                             [*provider.methods, *_route_methods(app, provider.name),
+                              *(m for m in handlers if m not in ("HEAD", "OPTIONS"))])
         if policy is not None:
             cors[provider.name] = policy
+        if handlers:
+            route = PlainRoute(handlers, host=host, limit=body_limits.get(provider.name, app_limit),
+                               app_limit=app_limit, cors=policy)
+            routes.update(dict.fromkeys(plain_paths(path), route))
         log.debug("Serving HTTP app %r on %s at %s", provider.name, host, path)
 
     @app.before_request
-    def limit_body() -> None:
+    def limit_request_body() -> None:
         request = flask.request._get_current_object()  # one proxy lookup, not six
         environ = request.environ
         length = request.content_length
@@ -145,19 +134,14 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> fla
         if limit is not None:
             request.max_content_length = limit
         limit = request.max_content_length
-        if limit is None:
-            return
-        if length is not None and length > limit:
-            raise RequestEntityTooLarge()
-        if length is None and environ.get("wsgi.input_terminated"):
-            environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], limit)
+        if limit is not None and limit_body(environ, limit):
             # None would mean MAX_CONTENT_LENGTH again; the capped input enforces the limit.
             request.max_content_length = sys.maxsize
 
     app.config["VIREO_MOUNT_PATHS"] = tuple(mount_paths)
     install_cors(app, cors)
     install_error_handlers(app)
-    return app
+    return HostSite(app, routes)
 
 
 def _handles(app: flask.Flask, environ: dict) -> bool:
@@ -174,7 +158,7 @@ def _handles(app: flask.Flask, environ: dict) -> bool:
 
 
 class HostDispatcher:
-    """WSGI middleware picking the Flask app of the request's HTTP host.
+    """WSGI middleware picking the app (HostSite) of the request's HTTP host.
 
     Global apps answer first when one of their routes matches the path. Then the
     Host header (port stripped, case folded) selects the host; an unknown or
@@ -183,14 +167,14 @@ class HostDispatcher:
     (`http_host`) are tried in order, the first with a matching route serving.
     """
 
-    def __init__(self, hosts: dict[str, list[flask.Flask]], global_app: flask.Flask | None,
+    def __init__(self, hosts: dict[str, list[HostSite]], global_app: HostSite | None,
                  default_host: str | None) -> None:
         self.hosts = hosts
         self.global_app = global_app
         self.default_host = default_host.lower() if default_host else None
 
     def __call__(self, environ, start_response):
-        if self.global_app is not None and _handles(self.global_app, environ):
+        if self.global_app is not None and self.global_app.handles(environ):
             return self.global_app(environ, start_response)
         name = _PORT.sub("", environ.get("HTTP_HOST", "").strip()).lower()
         apps = self.hosts.get(name) or self.hosts.get(self.default_host or "")
@@ -199,7 +183,7 @@ class HostDispatcher:
                 return wsgi_error(start_response, 400, "Missing or invalid 'Host' header")
             return wsgi_error(start_response, 404, f"Unknown host: {name}")
         if len(apps) > 1:
-            return next((app for app in apps if _handles(app, environ)), apps[0])(
+            return next((app for app in apps if app.handles(environ)), apps[0])(
                 environ, start_response)
         return apps[0](environ, start_response)
 
@@ -236,7 +220,7 @@ def _http_name(config: Any, host: str) -> str:
 def build_wsgi_app(config: Any, providers: Iterable[HttpProvider]):
     """The whole HTTP server as one WSGI callable (see the module docstring)."""
     providers = list(providers)
-    hosts: dict[str, list[flask.Flask]] = {}
+    hosts: dict[str, list[HostSite]] = {}
     for host in _served_hosts(config, providers):
         http_name = _http_name(config, host)
         if http_name in hosts:

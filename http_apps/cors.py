@@ -136,3 +136,20 @@ def install_cors(app: flask.Flask, policies: Mapping[str, CorsPolicy]) -> None:
         return response
 
     app.after_request(add_cors_headers)
+
+
+def with_cors(app: Any, policy: CorsPolicy) -> Any:
+    """WSGI middleware: `policy`'s headers on every response of `app` (errors included),
+    set as install_cors sets them on a blueprint's responses. For plain WSGI routes."""
+    def cors_app(environ: dict, start_response: Any) -> Any:
+        extra = policy.headers_for(environ.get("HTTP_ORIGIN"))
+        if not extra:
+            return app(environ, start_response)
+
+        def start_with_cors(status: str, headers: list, exc_info: Any = None) -> Any:
+            kept = [(k, v) for k, v in headers if k.title() not in extra]
+            return start_response(status, [*kept, *extra.items()], exc_info)
+
+        return app(environ, start_with_cors)
+
+    return cors_app

@@ -6,6 +6,7 @@ import html
 import logging
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -60,14 +61,39 @@ def _http_error(error: HTTPException) -> flask.Response:
     return response
 
 
-def _unexpected_error(error: Exception) -> flask.Response:
+def _log_unexpected(method: str, path: str, host: str | None, error: Exception) -> HTTPException:
     # Our own bug: the client gets a plain 500, the log gets the traceback and context.
-    log.error("Error handling %s %s on %s", flask.request.method, flask.request.path,
-              flask.current_app.config.get("VIREO_HOST"), exc_info=error)
-    return _http_error(InternalServerError(description="Check the server log for details."))
+    log.error("Error handling %s %s on %s", method, path, host, exc_info=error)
+    return InternalServerError(description="Check the server log for details.")
+
+
+def _unexpected_error(error: Exception) -> flask.Response:
+    return _http_error(_log_unexpected(flask.request.method, flask.request.path,
+                                       flask.current_app.config.get("VIREO_HOST"), error))
 
 
 def install_error_handlers(app: flask.Flask) -> None:
     """Make every error response of `app` a small page; unexpected exceptions become 500."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+
+
+def with_error_pages(app: Any, host: str) -> Any:
+    """WSGI middleware answering the exceptions `app` raises before its response starts
+    as install_error_handlers does in Flask: an HTTPException is its status page (with
+    its headers, such as Allow), anything else a logged 500. For plain WSGI routes of `host`.
+    """
+    def error_pages_app(environ: dict, start_response: Any) -> Any:
+        try:
+            return app(environ, start_response)
+        except HTTPException as error:
+            page_error = error
+        except Exception as error:  # every bug becomes a 500, as in Flask
+            page_error = _log_unexpected(environ.get("REQUEST_METHOD", ""),
+                                         environ.get("PATH_INFO", ""), host, error)
+        headers = [(k, v) for k, v in page_error.get_headers(environ)
+                   if k.lower() != "content-type"]
+        return wsgi_error(start_response, page_error.code or 500, page_error.description,
+                          headers)
+
+    return error_pages_app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,8 @@ class HttpProvider:
         "*") when `global_` is set.
     make_blueprint: called once per Flask app that mounts it; should return a fresh
         blueprint. Its routes are relative to the mount path: a route "" is the
-        mount path itself, "/" the mount path with a trailing slash.
+        mount path itself, "/" the mount path with a trailing slash. None for an
+        app made of `wsgi_handlers` alone.
     default_path: the mount path unless `http_paths` says otherwise; None means
         "/" + name. May contain "$host".
     cors: the module's CORS settings, Prosody's `cors` table: True or False
@@ -36,16 +37,22 @@ class HttpProvider:
         `http_max_content_size` (10 MiB).
     global_: served for every HTTP host, before host selection, as Prosody does for
         HTTP apps of global modules (http_openmetrics).
+    wsgi_handlers: plain WSGI apps by method ("GET", "POST", ...) answering the mount
+        path itself, with or without a trailing slash, ahead of Flask: for hot routes
+        whose handlers are cheaper than Flask's request machinery (http_apps.plain
+        gives them the same body limit, CORS headers and error pages). They see
+        REMOTE_ADDR and wsgi.url_scheme as trusted_proxies leaves them.
     """
 
     name: str
     host: str
-    make_blueprint: Callable[[], flask.Blueprint]
+    make_blueprint: Callable[[], flask.Blueprint] | None
     default_path: str | None = None
     cors: bool | Mapping[str, Any] | None = None
     methods: tuple[str, ...] = ("GET",)
     max_body_size: int | None = None
     global_: bool = False
+    wsgi_handlers: Mapping[str, Callable[[dict, Callable[..., Any]], Iterable[bytes]]] | None = None
 
     @property
     def served_host(self) -> str:

@@ -3,20 +3,25 @@
 Every answer to a POST is HTTP 200 with `text/xml; charset=utf-8`, errors
 included (type='terminate' bodies); a body over the route's size limit is
 refused by the HTTP layer (413). GET shows a short page saying what this is.
+The handlers are plain WSGI (http_apps.plain): a BOSH request is small and
+frequent, and Flask's request machinery cost more than the rest of it.
 A held request parks its greenlet until the manager answers it: not inside the
-view, but when the WSGI server iterates the response body, after Flask and the
+handler, but when the WSGI server iterates the response body, after the
 middlewares have returned, so the parked greenlet keeps only a shallow stack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import flask
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from http_apps.bosh.manager import BoshManager, Parked
+from http_apps.limits import read_body
+from http_apps.plain import WsgiApp
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
+#: URL schemes werkzeug's `Request.is_secure` counts as secure.
+SECURE_SCHEMES = frozenset({"https", "wss"})
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>BOSH endpoint</title></head>
@@ -25,28 +30,28 @@ Point your BOSH client at this URL to connect.</p></body></html>
 """
 
 
-def make_blueprint(manager: BoshManager) -> flask.Blueprint:
-    """A fresh blueprint serving BOSH at its mount path (with and without a trailing slash)."""
-    blueprint = flask.Blueprint("bosh", __name__)
+def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
+    """Plain WSGI handlers (http_apps.plain) serving BOSH at the mount path: GET and POST."""
+    page = PAGE.encode()
+    page_headers = [("Content-Type", "text/html; charset=utf-8"),
+                    ("Content-Length", str(len(page)))]
 
-    @blueprint.get("")
-    @blueprint.get("/")
-    def page() -> flask.Response:
-        return flask.Response(PAGE, content_type="text/html; charset=utf-8")
+    def get(_environ: dict, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", list(page_headers))
+        return [page]
 
-    @blueprint.post("")
-    @blueprint.post("/")
-    def post() -> flask.Response:
-        request = flask.request._get_current_object()  # one proxy lookup, not three
-        result = manager.handle(request.get_data(cache=False), secure=request.is_secure,
-                                peer=request.remote_addr or "")
+    def post(environ: dict, start_response: Any) -> Iterable[bytes]:
+        result = manager.handle(read_body(environ),
+                                secure=environ.get("wsgi.url_scheme") in SECURE_SCHEMES,
+                                peer=environ.get("REMOTE_ADDR") or "")
         if isinstance(result, Parked):
-            response = flask.Response(HeldBody(manager, result), 200, content_type=CONTENT_TYPE)
-            response.direct_passthrough = True
-            return response
-        return flask.Response(result, 200, content_type=CONTENT_TYPE)
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+            return HeldBody(manager, result)
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE),
+                                  ("Content-Length", str(len(result)))])
+        return [result]
 
-    return blueprint
+    return {"GET": get, "POST": post}
 
 
 class HeldBody:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from http_apps.bosh.manager import BoshManager, BoshOptions
-from http_apps.bosh.views import make_blueprint
+from http_apps.bosh.views import wsgi_handlers
 from xmpp.errors import StreamError
 from xmpp.hosts import ModuleContext
 
@@ -53,7 +53,7 @@ def setup(m: ModuleContext) -> None:
     global_ = "bosh" in server.config.get_list("modules_enabled", [])
     if global_ and not first:
         return  # one global app serves every host
-    m.provides_http("bosh", lambda: make_blueprint(manager), default_path="/http-bind",
-                    cors=True, methods=("GET", "POST", "OPTIONS"),
+    m.provides_http("bosh", None, wsgi_handlers=wsgi_handlers(manager),
+                    default_path="/http-bind", cors=True, methods=("GET", "POST", "OPTIONS"),
                     max_body_size=server.c2s_stanza_size_limit(None if global_ else m.host),
                     global_=global_)
