@@ -14,14 +14,12 @@ import hashlib
 import hmac
 import re
 import secrets
-import stringprep
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
-from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials
+from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, saslprep
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
 FAILURE_CONDITIONS = frozenset({
@@ -109,31 +107,6 @@ def encode_payload(data: bytes | None) -> str | None:
     if not data:
         return "="
     return base64.b64encode(data).decode("ascii")
-
-
-def saslprep(text: str) -> str:
-    """RFC 4013 SASLprep for queries (unassigned code points allowed).
-
-    Raises ValueError when the string holds prohibited characters.
-    """
-    if text.isascii() and text.isprintable():
-        return text
-    mapped = "".join(" " if stringprep.in_table_c12(c) else c
-                     for c in text if not stringprep.in_table_b1(c))
-    result = unicodedata.normalize("NFKC", mapped)
-    for c in result:
-        if (stringprep.in_table_c12(c) or stringprep.in_table_c21_c22(c)
-                or stringprep.in_table_c3(c) or stringprep.in_table_c4(c)
-                or stringprep.in_table_c5(c) or stringprep.in_table_c6(c)
-                or stringprep.in_table_c7(c) or stringprep.in_table_c8(c)
-                or stringprep.in_table_c9(c)):
-            raise ValueError("prohibited character")
-    if any(stringprep.in_table_d1(c) for c in result):
-        if any(stringprep.in_table_d2(c) for c in result):
-            raise ValueError("mixed bidirectional text")
-        if not (stringprep.in_table_d1(result[0]) and stringprep.in_table_d1(result[-1])):
-            raise ValueError("bidirectional text must start and end with RandALCat")
-    return result
 
 
 def _default_nonce() -> str:

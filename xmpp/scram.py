@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stringprep
+import unicodedata
 from dataclasses import dataclass
 
 SCRAM_HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}
@@ -22,7 +24,9 @@ class ScramCredentials:
 
 
 def derive(password: str, hash_name: str, salt: bytes, iterations: int) -> ScramCredentials:
-    salted = hashlib.pbkdf2_hmac(hash_name, password.encode("utf-8"), salt, iterations)
+    """RFC 5802's keys from a password, normalised with SASLprep as clients do."""
+    salted = hashlib.pbkdf2_hmac(hash_name, _normalized(password).encode("utf-8"), salt,
+                                 iterations)
     client_key = hmac.digest(salted, b"Client Key", hash_name)
     stored_key = hashlib.new(hash_name, client_key).digest()
     server_key = hmac.digest(salted, b"Server Key", hash_name)
@@ -39,3 +43,37 @@ def password_matches(password: str, hash_name: str, creds: ScramCredentials) -> 
     """Check a clear password (from SASL PLAIN) against stored material."""
     candidate = derive(password, hash_name, creds.salt, creds.iterations)
     return hmac.compare_digest(candidate.stored_key, creds.stored_key)
+
+
+def saslprep(text: str) -> str:
+    """RFC 4013 SASLprep for queries (unassigned code points allowed).
+
+    Raises ValueError when the string holds prohibited characters.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    mapped = "".join(" " if stringprep.in_table_c12(c) else c
+                     for c in text if not stringprep.in_table_b1(c))
+    result = unicodedata.normalize("NFKC", mapped)
+    for c in result:
+        if (stringprep.in_table_c12(c) or stringprep.in_table_c21_c22(c)
+                or stringprep.in_table_c3(c) or stringprep.in_table_c4(c)
+                or stringprep.in_table_c5(c) or stringprep.in_table_c6(c)
+                or stringprep.in_table_c7(c) or stringprep.in_table_c8(c)
+                or stringprep.in_table_c9(c)):
+            raise ValueError("prohibited character")
+    if any(stringprep.in_table_d1(c) for c in result):
+        if any(stringprep.in_table_d2(c) for c in result):
+            raise ValueError("mixed bidirectional text")
+        if not (stringprep.in_table_d1(result[0]) and stringprep.in_table_d1(result[-1])):
+            raise ValueError("bidirectional text must start and end with RandALCat")
+    return result
+
+
+def _normalized(password: str) -> str:
+    # A password SASLprep refuses can still be stored and checked as given;
+    # SASL PLAIN refuses it before it gets here.
+    try:
+        return saslprep(password)
+    except ValueError:
+        return password

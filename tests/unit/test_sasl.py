@@ -423,3 +423,12 @@ def test_slixmpp_plain(accounts):
     mech = slixmpp_mech(PLAIN, "PLAIN", "juliet", "nope")
     assert drive(mech, SaslExchange("PLAIN", accounts, host=HOST, offered=ALL)) == Failure(
         "not-authorized")
+
+
+def test_stored_material_and_plain_agree_on_a_password_saslprep_changes():
+    """RFC 5802 normalises the password: "\u2168" (ROMAN NUMERAL NINE) is "IX" to SASLprep."""
+    from xmpp.scram import derive, password_matches
+
+    stored = derive("\u2168", "sha256", b"salt", 4096)
+    assert password_matches("IX", "sha256", stored)
+    assert stored == derive("IX", "sha256", b"salt", 4096)
