@@ -71,8 +71,9 @@ class BadHead(ValueError):
         self.status = status
 
 
-# RFC 9110 5.1 and 5.5: a token, a colon, the value without CR, LF or NUL.
-_FIELD_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\x00]*?)[ \t]*\r?\n?")
+# RFC 9110 5.1 and 5.5: a token, a colon, the value without CR, LF or NUL. Its trailing
+# whitespace is stripped after the match: a lazy value before `[ \t]*` cost 4x as much.
+_FIELD_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\x00]*)\r?\n?")
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -90,7 +91,7 @@ def parse_fields(lines: Iterable[bytes]) -> OldMessage:
         match = _FIELD_LINE.fullmatch(line.decode("latin-1"))
         if match is None:
             raise BadHead(f"malformed header line {line[:100]!r}")
-        fields[match.group(1)] = match.group(2)
+        fields[match.group(1)] = match.group(2).rstrip(" \t")
     return fields
 
 
