@@ -116,8 +116,10 @@ class ModuleContext:
     def add_extension(self, form: Element) -> None:
         self.host.extensions.append(form)
 
-    def provides_http(self, name: str, make_blueprint: Callable[[], Any], **kwargs: Any) -> None:
-        """Declare an HTTP app, mounted by the HTTP server at its path."""
+    def provides_http(self, name: str, make_blueprint: Callable[[], Any] | None,
+                      **kwargs: Any) -> None:
+        """Declare an HTTP app, mounted by the HTTP server at its path: a Flask
+        blueprint, and/or plain WSGI handlers for hot routes (`wsgi_handlers`)."""
         from http_apps.provider import HttpProvider
 
         self.server.http_providers.append(
