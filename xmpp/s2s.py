@@ -38,6 +38,7 @@ from xmpp import namespaces as ns
 from xmpp.component import to_client_namespace
 from xmpp.errors import StreamError
 from xmpp.jid import InvalidJID, parse_jid
+from xmpp.metrics import STANZAS_IN, STANZAS_OUT
 from xmpp.s2s_tls import NO_CERTIFICATE, PeerCertificate
 from xmpp.stanza import STREAM_CLOSE, serialize, stream_header
 from xmpp.stream import StreamParser
@@ -371,7 +372,9 @@ class S2SIncoming(_Stream):
             raise StreamError("invalid-from", f"{sender.domain} is not authenticated here")
         if not self.manager.serves(to.domain):
             raise StreamError("host-unknown", "This server does not serve " + to.domain)
-        self.manager.router.route(to_client_namespace(stanza, ns.SERVER), self)
+        stanza = to_client_namespace(stanza, ns.SERVER)
+        STANZAS_IN[stanza.tag] += 1
+        self.manager.router.route(stanza, self)
 
     def send(self, stanza: Element) -> None:
         """A reply to a stanza this stream brought in: it leaves on an outgoing link."""
@@ -432,6 +435,7 @@ class S2SOutgoing(_Stream):
 
     def send_stanza(self, local: str, stanza: Element, now: float) -> None:
         """Send `stanza` from our domain `local` once `local` is authenticated here."""
+        STANZAS_OUT[stanza.tag] += 1
         data = serialize(stanza, ns.CLIENT, S2S_PREFIXES).encode()
         state = self.domains.get(local)
         if state == "valid":

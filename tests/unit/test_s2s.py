@@ -182,6 +182,20 @@ def test_verified_domain_may_send_and_stanzas_become_jabber_client(env):
     assert not transport.closed
 
 
+def test_s2s_stanzas_are_counted_for_metrics(env):
+    from xmpp.metrics import STANZAS_IN, STANZAS_OUT
+
+    tag = f"{{{ns.CLIENT}}}message"
+    before = STANZAS_IN[tag], STANZAS_OUT[tag]
+    session, _transport = incoming(env)
+    dialback_in(env, session)
+    session.data_received(
+        f"<message from='u@{REMOTE}/r' to='v@{LOCAL}'><body>hi</body></message>".encode())
+    link, _ = outgoing(env)
+    link.send_stanza(LOCAL, message(f"u@{LOCAL}", f"v@{REMOTE}", "m"), env.clock())
+    assert (STANZAS_IN[tag], STANZAS_OUT[tag]) == (before[0] + 1, before[1] + 1)
+
+
 def test_stanza_from_an_unverified_domain_is_invalid_from(env):
     session, transport = incoming(env)
     dialback_in(env, session)
