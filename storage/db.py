@@ -179,6 +179,17 @@ class Database:
         self.engine.dispose()
 
 
+class _UpgradesOnly(logging.Filter):
+    """alembic names its dialect at info on every start and admin command;
+    keep only the lines about upgrades it actually runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_UpgradesOnly())
+
+
 def is_storage_error(error: BaseException) -> bool:
     """Whether `error` is a failure of the database rather than of our own code."""
     return isinstance(error, SQLAlchemyError)
