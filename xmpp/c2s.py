@@ -258,13 +258,7 @@ class C2SSession(XmlStreamSession):
             raise StreamError("not-authorized", "Authenticate and bind a resource first")
 
     def _starttls(self) -> None:
-        if self.authenticated or not self._can_starttls():
-            self.transport.write(f"<failure xmlns='{ns.TLS}'/>".encode())
-            self.close()
-            return
-        self.transport.write(f"<proceed xmlns='{ns.TLS}'/>".encode())
-        self.transport.start_tls()
-        self.parser.reset()
+        self.answer_starttls(not self.authenticated and self._can_starttls())
 
     # -- SASL ----------------------------------------------------------------
 

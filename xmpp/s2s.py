@@ -259,13 +259,8 @@ class S2SIncoming(_Stream):
             raise StreamError("unsupported-stanza-type")
 
     def _starttls(self) -> None:
-        if self.secure or not self.local or not self.manager.can_accept_tls(self.local):
-            self.transport.write(f"<failure xmlns='{ns.TLS}'/>".encode())
-            self.close()
-            return
-        self.transport.write(f"<proceed xmlns='{ns.TLS}'/>".encode())
-        self.transport.start_tls()
-        self.parser.reset()
+        self.answer_starttls(not self.secure and bool(self.local)
+                             and self.manager.can_accept_tls(self.local))
 
     def _sasl_external(self, element: Element) -> None:
         condition = self._external_failure(element)

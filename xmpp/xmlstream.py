@@ -11,6 +11,7 @@ import logging
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from xmpp import namespaces as ns
 from xmpp.errors import StreamError
 from xmpp.stanza import STREAM_CLOSE
 from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
@@ -71,6 +72,17 @@ class XmlStreamSession:
             self.transport.write(STREAM_CLOSE.encode())
         self.transport.close()
         self._ended()
+
+    def answer_starttls(self, allowed: bool) -> None:
+        """RFC 6120 5.4.2: <proceed/> then TLS on the same socket, or <failure/> and close."""
+        if not allowed:
+            self.transport.write(f"<failure xmlns='{ns.TLS}'/>".encode())
+            self.close()
+            return
+        self.transport.write(f"<proceed xmlns='{ns.TLS}'/>".encode())
+        self.transport.start_tls()
+        assert self.parser is not None
+        self.parser.reset()
 
     def peer_name(self) -> str:
         """Who is at the other end, for logs."""
