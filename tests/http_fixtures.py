@@ -20,6 +20,7 @@ from werkzeug.test import Client
 from http_apps import build_wsgi_app
 from http_apps.provider import HttpProvider
 from http_apps.urls import external_url
+from tests.integration.server_fixture import stop_process
 from xmpp.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,12 +180,7 @@ def http_server_process(directory: Path, config_text: str,
             time.sleep(0.02)
         yield RunningHttp(process, json.loads(ports_file.read_text()), log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
 
 
 def http_request(sock: socket.socket, method: str, path: str, host: str | None = "example.com",

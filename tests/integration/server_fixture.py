@@ -45,14 +45,18 @@ def spawn_logged(command: list[str], directory: Path, *, cwd: Path) -> subproces
 
 
 def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
-    """SIGTERM, then SIGKILL to the whole session after `timeout`; the exit status."""
+    """SIGTERM, then SIGKILL after `timeout` (to its whole session when it leads
+    one); the exit status."""
     if process is None or process.poll() is not None:
         return process.returncode if process else None
     process.send_signal(signal.SIGTERM)
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        if os.getsid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         return process.wait(timeout)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.certs import make_self_signed
 from tests.http_fixtures import connect, http_request, http_server_process
-from tests.integration.server_fixture import free_port
+from tests.integration.server_fixture import free_port, stop_process
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -94,12 +94,7 @@ def proxied(tmp_path_factory):
             wait_listening(ports["tls"], nginx)
             yield {**ports, "backend": vireo.http_port}
         finally:
-            nginx.terminate()
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
-                nginx.wait(10)
+            stop_process(nginx)
 
 
 def request(port: int, path: str, source: str, *, tls: bool = False, headers=None):

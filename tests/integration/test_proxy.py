@@ -28,7 +28,7 @@ from http_apps.proxied import ProxyHttpServer
 from tests.integration.clients import TestClient, close, login, run
 from tests.integration.fake_dns import FakeDns
 from tests.integration.raw_client import RawClient
-from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from tests.integration.server_fixture import free_port, make_server, stop_process, wait_for_port
 from xmpp import namespaces as ns
 from xmpp.netmatch import AddressMatcher
 from xmpp.proxy_listener import ProxyGate
@@ -127,12 +127,7 @@ def haproxy(server, tmp_path_factory):
             wait_for_port(port, process)
         yield fronts
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
 
 
 
