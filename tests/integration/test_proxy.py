@@ -26,7 +26,6 @@ import pytest
 
 from http_apps.proxied import ProxyHttpServer
 from tests.integration.clients import TestClient, close, login, run
-from tests.integration.fake_dns import FakeDns
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, stop_process, wait_for_port
 from xmpp import namespaces as ns
@@ -46,13 +45,6 @@ USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret",
 HEADER_TIMEOUT = 1.0
 REMOTE, REMOTE_ADDRESS = "remote.example", "127.0.0.6"  # a federated server, direct
 HAPROXY_SOURCE = "127.0.0.2"  # where haproxy's s2s backend connects from (trusted range)
-
-
-@pytest.fixture(scope="module")
-def dns():
-    server = FakeDns().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,6 @@ def closed_port(address: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def dns():
-    server = FakeDns().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def servers(tmp_path_factory, dns):
     base = tmp_path_factory.mktemp("s2s")
     second_cert, second_key = make_self_signed(base / "a", SECOND_A)
