@@ -4,8 +4,9 @@
 
 gunicorn binds `http_ports` on `http_interfaces` (Prosody's defaults: 5280 on
 loopback) and serves the WSGI app `wsgi:application`, the same callable the
-built-in server runs. The one worker also opens the XMPP listeners and the
-`https_ports` (pywsgi with SNI, as gunicorn's own TLS has one certificate).
+built-in server runs. The one worker also opens what the modules declare
+besides: the XMPP listeners, the `https_ports` (pywsgi with SNI, as
+gunicorn's own TLS has one certificate) and the PROXY-protocol ports.
 Vireo keeps every session in one process, so there is exactly one worker.
 
 gunicorn's own request limits apply on the http ports (400 for an oversized
@@ -14,7 +15,7 @@ request line or header); route body limits (413) are the app's.
 
 import os
 
-from http_apps.server import listen_addresses, start_http_servers, stop_http_servers
+from http_apps.server import listen_addresses
 from http_apps.urls import mark_listening
 from xmpp.config import load_config
 
@@ -49,20 +50,19 @@ graceful_timeout = 5
 
 
 def post_worker_init(worker):
-    """In the worker, once `wsgi` is loaded: XMPP listeners and https ports."""
+    """In the worker, once `wsgi` is loaded: what `app.py run` opens besides the
+    http ports gunicorn binds (XMPP listeners, https, PROXY-protocol ports)."""
     import wsgi
 
     for sock in worker.sockets:
         mark_listening("http", sock.getsockname()[1])
     wsgi.server.start_xmpp_listeners()
-    worker.vireo_https = start_http_servers(wsgi.server.config, wsgi.application,
-                                            services=("https",))
+    wsgi.server.start_http(("https",))
     wsgi.server.started()
 
 
 def worker_exit(server, worker):
-    """Close the https ports, then Vireo's streams and listeners."""
+    """Vireo's https ports, streams and listeners, in the order `app.py run` closes them."""
     import wsgi
 
-    stop_http_servers(getattr(worker, "vireo_https", []), timeout=graceful_timeout)
-    wsgi.server.stop()
+    wsgi.server.stop(timeout=graceful_timeout)

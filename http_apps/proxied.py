@@ -11,13 +11,10 @@ For "https" the TLS handshake follows the header on the same socket.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from http_apps.server import HttpServer, https_context
 from xmpp.proxy_listener import HTTP_SERVICES, Binder, ProxyGate, configured_ports
-
-if TYPE_CHECKING:
-    from xmpp.server import VireoServer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +33,7 @@ class ProxyHttpServer(HttpServer):
             super().handle(sock, admitted.peer)
 
 
-def start_proxy_http_servers(server: VireoServer, application: Any, bind: Binder,
+def start_proxy_http_servers(server: Any, application: Any, bind: Binder,
                              **limits: Any) -> list[ProxyHttpServer]:
     """Open and start the PROXY ports mapped to http or https, serving `application`.
 

@@ -210,6 +210,63 @@ class Upload(Base):
     path: Mapped[str | None] = mapped_column(Text)
 
 
+class KeyValItem(Base):
+    """One value of a module's keyval or map store (Prosody's `prosody` table).
+
+    A keyval store keeps one value per user under the empty key; a map store
+    one per key. `username` is "" for a store of the host itself. `type` says
+    how `value` is encoded: "json" or "xml" (one serialized element).
+    """
+
+    __tablename__ = "keyval"
+    __table_args__ = (
+        Index("uq_keyval_host_username_store_key", "host", "username", "store", "key",
+              unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
+                                         "store": MYSQL_PREFIX, "key": MYSQL_PREFIX}),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    store: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1023))
+    type: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(STANZA_TEXT)
+
+
+class ArchiveItem(Base):
+    """One item of a module's archive store (Prosody's `prosodyarchive` table):
+    timestamped, with the JID it is exchanged `with`, found by its `key`.
+
+    `id` orders items as they were appended, so paging never depends on
+    timestamps that may repeat.
+    """
+
+    __tablename__ = "archive"
+    __table_args__ = (
+        Index("uq_archive_host_username_store_key", "host", "username", "store", "key",
+              unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
+                                         "store": MYSQL_PREFIX}),
+        Index("ix_archive_host_username_store_when", "host", "username", "store", "when",
+              mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
+                            "store": MYSQL_PREFIX}),
+        Index("ix_archive_host_username_store_with_when", "host", "username", "store", "with",
+              "when", mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
+                                    "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    host: Mapped[str] = mapped_column(JID_PART)
+    username: Mapped[str] = mapped_column(JID_PART)
+    store: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(64))
+    when: Mapped[datetime] = mapped_column(UTCDateTime)
+    with_: Mapped[str] = mapped_column("with", String(3071))
+    type: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(STANZA_TEXT)
+
+
 # Rows that belong to one (host, username) and go when the account is deleted.
 # Later revisions append their per-user models here.
-PER_USER_MODELS: list[type[Base]] = [RosterEntry, RosterPending, RosterVersion, OfflineMessage]
+PER_USER_MODELS: list[type[Base]] = [RosterEntry, RosterPending, RosterVersion, OfflineMessage,
+                                     KeyValItem, ArchiveItem]

@@ -39,7 +39,6 @@ from gevent.server import StreamServer
 
 if TYPE_CHECKING:
     from xmpp.config import Config
-    from xmpp.server import VireoServer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def socket_path(config: Config) -> Path:
 # -- the listing ------------------------------------------------------------------------
 
 
-def live_sessions(server: VireoServer) -> Iterator[Any]:
+def live_sessions(server: Any) -> Iterator[Any]:
     """Every session of every listener, bound sessions no listener holds (BOSH), then
     outgoing s2s links."""
     seen: set[int] = set()
@@ -76,7 +75,7 @@ def live_sessions(server: VireoServer) -> Iterator[Any]:
         yield from s2s.outgoing_sessions()
 
 
-def describe_sessions(server: VireoServer) -> list[dict[str, Any]]:
+def describe_sessions(server: Any) -> list[dict[str, Any]]:
     """The admin listing: one `describe()` dict per live session."""
     return [describe(session) for session in live_sessions(server)]
 
@@ -95,7 +94,7 @@ def describe(session: Any) -> dict[str, Any]:
             "listener": getattr(transport, "listener", None)}
 
 
-COMMANDS: dict[str, Callable[[VireoServer], dict[str, Any]]] = {
+COMMANDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "sessions": lambda server: {"sessions": describe_sessions(server)},
 }
 
@@ -118,7 +117,7 @@ def may_administer(uid: int) -> bool:
 class AdminSocket:
     """The server end of the admin socket."""
 
-    def __init__(self, server: VireoServer, path: Path) -> None:
+    def __init__(self, server: Any, path: Path) -> None:
         self.server = server
         self.path = path
         self.listener = StreamServer(_bind_private(path), self._handle)
@@ -157,7 +156,7 @@ class AdminSocket:
         return {"ok": True, **handler(self.server)}
 
 
-def open_admin_socket(server: VireoServer) -> AdminSocket | None:
+def open_admin_socket(server: Any) -> AdminSocket | None:
     """The admin socket of this server, or None (logged) when it cannot be created."""
     path = socket_path(server.config)
     try:

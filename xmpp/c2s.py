@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
-from storage.db import is_storage_error
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
+from xmpp.filters import NO_FILTERS, run_filters
+from xmpp.hosts import payload_name
 from xmpp.jid import JID, InvalidJID, parse_jid
-from xmpp.metrics import STANZAS_IN, STANZAS_OUT, STORAGE_ERRORS
+from xmpp.metrics import STANZAS_IN, STANZAS_OUT
 from xmpp.sasl import (
     Challenge,
     Failure,
@@ -33,8 +35,12 @@ from xmpp.stream import StreamParser
 from xmpp.xmlstream import XmlStreamSession, supported_version
 
 if TYPE_CHECKING:
+    import ssl
+
+    from xmpp.auth_throttle import FailureThrottle
     from xmpp.hosts import LocalHost
-    from xmpp.server import VireoServer
+    from xmpp.router import Router
+    from xmpp.scram import ScramCredentials
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +76,51 @@ class Transport(Protocol):
     def call_later(self, seconds: float, callback: object) -> None: ...
 
 
-class Accounts:
-    """The SASL credential source for one host, backed by the account store."""
+class Credentials(Protocol):
+    """Where SASL finds the accounts (storage.accounts.AccountStore)."""
 
-    def __init__(self, server: VireoServer, host: str) -> None:
-        self.store = server.accounts
+    def check_password(self, host: str, username: str, password: str) -> bool: ...
+    def scram_credentials(self, host: str, username: str,
+                          mechanism: str) -> ScramCredentials | None: ...
+
+
+class Certificates(Protocol):
+    def context_for(self, host: str) -> ssl.SSLContext | None: ...
+
+
+@dataclass(eq=False)
+class C2SServices:
+    """What client sessions need of the server, and nothing else.
+
+    One instance serves every c2s session of a process, whatever carries it
+    (TCP, BOSH, WebSocket).
+    """
+
+    hosts: Mapping[str, LocalHost]
+    router: Router
+    credentials: Credentials
+    throttle: FailureThrottle
+    clock: Callable[[], float]
+    certificates: Certificates
+    stanza_size_limit: Callable[[LocalHost | None], int]
+    unauthenticated_stanza_size: int = DEFAULT_UNAUTHENTICATED_STANZA_SIZE
+    timeout: float = 300.0  # Prosody's c2s_timeout: authenticate and bind by then
+    # Told of every failure of ours while handling a stanza (metrics count storage ones).
+    on_internal_error: Callable[[Exception], None] = lambda error: None
+
+
+class _HostCredentials:
+    """The SASL credential source for one host."""
+
+    def __init__(self, credentials: Credentials, host: str) -> None:
+        self.credentials = credentials
         self.host = host
 
     def check_password(self, username: str, password: str) -> bool:
-        return self.store.check_password(self.host, username, password)
+        return self.credentials.check_password(self.host, username, password)
 
-    def scram_credentials(self, username: str, mechanism: str):
-        return self.store.scram_credentials(self.host, username, mechanism)
+    def scram_credentials(self, username: str, mechanism: str) -> ScramCredentials | None:
+        return self.credentials.scram_credentials(self.host, username, mechanism)
 
 
 class C2SSession(XmlStreamSession):
@@ -89,13 +128,13 @@ class C2SSession(XmlStreamSession):
 
     kind = "c2s"
 
-    def __init__(self, server: VireoServer, transport: Transport) -> None:
-        self.server = server
+    def __init__(self, services: C2SServices, transport: Transport) -> None:
+        self.services = services
         self.transport = transport
         self.parser: StreamParser | None = None
         if self.framed:
             self.parser = StreamParser(default_ns=ns.CLIENT,
-                                       max_stanza_size=server.unauthenticated_stanza_size)
+                                       max_stanza_size=services.unauthenticated_stanza_size)
         self.host: LocalHost | None = None
         self.stream_id = ""
         self.header_sent = False
@@ -103,16 +142,14 @@ class C2SSession(XmlStreamSession):
         self.auth_mechanism: str | None = None  # the SASL mechanism that succeeded
         self.jid: JID | None = None
         self.sasl: SaslExchange | None = None
-        self.priority = 0
-        self.available = False
-        self.presence: Element | None = None
-        self.directed: set[str] = set()
-        self.roster_requested = False
         self.closed = False
+        # Each module's own state on this session (xmpp.moduleapi session_data).
+        self.module_data: dict[str, Any] = {}
+        self.filters = NO_FILTERS
         # Elements waiting behind a throttled <auth/> (None: nothing is waiting).
         self.held: list[Element] | None = None
         # Prosody's c2s_timeout: a stream must have bound a resource by then.
-        transport.call_later(server.c2s_timeout, self._check_established)
+        transport.call_later(services.timeout, self._check_established)
 
     def _check_established(self) -> None:
         if self.jid is None:
@@ -161,7 +198,7 @@ class C2SSession(XmlStreamSession):
             self._send_header(to or None)
             if not to:
                 raise StreamError("improper-addressing", "A 'to' attribute is required")
-            host = self.server.router.hosts.get(to)
+            host = self.services.hosts.get(to)
             if host is None or host.is_component:
                 raise StreamError("host-unknown", "This server does not serve " + to)
             self.host = host
@@ -192,18 +229,17 @@ class C2SSession(XmlStreamSession):
                 mech_el = SubElement(features, f"{{{ns.SASL}}}mechanisms")
                 for name in mechanisms:
                     SubElement(mech_el, f"{{{ns.SASL}}}mechanism").text = name
-            self.host.fire("stream-features/pre-auth", self, features)
         else:
             SubElement(features, BIND)
             session = SubElement(features, SESSION)
             SubElement(session, f"{{{ns.SESSION}}}optional")
-            self.host.fire("stream-features/post-auth", self, features)
+        self.host.fire("stream-features", origin=self, features=features)
         return features
 
     def _can_starttls(self) -> bool:
         assert self.host is not None
         return (self.framed and not self.secure and "tls" in self.host.modules
-                and self.server.c2s_tls.context_for(self.host.name) is not None)
+                and self.services.certificates.context_for(self.host.name) is not None)
 
     def _encryption_required(self) -> bool:
         assert self.host is not None
@@ -230,6 +266,11 @@ class C2SSession(XmlStreamSession):
             self.held.append(element)
             return
         try:
+            if self.filters and self.filters.get("stanzas/in"):
+                filtered = run_filters(self.filters["stanzas/in"], element, self)
+                if filtered is None:
+                    return
+                element = filtered
             self._dispatch(element)
         except StreamError:
             raise
@@ -240,8 +281,7 @@ class C2SSession(XmlStreamSession):
         # As Prosody: log it with context and answer the stanza, keeping the stream.
         log.exception("Error handling <%s/> from %s", local_name(element.tag),
                       self.jid or self.transport.peer[0])
-        if is_storage_error(error):
-            STORAGE_ERRORS.labels(store="sql").inc()
+        self.services.on_internal_error(error)
         if element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
             self.send(StanzaError("internal-server-error", error_type="wait").to_reply(element))
 
@@ -254,8 +294,15 @@ class C2SSession(XmlStreamSession):
             self._sasl(element)
         elif element.tag == IQ:
             self._pre_bind_iq(element)
-        else:
+        elif not self._stream_element(element):
             raise StreamError("not-authorized", "Authenticate and bind a resource first")
+
+    def _stream_element(self, element: Element) -> bool:
+        """Prosody's `stanza/NS:name` event for an element that is no stanza
+        (stream management's <r/>, <enable/>...); whether a module took it."""
+        assert self.host is not None
+        return bool(self.host.fire("stanza/" + payload_name(element.tag),
+                                   origin=self, stanza=element))
 
     def _starttls(self) -> None:
         self.answer_starttls(not self.authenticated and self._can_starttls())
@@ -284,8 +331,8 @@ class C2SSession(XmlStreamSession):
             return
         if element.tag == SASL_AUTH:
             assert self.host is not None
-            delay = self.server.auth_throttle.delay_for(self.transport.peer[0],
-                                                        self.server.now())
+            delay = self.services.throttle.delay_for(self.transport.peer[0],
+                                                     self.services.clock())
             if delay > 0:
                 # Slows password guessing from one address; Prosody does not do this.
                 # The attempt itself waits (not only its answer), so sending
@@ -294,7 +341,8 @@ class C2SSession(XmlStreamSession):
                 self.transport.call_later(delay, self._release_held)
                 return
             self.sasl = SaslExchange(element.get("mechanism", ""),
-                                     Accounts(self.server, self.host.name),
+                                     _HostCredentials(self.services.credentials,
+                                                      self.host.name),
                                      host=self.host.name, offered=self._mechanisms())
             self._sasl_result(self.sasl.start(payload))
         elif self.sasl is None:
@@ -309,7 +357,7 @@ class C2SSession(XmlStreamSession):
             return
         mechanism, self.sasl = self.sasl and self.sasl.mechanism, None
         if isinstance(result, Success):
-            self.server.auth_throttle.record_success(address, self.server.now())
+            self.services.throttle.record_success(address, self.services.clock())
             self.username = result.username
             self.auth_mechanism = mechanism
             log.info("Authenticated %s@%s from %s", result.username,
@@ -317,9 +365,13 @@ class C2SSession(XmlStreamSession):
             self._write_sasl("success", result.data)
             if self.parser is not None:
                 self.parser.reset()
-                self.parser.max_stanza_size = self.server.c2s_stanza_size_limit(self.host)
+                self.parser.max_stanza_size = self.services.stanza_size_limit(self.host)
+            if self.host is not None:
+                self.host.fire("authentication-success", session=self)
             return
-        self.server.auth_throttle.record_failure(address, self.server.now())
+        self.services.throttle.record_failure(address, self.services.clock())
+        if self.host is not None:
+            self.host.fire("authentication-failure", session=self, condition=result.condition)
         failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
         if result.text:
             failure += f"<text>{_escape(result.text)}</text>"
@@ -359,7 +411,7 @@ class C2SSession(XmlStreamSession):
         payload = iq[0] if len(iq) == 1 else None
         if payload is not None and payload.tag == REGISTER_QUERY and not self.authenticated:
             # XEP-0077 registration happens before authentication.
-            self.server.router.handle_iq(self.host, iq, "host", self)
+            self.services.router.handle_iq(self.host, iq, "host", self)
         elif not self.authenticated:
             raise StreamError("not-authorized", "Authenticate first")
         elif payload is not None and payload.tag == BIND and iq.get("type") == "set":
@@ -379,12 +431,13 @@ class C2SSession(XmlStreamSession):
             self.send(StanzaError("bad-request", "Invalid resource").to_reply(iq))
             return
         self.jid = jid
-        self.server.router.bind(self, jid)
+        self.services.router.bind(self, jid)
         result = _result(iq)
         bound = SubElement(result, BIND)
         SubElement(bound, f"{{{ns.BIND}}}jid").text = str(jid)
         self.send(result)
         log.info("Bound %s (%s)", jid, "secure" if self.secure else "insecure")
+        self.host.fire("resource-bind", session=self)
 
     # -- established session ----------------------------------------------------
 
@@ -397,7 +450,9 @@ class C2SSession(XmlStreamSession):
                       StanzaError("not-allowed", "Already bound").to_reply(stanza))
             return
         if stanza.tag not in (MESSAGE, PRESENCE, IQ):
-            raise StreamError("unsupported-stanza-type")
+            if not self._stream_element(stanza):
+                raise StreamError("unsupported-stanza-type")
+            return
         sender = stanza.get("from")
         if sender:
             # Compared as JIDs, so a client's own JID in another case is its own.
@@ -408,14 +463,24 @@ class C2SSession(XmlStreamSession):
             if claimed != self.jid and claimed != self.jid.bare:
                 raise StreamError("invalid-from")
         stanza.set("from", str(self.jid))
-        if stanza.tag == PRESENCE and self.host.fire("presence/outbound", stanza, self):
+        to = stanza.get("to")
+        pre_event = PRE_EVENTS[stanza.tag][_address_kind(to)]
+        if pre_event in self.host.events and self.host.fire(
+                pre_event, origin=self, stanza=stanza, to_self=not to):
             return
-        if not stanza.get("to"):
+        if not to:
             stanza.set("to", str(self.jid.bare))
-        self.server.router.route(stanza, self)
+        self.services.router.route(stanza, self)
 
     def send(self, stanza: Element) -> None:
         if not self.closed:
+            if self.filters:
+                chain = self.filters.get("stanzas/out")
+                if chain:
+                    filtered = run_filters(chain, stanza, self)
+                    if filtered is None:
+                        return
+                    stanza = filtered
             STANZAS_OUT[stanza.tag] += 1
             # Outside a stream the jabber:client namespace must be written out.
             self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
@@ -427,8 +492,27 @@ class C2SSession(XmlStreamSession):
 
     def _ended(self) -> None:
         if self.jid is not None and self.host is not None:
-            self.host.fire("session-ended", self)
-            self.server.router.unbind(self)
+            self.host.fire("pre-resource-unbind", session=self)
+            self.services.router.unbind(self)
+            self.host.fire("resource-unbind", session=self)
+
+
+# Prosody's pre-events for a stanza a local client sends, by stanza and by the
+# kind of its `to`: no `to` counts as the sender's own bare JID.
+PRE_EVENTS = {tag: {kind: f"pre-{local_name(tag)}/{kind}" for kind in ("bare", "full", "host")}
+              for tag in (MESSAGE, PRESENCE, IQ)}
+
+
+def _address_kind(to: str | None) -> str:
+    """"bare", "full" or "host", as Prosody tells them apart (malformed JIDs
+    are the router's to refuse)."""
+    if not to:
+        return "bare"
+    at = to.find("@")
+    slash = to.find("/")
+    if at < 0 or 0 <= slash < at:
+        return "host"
+    return "full" if slash > 0 else "bare"
 
 
 def _result(iq: Element) -> Element:

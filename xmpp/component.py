@@ -36,7 +36,7 @@ from xmpp.xmlstream import XmlStreamSession
 if TYPE_CHECKING:
     from xmpp.config import Config
     from xmpp.hosts import LocalHost
-    from xmpp.server import VireoServer
+    from xmpp.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ class ComponentSession(XmlStreamSession):
 
     kind = "component"
 
-    def __init__(self, server: VireoServer, transport: Transport, *,
+    def __init__(self, router: Router, transport: Transport, *,
                  max_stanza_size: int = DEFAULT_STANZA_SIZE) -> None:
-        self.server = server
+        self.router = router
         self.transport = transport
         self.parser = StreamParser(default_ns=ns.COMPONENT, max_stanza_size=max_stanza_size)
         self.host: LocalHost | None = None
@@ -101,9 +101,6 @@ class ComponentSession(XmlStreamSession):
         # The component's domain once it has authenticated and been accepted.
         self.jid: JID | None = None
         self.validate_from = True
-        # What the router's session interface asks of every session.
-        self.priority = 0
-        self.available = False
         self.closed = False
 
     @property
@@ -122,7 +119,7 @@ class ComponentSession(XmlStreamSession):
         if not to:
             raise StreamError("improper-addressing",
                               "A 'to' attribute is required on stream headers")
-        host = self.server.router.hosts.get(to)
+        host = self.router.hosts.get(to)
         if host is None or not host.is_component or "component" not in host.modules:
             raise StreamError("host-unknown",
                               f"{to} does not match any configured external components")
@@ -169,7 +166,7 @@ class ComponentSession(XmlStreamSession):
             raise StreamError("not-authorized", "Given token does not match calculated token")
         self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
         # The host's component module accepts us or raises `conflict`.
-        self.host.fire(AUTHENTICATED_EVENT, self)
+        self.host.fire(AUTHENTICATED_EVENT, session=self)
         self.jid = JID(None, self.host.name)
         self.transport.write(f"<handshake xmlns='{ns.COMPONENT}'/>".encode())
         log.info("External component %s connected from %s", self.host.name,
@@ -202,7 +199,7 @@ class ComponentSession(XmlStreamSession):
             self._refuse(stanza, StanzaError(
                 "bad-request", "Components MUST specify a 'to' address on stanzas"))
             return
-        self.server.router.route(stanza, self)
+        self.router.route(stanza, self)
 
     def _refuse(self, stanza: Element, error: StanzaError) -> None:
         # Never answer an error (or a result) with an error.
@@ -221,4 +218,4 @@ class ComponentSession(XmlStreamSession):
     def _ended(self) -> None:
         if self.jid is not None and self.host is not None:
             log.info("External component %s disconnected", self.host.name)
-            self.host.fire(DISCONNECTED_EVENT, self)
+            self.host.fire(DISCONNECTED_EVENT, session=self)

@@ -1,27 +1,26 @@
-"""Local hosts (VirtualHost and Component sections) and the hooks modules add to them.
+"""Local hosts (VirtualHost and Component sections): what their modules registered.
 
-A host is where Prosody's modules live: each module's `setup(m)` hooks the
-stanza routes it answers (`m.hook_iq`, `m.hook`), adds disco features and
-declares HTTP apps. Handlers return True to stop propagation, as in Prosody.
+A host is where Prosody's modules live. Modules hook its events (see
+xmpp.moduleapi) and add disco identities, features and forms; the router
+fires the host's events for the stanzas addressed to it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
 
+from xmpp.errors import StanzaError
+from xmpp.events import EventBus
+from xmpp.stanza import make_iq_result
+
 if TYPE_CHECKING:
-    from xmpp.config import HostConfig
-    from xmpp.server import VireoServer
+    from xmpp.config import Config, HostConfig
 
-log = logging.getLogger(__name__)
-
-EventHandler = Callable[..., Any]
-IqHandler = Callable[["IqRequest"], "Element | None | bool"]
+#: The name of the global pseudo-host (Prosody's "*"), where global modules live.
+GLOBAL = "*"
 
 
 @dataclass(slots=True)
@@ -45,22 +44,35 @@ class Identity:
     name: str | None = None
 
 
-@dataclass
+def payload_name(tag: str) -> str:
+    """Prosody's `xmlns:name` of an element from its Clark-notation tag."""
+    if tag.startswith("{"):
+        namespace, _, name = tag[1:].partition("}")
+        return f"{namespace}:{name}"
+    return f"jabber:client:{tag}"
+
+
+def iq_event(iq_type: str, target: str, payload_tag: str) -> str:
+    """Prosody's event for an IQ request: `iq-get/host/urn:xmpp:ping:ping`.
+
+    target: "host" (to the host itself), "bare" (to a user's bare JID),
+    "self" (to the sender's own bare JID), "full".
+    """
+    return f"iq-{iq_type}/{target}/{payload_name(payload_tag)}"
+
+
+@dataclass(eq=False)
 class LocalHost:
     """One configured host and everything its modules registered on it."""
 
     name: str
-    config: HostConfig
-    server: VireoServer
+    config: HostConfig | Config
     is_component: bool = False
     modules: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     identities: list[Identity] = field(default_factory=list)
     extensions: list[Element] = field(default_factory=list)
-    # (type, payload tag, target) -> handler; target is "host" or "user"
-    iq_handlers: dict[tuple[str, str, str], IqHandler] = field(default_factory=dict)
-    events: dict[str, list[tuple[int, EventHandler]]] = field(
-        default_factory=lambda: defaultdict(list))
+    events: EventBus = field(default_factory=EventBus)
     # An internal or external component takes every stanza for its domain.
     component_handler: Callable[[Element, Any], None] | None = None
 
@@ -68,59 +80,35 @@ class LocalHost:
         if var not in self.features:
             self.features.append(var)
 
-    def hook(self, event: str, handler: EventHandler, priority: int = 0) -> None:
-        handlers = self.events[event]
-        handlers.append((priority, handler))
-        handlers.sort(key=lambda pair: -pair[0])
-
-    def fire(self, event: str, *args: Any) -> bool:
-        """Run the handlers of `event` by priority; True once one handled it."""
-        return any(handler(*args) for _priority, handler in self.events.get(event, ()))
-
-    def hook_iq(self, iq_type: str, payload_tag: str, handler: IqHandler,
-                target: str = "host") -> None:
-        self.iq_handlers[(iq_type, payload_tag, target)] = handler
-
-    def iq_handler(self, iq_type: str, payload_tag: str, target: str) -> IqHandler | None:
-        return self.iq_handlers.get((iq_type, payload_tag, target))
+    def fire(self, name: str, **fields: Any) -> Any:
+        """Fire event `name` on this host (see xmpp.events)."""
+        return self.events.fire(name, **fields)
 
 
-class ModuleContext:
-    """What a module's setup(m) sees: its host, options, and the hook points."""
+IqHandler = Callable[[IqRequest], "Element | None | bool"]
 
-    def __init__(self, name: str, host: LocalHost) -> None:
-        self.name = name
-        self.host = host
-        self.server = host.server
-        self.log = logging.getLogger(f"{host.name}:{name}")
 
-    @property
-    def config(self) -> HostConfig:
-        return self.host.config
+@dataclass(slots=True)
+class IqAnswer:
+    """An IQ handler's reply for the router to send (a result or an error)."""
 
-    def hook(self, event: str, handler: EventHandler, priority: int = 0) -> None:
-        self.host.hook(event, handler, priority)
+    stanza: Element
 
-    def hook_iq(self, iq_type: str, payload_tag: str, handler: IqHandler,
-                target: str = "host") -> None:
-        """Answer IQs of `iq_type` whose payload is `payload_tag` (Clark
-        notation), sent to the host itself or (target="user") to a bare JID."""
-        self.host.hook_iq(iq_type, payload_tag, handler, target)
 
-    def add_feature(self, var: str) -> None:
-        self.host.add_feature(var)
+def hook_iq(host: LocalHost, iq_type: str, payload_tag: str, handler: IqHandler,
+            target: str = "host", priority: int = 0) -> None:
+    """Answer IQs of `iq_type` whose payload is `payload_tag` (Clark notation),
+    sent to `target` ("host", "bare", "self" or "full"), with a handler that
+    returns the result payload (an Element, or None for an empty result), True
+    when it answered by itself, or raises StanzaError for an error reply."""
+    def on_iq(event: Any) -> Any:
+        stanza = event.stanza
+        try:
+            answer = handler(IqRequest(stanza, stanza[0], event.origin, host))
+        except StanzaError as error:
+            return IqAnswer(error.to_reply(stanza))
+        if answer is True:
+            return True
+        return IqAnswer(make_iq_result(stanza, answer if isinstance(answer, Element) else None))
 
-    def add_identity(self, category: str, type_: str, name: str | None = None) -> None:
-        self.host.identities.append(Identity(category, type_, name))
-
-    def add_extension(self, form: Element) -> None:
-        self.host.extensions.append(form)
-
-    def provides_http(self, name: str, make_blueprint: Callable[[], Any] | None,
-                      **kwargs: Any) -> None:
-        """Declare an HTTP app, mounted by the HTTP server at its path: a Flask
-        blueprint, and/or plain WSGI handlers for hot routes (`wsgi_handlers`)."""
-        from http_apps.provider import HttpProvider
-
-        self.server.http_providers.append(
-            HttpProvider(name=name, host=self.host.name, make_blueprint=make_blueprint, **kwargs))
+    host.events.hook(iq_event(iq_type, target, payload_tag), on_iq, priority)

@@ -154,40 +154,15 @@ class XmppListener:
                 return
             secure = True
         transport = SocketTransport(sock, peer, self.service, secure)
-        transport.reader = gevent.getcurrent()
         session = self.make_session(transport)
         self.sessions[transport] = session
         try:
-            if not initial or self._feed(transport, session, initial):
-                self._pump(transport, session)
+            run_connection(transport, session, lambda: self._upgrade(transport, session),
+                           initial=initial)
         finally:
             self.sessions.pop(transport, None)
-            session.connection_lost()
-            transport.close()
-            # gevent closes the socket when this handler returns: let the
-            # last words (a stream error, the closing tag) go out first.
-            if transport.flusher is not None:
-                transport.flusher.join(timeout=FLUSH_ON_CLOSE_TIMEOUT)
-
-    def _pump(self, transport: SocketTransport, session: Any) -> None:
-        while not transport.closing and transport.sock is not None:
-            try:
-                data = transport.sock.recv(READ_SIZE)
-            except (OSError, ssl.SSLError):
-                return
-            if not data or not self._feed(transport, session, data):
-                return
-
-    def _feed(self, transport: SocketTransport, session: Any, data: bytes) -> bool:
-        """Hand `data` to the session and send its answers; False ends the connection."""
-        session.data_received(data)
-        if transport.outbox and transport.flusher is None:
-            transport._flush()
-        return not transport.tls_requested or self._upgrade(transport, session)
 
     def _upgrade(self, transport: SocketTransport, session: Any) -> bool:
-        transport.tls_requested = False
-        transport.flush_now()
         context = self.starttls_context(session) if self.starttls_context else None
         if context is None or transport.sock is None:
             return False
@@ -206,6 +181,75 @@ class XmppListener:
         tls = context.wrap_socket(sock, server_side=True)
         tls.settimeout(None)
         return tls
+
+
+def run_connection(transport: SocketTransport, session: Any, upgrade: Callable[[], bool], *,
+                   initial: bytes = b"", after_read: Callable[[], None] | None = None) -> None:
+    """The one connection loop, for accepted and dialled sockets alike:
+    `recv -> session.data_received -> send the answers`, with STARTTLS through
+    `upgrade()` (False ends the connection), until either side closes."""
+    transport.reader = gevent.getcurrent()
+    try:
+        if initial and not _feed(transport, session, initial, upgrade, after_read):
+            return
+        while not transport.closing and transport.sock is not None:
+            try:
+                data = transport.sock.recv(READ_SIZE)
+            except (OSError, ssl.SSLError):
+                return
+            if not data or not _feed(transport, session, data, upgrade, after_read):
+                return
+    finally:
+        session.connection_lost()
+        transport.close()
+        # gevent closes the socket when the handler returns: let the
+        # last words (a stream error, the closing tag) go out first.
+        if transport.flusher is not None:
+            transport.flusher.join(timeout=FLUSH_ON_CLOSE_TIMEOUT)
+
+
+def _feed(transport: SocketTransport, session: Any, data: bytes, upgrade: Callable[[], bool],
+          after_read: Callable[[], None] | None) -> bool:
+    """Hand `data` to the session and send its answers; False ends the connection."""
+    session.data_received(data)
+    if after_read is not None:
+        after_read()
+    if transport.outbox and transport.flusher is None:
+        transport._flush()
+    if not transport.tls_requested:
+        return True
+    transport.tls_requested = False
+    transport.flush_now()
+    if not upgrade():
+        return False
+    # What the session wrote once encrypted (an initiator's new stream header).
+    if transport.outbox and transport.flusher is None:
+        transport._flush()
+    return True
+
+
+def dial(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to (address, port) within `timeout`; OSError when it fails."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    sock.settimeout(None)
+    return sock
+
+
+def start_tls_client(transport: SocketTransport, context: ssl.SSLContext,
+                     server_hostname: str, timeout: float) -> bool:
+    """Upgrade a dialled connection to TLS as the client, within `timeout`."""
+    if transport.sock is None:
+        return False
+    try:
+        # The session's own timers cannot reach a handshake in progress.
+        transport.sock.settimeout(timeout)
+        transport.sock = context.wrap_socket(transport.sock, server_hostname=server_hostname)
+        transport.sock.settimeout(None)
+    except (OSError, ssl.SSLError, ValueError) as error:
+        log.info("TLS with %s failed: %s", server_hostname, error)
+        return False
+    transport.secure = True
+    return True
 
 
 def bind_socket(interface: str, port: int) -> socket.socket | None:

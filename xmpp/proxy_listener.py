@@ -11,7 +11,7 @@ Like Prosody, Vireo opens PROXY ports only with `net_proxy` in the global
 `modules_enabled`. Options (global section, Prosody's names):
 - `proxy_port_mappings = { [15222] = "c2s", [15269] = "s2s", [15280] = "http" }`:
   the service each port serves. Any XMPP service opened through
-  `VireoServer.add_listener` (c2s, c2s_direct_tls, s2s, component, ...), and
+  `Any.add_listener` (c2s, c2s_direct_tls, s2s, component, ...), and
   http/https when some module serves HTTP (http_apps.proxied).
 - `proxy_ports`: the ports to open; by default every mapped port. A port
   without a mapping (or mapped to a service this server does not run) is
@@ -45,7 +45,6 @@ from xmpp.proxy_protocol import ProxyHeader, ProxyHeaderError, ProxyHeaderParser
 
 if TYPE_CHECKING:
     from xmpp.config import Config
-    from xmpp.server import VireoServer
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +233,7 @@ def configured_ports(config: Config) -> list[ProxyPort]:
 Binder = Callable[[str, int], "socket.socket | None"]
 
 
-def open_proxy_listeners(server: VireoServer, bind: Binder) -> list[ProxyListener]:
+def open_proxy_listeners(server: Any, bind: Binder) -> list[ProxyListener]:
     """Bind the PROXY ports of XMPP services, and the unmapped ones (not started yet).
 
     Call once every XMPP service is registered (`server.add_listener`): a port

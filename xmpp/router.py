@@ -3,8 +3,15 @@
 The router knows the local hosts and the bound client sessions. Every
 session kind gives it the same small interface (`send(stanza)`, `jid`,
 `close(error)`), so TCP and BOSH clients, components and s2s links are
-routed alike. It never touches a socket or storage: modules hooked on the
-hosts do the storing (offline messages, rosters).
+routed alike. It never touches a socket or storage.
+
+It fires Prosody's events on the host a stanza is addressed to
+(`message/bare`, `message/full`, `message/host`, `presence/*`,
+`iq-get/host/NS:name` ... and `route/local`), and `route/remote` on the
+sender's host for other domains. Modules decide what the events mean:
+delivery to a bare JID by priority is mod_message's, presence is
+mod_presence's. What the router still does itself, when no handler took a
+stanza, is what RFC 6120 asks of every server: full-JID delivery, bounces.
 """
 
 from __future__ import annotations
@@ -16,9 +23,8 @@ from xml.etree.ElementTree import Element
 
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
-from xmpp.hosts import IqRequest, LocalHost
+from xmpp.hosts import IqAnswer, LocalHost, iq_event
 from xmpp.jid import JID, InvalidJID, parse_jid
-from xmpp.stanza import make_iq_result
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +37,6 @@ class Session(Protocol):
     """What the router needs from a session of any kind."""
 
     jid: JID | None
-    priority: int
-    available: bool
 
     def send(self, stanza: Element) -> None: ...
     def close(self, error: StreamError | None = None) -> None: ...
@@ -73,9 +77,6 @@ class Router:
     def resources(self, bare: JID) -> dict[str, Session]:
         return self.sessions.get(bare, {})
 
-    def available_resources(self, bare: JID) -> list[Session]:
-        return [s for s in self.sessions.get(bare, {}).values() if s.available]
-
     # -- routing --------------------------------------------------------------
 
     def route(self, stanza: Element, origin: Any = None) -> None:
@@ -88,16 +89,24 @@ class Router:
         host = self.hosts.get(to.domain)
         if host is None:
             self.route_remote(stanza, to, origin)
+        elif "route/local" in host.events and host.fire("route/local", origin=origin,
+                                                        stanza=stanza, to=to):
+            return
         elif host.component_handler is not None:
             host.component_handler(stanza, origin)
         elif to.local is None:
-            self._to_host(host, stanza, to, origin)
+            self._to_host(host, stanza, origin)
         elif to.resource is None:
-            self._to_bare(host, stanza, to, origin)
+            self.to_bare(host, stanza, to, origin)
         else:
             self._to_full(host, stanza, to, origin)
 
     def route_remote(self, stanza: Element, to: JID, origin: Any) -> None:
+        sender = self.hosts.get(_domain(stanza.get("from", "")))
+        if sender is not None and "route/remote" in sender.events and sender.fire(
+                "route/remote", origin=origin, stanza=stanza, from_host=sender.name,
+                to_host=to.domain):
+            return
         if self.remote is None:
             self.bounce(stanza, origin, StanzaError("service-unavailable"))
         else:
@@ -126,87 +135,80 @@ class Router:
 
     # -- the three kinds of local address --------------------------------------
 
-    def _to_host(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+    def _to_host(self, host: LocalHost, stanza: Element, origin: Any) -> None:
         if stanza.tag == IQ:
             self.handle_iq(host, stanza, "host", origin)
         elif stanza.tag == MESSAGE:
-            if not host.fire("message/host", stanza, origin):
+            if not host.fire("message/host", origin=origin, stanza=stanza):
                 self.bounce(stanza, origin, StanzaError("service-unavailable"))
         else:
-            host.fire("presence/host", stanza, origin)
+            host.fire("presence/host", origin=origin, stanza=stanza)
 
-    def _to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+    def to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        """A stanza for a user's bare JID; messages nobody handles bounce."""
         if stanza.tag == MESSAGE:
-            if not host.fire("message/bare", stanza, to, origin):
-                self.deliver_to_bare(host, stanza, to, origin)
+            if not host.fire("message/bare", origin=origin, stanza=stanza, to=to):
+                self.bounce(stanza, origin, StanzaError("service-unavailable"))
         elif stanza.tag == PRESENCE:
-            host.fire("presence/bare", stanza, to, origin)
+            host.fire("presence/bare", origin=origin, stanza=stanza, to=to)
         elif stanza.tag == IQ:
             own = origin is not None and getattr(origin, "jid", None) is not None \
                 and origin.jid.bare == to
-            self.handle_iq(host, stanza, "self" if own else "user", origin)
+            self.handle_iq(host, stanza, "self" if own else "bare", origin)
 
     def _to_full(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
+        tag = stanza.tag
+        if tag == MESSAGE and "message/full" in host.events and host.fire(
+                "message/full", origin=origin, stanza=stanza, to=to):
+            return
         session = self.sessions.get(to.bare, {}).get(to.resource or "")
-        if stanza.tag == MESSAGE:
+        if tag == MESSAGE:
             if session is not None:
                 session.send(stanza)
             elif stanza.get("type", "normal") in ("normal", "chat", "headline"):
                 # RFC 6121 8.5.3.2.1: no such resource, so treat it as sent to the bare JID.
-                self._to_bare(host, stanza, to.bare, origin)
+                self.to_bare(host, stanza, to.bare, origin)
             else:
                 self.bounce(stanza, origin, StanzaError("service-unavailable"))
-        elif stanza.tag == PRESENCE:
-            if not host.fire("presence/full", stanza, to, origin) and session is not None:
+        elif tag == PRESENCE:
+            if not host.fire("presence/full", origin=origin, stanza=stanza, to=to) \
+                    and session is not None:
                 session.send(stanza)
         elif session is not None:
             session.send(stanza)
         elif host.is_component:
             # Nobody binds resources on a component: its modules answer for
-            # every JID on it, full ones included (through "user" handlers).
-            self.handle_iq(host, stanza, "user", origin)
+            # every JID on it, full ones included (through "bare" handlers).
+            self.handle_iq(host, stanza, "bare", origin)
         else:
-            self.bounce(stanza, origin, StanzaError("service-unavailable"))
-
-    def deliver_to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
-        """RFC 6121 8.5.2: a message to a bare JID goes to the available
-        resources of highest non-negative priority, else offline storage."""
-        kind = stanza.get("type", "normal")
-        if kind == "groupchat":
-            self.bounce(stanza, origin, StanzaError("service-unavailable"))
-            return
-        targets = [s for s in self.available_resources(to) if s.priority >= 0]
-        if kind in ("normal", "chat") and targets:
-            top = max(s.priority for s in targets)
-            targets = [s for s in targets if s.priority == top]
-        if targets:
-            for session in targets:
-                session.send(stanza)
-        elif kind in ("normal", "chat") and not host.fire("message/offline", stanza, to, origin):
             self.bounce(stanza, origin, StanzaError("service-unavailable"))
 
     # -- IQs ------------------------------------------------------------------
 
     def handle_iq(self, host: LocalHost, stanza: Element, target: str, origin: Any) -> None:
+        """Fire `iq-get/<target>/NS:name` (falling back from "self" to "bare");
+        responses fire `iq-result/<target>/ID` and `iq-error/<target>/ID`."""
         iq_type = stanza.get("type")
         if iq_type in ("result", "error"):
-            host.fire("iq-response", stanza, origin)
+            host.fire(f"iq-{iq_type}/{target}/{stanza.get('id', '')}",
+                      origin=origin, stanza=stanza)
             return
         if iq_type not in ("get", "set") or len(stanza) != 1:
             self.bounce(stanza, origin, StanzaError("bad-request"))
             return
-        payload = stanza[0]
-        handler = host.iq_handler(iq_type, payload.tag, target)
-        if handler is None and target == "self":
-            handler = host.iq_handler(iq_type, payload.tag, "user")
-        if handler is None:
+        payload_tag = stanza[0].tag
+        handled = host.fire(iq_event(iq_type, target, payload_tag), origin=origin, stanza=stanza)
+        if not handled and target == "self":
+            handled = host.fire(iq_event(iq_type, "bare", payload_tag),
+                                origin=origin, stanza=stanza)
+        if not handled:
             self.bounce(stanza, origin, StanzaError("service-unavailable"))
-            return
-        try:
-            answer = handler(IqRequest(stanza, payload, origin, host))
-        except StanzaError as error:
-            self.reply(origin, error.to_reply(stanza))
-            return
-        if answer is True:
-            return
-        self.reply(origin, make_iq_result(stanza, answer if isinstance(answer, Element) else None))
+        elif isinstance(handled, IqAnswer):
+            self.reply(origin, handled.stanza)
+
+
+def _domain(jid: str) -> str:
+    try:
+        return parse_jid(jid).domain
+    except InvalidJID:
+        return ""

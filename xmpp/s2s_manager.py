@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
@@ -34,7 +34,7 @@ from xmpp import namespaces as ns
 from xmpp.dialback import DialbackKeys, new_secret
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
-from xmpp.listeners import FLUSH_ON_CLOSE_TIMEOUT, READ_SIZE, SocketTransport
+from xmpp.listeners import SocketTransport, dial, run_connection, start_tls_client
 from xmpp.resolver import (
     DEFAULT_PORT,
     Resolver,
@@ -46,7 +46,8 @@ from xmpp.s2s import S2SIncoming, S2SOutgoing
 from xmpp.s2s_tls import PeerCertificate, S2STls, peer_certificate
 
 if TYPE_CHECKING:
-    from xmpp.server import VireoServer
+    from xmpp.config import Config
+    from xmpp.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,6 @@ DEFAULT_IDLE_TIMEOUT = 300.0               # mod_s2s_idle_timeout's default
 DEFAULT_STANZA_SIZE = 512 * 1024           # Prosody's s2s_stanza_size_limit
 DEFAULT_UNAUTHED_STANZA_SIZE = 10000       # Prosody's s2s_unauthed_stanza_size_limit
 CONNECT_TIMEOUT = 20.0                     # per address tried
-
-
-def federation_enabled(config: Any) -> bool:
-    """Whether s2s runs at all: Prosody autoloads it unless `modules_disabled` names it."""
-    return "s2s" not in config.get_list("modules_disabled", [])
 
 
 @dataclass(eq=False)
@@ -76,12 +72,11 @@ class _Link:
 class S2SManager:
     """Everything federation shares between connections."""
 
-    def __init__(self, server: VireoServer, *, resolver: Resolver | None = None,
-                 tls: S2STls | None = None) -> None:
-        config = server.config
-        self.server = server
-        self.router = server.router
-        self.now = server.now
+    def __init__(self, config: Config, router: Router, clock: Callable[[], float], *,
+                 resolver: Resolver | None = None, tls: S2STls | None = None) -> None:
+        self.config = config
+        self.router = router
+        self.now = clock
         self.secure_auth = bool(config.get_bool("s2s_secure_auth", False))
         self.require_encryption = bool(config.get_bool("s2s_require_encryption", True))
         # Prosody's mod_tls marks STARTTLS <required/> under s2s_secure_auth too,
@@ -112,7 +107,7 @@ class S2SManager:
 
     def s2s_allowed(self, domain: str) -> bool:
         """Whether local `domain` federates (a host may disable s2s for itself)."""
-        section = self.server.config.host(domain)
+        section = self.config.host(domain)
         if section is None or section.get_bool("disallow_s2s", False):
             return False
         return "s2s" not in section.get_list("modules_disabled", [])
@@ -259,13 +254,11 @@ class S2SManager:
                     return
                 tried += 1
                 try:
-                    sock = socket.create_connection((address, port or DEFAULT_PORT),
-                                                    timeout=CONNECT_TIMEOUT)
+                    sock = dial(address, port or DEFAULT_PORT, CONNECT_TIMEOUT)
                 except OSError as error:
                     log.debug("s2s to %s: [%s]:%d failed: %s", session.remote, address, port,
                               error)
                     continue
-                sock.settimeout(None)
                 self._run(link, SocketTransport(sock, (address, port), "outgoing", False))
                 return
         session.connect_failed("no address answered" if tried else "the domain does not resolve")
@@ -276,40 +269,14 @@ class S2SManager:
             transport.close()
             return
         session.connection_made(transport)
-        try:
-            while not transport.closing and transport.sock is not None:
-                try:
-                    data = transport.sock.recv(READ_SIZE)
-                except (OSError, ssl.SSLError):
-                    return
-                if not data:
-                    return
-                session.data_received(data)
-                # What arrived may have changed the link's deadlines (authenticated: idle next).
-                link.wake.set()
-                if transport.tls_requested and not self._start_tls(session, transport):
-                    return
-        finally:
-            session.connection_lost()
-            transport.close()
-            if transport.flusher is not None:
-                transport.flusher.join(timeout=FLUSH_ON_CLOSE_TIMEOUT)
+        # What arrives may change the link's deadlines (authenticated: idle next).
+        run_connection(transport, session, lambda: self._start_tls(session, transport),
+                       after_read=link.wake.set)
 
     def _start_tls(self, session: S2SOutgoing, transport: SocketTransport) -> bool:
-        transport.tls_requested = False
-        transport.flush_now()
-        if transport.sock is None:
+        if not start_tls_client(transport, self.tls.client_context(session.local),
+                                session.remote, self.timeout):
             return False
-        context = self.tls.client_context(session.local)
-        try:
-            # The link's own timeout cannot reach a handshake in progress.
-            transport.sock.settimeout(self.timeout)
-            transport.sock = context.wrap_socket(transport.sock, server_hostname=session.remote)
-            transport.sock.settimeout(None)
-        except (OSError, ssl.SSLError, ValueError) as error:
-            log.info("TLS with %s failed: %s", session.remote, error)
-            return False
-        transport.secure = True
         session.tls_established()
         return True
 
@@ -336,16 +303,3 @@ def _resolver(config: Any) -> Resolver:
         log.error("%s; using the system's DNS servers", error)
         settings = ResolverSettings()
     return Resolver(settings)
-
-
-def start_federation(server: VireoServer) -> S2SManager | None:
-    """Turn federation on unless disabled: the router's remote route and the
-    s2s listener on `s2s_ports` (5269) and `s2s_interfaces` (all, by default)."""
-    if not federation_enabled(server.config):
-        return None
-    manager = S2SManager(server)
-    server.router.remote = manager.route
-    server.add_listener("s2s", server.ports("s2s", (DEFAULT_PORT,)), server.interfaces("s2s"),
-                        manager.make_incoming, starttls_context=manager.starttls_context,
-                        handshake_timeout=manager.timeout)
-    return manager

@@ -1,8 +1,9 @@
-"""The server composition: config, storage, router, hosts, modules and listeners.
+"""The composition root: storage, the server core, and the listeners its modules declare.
 
 `VireoServer` is built once per process. `start()` migrates the database
-and opens every listener; `stop()` closes streams, then listeners, in the
-order close -> drain (bounded) -> stop.
+and opens every declared listener; `stop()` closes streams, then listeners,
+in the order close -> drain (bounded) -> stop. The same object serves
+`app.py run`, gunicorn (gunicorn.conf.py, wsgi.py) and the tests.
 """
 
 from __future__ import annotations
@@ -14,30 +15,23 @@ from functools import cached_property
 from typing import Any
 
 from storage.accounts import AccountStore
-from storage.db import Database, database_url
+from storage.db import Database, database_url, is_storage_error
 from storage.offline import OfflineStore
 from storage.roster import RosterStore
+from storage.stores import StoreFactory
 from storage.uploads import UploadStore
 from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
-from xmpp.auth_throttle import FailureThrottle
-from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
-from xmpp.config import Config, HostConfig
+from xmpp.config import Config
+from xmpp.core import ServerCore
 from xmpp.errors import StreamError
-from xmpp.hosts import LocalHost
 from xmpp.listeners import SocketTransport, XmppListener, bind_socket
-from xmpp.metrics import watch_server
-from xmpp.modules import load_modules, modules_for
-from xmpp.modules.component import add_listener as add_component_listener
+from xmpp.metrics import STORAGE_ERRORS, watch_server
+from xmpp.providers import NetProvider
 from xmpp.proxy_listener import open_proxy_listeners
-from xmpp.router import Router
-from xmpp.s2s_manager import S2SManager, start_federation
-from xmpp.tls import SniContexts
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERFACES = ("*", "::")
-DEFAULT_C2S_STANZA_SIZE = 256 * 1024  # Prosody 0.12's c2s_stanza_size_limit
-DEFAULT_C2S_TIMEOUT = 300  # seconds to authenticate and bind, as Prosody's c2s_timeout
 
 
 class VireoServer:
@@ -46,53 +40,35 @@ class VireoServer:
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.now = clock
-        self.started_at = clock()
         self.db = Database(database_url(config))
         self.accounts = AccountStore(self.db)
         self.rosters = RosterStore(self.db)
         self.offline = OfflineStore(self.db)
         self.uploads = UploadStore(self.db)
-        self.router = Router()
-        self.auth_throttle = FailureThrottle(
-            max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
-            window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
-            delay=config.get_number("vireo_auth_failure_delay", 2.0, min=0),
-            max_delay=config.get_number("vireo_auth_failure_max_delay", 30.0, min=0),
-        )
-        self.unauthenticated_stanza_size = config.get_int(
-            "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,
-            min=1024)
-        self.c2s_timeout = config.get_number("c2s_timeout", DEFAULT_C2S_TIMEOUT, min=1)
-        self.c2s_tls = SniContexts(config)
-        self.http_providers: list[Any] = []
+        self.core = ServerCore(
+            config, accounts=self.accounts, stores=StoreFactory(self.db),
+            typed_stores={"rosters": self.rosters, "offline": self.offline,
+                          "uploads": self.uploads},
+            clock=clock, on_internal_error=_count_storage_error)
+        self.router = self.core.router
+        self.started_at = self.core.services.started_at
         self.http_servers: list[Any] = []
         self.listeners: list[XmppListener] = []
         # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
         self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
         self.admin_socket: AdminSocket | None = None
-        self.s2s: S2SManager | None = None
-        self._load_hosts()
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))
 
-    # -- hosts and modules ------------------------------------------------------
+    @property
+    def http_providers(self) -> list[Any]:
+        return self.core.providers.http
 
-    def _load_hosts(self) -> None:
-        for host_config in self.config.hosts.values():
-            if not host_config.enabled:
-                continue
-            host = LocalHost(host_config.name, host_config, self,
-                             is_component=host_config.kind == "Component")
-            host.modules = modules_for(host)
-            self.router.hosts[host.name] = host
-        # Modules load once every host exists, so disco can see the components.
-        for host in list(self.router.hosts.values()):
-            load_modules(host)
-
-    def c2s_stanza_size_limit(self, host: LocalHost | None) -> int:
-        source: Config | HostConfig = host.config if host else self.config
-        return source.get_int("c2s_stanza_size_limit", DEFAULT_C2S_STANZA_SIZE, min=10000)
+    @property
+    def s2s(self) -> Any:
+        """The federation manager, or None while federation is off."""
+        return self.core.services.shared.get("s2s")
 
     # -- listeners -------------------------------------------------------------
 
@@ -103,22 +79,21 @@ class VireoServer:
     def ports(self, service: str, default: tuple[int, ...]) -> list[int]:
         return [int(p) for p in self.config.get_list(f"{service}_ports", list(default))]
 
-    def _c2s_session(self, transport: SocketTransport) -> C2SSession:
-        return C2SSession(self, transport)
-
-    def _starttls_context(self, session: Any) -> Any:
-        return self.c2s_tls.context_for(session.host.name) if session.host else None
-
-    def add_listener(self, service: str, ports: list[int], interfaces: list[str],
-                     make_session: Callable[[SocketTransport], Any], **kwargs: Any) -> None:
-        self.services[service] = (make_session, kwargs)
+    def add_listener(self, provider: NetProvider) -> None:
+        """Open the ports of one declared service (Prosody's portmanager)."""
+        kwargs: dict[str, Any] = {"tls_context": provider.tls_context,
+                                  "starttls_context": provider.starttls_context}
+        if provider.handshake_timeout is not None:
+            kwargs["handshake_timeout"] = provider.handshake_timeout
+        self.services[provider.name] = (provider.make_session, kwargs)
+        interfaces = (list(provider.interfaces) if provider.interfaces is not None
+                      else self.interfaces(provider.name, provider.default_interfaces or ()))
         for interface in interfaces:
-            for port in ports:
+            for port in self.ports(provider.name, provider.default_ports):
                 sock = bind_socket(interface, port)
-                if sock is None:
-                    continue
-                listener = XmppListener(service, sock, make_session, **kwargs)
-                self.listeners.append(listener)
+                if sock is not None:
+                    self.listeners.append(
+                        XmppListener(provider.name, sock, provider.make_session, **kwargs))
 
     @cached_property
     def wsgi_app(self) -> Any:
@@ -130,31 +105,18 @@ class VireoServer:
     def start(self) -> None:
         """Open everything: XMPP listeners, then the HTTP ports if a module serves HTTP."""
         self.start_xmpp_listeners()
-        self._start_http()
+        self.start_http(("http", "https"))
         self.started()
 
     def started(self) -> None:
         """Every port is open: modules may now announce URLs and start periodic jobs."""
-        for host in self.router.hosts.values():
-            host.fire("server-started")
+        self.core.fire_everywhere("server-started")
 
     def start_xmpp_listeners(self) -> None:
-        """Migrate the database and open every non-HTTP listener (gunicorn opens HTTP)."""
+        """Migrate the database and open every declared non-HTTP listener."""
         self.db.migrate()
-        self.add_listener("c2s", self.ports("c2s", (5222,)), self.interfaces("c2s"),
-                          self._c2s_session, starttls_context=self._starttls_context)
-        direct_tls_ports = self.ports("c2s_direct_tls", ())
-        if direct_tls_ports:
-            context = self.c2s_tls.server_context()
-            if context is None:
-                log.error("c2s_direct_tls_ports set but no certificate found; not listening")
-            else:
-                self.add_listener("c2s_direct_tls", direct_tls_ports,
-                                  self.interfaces("c2s_direct_tls"), self._c2s_session,
-                                  tls_context=lambda: context,
-                                  starttls_context=self._starttls_context)
-        add_component_listener(self)
-        self.s2s = start_federation(self)
+        for provider in self.core.providers.net.values():
+            self.add_listener(provider)
         # After every service is registered: PROXY ports hand off to them.
         self.listeners += open_proxy_listeners(self, bind_socket)
         for listener in self.listeners:
@@ -163,30 +125,32 @@ class VireoServer:
         if self.admin_socket is not None:
             self.admin_socket.start()
 
-    def _start_http(self) -> None:
-        """Prosody's mod_http: the http/https ports open when some module serves HTTP
+    def serves_http(self) -> bool:
+        """Prosody's mod_http: the HTTP ports open when some module serves HTTP
         or a host loads "http" itself (a `Component "x" "http"` among them)."""
-        if not self.http_providers and not any(
-                "http" in host.modules for host in self.router.hosts.values()):
+        return bool(self.http_providers) or any(
+            "http" in host.modules for host in self.router.hosts.values())
+
+    def start_http(self, services: tuple[str, ...]) -> None:
+        """Open the HTTP `services` ("http", "https"; gunicorn binds "http" itself)
+        and the PROXY-protocol HTTP ports."""
+        if not self.serves_http():
             return
         from http_apps.proxied import start_proxy_http_servers
         from http_apps.server import start_http_servers
 
-        self.http_servers = start_http_servers(self.config, self.wsgi_app)
+        self.http_servers = start_http_servers(self.config, self.wsgi_app, services=services)
         self.http_servers += start_proxy_http_servers(self, self.wsgi_app, bind_socket)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every stream with system-shutdown, then the listeners."""
-        for host in self.router.hosts.values():
-            host.fire("server-stopping")
+        self.core.fire_everywhere("server-stopping")
         if self.http_servers:
             from http_apps.server import stop_http_servers
 
             stop_http_servers(self.http_servers, timeout=timeout)
         if self.admin_socket is not None:
             self.admin_socket.stop()
-        if self.s2s is not None:
-            self.s2s.stop()
         for listener in self.listeners:
             listener.server.close()
         for listener in self.listeners:
@@ -196,3 +160,7 @@ class VireoServer:
             listener.stop(timeout=timeout)
         self.db.close()
 
+
+def _count_storage_error(error: Exception) -> None:
+    if is_storage_error(error):
+        STORAGE_ERRORS.labels(store="sql").inc()

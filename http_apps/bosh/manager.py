@@ -32,7 +32,7 @@ from http_apps.bosh.transport import BoshC2SSession, BoshTransport
 from xmpp.errors import StreamError
 
 if TYPE_CHECKING:
-    from xmpp.server import VireoServer
+    from xmpp.c2s import C2SServices
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ class BoshStream:
 class BoshManager:
     """Every BOSH session of one server, whichever host and HTTP app its requests arrive on."""
 
-    def __init__(self, server: VireoServer, options: BoshOptions,
+    def __init__(self, c2s: C2SServices, options: BoshOptions,
                  serves: Callable[[str], bool]) -> None:
         """`serves(domain)` says whether BOSH sessions may be opened to that host."""
-        self.server = server
+        self.c2s = c2s
         self.options = options
         self.serves = serves
-        self.now = server.now
+        self.now = c2s.clock
         self.streams: dict[str, BoshStream] = {}
         self.sweeper: gevent.Greenlet | None = None
 
@@ -155,7 +155,7 @@ class BoshManager:
         now = self.now()
         stream = BoshStream(self, to, BoshSession(sid, rid, limits, now))
         transport = BoshTransport(stream, (peer, 0), secure or options.consider_secure)
-        stream.c2s = BoshC2SSession(self.server, transport)
+        stream.c2s = BoshC2SSession(self.c2s, transport)
         self.streams[sid] = stream
         self._start_sweeper()
         log.info("New BOSH session %s to %s from %s (%s)", sid, to, peer,

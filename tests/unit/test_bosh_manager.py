@@ -17,7 +17,6 @@ from http_apps.bosh.manager import Parked
 from xmpp import namespaces as ns
 from xmpp.config import load_config
 from xmpp.errors import StreamError
-from xmpp.modules.bosh import manager_for
 from xmpp.server import VireoServer
 
 DOMAIN = "example.com"
@@ -66,7 +65,7 @@ def server(tmp_path, clock):
 
 @pytest.fixture
 def manager(server):
-    return manager_for(server)
+    return server.core.services.shared["bosh"]
 
 
 def xml(data: bytes) -> ElementTree.Element:
@@ -158,7 +157,7 @@ def test_insecure_session_gets_no_sasl_mechanisms(manager):
 
 def test_consider_bosh_secure(tmp_path, clock):
     server = make_server(tmp_path, clock, "consider_bosh_secure = true")
-    features = Client(manager_for(server), secure=False).create()[0]
+    features = Client(server.core.services.shared["bosh"], secure=False).create()[0]
     assert features.find(f"{{{ns.SASL}}}mechanisms") is not None
     server.db.close()
 

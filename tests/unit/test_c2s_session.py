@@ -1,7 +1,7 @@
 """RFC 6120 client streams: the C2SSession machine driven with bytes and a fake transport.
 
-A real VireoServer (SQLite in a temporary directory, no listeners) supplies
-the hosts, accounts and router; nothing here opens a socket.
+A server core on in-memory stores (no VireoServer, no database) supplies the
+hosts, accounts and router; nothing here opens a socket.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from xml.etree.ElementTree import Element
 import pytest
 
 from tests.certs import make_self_signed
+from tests.unit.core_fixtures import make_core
 from xmpp import namespaces as ns
 from xmpp.c2s import C2SSession
 from xmpp.config import load_config
-from xmpp.server import VireoServer
 from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
 
 STRICT = "strict.example"   # c2s_require_encryption (the default)
@@ -135,13 +135,11 @@ allow_unencrypted_plain_auth = true
 Component "{COMPONENT}"
 component_secret = "secret"
 """)
-    server = VireoServer(load_config(config), clock=clock)
-    server.db.migrate()
+    core = make_core(load_config(config), clock)
     for host in (STRICT, LAX, PLAIN):
         for user in ("alice", "bob"):
-            server.accounts.create(host, user, PASSWORD)
-    yield server
-    server.db.close()
+            core.services.accounts.create(host, user, PASSWORD)
+    return core
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -157,7 +155,7 @@ def header(to: str | None = STRICT, version: str | None = "1.0",
 def open_stream(server, to: str | None = STRICT, *, secure: bool = False,
                 address: str | None = None, **header_args):
     transport = FakeTransport(secure=secure, address=address)
-    session = C2SSession(server, transport)
+    session = C2SSession(server.c2s, transport)
     reader = Reader(transport)
     session.data_received(header(to, **header_args))
     return session, transport, reader
@@ -346,7 +344,7 @@ def test_in_band_registration_then_login_on_the_same_stream(server):
     session.data_received(
         f"<auth xmlns='{ns.SASL}' mechanism='SCRAM-SHA-1'>{first}</auth>".encode())
     assert reader.one().tag == f"{SASL}challenge"
-    assert server.accounts.exists(LAX, "newcomer")
+    assert server.services.accounts.exists(LAX, "newcomer")
 
 
 def test_starttls_proceeds_and_resets_the_stream(server):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from xml.etree.ElementTree import Element
 
 import pytest
 
+from tests.unit.core_fixtures import make_core
 from xmpp import namespaces as ns
 from xmpp.admin import describe
 from xmpp.component import (
@@ -18,10 +18,8 @@ from xmpp.component import (
     to_client_namespace,
 )
 from xmpp.config import Config, HostConfig
-from xmpp.hosts import LocalHost
+from xmpp.hosts import hook_iq
 from xmpp.jid import parse_jid
-from xmpp.modules import load_modules, modules_for
-from xmpp.router import Router
 from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
 
 COMPONENT = "comp.example"
@@ -108,14 +106,7 @@ def make_server(global_options: dict | None = None, component_options: dict | No
     config.hosts["internal.example"] = HostConfig(config, "internal.example", "Component",
                                                   "version", {"modules_enabled": ["ping"]})
     config._loading = False
-    server = SimpleNamespace(config=config, router=Router())
-    for host_config in config.hosts.values():
-        host = LocalHost(host_config.name, host_config, server,
-                         is_component=host_config.kind == "Component")
-        host.modules = modules_for(host)
-        server.router.hosts[host.name] = host
-    for host in server.router.hosts.values():
-        load_modules(host)
+    server = make_core(config)
     user = FakeUserSession(USER)
     server.router.bind(user, user.jid)
     server.user = user
@@ -135,7 +126,7 @@ def header(to: str | None = COMPONENT, xmlns: str = ns.COMPONENT) -> bytes:
 
 def open_stream(server, to: str | None = COMPONENT, **kwargs):
     transport = FakeTransport(**kwargs)
-    session = ComponentSession(server, transport)
+    session = ComponentSession(server.router, transport)
     reader = Reader(transport)
     session.data_received(header(to))
     return session, transport, reader
@@ -235,7 +226,7 @@ def test_missing_to_is_improper_addressing(server):
 
 def test_client_namespace_stream_is_invalid_namespace(server):
     transport = FakeTransport()
-    session = ComponentSession(server, transport)
+    session = ComponentSession(server.router, transport)
     reader = Reader(transport)
     session.data_received(header(xmlns=ns.CLIENT))
     assert stream_error(reader) == "invalid-namespace"
@@ -390,7 +381,7 @@ def test_stream_is_not_subject_to_require_encryption():
 
 def test_stanza_size_limit_is_policy_violation():
     transport = FakeTransport()
-    session = ComponentSession(make_server(), transport, max_stanza_size=10000)
+    session = ComponentSession(make_server().router, transport, max_stanza_size=10000)
     reader = Reader(transport)
     session.data_received(header())
     reader.elements()
@@ -468,8 +459,8 @@ def test_disconnected_component_with_a_name_answers_disco_info():
 def test_full_jid_iq_on_an_internal_component_reaches_its_user_handlers(server):
     host = server.router.hosts["internal.example"]
     seen = []
-    host.hook_iq("get", "{urn:example}q", lambda request: seen.append(request) or None,
-                 target="user")
+    hook_iq(host, "get", "{urn:example}q", lambda request: seen.append(request) or None,
+            target="bare")
     iq = Element(CLIENT + "iq", {"from": USER, "to": "room@internal.example/nick",
                                  "type": "get", "id": "f"})
     iq.append(Element("{urn:example}q"))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from xml.etree.ElementTree import Element, SubElement
 
 import pytest
 
+from tests.unit.core_fixtures import make_core
 from xmpp import namespaces as ns
 from xmpp.config import Config, HostConfig
+from xmpp.core import ServerCore
 from xmpp.errors import StanzaError, StreamError
-from xmpp.hosts import LocalHost
+from xmpp.hosts import hook_iq
 from xmpp.jid import parse_jid
+from xmpp.moduleapi import ModuleContext
+from xmpp.modules.presence import PresenceState, available_sessions
 from xmpp.router import Router
 
 HOST = "example.org"
@@ -28,8 +31,8 @@ class FakeSession:
 
     def __init__(self, jid: str, priority: int = 0, available: bool = True) -> None:
         self.jid = parse_jid(jid)
-        self.priority = priority
-        self.available = available
+        # What mod_presence would have recorded from the session's presence.
+        self.module_data = {"presence": PresenceState(priority, available)}
         self.received: list[Element] = []
         self.closed_with: list[StreamError | None] = []
 
@@ -48,16 +51,19 @@ class Origin(FakeSession):
 
 
 @pytest.fixture
-def router() -> Router:
-    config = Config(Path("/nonexistent/vireo.cfg.lua"), {})
-    server = SimpleNamespace(config=config)
-    router = Router()
-    for name, kind in ((HOST, "VirtualHost"), (COMPONENT, "Component")):
-        config.hosts[name] = HostConfig(config, name, kind, None, {})
-        router.hosts[name] = LocalHost(name, config.hosts[name], server,
-                                       is_component=kind == "Component")
+def core() -> ServerCore:
+    """The router with mod_message on HOST (bare-JID delivery), and nothing else."""
+    config = Config(Path("/nonexistent/vireo.cfg.lua"),
+                    {"modules_disabled": ["presence", "offline", "s2s"]})
+    config.hosts[HOST] = HostConfig(config, HOST, "VirtualHost", None, {})
+    config.hosts[COMPONENT] = HostConfig(config, COMPONENT, "Component", "unknown_module", {})
     config._loading = False
-    return router
+    return make_core(config)
+
+
+@pytest.fixture
+def router(core) -> Router:
+    return core.router
 
 
 @pytest.fixture
@@ -122,10 +128,11 @@ def test_bind_replaces_and_kicks_the_older_session(router):
     assert parse_jid(f"user@{HOST}") not in router.sessions
 
 
-def test_available_resources_skip_unavailable_ones(router):
+def test_available_resources_skip_unavailable_ones(core, router):
     on = bound(router, f"user@{HOST}/on")
     bound(router, f"user@{HOST}/off", available=False)
-    assert router.available_resources(parse_jid(f"user@{HOST}")) == [on]
+    m = ModuleContext("presence", router.hosts[HOST], core.services)
+    assert available_sessions(m, parse_jid(f"user@{HOST}")) == [on]
 
 
 # -- full JIDs ------------------------------------------------------------------------------
@@ -169,7 +176,7 @@ def test_presence_to_a_missing_resource_is_dropped(router, origin):
 def test_presence_to_a_full_jid_goes_through_the_hook_first(router, origin):
     target = bound(router, f"user@{HOST}/phone")
     seen = []
-    router.hosts[HOST].hook("presence/full", lambda stanza, to, o: seen.append(to) or True)
+    router.hosts[HOST].events.hook("presence/full", lambda e: seen.append(e.to) or True)
     router.route(presence(f"user@{HOST}/phone", "subscribe"), origin)
     assert seen == [parse_jid(f"user@{HOST}/phone")]
     assert target.received == []
@@ -206,8 +213,8 @@ def test_negative_priority_and_unavailable_resources_get_no_bare_messages(router
     negative = bound(router, f"user@{HOST}/neg", priority=-1)
     hidden = bound(router, f"user@{HOST}/hidden", priority=10, available=False)
     stored = []
-    router.hosts[HOST].hook("message/offline",
-                            lambda stanza, to, o: stored.append((stanza, to)) or True)
+    router.hosts[HOST].events.hook("message/offline/handle",
+                                   lambda e: stored.append((e.stanza, e.to)) or True)
     stanza = message(f"user@{HOST}")
     router.route(stanza, origin)
     assert negative.received == [] and hidden.received == []
@@ -228,7 +235,8 @@ def test_bare_message_without_offline_storage_is_service_unavailable(router, ori
 @pytest.mark.parametrize("kind", ["headline", "error"])
 def test_headline_and_error_to_an_offline_user_are_dropped_silently(router, origin, kind):
     stored = []
-    router.hosts[HOST].hook("message/offline", lambda *args: stored.append(args) or True)
+    router.hosts[HOST].events.hook("message/offline/handle",
+                                   lambda e: stored.append(e) or True)
     router.route(message(f"nobody@{HOST}", kind), origin)
     assert origin.received == [] and stored == []
 
@@ -242,20 +250,20 @@ def test_groupchat_to_a_bare_jid_is_service_unavailable(router, origin):
 
 def test_message_bare_hook_can_take_over(router, origin):
     online = bound(router, f"user@{HOST}/phone")
-    router.hosts[HOST].hook("message/bare", lambda stanza, to, o: True)
+    router.hosts[HOST].events.hook("message/bare", lambda e: True)
     router.route(message(f"user@{HOST}"), origin)
     assert online.received == [] and origin.received == []
 
 
 def test_presence_to_a_bare_jid_fires_the_hook(router, origin):
     seen = []
-    router.hosts[HOST].hook("presence/bare", lambda stanza, to, o: seen.append(str(to)))
+    router.hosts[HOST].events.hook("presence/bare", lambda e: seen.append(str(e.to)))
     router.route(presence(f"user@{HOST}", "probe"), origin)
     assert seen == [f"user@{HOST}"] and origin.received == []
 
 
 def test_iq_to_a_users_bare_jid_uses_user_handlers(router, origin):
-    router.hosts[HOST].hook_iq("get", PING, lambda request: None, target="user")
+    hook_iq(router.hosts[HOST], "get", PING, lambda request: None, target="bare")
     router.route(iq(f"user@{HOST}"), origin)
     (reply,) = origin.received
     assert reply.get("type") == "result" and reply.get("from") == f"user@{HOST}"
@@ -264,8 +272,8 @@ def test_iq_to_a_users_bare_jid_uses_user_handlers(router, origin):
 def test_iq_to_own_bare_jid_prefers_self_handlers(router):
     me = bound(router, f"me@{HOST}/desk")
     calls = []
-    router.hosts[HOST].hook_iq("get", PING, lambda r: calls.append("self"), target="self")
-    router.hosts[HOST].hook_iq("get", PING, lambda r: calls.append("user"), target="user")
+    hook_iq(router.hosts[HOST], "get", PING, lambda r: calls.append("self"), target="self")
+    hook_iq(router.hosts[HOST], "get", PING, lambda r: calls.append("user"), target="bare")
     router.route(iq(f"me@{HOST}", sender=f"me@{HOST}/desk"), me)
     router.route(iq(f"other@{HOST}", sender=f"me@{HOST}/desk"), me)
     assert calls == ["self", "user"]
@@ -284,7 +292,7 @@ def test_iq_handler_answers(router, origin):
         answer.text = request.payload.tag
         return answer
 
-    router.hosts[HOST].hook_iq("get", "{urn:example}question", handler)
+    hook_iq(router.hosts[HOST], "get", "{urn:example}question", handler)
     router.route(iq(HOST, payload="{urn:example}question"), origin)
     (reply,) = origin.received
     assert reply.get("type") == "result" and reply.get("id") == "q1"
@@ -293,7 +301,7 @@ def test_iq_handler_answers(router, origin):
 
 
 def test_iq_handler_that_answered_itself_gets_no_second_reply(router, origin):
-    router.hosts[HOST].hook_iq("set", PING, lambda request: True)
+    hook_iq(router.hosts[HOST], "set", PING, lambda request: True)
     router.route(iq(HOST, "set"), origin)
     assert origin.received == []
 
@@ -302,7 +310,7 @@ def test_iq_handler_error_becomes_the_reply(router, origin):
     def handler(request):
         raise StanzaError("forbidden", "no")
 
-    router.hosts[HOST].hook_iq("get", PING, handler)
+    hook_iq(router.hosts[HOST], "get", PING, handler)
     router.route(iq(HOST), origin)
     assert the_error(origin) == ("auth", "forbidden")
 
@@ -330,7 +338,8 @@ def _with_second_child(stanza: Element) -> Element:
 @pytest.mark.parametrize("kind", ["result", "error"])
 def test_iq_responses_to_the_host_are_events_not_errors(router, origin, kind):
     seen = []
-    router.hosts[HOST].hook("iq-response", lambda stanza, o: seen.append(stanza.get("id")))
+    router.hosts[HOST].events.hook(f"iq-{kind}/host/q1",
+                                   lambda e: seen.append(e.stanza.get("id")))
     router.route(iq(HOST, kind, payload=None), origin)
     assert seen == ["q1"] and origin.received == []
 
@@ -342,7 +351,7 @@ def test_message_to_the_host_without_a_handler_bounces(router, origin):
 
 def test_presence_to_the_host_fires_its_hook(router, origin):
     seen = []
-    router.hosts[HOST].hook("presence/host", lambda stanza, o: seen.append(stanza))
+    router.hosts[HOST].events.hook("presence/host", lambda e: seen.append(e.stanza))
     router.route(presence(HOST), origin)
     assert len(seen) == 1 and origin.received == []
 
@@ -365,7 +374,8 @@ def test_remote_domain_without_s2s_is_service_unavailable(router, origin):
 
 def test_remote_domain_goes_to_the_s2s_link(router, origin):
     sent = []
-    router.remote = lambda stanza, to, o: sent.append(str(to))
+    router.hosts[HOST].events.hook("route/remote",
+                                   lambda e: sent.append(e.stanza.get("to")) or True)
     router.route(message("someone@elsewhere.example/x"), origin)
     assert sent == ["someone@elsewhere.example/x"] and origin.received == []
 

@@ -98,8 +98,7 @@ VirtualHost "closed.example"
         route=lambda stanza, origin=None: routed.append((stanza, origin)),
         bounce=lambda stanza, origin, error: routed.append((error.to_reply(stanza), origin)))
     clock = Clock()
-    server = SimpleNamespace(config=config, router=router, now=clock)
-    manager = S2SManager(server, resolver=SimpleNamespace(), tls=SimpleNamespace(
+    manager = S2SManager(config, router, clock, resolver=SimpleNamespace(), tls=SimpleNamespace(
         server_context=lambda host: None, client_context=lambda host: None))
     verifies: list[tuple] = []
     manager.request_verify = lambda session, local, remote, key: verifies.append(

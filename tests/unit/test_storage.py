@@ -31,8 +31,8 @@ db = storage_fixtures.db
 HOST = "example.com"
 ITERATIONS = 64  # keep PBKDF2 cheap in tests
 TABLES = {"accounts", "roster_items", "roster_groups", "roster_pending", "roster_versions",
-          "offline_messages", "uploads"}
-HEAD_REVISION = "0002"
+          "offline_messages", "uploads", "keyval", "archive"}
+HEAD_REVISION = "0004"
 
 
 class FakeConfig:

@@ -1,21 +1,27 @@
 """The module registry: Prosody's module names mapped to our implementations.
 
-A module is a Python module with `setup(m: ModuleContext)`. This is a plain
-table of imports, not a plugin framework.
+A module is a Python module with `setup(m: ModuleContext)` (xmpp.moduleapi).
+This is a plain table of imports, not a plugin framework.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
-from xmpp.hosts import LocalHost, ModuleContext
+from xmpp.moduleapi import ModuleContext, ModuleServices
+
+if TYPE_CHECKING:
+    from xmpp.config import Config
+    from xmpp.hosts import LocalHost
 
 log = logging.getLogger(__name__)
 
 IMPLEMENTED = {
     "roster": "xmpp.modules.roster",
     "presence": "xmpp.modules.presence",
+    "message": "xmpp.modules.message",
     "disco": "xmpp.modules.disco",
     "ping": "xmpp.modules.ping",
     "version": "xmpp.modules.version",
@@ -27,23 +33,29 @@ IMPLEMENTED = {
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
+    "c2s": "xmpp.modules.c2s",
+    "s2s": "xmpp.modules.s2s",
 }
 
-# Names Prosody configs carry whose job the core does itself (or, for the
-# listeners, the server composition): loading them is a no-op, not a warning.
+# Names Prosody configs carry whose job the core does itself: loading them is
+# a no-op, not a warning.
 BUILT_IN = frozenset({
-    "saslauth", "tls", "c2s", "s2s", "dialback", "posix", "message", "iq",
-    "http", "s2s_auth_certs", "auth_internal_hashed", "auth_internal_plain",
-    "storage_internal", "storage_sql", "net_proxy",
+    "saslauth", "tls", "dialback", "posix", "iq", "http", "s2s_auth_certs",
+    "auth_internal_hashed", "auth_internal_plain", "storage_internal", "storage_sql",
+    "net_proxy",
 })
 
 # Prosody loads these on every VirtualHost unless modules_disabled names them.
-AUTOLOAD = ("presence", "offline")
+AUTOLOAD = ("presence", "message", "offline")
+# ... and these once for the whole server (its listeners).
+GLOBAL_AUTOLOAD = ("c2s", "s2s")
+# Listener modules are global: named in a host's modules_enabled they are ignored there.
+GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD)
 
 
 def modules_for(host: LocalHost) -> list[str]:
     """The host's effective module list, with Prosody's autoloaded ones."""
-    names = list(host.config.modules())
+    names = [name for name in host.config.modules() if name not in GLOBAL_ONLY]
     if host.is_component and host.config.module is None and "component" not in names:
         # Prosody's `Component "name"` without a module is an external (XEP-0114) one.
         names.insert(0, "component")
@@ -53,13 +65,17 @@ def modules_for(host: LocalHost) -> list[str]:
     return names
 
 
-def load_modules(host: LocalHost) -> None:
-    """Import and set up each module named for `host`; unknown ones are logged and skipped."""
-    for name in host.modules:
-        path = IMPLEMENTED.get(name)
-        if path is None:
-            if name not in BUILT_IN:
-                log.warning("%s: module %r is not available in Vireo; skipped", host.name, name)
-            continue
-        module = importlib.import_module(path)
-        module.setup(ModuleContext(name, host))
+def global_modules(config: Config) -> list[str]:
+    """The modules of the global pseudo-host: the listeners, unless disabled."""
+    disabled = set(config.get_list("modules_disabled", []))
+    return [name for name in GLOBAL_AUTOLOAD if name not in disabled]
+
+
+def load_module(host: LocalHost, name: str, services: ModuleServices) -> None:
+    """Import and set up module `name` on `host`; an unknown one is logged and skipped."""
+    path = IMPLEMENTED.get(name)
+    if path is None:
+        if name not in BUILT_IN:
+            log.warning("%s: module %r is not available in Vireo; skipped", host.name, name)
+        return
+    importlib.import_module(path).setup(ModuleContext(name, host, services))

@@ -14,46 +14,38 @@ consider_bosh_secure (false). The request body limit is c2s_stanza_size_limit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
-
 from http_apps.bosh.manager import BoshManager, BoshOptions
 from http_apps.bosh.views import wsgi_handlers
+from http_apps.provider import HttpProvider
+from xmpp.c2s import C2SServices
 from xmpp.errors import StreamError
-from xmpp.hosts import ModuleContext
-
-if TYPE_CHECKING:
-    from xmpp.server import VireoServer
-
-_managers: WeakKeyDictionary[VireoServer, BoshManager] = WeakKeyDictionary()
-
-
-def manager_for(server: VireoServer) -> BoshManager:
-    """The server's BOSH manager, made on first use."""
-    manager = _managers.get(server)
-    if manager is None:
-        def serves(domain: str) -> bool:
-            host = server.router.hosts.get(domain)
-            return host is not None and not host.is_component and "bosh" in host.modules
-
-        manager = BoshManager(server, BoshOptions.from_config(server.config), serves)
-        _managers[server] = manager
-    return manager
+from xmpp.moduleapi import ModuleContext
 
 
 def setup(m: ModuleContext) -> None:
-    server = m.server
-    first = server not in _managers
-    manager = manager_for(server)
-    # Held requests get their terminate bodies before the HTTP server drains.
-    m.hook("server-stopping", lambda: manager.close_all(StreamError("system-shutdown")))
-    if first and "cross_domain_bosh" in server.config.globals:
+    config = m.global_config
+    first = not m.provided("http", "bosh")
+    manager = m.shared("bosh", lambda: new_manager(m))
+    if first and "cross_domain_bosh" in config.globals:
         m.log.warning("The 'cross_domain_bosh' option is deprecated and ignored; "
                       "CORS for bosh is set with http_cors_override")
-    global_ = "bosh" in server.config.get_list("modules_enabled", [])
+    global_ = "bosh" in config.get_list("modules_enabled", [])
     if global_ and not first:
         return  # one global app serves every host
-    m.provides_http("bosh", None, wsgi_handlers=wsgi_handlers(manager),
-                    default_path="/http-bind", cors=True, methods=("GET", "POST", "OPTIONS"),
-                    max_body_size=server.c2s_stanza_size_limit(None if global_ else m.host),
-                    global_=global_)
+    # Held requests get their terminate bodies before the HTTP server drains.
+    m.hook("server-stopping", lambda event: manager.close_all(StreamError("system-shutdown")))
+    c2s: C2SServices = m.service("c2s")
+    m.provides("http", HttpProvider(
+        name="bosh", host=m.host.name, make_blueprint=None,
+        wsgi_handlers=wsgi_handlers(manager), default_path="/http-bind", cors=True,
+        methods=("GET", "POST", "OPTIONS"),
+        max_body_size=c2s.stanza_size_limit(None if global_ else m.host), global_=global_))
+
+
+def new_manager(m: ModuleContext) -> BoshManager:
+    """The server's one BOSH manager, serving the VirtualHosts that load bosh."""
+    def serves(domain: str) -> bool:
+        host = m.hosts().get(domain)
+        return host is not None and not host.is_component and "bosh" in host.modules
+
+    return BoshManager(m.service("c2s"), BoshOptions.from_config(m.global_config), serves)

@@ -5,13 +5,14 @@ The host's `component_handler` sends each stanza for the domain to the
 component's live stream; while none is connected, stanzas bounce with
 `remote-server-timeout`. `component_conflict_resolve` decides what a second
 authenticated connection does: `kick_new` (refused) or `kick_old`.
-`add_listener(server)` opens `component_ports` when any such host exists.
+It declares the `component` listener (`component_ports`, 5347, on loopback),
+which opens when any such host exists, as in Prosody.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
@@ -24,11 +25,10 @@ from xmpp.component import (
     stanza_size_limit,
 )
 from xmpp.errors import StanzaError, StreamError
-from xmpp.hosts import LocalHost, ModuleContext
+from xmpp.hosts import LocalHost
+from xmpp.moduleapi import ModuleContext
+from xmpp.providers import NetProvider
 from xmpp.stanza import make_iq_result
-
-if TYPE_CHECKING:
-    from xmpp.server import VireoServer
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,15 @@ DISCO_INFO = f"{{{ns.DISCO_INFO}}}query"
 class ComponentLink:
     """Which stream currently serves one external component's domain."""
 
-    def __init__(self, host: LocalHost, policy: str) -> None:
+    def __init__(self, m: ModuleContext, host: LocalHost, policy: str) -> None:
+        self.m = m
         self.host = host
         self.policy = policy
         self.session: ComponentSession | None = None
 
-    def attach(self, session: ComponentSession) -> bool:
-        """Make `session` the component's stream, or raise `conflict` (kick_new)."""
+    def attach(self, event: Any) -> bool:
+        """Make the session the component's stream, or raise `conflict` (kick_new)."""
+        session: ComponentSession = event.session
         old = self.session
         if old is not None and old is not session:
             if self.policy == "kick_new":
@@ -58,8 +60,8 @@ class ComponentLink:
         self.session = session
         return True
 
-    def detach(self, session: ComponentSession) -> bool:
-        if self.session is session:
+    def detach(self, event: Any) -> bool:
+        if self.session is event.session:
             self.session = None
         return False
 
@@ -68,14 +70,13 @@ class ComponentLink:
         if self.session is not None:
             self.session.send(stanza)
             return
-        router = self.host.server.router
         answer = self._offline_disco_info(stanza)
         if answer is not None:
-            router.reply(origin, answer)
+            self.m.reply(origin, answer)
         elif stanza.get("type") not in ("error", "result"):
             error = StanzaError("remote-server-timeout", "Component unavailable",
                                 extra=Element(f"{{{NOT_CONNECTED}}}not-connected"))
-            router.reply(origin, error.to_reply(stanza, by=self.host.name))
+            self.m.reply(origin, error.to_reply(stanza, by=self.host.name))
 
     def _offline_disco_info(self, stanza: Element) -> Element | None:
         """Prosody answers disco#info for a disconnected component that has a `name`."""
@@ -100,25 +101,14 @@ def setup(m: ModuleContext) -> None:
         m.log.warning("component_conflict_resolve must be one of %s, not %r; using kick_new",
                       ", ".join(CONFLICT_POLICIES), policy)
         policy = "kick_new"
-    link = ComponentLink(m.host, policy)
+    link = ComponentLink(m, m.host, policy)
     m.host.component_handler = link.deliver
     m.hook(AUTHENTICATED_EVENT, link.attach)
     m.hook(DISCONNECTED_EVENT, link.detach)
-
-
-def external_components(server: VireoServer) -> list[LocalHost]:
-    """The hosts served by an external component process."""
-    return [host for host in server.router.hosts.values()
-            if host.is_component and host.component_handler is not None
-            and "component" in host.modules]
-
-
-def add_listener(server: VireoServer) -> None:
-    """Listen on `component_ports` (Prosody's default 5347), only when some
-    external component is configured, as Prosody does."""
-    if not external_components(server):
-        return
-    limit = stanza_size_limit(server.config)
-    server.add_listener(
-        "component", server.ports("component", (DEFAULT_PORT,)), listen_interfaces(server.config),
-        lambda transport: ComponentSession(server, transport, max_stanza_size=limit))
+    config = m.global_config
+    limit = stanza_size_limit(config)
+    router = m.service("router")
+    m.provides("net", NetProvider(
+        "component",
+        lambda transport: ComponentSession(router, transport, max_stanza_size=limit),
+        default_ports=(DEFAULT_PORT,), interfaces=tuple(listen_interfaces(config))))

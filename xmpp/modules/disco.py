@@ -6,7 +6,8 @@ from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError
-from xmpp.hosts import IqRequest, LocalHost, ModuleContext
+from xmpp.hosts import IqRequest, LocalHost
+from xmpp.moduleapi import ModuleContext
 
 INFO = f"{{{ns.DISCO_INFO}}}query"
 ITEMS = f"{{{ns.DISCO_ITEMS}}}query"
@@ -17,9 +18,9 @@ def setup(m: ModuleContext) -> None:
     m.add_feature(ns.DISCO_ITEMS)
     m.hook_iq("get", INFO, lambda request: host_info(request))
     extra_items = configured_items(m)
-    m.hook_iq("get", ITEMS, lambda request: host_items(request, extra_items))
-    m.hook_iq("get", INFO, lambda request: account_info(m, request), target="user")
-    m.hook_iq("get", ITEMS, lambda request: account_items(request), target="user")
+    m.hook_iq("get", ITEMS, lambda request: host_items(m, request, extra_items))
+    m.hook_iq("get", INFO, lambda request: account_info(m, request), target="bare")
+    m.hook_iq("get", ITEMS, lambda request: account_items(request), target="bare")
 
 
 def info_query(host: LocalHost, node: str | None = None) -> Element:
@@ -60,12 +61,13 @@ def configured_items(m: ModuleContext) -> list[tuple[str, str | None]]:
     return items
 
 
-def host_items(request: IqRequest, extra_items: list[tuple[str, str | None]]) -> Element:
+def host_items(m: ModuleContext, request: IqRequest,
+               extra_items: list[tuple[str, str | None]]) -> Element:
     if request.payload.get("node"):
         raise StanzaError("item-not-found")
     host = request.host
     query = Element(ITEMS)
-    for name, other in host.server.router.hosts.items():
+    for name, other in m.hosts().items():
         # As in Prosody, every host (components included) whose name is this
         # host's with one more label in front is listed, unless disco_hidden.
         if name.partition(".")[2] == host.name \
@@ -84,7 +86,7 @@ def host_items(request: IqRequest, extra_items: list[tuple[str, str | None]]) ->
 def account_info(m: ModuleContext, request: IqRequest) -> Element:
     to = request.stanza.get("to", "")
     local = to.split("@", 1)[0]
-    if request.payload.get("node") or not m.server.accounts.exists(request.host.name, local):
+    if request.payload.get("node") or not m.users.exists(local):
         raise StanzaError("service-unavailable")
     query = Element(INFO)
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",

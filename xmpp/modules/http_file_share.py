@@ -32,12 +32,13 @@ from http_apps.file_share.policy import (
     SlotRequest,
 )
 from http_apps.file_share.service import MODULE_NAME, FileShare
+from http_apps.provider import HttpProvider
 from http_apps.urls import http_url
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError
-from xmpp.hosts import IqRequest, ModuleContext
+from xmpp.hosts import IqRequest
 from xmpp.jid import InvalidJID, parse_jid
-from xmpp.modules import disco
+from xmpp.moduleapi import ModuleContext
 
 NS = ns.HTTP_UPLOAD
 REQUEST = f"{{{NS}}}request"
@@ -62,7 +63,7 @@ def read_policy(m: ModuleContext) -> Policy:
         safe_types=frozenset(map(str, config.get_list("http_file_share_safe_file_types",
                                                       DEFAULT_SAFE_TYPES))),
         access=frozenset(map(str, config.get_list("http_file_share_access"))),
-        local_hosts=frozenset(m.server.router.hosts),
+        local_hosts=frozenset(m.hosts()),
         expires_after=config.get_number("http_file_share_expires_after", DEFAULT_EXPIRES_AFTER),
     )
 
@@ -89,35 +90,35 @@ def setup(m: ModuleContext) -> None:
     share = FileShare(
         host=host, policy=policy,
         secret=config.get_str("http_file_share_secret", None) or secrets.token_urlsafe(20),
-        store=m.server.uploads,
+        store=m.typed_store("uploads"),
         data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
-        base_url=base_url, external=external_url is not None, clock=m.server.now)
+        base_url=base_url, external=external_url is not None, clock=m.now)
 
-    if m.host.iq_handler("get", disco.INFO, "host") is None:
-        disco.setup(m)  # Prosody: module:depends("disco")
+    m.depends("disco")
     m.add_identity("store", "file", config.get_str("name", "HTTP File Upload"))
     m.add_feature(NS)
     m.add_extension(upload_form(policy.size_limit))
     m.hook_iq("get", REQUEST, lambda request: slot_request(m, share, request))
 
     if share.external:
-        m.hook("server-started", lambda: m.log.info("Slots point to the external upload "
+        m.hook("server-started", lambda event: m.log.info("Slots point to the external upload "
                                                     "service at %s", external_url))
         return
-    m.provides_http(HTTP_APP, lambda: views.make_blueprint(share), default_path=DEFAULT_PATH,
-                    methods=("GET", "HEAD", "PUT", "OPTIONS"), max_body_size=policy.size_limit,
-                    cors={"enabled": True, "credentials": True,
-                          "headers": {"Authorization": True}})
+    m.provides("http", HttpProvider(
+        name=HTTP_APP, host=host, make_blueprint=lambda: views.make_blueprint(share),
+        default_path=DEFAULT_PATH, methods=("GET", "HEAD", "PUT", "OPTIONS"),
+        max_body_size=policy.size_limit,
+        cors={"enabled": True, "credentials": True, "headers": {"Authorization": True}}))
     interval = config.get_number("vireo_http_file_share_prune_interval",
                                  DEFAULT_PRUNE_INTERVAL, min=0.01)
     job: list[gevent.Greenlet] = []
 
-    def started() -> None:
+    def started(event: Any) -> None:
         m.log.info("Serving uploads at %s", base_url())
         if policy.expires_after >= 0:
             job.append(gevent.spawn(prune_job, m, share, interval))
 
-    def stopping() -> None:
+    def stopping(event: Any) -> None:
         for greenlet in job:
             greenlet.kill(block=False)
 

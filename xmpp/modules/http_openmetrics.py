@@ -6,10 +6,9 @@ Access rules and the statistics switch are in http_apps.openmetrics.
 from __future__ import annotations
 
 from http_apps.openmetrics import provider
-from xmpp.hosts import ModuleContext
+from xmpp.moduleapi import ModuleContext
 
 
 def setup(m: ModuleContext) -> None:
     # A global app: one provider however many hosts load the module.
-    if not any(p.name == "openmetrics" for p in m.server.http_providers):
-        m.server.http_providers.append(provider(m.server.config))
+    m.provides("http", provider(m.global_config))

@@ -8,19 +8,19 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
-from xmpp.hosts import ModuleContext
 from xmpp.jid import JID
+from xmpp.moduleapi import ModuleContext
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
 
 
 def setup(m: ModuleContext) -> None:
-    m.hook("message/offline", lambda stanza, to, origin: store(m, stanza, to))
-    m.hook("presence/initial", lambda session: deliver(m, session))
+    m.hook("message/offline/handle", lambda event: store(m, event.stanza, event.to))
+    m.hook("message/offline/broadcast", lambda event: deliver(m, event.origin))
 
 
 def store(m: ModuleContext, stanza: Element, to: JID) -> bool:
-    if not m.server.accounts.exists(to.domain, to.local):
+    if not m.users.exists(to.local):
         return False
     stamped = stanza
     if stanza.find(f"{{{ns.DELAY}}}delay") is None:
@@ -29,11 +29,12 @@ def store(m: ModuleContext, stanza: Element, to: JID) -> bool:
         stamped.extend(list(stanza))
         SubElement(stamped, f"{{{ns.DELAY}}}delay", {
             "from": m.host.name, "stamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
-    return m.server.offline.store(to.domain, to.local, serialize(stamped), datetime.now(UTC))
+    return m.typed_store("offline").store(to.domain, to.local, serialize(stamped),
+                                          datetime.now(UTC))
 
 
 def deliver(m: ModuleContext, session: Any) -> bool:
     user: JID = session.jid
-    for xml, _stamp in m.server.offline.pop_all(user.domain, user.local):
+    for xml, _stamp in m.typed_store("offline").pop_all(user.domain, user.local):
         session.send(parse_stanza(xml))
     return False

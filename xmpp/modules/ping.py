@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xmpp import namespaces as ns
-from xmpp.hosts import ModuleContext
+from xmpp.moduleapi import ModuleContext
 
 PING = f"{{{ns.PING}}}ping"
 

@@ -8,13 +8,15 @@ stanzas they call for and keeps each session's presence.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from storage.roster import RosterItem
 from xmpp import namespaces as ns
-from xmpp.hosts import ModuleContext
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.moduleapi import ModuleContext
 from xmpp.modules.roster import item_state, push
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
@@ -24,18 +26,54 @@ PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
 
 
+MODULE = "presence"
+
+
+@dataclass(slots=True)
+class PresenceState:
+    """What mod_presence keeps on each client session."""
+
+    priority: int = 0
+    available: bool = False
+    presence: Element | None = None  # the last available presence broadcast
+    directed: set[str] = field(default_factory=set)  # who got directed presence
+
+
+_UNAVAILABLE = PresenceState()
+
+
+def presence_of(session: Any) -> PresenceState:
+    """A session's presence state (unavailable until it sends presence)."""
+    return session.module_data.get(MODULE, _UNAVAILABLE)
+
+
+def available_sessions(m: ModuleContext, bare: JID) -> list[Any]:
+    """A user's sessions that have sent available presence."""
+    return [s for s in m.sessions(bare).values() if presence_of(s).available]
+
+
 def setup(m: ModuleContext) -> None:
-    m.hook("presence/outbound", lambda stanza, session: outbound_presence(m, stanza, session))
-    m.hook("presence/bare", lambda stanza, to, origin: inbound_presence(m, stanza, to))
-    m.hook("presence/full", lambda stanza, to, origin: inbound_full(m, stanza, to))
-    m.hook("session-ended", lambda session: session_ended(m, session))
+    for kind in ("bare", "full", "host"):
+        m.hook(f"pre-presence/{kind}",
+               lambda event: outbound_presence(m, event.stanza, event.origin))
+    m.hook("presence/bare", lambda event: inbound_presence(m, event.stanza, event.to))
+    m.hook("presence/full", lambda event: inbound_full(m, event.stanza, event.to))
+    m.hook("pre-resource-unbind", lambda event: session_ended(m, event.session))
+
+
+def _state(m: ModuleContext, session: Any) -> PresenceState:
+    return m.session_data(session, PresenceState)
+
+
+def _rosters(m: ModuleContext) -> Any:
+    return m.typed_store("rosters")
 
 
 # -- stored subscription state ------------------------------------------------
 
 def load_state(m: ModuleContext, user: JID, contact: str) -> tuple[SubscriptionState,
                                                                   RosterItem | None]:
-    store = m.server.rosters
+    store = _rosters(m)
     item = store.get_item(user.domain, user.local, contact)
     pending = contact in store.pending_in(user.domain, user.local)
     return item_state(item, pending), item
@@ -44,7 +82,7 @@ def load_state(m: ModuleContext, user: JID, contact: str) -> tuple[SubscriptionS
 def save_state(m: ModuleContext, user: JID, contact: str, old: SubscriptionState,
                new: SubscriptionState, item: RosterItem | None,
                stanza: Element | None = None) -> RosterItem | None:
-    store = m.server.rosters
+    store = _rosters(m)
     if new.in_roster:
         item = item or RosterItem(jid=contact)
         item.subscription, item.ask = new.subscription, new.ask
@@ -74,7 +112,7 @@ def outbound_presence(m: ModuleContext, stanza: Element, session: Any) -> bool:
         outbound_subscription(m, stanza, session.jid, kind)
         return True
     if stanza.get("to"):
-        track_directed(stanza, session)
+        track_directed(m, stanza, session)
         return False
     if kind is None:
         available(m, stanza, session)
@@ -83,63 +121,70 @@ def outbound_presence(m: ModuleContext, stanza: Element, session: Any) -> bool:
     return True
 
 
-def track_directed(stanza: Element, session: Any) -> None:
+def track_directed(m: ModuleContext, stanza: Element, session: Any) -> None:
     kind = stanza.get("type")
     if kind is None:
-        session.directed.add(stanza.get("to"))
+        _state(m, session).directed.add(stanza.get("to"))
     elif kind == "unavailable":
-        session.directed.discard(stanza.get("to"))
+        _state(m, session).directed.discard(stanza.get("to"))
 
 
 def available(m: ModuleContext, stanza: Element, session: Any) -> None:
+    state = _state(m, session)
     try:
-        session.priority = max(-128, min(127, int(stanza.findtext(PRIORITY) or 0)))
+        state.priority = max(-128, min(127, int(stanza.findtext(PRIORITY) or 0)))
     except ValueError:
-        session.priority = 0
-    initial = not session.available
-    session.available = True
-    session.presence = stanza
+        state.priority = 0
+    initial = not state.available
+    state.available = True
+    state.presence = stanza
     broadcast(m, stanza, session.jid)
     if initial:
         user: JID = session.jid
         bare = str(user.bare)
-        for contact, item in m.server.rosters.get_roster(user.domain, user.local).items():
+        for contact, item in _rosters(m).get_roster(user.domain, user.local).items():
             if item.subscription in ("to", "both"):
-                m.server.router.route(presence("probe", bare, contact))
+                m.route(presence("probe", bare, contact))
         # The new resource learns of the user's other available ones (as Prosody does).
-        for resource in m.server.router.available_resources(user.bare):
-            if resource is not session and resource.presence is not None:
-                session.send(_stamped(resource.presence, str(resource.jid), str(user)))
-        for contact, pending in m.server.rosters.pending_in(user.domain, user.local).items():
+        for resource, other in _with_presence(available_sessions(m, user.bare)):
+            if resource is not session:
+                session.send(_stamped(other, str(resource.jid), str(user)))
+        for contact, pending in _rosters(m).pending_in(user.domain, user.local).items():
             session.send(parse_stanza(pending) if pending else presence("subscribe", contact, bare))
-        if session.priority >= 0:
-            m.host.fire("presence/initial", session)
+        if state.priority >= 0:
+            m.fire("message/offline/broadcast", origin=session)
+
+
+def _with_presence(sessions: Iterable[Any]) -> list[tuple[Any, Element]]:
+    """(session, its last available presence) for those that have one."""
+    pairs = [(session, presence_of(session).presence) for session in sessions]
+    return [(session, stanza) for session, stanza in pairs if stanza is not None]
 
 
 def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
+    state = _state(m, session)
     informed: set[str] = set()
-    if session.available:
-        session.available = False
-        session.presence = None
+    if state.available:
+        state.available = False
+        state.presence = None
         informed = broadcast(m, stanza, session.jid)
     # Directed presence may precede initial presence; its recipients still
     # learn that the sender left (as Prosody's mod_presence does), once.
-    for target in session.directed:
+    for target in state.directed:
         if _bare(target) not in informed:
-            m.server.router.route(_addressed(stanza, target))
-    session.directed.clear()
+            m.route(_addressed(stanza, target))
+    state.directed.clear()
 
 
 def broadcast(m: ModuleContext, stanza: Element, user: JID) -> set[str]:
     """To contacts subscribed to the user, and to all the user's own available
     resources; the contacts it went to."""
-    router = m.server.router
     informed = set()
-    for contact, item in m.server.rosters.get_roster(user.domain, user.local).items():
+    for contact, item in _rosters(m).get_roster(user.domain, user.local).items():
         if item.subscription in ("from", "both"):
-            router.route(_addressed(stanza, contact))
+            m.route(_addressed(stanza, contact))
             informed.add(contact)
-    for resource in router.available_resources(user.bare):
+    for resource in available_sessions(m, user.bare):
         resource.send(_addressed(stanza, str(resource.jid)))
     return informed
 
@@ -172,15 +217,13 @@ def outbound_subscription(m: ModuleContext, stanza: Element, user: JID, kind: st
     if not outcome.deliver:
         return
     # Subscription stanzas travel between bare JIDs (RFC 6121 3.1.2).
-    m.server.router.route(_stamped(stanza, str(user.bare), str(contact)))
-    router = m.server.router
+    m.route(_stamped(stanza, str(user.bare), str(contact)))
     if kind == "subscribed":
-        for resource in router.available_resources(user.bare):
-            if resource.presence is not None:
-                router.route(_stamped(resource.presence, str(resource.jid), str(contact)))
+        for resource, last in _with_presence(available_sessions(m, user.bare)):
+            m.route(_stamped(last, str(resource.jid), str(contact)))
     elif kind == "unsubscribed":
-        for resource in router.available_resources(user.bare):
-            router.route(presence("unavailable", str(resource.jid), str(contact)))
+        for resource in available_sessions(m, user.bare):
+            m.route(presence("unavailable", str(resource.jid), str(contact)))
 
 
 def _stamped(stanza: Element, sender: str, to: str) -> Element:
@@ -203,7 +246,7 @@ def inbound_presence(m: ModuleContext, stanza: Element, user: JID) -> bool:
     elif kind == "probe":
         answer_probe(m, user, sender)
     else:
-        for resource in m.server.router.available_resources(user):
+        for resource in available_sessions(m, user):
             resource.send(stanza)
     return True
 
@@ -216,7 +259,7 @@ def inbound_full(m: ModuleContext, stanza: Element, to: JID) -> bool:
 
 def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: JID,
                          kind: str) -> None:
-    if not m.server.accounts.exists(user.domain, user.local):
+    if not m.users.exists(user.local):
         return
     state, item = load_state(m, user, str(contact))
     outcome = inbound(state, kind)
@@ -225,28 +268,28 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
     if outcome.changed and item is not None:
         push(m, user, item)
     if outcome.deliver:
-        for resource in m.server.router.available_resources(user):
+        for resource in available_sessions(m, user):
             resource.send(forwarded)
     if outcome.auto_reply:
-        m.server.router.route(presence(outcome.auto_reply, str(user), str(contact)))
+        m.route(presence(outcome.auto_reply, str(user), str(contact)))
 
 
 def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
     state, _item = load_state(m, user, str(prober.bare))
-    router = m.server.router
     if not state.has_from:
         # RFC 6121 4.3.2: tell the prober its subscription is gone (as Prosody does).
-        router.route(presence("unsubscribed", str(user), str(prober.bare)))
+        m.route(presence("unsubscribed", str(user), str(prober.bare)))
         return
-    resources = [r for r in router.available_resources(user) if r.presence is not None]
-    for resource in resources:
-        router.route(_stamped(resource.presence, str(resource.jid), str(prober)))
+    resources = _with_presence(available_sessions(m, user))
+    for resource, last in resources:
+        m.route(_stamped(last, str(resource.jid), str(prober)))
     if not resources:
-        router.route(presence("unavailable", str(user), str(prober)))
+        m.route(presence("unavailable", str(user), str(prober)))
 
 
 def session_ended(m: ModuleContext, session: Any) -> bool:
-    if session.available or session.directed:
+    state = presence_of(session)
+    if state.available or state.directed:
         unavailable(m, presence("unavailable", str(session.jid), ""), session)
     return False
 

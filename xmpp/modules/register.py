@@ -8,8 +8,9 @@ from xml.etree.ElementTree import Element, SubElement
 from storage.accounts import AccountExists
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
-from xmpp.hosts import IqRequest, ModuleContext
+from xmpp.hosts import IqRequest
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
+from xmpp.moduleapi import ModuleContext
 from xmpp.netmatch import AddressMatcher
 from xmpp.stanza import make_iq_result
 
@@ -34,9 +35,10 @@ class Registration:
             m.config.get_list("registration_whitelist", list(DEFAULT_ALLOWLIST))))
         self.last_by_address: dict[str, float] = {}
 
-    def features(self, session: Any, features: Element) -> bool:
-        if self.allowed and self.secure_enough(session):
-            SubElement(features, f"{{{ns.REGISTER_FEATURE}}}register")
+    def features(self, event: Any) -> bool:
+        session = event.origin
+        if not session.authenticated and self.allowed and self.secure_enough(session):
+            SubElement(event.features, f"{{{ns.REGISTER_FEATURE}}}register")
         return False
 
     def secure_enough(self, session: Any) -> bool:
@@ -77,13 +79,13 @@ class Registration:
             raise StanzaError("registration-required")
         username, password = self.credentials(request.payload)
         address = session.transport.peer[0]
-        now = self.m.server.now()
+        now = self.m.now()
         if self.throttled(address, now):
             raise StanzaError("policy-violation",
                               "Too many registrations from this IP address recently",
                               error_type="wait")
         try:
-            self.m.server.accounts.create(request.host.name, username, password)
+            self.m.users.create(username, password)
         except AccountExists as error:
             raise StanzaError("conflict", "The username is already taken") from error
         if self.min_interval and address not in self.allowlist:
@@ -103,8 +105,8 @@ class Registration:
     def change(self, request: IqRequest, session: Any) -> bool | None:
         host = request.host.name
         if request.payload.find(q("remove")) is not None:
-            self.m.server.accounts.delete(host, session.username)
-            self.m.server.router.reply(session, make_iq_result(request.stanza))
+            self.m.users.delete(session.username)
+            self.m.reply(session, make_iq_result(request.stanza))
             self.disconnect(session, StreamError("not-authorized", "Account deleted"))
             self.m.log.info("%s@%s removed their account", session.username, host)
             return True
@@ -114,8 +116,8 @@ class Registration:
             raise StanzaError("bad-request", error.text) from error
         if username != session.username:
             raise StanzaError("bad-request", "You can only change your own password")
-        self.m.server.accounts.set_password(host, username, password)
-        self.m.server.router.reply(session, make_iq_result(request.stanza))
+        self.m.users.set_password(username, password)
+        self.m.reply(session, make_iq_result(request.stanza))
         self.disconnect(session, StreamError("reset", "Password changed"), keep=session)
         return True
 
@@ -123,7 +125,7 @@ class Registration:
         """Close the user's sessions (but `keep`), as Prosody does on deletion
         and password change; the requesting one last, after its reply."""
         bare = parse_jid(f"{session.username}@{self.m.host.name}")
-        others = [s for s in self.m.server.router.resources(bare).values() if s is not session]
+        others = [s for s in self.m.sessions(bare).values() if s is not session]
         for other in [*others, session]:
             if other is not keep:
                 other.close(error)
@@ -143,7 +145,7 @@ class Registration:
 def setup(m: ModuleContext) -> None:
     registration = Registration(m)
     m.add_feature(ns.REGISTER)
-    m.hook("stream-features/pre-auth", registration.features)
+    m.hook("stream-features", registration.features)
     for target in ("host", "self"):
         m.hook_iq("get", QUERY, registration.get, target=target)
         m.hook_iq("set", QUERY, registration.set, target=target)

@@ -8,14 +8,18 @@ from xml.etree.ElementTree import Element, SubElement
 from storage.roster import RosterItem
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError
-from xmpp.hosts import IqRequest, ModuleContext
+from xmpp.hosts import IqRequest
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.moduleapi import ModuleContext
 from xmpp.subscription import SubscriptionState, roster_item_attrs
 
 QUERY = f"{{{ns.ROSTER}}}query"
 ITEM = f"{{{ns.ROSTER}}}item"
 GROUP = f"{{{ns.ROSTER}}}group"
 IQ = f"{{{ns.CLIENT}}}iq"
+
+
+MODULE = "roster"
 
 
 def setup(m: ModuleContext) -> None:
@@ -49,9 +53,9 @@ def item_element(item: RosterItem, subscription: str | None = None) -> Element:
 def roster_get(m: ModuleContext, request: IqRequest) -> Element:
     session = request.origin
     user: JID = session.jid
-    session.roster_requested = True
+    session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
     query = Element(QUERY)
-    for item in m.server.rosters.get_roster(user.domain, user.local).values():
+    for item in m.typed_store("rosters").get_roster(user.domain, user.local).values():
         query.append(item_element(item))
     return query
 
@@ -68,7 +72,7 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
         raise StanzaError("jid-malformed") from error
     if contact.bare == user.bare:
         raise StanzaError("not-allowed", "You are always in your own roster")
-    store = m.server.rosters
+    store = m.typed_store("rosters")
     existing = store.get_item(user.domain, user.local, str(contact.bare))
     if element.get("subscription") == "remove":
         if existing is None:
@@ -89,24 +93,25 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
 def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
     """RFC 6121 2.5.2: cancel both subscription directions (and deny a pending
     request, as Prosody does), then drop the item."""
-    pending = item.jid in m.server.rosters.pending_in(user.domain, user.local)
+    store = m.typed_store("rosters")
+    pending = item.jid in store.pending_in(user.domain, user.local)
     state = item_state(item, pending)
     bare = str(user.bare)
     if state.has_to or state.ask:
-        m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
-                                      {"type": "unsubscribe", "from": bare, "to": item.jid}))
+        m.route(Element(f"{{{ns.CLIENT}}}presence",
+                        {"type": "unsubscribe", "from": bare, "to": item.jid}))
     if state.has_from or state.pending_in:
-        m.server.router.route(Element(f"{{{ns.CLIENT}}}presence",
-                                      {"type": "unsubscribed", "from": bare, "to": item.jid}))
-    m.server.rosters.remove_item(user.domain, user.local, item.jid)
-    m.server.rosters.clear_pending_in(user.domain, user.local, item.jid)
+        m.route(Element(f"{{{ns.CLIENT}}}presence",
+                        {"type": "unsubscribed", "from": bare, "to": item.jid}))
+    store.remove_item(user.domain, user.local, item.jid)
+    store.clear_pending_in(user.domain, user.local, item.jid)
     push(m, user, item, removed=True)
 
 
 def push(m: ModuleContext, user: JID, item: RosterItem, *, removed: bool = False) -> None:
     """Send a roster push to every resource of `user` that asked for the roster."""
-    for session in list(m.server.router.resources(user.bare).values()):
-        if not getattr(session, "roster_requested", False):
+    for session in list(m.sessions(user.bare).values()):
+        if not session.module_data.get(MODULE):
             continue
         iq = Element(IQ, {"type": "set", "id": "push" + secrets.token_hex(4),
                           "to": str(session.jid)})

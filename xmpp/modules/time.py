@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, SubElement
 
-from xmpp.hosts import ModuleContext
+from xmpp.moduleapi import ModuleContext
 
 NS = "urn:xmpp:time"
 
 
 def setup(m: ModuleContext) -> None:
     m.add_feature(NS)
-    m.hook_iq("get", f"{{{NS}}}time", lambda request: entity_time(m.server.now()))
+    m.hook_iq("get", f"{{{NS}}}time", lambda request: entity_time(m.now()))
 
 
 def entity_time(now: float) -> Element:

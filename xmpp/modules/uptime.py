@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xml.etree.ElementTree import Element
 
-from xmpp.hosts import ModuleContext
+from xmpp.moduleapi import ModuleContext
 
 NS = "jabber:iq:last"
 
@@ -12,4 +12,4 @@ NS = "jabber:iq:last"
 def setup(m: ModuleContext) -> None:
     m.add_feature(NS)
     m.hook_iq("get", f"{{{NS}}}query", lambda request: Element(
-        f"{{{NS}}}query", {"seconds": str(int(m.server.now() - m.server.started_at))}))
+        f"{{{NS}}}query", {"seconds": str(int(m.now() - m.server_started))}))

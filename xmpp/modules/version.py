@@ -6,7 +6,7 @@ import platform
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
-from xmpp.hosts import ModuleContext
+from xmpp.moduleapi import ModuleContext
 
 QUERY = f"{{{ns.VERSION}}}query"
 SERVER_NAME = "Vireo"

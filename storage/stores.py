@@ -1,0 +1,200 @@
+"""Module stores with Prosody's shapes (module:open_store): keyval, map and archive.
+
+- keyval: one value per user (`get(user)`, `set(user, value)`), e.g. a vCard;
+- map: values per user and key (`get(user, key)`, `set(user, key, value)`),
+  e.g. private XML by namespace;
+- archive: timestamped items per user, found by time, by the JID they were
+  exchanged with and by key, paged by key (`append`, `find`, `delete`), e.g.
+  message archives.
+
+A value is JSON-compatible data or one XML element. `user` is a username,
+or None for data of the host itself. Every row has plain host, username and
+store columns, so operators can report on them with SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from sqlalchemy import delete, func, select
+
+from storage.db import Database
+from storage.models import ArchiveItem, KeyValItem
+from xmpp.stanza import serialize
+from xmpp.stream import parse_stanza
+
+KINDS = ("keyval", "map", "archive")
+KEYVAL_KEY = ""
+
+
+def encode(value: Any) -> tuple[str, str]:
+    """(type, text) of a value to store."""
+    if isinstance(value, Element):
+        return "xml", serialize(value)
+    return "json", json.dumps(value, separators=(",", ":"))
+
+
+def decode(kind: str, text: str) -> Any:
+    return parse_stanza(text) if kind == "xml" else json.loads(text)
+
+
+class StoreFactory:
+    """Opens the stores modules ask for, all on one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def open(self, host: str, name: str, kind: str = "keyval") -> Any:
+        if kind == "keyval":
+            return KeyValStore(self.db, host, name)
+        if kind == "map":
+            return MapStore(self.db, host, name)
+        if kind == "archive":
+            return ArchiveStore(self.db, host, name)
+        raise ValueError(f"unknown store kind {kind!r}; one of {KINDS}")
+
+
+class _Store:
+    def __init__(self, db: Database, host: str, name: str) -> None:
+        self.db = db
+        self.host = host
+        self.name = name
+
+    def _where(self, model: Any, user: str | None) -> tuple[Any, ...]:
+        return (model.host == self.host, model.username == (user or ""),
+                model.store == self.name)
+
+
+class MapStore(_Store):
+    """Values per user and key."""
+
+    def get(self, user: str | None, key: str) -> Any:
+        """The value, or None."""
+        with self.db.session() as session:
+            row = session.execute(select(KeyValItem.type, KeyValItem.value).where(
+                *self._where(KeyValItem, user), KeyValItem.key == key)).first()
+        return None if row is None else decode(*row)
+
+    def get_all(self, user: str | None) -> dict[str, Any]:
+        with self.db.session() as session:
+            rows = session.execute(select(KeyValItem.key, KeyValItem.type, KeyValItem.value)
+                                   .where(*self._where(KeyValItem, user)))
+            return {key: decode(kind, text) for key, kind, text in rows}
+
+    def set(self, user: str | None, key: str, value: Any) -> None:
+        """Store `value` under `key`; None removes it."""
+        self.set_keys(user, {key: value})
+
+    def set_keys(self, user: str | None, values: dict[str, Any]) -> None:
+        """Several keys in one transaction (None values remove their key)."""
+        with self.db.session() as session:
+            for key, value in values.items():
+                session.execute(delete(KeyValItem).where(*self._where(KeyValItem, user),
+                                                         KeyValItem.key == key))
+                if value is not None:
+                    kind, text = encode(value)
+                    session.add(KeyValItem(host=self.host, username=user or "", store=self.name,
+                                           key=key, type=kind, value=text))
+
+    def users(self) -> list[str]:
+        """Every user with data in this store."""
+        with self.db.session() as session:
+            return list(session.scalars(select(KeyValItem.username).distinct().where(
+                KeyValItem.host == self.host, KeyValItem.store == self.name)))
+
+
+class KeyValStore(MapStore):
+    """One value per user."""
+
+    def get(self, user: str | None, key: str = KEYVAL_KEY) -> Any:  # type: ignore[override]
+        return super().get(user, key)
+
+    def set(self, user: str | None, value: Any, key: str = KEYVAL_KEY) -> None:  # type: ignore[override]
+        super().set(user, key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    key: str
+    when: datetime
+    with_: str
+    value: Any
+
+
+class ArchiveStore(_Store):
+    """Timestamped items per user."""
+
+    def append(self, user: str | None, value: Any, when: datetime, with_: str = "",
+               key: str | None = None) -> str:
+        """Add an item; returns its key (random unless given)."""
+        key = key or secrets.token_urlsafe(12)
+        kind, text = encode(value)
+        with self.db.session() as session:
+            session.add(ArchiveItem(host=self.host, username=user or "", store=self.name,
+                                    key=key, when=when, with_=with_, type=kind, value=text))
+        return key
+
+    def find(self, user: str | None, *, start: datetime | None = None,
+             end: datetime | None = None, with_: str | None = None,
+             after: str | None = None, before: str | None = None,
+             ids: Iterable[str] | None = None, limit: int | None = None,
+             reverse: bool = False) -> list[ArchiveRecord]:
+        """Items in append order (newest first with `reverse`), filtered by time
+        (inclusive), by `with_`, by `ids`, and strictly after or before the item
+        with key `after`/`before`; at most `limit`. An unknown `after`/`before`
+        key raises KeyError."""
+        with self.db.session() as session:
+            query = select(ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
+                           ArchiveItem.type, ArchiveItem.value).where(
+                *self._filters(session, user, start, end, with_, after, before, ids))
+            order = ArchiveItem.id.desc() if reverse else ArchiveItem.id
+            query = query.order_by(order)
+            if limit is not None:
+                query = query.limit(limit)
+            return [ArchiveRecord(key, when, with_value, decode(kind, text))
+                    for key, when, with_value, kind, text in session.execute(query)]
+
+    def count(self, user: str | None, **filters: Any) -> int:
+        """How many items `find` would give without a limit."""
+        with self.db.session() as session:
+            return session.scalar(select(func.count()).select_from(ArchiveItem).where(
+                *self._filters(session, user, **filters))) or 0
+
+    def delete(self, user: str | None, *, end: datetime | None = None,
+               with_: str | None = None, ids: Iterable[str] | None = None) -> int:
+        """Remove items (all of the user's, or those up to `end`, `with_`, `ids`)."""
+        with self.db.session() as session:
+            return session.execute(delete(ArchiveItem).where(*self._filters(
+                session, user, None, end, with_, None, None, ids))).rowcount
+
+    def _filters(self, session: Any, user: str | None, start: datetime | None = None,
+                 end: datetime | None = None, with_: str | None = None,
+                 after: str | None = None, before: str | None = None,
+                 ids: Iterable[str] | None = None) -> list[Any]:
+        where = list(self._where(ArchiveItem, user))
+        if start is not None:
+            where.append(ArchiveItem.when >= start)
+        if end is not None:
+            where.append(ArchiveItem.when <= end)
+        if with_ is not None:
+            where.append(ArchiveItem.with_ == with_)
+        if ids is not None:
+            where.append(ArchiveItem.key.in_(list(ids)))
+        for key, newer in ((after, True), (before, False)):
+            if key is not None:
+                position = self._position(session, user, key)
+                where.append(ArchiveItem.id > position if newer else ArchiveItem.id < position)
+        return where
+
+    def _position(self, session: Any, user: str | None, key: str) -> int:
+        position = session.scalar(select(ArchiveItem.id).where(
+            *self._where(ArchiveItem, user), ArchiveItem.key == key))
+        if position is None:
+            raise KeyError(key)
+        return position

@@ -1,0 +1,37 @@
+"""Federation (Prosody's mod_s2s with mod_dialback): the s2s listener and remote routes.
+
+A global module, loaded unless `modules_disabled = { "s2s" }`; without it
+stanzas to other domains bounce with service-unavailable. It hooks
+`route/remote` on every host and declares the `s2s` listener (`s2s_ports`,
+5269); xmpp.s2s_manager holds the links and the policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xmpp.jid import InvalidJID, parse_jid
+from xmpp.moduleapi import ModuleContext
+from xmpp.providers import NetProvider
+from xmpp.resolver import DEFAULT_PORT
+from xmpp.s2s_manager import S2SManager
+
+
+def setup(m: ModuleContext) -> None:
+    manager: S2SManager = m.shared(
+        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now))
+
+    def route_remote(event: Any) -> bool:
+        try:
+            to = parse_jid(event.stanza.get("to", ""))
+        except InvalidJID:
+            return False
+        manager.route(event.stanza, to, event.origin)
+        return True
+
+    # Last, so modules of the host may take a remote stanza first.
+    m.hook_each_host("route/remote", route_remote, -1)
+    m.hook("server-stopping", lambda event: manager.stop())
+    m.provides("net", NetProvider("s2s", manager.make_incoming, default_ports=(DEFAULT_PORT,),
+                                  starttls_context=manager.starttls_context,
+                                  handshake_timeout=manager.timeout))
