@@ -187,7 +187,7 @@ class ModuleContext:
         return self._services.clock()
 
     @property
-    def server_started(self) -> float:
+    def process_started(self) -> float:
         return self._services.started_at
 
     # -- storage -----------------------------------------------------------------------

@@ -12,4 +12,4 @@ NS = "jabber:iq:last"
 def setup(m: ModuleContext) -> None:
     m.add_feature(NS)
     m.hook_iq("get", f"{{{NS}}}query", lambda request: Element(
-        f"{{{NS}}}query", {"seconds": str(int(m.now() - m.server_started))}))
+        f"{{{NS}}}query", {"seconds": str(int(m.now() - m.process_started))}))

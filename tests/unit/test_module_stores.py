@@ -1,0 +1,117 @@
+"""module:open_store's three shapes on SQL: keyval, map and archive (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from xml.etree.ElementTree import Element, SubElement
+
+import pytest
+
+from storage.accounts import AccountStore
+from storage.stores import StoreFactory
+from tests.unit import storage_fixtures
+
+db_url = storage_fixtures.db_url
+db = storage_fixtures.db
+
+HOST = "example.org"
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def stores(db):
+    db.migrate()
+    return StoreFactory(db)
+
+
+def test_keyval_keeps_one_value_per_user(stores):
+    store = stores.open(HOST, "vcard", "keyval")
+    assert store.get("alice") is None
+    store.set("alice", {"fn": "Alice", "n": [1, 2]})
+    store.set("bob", {"fn": "Bob"})
+    assert store.get("alice") == {"fn": "Alice", "n": [1, 2]}
+    store.set("alice", None)
+    assert store.get("alice") is None and store.get("bob") == {"fn": "Bob"}
+
+
+def test_stores_are_separate_by_host_and_name(stores):
+    stores.open(HOST, "one", "keyval").set("alice", 1)
+    assert stores.open(HOST, "two", "keyval").get("alice") is None
+    assert stores.open("other.org", "one", "keyval").get("alice") is None
+
+
+def test_map_keeps_xml_and_json_per_key(stores):
+    store = stores.open(HOST, "private", "map")
+    element = Element("{jabber:iq:private}query")
+    SubElement(element, "{storage:bookmarks}storage").text = "x"
+    store.set_keys("alice", {"storage:bookmarks": element, "count": 3})
+    got = store.get("alice", "storage:bookmarks")
+    assert got.tag == "{jabber:iq:private}query"
+    assert got.findtext("{storage:bookmarks}storage") == "x"
+    assert store.get("alice", "count") == 3
+    assert set(store.get_all("alice")) == {"storage:bookmarks", "count"}
+    store.set("alice", "count", None)
+    assert store.get("alice", "count") is None
+    assert store.users() == ["alice"]
+
+
+def test_host_data_has_no_user(stores):
+    store = stores.open(HOST, "settings", "keyval")
+    store.set(None, {"motd": "hi"})
+    assert store.get(None) == {"motd": "hi"} and store.get("alice") is None
+
+
+def _fill(archive, n=10):
+    keys = []
+    for i in range(n):
+        body = Element("{jabber:client}message")
+        SubElement(body, "{jabber:client}body").text = f"m{i}"
+        keys.append(archive.append("alice", body, T0 + timedelta(minutes=i),
+                                   with_="bob@example.org" if i % 2 else "carol@example.org"))
+    return keys
+
+
+def test_archive_pages_forward_and_backward_by_key(stores):
+    archive = stores.open(HOST, "archive", "archive")
+    keys = _fill(archive)
+    first = archive.find("alice", limit=3)
+    assert [r.key for r in first] == keys[:3]
+    assert first[0].value.findtext("{jabber:client}body") == "m0"
+    following = archive.find("alice", after=keys[2], limit=3)
+    assert [r.key for r in following] == keys[3:6]
+    last = archive.find("alice", reverse=True, limit=2)
+    assert [r.key for r in last] == [keys[9], keys[8]]
+    assert [r.key for r in archive.find("alice", before=keys[2])] == keys[:2]
+    assert archive.count("alice") == 10
+
+
+def test_archive_filters_by_time_with_and_ids(stores):
+    archive = stores.open(HOST, "archive", "archive")
+    keys = _fill(archive)
+    window = archive.find("alice", start=T0 + timedelta(minutes=2),
+                          end=T0 + timedelta(minutes=4))
+    assert [r.key for r in window] == keys[2:5]
+    with_bob = archive.find("alice", with_="bob@example.org")
+    assert [r.key for r in with_bob] == keys[1::2]
+    assert archive.count("alice", with_="bob@example.org") == 5
+    assert [r.key for r in archive.find("alice", ids=[keys[7], keys[0]])] == [keys[0], keys[7]]
+    with pytest.raises(KeyError):
+        archive.find("alice", after="no-such-key")
+
+
+def test_archive_delete_and_account_deletion(stores, db):
+    archive = stores.open(HOST, "archive", "archive")
+    _fill(archive)
+    assert archive.delete("alice", end=T0 + timedelta(minutes=4)) == 5
+    assert archive.count("alice") == 5
+    accounts = AccountStore(db, iterations=4096)
+    accounts.create(HOST, "alice", "pw")
+    stores.open(HOST, "vcard", "keyval").set("alice", {"fn": "A"})
+    accounts.delete(HOST, "alice")
+    assert archive.count("alice") == 0
+    assert stores.open(HOST, "vcard", "keyval").get("alice") is None
+
+
+def test_unknown_store_kind_is_refused(stores):
+    with pytest.raises(ValueError):
+        stores.open(HOST, "x", "table")
