@@ -16,6 +16,7 @@ from xml.etree.ElementTree import Element, SubElement
 
 from storage.db import is_storage_error
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import wait_text
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import STANZAS_IN, STANZAS_OUT, STORAGE_ERRORS
@@ -52,9 +53,6 @@ REGISTER_QUERY = f"{{{ns.REGISTER}}}query"
 # Before authentication a client has no business sending large stanzas:
 # SASL payloads and registration forms are small.
 DEFAULT_UNAUTHENTICATED_STANZA_SIZE = 16 * 1024
-# While a throttled authentication attempt waits, later input waits behind it;
-# a client that keeps sending meanwhile is not one we need to keep.
-MAX_HELD_ELEMENTS = 16
 
 
 class Transport(Protocol):
@@ -109,8 +107,6 @@ class C2SSession(XmlStreamSession):
         self.directed: set[str] = set()
         self.roster_requested = False
         self.closed = False
-        # Elements waiting behind a throttled <auth/> (None: nothing is waiting).
-        self.held: list[Element] | None = None
         # Prosody's c2s_timeout: a stream must have bound a resource by then.
         transport.call_later(server.c2s_timeout, self._check_established)
 
@@ -224,11 +220,6 @@ class C2SSession(XmlStreamSession):
 
     def handle_element(self, element: Element) -> None:
         """Act on one top-level element; a failure of ours costs this stanza only."""
-        if self.held is not None:
-            if len(self.held) >= MAX_HELD_ELEMENTS:
-                raise StreamError("policy-violation", "Too much input while authentication waits")
-            self.held.append(element)
-            return
         try:
             self._dispatch(element)
         except StreamError:
@@ -276,6 +267,17 @@ class C2SSession(XmlStreamSession):
             self.sasl = None
             self._sasl_result(Failure("aborted"))
             return
+        if element.tag == SASL_AUTH:
+            # Slows password guessing from one address (Prosody has no such limit):
+            # every <auth/> counts until one succeeds; past the limit it is refused
+            # at once, unchecked, and the client is told how long to wait.
+            wait = self.server.auth_throttle.attempt(self.transport.peer[0], self.server.now())
+            if wait > 0:
+                log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0],
+                         wait)
+                self._sasl_result(Failure("temporary-auth-failure", wait_text(
+                    "Too many failed authentication attempts from your address", wait)))
+                return
         try:
             payload = decode_payload(element.text)
         except ValueError:
@@ -284,15 +286,6 @@ class C2SSession(XmlStreamSession):
             return
         if element.tag == SASL_AUTH:
             assert self.host is not None
-            delay = self.server.auth_throttle.delay_for(self.transport.peer[0],
-                                                        self.server.now())
-            if delay > 0:
-                # Slows password guessing from one address; Prosody does not do this.
-                # The attempt itself waits (not only its answer), so sending
-                # attempts without waiting for answers gains nothing.
-                self.held = [element]
-                self.transport.call_later(delay, self._release_held)
-                return
             self.sasl = SaslExchange(element.get("mechanism", ""),
                                      Accounts(self.server, self.host.name),
                                      host=self.host.name, offered=self._mechanisms())
@@ -319,23 +312,11 @@ class C2SSession(XmlStreamSession):
                 self.parser.reset()
                 self.parser.max_stanza_size = self.server.c2s_stanza_size_limit(self.host)
             return
-        self.server.auth_throttle.record_failure(address, self.server.now())
         failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
         if result.text:
             failure += f"<text>{_escape(result.text)}</text>"
         failure += "</failure>"
         self.transport.write(failure.encode())
-
-    def _release_held(self) -> None:
-        """The throttle's wait is over: handle the held <auth/> and what came after it."""
-        held, self.held = self.held or [], None
-        for element in held:
-            if self.closed:
-                return
-            try:
-                self.handle_element(element)
-            except StreamError as error:
-                self.close(error)
 
     def _needs_encryption(self, mechanism: str) -> bool:
         """Whether authenticating with `mechanism` on this insecure stream waits for TLS."""

@@ -19,7 +19,7 @@ from storage.offline import OfflineStore
 from storage.roster import RosterStore
 from storage.uploads import UploadStore
 from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
-from xmpp.auth_throttle import FailureThrottle
+from xmpp.auth_throttle import failure_throttle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SSession
 from xmpp.config import Config, HostConfig
 from xmpp.errors import StreamError
@@ -53,12 +53,7 @@ class VireoServer:
         self.offline = OfflineStore(self.db)
         self.uploads = UploadStore(self.db)
         self.router = Router()
-        self.auth_throttle = FailureThrottle(
-            max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
-            window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
-            delay=config.get_number("vireo_auth_failure_delay", 2.0, min=0),
-            max_delay=config.get_number("vireo_auth_failure_max_delay", 30.0, min=0),
-        )
+        self.auth_throttle = failure_throttle(config)
         self.unauthenticated_stanza_size = config.get_int(
             "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,
             min=1024)
