@@ -5,7 +5,8 @@ The host's `component_handler` sends each stanza for the domain to the
 component's live stream; while none is connected, stanzas bounce with
 `remote-server-timeout`. `component_conflict_resolve` decides what a second
 authenticated connection does: `kick_new` (refused) or `kick_old`.
-`add_listener(server)` opens `component_ports` when any such host exists.
+`add_listener(server)` opens `component_ports` when any such host exists;
+its connections share one throttle of failed handshakes per address.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import failure_throttle
 from xmpp.component import (
     AUTHENTICATED_EVENT,
     DEFAULT_PORT,
@@ -119,6 +121,8 @@ def add_listener(server: VireoServer) -> None:
     if not external_components(server):
         return
     limit = stanza_size_limit(server.config)
+    throttle = failure_throttle(server.config)
     server.add_listener(
         "component", server.ports("component", (DEFAULT_PORT,)), listen_interfaces(server.config),
-        lambda transport: ComponentSession(server, transport, max_stanza_size=limit))
+        lambda transport: ComponentSession(server, transport, throttle=throttle,
+                                           max_stanza_size=limit))
