@@ -34,6 +34,7 @@ from http_apps.file_share.policy import (
 from http_apps.file_share.service import MODULE_NAME, FileShare
 from http_apps.urls import http_url
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import failure_throttle
 from xmpp.errors import StanzaError
 from xmpp.hosts import IqRequest, ModuleContext
 from xmpp.jid import InvalidJID, parse_jid
@@ -91,7 +92,8 @@ def setup(m: ModuleContext) -> None:
         secret=config.get_str("http_file_share_secret", None) or secrets.token_urlsafe(20),
         store=m.server.uploads,
         data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
-        base_url=base_url, external=external_url is not None, clock=m.server.now)
+        base_url=base_url, external=external_url is not None, clock=m.server.now,
+        throttle=failure_throttle(config))
 
     if m.host.iq_handler("get", disco.INFO, "host") is None:
         disco.setup(m)  # Prosody: module:depends("disco")
