@@ -54,7 +54,7 @@ class FailureThrottle:
             self._failures.popitem(last=False)
 
     def record_success(self, address: str, now: float) -> None:
-        """A successful login clears the address's record."""
+        """A success (a login, a handshake, a verified token) forgets the address."""
         self._failures.pop(_key(address), None)
 
     def attempt(self, address: str, now: float) -> float:
