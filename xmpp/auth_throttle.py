@@ -1,9 +1,13 @@
-"""Failed-login throttling per client address (a Vireo limit; Prosody has none).
+"""Failed-attempt throttling per client address (a Vireo limit; Prosody has none).
 
-Pure: every call takes `now` (seconds, any monotonic origin). The c2s
-listener asks `delay_for` before it evaluates an authentication attempt and
-waits that long; each failed attempt past `max_failures` within `window`
-doubles the wait, up to `max_delay`. A success forgets the address.
+Pure: every call takes `now` (seconds, any monotonic origin). A service asks
+`attempt` when a credential arrives (a SASL <auth/>, a component handshake,
+an upload token): while the address must wait the credential is refused
+unchecked and the caller answers at once with the wait; otherwise it is
+checked. Either way the attempt counts as a failure until `record_success`
+forgets the address, so attempts made in parallel, or without waiting for
+answers, gain no guesses. Past `max_failures` within `window` each failure
+doubles the wait, up to `max_delay`, counted from the latest one.
 
 IPv6 clients are counted per /64, since one host usually holds a whole /64.
 """
@@ -11,7 +15,12 @@ IPv6 clients are counted per /64, since one host usually holds a whole /64.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xmpp.config import Config, HostConfig
 
 
 class FailureThrottle:
@@ -45,11 +54,21 @@ class FailureThrottle:
             self._failures.popitem(last=False)
 
     def record_success(self, address: str, now: float) -> None:
-        """A successful login clears the address's record."""
+        """A success (a login, a handshake, a verified token) forgets the address."""
         self._failures.pop(_key(address), None)
 
+    def attempt(self, address: str, now: float) -> float:
+        """An attempt from `address` begins: 0.0 when it may be checked now, else
+        the seconds to wait before one may be (this refused attempt included).
+
+        The attempt is counted as a failure in both cases.
+        """
+        waited = self.delay_for(address, now)
+        self.record_failure(address, now)
+        return self.delay_for(address, now) if waited > 0 else 0.0
+
     def delay_for(self, address: str, now: float) -> float:
-        """Seconds to wait before evaluating the next attempt from `address`.
+        """Seconds to wait before the next attempt from `address` may be checked.
 
         0 while fewer than `max_failures` failures fall within `window`;
         otherwise `delay` doubled for each failure beyond that (capped at
@@ -73,6 +92,27 @@ class FailureThrottle:
     def __len__(self) -> int:
         """Number of addresses tracked."""
         return len(self._failures)
+
+
+def failure_throttle(config: Config | HostConfig) -> FailureThrottle:
+    """A throttle with the `vireo_auth_failure_*` options of `config`."""
+    delay = config.get_number("vireo_auth_failure_delay", 2.0, min=0)
+    return FailureThrottle(
+        max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
+        window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
+        delay=delay,
+        max_delay=config.get_number("vireo_auth_failure_max_delay", max(30.0, delay), min=delay),
+    )
+
+
+def whole_seconds(wait: float) -> int:
+    """A wait as told to a client: whole seconds, rounded up, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+def wait_text(reason: str, wait: float) -> str:
+    """The text of an answer refusing an attempt for `wait` seconds."""
+    return f"{reason}: wait {whole_seconds(wait)} s before trying again"
 
 
 def _key(address: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import wait_text
 from xmpp.errors import StanzaError, StreamError
 from xmpp.filters import NO_FILTERS, run_filters
 from xmpp.hosts import payload_name
@@ -58,9 +59,6 @@ REGISTER_QUERY = f"{{{ns.REGISTER}}}query"
 # Before authentication a client has no business sending large stanzas:
 # SASL payloads and registration forms are small.
 DEFAULT_UNAUTHENTICATED_STANZA_SIZE = 16 * 1024
-# While a throttled authentication attempt waits, later input waits behind it;
-# a client that keeps sending meanwhile is not one we need to keep.
-MAX_HELD_ELEMENTS = 16
 
 
 class Transport(Protocol):
@@ -146,8 +144,6 @@ class C2SSession(XmlStreamSession):
         # Each module's own state on this session (xmpp.moduleapi session_data).
         self.module_data: dict[str, Any] = {}
         self.filters = NO_FILTERS
-        # Elements waiting behind a throttled <auth/> (None: nothing is waiting).
-        self.held: list[Element] | None = None
         # Prosody's c2s_timeout: a stream must have bound a resource by then.
         transport.call_later(services.timeout, self._check_established)
 
@@ -260,11 +256,6 @@ class C2SSession(XmlStreamSession):
 
     def handle_element(self, element: Element) -> None:
         """Act on one top-level element; a failure of ours costs this stanza only."""
-        if self.held is not None:
-            if len(self.held) >= MAX_HELD_ELEMENTS:
-                raise StreamError("policy-violation", "Too much input while authentication waits")
-            self.held.append(element)
-            return
         try:
             if self.filters and self.filters.get("stanzas/in"):
                 filtered = run_filters(self.filters["stanzas/in"], element, self)
@@ -323,6 +314,17 @@ class C2SSession(XmlStreamSession):
             self.sasl = None
             self._sasl_result(Failure("aborted"))
             return
+        if element.tag == SASL_AUTH:
+            # Slows password guessing from one address (Prosody has no such limit):
+            # every <auth/> counts until one succeeds; past the limit it is refused
+            # at once, unchecked, and the client is told how long to wait.
+            wait = self.services.throttle.attempt(self.transport.peer[0], self.services.clock())
+            if wait > 0:
+                log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0],
+                         wait)
+                self._sasl_result(Failure("temporary-auth-failure", wait_text(
+                    "Too many failed authentication attempts from your address", wait)))
+                return
         try:
             payload = decode_payload(element.text)
         except ValueError:
@@ -331,15 +333,6 @@ class C2SSession(XmlStreamSession):
             return
         if element.tag == SASL_AUTH:
             assert self.host is not None
-            delay = self.services.throttle.delay_for(self.transport.peer[0],
-                                                     self.services.clock())
-            if delay > 0:
-                # Slows password guessing from one address; Prosody does not do this.
-                # The attempt itself waits (not only its answer), so sending
-                # attempts without waiting for answers gains nothing.
-                self.held = [element]
-                self.transport.call_later(delay, self._release_held)
-                return
             self.sasl = SaslExchange(element.get("mechanism", ""),
                                      _HostCredentials(self.services.credentials,
                                                       self.host.name),
@@ -369,7 +362,6 @@ class C2SSession(XmlStreamSession):
             if self.host is not None:
                 self.host.fire("authentication-success", session=self)
             return
-        self.services.throttle.record_failure(address, self.services.clock())
         if self.host is not None:
             self.host.fire("authentication-failure", session=self, condition=result.condition)
         failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
@@ -377,17 +369,6 @@ class C2SSession(XmlStreamSession):
             failure += f"<text>{_escape(result.text)}</text>"
         failure += "</failure>"
         self.transport.write(failure.encode())
-
-    def _release_held(self) -> None:
-        """The throttle's wait is over: handle the held <auth/> and what came after it."""
-        held, self.held = self.held or [], None
-        for element in held:
-            if self.closed:
-                return
-            try:
-                self.handle_element(element)
-            except StreamError as error:
-                self.close(error)
 
     def _needs_encryption(self, mechanism: str) -> bool:
         """Whether authenticating with `mechanism` on this insecure stream waits for TLS."""

@@ -4,8 +4,9 @@ The session machine takes bytes in (`data_received`) and writes bytes out
 through the same small transport interface as c2s; it never touches a
 socket. The stream header names the component's domain, the component
 proves it knows `component_secret` with `<handshake/>` (hex SHA-1 of stream
-id + secret), and from then on every stanza it sends is checked, stamped
-and handed to the router. Which session currently serves a domain (and
+id + secret; failures from one address are throttled as client logins are,
+see xmpp.auth_throttle), and from then on every stanza it sends is checked,
+stamped and handed to the router. Which session currently serves a domain (and
 what happens to a second one) is the business of the host's `component`
 module (xmpp.modules.component), reached through two host events:
 `component-authenticated` (a handler may raise the `conflict` StreamError)
@@ -21,10 +22,13 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import FailureThrottle, wait_text
 from xmpp.c2s import Transport
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
@@ -90,10 +94,13 @@ class ComponentSession(XmlStreamSession):
 
     kind = "component"
 
-    def __init__(self, router: Router, transport: Transport, *,
-                 max_stanza_size: int = DEFAULT_STANZA_SIZE) -> None:
+    def __init__(self, router: Router, transport: Transport, *, throttle: FailureThrottle,
+                 max_stanza_size: int = DEFAULT_STANZA_SIZE,
+                 clock: Callable[[], float] = time.time) -> None:
         self.router = router
+        self.clock = clock
         self.transport = transport
+        self.throttle = throttle  # failed handshakes per address, shared by the listener
         self.parser = StreamParser(default_ns=ns.COMPONENT, max_stanza_size=max_stanza_size)
         self.host: LocalHost | None = None
         self.stream_id = ""
@@ -151,6 +158,15 @@ class ComponentSession(XmlStreamSession):
 
     def _handshake(self, element: Element) -> None:
         assert self.host is not None
+        address = self.transport.peer[0]
+        # Slows secret guessing (Prosody has no such limit): a handshake counts
+        # until one succeeds; past the limit it is refused unchecked, with the wait.
+        wait = self.throttle.attempt(address, self.clock())
+        if wait > 0:
+            log.info("Component handshake for %s from %s refused for %.1f s more",
+                     self.host.name, address, wait)
+            raise StreamError("policy-violation", wait_text(
+                "Too many failed handshakes from your address", wait))
         if len(element):
             raise StreamError("not-authorized", "Invalid handshake")
         secret = self.host.config.get_str("component_secret", None)
@@ -166,6 +182,7 @@ class ComponentSession(XmlStreamSession):
             raise StreamError("not-authorized", "Given token does not match calculated token")
         self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
         # The host's component module accepts us or raises `conflict`.
+        self.throttle.record_success(address, self.clock())
         self.host.fire(AUTHENTICATED_EVENT, session=self)
         self.jid = JID(None, self.host.name)
         self.transport.write(f"<handshake xmlns='{ns.COMPONENT}'/>".encode())

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from xmpp.auth_throttle import FailureThrottle
+from xmpp.auth_throttle import failure_throttle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SServices, Credentials
 from xmpp.config import Config, HostConfig
 from xmpp.hosts import GLOBAL, LocalHost
@@ -38,11 +38,7 @@ class ServerCore:
         self.c2s = C2SServices(
             hosts=self.router.hosts, router=self.router,
             credentials=_as_credentials(accounts),
-            throttle=FailureThrottle(
-                max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
-                window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
-                delay=config.get_number("vireo_auth_failure_delay", 2.0, min=0),
-                max_delay=config.get_number("vireo_auth_failure_max_delay", 30.0, min=0)),
+            throttle=failure_throttle(config),
             clock=clock, certificates=SniContexts(config),
             stanza_size_limit=self.c2s_stanza_size_limit,
             unauthenticated_stanza_size=config.get_int(

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from http_apps.file_share import tokens
 from http_apps.file_share.policy import FileSpec, Policy, SlotRequest, Usage
 from storage.uploads import UploadRecord, UploadStore
+from xmpp.auth_throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,12 @@ class FileShare:
     base_url: the URL slots are under: the service's own public URL, or an
         external upload service's (`http_file_share_base_url`, `external` set).
     clock: seconds since the epoch (the server's clock).
+    throttle: failed upload PUTs (bad or missing tokens) per client address.
     """
 
     def __init__(self, *, host: str, policy: Policy, secret: str, store: UploadStore,
                  data_dir: Path, base_url: Callable[[], str], external: bool,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], throttle: FailureThrottle) -> None:
         self.host = host
         self.policy = policy
         self.secret = secret
@@ -71,6 +73,7 @@ class FileShare:
         self.base_url = base_url
         self.external = external
         self.now = clock
+        self.throttle = throttle
 
     # -- slots --------------------------------------------------------------------
 

@@ -3,13 +3,16 @@
 Mounted at the service's path (`/file_share` by default); a slot's URL is
 `<path>/<slot>/<filename>` (the filename is not checked, as in Prosody).
 
-PUT answers, in the order checked (Prosody 0.12): no `Authorization: Bearer`
-401 (with `WWW-Authenticate: Bearer`); a token not signed with the secret by
-HS256, or without `exp`, 401; an expired token 410; a token for another slot
-400; a Content-Length other than the token's `filesize` 413; an unknown slot
-404; a slot already uploaded 409; a body whose final size differs 413; else
-201. The body streams to a temporary file beside the store in bounded chunks
-and is renamed into place when complete: an aborted upload leaves nothing.
+PUT answers, in the order checked: from an address with too many failed PUTs,
+429 with `Retry-After`, its token unchecked (a Vireo limit, see
+xmpp.auth_throttle: every PUT counts until its token verifies); then as
+Prosody 0.12: no `Authorization: Bearer` 401 (with `WWW-Authenticate:
+Bearer`); a token not signed with the secret by HS256, or without `exp`, 401;
+an expired token 410; a token for another slot 400; a Content-Length other
+than the token's `filesize` 413; an unknown slot 404; a slot already uploaded
+409; a body whose final size differs 413; else 201. The body streams to a
+temporary file beside the store in bounded chunks and is renamed into place
+when complete: an aborted upload leaves nothing.
 `Expect: 100-continue` is answered by the WSGI server when the body is first
 read, so a refused request never gets it.
 
@@ -35,6 +38,7 @@ from http_apps.file_share import tokens
 from http_apps.file_share.policy import served_content_type
 from http_apps.file_share.ranges import RangeNotSatisfiable, parse_range, unsatisfied_range
 from http_apps.file_share.service import FileShare, to_datetime
+from xmpp.auth_throttle import wait_text, whole_seconds
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +99,25 @@ def refuse(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def upload(share: FileShare, slot: str) -> flask.Response:
     request = flask.request
+    address, now = request.remote_addr or "", share.now()
+    wait = share.throttle.attempt(address, now)
+    if wait > 0:
+        log.info("%s: upload from %s refused for %.1f s more", share.host, address, wait)
+        return refuse(429, wait_text("Too many failed uploads from your address", wait),
+                      {"Retry-After": str(whole_seconds(wait))})
     match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
     if match is None:
         return refuse(401, "Missing or malformed Authorization header",
                       {"WWW-Authenticate": "Bearer"})
     try:
-        claims = tokens.verify(share.secret, match.group(1), share.now())
+        claims = tokens.verify(share.secret, match.group(1), now)
     except tokens.TokenExpired:
         return refuse(410, "Authorization token expired")
     except tokens.TokenInvalid as error:
         log.debug("%s: refused upload token: %s", share.host, error)
         return refuse(401, "Unauthorized or invalid token",
                       {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    share.throttle.record_success(address, now)
     if claims.slot != slot:
         return refuse(400, "Invalid upload slot")
     if request.content_length is not None and request.content_length != claims.filesize:

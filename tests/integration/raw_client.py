@@ -73,14 +73,20 @@ class RawClient:
               resource: str = "raw") -> None:
         """STARTTLS, SASL PLAIN, stream restart and bind."""
         self.starttls(to, cafile)
-        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
-                  f"{token}</auth>")
-        self.read_until(rb"<success")
+        answer = self.auth_plain(user, password)
+        if b"<success" not in answer:
+            raise ConnectionError(f"login refused: {answer!r}")
         self.open_stream(to)
         self.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                   f"<resource>{resource}</resource></bind></iq>")
         self.read_until(rb"</iq>")
+
+    def auth_plain(self, user: str, password: str) -> bytes:
+        """SASL PLAIN as `user`; the server's <success/> or <failure/>."""
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  f"{token}</auth>")
+        return self.read_until(rb"<success[^>]*>|</failure>")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 
 import pytest
 
@@ -163,22 +164,27 @@ def test_stream_that_never_authenticates_times_out(server, bystander):
     bystander.ping(server.domain)  # bound sessions are not timed out
 
 
-def test_repeated_auth_failures_from_one_address_are_slowed_down(server):
-    """vireo_auth_failure_limit (5) failures, then each failure answer waits."""
-    import base64
-    import time
-
-    bad = base64.b64encode(b"\0raw\0nope").decode()
-    auth = f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"
+def test_a_throttled_login_is_answered_at_once_and_accepted_after_the_wait(server):
+    """vireo_auth_failure_limit (5) failures; then even the right password is
+    refused at once, told the wait (0.2 s doubled, in whole seconds: 1 s);
+    once it has passed the right password logs in."""
     raw = RawClient(server.c2s_port, source_address="127.0.0.7")
     try:
         raw.starttls("localhost", server.cert)
         for _ in range(5):
-            raw.send(auth)
-            raw.read_until(rb"</failure>")
+            assert b"<not-authorized/>" in raw.auth_plain("raw", "nope")
         started = time.monotonic()
-        raw.send(auth)
-        assert b"<not-authorized/>" in raw.read_until(rb"</failure>")
-        assert time.monotonic() - started >= 0.2  # vireo_auth_failure_delay in the fixture
+        answer = raw.auth_plain("raw", "pw-raw")
+        answered_in = time.monotonic() - started
     finally:
         raw.close()
+    assert b"<temporary-auth-failure/>" in answer
+    told = re.search(rb"wait (\d+) s", answer)
+    assert told is not None and int(told.group(1)) == 1
+    assert answered_in < 1.0
+    time.sleep(1.0)  # the wait the server told
+    again = RawClient(server.c2s_port, source_address="127.0.0.7")
+    try:
+        again.login("localhost", server.cert, "raw", "pw-raw")
+    finally:
+        again.close()

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import time
 
 import pytest
 from slixmpp import ComponentXMPP
 from slixmpp.exceptions import IqError
 
 from tests.integration.clients import TIMEOUT, close, login, run
+from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
+from xmpp.component import handshake_digest
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 8)}
 SECRETS = {
@@ -20,6 +24,7 @@ SECRETS = {
     "kicknew.localhost": "kicknew-secret",
     "kickold.localhost": "kickold-secret",
     "gateway.example.net": "gateway-secret",
+    "throttled.localhost": "throttled-secret",
 }
 
 COMPONENTS = """
@@ -38,6 +43,9 @@ Component "kickold.localhost"
 
 Component "gateway.example.net"
     component_secret = "gateway-secret"
+
+Component "throttled.localhost"
+    component_secret = "throttled-secret"
 
 Component "svc.localhost" "version"
     modules_enabled = { "ping", "disco" }
@@ -182,6 +190,37 @@ def test_wrong_secret_is_not_authorized(server):
     run(scenario())
 
 
+def raw_handshake(server, domain: str, secret: str) -> bytes:
+    """A raw component connection from 127.0.0.9 and its handshake: the server's answer."""
+    raw = RawClient(server.ports["component"], source_address="127.0.0.9")
+    try:
+        raw.send("<stream:stream xmlns='jabber:component:accept' "
+                 f"xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>")
+        header = raw.read_until(rb"<stream:stream[^>]*>")
+        stream_id = re.search(rb" id=['\"]([^'\"]+)", header)
+        assert stream_id is not None, header
+        raw.send(f"<handshake>{handshake_digest(stream_id.group(1).decode(), secret)}"
+                 "</handshake>")
+        return raw.read_until(rb"<handshake[^>]*/>|</stream:stream>")
+    finally:
+        raw.close()
+
+
+def test_wrong_secrets_are_throttled_and_told_the_wait(server):
+    """vireo_auth_failure_limit (5) wrong secrets from one address; then even the
+    right one is refused at once with the wait (0.2 s doubled, told as 1 s);
+    once it has passed the right secret is accepted."""
+    domain = "throttled.localhost"
+    for _ in range(5):
+        assert b"<not-authorized" in raw_handshake(server, domain, "wrong")
+    started = time.monotonic()
+    refused = raw_handshake(server, domain, SECRETS[domain])
+    assert time.monotonic() - started < 1.0
+    assert b"<policy-violation" in refused and b"wait 1 s" in refused
+    time.sleep(1.0)  # the wait the server told
+    assert b"<handshake" in raw_handshake(server, domain, SECRETS[domain])
+
+
 def test_second_connection_is_refused_with_conflict(server):
     async def scenario():
         first = await connect(server, "kicknew.localhost")
@@ -241,6 +280,7 @@ def test_disco_items_of_the_parent_host_list_the_components(server):
             "kickold.localhost": None,
             "svc.localhost": None,
             "gateway.example.net": "Legacy gateway",
+            "throttled.localhost": None,
         }
         await close(alice)
 

@@ -98,6 +98,8 @@ MAIN_OPTIONS = """
                                            "application/octet-stream" }
     http_file_share_access = { "alice@localhost", "bob@localhost" }
     http_file_share_secret = "main-secret"
+    -- These tests refuse many PUTs from loopback on purpose: no throttle here.
+    vireo_auth_failure_limit = 1000
 """
 MAIN_SECRET = "main-secret"
 
@@ -361,6 +363,24 @@ def test_report_uploads(server):
     lines = result.stdout.splitlines()
     assert any(line.split()[:2] == [UPLOAD, "bob@localhost"] for line in lines)
     assert any(line.split()[:2] == [UPLOAD, "*"] for line in lines)
+
+
+def test_bad_tokens_past_the_limit_get_429_with_retry_after(tmp_path):
+    """vireo_auth_failure_limit (5) bad tokens from one address; then even the
+    right token gets 429 at once, unchecked, with Retry-After (0.5 s doubled:
+    1 s); once that has passed the upload goes through."""
+    server = file_share_server(tmp_path, "    vireo_auth_failure_delay = 0.5\n")
+    start(server)
+    try:
+        path, auth = new_slot(server)
+        for _ in range(5):
+            assert raw(server, "PUT", path, {"Authorization": "Bearer x"}, b"0" * 10)[0] == 401
+        status, headers, body = raw(server, "PUT", path, {"Authorization": auth}, b"0" * 10)
+        assert (status, headers["Retry-After"]) == (429, "1") and b"wait 1 s" in body
+        time.sleep(1.0)  # the wait the server told
+        assert raw(server, "PUT", path, {"Authorization": auth}, b"0" * 10)[0] == 201
+    finally:
+        assert server.stop() == 0
 
 
 # -- expiry -------------------------------------------------------------------------------

@@ -171,6 +171,8 @@ def test_min_seconds_between_registrations_applies_per_address(server):
     assert raw_register(server, "paced1", "pw", source=first).get("type") == "result"
     refused = raw_register(server, "paced2", "pw", source=first)
     assert error_of(refused) == ("wait", "policy-violation")
+    told = re.search(r"wait (\d+) s", "".join(refused.itertext()))
+    assert told is not None and 3590 <= int(told.group(1)) <= 3600  # the 3600 s interval
     assert not can_login(server, "paced2", "pw")
     # Another address has its own allowance; loopback itself is allowlisted.
     assert raw_register(server, "paced3", "pw", source=other).get("type") == "result"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from xmpp.auth_throttle import FailureThrottle
+from xmpp.auth_throttle import FailureThrottle, failure_throttle, wait_text, whole_seconds
+from xmpp.config import load_config
 
 ADDR = "192.0.2.7"
 
@@ -106,6 +107,75 @@ def test_zero_delay_never_waits():
     t = FailureThrottle(max_failures=1, delay=0.0, max_delay=30.0)
     fail(t, ADDR, 50, now=0.0)
     assert t.delay_for(ADDR, 0.0) == 0.0
+
+
+def test_attempts_count_until_a_success_and_past_the_limit_are_refused():
+    t = FailureThrottle(max_failures=2, window=600.0, delay=2.0, max_delay=30.0)
+    assert [t.attempt(ADDR, 0.0) for _ in range(2)] == [0.0, 0.0]
+    # Checked or refused, each attempt counts: the wait doubles from now.
+    assert [t.attempt(ADDR, 1.0) for _ in range(3)] == [4.0, 8.0, 16.0]
+    assert t.attempt(ADDR, 16.9) == 30.0  # refused: 0.1 s was still to wait
+    assert t.attempt(ADDR, 46.9) == 0.0  # exactly when the wait is over: checked
+    t.record_success(ADDR, 46.9)
+    assert t.attempt(ADDR, 46.9) == 0.0
+
+
+def test_attempts_in_parallel_gain_no_checks():
+    """Streams that all begin at once past the limit: one is checked, not all."""
+    t = FailureThrottle(max_failures=3, window=600.0, delay=2.0)
+    fail(t, ADDR, 3, now=0.0)
+    waits = [t.attempt(ADDR, 2.0) for _ in range(10)]
+    assert waits[0] == 0.0 and all(wait > 0 for wait in waits[1:])
+
+
+def seconds_for_guesses_before(guesses: int) -> float:
+    """Vireo before answering throttled attempts: an attempt waited `delay_for`
+    unanswered, was then checked and its failure recorded; the guesser sent
+    the next one as soon as it had the answer."""
+    t, now = FailureThrottle(), 0.0
+    for _ in range(guesses):
+        now += t.delay_for(ADDR, now)
+        t.record_failure(ADDR, now)
+    return now
+
+
+def seconds_for_guesses_now(guesses: int, *, knows_the_wait: bool) -> tuple[float, int]:
+    """Now, for a guesser that either knows to the instant when the next attempt
+    is checked, or sends at once and waits what a refusal tells it; (time, refusals)."""
+    t, now, checked, refused = FailureThrottle(), 0.0, 0, 0
+    while checked < guesses:
+        if knows_the_wait:
+            now += t.delay_for(ADDR, now)
+        wait = t.attempt(ADDR, now)
+        if wait > 0:
+            refused += 1
+            now += whole_seconds(wait)
+        else:
+            checked += 1
+    return now, refused
+
+
+def test_a_thousand_guesses_take_at_least_as_long_as_before():
+    before = seconds_for_guesses_before(1000)
+    assert before == pytest.approx(9190.0)  # default limits: over 2.5 hours
+    best, refusals = seconds_for_guesses_now(1000, knows_the_wait=True)
+    assert best >= before and refusals == 0
+    told, refusals = seconds_for_guesses_now(1000, knows_the_wait=False)
+    assert told >= before and refusals > 0
+
+
+def test_whole_seconds_round_up_and_the_text_says_the_wait():
+    assert [whole_seconds(w) for w in (0.2, 1.0, 1.01, 29.5)] == [1, 1, 2, 30]
+    assert wait_text("Too many failures", 3.2) == "Too many failures: wait 4 s before trying again"
+
+
+def test_failure_throttle_reads_the_options(tmp_path):
+    path = tmp_path / "vireo.cfg.lua"
+    path.write_text("vireo_auth_failure_limit = 2\nvireo_auth_failure_window = 10\n"
+                    "vireo_auth_failure_delay = 5\nvireo_auth_failure_max_delay = 1\n")
+    t = failure_throttle(load_config(path))
+    assert (t.max_failures, t.window, t.delay) == (2, 10, 5)
+    assert t.max_delay == 5  # below the delay: raised to it, with a warning
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -407,23 +407,34 @@ def test_abort_then_retry(server):
     assert reader.one().tag == f"{SASL}success"
 
 
-def test_repeated_failures_delay_the_next_attempts_themselves(server, clock):
+def temporary_failure_text(reader: Reader) -> str:
+    """The text of the one SASL temporary-auth-failure the server sent."""
+    failure = reader.one()
+    assert failure.tag == f"{SASL}failure"
+    assert failure.find(f"{SASL}temporary-auth-failure") is not None
+    return failure.findtext(f"{SASL}text") or ""
+
+
+def test_a_throttled_attempt_is_answered_at_once_with_the_wait(server, clock):
     session, transport, reader = open_stream(server, secure=True, address="198.51.100.7")
     reader.elements()
     transport.timers.clear()  # the c2s_timeout check
     for _ in range(3):  # vireo_auth_failure_limit
         session.data_received(plain_auth("alice", "wrong"))
-    assert len(reader.elements()) == 3 and transport.timers == []
-    # Past the limit an attempt waits before it is even evaluated, and so does
-    # whatever the client sends behind it: the right password included.
+    assert len(reader.elements()) == 3
+    # Past the limit the attempt is refused unchecked, the right password too,
+    # and counted: 2 s doubled once is the wait from now.
+    session.data_received(plain_auth("alice", PASSWORD))
+    assert "wait 4 s" in temporary_failure_text(reader)
+    assert session.username is None and transport.timers == [] and not transport.closed
+    # Answers do not have to be awaited: each attempt is refused and counted.
     session.data_received(plain_auth("alice", "wrong") + plain_auth("alice", PASSWORD))
-    assert reader.elements() == []
-    clock.now += 2
-    assert transport.run_timers() == [pytest.approx(2.0)]
-    assert reader.one().find(f"{SASL}not-authorized") is not None
+    first, second = reader.elements()
+    assert "wait 8 s" in (first.findtext(f"{SASL}text") or "")
+    assert "wait 16 s" in (second.findtext(f"{SASL}text") or "")
     assert session.username is None
-    clock.now += 4  # each failure past the limit doubles the wait
-    assert transport.run_timers() == [pytest.approx(4.0)]
+    clock.now += 16  # as soon as the wait has passed, the right password is accepted
+    session.data_received(plain_auth("alice", PASSWORD))
     assert reader.one().tag == f"{SASL}success"
     assert session.username == "alice"
 
@@ -431,17 +442,16 @@ def test_repeated_failures_delay_the_next_attempts_themselves(server, clock):
 def test_throttle_is_per_address_and_forgotten_after_a_while(server, clock):
     address = "198.51.100.8"
     for _ in range(3):
-        session, transport, reader = open_stream(server, secure=True, address=address)
+        session, _transport, reader = open_stream(server, secure=True, address=address)
         reader.elements()
         session.data_received(plain_auth("alice", "wrong"))
         assert reader.one().tag == f"{SASL}failure"
-    # A new connection from the same address waits too.
-    session, transport, reader = open_stream(server, secure=True, address=address)
+    # A new connection from the same address is refused too.
+    session, _transport, reader = open_stream(server, secure=True, address=address)
     reader.elements()
-    transport.timers.clear()
     session.data_received(plain_auth("alice", PASSWORD))
-    assert reader.elements() == [] and len(transport.timers) == 1
-    # Another address does not.
+    assert "wait" in temporary_failure_text(reader)
+    # Another address is not.
     other, _other_transport, other_reader = open_stream(server, secure=True)
     other_reader.elements()
     other.data_received(plain_auth("alice", PASSWORD))
@@ -454,17 +464,21 @@ def test_throttle_is_per_address_and_forgotten_after_a_while(server, clock):
     assert fresh_reader.one().tag == f"{SASL}success"
 
 
-def test_flooding_a_waiting_stream_is_a_policy_violation(server):
+def test_an_exchange_counts_from_its_auth_so_parallel_ones_gain_nothing(server):
+    """SCRAM's guess arrives in a later <response/>: the <auth/> already counted,
+    so streams that all start before any of them fails are still limited."""
     address = "198.51.100.9"
-    for _ in range(3):
+    first = base64.b64encode(b"n,,n=alice,r=clientnonce").decode()
+    scram_auth = f"<auth xmlns='{ns.SASL}' mechanism='SCRAM-SHA-256'>{first}</auth>".encode()
+    answers = []
+    for _ in range(5):
         session, _transport, reader = open_stream(server, secure=True, address=address)
         reader.elements()
-        session.data_received(plain_auth("alice", "wrong"))
-    session, transport, reader = open_stream(server, secure=True, address=address)
-    reader.elements()
-    session.data_received(plain_auth("alice", "wrong") * 40)
-    assert stream_error(reader) == "policy-violation"
-    assert transport.closed
+        session.data_received(scram_auth)
+        answers.append(reader.one())
+    assert [answer.tag for answer in answers] == [f"{SASL}challenge"] * 3 + [f"{SASL}failure"] * 2
+    assert all(answer.find(f"{SASL}temporary-auth-failure") is not None
+               for answer in answers[3:])
 
 
 def test_auth_on_insecure_stream_with_encryption_required_is_encryption_required(server):

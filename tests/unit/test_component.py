@@ -10,6 +10,7 @@ import pytest
 from tests.unit.core_fixtures import make_core
 from xmpp import namespaces as ns
 from xmpp.admin import describe
+from xmpp.auth_throttle import FailureThrottle
 from xmpp.component import (
     ComponentSession,
     handshake_digest,
@@ -28,6 +29,16 @@ USER = "alice@example/phone"
 STREAM_ERROR = f"{{{ns.STREAMS}}}error"
 ACCEPT = f"{{{ns.COMPONENT}}}"
 CLIENT = f"{{{ns.CLIENT}}}"
+
+
+class Clock:
+    """The server's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class FakeTransport:
@@ -106,7 +117,10 @@ def make_server(global_options: dict | None = None, component_options: dict | No
     config.hosts["internal.example"] = HostConfig(config, "internal.example", "Component",
                                                   "version", {"modules_enabled": ["ping"]})
     config._loading = False
-    server = make_core(config)
+    server = make_core(config, Clock())
+    # The listener's throttle rides along for the tests' sessions: two failures, then 2 s.
+    server.now = server.clock
+    server.throttle = FailureThrottle(max_failures=2, delay=2.0)
     user = FakeUserSession(USER)
     server.router.bind(user, user.jid)
     server.user = user
@@ -126,7 +140,8 @@ def header(to: str | None = COMPONENT, xmlns: str = ns.COMPONENT) -> bytes:
 
 def open_stream(server, to: str | None = COMPONENT, **kwargs):
     transport = FakeTransport(**kwargs)
-    session = ComponentSession(server.router, transport)
+    session = ComponentSession(server.router, transport, throttle=server.throttle,
+                               clock=server.clock)
     reader = Reader(transport)
     session.data_received(header(to))
     return session, transport, reader
@@ -204,6 +219,31 @@ def test_handshake_with_children_is_not_authorized(server):
     assert stream_error(reader) == "not-authorized"
 
 
+def wrong_handshake(server) -> str:
+    """The stream error condition answering a handshake with a wrong secret."""
+    session, _transport, reader = open_stream(server)
+    reader.elements()
+    session.data_received(f"<handshake>{handshake_digest('other', SECRET)}</handshake>".encode())
+    return stream_error(reader)
+
+
+def test_repeated_wrong_secrets_are_refused_unchecked_with_the_wait(server):
+    assert [wrong_handshake(server) for _ in range(2)] == ["not-authorized"] * 2
+    # Past the limit even the right secret is refused at once, and counted.
+    session, transport, reader = open_stream(server)
+    reader.elements()
+    session.data_received(f"<handshake>{handshake_digest(reader.header['id'], SECRET)}"
+                          "</handshake>".encode())
+    error = reader.elements()[-1]
+    assert error.tag == STREAM_ERROR and error[0].tag == f"{{{ns.STREAM_ERRORS}}}policy-violation"
+    assert "wait 4 s" in (error.findtext(f"{{{ns.STREAM_ERRORS}}}text") or "")
+    assert transport.closed and not session.authenticated
+    server.now.now += 4  # as soon as the wait has passed the right secret is accepted
+    connect(server)
+    # ...and the success forgets the address's failures.
+    assert wrong_handshake(server) == "not-authorized"
+
+
 def test_component_without_secret_is_not_authorized(server):
     session, _transport, reader = open_stream(server, to="nosecret.example")
     reader.elements()
@@ -226,7 +266,8 @@ def test_missing_to_is_improper_addressing(server):
 
 def test_client_namespace_stream_is_invalid_namespace(server):
     transport = FakeTransport()
-    session = ComponentSession(server.router, transport)
+    session = ComponentSession(server.router, transport, throttle=server.throttle,
+                               clock=server.clock)
     reader = Reader(transport)
     session.data_received(header(xmlns=ns.CLIENT))
     assert stream_error(reader) == "invalid-namespace"
@@ -381,7 +422,9 @@ def test_stream_is_not_subject_to_require_encryption():
 
 def test_stanza_size_limit_is_policy_violation():
     transport = FakeTransport()
-    session = ComponentSession(make_server().router, transport, max_stanza_size=10000)
+    server = make_server()
+    session = ComponentSession(server.router, transport, throttle=server.throttle,
+                               max_stanza_size=10000, clock=server.clock)
     reader = Reader(transport)
     session.data_received(header())
     reader.elements()

@@ -15,6 +15,7 @@ from http_apps.provider import HttpProvider
 from storage.db import Database
 from storage.uploads import UploadStore
 from tests.http_fixtures import http_client
+from xmpp.auth_throttle import FailureThrottle
 
 HOST = "upload.example.com"
 SECRET = "test-secret"
@@ -41,7 +42,8 @@ def share(tmp_path: Path, clock: Clock):
     service = FileShare(
         host=HOST, policy=Policy(size_limit=1000, expires_after=3600, local_hosts={"example.com"}),
         secret=SECRET, store=UploadStore(database), data_dir=tmp_path / "data",
-        base_url=lambda: f"http://{HOST}/file_share", external=False, clock=clock)
+        base_url=lambda: f"http://{HOST}/file_share", external=False, clock=clock,
+        throttle=FailureThrottle())  # 5 failures, then 2 s doubling
     yield service
     database.close()
 
@@ -108,6 +110,21 @@ def test_bad_signature_is_401(client, share):
         SECRET, issued.headers["Authorization"].split()[1], T0))
     response = put(client, issued, b"0123456789", {"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
+
+
+def test_bad_tokens_from_one_address_past_the_limit_get_429_unchecked(client, share, clock):
+    issued = slot(share)
+    for _ in range(5):
+        assert put(client, issued, b"0123456789", {"Authorization": "Bearer x"}).status_code == 401
+    # Even the right token is refused at once, and counted: 2 s doubled.
+    response = put(client, issued, b"0123456789")
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "4")
+    assert b"wait 4 s" in response.data and response.headers["Connection"] == "close"
+    other = put(client, issued, b"0123456789", environ_base={"REMOTE_ADDR": "192.0.2.1"})
+    assert other.status_code == 201  # another address is not throttled
+    second = slot(share)
+    clock.now += 4  # as soon as the wait has passed the token is checked again
+    assert put(client, second, b"0123456789").status_code == 201
 
 
 def test_expired_token_is_410(client, share, clock):

@@ -6,7 +6,8 @@ component's live stream; while none is connected, stanzas bounce with
 `remote-server-timeout`. `component_conflict_resolve` decides what a second
 authenticated connection does: `kick_new` (refused) or `kick_old`.
 It declares the `component` listener (`component_ports`, 5347, on loopback),
-which opens when any such host exists, as in Prosody.
+which opens when any such host exists, as in Prosody; its connections share
+one throttle of failed handshakes per address.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import failure_throttle
 from xmpp.component import (
     AUTHENTICATED_EVENT,
     DEFAULT_PORT,
@@ -108,7 +110,9 @@ def setup(m: ModuleContext) -> None:
     config = m.global_config
     limit = stanza_size_limit(config)
     router = m.service("router")
+    throttle = m.shared("component-throttle", lambda: failure_throttle(config))
     m.provides("net", NetProvider(
         "component",
-        lambda transport: ComponentSession(router, transport, max_stanza_size=limit),
+        lambda transport: ComponentSession(router, transport, throttle=throttle,
+                                           max_stanza_size=limit, clock=m.now),
         default_ports=(DEFAULT_PORT,), interfaces=tuple(listen_interfaces(config))))

@@ -35,6 +35,7 @@ from http_apps.file_share.service import MODULE_NAME, FileShare
 from http_apps.provider import HttpProvider
 from http_apps.urls import http_url
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import failure_throttle
 from xmpp.errors import StanzaError
 from xmpp.hosts import IqRequest
 from xmpp.jid import InvalidJID, parse_jid
@@ -92,7 +93,8 @@ def setup(m: ModuleContext) -> None:
         secret=config.get_str("http_file_share_secret", None) or secrets.token_urlsafe(20),
         store=m.typed_store("uploads"),
         data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
-        base_url=base_url, external=external_url is not None, clock=m.now)
+        base_url=base_url, external=external_url is not None, clock=m.now,
+        throttle=failure_throttle(config))
 
     m.depends("disco")
     m.add_identity("store", "file", config.get_str("name", "HTTP File Upload"))

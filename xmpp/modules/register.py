@@ -7,6 +7,7 @@ from xml.etree.ElementTree import Element, SubElement
 
 from storage.accounts import AccountExists
 from xmpp import namespaces as ns
+from xmpp.auth_throttle import wait_text
 from xmpp.errors import StanzaError, StreamError
 from xmpp.hosts import IqRequest
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
@@ -80,10 +81,11 @@ class Registration:
         username, password = self.credentials(request.payload)
         address = session.transport.peer[0]
         now = self.m.now()
-        if self.throttled(address, now):
-            raise StanzaError("policy-violation",
-                              "Too many registrations from this IP address recently",
-                              error_type="wait")
+        wait = self.wait_for(address, now)
+        if wait > 0:
+            # Prosody's condition and text, with the wait it leaves the client to guess.
+            raise StanzaError("policy-violation", wait_text(
+                "Too many registrations from this IP address recently", wait), error_type="wait")
         try:
             self.m.users.create(username, password)
         except AccountExists as error:
@@ -92,15 +94,17 @@ class Registration:
             self.last_by_address[address] = now
         self.m.log.info("Registered %s@%s from %s", username, request.host.name, address)
 
-    def throttled(self, address: str, now: float) -> bool:
-        """min_seconds_between_registrations, per address (allowlisted ones exempt)."""
+    def wait_for(self, address: str, now: float) -> float:
+        """Seconds before `address` may register again (0.0: now), as
+        min_seconds_between_registrations sets per address (allowlisted ones exempt)."""
         if not self.min_interval or address in self.allowlist:
-            return False
+            return 0.0
         # Forget addresses whose wait is over, so the table stays small.
         for seen, last in list(self.last_by_address.items()):
             if now - last >= self.min_interval:
                 del self.last_by_address[seen]
-        return address in self.last_by_address
+        last = self.last_by_address.get(address)
+        return 0.0 if last is None else last + self.min_interval - now
 
     def change(self, request: IqRequest, session: Any) -> bool | None:
         host = request.host.name
