@@ -26,6 +26,7 @@ IMPLEMENTED = {
     "component": "xmpp.modules.component",
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",
+    "websocket": "xmpp.modules.websocket",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
 }
 
