@@ -115,6 +115,7 @@ class WebSocketService:
                 data = sock.recv(READ_SIZE)
             except TimeoutError:
                 socket.write(frames.ping())
+                socket.flush_now()
                 continue
             except OSError:
                 return

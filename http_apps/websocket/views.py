@@ -47,7 +47,9 @@ def wsgi_handlers(service: WebSocketService) -> dict[str, WsgiApp]:
             if early_data(environ):
                 raise HandshakeError(400, "Data sent before the handshake completed")
         except HandshakeError as error:
-            return wsgi_error(start_response, error.status, str(error), error.headers)
+            # Bytes the client may have sent after its request are no next request.
+            return wsgi_error(start_response, error.status, str(error),
+                              (*error.headers, ("Connection", "close")))
         write = start_response("101 Switching Protocols", headers)
         peer = (environ.get("REMOTE_ADDR") or "", int(environ.get("REMOTE_PORT") or 0))
         return SwitchedProtocols(write, lambda: service.serve(sock, peer=peer, secure=secure))

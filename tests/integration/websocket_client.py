@@ -40,7 +40,7 @@ class WsClient:
     async def connect(cls, server, *, https: bool = False, path: str = "/xmpp-websocket",
                       protocols: tuple[str, ...] = ("xmpp",), **kwargs) -> WsClient:
         scheme, port = ("wss", server.ports["https"]) if https else ("ws", server.ports["http"])
-        context = ssl.create_default_context(cafile=str(server.cert)) if https else None
+        context = ssl.create_default_context(cafile=str(server.cert)) if https else True
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(f"{scheme}://localhost:{port}{path}",
