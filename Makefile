@@ -38,6 +38,7 @@ run: install
 # The browser tests drive Debian's chromium with playwright-core (never a downloaded browser).
 test: install-dev
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	cd tests/node && npm ci --no-audit --no-fund
 	$(PY) -m pytest -n auto -q $(PYTEST_ARGS)
 
 lint: install-dev

@@ -33,6 +33,7 @@ from gevent.pywsgi import OldMessage, WSGIHandler, WSGIServer
 
 from http_apps import urls
 from http_apps.errors import raw_error
+from http_apps.upgrade import EARLY_DATA, SOCKET
 from xmpp.listeners import bind_socket
 from xmpp.metrics import HTTP_CONNECTIONS
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
@@ -226,7 +227,27 @@ class VireoHandler(WSGIHandler):
         log.debug("Bad HTTP request from %s: %s", self.client_address, ex)
         return ("400", raw_error(400, "The request could not be understood."))
 
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        # For routes that take the connection over after a 101 (http_apps.upgrade).
+        environ[SOCKET] = self.socket
+        environ[EARLY_DATA] = self._early_data
+        return environ
+
+    def _early_data(self) -> bool:
+        """Whether bytes past the request head are already here, without waiting for any."""
+        self.socket.settimeout(0.0)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:  # would block (a TLS socket says so with an error)
+            return False
+        finally:
+            self.socket.settimeout(self.server.io_timeout)
+
     def start_response(self, status: str, headers: list, exc_info=None):
+        if status.startswith("101 "):
+            # The connection now belongs to another protocol, until it closes.
+            self.close_connection = True
         if status.startswith("413 "):
             # Don't read an oversized body just to discard it: close the connection instead.
             headers = [(k, v) for k, v in headers if k.lower() != "connection"]

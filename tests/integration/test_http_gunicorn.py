@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.http_fixtures import ROOT, connect, http_request
+from tests.integration.clients import run
 from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from tests.integration.websocket_client import FRAMING, WsClient
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -22,7 +24,8 @@ def deployed(tmp_path):
     vireo = make_server(tmp_path, extra=(f'http_ports = {{ {http_port} }}\n'
                                          'http_interfaces = { "127.0.0.1" }\n'
                                          'https_ports = { }\nstatistics = "internal"\n'),
-                        modules=("http_openmetrics",))
+                        modules=("http_openmetrics", "websocket"))
+    vireo.create_users({"web": "pw-web"})
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen(
         [str(GUNICORN), "-k", "gevent", "-w", "1", "-c", str(ROOT / "gunicorn.conf.py")],
@@ -32,7 +35,8 @@ def deployed(tmp_path):
     try:
         wait_for_port(http_port, process)
         wait_for_port(vireo.c2s_port, process)
-        yield http_port, vireo.c2s_port
+        vireo.ports["http"] = http_port
+        yield http_port, vireo.c2s_port, vireo
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -43,7 +47,7 @@ def deployed(tmp_path):
 
 
 def test_gunicorn_serves_http_and_xmpp(deployed):
-    http_port, c2s_port = deployed
+    http_port, c2s_port, _vireo = deployed
     with connect(http_port) as sock:
         response = http_request(sock, "GET", "/metrics", "localhost")
         body = response.read()
@@ -58,3 +62,19 @@ def test_gunicorn_serves_http_and_xmpp(deployed):
         sock.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
         assert b"<stream:stream" in sock.recv(4096)
+
+
+def test_gunicorn_hands_websocket_connections_over(deployed):
+    _http_port, _c2s_port, vireo = deployed
+
+    async def scenario():
+        web = await WsClient.connect(vireo, headers={"X-Forwarded-Proto": "https"})
+        try:
+            assert await web.login("web", "pw-web") == f"web@{vireo.domain}/ws"
+            await web.send(f"<close xmlns='{FRAMING}'/>")
+            assert (await web.recv()).tag == f"{{{FRAMING}}}close"
+            assert (await web.receive()).data == 1000
+        finally:
+            await web.close()
+
+    run(scenario())

@@ -32,6 +32,7 @@ IMPLEMENTED = {
     "component": "xmpp.modules.component",
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",
+    "websocket": "xmpp.modules.websocket",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
