@@ -141,6 +141,9 @@ class VireoServer:
     def start_xmpp_listeners(self) -> None:
         """Migrate the database and open every non-HTTP listener (gunicorn opens HTTP)."""
         self.db.migrate()
+        # Storage is ready and no port is open yet: modules tidy up after a crash.
+        for host in self.router.hosts.values():
+            host.fire("server-starting")
         self.add_listener("c2s", self.ports("c2s", (5222,)), self.interfaces("c2s"),
                           self._c2s_session, starttls_context=self._starttls_context)
         direct_tls_ports = self.ports("c2s_direct_tls", ())
