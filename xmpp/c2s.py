@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
-from storage.db import is_storage_error
+from storage.db import is_storage_error, storage_error_condition
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
@@ -238,12 +238,24 @@ class C2SSession(XmlStreamSession):
 
     def _internal_error(self, element: Element, error: Exception) -> None:
         # As Prosody: log it with context and answer the stanza, keeping the stream.
-        log.exception("Error handling <%s/> from %s", local_name(element.tag),
-                      self.jid or self.transport.peer[0])
+        who = self.jid or self.transport.peer[0]
+        condition = "internal-server-error"
         if is_storage_error(error):
+            # The database is down or full: one line each, not a traceback per stanza.
+            log.error("Storage failed handling <%s/> from %s: %s", local_name(element.tag), who,
+                      error)
             STORAGE_ERRORS.labels(store="sql").inc()
-        if element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
-            self.send(StanzaError("internal-server-error", error_type="wait").to_reply(element))
+            condition = storage_error_condition(error)
+        else:
+            log.exception("Error handling <%s/> from %s", local_name(element.tag), who)
+        if element.tag in (SASL_AUTH, SASL_RESPONSE):
+            # RFC 6120 6.5.13: the client may try again later. Not a failed
+            # password, so the failure throttle does not count it.
+            self.sasl = None
+            self.transport.write(
+                f"<failure xmlns='{ns.SASL}'><temporary-auth-failure/></failure>".encode())
+        elif element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
+            self.send(StanzaError(condition, error_type="wait").to_reply(element))
 
     def _dispatch(self, element: Element) -> None:
         if self.jid is not None:
