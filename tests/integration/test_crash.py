@@ -63,7 +63,8 @@ db_url = storage_fixtures.db_url
 SECONDS_ENV = "VIREO_CRASH_SECONDS"
 DEFAULT_SECONDS = 60.0
 MAX_CYCLES = 10_000
-MIN_CYCLES = 10
+# A loop that manages fewer kills than this per second is broken, not slow.
+MIN_CYCLES_PER_SECOND = 0.1
 # The kill lands this long (uniformly drawn) after every workload is under way.
 MAX_KILL_DELAY = 0.5
 # After the kill: how long the clients get to notice that their connections died.
@@ -425,4 +426,4 @@ def test_nothing_acknowledged_is_lost_when_the_server_is_killed(
     print(f"{cycles} kills in {seconds:.0f} s (seed {seed}): "
           f"{roster.version} roster changes, {offline.seq} messages, "
           f"{uploads.seq} uploads, {changer.seq} password changes")
-    assert cycles >= MIN_CYCLES
+    assert cycles >= seconds * MIN_CYCLES_PER_SECOND
