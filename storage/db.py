@@ -193,3 +193,19 @@ logging.getLogger("alembic.runtime.migration").addFilter(_UpgradesOnly())
 def is_storage_error(error: BaseException) -> bool:
     """Whether `error` is a failure of the database rather than of our own code."""
     return isinstance(error, SQLAlchemyError)
+
+
+_SQLITE_FULL = 13
+_PG_INSUFFICIENT_RESOURCES = "53"  # SQLSTATE class: disk full, out of memory, too many connections
+
+
+def storage_error_condition(error: BaseException) -> str:
+    """The stanza error for a failed storage call: resource-constraint when the
+    database is out of room (disk full), internal-server-error otherwise."""
+    cause = getattr(error, "orig", None)
+    if isinstance(cause, sqlite3.Error) and \
+            (getattr(cause, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_FULL:
+        return "resource-constraint"
+    if str(getattr(cause, "sqlstate", "") or "").startswith(_PG_INSUFFICIENT_RESOURCES):
+        return "resource-constraint"
+    return "internal-server-error"

@@ -133,6 +133,13 @@ class UploadStore:
                 .values(completed=when))
             return result.rowcount == 1
 
+    def incomplete(self, host: str) -> list[UploadRecord]:
+        """The slots of `host` whose file never completed."""
+        with self._db.engine.connect() as connection:
+            rows = connection.execute(select(Upload).where(
+                Upload.host == host, Upload.completed.is_(None))).all()
+        return [_record(row) for row in rows]
+
     def created_until(self, host: str, until: datetime, limit: int) -> list[UploadRecord]:
         """Up to `limit` slots of `host` created at or before `until`, oldest first."""
         with self._db.engine.connect() as connection:

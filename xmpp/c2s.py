@@ -103,8 +103,9 @@ class C2SServices:
     stanza_size_limit: Callable[[LocalHost | None], int]
     unauthenticated_stanza_size: int = DEFAULT_UNAUTHENTICATED_STANZA_SIZE
     timeout: float = 300.0  # Prosody's c2s_timeout: authenticate and bind by then
-    # Told of every failure of ours while handling a stanza (metrics count storage ones).
-    on_internal_error: Callable[[Exception], None] = lambda error: None
+    # A failure of ours while handling a stanza: the stanza error condition when
+    # it is the storage's (counted in the metrics), else None.
+    storage_failure: Callable[[Exception], str | None] = lambda error: None
 
 
 class _HostCredentials:
@@ -270,11 +271,23 @@ class C2SSession(XmlStreamSession):
 
     def _internal_error(self, element: Element, error: Exception) -> None:
         # As Prosody: log it with context and answer the stanza, keeping the stream.
-        log.exception("Error handling <%s/> from %s", local_name(element.tag),
-                      self.jid or self.transport.peer[0])
-        self.services.on_internal_error(error)
-        if element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
-            self.send(StanzaError("internal-server-error", error_type="wait").to_reply(element))
+        who = self.jid or self.transport.peer[0]
+        condition = self.services.storage_failure(error)
+        if condition is not None:
+            # The database is down or full: one line each, not a traceback per stanza.
+            log.error("Storage failed handling <%s/> from %s: %s", local_name(element.tag), who,
+                      error)
+        else:
+            log.exception("Error handling <%s/> from %s", local_name(element.tag), who)
+            condition = "internal-server-error"
+        if element.tag in (SASL_AUTH, SASL_RESPONSE):
+            # RFC 6120 6.5.13: the client may try again later. Not a failed
+            # password, so the failure throttle does not count it.
+            self.sasl = None
+            self.transport.write(
+                f"<failure xmlns='{ns.SASL}'><temporary-auth-failure/></failure>".encode())
+        elif element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
+            self.send(StanzaError(condition, error_type="wait").to_reply(element))
 
     def _dispatch(self, element: Element) -> None:
         if self.jid is not None:

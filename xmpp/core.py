@@ -31,7 +31,7 @@ class ServerCore:
 
     def __init__(self, config: Config, *, accounts: Accounts, stores: Any,
                  typed_stores: Mapping[str, Any], clock: Callable[[], float] = time.time,
-                 on_internal_error: Callable[[Exception], None] = lambda error: None) -> None:
+                 storage_failure: Callable[[Exception], str | None] = lambda error: None) -> None:
         self.config = config
         self.clock = clock
         self.router = Router()
@@ -45,7 +45,7 @@ class ServerCore:
                 "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,
                 min=1024),
             timeout=config.get_number("c2s_timeout", DEFAULT_C2S_TIMEOUT, min=1),
-            on_internal_error=on_internal_error)
+            storage_failure=storage_failure)
         self.services = ModuleServices(
             config=config, router=self.router, clock=clock, started_at=clock(),
             accounts=accounts, stores=stores, typed_stores=typed_stores,

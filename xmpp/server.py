@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from storage.accounts import AccountStore
-from storage.db import Database, database_url, is_storage_error
+from storage.db import Database, database_url, is_storage_error, storage_error_condition
 from storage.offline import OfflineStore
 from storage.roster import RosterStore
 from storage.stores import StoreFactory
@@ -49,7 +49,7 @@ class VireoServer:
             config, accounts=self.accounts, stores=StoreFactory(self.db),
             typed_stores={"rosters": self.rosters, "offline": self.offline,
                           "uploads": self.uploads},
-            clock=clock, on_internal_error=_count_storage_error)
+            clock=clock, storage_failure=_storage_failure)
         self.router = self.core.router
         self.started_at = self.core.services.started_at
         self.http_servers: list[Any] = []
@@ -115,6 +115,8 @@ class VireoServer:
     def start_xmpp_listeners(self) -> None:
         """Migrate the database and open every declared non-HTTP listener."""
         self.db.migrate()
+        # Storage is ready and no port is open yet: modules tidy up after a crash.
+        self.core.fire_everywhere("server-starting")
         for provider in self.core.providers.net.values():
             self.add_listener(provider)
         # After every service is registered: PROXY ports hand off to them.
@@ -161,6 +163,9 @@ class VireoServer:
         self.db.close()
 
 
-def _count_storage_error(error: Exception) -> None:
-    if is_storage_error(error):
-        STORAGE_ERRORS.labels(store="sql").inc()
+def _storage_failure(error: Exception) -> str | None:
+    """The stanza condition for a storage failure (counted), None for other errors."""
+    if not is_storage_error(error):
+        return None
+    STORAGE_ERRORS.labels(store="sql").inc()
+    return storage_error_condition(error)

@@ -6,7 +6,9 @@ where files live, and pruning expired ones. Shared by the XMPP module (slot
 requests, the expiry job) and the HTTP routes (uploads and downloads).
 
 Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`;
-an upload in progress goes to a temporary `<slot>.bin~XXXX` beside it.
+an upload in progress goes to a temporary `<slot>.bin~XXXX` beside it. A PUT is
+answered 201 only once the file is in place and its row marked complete, so
+after a crash `recover` can undo every upload that did not get there.
 """
 
 from __future__ import annotations
@@ -129,6 +131,33 @@ class FileShare:
             pause()
         if removed:
             log.info("%s: pruned %d expired upload(s)", self.host, removed)
+        return removed
+
+    # -- start-up -------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Undo the uploads a killed process left half-done; the number of files removed.
+
+        Run before the HTTP ports open. Partial files (`<slot>.bin~*`) go, and
+        so does the whole file of a slot whose row was never marked complete:
+        the process died between moving the file into place and recording it,
+        so its PUT got no 201, and the client may PUT again.
+        """
+        if self.external or not self.directory.is_dir():
+            return 0
+        leftovers = list(self.directory.glob("*.bin~*"))
+        leftovers += [path for record in self.store.incomplete(self.host)
+                      if record.path and (path := Path(record.path)).exists()]
+        removed = 0
+        for path in leftovers:
+            try:
+                path.unlink(missing_ok=True)
+                removed += 1
+            except OSError as error:
+                log.error("%s: could not delete unfinished upload %s: %s", self.host, path,
+                          error)
+        if removed:
+            log.info("%s: removed %d unfinished upload file(s)", self.host, removed)
         return removed
 
     def remove_files(self, slot: str) -> bool:

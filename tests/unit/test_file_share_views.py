@@ -205,6 +205,21 @@ def test_aborted_upload_leaves_no_file_and_no_record(client, share):
     assert share.store.get(HOST, issued.slot).completed is None
 
 
+def test_recover_removes_what_a_killed_process_left_half_done(client, share):
+    done, moved, partial = slot(share), slot(share), slot(share)
+    assert put(client, done, b"0123456789").status_code == 201
+    share.directory.mkdir(parents=True, exist_ok=True)
+    # Killed after moving the file into place, before marking the slot complete.
+    share.path_for(moved.slot).write_bytes(b"0123456789")
+    # Killed while receiving the body.
+    (share.directory / f"{partial.slot}.bin~x1y2").write_bytes(b"01234")
+    assert share.recover() == 2
+    assert sorted(share.directory.iterdir()) == [share.path_for(done.slot)]
+    # The slot whose PUT got no 201 can be uploaded again.
+    assert put(client, moved, b"0123456789").status_code == 201
+    assert share.recover() == 0
+
+
 def test_no_slot_for_an_empty_file(share):
     with pytest.raises(Refusal) as caught:
         slot(share, size=0)

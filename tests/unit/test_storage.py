@@ -8,14 +8,16 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, make_url, select, text
+from sqlalchemy import event, func, inspect, make_url, select, text
+from sqlalchemy.exc import OperationalError
 
 import storage.accounts
 from storage.accounts import AccountExists, AccountStore
-from storage.db import Database, database_url
+from storage.db import Database, database_url, storage_error_condition
 from storage.models import Account, Base, OfflineMessage, RosterGroup
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
@@ -492,3 +494,31 @@ def test_delete_account_removes_user_data(db: Database, accounts: AccountStore,
     assert list(roster.get_roster(HOST, "romeo")) == ["nurse@capulet.lit"]
     assert roster.pending_in(HOST, "romeo") == {"tybalt@capulet.lit": "<presence/>"}
     assert offline.count(HOST, "romeo") == 1
+
+
+# -- failures -----------------------------------------------------------------------------
+
+def test_a_full_sqlite_database_is_a_resource_constraint(tmp_path: Path) -> None:
+    database = Database(storage_fixtures.sqlite_url(tmp_path))
+    database.migrate()
+    offline = OfflineStore(database)
+    with database.engine.connect() as connection:  # the database may not grow
+        pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+    event.listen(database.engine, "connect", lambda dbapi, _record: dbapi.execute(
+        f"PRAGMA max_page_count={pages}"))
+    database.engine.dispose()
+    stamp = datetime.now(UTC)
+    try:
+        with pytest.raises(OperationalError) as caught:
+            for _ in range(1000):
+                offline.store(HOST, "juliet", "<message>" + "x" * 4000 + "</message>", stamp)
+        assert storage_error_condition(caught.value) == "resource-constraint"
+    finally:
+        database.close()
+
+
+def test_postgresql_out_of_room_is_a_resource_constraint() -> None:
+    full = OperationalError("INSERT", {}, psycopg.errors.DiskFull())
+    assert storage_error_condition(full) == "resource-constraint"
+    gone = OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused"))
+    assert storage_error_condition(gone) == "internal-server-error"

@@ -120,10 +120,14 @@ def setup(m: ModuleContext) -> None:
         if policy.expires_after >= 0:
             job.append(gevent.spawn(prune_job, m, share, interval))
 
+    def starting(event: Any) -> None:
+        share.recover()
+
     def stopping(event: Any) -> None:
         for greenlet in job:
             greenlet.kill(block=False)
 
+    m.hook("server-starting", starting)
     m.hook("server-started", started)
     m.hook("server-stopping", stopping)
 
