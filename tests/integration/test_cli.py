@@ -56,6 +56,15 @@ def test_register_creates_an_account_that_can_log_in(server):
     assert not can_login(server, "newbie", "another")
 
 
+def test_register_with_a_file_log_leaves_stderr_clean(tmp_path):
+    """Nothing on stderr at exit: with HTTP configured (Flask imported) it printed
+    "greenlet is being finalized" from logging's handler clean-up under gevent."""
+    config = make_server(tmp_path, http=True, modules=("bosh",)).config_path
+    result = app(config, "register", "quiet", "localhost", "pw-quiet")
+    assert result.returncode == 0, output(result)
+    assert result.stderr == ""
+
+
 def test_register_refuses_an_existing_account(server):
     result = server.admin("register", "existing", server.domain, "whatever")
     assert result.returncode != 0
