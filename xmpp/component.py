@@ -171,7 +171,8 @@ class ComponentSession(XmlStreamSession):
         # The host's component module accepts us or raises `conflict`.
         self.host.fire(AUTHENTICATED_EVENT, self)
         self.jid = JID(None, self.host.name)
-        self.transport.write(f"<handshake xmlns='{ns.COMPONENT}'/>".encode())
+        # The stream's default namespace already is jabber:component:accept.
+        self.transport.write(b"<handshake/>")
         log.info("External component %s connected from %s", self.host.name,
                  self.transport.peer[0])
 
