@@ -18,7 +18,7 @@ from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.modules.roster import item_state, push
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
-from xmpp.subscription import KINDS, SubscriptionState, inbound, outbound
+from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outbound
 
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
@@ -217,6 +217,12 @@ def inbound_full(m: ModuleContext, stanza: Element, to: JID) -> bool:
 def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: JID,
                          kind: str) -> None:
     if not m.server.accounts.exists(user.domain, user.local):
+        if kind == SUBSCRIBE:
+            # As Prosody 0.12 (mod_presence), rather than RFC 6121 3.1.3: the receipt
+            # is acknowledged with the contact's unavailable presence, which Prosody
+            # sends for existing accounts too, so the answer does not tell whether
+            # the account exists. Nothing is stored.
+            m.server.router.route(presence("unavailable", str(user), str(contact)))
         return
     state, item = load_state(m, user, str(contact))
     outcome = inbound(state, kind)
