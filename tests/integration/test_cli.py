@@ -218,6 +218,23 @@ def test_check_warns_about_unknown_modules_and_passes(tmp_path):
     assert any("no_such_module" in line for line in warnings), result.stdout
 
 
+@pytest.mark.parametrize("command", [("check",), ("run",), ("register", "u", "anon.example", "pw")])
+def test_an_authentication_provider_vireo_lacks_is_an_error(tmp_path, command):
+    """Not password logins in its place: check fails, and run (and the account
+    commands) refuse the config instead of serving the host."""
+    make_server(tmp_path, extra='authentication = "internal_plain"',
+                host_extra='VirtualHost "anon.example"\n    authentication = "anonymous"\n'
+                           'VirtualHost "ldap.example"\n    authentication = "ldap"\n')
+    result = app(tmp_path / "vireo.cfg.lua", *command)
+    assert result.returncode == 1, output(result)
+    assert "Traceback" not in result.stderr
+    assert 'VirtualHost "anon.example": authentication = \'anonymous\' is not available' \
+        in result.stderr
+    assert 'VirtualHost "ldap.example": authentication = \'ldap\'' in result.stderr
+    assert "localhost" not in result.stderr  # internal_plain, inherited, is fine
+    assert not (tmp_path / "vireo.pid").exists()
+
+
 def test_check_warns_about_a_missing_certificate(tmp_path):
     missing = tmp_path / "nowhere.crt"
     config = write(tmp_path / "vireo.cfg.lua", f"""
