@@ -593,3 +593,20 @@ def load_config(path: str | os.PathLike) -> Config:
     config.warnings[:0] = loader.warnings
     config._loading = False
     return config
+
+
+#: The `authentication` providers Vireo has (both keep SCRAM material only).
+AUTHENTICATION_PROVIDERS = ("internal_hashed", "internal_plain")
+
+
+def check_authentication(config: Config) -> None:
+    """Raise ConfigError when an enabled VirtualHost names an `authentication`
+    provider Vireo does not have: serving it with password logins in its place
+    would run the host in a way its operator did not choose (anonymous, LDAP...)."""
+    problems = [f"{host.label}: authentication = {provider!r} is not available in Vireo"
+                for host in config.virtual_hosts()
+                if (provider := host.get("authentication", "internal_hashed"))
+                not in AUTHENTICATION_PROVIDERS]
+    if problems:
+        known = " or ".join(f'"{name}"' for name in AUTHENTICATION_PROVIDERS)
+        raise ConfigError(str(config.path), None, "; ".join(problems) + f" (use {known})")

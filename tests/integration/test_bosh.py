@@ -98,7 +98,7 @@ def test_enabled_globally_it_answers_for_any_http_host(server):
 def test_session_creation_response(server):
     client = bosh(server)
     body = client.create(wait=500)
-    assert body.get("sid") and body.get("authid")
+    assert body.get("sid") and body.get("authid") == body.get("sid")
     assert {name: body.get(name) for name in
             ("wait", "requests", "hold", "inactivity", "polling", "ver", "from", "secure")} == {
         "wait": "120", "requests": "2", "hold": "1", "inactivity": "60", "polling": "5",

@@ -134,6 +134,21 @@ def test_disco_ping_and_version(server):
     run(scenario())
 
 
+def test_account_disco_info_lists_the_disco_items_it_answers(server):
+    async def scenario():
+        client = await login(server, "user9")
+        account = server.jid("user8")
+        info = await client.plugin["xep_0030"].get_info(jid=account)
+        assert {"http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items"} <= set(info["disco_info"]["features"])
+        assert ("account", "registered", None, None) in info["disco_info"]["identities"]
+        items = await client.plugin["xep_0030"].get_items(jid=account)
+        assert items["type"] == "result"
+        await close(client)
+
+    run(scenario())
+
+
 def test_second_login_with_same_resource_kicks_the_first(server):
     async def scenario():
         first = await login(server, "user10", resource="same")
