@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -97,6 +98,12 @@ class ServerProcess:
         return subprocess.run(
             [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), *args],
             cwd=ROOT, input=input_text, capture_output=True, text=True, timeout=60)
+
+    def sessions(self) -> list[dict]:
+        """The live sessions, as `app.py sessions --json` lists them."""
+        result = self.admin("sessions", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
 
     def create_users(self, users: dict[str, str]) -> None:
         """Accounts straight through the storage API: fast, and the same code the server uses."""

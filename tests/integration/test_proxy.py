@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import shutil
 import socket
 import ssl
@@ -25,7 +24,7 @@ import gevent.socket
 import pytest
 
 from http_apps.proxied import ProxyHttpServer
-from tests.integration.clients import TestClient, close, login, run
+from tests.integration.clients import TestClient, close, local_port, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, stop_process, wait_for_port
 from xmpp import namespaces as ns
@@ -156,18 +155,12 @@ async def login_through(server, user: str, port: int, *, direct_tls: bool = Fals
 
 async def listing(server) -> list[dict]:
     """`app.py sessions --json`."""
-    result = await asyncio.to_thread(server.admin, "sessions", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return await asyncio.to_thread(server.sessions)
 
 
 async def sessions(server) -> dict[str, dict]:
     """The c2s sessions of `app.py sessions --json`, keyed by JID."""
     return {entry["id"]: entry for entry in await listing(server) if entry["kind"] == "c2s"}
-
-
-def client_port(client: TestClient) -> int:
-    return client.transport.get_extra_info("sockname")[1]
 
 
 async def ping_self(client: TestClient) -> None:
@@ -180,7 +173,7 @@ def test_login_through_haproxy_shows_the_address_haproxy_saw(server, haproxy, fr
     async def scenario():
         client = await login_through(server, "alice", haproxy[frontend], resource=frontend)
         entry = (await sessions(server))[str(client.boundjid)]
-        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, local_port(client))
         assert entry["secure"] is True and entry["listener"] == "proxy:c2s"
         await ping_self(client)
         await close(client)
@@ -192,7 +185,7 @@ def test_header_then_direct_tls_through_haproxy(server, haproxy):
     async def scenario():
         client = await login_through(server, "bob", haproxy["v2_tls"], direct_tls=True)
         entry = (await sessions(server))[str(client.boundjid)]
-        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, local_port(client))
         assert entry["secure"] is True and entry["listener"] == "proxy:c2s_direct_tls"
         await close(client)
 
@@ -206,9 +199,9 @@ def test_sessions_table_lists_direct_and_proxied_clients(server, haproxy):
         result = await asyncio.to_thread(server.admin, "sessions")
         assert result.returncode == 0, result.stderr
         rows = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:-1]}
-        assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(client_port(direct)), "yes",
+        assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(local_port(direct)), "yes",
                                                   "c2s", "PLAIN"]
-        assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(client_port(proxied)),
+        assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(local_port(proxied)),
                                                    "yes", "proxy:c2s", "PLAIN"]
         await close(direct, proxied)
 
