@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,10 +10,17 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import create_engine, make_url, text
+
+from storage.accounts import AccountStore
+from storage.db import Database, database_url
 from tests.certs import make_self_signed
+from xmpp.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
@@ -105,35 +113,93 @@ class ServerProcess:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def create_users(self, users: dict[str, str]) -> None:
-        """Accounts straight through the storage API: fast, and the same code the server uses."""
-        from storage.accounts import AccountStore
-        from storage.db import Database, database_url
-        from xmpp.config import load_config
-
+    @contextlib.contextmanager
+    def database(self) -> Iterator[Database]:
+        """The server's database, found from its config as the server finds it."""
         database = Database(database_url(load_config(self.config_path)))
         try:
+            yield database
+        finally:
+            database.close()
+
+    def query(self, statement: str, **params: object) -> list[tuple]:
+        """Run one SQL statement (`:name` parameters) on the server's database; its rows."""
+        with self.database() as database, database.engine.begin() as connection:
+            result = connection.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+
+    def create_users(self, users: dict[str, str]) -> None:
+        """Accounts straight through the storage API: fast, and the same code the server uses."""
+        with self.database() as database:
             database.migrate()
             accounts = AccountStore(database)
             for user, password in users.items():
                 if not accounts.exists(self.domain, user):
                     accounts.create(self.domain, user, password)
-        finally:
-            database.close()
         self.users.update(users)
 
     def jid(self, user: str) -> str:
         return f"{user}@{self.domain}"
 
 
+def lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Databases:
+    """Where test servers keep their data: "sqlite", Prosody's default (a file in each
+    server's data_path), or "postgresql": on the database at `server_url`, a role and a
+    schema of its own for each server, so parallel workers never share tables (a role's
+    default search_path, "$user", puts its tables in the schema of its name). Dropped by
+    `drop_all`; schemas rather than databases, as each DROP DATABASE waits out a
+    checkpoint (seconds on a busy machine)."""
+
+    def __init__(self, backend: str, server_url: str | None = None) -> None:
+        self.backend = backend
+        self.server_url = server_url
+        self.created: list[str] = []
+
+    def config(self) -> str:
+        """Config lines for one new server: none for SQLite; for PostgreSQL, Prosody's
+        `storage = "sql"` and an `sql` table naming a new role with an empty schema."""
+        if self.backend == "sqlite":
+            return ""
+        assert self.server_url is not None
+        name, password = f"vireo_test_{uuid.uuid4().hex[:16]}", uuid.uuid4().hex
+        self._admin(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'",
+                    f'CREATE SCHEMA "{name}" AUTHORIZATION "{name}"')
+        self.created.append(name)
+        url = make_url(self.server_url)
+        fields = {"driver": "PostgreSQL", "database": url.database, "host": url.host,
+                  "port": url.port, "username": name, "password": password}
+        table = ", ".join(f"{key} = {value if isinstance(value, int) else lua_string(value)}"
+                          for key, value in fields.items() if value is not None)
+        return f'storage = "sql"\nsql = {{ {table} }}\n'
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self._admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE', f'DROP ROLE IF EXISTS "{name}"')
+        self.created.clear()
+
+    def _admin(self, *statements: str) -> None:
+        engine = create_engine(self.server_url)
+        try:
+            with engine.begin() as connection:
+                for statement in statements:
+                    connection.execute(text(statement))
+        finally:
+            engine.dispose()
+
+
 def make_server(directory: Path, *, domain: str = "localhost", extra: str = "",
                 address: str = "127.0.0.1", s2s: bool = False,
                 host_extra: str = "", modules: tuple[str, ...] = (),
-                http: bool = False) -> ServerProcess:
+                http: bool = False, database: str = "") -> ServerProcess:
     """Write a config (with a self-signed certificate for `domain`) and pick ports on
     `address`; federation is off (`modules_disabled = { "s2s" }`) unless `s2s`.
 
-    With `http`, the http and https ports are set too (on 127.0.0.1).
+    With `http`, the http and https ports are set too (on 127.0.0.1). `database` holds
+    the lines of `Databases.config()`; without them the data is in SQLite.
     """
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = make_self_signed(directory, domain)
@@ -162,7 +228,7 @@ modules_enabled = {{ {', '.join(f'"{m}"' for m in enabled)} }}
 {s2s_line}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 vireo_auth_failure_delay = 0.2
-{extra}
+{database}{extra}
 
 VirtualHost "{domain}"
 {host_extra}

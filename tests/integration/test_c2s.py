@@ -13,8 +13,9 @@ USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("c2s"), modules=("offline",))
+def server(tmp_path_factory, databases):
+    server = make_server(tmp_path_factory.mktemp("c2s"), modules=("offline",),
+                         database=databases.config())
     server.create_users(USERS)
     server.start()
     yield server
