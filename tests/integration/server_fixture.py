@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,12 +25,34 @@ from xmpp.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
+LOWEST_PORT = 10000
+PORT_ATTEMPTS = 200
+
+
+def ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+    """A port free on `address` now, for a server to bind soon after.
+
+    Picked below the kernel's ephemeral range: every outgoing connection (clients,
+    PostgreSQL) takes its local port from that range, and could take a port picked
+    there (`bind(0)`) before the server binds it ("Address already in use").
+    """
+    top = max(ephemeral_range_start(), 2 * LOWEST_PORT)  # (overlaps a range set that low)
+    for _ in range(PORT_ATTEMPTS):
+        port = random.randrange(LOWEST_PORT, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {address} in {PORT_ATTEMPTS} tries")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = STARTUP_TIMEOUT,
