@@ -563,10 +563,12 @@ def test_disco_items_of_the_parent_host_list_the_component(server):
     run(scenario())
 
 
-def test_slot_urls_follow_the_components_http_external_url(tmp_path, databases):
+# Configuration and routing from here on: each starts a server of its own, on SQLite only.
+
+def test_slot_urls_follow_the_components_http_external_url(tmp_path):
     server = file_share_server(tmp_path, """
     http_external_url = "https://files.example.org/up/"
-""", database=databases.config())
+""")
     start(server)
 
     async def scenario():
@@ -591,12 +593,12 @@ def test_slot_urls_follow_the_components_http_external_url(tmp_path, databases):
         assert server.stop() == 0
 
 
-def test_a_service_off_the_parent_domain_is_found_through_disco_items(tmp_path, databases):
+def test_a_service_off_the_parent_domain_is_found_through_disco_items(tmp_path):
     # Not a subdomain of localhost: only disco_items leads clients to it.
     elsewhere = "files.example.net"
     server = file_share_server(tmp_path, component=elsewhere, host_options=f"""
 disco_items = {{ {{ "{elsewhere}", "file sharing" }} }}
-""", database=databases.config())
+""")
     start(server)
 
     async def scenario():
@@ -615,13 +617,13 @@ disco_items = {{ {{ "{elsewhere}", "file sharing" }} }}
         assert server.stop() == 0
 
 
-def test_loaded_on_a_virtual_host(tmp_path, databases):
+def test_loaded_on_a_virtual_host(tmp_path):
     http_port = free_port()
     server = make_server(tmp_path, modules=("http_file_share",), extra=f"""
 http_ports = {{ {http_port} }}
 http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
-""", host_extra='http_host = "127.0.0.1"', database=databases.config())
+""", host_extra='http_host = "127.0.0.1"')
     server.ports["http"] = http_port
     server.create_users({"alice": "alice-pw"})
     start(server)
