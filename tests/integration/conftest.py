@@ -22,8 +22,8 @@ def dns():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def databases(request: pytest.FixtureRequest) -> Iterator[Databases]:
-    """Where the module's servers keep their data: SQLite, then a database of their own
-    each on the PostgreSQL server at $VIREO_TEST_POSTGRES_URL (skipped when it is unset)."""
+    """Where the module's servers keep their data: SQLite, then PostgreSQL at
+    $VIREO_TEST_POSTGRES_URL, a role and schema for each server (skipped when unset)."""
     if request.param == "sqlite":
         yield Databases("sqlite")
         return
