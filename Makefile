@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config.example.lua
 # System tools the integration tests drive (Debian package names).
-APT_PACKAGES := haproxy nginx chromium nodejs prosody lua-unbound postgresql
+APT_PACKAGES := haproxy nginx chromium nodejs npm prosody lua-unbound postgresql
 PYTEST_ARGS ?=
 
 .PHONY: install install-dev system-deps run test lint clean
@@ -23,9 +23,13 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev system-deps
 
+# A package counts as present when installed or provided by an installed one
+# (NodeSource's nodejs provides npm and conflicts with Debian's).
 system-deps:
-	@missing=""; for pkg in $(APT_PACKAGES); do \
-	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	@provided="$$(dpkg-query -W -f='$${Provides}\n' 2>/dev/null | tr ',' '\n' | sed 's/ *(.*//; s/^ *//')"; \
+	missing=""; for pkg in $(APT_PACKAGES); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || echo "$$provided" | grep -qx "$$pkg" \
+	    || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -39,7 +43,7 @@ run: install
 test: install-dev
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	cd tests/node && npm ci --no-audit --no-fund
-	$(PY) -m pytest -n auto -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto -q -rs $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
