@@ -405,3 +405,25 @@ def test_reset_drops_a_half_stanza():
     parser.feed(HEADER + b"<message><body>half")
     parser.reset()
     assert [type(e) for e in parser.feed(HEADER + b"<presence/>")] == [StreamOpen, StanzaEvent]
+
+
+# --- found by fuzzing (tests/fuzz/fuzz_stream.py) ----------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-16-le"])
+def test_a_utf16_stream_is_refused(encoding):
+    # expat guessed UTF-16 from the NULs of the first bytes, despite the forced UTF-8.
+    assert error_of(HEADER.decode().encode(encoding)) == "unsupported-encoding"
+
+
+@pytest.mark.parametrize(("chunks", "condition"), [
+    ([b"'\x00"], "unsupported-encoding"),
+    ([b"\x00<x/>"], "unsupported-encoding"),
+    ([b"'", b"\x00"], "not-well-formed"),  # whole, the same bytes were taken as UTF-16
+])
+def test_a_nul_byte_near_the_start_is_refused_however_it_is_cut(chunks, condition):
+    assert error_of(*chunks) == condition
+
+
+def test_a_nul_byte_later_is_not_well_formed():
+    assert error_of(HEADER, b"<message><body>a\x00b</body></message>") == "not-well-formed"
