@@ -227,3 +227,15 @@ def test_response_bodies():
     assert (end.get("type"), end.get("condition")) == ("terminate", "item-not-found")
     with pytest.raises(ValueError):
         terminate_body("no-such-condition")
+
+
+# --- found by fuzzing (tests/fuzz/fuzz_stream.py, the same expat setup) -------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-16-le", "utf-16"])
+def test_a_utf16_body_is_refused(encoding):
+    body = (f"<body xmlns='{HTTPBIND}' rid='1'><message xmlns='jabber:client'>"
+            "<body>hi</body></message></body>")
+    with pytest.raises(BoshError) as refused:
+        parse_body(body.encode(encoding))
+    assert refused.value.condition == "bad-request"
