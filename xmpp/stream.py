@@ -78,7 +78,8 @@ StreamEvent = StreamOpen | StanzaEvent | StreamEnd
 
 
 def _new_tag(name: str) -> str:
-    tag = "{" + name if _NS_SEP in name else name
+    # "{}name": in no namespace (xmlns=''), which a bare tag built in code is not.
+    tag = "{" + name if _NS_SEP in name else "{}" + name
     if len(_TAGS) < _TAG_CACHE_MAX:
         _TAGS[name] = tag
     return tag

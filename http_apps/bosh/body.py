@@ -87,7 +87,7 @@ def _tag(name: str) -> str:
     if tag is not None:
         return tag
     if _SEP not in name:
-        tag = name
+        tag = "{}" + name  # in no namespace (xmlns=''), as xmpp.stream writes it
     elif name.startswith(_HTTPBIND_PREFIX):
         tag = "{" + ns.CLIENT + "}" + name[len(_HTTPBIND_PREFIX):]
     else:
