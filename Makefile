@@ -52,7 +52,7 @@ fuzz: $(VENV)/.installed-dev
 	  nice -n 10 $(PY) -m tests.fuzz.fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$t/ \
 	    $(FUZZ_DIR)/$$t/corpus >$(FUZZ_DIR)/$$t/log 2>&1 || { status=1; echo "  FINDING in $$t"; }; \
-	  grep -E "^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec)" $(FUZZ_DIR)/$$t/log; \
+	  grep -E "^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)" $(FUZZ_DIR)/$$t/log; \
 	done; exit $$status
 
 lint: install-dev
