@@ -6,8 +6,12 @@ CONFIG ?= config.example.lua
 # System tools the integration tests drive (Debian package names).
 APT_PACKAGES := haproxy nginx chromium nodejs npm prosody lua-unbound postgresql
 PYTEST_ARGS ?=
+# make fuzz: each target of tests/fuzz for FUZZ_SECONDS; findings land in FUZZ_DIR (outside git).
+FUZZ_SECONDS ?= 3600
+FUZZ_DIR ?= /tmp/vireo-fuzz
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.py,%,$(wildcard tests/fuzz/fuzz_*.py))
 
-.PHONY: install install-dev system-deps run test lint clean
+.PHONY: install install-dev system-deps run test lint fuzz clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +48,17 @@ test: install-dev
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	cd tests/node && npm ci --no-audit --no-fund
 	$(PY) -m pytest -n auto -q -rs $(PYTEST_ARGS)
+
+# One target at a time, niced; each keeps its corpus, log and crash files in FUZZ_DIR/<target>/.
+fuzz: $(VENV)/.installed-dev
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/$$t/corpus; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$t/log)"; \
+	  nice -n 10 $(PY) -m tests.fuzz.fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$t/ \
+	    $(FUZZ_DIR)/$$t/corpus >$(FUZZ_DIR)/$$t/log 2>&1 || { status=1; echo "  FINDING in $$t"; }; \
+	  grep -E "^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)" $(FUZZ_DIR)/$$t/log; \
+	done; exit $$status
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
