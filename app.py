@@ -6,6 +6,7 @@
     python app.py -c CONFIG check | migrate
     python app.py -c CONFIG sessions [--json]
     python app.py -c CONFIG report uploads
+    python app.py -c CONFIG import-prosody PROSODY_DATA_PATH
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-from storage.accounts import AccountExists  # noqa: E402
+from storage.accounts import AccountExists, AccountStore  # noqa: E402
 from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
 from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
 from xmpp.logconfig import configure_logging  # noqa: E402
@@ -178,6 +179,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     warnings += unknown_modules(config)
     for warning in warnings:
         print(f"Warning: {warning}")
+    for note in stored_scram_report(config):
+        print(f"Note: {note}")
     print("All checks passed" if not warnings else f"{len(warnings)} warning(s)")
     return 0
 
@@ -189,6 +192,54 @@ def unknown_modules(config: Config) -> list[str]:
     return [f'{host.label}: module "{name}" is not available in Vireo and will be skipped'
             for host in config.hosts.values() if host.enabled
             for name in host.modules() if name not in IMPLEMENTED and name not in BUILT_IN]
+
+
+def cmd_import_prosody(args: argparse.Namespace) -> int:
+    """Move Prosody's internal storage in; exit 1 when an account failed."""
+    from storage.prosody_import import ProsodyImporter, hosts_of
+
+    server = open_accounts(args)
+    try:
+        report = ProsodyImporter(server.db, hosts_of(server.config)).run(Path(args.path))
+    except FileNotFoundError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines() + scram_report(server.accounts, server.config):
+        print(line)
+    return 1 if report.failed else 0
+
+
+def scram_report(accounts: AccountStore, config: Config) -> list[str]:
+    """How many accounts still lack SCRAM-SHA-256 material, per VirtualHost."""
+    lines = []
+    for host in config.virtual_hosts():
+        lacking = accounts.lacking_sha256(host.name)
+        if lacking:
+            lines.append(f"{host.name}: {lacking} account(s) have SCRAM-SHA-1 material only: "
+                         f"SCRAM-SHA-256 is offered once each has logged in with PLAIN")
+    return lines
+
+
+def stored_scram_report(config: Config) -> list[str]:
+    """scram_report on the configured database, when it is reachable and migrated."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import Database, database_url
+
+    try:
+        url = make_url(database_url(config))
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return []  # no database yet (and check creates none)
+        db = Database(url.render_as_string(hide_password=False))
+    except (ValueError, RuntimeError):
+        return []  # the storage options are reported when the server starts
+    try:
+        return scram_report(AccountStore(db), config)
+    except SQLAlchemyError:
+        return []  # no database yet, or not migrated: no accounts to report on
+    finally:
+        db.close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -240,13 +291,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
+    importer = commands.add_parser("import-prosody",
+                                   help="move accounts and data from Prosody's data_path")
+    importer.add_argument("path", metavar="PROSODY_DATA_PATH")
     return parser.parse_args(argv)
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
-    "sessions": cmd_sessions, "report": cmd_report,
+    "sessions": cmd_sessions, "report": cmd_report, "import-prosody": cmd_import_prosody,
 }
 
 
