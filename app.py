@@ -7,6 +7,7 @@
     python app.py -c CONFIG sessions [--json]
     python app.py -c CONFIG report uploads
     python app.py -c CONFIG import-prosody PROSODY_DATA_PATH
+    python app.py -c CONFIG shell ['user:list("example.com")']
 """
 
 from __future__ import annotations
@@ -51,14 +52,13 @@ def build_server(config_path: str) -> VireoServer:
 
 def cmd_run(args: argparse.Namespace) -> int:
     server = build_server(args.config)
-    stopping = gevent.event.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stopping.set)
+        gevent.signal_handler(signum, server.stopping.set)
     server.start()
     pidfile = write_pidfile(server.config)
     log.info("Vireo started")
     try:
-        stopping.wait()
+        server.stopping.wait()
         log.info("Shutting down")
         server.stop()
     finally:
@@ -264,6 +264,40 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shell(args: argparse.Namespace) -> int:
+    """Prosody's `prosodyctl shell`: one command given as arguments, or a prompt."""
+    from xmpp import admin
+
+    path = admin.socket_path(load_config(args.config))
+
+    def run_line(line: str) -> bool:
+        try:
+            reply = admin.request(path, "shell", line=line)
+        except admin.AdminError as error:
+            print(f"! {error}", file=sys.stderr)
+            return False
+        for text in reply.get("output", []):
+            print(f"| {text}")
+        print(reply.get("result", ""))
+        return str(reply.get("result", "")).startswith("OK")
+
+    if args.line:
+        return 0 if run_line(" ".join(args.line)) else 1
+    import readline  # noqa: F401 - line editing and history for input()
+
+    print("Vireo admin shell: commands as in prosodyctl shell (help; quit to leave)")
+    while True:
+        try:
+            line = input("prosody> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if line in ("quit", "exit", "bye"):
+            return 0
+        if line:
+            run_line(line)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Usage reports from the database (the running server need not be up)."""
     from xmpp.modules.http_file_share import report_uploads
@@ -291,6 +325,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
+    shell = commands.add_parser("shell", help="the admin console of the running server "
+                                              "(prosodyctl shell)")
+    shell.add_argument("line", nargs="*", metavar="COMMAND",
+                       help='one command, e.g. \'user:list("example.com")\'')
     importer = commands.add_parser("import-prosody",
                                    help="move accounts and data from Prosody's data_path")
     importer.add_argument("path", metavar="PROSODY_DATA_PATH")
@@ -301,6 +339,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
     "sessions": cmd_sessions, "report": cmd_report, "import-prosody": cmd_import_prosody,
+    "shell": cmd_shell,
 }
 
 

@@ -173,6 +173,14 @@ class ModuleContext:
         """Every local host, by name."""
         return self._services.router.hosts
 
+    def users_of(self, host: str) -> Users | None:
+        """The accounts of another local VirtualHost (global modules: the admin shell),
+        or None when there is no such host."""
+        local = self._services.router.hosts.get(host)
+        if local is None or local.is_component:
+            return None
+        return Users(self._services.accounts, local, local.fire)
+
     def session_data(self, session: Any, factory: Callable[[], Any]) -> Any:
         """This module's own state on `session`, made by `factory` on first use."""
         data = session.module_data

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+import gevent.event
+
 from storage.accounts import AccountStore
 from storage.db import Database, database_url, is_storage_error, storage_error_condition
 from storage.offline import OfflineStore
@@ -57,9 +59,16 @@ class VireoServer:
         # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
         self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
         self.admin_socket: AdminSocket | None = None
+        # Set to ask the process to stop (signals, the admin shell's server:shutdown()).
+        self.stopping = gevent.event.Event()
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))
+
+    def request_shutdown(self, reason: str | None = None) -> None:
+        """Ask `app.py run` to stop the server (it calls stop())."""
+        log.info("Shutdown requested%s", f": {reason}" if reason else "")
+        self.stopping.set()
 
     @property
     def http_providers(self) -> list[Any]:
