@@ -8,6 +8,7 @@
     python app.py -c CONFIG report uploads
     python app.py -c CONFIG import-prosody PROSODY_DATA_PATH
     python app.py -c CONFIG shell ['user:list("example.com")']
+    python app.py -c CONFIG invite generate HOST [--reset USER]
 """
 
 from __future__ import annotations
@@ -298,6 +299,29 @@ def cmd_shell(args: argparse.Namespace) -> int:
             run_line(line)
 
 
+def cmd_invite(args: argparse.Namespace) -> int:
+    """prosodyctl mod_invites generate HOST [--reset USER]: print a new invite."""
+    from storage.stores import StoreFactory
+    from xmpp.modules.invites import STORE, service_for_store
+
+    server = open_accounts(args)
+    host = server.router.hosts.get(args.host)
+    if host is None or host.is_component:
+        print(f"The host {args.host!r} is not a VirtualHost in the config", file=sys.stderr)
+        return 1
+    invites = service_for_store(args.host, StoreFactory(server.db).open(args.host, STORE, "map"),
+                                host.config, server.now)
+    if args.reset:
+        if not server.accounts.exists(args.host, args.reset):
+            print(f"No such account {args.reset}@{args.host}", file=sys.stderr)
+            return 1
+        invite = invites.create_account_reset(args.reset)
+    else:
+        invite = invites.create_account()
+    print(invite.get("landing_page") or invite["uri"])
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Usage reports from the database (the running server need not be up)."""
     from xmpp.modules.http_file_share import report_uploads
@@ -325,6 +349,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
+    invite = commands.add_parser("invite", help="invitations (prosodyctl mod_invites): "
+                                                "generate HOST [--reset USER]")
+    invite.add_argument("action", choices=["generate"])
+    invite.add_argument("host")
+    invite.add_argument("--reset", metavar="USER", help="an invite to reset USER's password")
     shell = commands.add_parser("shell", help="the admin console of the running server "
                                               "(prosodyctl shell)")
     shell.add_argument("line", nargs="*", metavar="COMMAND",
@@ -339,7 +368,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
     "sessions": cmd_sessions, "report": cmd_report, "import-prosody": cmd_import_prosody,
-    "shell": cmd_shell,
+    "shell": cmd_shell, "invite": cmd_invite,
 }
 
 

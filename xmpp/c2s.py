@@ -411,7 +411,11 @@ class C2SSession(XmlStreamSession):
             # XEP-0077 registration happens before authentication.
             self.services.router.handle_iq(self.host, iq, "host", self)
         elif not self.authenticated:
-            raise StreamError("not-authorized", "Authenticate first")
+            # Prosody's stanza/iq/<xmlns>:<name> on an unauthenticated stream: a
+            # module may answer it (XEP-0401's preauth); anything else must wait.
+            if payload is None or not self.host.fire(
+                    f"stanza/iq/{payload_name(payload.tag)}", origin=self, stanza=iq):
+                raise StreamError("not-authorized", "Authenticate first")
         elif payload is not None and payload.tag == BIND and iq.get("type") == "set":
             self._bind(iq, payload)
         elif payload is not None and payload.tag == SESSION:

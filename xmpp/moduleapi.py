@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element
 
-from xmpp.events import Handler
+from xmpp.events import Event, Handler
 from xmpp.filters import Filter, add_filter, remove_filter
 from xmpp.hosts import GLOBAL, Identity, IqHandler, LocalHost, hook_iq
 from xmpp.jid import JID
@@ -121,6 +121,13 @@ class ModuleContext:
 
     def fire(self, event: str, **fields: Any) -> Any:
         return self.host.events.fire(event, **fields)
+
+    def fire_event(self, name: str, **fields: Any) -> Event:
+        """Fire `name` and hand back the event itself, for events whose handlers
+        answer by changing its fields (`user-registering`'s `allowed`)."""
+        event = Event(**fields)
+        self.host.events.fire_event(name, event)
+        return event
 
     def hook_each_host(self, event: str, handler: Handler, priority: int = 0) -> None:
         """Hook `event` on every local host (for global modules)."""

@@ -37,6 +37,10 @@ IMPLEMENTED = {
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
     "admin_shell": "xmpp.modules.admin_shell",
+    "adhoc": "xmpp.modules.adhoc",
+    "invites": "xmpp.modules.invites",
+    "invites_adhoc": "xmpp.modules.invites_adhoc",
+    "invites_register": "xmpp.modules.invites_register",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
