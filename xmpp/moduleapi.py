@@ -176,6 +176,13 @@ class ModuleContext:
         """The bound sessions of a user, by resource."""
         return self._services.router.resources(bare)
 
+    def online_users(self) -> dict[JID, Mapping[str, Session]]:
+        """This host's users with bound sessions: bare JID -> sessions by resource
+        (Prosody's host.sessions)."""
+        return {bare: resources for bare, resources in
+                list(self._services.router.sessions.items())
+                if bare.domain == self.host.name and resources}
+
     def hosts(self) -> Mapping[str, LocalHost]:
         """Every local host, by name."""
         return self._services.router.hosts

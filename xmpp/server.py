@@ -61,6 +61,7 @@ class VireoServer:
         self.admin_socket: AdminSocket | None = None
         # Set to ask the process to stop (signals, the admin shell's server:shutdown()).
         self.stopping = gevent.event.Event()
+        self.core.services.extra["shutdown"] = self.request_shutdown
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))

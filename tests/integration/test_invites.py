@@ -63,7 +63,7 @@ def test_generated_invite_registers_once(server):
     assert uri.startswith("xmpp:localhost?register;preauth=")
     features, _, refused = register_with(server, None, "nobody", "pw")
     assert b"urn:xmpp:invite" in features and b"iq-register" in features
-    assert error_of(refused) == "not-allowed"
+    assert error_of(refused) == "not-acceptable"
     _, bad, _ = register_with(server, "not-a-token", "nobody", "pw")
     assert error_of(bad) == "forbidden"
     _, preauth, done = register_with(server, token_of(uri), "newbie", "newbie-pw")

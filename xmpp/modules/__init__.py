@@ -41,6 +41,15 @@ IMPLEMENTED = {
     "invites": "xmpp.modules.invites",
     "invites_adhoc": "xmpp.modules.invites_adhoc",
     "invites_register": "xmpp.modules.invites_register",
+    "admin_adhoc": "xmpp.modules.admin_adhoc",
+    "announce": "xmpp.modules.announce",
+    "server_contact_info": "xmpp.modules.server_contact_info",
+    "motd": "xmpp.modules.motd",
+    "welcome": "xmpp.modules.welcome",
+    "watchregistrations": "xmpp.modules.watchregistrations",
+    "groups": "xmpp.modules.groups",
+    "tombstones": "xmpp.modules.tombstones",
+    "turn_external": "xmpp.modules.turn_external",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is

@@ -97,7 +97,8 @@ class Registration:
                                         host=request.host.name, session=session,
                                         allowed=True, reason=None, allow_reset=None)
         if not registering.allowed:
-            raise StanzaError("not-allowed", registering.reason or "Registration refused")
+            # Prosody's answer when a module refuses.
+            raise StanzaError("not-acceptable", registering.reason or "Registration refused")
         if registering.allow_reset == username and self.m.users.exists(username):
             self.m.users.set_password(username, password)
             self.m.fire("user-password-reset", username=username, session=session)
