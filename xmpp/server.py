@@ -95,7 +95,14 @@ class VireoServer:
                                   "starttls_context": provider.starttls_context}
         if provider.handshake_timeout is not None:
             kwargs["handshake_timeout"] = provider.handshake_timeout
-        self.services[provider.name] = (provider.make_session, kwargs)
+        def make_session(transport: SocketTransport,
+                         make: Callable[[SocketTransport], Any] = provider.make_session) -> Any:
+            session = make(transport)
+            # Global modules see each new connection's session (mod_limits).
+            self.core.global_host.fire("session-opened", session=session)
+            return session
+
+        self.services[provider.name] = (make_session, kwargs)
         interfaces = (list(provider.interfaces) if provider.interfaces is not None
                       else self.interfaces(provider.name, provider.default_interfaces or ()))
         for interface in interfaces:
@@ -103,7 +110,7 @@ class VireoServer:
                 sock = bind_socket(interface, port)
                 if sock is not None:
                     self.listeners.append(
-                        XmppListener(provider.name, sock, provider.make_session, **kwargs))
+                        XmppListener(provider.name, sock, make_session, **kwargs))
 
     @cached_property
     def wsgi_app(self) -> Any:

@@ -50,6 +50,7 @@ IMPLEMENTED = {
     "groups": "xmpp.modules.groups",
     "tombstones": "xmpp.modules.tombstones",
     "turn_external": "xmpp.modules.turn_external",
+    "limits": "xmpp.modules.limits",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
@@ -66,7 +67,7 @@ AUTOLOAD = ("presence", "message", "offline")
 GLOBAL_AUTOLOAD = ("c2s", "s2s")
 # Global modules (Prosody's module:set_global()) loaded once when the global
 # modules_enabled names them.
-GLOBAL_ON_REQUEST = ("admin_shell",)
+GLOBAL_ON_REQUEST = ("admin_shell", "limits")
 # Global modules named in a host's modules_enabled are ignored there.
 GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD + GLOBAL_ON_REQUEST)
 
