@@ -55,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = build_server(args.config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stopping.set)
+    # Prosody's mod_posix (Vireo's is built in).
+    gevent.signal_handler(signal.SIGHUP, server.reload)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        gevent.signal_handler(signum, server.signal_received, signal.Signals(signum).name)
     server.start()
     pidfile = write_pidfile(server.config)
     log.info("Vireo started")

@@ -23,10 +23,11 @@ from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from storage.uploads import UploadStore
 from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
-from xmpp.config import Config
+from xmpp.config import Config, ConfigError, check_authentication, load_config
 from xmpp.core import ServerCore
 from xmpp.errors import StreamError
 from xmpp.listeners import SocketTransport, XmppListener, bind_socket
+from xmpp.logconfig import configure_logging
 from xmpp.metrics import STORAGE_ERRORS, watch_server
 from xmpp.providers import NetProvider
 from xmpp.proxy_listener import open_proxy_listeners
@@ -65,6 +66,32 @@ class VireoServer:
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))
+
+    def reload(self) -> bool:
+        """SIGHUP (Prosody's mod_posix): read the config file again, load the
+        certificates again for new connections, reopen the log files, and fire
+        `config-reloaded` everywhere. A config that fails to load changes
+        nothing (logged). Modules keep the options they read at start."""
+        log.info("Reloading configuration file")
+        try:
+            config = load_config(self.config.path)
+            check_authentication(config)
+        except ConfigError as error:
+            log.error("Config not reloaded: %s:%s: %s", error.file, error.line or "",
+                      error.message)
+            return False
+        self.core.certificates.reload(config)
+        configure_logging(config)
+        log.info("Configuration reloaded; certificates and log files reopened")
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        self.core.fire_everywhere("config-reloaded", config=config)
+        return True
+
+    def signal_received(self, name: str) -> None:
+        """SIGUSR1/SIGUSR2: Prosody's `signal/<NAME>` events, for modules."""
+        log.info("Received %s", name)
+        self.core.fire_everywhere(f"signal/{name}")
 
     def request_shutdown(self, reason: str | None = None) -> None:
         """Ask `app.py run` to stop the server (it calls stop())."""
