@@ -9,6 +9,7 @@
     python app.py -c CONFIG import-prosody PROSODY_DATA_PATH
     python app.py -c CONFIG shell ['user:list("example.com")']
     python app.py -c CONFIG invite generate HOST [--reset USER]
+    python app.py -c CONFIG export [FILE] | import-xep0227 FILE
 """
 
 from __future__ import annotations
@@ -214,6 +215,59 @@ def cmd_import_prosody(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The VirtualHosts' accounts and data as one XEP-0227 document."""
+    from storage.userdata import owners, read_user
+    from storage.xep0227 import server_data
+
+    server = open_accounts(args)
+    hosts = {host.name: [read_user(server.db, host.name, user)
+                         for user in owners(server.db, host.name) if user]
+             for host in server.config.virtual_hosts()}
+    document, left_out = server_data(hosts)
+    if args.file:
+        Path(args.file).write_text(document, encoding="utf-8")
+    else:
+        sys.stdout.write(document)
+    accounts = sum(1 for users in hosts.values() for data in users if data.material)
+    print(f"Exported {accounts} account(s)", file=sys.stderr)
+    for store, owners_left in sorted(left_out.items()):
+        print(f"Not in XEP-0227 form, left out: {store} of {len(owners_left)} account(s)",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_import_xep0227(args: argparse.Namespace) -> int:
+    """Accounts and data from a XEP-0227 file; exit 1 when an account failed."""
+    from xml.etree.ElementTree import ParseError
+
+    from storage.prosody_import import ImportReport
+    from storage.userdata import write_user
+    from storage.xep0227 import read_server_data
+
+    server = open_accounts(args)
+    hosts = {host.name for host in server.config.virtual_hosts()}
+    report = ImportReport()
+    try:
+        for host, name, data in read_server_data(args.file):
+            label = f"{name}@{host}"
+            if host not in hosts:
+                report.skipped.append((label, "not a VirtualHost in the config"))
+            elif isinstance(data, Exception):
+                report.failed.append((label, f"{args.file}: {data}"))
+            elif write_user(server.db, data):
+                report.imported.append((label, data.counts()))
+            else:
+                report.present.append(label)
+    except (OSError, ParseError) as error:
+        print(f"Error: {args.file}: {error} (accounts before it were imported)",
+              file=sys.stderr)
+        report.failed.append((args.file, str(error)))
+    for line in report.lines() + scram_report(server.accounts, server.config):
+        print(line)
+    return 1 if report.failed else 0
+
+
 def scram_report(accounts: AccountStore, config: Config) -> list[str]:
     """How many accounts still lack SCRAM-SHA-256 material, per VirtualHost."""
     lines = []
@@ -358,6 +412,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     invite.add_argument("action", choices=["generate"])
     invite.add_argument("host")
     invite.add_argument("--reset", metavar="USER", help="an invite to reset USER's password")
+    export = commands.add_parser("export", help="accounts and data as XEP-0227 XML")
+    export.add_argument("file", nargs="?", help="write here instead of to stdout")
+    import227 = commands.add_parser("import-xep0227", help="accounts and data from XEP-0227 XML")
+    import227.add_argument("file")
     shell = commands.add_parser("shell", help="the admin console of the running server "
                                               "(prosodyctl shell)")
     shell.add_argument("line", nargs="*", metavar="COMMAND",
@@ -372,7 +430,8 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
     "sessions": cmd_sessions, "report": cmd_report, "import-prosody": cmd_import_prosody,
-    "shell": cmd_shell, "invite": cmd_invite,
+    "shell": cmd_shell, "invite": cmd_invite, "export": cmd_export,
+    "import-xep0227": cmd_import_xep0227,
 }
 
 

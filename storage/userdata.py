@@ -137,9 +137,9 @@ def read_user(db: Database, host: str, username: str) -> UserData:
                 .order_by(RosterEntry.id)):
             data.roster.append(RosterItem(entry.contact, entry.name, entry.subscription,
                                           entry.ask, [group.name for group in entry.groups]))
-        data.pending_in = dict(session.execute(select(
+        data.pending_in = {contact: stanza for contact, stanza in session.execute(select(
             RosterPending.contact, RosterPending.stanza).where(
-            RosterPending.host == host, RosterPending.username == username)).tuples())
+            RosterPending.host == host, RosterPending.username == username))}
         data.roster_version = session.scalar(select(RosterVersion.version).where(
             RosterVersion.host == host, RosterVersion.username == username))
         data.offline = list(session.execute(select(

@@ -166,3 +166,37 @@ def write_account(data_path: Path, user: str, body: str) -> Path:
     path = data_path / _encode(DOMAIN) / "accounts" / f"{_encode(user)}.dat"
     path.write_text(body)
     return path
+
+
+def test_export_to_xep0227_and_import_elsewhere(moved, tmp_path):
+    vireo, _data_path, _first = moved
+    exported = tmp_path / "server.xml"
+    result = vireo.admin("export", str(exported))
+    assert result.returncode == 0, result.stderr
+    assert "Exported 4 account(s)" in result.stderr
+    text = exported.read_text()
+    assert "urn:xmpp:pie:0#scram" in text and "Alice Liddell" in text
+    other = make_server(tmp_path / "other", domain=DOMAIN, address="127.0.0.23")
+    other.users.update(HASHED | PLAIN)
+    imported = other.admin("import-xep0227", str(exported))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "Imported 4, already present 0, failed 0" in imported.stdout
+    assert "Imported 0, already present 4" in other.admin("import-xep0227",
+                                                          str(exported)).stdout
+    other.start()
+    try:
+        async def scenario() -> None:
+            bob = await try_login(other, "bob", HASHED["bob"], mech="SCRAM-SHA-1")
+            assert bob is not None
+            alice = await login(other, "alice", mech="PLAIN")
+            roster = await alice.get_roster()
+            assert roster["roster"]["items"][JID(f"bob@{DOMAIN}")]["groups"] == ["Friends"]
+            await close(bob, alice)
+
+        run(scenario())
+    finally:
+        other.stop()
+    stores = StoreFactory(Database(database_url(load_config(other.config_path))))
+    assert stores.open(DOMAIN, "vcard").get("alice").findtext("{vcard-temp}FN") \
+        == "Alice Liddell"
+    assert stores.open(DOMAIN, "blocklist").get("alice") == {f"spam@{DOMAIN}": True}
