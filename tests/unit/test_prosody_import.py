@@ -14,6 +14,7 @@ from storage.lua_data import encode_name
 from storage.models import Account, KeyValItem, RosterEntry
 from storage.prosody_import import MAX_ROSTER_ITEMS, ProsodyImporter
 from storage.roster import RosterStore
+from storage.stores import StoreFactory
 from tests.unit import storage_fixtures
 from xmpp.scram import derive
 
@@ -147,3 +148,29 @@ def test_stores_and_unplaced_kinds(db: Database, tmp_path: Path) -> None:
     assert count(db, KeyValItem, "alice") == 1
     again = run_import(db, tmp_path)
     assert (again.imported, again.present) == ([], [f"alice@{HOST}"])
+
+
+def test_muc_rooms_on_a_component(db: Database, tmp_path: Path) -> None:
+    muc = "conference.old.example"
+    rooms = tmp_path / encode_name(muc)
+    (rooms / "config").mkdir(parents=True)
+    (rooms / "config" / "tea.dat").write_text(
+        'return { jid = "tea@conference.old.example", _data = { subject = "Tea" },'
+        ' _affiliations = { ["alice@old.example"] = "owner" } };')
+    (rooms / "persistent.dat").write_text('return { ["tea@conference.old.example"] = true };')
+    (rooms / "muc_log").mkdir()
+    (rooms / "muc_log" / "tea.list").write_text(
+        'item({ name = "message",'
+        ' attr = { type = "groupchat", from = "tea@conference.old.example/a" },'
+        ' { name = "body", attr = {}, "hello" }, key = "m1", when = 1700000000.5,'
+        ' with = "message<groupchat" });\n')
+    report = ProsodyImporter(db, {muc: False}).run(tmp_path)
+    assert report.failed == []
+    assert sorted(owner for owner, _ in report.imported) == [muc, f"tea@{muc}"]
+    stores = StoreFactory(db)
+    assert stores.open(muc, "config").get("tea")["_affiliations"] == {
+        "alice@old.example": "owner"}
+    assert stores.open(muc, "persistent", "map").get(None, "tea@conference.old.example") is True
+    [record] = stores.open(muc, "muc_log", "archive").find("tea")
+    assert (record.key, record.with_) == ("m1", "message<groupchat")
+    assert record.value.findtext("{jabber:client}body") == "hello"
