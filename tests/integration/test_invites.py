@@ -5,7 +5,7 @@ after XEP-0401 pre-authentication; a contact invite makes the two mutual contact
 from __future__ import annotations
 
 import re
-from xml.etree.ElementTree import tostring
+from xml.etree.ElementTree import Element, tostring
 
 import pytest
 from slixmpp import JID
@@ -15,7 +15,7 @@ from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
 from tests.integration.test_registration import read_iq, register_iq
 
-USERS = {"boss": "boss-pw", "ann": "ann-pw"}
+USERS = {"boss": "boss-pw", "ann": "ann-pw", "cy": "cy-pw"}
 INVITE_MODULES = ("register", "invites", "invites_adhoc", "invites_register")
 
 
@@ -123,5 +123,28 @@ def test_adhoc_invites(server):
         boss_roster = await boss.get_roster()
         assert boss_roster["roster"]["items"][JID("friend@localhost")]["subscription"] == "both"
         await close(boss, ann, friend)
+
+    run(scenario())
+
+
+def test_preapproved_subscription_with_a_contact_invite(server):
+    """XEP-0379: cy subscribes to ann with ann's invite token and is approved at
+    once; ann asks back."""
+    plugins = ("xep_0030", "xep_0050", "xep_0004")
+
+    async def scenario():
+        ann = await login(server, "ann", plugins=plugins)
+        cy = await login(server, "cy")
+        await cy.get_roster()
+        token = token_of((await command(ann, "urn:xmpp:invite#invite"))["uri"])
+        request = cy.make_presence(pto="ann@localhost", ptype="subscribe")
+        request.append(Element("{urn:xmpp:pars:0}preauth", {"token": token}))
+        request.send()
+        await cy.next_presence(lambda p: p["type"] == "subscribed")
+        await cy.next_presence(lambda p: p["type"] == "subscribe"
+                               and p["from"].bare == "ann@localhost")
+        roster = await ann.get_roster()
+        assert roster["roster"]["items"][JID("cy@localhost")]["subscription"] == "from"
+        await close(ann, cy)
 
     run(scenario())

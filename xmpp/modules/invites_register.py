@@ -1,6 +1,7 @@
 """Registration by invite (Prosody's mod_invites_register, XEP-0401): a client
 hands its token over with `<preauth xmlns='urn:xmpp:pars:0' token=.../>` on
-the unauthenticated stream, then registers in-band (XEP-0077). With
+the unauthenticated stream, then registers in-band (XEP-0077); a subscription
+request carrying a user's contact invite is approved at once (XEP-0379). With
 `registration_invite_only` (default true) in-band registration needs such a
 token, and is open with one even when `allow_registration` is false. A
 contact invite's new account and its inviter become mutual contacts."""
@@ -12,9 +13,9 @@ from xml.etree.ElementTree import SubElement
 
 from storage.roster import RosterItem
 from xmpp.errors import StanzaError
-from xmpp.jid import JID
+from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
-from xmpp.modules import roster
+from xmpp.modules import presence, roster
 from xmpp.modules.invites import Invite, invites_for
 from xmpp.stanza import make_iq_result
 
@@ -86,6 +87,33 @@ def setup(m: ModuleContext) -> None:
         if invite is not None:
             invites.use(invite)
 
+    def preapproved(event: Any) -> bool | None:
+        """XEP-0379: a subscription request carrying the user's contact invite
+        is approved at once, and the user asks back (a mutual subscription)."""
+        stanza = event.stanza
+        token_holder = stanza.find(f"{{{PARS}}}preauth")
+        if stanza.get("type") != "subscribe" or token_holder is None:
+            return None
+        invite, why = invites.get(token_holder.get("token"), event.to.local)
+        if invite is None:
+            m.log.debug("Subscription with an unusable invite token: %s", why)
+            return None
+        try:
+            contact = parse_jid(stanza.get("from", "")).bare
+        except InvalidJID:
+            return None
+        user = event.to.bare
+        presence.inbound_subscription(m, stanza, user, contact, "subscribe")
+        presence.outbound_subscription(m, presence.presence("subscribed", str(user), str(contact)),
+                                       user, "subscribed")
+        invites.use(invite)
+        state, _item = presence.load_state(m, user, str(contact))
+        if not state.has_to and not state.ask:
+            presence.outbound_subscription(
+                m, presence.presence("subscribe", str(user), str(contact)), user, "subscribe")
+        return True
+
+    m.hook("presence/bare", preapproved, 1)
     m.hook("registration-available", lambda event: invite_only)
     m.hook("stream-features", features)
     m.hook(f"stanza/iq/{PARS}:preauth", preauth)
