@@ -182,22 +182,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         warnings.append(f"No certificate found for {host}: STARTTLS will not be offered")
     # A configured certificate that cannot be loaded leaves its host without TLS too.
     warnings += [f"Unusable certificate for {error}" for error in contexts.errors]
-    warnings += unknown_modules(config)
+    from xmpp.modules import unknown_modules
+
+    warnings += [f'{host}: module "{name}" is not available in Vireo and will be skipped'
+                 for host, name in unknown_modules(config)]
     for warning in warnings:
         print(f"Warning: {warning}")
     for note in stored_scram_report(config):
         print(f"Note: {note}")
     print("All checks passed" if not warnings else f"{len(warnings)} warning(s)")
     return 0
-
-
-def unknown_modules(config: Config) -> list[str]:
-    """The modules a host names that Vireo does not have (the server skips them)."""
-    from xmpp.modules import BUILT_IN, IMPLEMENTED
-
-    return [f'{host.label}: module "{name}" is not available in Vireo and will be skipped'
-            for host in config.hosts.values() if host.enabled
-            for name in host.modules() if name not in IMPLEMENTED and name not in BUILT_IN]
 
 
 def cmd_import_prosody(args: argparse.Namespace) -> int:

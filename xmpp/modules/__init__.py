@@ -93,6 +93,13 @@ def global_modules(config: Config) -> list[str]:
         name for name in GLOBAL_ON_REQUEST if name in enabled and name not in disabled]
 
 
+def unknown_modules(config: Config) -> list[tuple[str, str]]:
+    """(host label, module) for each module an enabled host names that Vireo
+    does not have (the server skips them)."""
+    return [(host.label, name) for host in config.hosts.values() if host.enabled
+            for name in host.modules() if name not in IMPLEMENTED and name not in BUILT_IN]
+
+
 def load_module(host: LocalHost, name: str, services: ModuleServices) -> None:
     """Import and set up module `name` on `host`; an unknown one is logged and skipped."""
     path = IMPLEMENTED.get(name)
