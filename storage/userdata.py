@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, insert, select
 
 from storage.db import Database
 from storage.models import (
@@ -95,11 +95,17 @@ def write_user(db: Database, data: UserData) -> bool:
             return False
         if data.material is not None:
             session.add(Account(host=host, username=user, **vars(data.material)))
-        session.add_all(
-            RosterEntry(host=host, username=user, contact=item.jid, name=item.name,
-                        subscription=item.subscription, ask=item.ask,
-                        groups=[RosterGroup(name=name) for name in sorted(set(item.groups))])
-            for item in data.roster)
+        if data.roster:
+            # Bulk statements: an account may bring thousands of contacts.
+            ids = dict(session.execute(
+                insert(RosterEntry).returning(RosterEntry.contact, RosterEntry.id),
+                [{"host": host, "username": user, "contact": item.jid, "name": item.name,
+                  "subscription": item.subscription, "ask": item.ask}
+                 for item in data.roster]).tuples().all())
+            groups = [{"item_id": ids[item.jid], "name": name}
+                      for item in data.roster for name in sorted(set(item.groups))]
+            if groups:
+                session.execute(insert(RosterGroup), groups)
         session.add_all(RosterPending(host=host, username=user, contact=contact, stanza=stanza)
                         for contact, stanza in data.pending_in.items())
         if data.roster_version:
