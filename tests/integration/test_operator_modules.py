@@ -76,6 +76,24 @@ def test_motd_at_login_and_shared_group_in_roster(server):
     run(scenario())
 
 
+def test_group_members_see_each_other_online(server):
+    async def scenario():
+        ben = await login(server, "ben")
+        # ann is offline: ben's probe is answered so.
+        offline = await ben.next_presence(lambda p: p["from"].bare == "ann@localhost")
+        assert offline["type"] == "unavailable"
+        ann = await login(server, "ann")
+        seen_by_ann = await ann.next_presence(lambda p: p["from"].bare == "ben@localhost")
+        seen_by_ben = await ben.next_presence(lambda p: p["from"].bare == "ann@localhost")
+        assert seen_by_ann["type"] == seen_by_ben["type"] == "available"
+        await close(ann)
+        gone = await ben.next_presence(lambda p: p["from"].bare == "ann@localhost")
+        assert gone["type"] == "unavailable"
+        await close(ben)
+
+    run(scenario())
+
+
 def test_turn_credentials(server):
     async def scenario():
         ann = await login(server, "ann", presence=False)
