@@ -6,6 +6,10 @@
     python app.py -c CONFIG check | migrate
     python app.py -c CONFIG sessions [--json]
     python app.py -c CONFIG report uploads
+    python app.py -c CONFIG import-prosody PROSODY_DATA_PATH
+    python app.py -c CONFIG shell ['user:list("example.com")']
+    python app.py -c CONFIG invite generate HOST [--reset USER]
+    python app.py -c CONFIG export [FILE] | import-xep0227 FILE
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-from storage.accounts import AccountExists  # noqa: E402
+from storage.accounts import AccountExists, AccountStore  # noqa: E402
 from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
 from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
 from xmpp.logconfig import configure_logging  # noqa: E402
@@ -50,14 +54,17 @@ def build_server(config_path: str) -> VireoServer:
 
 def cmd_run(args: argparse.Namespace) -> int:
     server = build_server(args.config)
-    stopping = gevent.event.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stopping.set)
+        gevent.signal_handler(signum, server.stopping.set)
+    # Prosody's mod_posix (Vireo's is built in).
+    gevent.signal_handler(signal.SIGHUP, server.reload)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        gevent.signal_handler(signum, server.signal_received, signal.Signals(signum).name)
     server.start()
     pidfile = write_pidfile(server.config)
     log.info("Vireo started")
     try:
-        stopping.wait()
+        server.stopping.wait()
         log.info("Shutting down")
         server.stop()
     finally:
@@ -175,20 +182,117 @@ def cmd_check(args: argparse.Namespace) -> int:
         warnings.append(f"No certificate found for {host}: STARTTLS will not be offered")
     # A configured certificate that cannot be loaded leaves its host without TLS too.
     warnings += [f"Unusable certificate for {error}" for error in contexts.errors]
-    warnings += unknown_modules(config)
+    from xmpp.modules import unknown_modules
+
+    warnings += [f'{host}: module "{name}" is not available in Vireo and will be skipped'
+                 for host, name in unknown_modules(config)]
     for warning in warnings:
         print(f"Warning: {warning}")
+    for note in stored_scram_report(config):
+        print(f"Note: {note}")
     print("All checks passed" if not warnings else f"{len(warnings)} warning(s)")
     return 0
 
 
-def unknown_modules(config: Config) -> list[str]:
-    """The modules a host names that Vireo does not have (the server skips them)."""
-    from xmpp.modules import BUILT_IN, IMPLEMENTED
+def cmd_import_prosody(args: argparse.Namespace) -> int:
+    """Move Prosody's internal storage in; exit 1 when an account failed."""
+    from storage.prosody_import import ProsodyImporter, hosts_of
 
-    return [f'{host.label}: module "{name}" is not available in Vireo and will be skipped'
-            for host in config.hosts.values() if host.enabled
-            for name in host.modules() if name not in IMPLEMENTED and name not in BUILT_IN]
+    server = open_accounts(args)
+    try:
+        report = ProsodyImporter(server.db, hosts_of(server.config)).run(Path(args.path))
+    except FileNotFoundError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines() + scram_report(server.accounts, server.config):
+        print(line)
+    return 1 if report.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The VirtualHosts' accounts and data as one XEP-0227 document."""
+    from storage.userdata import owners, read_user
+    from storage.xep0227 import server_data
+
+    server = open_accounts(args)
+    hosts = {host.name: [read_user(server.db, host.name, user)
+                         for user in owners(server.db, host.name) if user]
+             for host in server.config.virtual_hosts()}
+    document, left_out = server_data(hosts)
+    if args.file:
+        Path(args.file).write_text(document, encoding="utf-8")
+    else:
+        sys.stdout.write(document)
+    accounts = sum(1 for users in hosts.values() for data in users if data.material)
+    print(f"Exported {accounts} account(s)", file=sys.stderr)
+    for store, owners_left in sorted(left_out.items()):
+        print(f"Not in XEP-0227 form, left out: {store} of {len(owners_left)} account(s)",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_import_xep0227(args: argparse.Namespace) -> int:
+    """Accounts and data from a XEP-0227 file; exit 1 when an account failed."""
+    from xml.etree.ElementTree import ParseError
+
+    from storage.prosody_import import ImportReport
+    from storage.userdata import write_user
+    from storage.xep0227 import read_server_data
+
+    server = open_accounts(args)
+    hosts = {host.name for host in server.config.virtual_hosts()}
+    report = ImportReport()
+    try:
+        for host, name, data in read_server_data(args.file):
+            label = f"{name}@{host}"
+            if host not in hosts:
+                report.skipped.append((label, "not a VirtualHost in the config"))
+            elif isinstance(data, Exception):
+                report.failed.append((label, f"{args.file}: {data}"))
+            elif write_user(server.db, data):
+                report.imported.append((label, data.counts()))
+            else:
+                report.present.append(label)
+    except (OSError, ParseError) as error:
+        print(f"Error: {args.file}: {error} (accounts before it were imported)",
+              file=sys.stderr)
+        report.failed.append((args.file, str(error)))
+    for line in report.lines() + scram_report(server.accounts, server.config):
+        print(line)
+    return 1 if report.failed else 0
+
+
+def scram_report(accounts: AccountStore, config: Config) -> list[str]:
+    """How many accounts still lack SCRAM-SHA-256 material, per VirtualHost."""
+    lines = []
+    for host in config.virtual_hosts():
+        lacking = accounts.lacking_sha256(host.name)
+        if lacking:
+            lines.append(f"{host.name}: {lacking} account(s) have SCRAM-SHA-1 material only: "
+                         f"SCRAM-SHA-256 is offered once each has logged in with PLAIN")
+    return lines
+
+
+def stored_scram_report(config: Config) -> list[str]:
+    """scram_report on the configured database, when it is reachable and migrated."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import Database, database_url
+
+    try:
+        url = make_url(database_url(config))
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return []  # no database yet (and check creates none)
+        db = Database(url.render_as_string(hide_password=False))
+    except (ValueError, RuntimeError):
+        return []  # the storage options are reported when the server starts
+    try:
+        return scram_report(AccountStore(db), config)
+    except SQLAlchemyError:
+        return []  # no database yet, or not migrated: no accounts to report on
+    finally:
+        db.close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -210,6 +314,63 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return 1
     sessions = reply["sessions"]
     print(json.dumps(sessions, indent=2) if args.json else admin.format_sessions(sessions))
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """Prosody's `prosodyctl shell`: one command given as arguments, or a prompt."""
+    from xmpp import admin
+
+    path = admin.socket_path(load_config(args.config))
+
+    def run_line(line: str) -> bool:
+        try:
+            reply = admin.request(path, "shell", line=line)
+        except admin.AdminError as error:
+            print(f"! {error}", file=sys.stderr)
+            return False
+        for text in reply.get("output", []):
+            print(f"| {text}")
+        print(reply.get("result", ""))
+        return str(reply.get("result", "")).startswith("OK")
+
+    if args.line:
+        return 0 if run_line(" ".join(args.line)) else 1
+    import readline  # noqa: F401 - line editing and history for input()
+
+    print("Vireo admin shell: commands as in prosodyctl shell (help; quit to leave)")
+    while True:
+        try:
+            line = input("prosody> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if line in ("quit", "exit", "bye"):
+            return 0
+        if line:
+            run_line(line)
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    """prosodyctl mod_invites generate HOST [--reset USER]: print a new invite."""
+    from storage.stores import StoreFactory
+    from xmpp.modules.invites import STORE, service_for_store
+
+    server = open_accounts(args)
+    host = server.router.hosts.get(args.host)
+    if host is None or host.is_component:
+        print(f"The host {args.host!r} is not a VirtualHost in the config", file=sys.stderr)
+        return 1
+    invites = service_for_store(args.host, StoreFactory(server.db).open(args.host, STORE, "map"),
+                                host.config, server.now)
+    if args.reset:
+        if not server.accounts.exists(args.host, args.reset):
+            print(f"No such account {args.reset}@{args.host}", file=sys.stderr)
+            return 1
+        invite = invites.create_account_reset(args.reset)
+    else:
+        invite = invites.create_account()
+    print(invite.get("landing_page") or invite["uri"])
     return 0
 
 
@@ -240,13 +401,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
+    invite = commands.add_parser("invite", help="invitations (prosodyctl mod_invites): "
+                                                "generate HOST [--reset USER]")
+    invite.add_argument("action", choices=["generate"])
+    invite.add_argument("host")
+    invite.add_argument("--reset", metavar="USER", help="an invite to reset USER's password")
+    export = commands.add_parser("export", help="accounts and data as XEP-0227 XML")
+    export.add_argument("file", nargs="?", help="write here instead of to stdout")
+    import227 = commands.add_parser("import-xep0227", help="accounts and data from XEP-0227 XML")
+    import227.add_argument("file")
+    shell = commands.add_parser("shell", help="the admin console of the running server "
+                                              "(prosodyctl shell)")
+    shell.add_argument("line", nargs="*", metavar="COMMAND",
+                       help='one command, e.g. \'user:list("example.com")\'')
+    importer = commands.add_parser("import-prosody",
+                                   help="move accounts and data from Prosody's data_path")
+    importer.add_argument("path", metavar="PROSODY_DATA_PATH")
     return parser.parse_args(argv)
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "register": cmd_register, "adduser": cmd_adduser,
     "passwd": cmd_passwd, "deluser": cmd_deluser, "check": cmd_check, "migrate": cmd_migrate,
-    "sessions": cmd_sessions, "report": cmd_report,
+    "sessions": cmd_sessions, "report": cmd_report, "import-prosody": cmd_import_prosody,
+    "shell": cmd_shell, "invite": cmd_invite, "export": cmd_export,
+    "import-xep0227": cmd_import_xep0227,
 }
 
 

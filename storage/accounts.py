@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 import os
 import threading
+import time
 from collections import OrderedDict
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,20 @@ from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, deriv
 # Accounts whose last verified PLAIN password is remembered (about 200 bytes
 # each): enough that a busy server's regular users never pay PBKDF2 twice.
 PASSWORD_CACHE_SIZE = 65536
+# How long a host's "which SCRAM hashes can every account answer" stays cached:
+# an import by another process shows within this many seconds.
+SCRAM_POLICY_TTL = 30.0
+
+
+def scram_material(password: str, iterations: int = DEFAULT_ITERATIONS) -> dict[str, bytes | int]:
+    """The Account columns for a password: SHA-1 and SHA-256 material."""
+    # One salt and iteration count for both hashes, as Prosody keeps them.
+    salt = os.urandom(16)
+    sha1 = derive(password, "sha1", salt, iterations)
+    sha256 = derive(password, "sha256", salt, iterations)
+    return {"salt": salt, "iterations": iterations,
+            "sha1_stored_key": sha1.stored_key, "sha1_server_key": sha1.server_key,
+            "sha256_stored_key": sha256.stored_key, "sha256_server_key": sha256.server_key}
 
 
 class AccountExists(Exception):
@@ -33,6 +48,7 @@ _SCRAM_QUERIES = {
                       getattr(Account, f"{hash_name}_server_key")).where(*_BY_ACCOUNT)
     for hash_name in SCRAM_HASHES.values()
 }
+_LACKING_SHA256 = (Account.host == bindparam("host"), Account.sha256_stored_key.is_(None))
 
 
 def _prep(username: str) -> str:
@@ -108,15 +124,11 @@ class AccountStore:
         self._db = db
         self._iterations = iterations
         self._verified = _VerifiedPasswords(PASSWORD_CACHE_SIZE)
+        # host -> (valid until, mechanisms): see scram_mechanisms.
+        self._scram_policy: dict[str, tuple[float, frozenset[str]]] = {}
 
     def _material(self, password: str) -> dict[str, bytes | int]:
-        # One salt and iteration count for both hashes, as Prosody keeps them.
-        salt = os.urandom(16)
-        sha1 = derive(password, "sha1", salt, self._iterations)
-        sha256 = derive(password, "sha256", salt, self._iterations)
-        return {"salt": salt, "iterations": self._iterations,
-                "sha1_stored_key": sha1.stored_key, "sha1_server_key": sha1.server_key,
-                "sha256_stored_key": sha256.stored_key, "sha256_server_key": sha256.server_key}
+        return scram_material(password, self._iterations)
 
     @staticmethod
     def _get(session: Session, host: str, username: str | None) -> Account | None:
@@ -150,6 +162,7 @@ class AccountStore:
                 setattr(account, column, value)
         self._verified.remember((host, account.username), password,
                                 material["sha256_stored_key"])
+        self._scram_policy.pop(host, None)
         return True
 
     def delete(self, host: str, username: str) -> bool:
@@ -166,6 +179,7 @@ class AccountStore:
             removed = session.execute(
                 delete(Account).where(Account.host == host, Account.username == user)).rowcount
         self._verified.forget((host, user))
+        self._scram_policy.pop(host, None)
         return removed > 0
 
     def exists(self, host: str, username: str) -> bool:
@@ -200,13 +214,20 @@ class AccountStore:
         with self._db.engine.connect() as connection:
             row = connection.execute(_SCRAM_QUERIES[hash_name],
                                      {"host": host, "username": user}).first()
-        return None if row is None else ScramCredentials(*row)
+        # A NULL stored key: the account has no material for this hash (yet).
+        return None if row is None or row[2] is None else ScramCredentials(*row)
 
     def check_password(self, host: str, username: str, password: str) -> bool:
-        """Whether the clear password (SASL PLAIN) is the account's."""
+        """Whether the clear password (SASL PLAIN) is the account's.
+
+        An account that has SCRAM-SHA-1 material only (moved from Prosody 0.12)
+        is checked against it and, on success, given SCRAM-SHA-256 material
+        derived from the password, so the host can offer SCRAM-SHA-256 once
+        every account has it.
+        """
         creds = self.scram_credentials(host, username, "SCRAM-SHA-256")
         if creds is None:
-            return False
+            return self._check_and_upgrade(host, username, password)
         account = (host, _prep(username))
         if self._verified.matches(account, password, creds.stored_key):
             return True
@@ -214,3 +235,40 @@ class AccountStore:
             return False
         self._verified.remember(account, password, creds.stored_key)
         return True
+
+    def _check_and_upgrade(self, host: str, username: str, password: str) -> bool:
+        sha1 = self.scram_credentials(host, username, "SCRAM-SHA-1")
+        if sha1 is None or not password_matches(password, "sha1", sha1):
+            return False
+        sha256 = derive(password, "sha256", sha1.salt, sha1.iterations)
+        user = _prep(username)
+        with self._db.session() as session:
+            session.execute(update(Account).where(
+                Account.host == host, Account.username == user,
+                Account.sha1_stored_key == sha1.stored_key,
+                Account.sha256_stored_key.is_(None)).values(
+                sha256_stored_key=sha256.stored_key, sha256_server_key=sha256.server_key))
+        self._scram_policy.pop(host, None)
+        self._verified.remember((host, user), password, sha256.stored_key)
+        return True
+
+    def lacking_sha256(self, host: str) -> int:
+        """How many accounts of the host have no SCRAM-SHA-256 material yet."""
+        with self._db.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(Account).where(
+                *_LACKING_SHA256), {"host": host}).scalar_one()
+
+    def scram_mechanisms(self, host: str) -> frozenset[str]:
+        """The SCRAM mechanisms every account of the host can answer (the idea of
+        ejabberd's auth_scram_hash, decided by the data): SCRAM-SHA-1 always,
+        SCRAM-SHA-256 once no account lacks its material."""
+        now = time.monotonic()
+        cached = self._scram_policy.get(host)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self._db.engine.connect() as connection:
+            lacking = connection.execute(select(Account.id).where(*_LACKING_SHA256).limit(1),
+                                         {"host": host}).first() is not None
+        mechanisms = frozenset(SCRAM_HASHES) - ({"SCRAM-SHA-256"} if lacking else set())
+        self._scram_policy[host] = (now + SCRAM_POLICY_TTL, mechanisms)
+        return mechanisms

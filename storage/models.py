@@ -106,8 +106,9 @@ class Account(Base):
     iterations: Mapped[int] = mapped_column(Integer)
     sha1_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
     sha1_server_key: Mapped[bytes] = mapped_column(LargeBinary)
-    sha256_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
-    sha256_server_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # NULL for an account moved from Prosody 0.12 (SHA-1 only) until a PLAIN login.
+    sha256_stored_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sha256_server_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -8,6 +8,9 @@ connection's SO_PEERCRED uid is checked as well.
 Protocol: one JSON object per connection each way, each on one line.
 The client sends `{"command": "sessions"}`; the server answers
 `{"ok": true, "sessions": [...]}` or `{"ok": false, "error": "..."}` and closes.
+Other commands are global modules': the event `admin/<command>` on the global
+host, with the `request` object, `sessions()` (the listing below) and
+`shutdown(reason)`; the handler returns the reply's fields.
 
 Session contract: every live session (c2s, s2s, component) offers
 `describe() -> dict` with these keys, all JSON values:
@@ -150,10 +153,19 @@ class AdminSocket:
             command = json.loads(request).get("command")
         except (ValueError, AttributeError):
             return {"ok": False, "error": "the request is not a JSON object"}
-        handler = COMMANDS.get(command) if isinstance(command, str) else None
-        if handler is None:
+        if not isinstance(command, str):
             return {"ok": False, "error": f"unknown command {command!r}"}
-        return {"ok": True, **handler(self.server)}
+        handler = COMMANDS.get(command)
+        if handler is not None:
+            return {"ok": True, **handler(self.server)}
+        # Commands of global modules (admin_shell): the event `admin/<command>`.
+        reply = self.server.core.global_host.fire(
+            f"admin/{command}", request=json.loads(request),
+            sessions=lambda: describe_sessions(self.server),
+            shutdown=self.server.request_shutdown)
+        if reply is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        return {"ok": True, **reply}
 
 
 def open_admin_socket(server: Any) -> AdminSocket | None:
@@ -219,13 +231,15 @@ class AdminError(Exception):
     """The admin socket could not be reached or refused the request."""
 
 
-def request(path: Path, command: str, timeout: float = IO_TIMEOUT) -> dict[str, Any]:
-    """Send one command to the running server's admin socket; return its reply."""
+def request(path: Path, command: str, timeout: float = IO_TIMEOUT,
+            **fields: Any) -> dict[str, Any]:
+    """Send one command (with its `fields`) to the running server's admin socket;
+    return its reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+            sock.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
@@ -80,6 +80,9 @@ class Credentials(Protocol):
     def check_password(self, host: str, username: str, password: str) -> bool: ...
     def scram_credentials(self, host: str, username: str,
                           mechanism: str) -> ScramCredentials | None: ...
+    def scram_mechanisms(self, host: str) -> Collection[str]:
+        """The SCRAM mechanisms every account of the host has material for."""
+        ...
 
 
 class Certificates(Protocol):
@@ -251,7 +254,8 @@ class C2SSession(XmlStreamSession):
         return offered_mechanisms(
             secure=self.secure,
             allow_unencrypted_plain_auth=self.host.config.get_bool(
-                "allow_unencrypted_plain_auth", False))
+                "allow_unencrypted_plain_auth", False),
+            scram=self.services.credentials.scram_mechanisms(self.host.name))
 
     # -- elements -------------------------------------------------------------
 
@@ -407,7 +411,11 @@ class C2SSession(XmlStreamSession):
             # XEP-0077 registration happens before authentication.
             self.services.router.handle_iq(self.host, iq, "host", self)
         elif not self.authenticated:
-            raise StreamError("not-authorized", "Authenticate first")
+            # Prosody's stanza/iq/<xmlns>:<name> on an unauthenticated stream: a
+            # module may answer it (XEP-0401's preauth); anything else must wait.
+            if payload is None or not self.host.fire(
+                    f"stanza/iq/{payload_name(payload.tag)}", origin=self, stanza=iq):
+                raise StreamError("not-authorized", "Authenticate first")
         elif payload is not None and payload.tag == BIND and iq.get("type") == "set":
             self._bind(iq, payload)
         elif payload is not None and payload.tag == SESSION:

@@ -35,11 +35,12 @@ class ServerCore:
         self.config = config
         self.clock = clock
         self.router = Router()
+        self.certificates = SniContexts(config)  # reloaded in place on SIGHUP
         self.c2s = C2SServices(
             hosts=self.router.hosts, router=self.router,
             credentials=_as_credentials(accounts),
             throttle=failure_throttle(config),
-            clock=clock, certificates=SniContexts(config),
+            clock=clock, certificates=self.certificates,
             stanza_size_limit=self.c2s_stanza_size_limit,
             unauthenticated_stanza_size=config.get_int(
                 "c2s_unauthenticated_stanza_size_limit", DEFAULT_UNAUTHENTICATED_STANZA_SIZE,

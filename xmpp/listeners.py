@@ -47,6 +47,10 @@ class SocketTransport:
         self.tls_requested = False
         self.closing = False
         self.timers: list[Any] = []
+        # Set by a module (mod_limits): given the bytes just read, how long the
+        # reader pauses before reading more (0: at once). The peer is slowed by
+        # TCP itself, not dropped; other connections are unaffected.
+        self.read_throttle: Callable[[int], float] | None = None
 
     def write(self, data: bytes) -> None:
         if self.sock is None:
@@ -199,6 +203,10 @@ def run_connection(transport: SocketTransport, session: Any, upgrade: Callable[[
                 return
             if not data or not _feed(transport, session, data, upgrade, after_read):
                 return
+            if transport.read_throttle is not None:
+                pause = transport.read_throttle(len(data))
+                if pause > 0:
+                    gevent.sleep(pause)
     finally:
         session.connection_lost()
         transport.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element
 
-from xmpp.events import Handler
+from xmpp.events import Event, Handler
 from xmpp.filters import Filter, add_filter, remove_filter
 from xmpp.hosts import GLOBAL, Identity, IqHandler, LocalHost, hook_iq
 from xmpp.jid import JID
@@ -122,6 +122,13 @@ class ModuleContext:
     def fire(self, event: str, **fields: Any) -> Any:
         return self.host.events.fire(event, **fields)
 
+    def fire_event(self, name: str, **fields: Any) -> Event:
+        """Fire `name` and hand back the event itself, for events whose handlers
+        answer by changing its fields (`user-registering`'s `allowed`)."""
+        event = Event(**fields)
+        self.host.events.fire_event(name, event)
+        return event
+
     def hook_each_host(self, event: str, handler: Handler, priority: int = 0) -> None:
         """Hook `event` on every local host (for global modules)."""
         for host in self._services.router.hosts.values():
@@ -169,9 +176,24 @@ class ModuleContext:
         """The bound sessions of a user, by resource."""
         return self._services.router.resources(bare)
 
+    def online_users(self) -> dict[JID, Mapping[str, Session]]:
+        """This host's users with bound sessions: bare JID -> sessions by resource
+        (Prosody's host.sessions)."""
+        return {bare: resources for bare, resources in
+                list(self._services.router.sessions.items())
+                if bare.domain == self.host.name and resources}
+
     def hosts(self) -> Mapping[str, LocalHost]:
         """Every local host, by name."""
         return self._services.router.hosts
+
+    def users_of(self, host: str) -> Users | None:
+        """The accounts of another local VirtualHost (global modules: the admin shell),
+        or None when there is no such host."""
+        local = self._services.router.hosts.get(host)
+        if local is None or local.is_component:
+            return None
+        return Users(self._services.accounts, local, local.fire)
 
     def session_data(self, session: Any, factory: Callable[[], Any]) -> Any:
         """This module's own state on `session`, made by `factory` on first use."""

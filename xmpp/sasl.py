@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,11 +77,12 @@ Outcome = Challenge | Success | Failure
 _NOT_AUTHORIZED = Failure("not-authorized")
 
 
-def offered_mechanisms(*, secure: bool, allow_unencrypted_plain_auth: bool) -> list[str]:
-    """Mechanisms to advertise: SCRAM always, PLAIN only over TLS unless allowed (Prosody)."""
-    if secure or allow_unencrypted_plain_auth:
-        return list(MECHANISMS)
-    return [m for m in MECHANISMS if m != "PLAIN"]
+def offered_mechanisms(*, secure: bool, allow_unencrypted_plain_auth: bool,
+                       scram: Collection[str] = frozenset(SCRAM_HASHES)) -> list[str]:
+    """Mechanisms to advertise: the SCRAM ones in `scram` (those every account of
+    the host can answer), PLAIN only over TLS unless allowed (Prosody)."""
+    plain = secure or allow_unencrypted_plain_auth
+    return [m for m in MECHANISMS if m in scram or (m == "PLAIN" and plain)]
 
 
 def decode_payload(text: str | None) -> bytes | None:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+import gevent.event
+
 from storage.accounts import AccountStore
 from storage.db import Database, database_url, is_storage_error, storage_error_condition
 from storage.offline import OfflineStore
@@ -21,10 +23,11 @@ from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from storage.uploads import UploadStore
 from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
-from xmpp.config import Config
+from xmpp.config import Config, ConfigError, check_authentication, load_config
 from xmpp.core import ServerCore
 from xmpp.errors import StreamError
 from xmpp.listeners import SocketTransport, XmppListener, bind_socket
+from xmpp.logconfig import configure_logging
 from xmpp.metrics import STORAGE_ERRORS, watch_server
 from xmpp.providers import NetProvider
 from xmpp.proxy_listener import open_proxy_listeners
@@ -57,9 +60,43 @@ class VireoServer:
         # service -> (make_session, XmppListener kwargs): what a PROXY port hands off to.
         self.services: dict[str, tuple[Callable[[SocketTransport], Any], dict[str, Any]]] = {}
         self.admin_socket: AdminSocket | None = None
+        # Set to ask the process to stop (signals, the admin shell's server:shutdown()).
+        self.stopping = gevent.event.Event()
+        self.core.services.extra["shutdown"] = self.request_shutdown
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))
+
+    def reload(self) -> bool:
+        """SIGHUP (Prosody's mod_posix): read the config file again, load the
+        certificates again for new connections, reopen the log files, and fire
+        `config-reloaded` everywhere. A config that fails to load changes
+        nothing (logged). Modules keep the options they read at start."""
+        log.info("Reloading configuration file")
+        try:
+            config = load_config(self.config.path)
+            check_authentication(config)
+        except ConfigError as error:
+            log.error("Config not reloaded: %s:%s: %s", error.file, error.line or "",
+                      error.message)
+            return False
+        self.core.certificates.reload(config)
+        configure_logging(config)
+        log.info("Configuration reloaded; certificates and log files reopened")
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        self.core.fire_everywhere("config-reloaded", config=config)
+        return True
+
+    def signal_received(self, name: str) -> None:
+        """SIGUSR1/SIGUSR2: Prosody's `signal/<NAME>` events, for modules."""
+        log.info("Received %s", name)
+        self.core.fire_everywhere(f"signal/{name}")
+
+    def request_shutdown(self, reason: str | None = None) -> None:
+        """Ask `app.py run` to stop the server (it calls stop())."""
+        log.info("Shutdown requested%s", f": {reason}" if reason else "")
+        self.stopping.set()
 
     @property
     def http_providers(self) -> list[Any]:
@@ -85,7 +122,14 @@ class VireoServer:
                                   "starttls_context": provider.starttls_context}
         if provider.handshake_timeout is not None:
             kwargs["handshake_timeout"] = provider.handshake_timeout
-        self.services[provider.name] = (provider.make_session, kwargs)
+        def make_session(transport: SocketTransport,
+                         make: Callable[[SocketTransport], Any] = provider.make_session) -> Any:
+            session = make(transport)
+            # Global modules see each new connection's session (mod_limits).
+            self.core.global_host.fire("session-opened", session=session)
+            return session
+
+        self.services[provider.name] = (make_session, kwargs)
         interfaces = (list(provider.interfaces) if provider.interfaces is not None
                       else self.interfaces(provider.name, provider.default_interfaces or ()))
         for interface in interfaces:
@@ -93,7 +137,7 @@ class VireoServer:
                 sock = bind_socket(interface, port)
                 if sock is not None:
                     self.listeners.append(
-                        XmppListener(provider.name, sock, provider.make_session, **kwargs))
+                        XmppListener(provider.name, sock, make_session, **kwargs))
 
     @cached_property
     def wsgi_app(self) -> Any:

@@ -280,6 +280,7 @@ class SniContexts:
 
     def __init__(self, config: Any, *, service: str | None = None) -> None:
         self.service = service
+        self._front: ssl.SSLContext | None = None
         self.missing: list[str] = []
         self.errors: list[str] = []
         self._profile = str(config.get("tls_profile", "intermediate"))
@@ -326,6 +327,18 @@ class SniContexts:
                 self.errors.append(f"{self.service}: {exc}")
         if fallback is not None:
             self.default, self._default_settings = fallback
+
+    def reload(self, config: Any) -> None:
+        """Load every certificate again (SIGHUP): holders of this object, and of
+        its SNI front context, serve the new ones to new connections."""
+        fresh = SniContexts(config, service=self.service)
+        self.__dict__.update(fresh.__dict__)
+
+    def shared_server_context(self) -> ssl.SSLContext | None:
+        """server_context(), made once until the next reload (per accepted connection)."""
+        if self._front is None:
+            self._front = self.server_context()
+        return self._front
 
     def context_for(self, host: str) -> ssl.SSLContext | None:
         """The context of the host (or `http_host`) named `host`, if it has one."""

@@ -70,9 +70,11 @@ class ProsodyProcess:
 
 
 def make_prosody(directory: Path, *, domain: str, address: str, dns_forward: str,
-                 extra: str = "") -> ProsodyProcess:
+                 extra: str = "", authentication: str = "internal_plain",
+                 modules: tuple[str, ...] = ()) -> ProsodyProcess:
     """Write a Prosody config for `domain` on `address` with its own self-signed
-    certificate, s2s on, and DNS through `dns_forward` ("ADDR@PORT") only."""
+    certificate, s2s on, and DNS through `dns_forward` ("ADDR@PORT") only;
+    `modules` are enabled besides the basic ones."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
     cert, key = make_self_signed(directory, domain)
@@ -90,8 +92,8 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version",
-    "time", "uptime" }}
-authentication = "internal_plain"
+    "time", "uptime"{''.join(f', "{name}"' for name in modules)} }}
+authentication = "{authentication}"
 storage = "internal"
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 unbound = {{ forward = "{dns_forward}", resolvconf = false }}

@@ -71,6 +71,9 @@ class MemoryAccounts:
         material = self.accounts.get(self._key(host, username))
         return None if material is None else material[hash_name]
 
+    def scram_mechanisms(self, host: str) -> frozenset[str]:
+        return frozenset(SCRAM_HASHES)
+
     def check_password(self, host: str, username: str, password: str) -> bool:
         creds = self.scram_credentials(host, username, "SCRAM-SHA-256")
         return creds is not None and password_matches(password, "sha256", creds)

@@ -217,7 +217,10 @@ class Described:
 def fake_server(listener_sessions, routed):
     listeners = [SimpleNamespace(sessions={object(): s for s in group})
                  for group in listener_sessions]
-    return SimpleNamespace(listeners=listeners, router=SimpleNamespace(sessions=routed))
+    # No global module answers admin/<command> here.
+    core = SimpleNamespace(global_host=SimpleNamespace(fire=lambda name, **fields: None))
+    return SimpleNamespace(listeners=listeners, router=SimpleNamespace(sessions=routed),
+                           core=core, request_shutdown=lambda reason=None: None)
 
 
 def test_listing_covers_listeners_and_routed_sessions_once():

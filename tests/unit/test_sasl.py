@@ -99,6 +99,11 @@ def test_plain_offered_only_when_secure_or_allowed():
         "SCRAM-SHA-256", "SCRAM-SHA-1"]
 
 
+def test_only_scram_every_account_can_answer_is_offered():
+    assert offered_mechanisms(secure=True, allow_unencrypted_plain_auth=False,
+                              scram={"SCRAM-SHA-1"}) == ["SCRAM-SHA-1", "PLAIN"]
+
+
 def test_decode_payload():
     assert decode_payload(None) is None
     assert decode_payload("") is None

@@ -36,6 +36,21 @@ IMPLEMENTED = {
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
+    "admin_shell": "xmpp.modules.admin_shell",
+    "adhoc": "xmpp.modules.adhoc",
+    "invites": "xmpp.modules.invites",
+    "invites_adhoc": "xmpp.modules.invites_adhoc",
+    "invites_register": "xmpp.modules.invites_register",
+    "admin_adhoc": "xmpp.modules.admin_adhoc",
+    "announce": "xmpp.modules.announce",
+    "server_contact_info": "xmpp.modules.server_contact_info",
+    "motd": "xmpp.modules.motd",
+    "welcome": "xmpp.modules.welcome",
+    "watchregistrations": "xmpp.modules.watchregistrations",
+    "groups": "xmpp.modules.groups",
+    "tombstones": "xmpp.modules.tombstones",
+    "turn_external": "xmpp.modules.turn_external",
+    "limits": "xmpp.modules.limits",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
@@ -43,15 +58,18 @@ IMPLEMENTED = {
 BUILT_IN = frozenset({
     "saslauth", "tls", "dialback", "posix", "iq", "http", "s2s_auth_certs",
     "auth_internal_hashed", "auth_internal_plain", "storage_internal", "storage_sql",
-    "net_proxy",
+    "net_proxy", "admin_socket",
 })
 
 # Prosody loads these on every VirtualHost unless modules_disabled names them.
 AUTOLOAD = ("presence", "message", "offline")
 # ... and these once for the whole server (its listeners).
 GLOBAL_AUTOLOAD = ("c2s", "s2s")
-# Listener modules are global: named in a host's modules_enabled they are ignored there.
-GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD)
+# Global modules (Prosody's module:set_global()) loaded once when the global
+# modules_enabled names them.
+GLOBAL_ON_REQUEST = ("admin_shell", "limits")
+# Global modules named in a host's modules_enabled are ignored there.
+GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD + GLOBAL_ON_REQUEST)
 
 
 def modules_for(host: LocalHost) -> list[str]:
@@ -67,9 +85,19 @@ def modules_for(host: LocalHost) -> list[str]:
 
 
 def global_modules(config: Config) -> list[str]:
-    """The modules of the global pseudo-host: the listeners, unless disabled."""
+    """The modules of the global pseudo-host: the listeners, unless disabled, and
+    the global modules the global modules_enabled names."""
     disabled = set(config.get_list("modules_disabled", []))
-    return [name for name in GLOBAL_AUTOLOAD if name not in disabled]
+    enabled = set(config.get_list("modules_enabled", []))
+    return [name for name in GLOBAL_AUTOLOAD if name not in disabled] + [
+        name for name in GLOBAL_ON_REQUEST if name in enabled and name not in disabled]
+
+
+def unknown_modules(config: Config) -> list[tuple[str, str]]:
+    """(host label, module) for each module an enabled host names that Vireo
+    does not have (the server skips them)."""
+    return [(host.label, name) for host in config.hosts.values() if host.enabled
+            for name in host.modules() if name not in IMPLEMENTED and name not in BUILT_IN]
 
 
 def load_module(host: LocalHost, name: str, services: ModuleServices) -> None:

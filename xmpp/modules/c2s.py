@@ -27,10 +27,10 @@ def setup(m: ModuleContext) -> None:
                                   starttls_context=starttls_context))
     if not m.config.get_list("c2s_direct_tls_ports", []):
         return
-    context = services.certificates.server_context()
-    if context is None:
+    if services.certificates.shared_server_context() is None:
         m.log.error("c2s_direct_tls_ports set but no certificate found; not listening")
         return
+    # Asked per connection, so certificates reloaded on SIGHUP serve new ones.
     m.provides("net", NetProvider("c2s_direct_tls", make_session,
-                                  tls_context=lambda: context,
+                                  tls_context=services.certificates.shared_server_context,
                                   starttls_context=starttls_context))

@@ -140,6 +140,7 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
     state.presence = stanza
     broadcast(m, stanza, session.jid)
     if initial:
+        m.fire("presence/initial", origin=session, stanza=stanza)
         user: JID = session.jid
         bare = str(user.bare)
         for contact, item in _rosters(m).get_roster(user.domain, user.local).items():

@@ -36,9 +36,14 @@ class Registration:
             m.config.get_list("registration_whitelist", list(DEFAULT_ALLOWLIST))))
         self.last_by_address: dict[str, float] = {}
 
+    def open_to(self, session: Any) -> bool:
+        """Whether the stream may register: `allow_registration`, or a module
+        (mod_invites_register) answers `registration-available` for it."""
+        return self.allowed or bool(self.m.fire("registration-available", session=session))
+
     def features(self, event: Any) -> bool:
         session = event.origin
-        if not session.authenticated and self.allowed and self.secure_enough(session):
+        if not session.authenticated and self.open_to(session) and self.secure_enough(session):
             SubElement(event.features, f"{{{ns.REGISTER_FEATURE}}}register")
         return False
 
@@ -68,7 +73,7 @@ class Registration:
 
     def check_stream(self, session: Any) -> None:
         """Whether this unauthenticated stream may register at all."""
-        if not self.allowed or session is None:
+        if session is None or not self.open_to(session):
             # As in Prosody, where mod_register_ibr is not even loaded then.
             raise StanzaError("service-unavailable")
         if not self.secure_enough(session):
@@ -86,10 +91,25 @@ class Registration:
             # Prosody's condition and text, with the wait it leaves the client to guess.
             raise StanzaError("policy-violation", wait_text(
                 "Too many registrations from this IP address recently", wait), error_type="wait")
+        # Prosody's user-registering: a module may refuse (allowed = False, reason)
+        # or let an invite reset an existing account's password (allow_reset).
+        registering = self.m.fire_event("user-registering", username=username,
+                                        host=request.host.name, session=session,
+                                        allowed=True, reason=None, allow_reset=None)
+        if not registering.allowed:
+            # Prosody's answer when a module refuses.
+            raise StanzaError("not-acceptable", registering.reason or "Registration refused")
+        if registering.allow_reset == username and self.m.users.exists(username):
+            self.m.users.set_password(username, password)
+            self.m.fire("user-password-reset", username=username, session=session)
+            self.m.log.info("Password of %s@%s reset by invite", username, request.host.name)
+            return
         try:
             self.m.users.create(username, password)
         except AccountExists as error:
             raise StanzaError("conflict", "The username is already taken") from error
+        self.m.fire("user-registered", username=username, host=request.host.name,
+                    session=session, source="mod_register")
         if self.min_interval and address not in self.allowlist:
             self.last_by_address[address] = now
         self.m.log.info("Registered %s@%s from %s", username, request.host.name, address)

@@ -55,7 +55,10 @@ def roster_get(m: ModuleContext, request: IqRequest) -> Element:
     user: JID = session.jid
     session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
     query = Element(QUERY)
-    for item in m.typed_store("rosters").get_roster(user.domain, user.local).values():
+    items = m.typed_store("rosters").get_roster(user.domain, user.local)
+    # Prosody's roster-load: modules may add contacts that are not stored (mod_groups).
+    m.fire("roster-load", username=user.local, host=user.domain, roster=items)
+    for item in items.values():
         query.append(item_element(item))
     return query
 
