@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select, tuple_
 
 from storage.db import Database
-from storage.models import ArchiveItem, KeyValItem
+from storage.models import BIG_ID, ArchiveItem, KeyValItem
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
 
@@ -127,34 +127,63 @@ class ArchiveRecord:
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """An item to append (ArchiveStore.append_many)."""
+
+    user: str | None
+    value: Any
+    when: datetime
+    with_: str = ""
+    key: str = field(default_factory=lambda: new_archive_key())
+
+
+def new_archive_key() -> str:
+    """A random item key: 16 URL-safe characters, unguessable across users."""
+    return secrets.token_urlsafe(12)
+
+
+# Items are kept and paged in (when, id) order; the indexes end with both.
+_ORDER = (ArchiveItem.when, ArchiveItem.id)
+
+Keys = str | Sequence[str] | None
+
+
 class ArchiveStore(_Store):
-    """Timestamped items per user."""
+    """Timestamped items per user, in time order (append order within a timestamp)."""
 
     def append(self, user: str | None, value: Any, when: datetime, with_: str = "",
                key: str | None = None) -> str:
         """Add an item; returns its key (random unless given)."""
-        key = key or secrets.token_urlsafe(12)
-        kind, text = encode(value)
+        entry = ArchiveEntry(user, value, when, with_, key or new_archive_key())
+        self.append_many([entry])
+        return entry.key
+
+    def append_many(self, entries: Iterable[ArchiveEntry]) -> None:
+        """Add items in one transaction, in the order given."""
+        rows = []
+        for entry in entries:
+            kind, text = encode(entry.value)
+            rows.append(ArchiveItem(host=self.host, username=entry.user or "", store=self.name,
+                                    key=entry.key, when=entry.when, with_=entry.with_,
+                                    type=kind, value=text))
         with self.db.session() as session:
-            session.add(ArchiveItem(host=self.host, username=user or "", store=self.name,
-                                    key=key, when=when, with_=with_, type=kind, value=text))
-        return key
+            session.add_all(rows)
 
     def find(self, user: str | None, *, start: datetime | None = None,
              end: datetime | None = None, with_: str | None = None,
-             after: str | None = None, before: str | None = None,
+             after: Keys = None, before: Keys = None,
              ids: Iterable[str] | None = None, limit: int | None = None,
              reverse: bool = False) -> list[ArchiveRecord]:
-        """Items in append order (newest first with `reverse`), filtered by time
-        (inclusive), by `with_`, by `ids`, and strictly after or before the item
-        with key `after`/`before`; at most `limit`. An unknown `after`/`before`
-        key raises KeyError."""
+        """Items in order (newest first with `reverse`), filtered by time
+        (inclusive), by `with_`, by `ids`, and strictly after every item keyed in
+        `after` and before every one in `before` (a key or several); at most
+        `limit`. An unknown `after`/`before` key raises KeyError."""
         with self.db.session() as session:
             query = select(ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
                            ArchiveItem.type, ArchiveItem.value).where(
                 *self._filters(session, user, start, end, with_, after, before, ids))
-            order = ArchiveItem.id.desc() if reverse else ArchiveItem.id
-            query = query.order_by(order)
+            query = query.order_by(*(column.desc() for column in _ORDER) if reverse else _ORDER)
             if limit is not None:
                 query = query.limit(limit)
             return [ArchiveRecord(key, when, with_value, decode(kind, text))
@@ -175,7 +204,7 @@ class ArchiveStore(_Store):
 
     def _filters(self, session: Any, user: str | None, start: datetime | None = None,
                  end: datetime | None = None, with_: str | None = None,
-                 after: str | None = None, before: str | None = None,
+                 after: Keys = None, before: Keys = None,
                  ids: Iterable[str] | None = None) -> list[Any]:
         where = list(self._where(ArchiveItem, user))
         if start is not None:
@@ -186,15 +215,23 @@ class ArchiveStore(_Store):
             where.append(ArchiveItem.with_ == with_)
         if ids is not None:
             where.append(ArchiveItem.key.in_(list(ids)))
-        for key, newer in ((after, True), (before, False)):
-            if key is not None:
-                position = self._position(session, user, key)
-                where.append(ArchiveItem.id > position if newer else ArchiveItem.id < position)
+        item = tuple_(*_ORDER)
+        for key in _keys(after):
+            where.append(item > self._position(session, user, key))
+        for key in _keys(before):
+            where.append(item < self._position(session, user, key))
         return where
 
-    def _position(self, session: Any, user: str | None, key: str) -> int:
-        position = session.scalar(select(ArchiveItem.id).where(
-            *self._where(ArchiveItem, user), ArchiveItem.key == key))
-        if position is None:
+    def _position(self, session: Any, user: str | None, key: str) -> Any:
+        row = session.execute(select(*_ORDER).where(
+            *self._where(ArchiveItem, user), ArchiveItem.key == key)).first()
+        if row is None:
             raise KeyError(key)
-        return position
+        when, position = row
+        return tuple_(literal(when, ArchiveItem.when.type), literal(position, BIG_ID))
+
+
+def _keys(keys: Keys) -> Sequence[str]:
+    if keys is None:
+        return ()
+    return (keys,) if isinstance(keys, str) else keys
