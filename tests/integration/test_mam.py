@@ -1,0 +1,139 @@
+"""XEP-0280 carbons and XEP-0313 MAM with slixmpp's xep_0280/xep_0313 plugins,
+on SQLite and on PostgreSQL ($VIREO_TEST_POSTGRES_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from tests.integration.clients import TIMEOUT, close, login, run
+from tests.integration.server_fixture import make_server
+from tests.unit import storage_fixtures
+
+db_url = storage_fixtures.db_url
+
+PLUGINS = ("xep_0030", "xep_0059", "xep_0280", "xep_0313")
+USERS = {"alice": "pw-alice", "bob": "pw-bob", "carol": "pw-carol"}
+SID = "{urn:xmpp:sid:0}stanza-id"
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VIREO_DATABASE_URL", db_url)
+    server = make_server(tmp_path / "server", modules=("carbons", "mam"))
+    server.create_users(USERS)
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+async def mam_login(server, user: str, resource: str):
+    client = await login(server, user, resource=resource, plugins=PLUGINS)
+    client.carbons_sent = asyncio.Queue()
+    client.carbons_received = asyncio.Queue()
+    client.add_event_handler("carbon_sent", client.carbons_sent.put_nowait)
+    client.add_event_handler("carbon_received", client.carbons_received.put_nowait)
+    await client.plugin["xep_0280"].enable(timeout=TIMEOUT)
+    return client
+
+
+async def next_chat(client, body: str):
+    """The next plain chat message with `body` (carbons and results are other events)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            message = await client.messages.get()
+            if message["body"] == body:
+                return message
+
+
+def stanza_id(message, by: str) -> str | None:
+    for element in message.xml.findall(SID):
+        if element.get("by") == by:
+            return element.get("id")
+    return None
+
+
+async def history(client, **options) -> list[str]:
+    """Every body in the archive, paging with slixmpp's iterator."""
+    return [result["mam_result"]["forwarded"]["stanza"]["body"]
+            async for result in client.plugin["xep_0313"].iterate(**options)]
+
+
+def test_carbons_and_archive_seen_from_every_resource(server) -> None:
+    alice, bob = server.jid("alice"), server.jid("bob")
+
+    async def scenario() -> None:
+        a1 = await mam_login(server, "alice", "one")
+        a2 = await mam_login(server, "alice", "two")
+        b1 = await mam_login(server, "bob", "desk")
+        sent_bodies, received_bodies = [], []
+        for i in range(12):
+            body = f"to bob {i}"
+            a1.send_message(mto=bob, mbody=body, mtype="chat")
+            got = await next_chat(b1, body)
+            assert stanza_id(got, bob) is not None, "the recipient's archive id"
+            assert stanza_id(got, alice) is None, "the sender's id never leaves the server"
+            carbon = await asyncio.wait_for(a2.carbons_sent.get(), TIMEOUT)
+            copy = carbon["carbon_sent"]
+            assert copy["body"] == body and copy["to"].bare == bob
+            assert copy.xml.find(SID) is not None and copy.xml.find(SID).get("by") == alice
+            sent_bodies.append(body)
+            reply = f"to alice/one {i}"
+            b1.send_message(mto=f"{alice}/one", mbody=reply, mtype="chat")
+            await next_chat(a1, reply)
+            carbon = await asyncio.wait_for(a2.carbons_received.get(), TIMEOUT)
+            assert carbon["carbon_received"]["body"] == reply
+            received_bodies.append(reply)
+        # No copy to the resource a message is addressed to, nor a private one.
+        assert a1.carbons_received.empty()
+        private = b1.make_message(mto=f"{alice}/one", mbody="private", mtype="chat")
+        private.xml.append(private.xml.makeelement("{urn:xmpp:carbons:2}private", {}))
+        private.send()
+        await next_chat(a1, "private")
+        assert a2.carbons_received.empty()
+
+        a3 = await login(server, "alice", resource="three", plugins=PLUGINS)
+        conversation = [body for pair in zip(sent_bodies, received_bodies, strict=True)
+                        for body in pair] + ["private"]
+        assert await history(a3, rsm={"max": 5}) == conversation
+        assert await history(a3, rsm={"max": 7}, reverse=True) == conversation[::-1]
+        assert await history(a3, with_jid=bob, rsm={"max": 4}) == conversation
+        assert await history(a3, with_jid=server.jid("carol")) == []
+        late = datetime.now(UTC) + timedelta(hours=1)
+        assert await history(a3, start=late) == []
+        assert await history(a3, end=late, rsm={"max": 50}) == conversation
+        # Bob's archive has the same conversation; nobody else's.
+        assert await history(b1, rsm={"max": 50}) == conversation
+        await close(a1, a2, a3, b1)
+
+    run(scenario())
+
+
+def test_offline_message_is_archived_and_stored(server) -> None:
+    async def scenario() -> None:
+        bob = await mam_login(server, "bob", "desk")
+        bob.send_message(mto=server.jid("carol"), mbody="while you were out", mtype="chat")
+        carol = await login(server, "carol", resource="later", plugins=PLUGINS)
+        offline = await next_chat(carol, "while you were out")
+        assert offline.xml.find("{urn:xmpp:delay}delay") is not None
+        assert stanza_id(offline, server.jid("carol")) is not None
+        assert await history(carol) == ["while you were out"]
+        await close(bob, carol)
+
+    run(scenario())
+
+
+def test_queries_refused_when_malformed(server) -> None:
+    async def scenario() -> None:
+        alice = await mam_login(server, "alice", "one")
+        mam = alice.plugin["xep_0313"]
+        with pytest.raises(IqError) as error:
+            await mam.retrieve(rsm={"after": "no-such-id"}, timeout=TIMEOUT)
+        assert error.value.condition == "item-not-found"
+        await close(alice)
+
+    run(scenario())
