@@ -152,8 +152,8 @@ class ArchiveQuery:
 
 
 def parse_query(query: Element, *, max_results: int) -> ArchiveQuery:
-    """The query in <query/>; StanzaError bad-request for a malformed one,
-    policy-violation for more `ids` than a page may hold."""
+    """The query in <query/>; StanzaError bad-request for a malformed one or
+    for more `ids` than a page may hold."""
     fields: dict[str, Any] = {}
     form = query.find(dataforms.X)
     if form is not None:
@@ -166,8 +166,9 @@ def parse_query(query: Element, *, max_results: int) -> ArchiveQuery:
             raise StanzaError("bad-request", str(error)) from None
     ids = fields.get("ids")
     if ids is not None and len(ids) > max_results:
-        raise StanzaError("policy-violation",
-                          f"At most {max_results} ids in one query", error_type="modify")
+        # bad-request, not policy-violation: clients that know only RFC 3920's
+        # conditions (slixmpp) cannot even report the latter.
+        raise StanzaError("bad-request", f"At most {max_results} ids in one query")
     try:
         page = rsm.parse_request(query)
     except ValueError as error:

@@ -4,6 +4,7 @@ on SQLite and on PostgreSQL ($VIREO_TEST_POSTGRES_URL)."""
 from __future__ import annotations
 
 import asyncio
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -134,6 +135,102 @@ def test_queries_refused_when_malformed(server) -> None:
         with pytest.raises(IqError) as error:
             await mam.retrieve(rsm={"after": "no-such-id"}, timeout=TIMEOUT)
         assert error.value.condition == "item-not-found"
+        await close(alice)
+
+    run(scenario())
+
+
+def mam_query(client, inner: str = "", queryid: str = "q"):
+    """An archive query with raw XML inside <query/>; the IQ, sent."""
+    iq = client.make_iq_set()
+    iq.append(ET.fromstring(f"<query xmlns='urn:xmpp:mam:2' queryid='{queryid}'>{inner}</query>"))
+    return iq.send(timeout=TIMEOUT)
+
+
+def form(**fields: str | list[str]) -> str:
+    xml = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+           "<value>urn:xmpp:mam:2</value></field>")
+    for name, values in fields.items():
+        values = values if isinstance(values, list) else [values]
+        xml += f"<field var='{name}'>" + "".join(f"<value>{v}</value>" for v in values)
+        xml += "</field>"
+    return xml + "</x>"
+
+
+async def refused(request) -> str:
+    with pytest.raises(IqError) as error:
+        await request
+    return error.value.condition
+
+
+def test_bad_queries_are_bounded_and_others_unaffected(server) -> None:
+    bob_jid = server.jid("bob")
+
+    async def scenario() -> None:
+        alice = await mam_login(server, "alice", "one")
+        for i in range(60):
+            alice.send_message(mto=bob_jid, mbody=f"m{i}", mtype="chat")
+        huge = "<set xmlns='http://jabber.org/protocol/rsm'><max>1000000000</max></set>"
+        page = await mam_query(alice, huge)
+        fin = page.xml.find("{urn:xmpp:mam:2}fin")
+        rsm = "{http://jabber.org/protocol/rsm}"
+        assert fin.get("complete") is None and fin.findtext(f"{rsm}set/{rsm}count") == "60"
+        assert await refused(mam_query(alice, form(ids=["x"] * 10000))) == "bad-request"
+        assert await refused(mam_query(alice, form(start="yesterday"))) == "bad-request"
+        assert await refused(mam_query(alice, form(end="2026-13-45T00:00:00Z"))) == \
+            "bad-request"
+        assert await refused(mam_query(alice, form(**{"with": "a" * 3000 + "@x"}))) == \
+            "bad-request"
+        assert await refused(mam_query(alice, form(**{"with": "a" * 3000}))) == "bad-request"
+        for bad in ("-1", "ten", "1e3"):
+            assert await refused(mam_query(
+                alice, f"<set xmlns='http://jabber.org/protocol/rsm'><max>{bad}</max></set>")) \
+                == "bad-request"
+        assert await refused(mam_query(alice, form(**{"after-id": "nope"}))) == "item-not-found"
+
+        # A flood of queries: each is answered, most refused at once, and
+        # messages between other users keep flowing meanwhile.
+        bob = await mam_login(server, "bob", "desk")
+        carol = await mam_login(server, "carol", "desk")
+        flood = [asyncio.ensure_future(mam_query(alice, queryid=f"f{i}")) for i in range(1000)]
+        started = asyncio.get_running_loop().time()
+        bob.send_message(mto=server.jid("carol"), mbody="still here", mtype="chat")
+        await next_chat(carol, "still here")
+        latency = asyncio.get_running_loop().time() - started
+        answers = await asyncio.gather(*flood, return_exceptions=True)
+        conditions = [a.condition if isinstance(a, IqError) else "ok" for a in answers]
+        assert conditions.count("ok") >= 10
+        assert conditions.count("resource-constraint") >= 500
+        assert set(conditions) <= {"ok", "resource-constraint"}
+        assert latency < 5.0, f"bob's message took {latency:.1f} s during the flood"
+        await close(alice, bob, carol)
+
+    run(scenario(), timeout=120)
+
+
+def test_preferences_decide_what_is_archived(server) -> None:
+    bob_jid, carol_jid = server.jid("bob"), server.jid("carol")
+
+    async def scenario() -> None:
+        alice = await mam_login(server, "alice", "one")
+        mam = alice.plugin["xep_0313"]
+        iq = alice.make_iq_set()
+        iq.append(ET.fromstring(
+            "<prefs xmlns='urn:xmpp:mam:2' default='never'><always>"
+            f"<jid>{bob_jid}</jid></always><never/></prefs>"))
+        answer = await iq.send(timeout=TIMEOUT)
+        prefs = answer.xml.find("{urn:xmpp:mam:2}prefs")
+        assert prefs.get("default") == "never"
+        assert prefs.findtext("{urn:xmpp:mam:2}always/{urn:xmpp:mam:2}jid") == bob_jid
+        alice.send_message(mto=bob_jid, mbody="kept", mtype="chat")
+        alice.send_message(mto=carol_jid, mbody="not kept", mtype="chat")
+        hinted = alice.make_message(mto=bob_jid, mbody="hinted away", mtype="chat")
+        hinted.xml.append(ET.Element("{urn:xmpp:hints}no-store"))
+        hinted.send()
+        assert await history(alice) == ["kept"]
+        fields = await mam.get_fields(timeout=TIMEOUT)
+        offered = {field["var"] for field in fields["fields"]}
+        assert {"with", "start", "end", "before-id", "after-id", "ids"} <= offered
         await close(alice)
 
     run(scenario())
