@@ -20,14 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, fromstring
 
 from sqlalchemy import delete, func, literal, select, tuple_
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
+from xmpp import namespaces as ns
 from xmpp.stanza import serialize
-from xmpp.stream import parse_stanza
 
 KINDS = ("keyval", "map", "archive")
 KEYVAL_KEY = ""
@@ -41,7 +41,15 @@ def encode(value: Any) -> tuple[str, str]:
 
 
 def decode(kind: str, text: str) -> Any:
-    return parse_stanza(text) if kind == "xml" else json.loads(text)
+    return _stored_element(text) if kind == "xml" else json.loads(text)
+
+
+def _stored_element(text: str) -> Element:
+    """An element `encode` wrote. The text is the server's own serialisation,
+    well-formed and without DTD, so the C parser reads it (several times
+    faster than the stream parser, which a MAM page of 50 items notices);
+    the wrapper supplies the content namespace the serialiser leaves out."""
+    return fromstring(f"<stored xmlns='{ns.CLIENT}'>{text}</stored>")[0]
 
 
 class StoreFactory:
@@ -179,21 +187,22 @@ class ArchiveStore(_Store):
         (inclusive), by `with_`, by `ids`, and strictly after every item keyed in
         `after` and before every one in `before` (a key or several); at most
         `limit`. An unknown `after`/`before` key raises KeyError."""
-        with self.db.session() as session:
+        # A plain connection, not an ORM session: a page is read often and fast.
+        with self.db.engine.connect() as connection:
             query = select(ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
                            ArchiveItem.type, ArchiveItem.value).where(
-                *self._filters(session, user, start, end, with_, after, before, ids))
+                *self._filters(connection, user, start, end, with_, after, before, ids))
             query = query.order_by(*(column.desc() for column in _ORDER) if reverse else _ORDER)
             if limit is not None:
                 query = query.limit(limit)
             return [ArchiveRecord(key, when, with_value, decode(kind, text))
-                    for key, when, with_value, kind, text in session.execute(query)]
+                    for key, when, with_value, kind, text in connection.execute(query)]
 
     def count(self, user: str | None, **filters: Any) -> int:
         """How many items `find` would give without a limit."""
-        with self.db.session() as session:
-            return session.scalar(select(func.count()).select_from(ArchiveItem).where(
-                *self._filters(session, user, **filters))) or 0
+        with self.db.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(ArchiveItem).where(
+                *self._filters(connection, user, **filters))) or 0
 
     def delete(self, user: str | None, *, end: datetime | None = None,
                with_: str | None = None, ids: Iterable[str] | None = None) -> int:
