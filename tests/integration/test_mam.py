@@ -234,3 +234,27 @@ def test_preferences_decide_what_is_archived(server) -> None:
         await close(alice)
 
     run(scenario())
+
+
+def test_expired_messages_are_removed(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "server", modules=("mam",),
+                         host_extra="archive_expires_after = 1\narchive_cleanup_interval = 1\n")
+    server.create_users(USERS)
+    server.start()
+
+    async def scenario() -> None:
+        alice = await login(server, "alice", resource="one", plugins=PLUGINS)
+        alice.send_message(mto=server.jid("bob"), mbody="soon gone", mtype="chat")
+        assert await history(alice) == ["soon gone"]
+        deadline = asyncio.get_running_loop().time() + 15
+        while await history(alice):
+            assert asyncio.get_running_loop().time() < deadline, "never expired"
+            await asyncio.sleep(0.5)
+        await close(alice)
+
+    try:
+        run(scenario())
+    finally:
+        assert server.stop() == 0
+    # Alice's copy and Bob's.
+    assert "Deleted 2 expired messages for 2 users" in server.log_path.read_text()
