@@ -118,11 +118,15 @@ def test_offline_message_is_archived_and_stored(server) -> None:
     async def scenario() -> None:
         bob = await mam_login(server, "bob", "desk")
         bob.send_message(mto=server.jid("carol"), mbody="while you were out", mtype="chat")
+        # To a resource that is not there: treated as to the bare JID, archived once.
+        bob.send_message(mto=server.jid("carol") + "/gone", mbody="to a resource", mtype="chat")
         carol = await login(server, "carol", resource="later", plugins=PLUGINS)
         offline = await next_chat(carol, "while you were out")
         assert offline.xml.find("{urn:xmpp:delay}delay") is not None
         assert stanza_id(offline, server.jid("carol")) is not None
-        assert await history(carol) == ["while you were out"]
+        await next_chat(carol, "to a resource")
+        assert await history(carol) == ["while you were out", "to a resource"]
+        assert await history(bob) == ["while you were out", "to a resource"]
         await close(bob, carol)
 
     run(scenario())

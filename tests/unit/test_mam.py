@@ -10,6 +10,7 @@ import pytest
 from xmpp import mam, rsm
 from xmpp.errors import StanzaError
 from xmpp.modules.carbons import should_copy
+from xmpp.modules.mam import PrefsCache
 
 CLIENT = "{jabber:client}"
 
@@ -197,3 +198,29 @@ def test_carbons_copy_bounces_from_bare_jids_only() -> None:
     assert should_copy(bounce, False, "alice@example.org") == (True, "bounce")
     bounce.set("from", "bob@example.org/phone")
     assert should_copy(bounce, False, "alice@example.org")[0] is False
+
+
+class MemoryKeyval:
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.reads = 0
+
+    def get(self, user: str) -> object:
+        self.reads += 1
+        return self.values.get(user)
+
+    def set(self, user: str, value: object) -> None:
+        self.values[user] = value
+
+
+def test_prefs_are_read_once_and_smart_enable_waits_for_a_mam_client() -> None:
+    store = MemoryKeyval()
+    plain = PrefsCache(store, "always", smart_enable=False)
+    assert plain.get("alice").default == "always"
+    assert plain.get("alice").default == "always" and store.reads == 1
+    remembered = MemoryKeyval()
+    smart = PrefsCache(remembered, "roster", smart_enable=True)
+    assert smart.get("bob").default == "never"
+    assert smart.get("bob", explicit=True).default == "roster"
+    assert smart.get("bob").default == "roster"
+    assert remembered.values["bob"] == {"default": "roster", "always": [], "never": []}
