@@ -39,13 +39,16 @@ class ArchiveWriter:
         # Held while a batch is written, so flush() sees every earlier item committed.
         self._writing = Semaphore()
         self._worker: gevent.Greenlet | None = None
+        self._stopped = False
         self.refused = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def offer(self, entry: ArchiveEntry) -> bool:
-        """Queue `entry`; False (at once) when the queue is full."""
+        """Queue `entry`; False (at once) when the queue is full or stopped."""
+        if self._stopped:
+            return False
         if len(self._pending) >= self.capacity:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
@@ -70,7 +73,9 @@ class ArchiveWriter:
             self._pending = deque(kept)
 
     def stop(self) -> None:
-        """End the worker and write what is left (at shutdown)."""
+        """End the worker and write what is left (at shutdown); later
+        messages are not archived."""
+        self._stopped = True
         if self._worker is not None:
             self._worker.kill()
             self._worker = None

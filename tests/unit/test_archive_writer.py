@@ -96,3 +96,4 @@ def test_a_deleted_users_queued_items_are_forgotten() -> None:
     writer.discard("gone")
     writer.stop()
     assert store.keys == ["k1"]
+    assert not writer.offer(entry(3)), "nothing is archived once stopped"
