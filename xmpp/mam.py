@@ -207,11 +207,9 @@ def result_message(to: str, query_id: str | None, key: str, when: datetime,
     return message
 
 
-def fin(query: ArchiveQuery, first: str | None, last: str | None, count: int | None,
-        complete: bool) -> Element:
+def fin(first: str | None, last: str | None, count: int | None, complete: bool) -> Element:
+    """The IQ result's payload: the page's RSM set (no queryid, as mam:2 has it)."""
     done = Element(f"{{{NS}}}fin")
-    if query.query_id is not None:
-        done.set("queryid", query.query_id)
     if complete:
         done.set("complete", "true")
     done.append(rsm.result_set(first, last, count))

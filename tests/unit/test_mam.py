@@ -171,8 +171,8 @@ def test_result_and_fin_elements() -> None:
     assert result.find("{urn:xmpp:mam:2}result").get("id") == "k1"
     delay = result.find(".//{urn:xmpp:delay}delay")
     assert delay.get("stamp") == "2026-12-01T10:00:00.250000Z"
-    done = mam.fin(mam.ArchiveQuery(query_id="q1"), "k1", "k9", 42, complete=True)
-    assert done.get("complete") == "true" and done.get("queryid") == "q1"
+    done = mam.fin("k1", "k9", 42, complete=True)
+    assert done.get("complete") == "true" and done.get("queryid") is None
     assert done.findtext(f"{{{rsm.NS}}}set/{{{rsm.NS}}}count") == "42"
 
 

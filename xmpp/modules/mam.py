@@ -271,7 +271,7 @@ class Archive:
         first = chronological[0].key if chronological else None
         last = chronological[-1].key if chronological else None
         complete = not more if query.limit else total == 0
-        return core.fin(query, first, last, total, complete)
+        return core.fin(first, last, total, complete)
 
     def metadata(self, request: IqRequest) -> Element:
         """XEP-0313 7.1: the first and last item of the archive."""
