@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config.example.lua
 # System tools the integration tests drive (Debian package names).
-APT_PACKAGES := haproxy nginx chromium nodejs prosody lua-unbound postgresql
+APT_PACKAGES := haproxy nginx chromium nodejs prosody lua-unbound postgresql lua-dbi-sqlite3
 PYTEST_ARGS ?=
 
 .PHONY: install install-dev system-deps run test lint clean

@@ -26,6 +26,8 @@ IMPLEMENTED = {
     "ping": "xmpp.modules.ping",
     "version": "xmpp.modules.version",
     "offline": "xmpp.modules.offline",
+    "carbons": "xmpp.modules.carbons",
+    "mam": "xmpp.modules.mam",
     "register": "xmpp.modules.register",
     "time": "xmpp.modules.time",
     "uptime": "xmpp.modules.uptime",
