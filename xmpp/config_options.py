@@ -122,7 +122,8 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     # Multi-user chat (mod_muc and friends)
     "restrict_room_creation", "max_history_messages", "muc_log_all_rooms",
     "muc_log_by_default", "muc_log_expires_after", "muc_log_cleanup_date_cache_size",
-    "muc_log_include_total", "muc_log_presences", "muc_max_rooms", "muc_occupant_id",
+    "muc_log_include_total", "muc_log_presences", "muc_max_nick_length",
+    "muc_max_occupants", "muc_max_rooms", "muc_occupant_id",
     "muc_registration_include_form", "muc_room_allow_persistent", "muc_room_allow_public",
     "muc_room_cache_size", "muc_room_default_allow_member_invites",
     "muc_room_default_change_subject", "muc_room_default_history_length",

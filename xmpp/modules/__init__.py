@@ -38,6 +38,7 @@ IMPLEMENTED = {
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
+    "muc": "xmpp.modules.muc",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
