@@ -194,6 +194,29 @@ def _one(key: str | None) -> tuple[str, ...]:
     return (key,) if key else ()
 
 
+def run_query(store: Any, user: str | None, query: ArchiveQuery, *,
+              include_total: bool) -> tuple[list[Any], Element]:
+    """One page of an archive (ArchiveStore) for `query`: its records in the
+    order to send them, and the <fin/> that ends the answer. Shared by the
+    archives of users (mod_mam) and of rooms (mod_muc_mam)."""
+    try:
+        records = store.find(user, **query.filters(), limit=query.limit + 1,
+                             reverse=query.reverse) if query.limit else []
+    except KeyError:
+        raise StanzaError("item-not-found", "No such archive item") from None
+    more = len(records) > query.limit
+    records = records[:query.limit]
+    total = None
+    if include_total or query.limit == 0:
+        total = store.count(user, **query.filters(paged=False))
+    chronological = records[::-1] if query.reverse else records
+    first = chronological[0].key if chronological else None
+    last = chronological[-1].key if chronological else None
+    complete = not more if query.limit else total == 0
+    ordered = chronological[::-1] if query.flip != query.reverse else chronological
+    return ordered, fin(first, last, total, complete)
+
+
 def result_message(to: str, query_id: str | None, key: str, when: datetime,
                    item: Element) -> Element:
     """One archived message as a query result (XEP-0313 4.2, XEP-0297)."""

@@ -249,29 +249,17 @@ class Archive:
         self.prefs.get(user, explicit=True)
         query = core.parse_query(request.payload, max_results=self.max_results)
         self.writer.flush()
-        try:
-            records = self.store.find(user, **query.filters(), limit=query.limit + 1,
-                                      reverse=query.reverse) if query.limit else []
-        except KeyError:
-            raise StanzaError("item-not-found", "No such archive item") from None
-        more = len(records) > query.limit
-        records = records[:query.limit]
-        total = None
-        if self.include_total or query.limit == 0:
-            total = self.store.count(user, **query.filters(paged=False))
-        chronological = records[::-1] if query.reverse else records
+        records, done = core.run_query(self.store, user, query,
+                                       include_total=self.include_total)
         recipient = str(origin.jid)
         sender = request.stanza.get("to")
-        for record in (chronological[::-1] if query.flip != query.reverse else chronological):
+        for record in records:
             message = core.result_message(recipient, query.query_id, record.key, record.when,
                                           record.value)
             if sender:
                 message.set("from", sender)
             origin.send(message)
-        first = chronological[0].key if chronological else None
-        last = chronological[-1].key if chronological else None
-        complete = not more if query.limit else total == 0
-        return core.fin(first, last, total, complete)
+        return done
 
     def metadata(self, request: IqRequest) -> Element:
         """XEP-0313 7.1: the first and last item of the archive."""
