@@ -204,6 +204,12 @@ class ArchiveStore(_Store):
             return connection.scalar(select(func.count()).select_from(ArchiveItem).where(
                 *self._filters(connection, user, **filters))) or 0
 
+    def users(self) -> list[str]:
+        """Every user with items in this archive."""
+        with self.db.session() as session:
+            return list(session.scalars(select(ArchiveItem.username).distinct().where(
+                ArchiveItem.host == self.host, ArchiveItem.store == self.name)))
+
     def delete(self, user: str | None, *, end: datetime | None = None,
                with_: str | None = None, ids: Iterable[str] | None = None) -> int:
         """Remove items (all of the user's, or those up to `end`, `with_`, `ids`)."""

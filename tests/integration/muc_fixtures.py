@@ -16,8 +16,8 @@ CLIENT = "jabber:client"
 DATA_FORMS = "jabber:x:data"
 MUC_USER = "http://jabber.org/protocol/muc#user"
 MUC_HOST = "conference.localhost"
-MUC_PLUGINS = (*DEFAULT_PLUGINS, "xep_0045", "xep_0004", "xep_0249", "xep_0410", "xep_0421",
-               "xep_0359", "xep_0313", "xep_0425")
+MUC_PLUGINS = (*DEFAULT_PLUGINS, "xep_0045", "xep_0004", "xep_0059", "xep_0249", "xep_0410",
+               "xep_0421", "xep_0359", "xep_0313", "xep_0425")
 USERS = {name: f"{name}-pw" for name in ("alice", "bob", "carol", "dave", "admin")}
 
 

@@ -39,6 +39,7 @@ IMPLEMENTED = {
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
     "muc": "xmpp.modules.muc",
+    "muc_mam": "xmpp.modules.muc_mam",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is

@@ -664,8 +664,7 @@ class Room:
         if self.policy.occupant_id:
             features.append(n.OCCUPANT_ID)
         if self.archiving:
-            features.append("urn:xmpp:mam:2")
-            features.append("urn:xmpp:message-moderate:1")
+            features.extend(("urn:xmpp:mam:2", n.STANZA_ID, "urn:xmpp:message-moderate:1"))
         for var in features:
             SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": var})
         form = SubElement(query, f"{{{ns.DATA_FORMS}}}x", {"type": "result"})
