@@ -154,5 +154,6 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
     "vireo_http_file_share_prune_interval",
     "vireo_mam_queue_size", "vireo_mam_query_burst", "vireo_mam_query_rate",
+    "vireo_muc_presence_burst", "vireo_muc_presence_rate",
     "vireo_proxy_header_timeout",
 })

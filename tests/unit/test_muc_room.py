@@ -198,13 +198,23 @@ def test_ten_thousand_joins_are_bounded():
     assert "Owner" in room.occupants
 
 
-def test_presence_flood_keeps_one_occupant():
+def test_presence_flood_is_refused_with_the_wait():
     room = make_room()
     room.handle(presence("owner@localhost/a", "Owner"), NOW)
+    refused = []
     for number in range(2_000):
-        room.handle(presence("bob@localhost/b", f"bob{number % 7}"), NOW)
-    assert [o.nick for o in room.occupants.values()] == ["Owner", f"bob{1999 % 7}"]
-    assert set(room.by_session) == {"owner@localhost/a", "bob@localhost/b"}
+        outcome = room.handle(presence("bob@localhost/b", f"bob{number}"), NOW)
+        if error_condition(outcome.stanzas[0]) == "policy-violation":
+            refused.append(outcome.stanzas[0])
+    # A burst of 10 presence changes, then none until tokens come back (1 a second).
+    assert len(refused) == 2_000 - 10
+    assert refused[0].find("error").get("type") == "wait"
+    assert [o.nick for o in room.occupants.values()] == ["Owner", "bob9"]
+    outcome = room.handle(presence("bob@localhost/b", "later"), NOW + 1.5)
+    assert "later" in room.occupants
+    # Other sessions have buckets of their own.
+    outcome = room.handle(groupchat("owner@localhost/a", "unaffected"), NOW)
+    assert to(outcome, "bob@localhost/b")[0].findtext(n.BODY) == "unaffected"
 
 
 def test_error_from_an_occupant_removes_it():

@@ -89,7 +89,9 @@ def read_policies(m: ModuleContext) -> tuple[ServicePolicy, RoomPolicy]:
                                        max=1023),
         max_occupants=config.get_int("muc_max_occupants", DEFAULT_MAX_OCCUPANTS, min=1),
         max_history=UNBOUNDED_HISTORY if max_history is None else max_history,
-        owners=owners, occupant_id=config.get_bool("muc_occupant_id", True))
+        owners=owners, occupant_id=config.get_bool("muc_occupant_id", True),
+        presence_burst=config.get_int("vireo_muc_presence_burst", 10, min=1),
+        presence_rate=config.get_number("vireo_muc_presence_rate", 1.0, min=0.001))
     return service, room
 
 

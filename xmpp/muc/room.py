@@ -51,6 +51,10 @@ class RoomPolicy:
     log_by_default: bool = True
     log_presences: bool = False
     occupant_id: bool = True  # muc_occupant_id
+    # Presence changes (joins, nick and status changes) a session may send: a
+    # burst, then so many a second; more are refused (Prosody has no limit).
+    presence_burst: int = 10
+    presence_rate: float = 1.0
 
 
 @dataclass(slots=True)
@@ -127,6 +131,8 @@ class Room:
         self.salt = salt or new_id()
         self.occupants: dict[str, Occupant] = {}
         self.by_session: dict[str, Occupant] = {}
+        # real JID -> (tokens, when counted) of the presence-change bucket
+        self.presence_tokens: dict[str, tuple[float, float]] = {}
         self.history = History(self.history_length)
 
     # -- state the service stores -----------------------------------------------------
@@ -227,6 +233,7 @@ class Room:
             return  # subscriptions mean nothing to a room
         if to.resource is None:
             raise StanzaError("jid-malformed", "A nickname is required to join")
+        self._spend_presence(real, now)
         if occupant is None:
             self.join(stanza, to.resource, now, out)
         elif occupant.nick == to.resource:
@@ -235,6 +242,22 @@ class Room:
             self._log_presence(occupant, stanza, now, out)
         else:
             self._change_nick(occupant, real, stanza, to.resource, now, out)
+
+    def _spend_presence(self, real: str, now: float) -> None:
+        """A presence flood from one session is refused with the wait it needs."""
+        policy = self.policy
+        tokens, then = self.presence_tokens.get(real, (float(policy.presence_burst), now))
+        tokens = min(float(policy.presence_burst), tokens + (now - then) * policy.presence_rate)
+        if tokens < 1:
+            self.presence_tokens[real] = (tokens, now)
+            wait = (1 - tokens) / policy.presence_rate
+            raise StanzaError("policy-violation", f"Too many presence changes: try again in "
+                              f"{wait:.1f} s", "wait")
+        self.presence_tokens[real] = (tokens - 1, now)
+        if len(self.presence_tokens) > 2 * len(self.by_session) + 100:
+            # Sessions that left (or never got in) keep no bucket for long.
+            self.presence_tokens = {jid: state for jid, state in self.presence_tokens.items()
+                                    if jid in self.by_session}
 
     def check_nick(self, nick: str) -> None:
         if len(nick) > self.policy.max_nick_length:
