@@ -276,7 +276,7 @@ def test_direct_invitation_and_decline(server):
     run(scenario())
 
 
-def test_self_ping(server):
+def test_self_ping_and_iqs_between_occupants(server):
     async def scenario():
         alice = await muc_login(server, "alice")
         bob = await muc_login(server, "bob")
@@ -287,6 +287,12 @@ def test_self_ping(server):
         gone = await bob.plugin["xep_0410"].send_self_ping(JID(f"pings@{MUC_HOST}/Bob"),
                                                            timeout=10)
         assert gone.name == "DISCONNECTED"
+        # IQs between occupants are relayed under their occupant JIDs (XEP-0045 7.7).
+        await join(bob, "pings", "Bob")
+        version = await bob.plugin["xep_0092"].get_version(JID(f"pings@{MUC_HOST}/Alice"),
+                                                           timeout=10)
+        assert version["from"] == JID(f"pings@{MUC_HOST}/Alice")
+        assert version["software_version"]["name"]
         await close(alice, bob)
 
     run(scenario())

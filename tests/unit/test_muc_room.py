@@ -284,3 +284,33 @@ def test_restrict_room_creation_values():
     assert creation_policy("local") == "local"
     with pytest.raises(ValueError):
         creation_policy("everyone")
+
+
+def test_iqs_between_occupants_are_relayed_and_answered_back():
+    room = make_room()
+    room.handle(presence("owner@localhost/a", "Owner"), NOW)
+    room.handle(presence("bob@localhost/b", "Bob"), NOW)
+    query = Element(n.IQ, {"from": "bob@localhost/b", "to": f"{ROOM}/Owner", "type": "get",
+                           "id": "v1"})
+    SubElement(query, "{jabber:iq:version}query")
+    [relayed] = room.handle(query, NOW).stanzas
+    assert relayed.get("from") == f"{ROOM}/Bob" and relayed.get("to") == "owner@localhost/a"
+    assert relayed.get("id") != "v1"
+    answer = Element(n.IQ, {"from": "owner@localhost/a", "to": f"{ROOM}/Bob",
+                            "type": "result", "id": relayed.get("id")})
+    [back] = room.handle(answer, NOW).stanzas
+    assert (back.get("from"), back.get("to"), back.get("id")) == (
+        f"{ROOM}/Owner", "bob@localhost/b", "v1")
+    # A forged id goes nowhere.
+    answer.set("id", "Zm9yZ2Vk")
+    assert room.handle(answer, NOW).stanzas == []
+    # vCards are asked of the account (as Prosody does).
+    vcard = Element(n.IQ, {"from": "bob@localhost/b", "to": f"{ROOM}/Owner", "type": "get",
+                           "id": "v2"})
+    SubElement(vcard, "{vcard-temp}vCard")
+    [relayed] = room.handle(vcard, NOW).stanzas
+    assert relayed.get("to") == "owner@localhost"
+    answer = Element(n.IQ, {"from": "owner@localhost", "to": f"{ROOM}/Bob",
+                            "type": "result", "id": relayed.get("id")})
+    [back] = room.handle(answer, NOW).stanzas
+    assert back.get("id") == "v2" and back.get("from") == f"{ROOM}/Owner"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ KICKABLE_ERRORS = frozenset({
     "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable",
 })
 NOT_IN_ROOM = "You are not currently connected to this chat"
+RELAY_MAC_BYTES = 9
+VCARD = "{vcard-temp}vCard"
 UNBOUNDED_HISTORY = 2 ** 31  # Prosody's max_history_messages default is math.huge
 
 
@@ -628,13 +631,15 @@ class Room:
 
     def _iq(self, stanza: Element, now: float, out: Outcome) -> None:
         kind = stanza.get("type")
-        if kind in ("result", "error") or len(stanza) != 1:
-            if kind not in ("result", "error"):
-                raise StanzaError("bad-request")
-            return
-        payload = stanza[0]
         to = parse_jid(stanza.get("to", ""))
         real = stanza.get("from", "")
+        if kind in ("result", "error"):
+            if to.resource is not None:
+                self._relay_reply(stanza, real, to.resource, out)
+            return
+        if len(stanza) != 1:
+            raise StanzaError("bad-request")
+        payload = stanza[0]
         if to.resource is not None:
             self._iq_to_occupant(stanza, payload, to.resource, real, out)
             return
@@ -654,16 +659,53 @@ class Room:
 
     def _iq_to_occupant(self, stanza: Element, payload: Element, nick: str, real: str,
                         out: Outcome) -> None:
-        """XEP-0410 self-ping; other IQs to occupants are not relayed."""
+        """XEP-0410 self-ping, or an IQ relayed to another occupant (XEP-0045
+        7.7) under the sender's occupant JID, with an id that routes the answer back."""
         sender = self.by_session.get(real)
         if sender is None:
             raise StanzaError("not-acceptable", NOT_IN_ROOM)
         if payload.tag == f"{{{ns.PING}}}ping" and sender.nick == nick:
             out.stanzas.append(make_iq_result(stanza))
             return
-        if nick not in self.occupants:
+        target = self.occupants.get(nick)
+        if target is None:
             raise StanzaError("item-not-found", "Recipient not in room")
-        raise StanzaError("service-unavailable")
+        # COMPAT: vCard requests go to the user's account, as Prosody sends them.
+        to = target.bare if payload.tag == VCARD else next(reversed(target.sessions))
+        relayed = Element(stanza.tag, {"type": stanza.get("type", ""), "from": sender.jid,
+                                       "to": to, "id": self._relay_id(real, stanza.get("id", ""))})
+        relayed.extend(stanza)
+        out.stanzas.append(relayed)
+
+    def _relay_id(self, requester: str, iq_id: str) -> str:
+        token = f"{requester}\0{iq_id}".encode()
+        return base64.urlsafe_b64encode(self._relay_mac(token) + token).decode()
+
+    def _relay_mac(self, token: bytes) -> bytes:
+        return hmac.new(self.salt.encode(), token, hashlib.sha256).digest()[:RELAY_MAC_BYTES]
+
+    def _relay_reply(self, stanza: Element, real: str, nick: str, out: Outcome) -> None:
+        """The answer to a relayed IQ goes back to whoever asked, if the id is ours."""
+        responder = self.by_session.get(real)
+        if responder is None and "/" not in real:  # a vCard answered by the account
+            responder = next((o for o in self.occupants.values() if o.bare == real), None)
+        if responder is None:
+            return
+        try:
+            raw = base64.urlsafe_b64decode(stanza.get("id", "").encode())
+        except ValueError:
+            return
+        mac, token = raw[:RELAY_MAC_BYTES], raw[RELAY_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._relay_mac(token)):
+            return
+        requester, _, iq_id = token.decode(errors="replace").partition("\0")
+        asker = self.by_session.get(requester)
+        if asker is None or asker.nick != nick:
+            return
+        answer = Element(stanza.tag, {"type": stanza.get("type", ""), "to": requester,
+                                      "id": iq_id, "from": responder.jid})
+        answer.extend(stanza)
+        out.stanzas.append(answer)
 
     def _disco_info(self, payload: Element, real: str, out: Outcome) -> Element:
         if payload.get("node"):
