@@ -314,3 +314,22 @@ def test_iqs_between_occupants_are_relayed_and_answered_back():
                             "type": "result", "id": relayed.get("id")})
     [back] = room.handle(answer, NOW).stanzas
     assert back.get("id") == "v2" and back.get("from") == f"{ROOM}/Owner"
+
+
+def test_becoming_members_only_removes_non_members():
+    room = make_room()
+    room.handle(presence("owner@localhost/a", "Owner"), NOW)
+    room.handle(presence("bob@localhost/b", "Bob"), NOW)
+    room.handle(presence("carol@localhost/c", "Carol"), NOW)
+    room.affiliations["carol@localhost"] = "member"
+    submit = Element(n.IQ, {"from": "owner@localhost/a", "to": ROOM, "type": "set", "id": "c"})
+    form = SubElement(SubElement(submit, f"{{{n.MUC_OWNER}}}query"), f"{{{ns.DATA_FORMS}}}x",
+                      {"type": "submit"})
+    for var, value in (("FORM_TYPE", n.MUC_ROOMCONFIG), ("muc#roomconfig_membersonly", "1")):
+        SubElement(SubElement(form, f"{{{ns.DATA_FORMS}}}field", {"var": var}),
+                   f"{{{ns.DATA_FORMS}}}value").text = value
+    outcome = room.handle(submit, NOW)
+    assert list(room.occupants) == ["Owner", "Carol"]
+    gone = [s for s in to(outcome, "bob@localhost/b") if s.get("type") == "unavailable"]
+    assert codes(gone[0]) == {n.NOW_MEMBERS_ONLY, n.SELF}
+    assert n.CONFIG_CHANGED in codes(to(outcome, "carol@localhost/c")[0])

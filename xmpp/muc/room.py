@@ -943,6 +943,11 @@ class Room:
         if "whois" in changed:
             for occupant in list(self.occupants.values()):
                 self._broadcast_presence(occupant, out)
+        if "members_only" in changed and self.config.members_only:
+            # XEP-0045 9.4: who is no member now has to go (status 322).
+            for occupant in list(self.occupants.values()):
+                if self.affiliation(occupant.bare) == "none":
+                    self._remove(occupant, out, codes=(n.NOW_MEMBERS_ONLY,))
         return None
 
     def destroy(self, destruction: Destruction, out: Outcome) -> None:
