@@ -333,3 +333,37 @@ def test_becoming_members_only_removes_non_members():
     gone = [s for s in to(outcome, "bob@localhost/b") if s.get("type") == "unavailable"]
     assert codes(gone[0]) == {n.NOW_MEMBERS_ONLY, n.SELF}
     assert n.CONFIG_CHANGED in codes(to(outcome, "carol@localhost/c")[0])
+
+
+def test_logged_rooms_archive_messages_and_presences_with_stanza_ids():
+    room = Room(ROOM, RoomConfig(), RoomPolicy(archive=True, log_presences=True), new_id=ids())
+    outcome = room.handle(presence("owner@localhost/a", "Owner"), NOW)
+    assert n.LOGGING_ON in codes(to(outcome, "owner@localhost/a")[0])
+    assert [item.stanza.tag for item in outcome.archive] == [n.PRESENCE]
+    outcome = room.handle(groupchat("owner@localhost/a", "kept"), NOW)
+    [item] = outcome.archive
+    [echo] = outcome.stanzas
+    assert echo.find(f"{{{n.STANZA_ID}}}stanza-id").get("id") == item.key
+    assert item.with_ == f"{ROOM}/Owner"
+    # Chat states are broadcast but neither kept nor archived.
+    state = Element(n.MESSAGE, {"from": "owner@localhost/a", "to": ROOM, "type": "groupchat"})
+    SubElement(state, "{http://jabber.org/protocol/chatstates}composing")
+    outcome = room.handle(state, NOW)
+    assert outcome.archive == [] and len(outcome.stanzas) == 1
+    assert len(room.history.entries) == 1
+    room.config.archiving = False
+    outcome = room.handle(groupchat("owner@localhost/a", "not kept"), NOW)
+    assert outcome.archive == []
+
+
+def test_a_room_never_configured_is_destroyed_after_the_lock_timeout():
+    service = MucService("conference.localhost", policy=ServicePolicy(lock_timeout=300),
+                         room_policy=RoomPolicy(), defaults=RoomConfig(), store=DictStore(),
+                         new_id=ids())
+    service.handle(presence("owner@localhost/a", "Owner"), NOW)
+    service.handle(presence("owner@localhost/b", "Owner"), NOW + 10)  # still locked: fine
+    room, outcome = service.handle(presence("bob@localhost/b", "Bob"), NOW + 301)
+    # The owner's sessions are told the room is gone; bob creates a new one.
+    told = [s for s in outcome.stanzas if s.get("to", "").startswith("owner@")]
+    assert {s.get("type") for s in told} == {"unavailable"}
+    assert room is not None and room.affiliation("bob@localhost") == "owner"
