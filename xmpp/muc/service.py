@@ -66,14 +66,11 @@ class MucService:
         # Called with each room made from storage or anew (muc_mam fills its history).
         self.on_room_loaded: Callable[[Room], None] | None = None
 
-    def set_room_policy(self, room_policy: RoomPolicy) -> None:
-        """Change what every room follows (muc_mam switches archiving on)."""
-        self.room_policy = room_policy
-        for room in self.rooms.values():
-            room.policy = room_policy
-
     def update_room_policy(self, **changes: Any) -> None:
-        self.set_room_policy(replace(self.room_policy, **changes))
+        """Change what every room follows (muc_mam switches archiving on)."""
+        self.room_policy = replace(self.room_policy, **changes)
+        for room in self.rooms.values():
+            room.policy = self.room_policy
 
     def is_admin(self, jid: str) -> bool:
         return _bare(jid) in self.policy.admins
@@ -167,7 +164,8 @@ class MucService:
         if stanza.tag != n.PRESENCE or stanza.get("type") is not None or to.resource is None:
             return None
         self._check_creation(stanza)
-        room = Room(f"{node}@{self.host}", self.defaults, self.room_policy, new_id=self.new_id,
+        room = Room(f"{node}@{self.host}", replace(self.defaults), self.room_policy,
+                    new_id=self.new_id,
                     affiliations={_bare(stanza.get("from", "")): "owner"},
                     locked=self.policy.locking)
         room.join(stanza, to.resource, now, outcome, created=True)
