@@ -20,7 +20,7 @@ from xmpp.hosts import IqAnswer, iq_event
 from xmpp.jid import InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.muc import names as n
-from xmpp.muc.room import UNBOUNDED_HISTORY, Room, RoomPolicy
+from xmpp.muc.room import UNBOUNDED_HISTORY, RoomPolicy
 from xmpp.muc.roomconfig import defaults_from_options
 from xmpp.muc.service import MucService, ServicePolicy, creation_policy
 from xmpp.stanza import make_iq_result
@@ -119,11 +119,11 @@ def setup(m: ModuleContext) -> None:
                 and stanza[0].tag not in ROOM_IQS and stanza.get("type") in ("get", "set") \
                 and service.room(to.local) is not None:
             return False  # an IQ another module answers for the room (MAM)
-        _room, outcome = service.handle(stanza, m.now())
+        room, outcome = service.handle(stanza, m.now())
         for answer in outcome.stanzas:
             m.route(answer)
         if outcome.archive:
-            m.fire("muc-archive", room=_room, items=outcome.archive)
+            m.fire("muc-archive", room=room, items=outcome.archive)
         return True
 
     m.hook("route/local", to_room)
@@ -142,14 +142,3 @@ def room_list(service: MucService, stanza: Element) -> IqAnswer | None:
             item.set("name", room.config.name)
     return IqAnswer(make_iq_result(stanza, query))
 
-
-def find_room(m: ModuleContext, jid: str) -> Room | None:
-    """The room at `jid` on this host, for modules that extend rooms."""
-    service = m.shared(service_key(m.host.name), lambda: None)
-    if service is None:
-        return None
-    try:
-        node = parse_jid(jid).local
-    except InvalidJID:
-        return None
-    return service.room(node) if node else None
