@@ -65,7 +65,7 @@ class RoomStorage:
 def read_policies(m: ModuleContext) -> tuple[ServicePolicy, RoomPolicy]:
     config = m.config
     try:
-        restrict = creation_policy(config.options.get("restrict_room_creation", False))
+        restrict = creation_policy(config.get("restrict_room_creation", False))
     except ValueError as error:
         m.log.error("%s; room creation is restricted to admins", error)
         restrict = "admin"

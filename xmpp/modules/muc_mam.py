@@ -51,8 +51,7 @@ class RoomArchive:
                                           min=0)
         self.include_total = config.get_bool("muc_log_include_total", True)
         try:
-            self.expires_after = core.parse_period(config.options.get("muc_log_expires_after",
-                                                                      "1w"))
+            self.expires_after = core.parse_period(config.get("muc_log_expires_after", "1w"))
         except ValueError as error:
             m.log.error("muc_log_expires_after: %s; room logs will not expire", error)
             self.expires_after = None
