@@ -131,3 +131,11 @@ def test_archive_orders_by_time_then_append_and_bounds_by_several_keys(stores):
     assert archive.find("alice", ids=["late"])[0].value == "late"
     with pytest.raises(KeyError):
         archive.count("alice", before="nope")
+
+
+def test_archive_lists_its_users(stores):
+    archive = stores.open(HOST, "muc_log", "archive")
+    for room in ("lounge", "attic", "lounge"):
+        archive.append(room, {"body": room}, T0)
+    stores.open(HOST, "other", "archive").append("cellar", {"body": "x"}, T0)
+    assert sorted(archive.users()) == ["attic", "lounge"]
