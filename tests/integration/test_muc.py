@@ -350,3 +350,20 @@ def test_config_form_bad_values(server):
         await close(alice, bob)
 
     run(scenario())
+
+
+def test_a_closed_connection_leaves_its_rooms(server):
+    async def scenario():
+        alice = await muc_login(server, "alice")
+        bob = await muc_login(server, "bob")
+        await instant_room(alice, "exits", "Alice")
+        await join(bob, "exits", "Bob")
+        await close(bob)
+        left = await next_matching(alice.all_presences, lambda p: p["type"] == "unavailable"
+                                   and p["from"].resource == "Bob")
+        assert left["muc"]["role"] == "none"
+        assert await alice.plugin["xep_0045"].get_roles_list(room_jid("exits"),
+                                                             "participant") == []
+        await close(alice)
+
+    run(scenario())
