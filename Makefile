@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config.example.lua
 # System tools the integration tests drive (Debian package names).
-APT_PACKAGES := haproxy nginx chromium nodejs npm prosody lua-unbound postgresql
+APT_PACKAGES := haproxy nginx chromium nodejs npm prosody lua-unbound postgresql lua-dbi-sqlite3
 PYTEST_ARGS ?=
 # make fuzz: each target of tests/fuzz for FUZZ_SECONDS; findings land in FUZZ_DIR (outside git).
 FUZZ_SECONDS ?= 3600

@@ -39,6 +39,8 @@ modules_enabled = {
 		"time"; -- Replies to entity time requests (XEP-0202)
 		"uptime"; -- Reports how long the server has been running (XEP-0012)
 		"offline"; -- Stores messages for users who are offline
+		--"carbons"; -- Copies of messages to all of a user's devices (XEP-0280)
+		--"mam"; -- Message archive for users (XEP-0313); see "Archive" below
 		"register"; -- In-band registration and password changes (XEP-0077)
 		"posix"; -- PID file and POSIX process settings
 
@@ -109,6 +111,16 @@ c2s_require_encryption = false
 --dialback_secret = "a long random string"
 -- DNS for finding other servers: the system's resolv.conf unless told otherwise.
 --unbound = { forward = "192.0.2.53@53" }
+
+
+---------- Archive (mod_mam) ----------
+
+--default_archive_policy = true -- false, or "roster" (only contacts in the roster)
+--archive_expires_after = "1w" -- "30d", "1m", "1y", seconds, or "never"
+--max_archive_query_results = 50
+--dont_archive_namespaces = { "http://jabber.org/protocol/chatstates" }
+--mam_smart_enable = false -- true: archive only once a user's client has used MAM
+--vireo_mam_queue_size = 10000 -- archive writes waiting for the database
 
 
 ---------- Certificates ----------

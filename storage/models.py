@@ -239,8 +239,8 @@ class ArchiveItem(Base):
     """One item of a module's archive store (Prosody's `prosodyarchive` table):
     timestamped, with the JID it is exchanged `with`, found by its `key`.
 
-    `id` orders items as they were appended, so paging never depends on
-    timestamps that may repeat.
+    Items are in (`when`, `id`) order: by time, and as they were appended
+    within one timestamp, so paging never depends on timestamps that may repeat.
     """
 
     __tablename__ = "archive"
@@ -248,12 +248,13 @@ class ArchiveItem(Base):
         Index("uq_archive_host_username_store_key", "host", "username", "store", "key",
               unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
                                          "store": MYSQL_PREFIX}),
-        Index("ix_archive_host_username_store_when", "host", "username", "store", "when",
-              mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                            "store": MYSQL_PREFIX}),
-        Index("ix_archive_host_username_store_with_when", "host", "username", "store", "with",
-              "when", mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                    "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
+        Index("ix_archive_host_username_store_when_id", "host", "username", "store", "when",
+              "id", mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
+                                  "store": MYSQL_PREFIX}),
+        Index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
+              "with", "when", "id", mysql_length={"host": MYSQL_PREFIX,
+                                                  "username": MYSQL_PREFIX,
+                                                  "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
     )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)

@@ -122,7 +122,8 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     # Multi-user chat (mod_muc and friends)
     "restrict_room_creation", "max_history_messages", "muc_log_all_rooms",
     "muc_log_by_default", "muc_log_expires_after", "muc_log_cleanup_date_cache_size",
-    "muc_log_include_total", "muc_log_presences", "muc_max_rooms", "muc_occupant_id",
+    "muc_log_include_total", "muc_log_presences", "muc_max_nick_length",
+    "muc_max_occupants", "muc_max_rooms", "muc_occupant_id",
     "muc_registration_include_form", "muc_room_allow_persistent", "muc_room_allow_public",
     "muc_room_cache_size", "muc_room_default_allow_member_invites",
     "muc_room_default_change_subject", "muc_room_default_history_length",
@@ -152,5 +153,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
     "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
     "vireo_http_file_share_prune_interval",
+    "vireo_mam_queue_size", "vireo_mam_query_burst", "vireo_mam_query_rate",
+    "vireo_muc_presence_burst", "vireo_muc_presence_rate",
     "vireo_proxy_header_timeout",
 })

@@ -40,10 +40,13 @@ def upgrade() -> None:
     prefix = dict.fromkeys(USER_STORE, MYSQL_PREFIX)
     op.create_index("uq_archive_host_username_store_key", "archive", [*USER_STORE, "key"],
                     unique=True, mysql_length=prefix)
-    op.create_index("ix_archive_host_username_store_when", "archive", [*USER_STORE, "when"],
-                    mysql_length=prefix)
-    op.create_index("ix_archive_host_username_store_with_when", "archive",
-                    [*USER_STORE, "with", "when"],
+    # Pages are in ("when", id) order: each index ends with both, so a page of
+    # one user's archive (by time, by `with`, after or before an item) is one
+    # index range scan with no sort.
+    op.create_index("ix_archive_host_username_store_when_id", "archive",
+                    [*USER_STORE, "when", "id"], mysql_length=prefix)
+    op.create_index("ix_archive_host_username_store_with_when_id", "archive",
+                    [*USER_STORE, "with", "when", "id"],
                     mysql_length={**prefix, "with": MYSQL_PREFIX})
 
 

@@ -8,7 +8,7 @@ from xml.etree.ElementTree import Element, SubElement
 import pytest
 
 from storage.accounts import AccountStore
-from storage.stores import StoreFactory
+from storage.stores import ArchiveEntry, StoreFactory
 from tests.unit import storage_fixtures
 
 db_url = storage_fixtures.db_url
@@ -115,3 +115,27 @@ def test_archive_delete_and_account_deletion(stores, db):
 def test_unknown_store_kind_is_refused(stores):
     with pytest.raises(ValueError):
         stores.open(HOST, "x", "table")
+
+
+def test_archive_orders_by_time_then_append_and_bounds_by_several_keys(stores):
+    archive = stores.open(HOST, "archive", "archive")
+    late = ArchiveEntry("alice", "late", T0 + timedelta(hours=1), key="late")
+    same = [ArchiveEntry("alice", f"s{i}", T0, key=f"s{i}") for i in range(4)]
+    archive.append_many([late, *same])
+    assert [r.key for r in archive.find("alice")] == ["s0", "s1", "s2", "s3", "late"]
+    assert [r.key for r in archive.find("alice", after=("s0", "s1"), before="late")] == \
+        ["s2", "s3"]
+    assert [r.key for r in archive.find("alice", before="s3", reverse=True, limit=2)] == \
+        ["s2", "s1"]
+    assert archive.count("alice", after="s1") == 3
+    assert archive.find("alice", ids=["late"])[0].value == "late"
+    with pytest.raises(KeyError):
+        archive.count("alice", before="nope")
+
+
+def test_archive_lists_its_users(stores):
+    archive = stores.open(HOST, "muc_log", "archive")
+    for room in ("lounge", "attic", "lounge"):
+        archive.append(room, {"body": room}, T0)
+    stores.open(HOST, "other", "archive").append("cellar", {"body": "x"}, T0)
+    assert sorted(archive.users()) == ["attic", "lounge"]

@@ -26,6 +26,8 @@ IMPLEMENTED = {
     "ping": "xmpp.modules.ping",
     "version": "xmpp.modules.version",
     "offline": "xmpp.modules.offline",
+    "carbons": "xmpp.modules.carbons",
+    "mam": "xmpp.modules.mam",
     "register": "xmpp.modules.register",
     "time": "xmpp.modules.time",
     "uptime": "xmpp.modules.uptime",
@@ -51,6 +53,8 @@ IMPLEMENTED = {
     "tombstones": "xmpp.modules.tombstones",
     "turn_external": "xmpp.modules.turn_external",
     "limits": "xmpp.modules.limits",
+    "muc": "xmpp.modules.muc",
+    "muc_mam": "xmpp.modules.muc_mam",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is

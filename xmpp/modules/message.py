@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from xmpp.errors import StanzaError
+from xmpp.jid import JID
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import available_sessions, presence_of
 
@@ -19,16 +20,24 @@ def setup(m: ModuleContext) -> None:
     m.hook("message/bare", lambda event: deliver_to_bare(m, event), -1)
 
 
+def bare_targets(m: ModuleContext, to: JID, kind: str) -> list[Any]:
+    """The sessions a message of type `kind` to bare JID `to` is delivered to:
+    the available ones of highest non-negative priority (every non-negative
+    one for headlines and errors)."""
+    targets = [s for s in available_sessions(m, to) if presence_of(s).priority >= 0]
+    if kind in ("normal", "chat") and targets:
+        top = max(presence_of(s).priority for s in targets)
+        targets = [s for s in targets if presence_of(s).priority == top]
+    return targets
+
+
 def deliver_to_bare(m: ModuleContext, event: Any) -> bool:
     stanza, to, origin = event.stanza, event.to, event.origin
     kind = stanza.get("type", "normal")
     if kind == "groupchat":
         m.bounce(stanza, origin, StanzaError("service-unavailable"))
         return True
-    targets = [s for s in available_sessions(m, to) if presence_of(s).priority >= 0]
-    if kind in ("normal", "chat") and targets:
-        top = max(presence_of(s).priority for s in targets)
-        targets = [s for s in targets if presence_of(s).priority == top]
+    targets = bare_targets(m, to, kind)
     if targets:
         for session in targets:
             session.send(stanza)
