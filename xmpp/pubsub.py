@@ -285,8 +285,9 @@ class Service:
             return "owner"
         return node.affiliations.get(bare, "none") if node is not None else "none"
 
-    def may_read(self, jid: str, node: Node) -> bool:
-        """Whether `jid` may see the node's items (XEP-0060 4.5 access models)."""
+    def may_read(self, jid: str, node: Node, contacts: Contacts | None = None) -> bool:
+        """Whether `jid` may see the node's items (XEP-0060 4.5 access models);
+        `contacts` stands in for the service's own (e.g. one roster snapshot)."""
         affiliation = self.affiliation(jid, node)
         if affiliation == "outcast":
             return False
@@ -296,11 +297,12 @@ class Service:
         if model == "open":
             return True
         bare = bare_of(jid)
+        contacts = contacts or self.contacts
         if model == "presence":
-            return self.contacts.subscribed(bare)
+            return contacts.subscribed(bare)
         if model == "roster":
             allowed = set(node.config["roster_groups_allowed"])
-            return bool(allowed.intersection(self.contacts.groups(bare)))
+            return bool(allowed.intersection(contacts.groups(bare)))
         return False
 
     def _may_publish(self, jid: str, node: Node | None) -> bool:
@@ -510,10 +512,11 @@ class Service:
         node.subscribers.discard(jid)
         self.store.save_node(node.name, node.data())
 
-    def recipients(self, node: Node, candidates: Iterable[str]) -> list[str]:
+    def recipients(self, node: Node, candidates: Iterable[str],
+                   contacts: Contacts | None = None) -> list[str]:
         """Of `candidates` and the node's subscribers, those who may read it."""
         wanted = dict.fromkeys([*node.subscribers, *candidates])
-        return [jid for jid in wanted if self.may_read(jid, node)]
+        return [jid for jid in wanted if self.may_read(jid, node, contacts)]
 
 
 # -- the wire --------------------------------------------------------------------------

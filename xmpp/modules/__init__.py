@@ -36,6 +36,7 @@ IMPLEMENTED = {
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
+    "pep": "xmpp.modules.pep",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is

@@ -20,7 +20,7 @@ def setup(m: ModuleContext) -> None:
     extra_items = configured_items(m)
     m.hook_iq("get", ITEMS, lambda request: host_items(m, request, extra_items))
     m.hook_iq("get", INFO, lambda request: account_info(m, request), target="bare")
-    m.hook_iq("get", ITEMS, lambda request: account_items(request), target="bare")
+    m.hook_iq("get", ITEMS, lambda request: account_items(m, request), target="bare")
 
 
 def info_query(host: LocalHost, node: str | None = None) -> Element:
@@ -92,10 +92,14 @@ def account_info(m: ModuleContext, request: IqRequest) -> Element:
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                {"category": "account", "type": "registered"})
     SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": ns.DISCO_INFO})
+    # Prosody's event: modules of the account's data (PEP...) add to the answer.
+    m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query
 
 
-def account_items(request: IqRequest) -> Element:
+def account_items(m: ModuleContext, request: IqRequest) -> Element:
     if request.payload.get("node"):
         raise StanzaError("item-not-found")
-    return Element(ITEMS)
+    query = Element(ITEMS)
+    m.fire("account-disco-items", origin=request.origin, stanza=request.stanza, reply=query)
+    return query
