@@ -37,6 +37,8 @@ IMPLEMENTED = {
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
     "pep": "xmpp.modules.pep",
+    "private": "xmpp.modules.private",
+    "blocklist": "xmpp.modules.blocklist",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
