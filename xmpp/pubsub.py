@@ -71,9 +71,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 
 def _boolean(text: str) -> bool:
-    if text in ("1", "true"):
+    # XEP-0004 says "1"/"true"; some clients (slixmpp's XEP-0223) send "True".
+    if text.lower() in ("1", "true"):
         return True
-    if text in ("0", "false"):
+    if text.lower() in ("0", "false"):
         return False
     raise ValueError("not a boolean")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
@@ -95,6 +96,14 @@ def account_info(m: ModuleContext, request: IqRequest) -> Element:
     # Prosody's event: modules of the account's data (PEP...) add to the answer.
     m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query
+
+
+def add_account_feature(m: ModuleContext, var: str) -> None:
+    """Advertise `var` in the disco#info of every account of the host."""
+    def add(event: Any) -> None:
+        SubElement(event.reply, f"{{{ns.DISCO_INFO}}}feature", {"var": var})
+
+    m.hook("account-disco-info", add)
 
 
 def account_items(m: ModuleContext, request: IqRequest) -> Element:

@@ -178,11 +178,45 @@ class Pep:
             self.broadcast(username, service, notification)
         return result
 
-    def publish(self, username: str, node: str, item: Element,
-                options: dict[str, Any] | None = None) -> None:
-        """Publish as the account itself (for modules that keep data in PEP)."""
+    def publish(self, username: str, node: str, item_id: str, payload: Element,
+                defaults: dict[str, Any] | None = None) -> None:
+        """Publish as the account itself (for modules that keep data in PEP);
+        `defaults` configure the node if it is new (mod_pep's _defaults_only)."""
         service = self.service(username)
-        self.broadcast(username, service, service.publish(service.owner, node, item, options))
+        if node not in service.nodes:
+            service.create(service.owner, node, defaults)
+        item = Element(f"{{{NS}}}item", {"id": item_id})
+        item.append(payload)
+        self.broadcast(username, service, service.publish(service.owner, node, item))
+
+    def retract(self, username: str, node: str, item_id: str) -> None:
+        service = self.service(username)
+        notification = service.retract(service.owner, node, item_id)
+        if notification.node.config["notify_retract"]:
+            self.broadcast(username, service, notification)
+
+    def purge(self, username: str, node: str) -> None:
+        service = self.service(username)
+        if node in service.nodes:
+            self.broadcast(username, service, service.purge(service.owner, node))
+
+    def payload(self, username: str, node: str, actor: str,
+                item_id: str | None = None) -> Element | None:
+        """The payload of an item (by id, else the last one) that `actor` may
+        read; None when there is none or it may not."""
+        service = self.service(username)
+        found = service.nodes.get(node)
+        if found is None or not service.may_read(actor, found):
+            return None
+        items = service.items_of(found)
+        item = items.get(item_id) if item_id else service.last_item(node)
+        return item[0] if item is not None and len(item) else None
+
+    def items(self, username: str, node: str) -> list[Element]:
+        """Every item of the account's node, oldest first (for its own modules)."""
+        service = self.service(username)
+        found = service.nodes.get(node)
+        return list(service.items_of(found).values()) if found is not None else []
 
     def broadcast(self, username: str, service: Service, notification: Notification) -> None:
         node = notification.node
@@ -190,9 +224,11 @@ class Pep:
                       if node.name in nodes]
         for jid in service.recipients(node, interested, self._roster_snapshot(username)):
             self.m.route(event_message(service.owner, jid, notification))
-        if notification.kind == "items":
-            self.m.fire(f"item-published/{node.name}", username=username, node=node.name,
-                        item=notification.item)
+        if notification.kind in ("items", "retract"):
+            # Prosody's service events, for modules that mirror a node (bookmarks).
+            kind = "published" if notification.kind == "items" else "retracted"
+            self.m.fire(f"item-{kind}/{node.name}", username=username, node=node.name,
+                        item=notification.item, item_id=notification.item_id)
 
     # -- who wants notifications (XEP-0163 4.3, XEP-0115) ------------------------------
 
