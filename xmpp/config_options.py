@@ -152,5 +152,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
     "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
     "vireo_http_file_share_prune_interval",
+    "pep_max_nodes", "pep_max_item_size", "pep_max_affiliations", "private_max_entries",
+    "blocklist_max_items",
     "vireo_proxy_header_timeout",
 })

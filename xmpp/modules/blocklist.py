@@ -3,12 +3,13 @@
 The list is the keyval store "blocklist" (`{jid: true}`, as Prosody keeps
 it), cached for `blocklist_cache_size` accounts. Stanzas from a blocked JID
 (full, bare or domain) to the account are stopped on `route/local`: IQ
-requests and chat/normal messages get <service-unavailable/>, the rest is
-dropped. What the account's clients send to a blocked JID is stopped on the
-`pre-*` events: presence silently, messages and IQ requests with
-<not-acceptable/> and <blocked xmlns='urn:xmpp:blocking:errors'/>; what the
-server sends in its name (presence broadcasts, PEP notifications) is dropped
-on `route/local` and `route/remote`.
+requests and chat/normal messages get <service-unavailable/>
+(`bounce_blocked_messages`), the rest is dropped. What the account's clients
+send to a blocked JID is stopped on the `pre-*` events: presence silently,
+messages and IQ requests with <not-acceptable/> and <blocked
+xmlns='urn:xmpp:blocking:errors'/>; what the server sends in its name
+(presence broadcasts, PEP notifications) is dropped on `route/local` and
+`route/remote`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class Blocklist:
         self.m = m
         self.store = m.open_store("blocklist", "keyval")
         self.lists: LRUCache[str, frozenset[str]] = LRUCache(
-            m.config.get_int("blocklist_cache_size", 256, min=1))
+            m.config.get_int("blocklist_cache_size", 64, min=1))
+        # XEP-0191 3.3: a blocked sender's message SHOULD get an error (Prosody
+        # 0.12.5+ drops it unless this is set).
+        self.bounce_messages = m.config.get_bool("bounce_blocked_messages", True)
         self.max_items = m.config.get_int("blocklist_max_items", DEFAULT_MAX_ITEMS, min=1)
 
     def blocked(self, username: str) -> frozenset[str]:
@@ -148,7 +152,8 @@ class Blocklist:
             return False
         kind = stanza.get("type")
         if (stanza.tag == IQ and kind in ("get", "set")) or (
-                stanza.tag == MESSAGE and kind in (None, "normal", "chat")):
+                self.bounce_messages and stanza.tag == MESSAGE
+                and kind in (None, "normal", "chat")):
             self.m.bounce(stanza, event.origin, StanzaError("service-unavailable"))
         return True
 
