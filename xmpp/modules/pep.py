@@ -162,11 +162,25 @@ class Pep:
         return Contacts(subscribed, groups)
 
     def _roster_snapshot(self, username: str) -> Contacts:
-        """Contacts read from one roster load (for a broadcast to many)."""
-        roster = self.m.typed_store("rosters").get_roster(self.m.host.name, username)
-        return Contacts(
-            lambda bare: bare in roster and roster[bare].subscription in ("from", "both"),
-            lambda bare: roster[bare].groups if bare in roster else [])
+        """Contacts read from one roster load, made on first use (for a
+        broadcast to many; open nodes need none)."""
+        loaded: list[dict[str, Any]] = []
+
+        def roster() -> dict[str, Any]:
+            if not loaded:
+                loaded.append(self.m.typed_store("rosters").get_roster(self.m.host.name,
+                                                                       username))
+            return loaded[0]
+
+        def subscribed(bare: str) -> bool:
+            item = roster().get(bare)
+            return item is not None and item.subscription in ("from", "both")
+
+        def groups(bare: str) -> list[str]:
+            item = roster().get(bare)
+            return item.groups if item is not None else []
+
+        return Contacts(subscribed, groups)
 
     def answer(self, request: IqRequest) -> Element | None:
         stanza = request.stanza
@@ -222,8 +236,14 @@ class Pep:
         node = notification.node
         interested = [jid for jid, nodes in (self.recipients.get(username) or {}).items()
                       if node.name in nodes]
-        for jid in service.recipients(node, interested, self._roster_snapshot(username)):
-            self.m.route(event_message(service.owner, jid, notification))
+        recipients = service.recipients(node, interested, self._roster_snapshot(username))
+        if recipients:
+            # One message, readdressed for each recipient (as Prosody's broadcaster).
+            message = event_message(service.owner, recipients[0], notification)
+            for jid in recipients:
+                copy = Element(message.tag, dict(message.attrib, to=jid))
+                copy[:] = message[:]
+                self.m.route(copy)
         if notification.kind in ("items", "retract"):
             # Prosody's service events, for modules that mirror a node (bookmarks).
             kind = "published" if notification.kind == "items" else "retracted"
