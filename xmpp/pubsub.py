@@ -254,6 +254,7 @@ class Notification:
     node: Node
     item: Element | None = None
     item_id: str | None = None
+    to: str | None = None  # for this JID only (the last item for a new subscriber)
 
 
 def bare_of(jid: str) -> str:
@@ -493,7 +494,9 @@ class Service:
         node.affiliations = updated
         self.store.save_node(node.name, node.data())
 
-    def subscribe(self, actor: str, name: str | None, jid: str) -> None:
+    def subscribe(self, actor: str, name: str | None, jid: str) -> list[Notification]:
+        """Subscribe `jid`; the node's last item for it, if the node sends it on
+        subscription (send_last_published_item)."""
         node = self._readable(actor, name)
         if bare_of(jid) != bare_of(actor):
             raise pubsub_error("bad-request", "invalid-jid")
@@ -503,6 +506,10 @@ class Service:
                                   f"At most {self.limits.affiliations} subscriptions per node")
             node.subscribers.add(jid)
             self.store.save_node(node.name, node.data())
+        last = self.last_item(node.name)
+        if last is None or node.config["send_last_published_item"] == "never":
+            return []
+        return [Notification("items", node, item=last, item_id=last.get("id"), to=jid)]
 
     def unsubscribe(self, actor: str, name: str | None, jid: str) -> None:
         node = self._node(name)
@@ -574,11 +581,11 @@ def handle_request(service: Service, actor: str, iq_type: str,
         service.create(actor, name, options)
         return None, []
     if iq_type == "set" and verb == _tag(NS, "subscribe"):
-        service.subscribe(actor, name, action.get("jid", ""))
+        last = service.subscribe(actor, name, action.get("jid", ""))
         result = Element(_tag(NS, "pubsub"))
         SubElement(result, _tag(NS, "subscription"), {
             "node": name or "", "jid": action.get("jid", ""), "subscription": "subscribed"})
-        return result, []
+        return result, last
     if iq_type == "set" and verb == _tag(NS, "unsubscribe"):
         service.unsubscribe(actor, name, action.get("jid", ""))
         return None, []

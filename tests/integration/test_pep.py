@@ -94,6 +94,11 @@ def test_omemo_device_list_and_bundle_are_fetched_by_a_contact_without_subscript
         assert ("pubsub", "pep", None, None) in info["disco_info"]["identities"]
         assert "http://jabber.org/protocol/pubsub#publish-options" in \
             info["disco_info"]["features"]
+        leaf = await bob["xep_0030"].get_info(alice_jid, node=f"{AXOLOTL}.devicelist")
+        assert ("pubsub", "leaf", None, None) in leaf["disco_info"]["identities"]
+        with pytest.raises(IqError) as hidden:
+            await bob["xep_0030"].get_info(alice_jid, node=MOOD)
+        assert hidden.value.condition == "item-not-found"
         await close(alice, bob)
 
     run(scenario())

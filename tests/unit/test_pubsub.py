@@ -271,7 +271,8 @@ def test_configure_round_trip_and_unknown_fields():
 def test_recipients_are_subscribers_and_interested_contacts_who_may_read():
     pep = service()
     pep.publish(OWNER, "n", item("a"))
-    pep.subscribe(FRIEND, "n", FRIEND)
+    [last] = pep.subscribe(FRIEND, "n", FRIEND)  # the last item, for the new subscriber
+    assert (last.to, last.item_id) == (FRIEND, "a")
     interested = [OWNER + "/phone", STRANGER + "/pc", FRIEND + "/laptop"]
     assert pep.recipients(pep.nodes["n"], interested) == [
         FRIEND, OWNER + "/phone", FRIEND + "/laptop"]

@@ -87,8 +87,16 @@ def host_items(m: ModuleContext, request: IqRequest,
 def account_info(m: ModuleContext, request: IqRequest) -> Element:
     to = request.stanza.get("to", "")
     local = to.split("@", 1)[0]
-    if request.payload.get("node") or not m.users.exists(local):
+    if not m.users.exists(local):
         raise StanzaError("service-unavailable")
+    node = request.payload.get("node")
+    if node:
+        # Prosody's event: a module that knows the node (PEP) fills the answer.
+        query = Element(INFO, {"node": node})
+        if not m.fire("account-disco-info-node", origin=request.origin,
+                      stanza=request.stanza, node=node, reply=query):
+            raise StanzaError("item-not-found")
+        return query
     query = Element(INFO)
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                {"category": "account", "type": "registered"})

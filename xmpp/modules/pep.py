@@ -60,6 +60,8 @@ def setup(m: ModuleContext) -> None:
     m.hook("pre-resource-unbind", lambda event: pep.forget_recipient(event.session.jid))
     m.hook("account-disco-info", lambda event: pep.disco_info(event.reply))
     m.hook("account-disco-items", lambda event: pep.disco_items(event.stanza, event.reply))
+    m.hook("account-disco-info-node", lambda event: pep.disco_node(event.stanza, event.node,
+                                                                   event.reply))
     m.hook("user-deleted", lambda event: pep.forget_account(event.username))
 
 
@@ -234,6 +236,9 @@ class Pep:
 
     def broadcast(self, username: str, service: Service, notification: Notification) -> None:
         node = notification.node
+        if notification.to is not None:
+            self.m.route(event_message(service.owner, notification.to, notification))
+            return
         interested = [jid for jid, nodes in (self.recipients.get(username) or {}).items()
                       if node.name in nodes]
         recipients = service.recipients(node, interested, self._roster_snapshot(username))
@@ -365,6 +370,17 @@ class Pep:
         SubElement(reply, f"{{{ns.DISCO_INFO}}}feature", {"var": NS})
         for feature in FEATURES:
             SubElement(reply, f"{{{ns.DISCO_INFO}}}feature", {"var": f"{NS}#{feature}"})
+
+    def disco_node(self, stanza: Element, name: str, reply: Element) -> bool:
+        """disco#info of a node the asker may read: a pubsub leaf (XEP-0060 5.3)."""
+        service = self.service(_local(stanza.get("to", "")))
+        node = service.nodes.get(name)
+        if node is None or not service.may_read(stanza.get("from", ""), node):
+            return False
+        SubElement(reply, f"{{{ns.DISCO_INFO}}}identity", {"category": "pubsub",
+                                                           "type": "leaf"})
+        SubElement(reply, f"{{{ns.DISCO_INFO}}}feature", {"var": NS})
+        return True
 
     def disco_items(self, stanza: Element, reply: Element) -> None:
         username = _local(stanza.get("to", ""))
