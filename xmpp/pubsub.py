@@ -393,6 +393,8 @@ class Service:
         node = self.nodes.get(name)
         if not self._may_publish(actor, node):
             raise StanzaError("forbidden")
+        if len(item) == 0:
+            raise pubsub_error("bad-request", "payload-required")  # XEP-0060 7.1.3.6
         if len(item) > 1:
             raise pubsub_error("bad-request", "invalid-payload", "One payload per item")
         item_id = item.get("id") or secrets.token_hex(8)

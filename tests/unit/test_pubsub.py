@@ -154,6 +154,19 @@ def test_bad_publish_options_are_refused_and_publish_nothing(fields):
     assert pep.nodes == {}
 
 
+def test_an_item_carries_exactly_one_payload():
+    pep = service()
+    for children in (0, 2):
+        element = Element(f"{{{NS}}}item", {"id": "a"})
+        for _ in range(children):
+            SubElement(element, "{urn:example}x")
+        with pytest.raises(StanzaError) as refused:
+            pep.publish(OWNER, "n", element)
+        assert conditions(refused.value) == (
+            "bad-request", "payload-required" if children == 0 else "invalid-payload")
+    assert pep.nodes == {}
+
+
 def test_named_limits_refuse_large_items_long_names_and_too_many_nodes():
     pep = service(item_size=1000, max_nodes=2)
     with pytest.raises(StanzaError) as big:
