@@ -154,10 +154,16 @@ def test_oversized_items_long_node_names_and_unknown_options_are_refused(server)
         # 100,000 JIDs for a whitelist, in stanzas under the size limit: refused.
         await pep.publish(None, "secret", payload=payload("{urn:example}x"),
                           options=options(alice, **{"pubsub#access_model": "whitelist"}))
-        for batch in range(40):
-            affiliations = [(f"u{batch}-{n}@example.net", "member") for n in range(2500)]
-            assert (await refused(pep.modify_affiliations(None, "secret", affiliations)))[0] \
-                == "resource-constraint"
+        # pep_max_affiliations (1000) takes the first two batches of 500, no more.
+        for batch in range(200):
+            affiliations = [(f"u{batch}-{n}@example.net", "member") for n in range(500)]
+            if batch < 2:
+                await pep.modify_affiliations(None, "secret", affiliations)
+            else:
+                assert (await refused(pep.modify_affiliations(
+                    None, "secret", affiliations)))[0] == "resource-constraint"
+        listed = await pep.get_node_affiliations(None, "secret")
+        assert len(listed["pubsub_owner"]["affiliations"]) == 1001  # and the owner
         nodes = await alice["xep_0030"].get_items(server.jid("limit_a"))
         assert {item[1] for item in nodes["disco_items"]["items"]} == {"secret"}
         await close(alice)
