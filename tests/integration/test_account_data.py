@@ -27,9 +27,10 @@ STORES = {"pep", "pep_urn:example:mood", "pep_urn:xmpp:vcard4", "private", "bloc
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, databases):
     server = make_server(tmp_path_factory.mktemp("account_data"),
-                         modules=("register", "pep", "private", "blocklist", "vcard_legacy"))
+                         modules=("register", "pep", "private", "blocklist", "vcard_legacy"),
+                         database=databases.config())
     server.create_users({"leaver": "pw-leaver", "stays": "pw-stays"})
     server.start()
     yield server

@@ -25,9 +25,10 @@ ITEM_SIZE = 4096
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, databases):
     server = make_server(tmp_path_factory.mktemp("pep"), modules=("pep",),
-                         extra=f"pep_max_item_size = {ITEM_SIZE}\npep_max_nodes = 20\n")
+                         extra=f"pep_max_item_size = {ITEM_SIZE}\npep_max_nodes = 20\n",
+                         database=databases.config())
     server.create_users(USERS)
     seed_mutual(server, [("caps_a", "caps_b")])
     server.start()
