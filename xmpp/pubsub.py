@@ -574,6 +574,8 @@ def handle_request(service: Service, actor: str, iq_type: str,
             max_items = int(limit) if limit is not None else None
         except ValueError as error:
             raise StanzaError("bad-request", "max_items must be a number") from error
+        if max_items is not None and max_items < 1:
+            raise StanzaError("bad-request", "max_items must be at least 1")
         items = service.get_items(actor, name, ids or None, max_items)
         result = Element(_tag(NS, "pubsub"))
         SubElement(result, _tag(NS, "items"), {"node": name or ""}).extend(items)

@@ -122,6 +122,10 @@ def test_items_by_id_and_by_max_items_newest_first():
     with pytest.raises(StanzaError) as missing:
         handle_request(pep, OWNER, "get", items_request("nothing"))
     assert missing.value.condition == "item-not-found"
+    for bad in (0, -1):
+        with pytest.raises(StanzaError) as refused:
+            handle_request(pep, OWNER, "get", items_request("n", max_items=bad))
+        assert refused.value.condition == "bad-request"
 
 
 def test_publish_options_that_disagree_are_precondition_not_met():

@@ -10,7 +10,7 @@ the archive store "pep_<node>", all rows of the account (they go with it).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -150,39 +150,23 @@ class Pep:
         return service
 
     def _contacts(self, username: str) -> Contacts:
+        """Contacts read from the owner's roster one item at a time."""
         rosters = self.m.typed_store("rosters")
         host = self.m.host.name
-
-        def subscribed(bare: str) -> bool:
-            item = rosters.get_item(host, username, bare)
-            return item is not None and item.subscription in ("from", "both")
-
-        def groups(bare: str) -> list[str]:
-            item = rosters.get_item(host, username, bare)
-            return item.groups if item is not None else []
-
-        return Contacts(subscribed, groups)
+        return _contacts_of(lambda bare: rosters.get_item(host, username, bare))
 
     def _roster_snapshot(self, username: str) -> Contacts:
         """Contacts read from one roster load, made on first use (for a
         broadcast to many; open nodes need none)."""
         loaded: list[dict[str, Any]] = []
 
-        def roster() -> dict[str, Any]:
+        def item_of(bare: str) -> Any:
             if not loaded:
                 loaded.append(self.m.typed_store("rosters").get_roster(self.m.host.name,
                                                                        username))
-            return loaded[0]
+            return loaded[0].get(bare)
 
-        def subscribed(bare: str) -> bool:
-            item = roster().get(bare)
-            return item is not None and item.subscription in ("from", "both")
-
-        def groups(bare: str) -> list[str]:
-            item = roster().get(bare)
-            return item.groups if item is not None else []
-
-        return Contacts(subscribed, groups)
+        return _contacts_of(item_of)
 
     def answer(self, request: IqRequest) -> Element | None:
         stanza = request.stanza
@@ -392,6 +376,19 @@ class Pep:
                 if node.config["title"]:
                     attrs["name"] = node.config["title"]
                 SubElement(reply, f"{{{ns.DISCO_ITEMS}}}item", attrs)
+
+
+def _contacts_of(item_of: Callable[[str], Any]) -> Contacts:
+    """The access models' view of a roster, given how to find one item."""
+    def subscribed(bare: str) -> bool:
+        item = item_of(bare)
+        return item is not None and item.subscription in ("from", "both")
+
+    def groups(bare: str) -> list[str]:
+        item = item_of(bare)
+        return item.groups if item is not None else []
+
+    return Contacts(subscribed, groups)
 
 
 def _local(jid: str) -> str:
