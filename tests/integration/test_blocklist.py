@@ -10,17 +10,19 @@ from slixmpp.exceptions import IqError
 
 from tests.integration.clients import close, login, run
 from tests.integration.server_fixture import make_server
+from tests.integration.test_pep import MOOD, interested_login, payload, published_text
 from tests.integration.test_presence import is_from, seed_mutual
 
-PLUGINS = ("xep_0030", "xep_0092", "xep_0191")
-USERS = {name: f"pw-{name}" for name in ("list_a", "block_a", "block_b")}
+PLUGINS = ("xep_0030", "xep_0092", "xep_0191", "xep_0004", "xep_0060", "xep_0115",
+           "xep_0163")
+USERS = {name: f"pw-{name}" for name in ("list_a", "block_a", "block_b", "pep_a", "pep_b")}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("blocklist"), modules=("blocklist",))
+    server = make_server(tmp_path_factory.mktemp("blocklist"), modules=("blocklist", "pep"))
     server.create_users(USERS)
-    seed_mutual(server, [("block_a", "block_b")])
+    seed_mutual(server, [("block_a", "block_b"), ("pep_a", "pep_b")])
     server.start()
     yield server
     assert server.stop() == 0
@@ -84,6 +86,26 @@ def test_a_block_stops_stanzas_both_ways_and_says_goodbye(server):
         alice.send_presence(pstatus="after-unblock")
         seen = await bob.next_presence(is_from(alice_jid, "available"))
         assert seen["status"] == "after-unblock"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_a_blocked_contact_gets_no_pep_notifications(server):
+    async def scenario():
+        alice = await login(server, "pep_a", plugins=PLUGINS)
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood",
+                                                                    "before"))
+        # The last item arrives once the server knows what bob wants.
+        bob, events = await interested_login(server, "pep_b", MOOD)
+        assert published_text(await asyncio.wait_for(events.get(), 10)) == "before"
+        await alice["xep_0191"].block([server.jid("pep_b")])
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood",
+                                                                    "while-blocked"))
+        await alice["xep_0191"].unblock([server.jid("pep_b")])
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood",
+                                                                    "after"))
+        assert published_text(await asyncio.wait_for(events.get(), 10)) == "after"
         await close(alice, bob)
 
     run(scenario())
