@@ -44,6 +44,13 @@ modules_enabled = {
 		"register"; -- In-band registration and password changes (XEP-0077)
 		"posix"; -- PID file and POSIX process settings
 
+	-- Nice to have
+		"pep"; -- Personal eventing: avatars, OMEMO keys, bookmarks (XEP-0163)
+		"private"; -- Private XML storage, legacy bookmarks (XEP-0049)
+		"blocklist"; -- Blocking contacts (XEP-0191)
+		"vcard_legacy"; -- vCards, kept in PEP (XEP-0054, XEP-0292, XEP-0153)
+		"bookmarks"; -- Room bookmarks, old and new clients in sync (XEP-0402, XEP-0048)
+
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
 
@@ -171,6 +178,17 @@ c2s_require_encryption = false
 --proxy_port_mappings = { [15222] = "c2s"; [15269] = "s2s"; }
 --proxy_ports = { 15222, 15269 }
 --proxy_trusted_proxies = { "127.0.0.1", "::1" }
+
+
+---------- PEP and an account's own data ----------
+-- Prosody's defaults; see README.md for Vireo's own limits.
+--pep_max_items = 256
+--pep_max_nodes = 256
+--pep_max_item_size = 131072
+--pep_max_affiliations = 1000
+--private_max_entries = 1000
+--blocklist_max_items = 1000
+--bounce_blocked_messages = true
 
 
 ---------- External components (XEP-0114) ----------

@@ -155,5 +155,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "vireo_http_file_share_prune_interval",
     "vireo_mam_queue_size", "vireo_mam_query_burst", "vireo_mam_query_rate",
     "vireo_muc_presence_burst", "vireo_muc_presence_rate",
+    "pep_max_nodes", "pep_max_item_size", "pep_max_affiliations", "private_max_entries",
+    "blocklist_max_items",
     "vireo_proxy_header_timeout",
 })

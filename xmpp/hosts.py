@@ -100,15 +100,16 @@ def hook_iq(host: LocalHost, iq_type: str, payload_tag: str, handler: IqHandler,
     """Answer IQs of `iq_type` whose payload is `payload_tag` (Clark notation),
     sent to `target` ("host", "bare", "self" or "full"), with a handler that
     returns the result payload (an Element, or None for an empty result), True
-    when it answered by itself, or raises StanzaError for an error reply."""
+    when it answered by itself, False to leave the IQ to the next handler, or
+    raises StanzaError for an error reply."""
     def on_iq(event: Any) -> Any:
         stanza = event.stanza
         try:
             answer = handler(IqRequest(stanza, stanza[0], event.origin, host))
         except StanzaError as error:
             return IqAnswer(error.to_reply(stanza))
-        if answer is True:
-            return True
+        if answer is True or answer is False:
+            return answer
         return IqAnswer(make_iq_result(stanza, answer if isinstance(answer, Element) else None))
 
     host.events.hook(iq_event(iq_type, target, payload_tag), on_iq, priority)

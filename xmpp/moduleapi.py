@@ -135,10 +135,10 @@ class ModuleContext:
             host.events.hook(event, handler, priority)
 
     def hook_iq(self, iq_type: str, payload_tag: str, handler: IqHandler,
-                target: str = "host") -> None:
+                target: str = "host", priority: int = 0) -> None:
         """Answer IQs of `iq_type` whose payload is `payload_tag` (Clark notation)
         sent to `target`: "host", "bare" (a user's JID), "self" (the sender's own)."""
-        hook_iq(self.host, iq_type, payload_tag, handler, target)
+        hook_iq(self.host, iq_type, payload_tag, handler, target, priority)
 
     def add_filter(self, session: Any, kind: str, fn: Filter, priority: int = 0) -> None:
         """Filter a session's "stanzas/in" or "stanzas/out": `fn(stanza, session)`

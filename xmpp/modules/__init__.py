@@ -55,6 +55,13 @@ IMPLEMENTED = {
     "limits": "xmpp.modules.limits",
     "muc": "xmpp.modules.muc",
     "muc_mam": "xmpp.modules.muc_mam",
+    "pep": "xmpp.modules.pep",
+    "private": "xmpp.modules.private",
+    "blocklist": "xmpp.modules.blocklist",
+    "vcard": "xmpp.modules.vcard",
+    "vcard4": "xmpp.modules.vcard4",
+    "vcard_legacy": "xmpp.modules.vcard_legacy",
+    "bookmarks": "xmpp.modules.bookmarks",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is

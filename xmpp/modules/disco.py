@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
@@ -20,7 +21,7 @@ def setup(m: ModuleContext) -> None:
     extra_items = configured_items(m)
     m.hook_iq("get", ITEMS, lambda request: host_items(m, request, extra_items))
     m.hook_iq("get", INFO, lambda request: account_info(m, request), target="bare")
-    m.hook_iq("get", ITEMS, lambda request: account_items(request), target="bare")
+    m.hook_iq("get", ITEMS, lambda request: account_items(m, request), target="bare")
 
 
 def info_query(host: LocalHost, node: str | None = None) -> Element:
@@ -86,19 +87,37 @@ def host_items(m: ModuleContext, request: IqRequest,
 def account_info(m: ModuleContext, request: IqRequest) -> Element:
     to = request.stanza.get("to", "")
     local = to.split("@", 1)[0]
-    if request.payload.get("node") or not m.users.exists(local):
+    if not m.users.exists(local):
         raise StanzaError("service-unavailable")
+    node = request.payload.get("node")
+    if node:
+        # Prosody's event: a module that knows the node (PEP) fills the answer.
+        query = Element(INFO, {"node": node})
+        if not m.fire("account-disco-info-node", origin=request.origin,
+                      stanza=request.stanza, node=node, reply=query):
+            raise StanzaError("item-not-found")
+        return query
     query = Element(INFO)
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                {"category": "account", "type": "registered"})
     for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS):  # account_items answers the latter
         SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": feature})
-    # Prosody's account-disco-info: modules add what accounts offer (MAM...).
+    # Prosody's account-disco-info: modules add what accounts offer (MAM, PEP...).
     m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query
 
 
-def account_items(request: IqRequest) -> Element:
+def add_account_feature(m: ModuleContext, var: str) -> None:
+    """Advertise `var` in the disco#info of every account of the host."""
+    def add(event: Any) -> None:
+        SubElement(event.reply, f"{{{ns.DISCO_INFO}}}feature", {"var": var})
+
+    m.hook("account-disco-info", add)
+
+
+def account_items(m: ModuleContext, request: IqRequest) -> Element:
     if request.payload.get("node"):
         raise StanzaError("item-not-found")
-    return Element(ITEMS)
+    query = Element(ITEMS)
+    m.fire("account-disco-items", origin=request.origin, stanza=request.stanza, reply=query)
+    return query
