@@ -312,6 +312,9 @@ class SaslExchange:
         except binascii.Error:
             return Failure("malformed-request")
         if not hmac.compare_digest(binding, self._gs2_header.encode("utf-8") + self._binding_data):
+            if self._binding_data:
+                # Bound to another TLS session than ours: someone in between.
+                return Failure("not-authorized", "channel binding does not match")
             return Failure("malformed-request", "channel binding data does not match")
         if attrs[1][2:] != self._full_nonce:
             return Failure("malformed-request", "wrong nonce")
