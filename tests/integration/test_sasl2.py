@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import pytest
 from tests.integration.clients import can_login, run, trusting_context
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
+from tests.scram_client import client_final
 from xmpp.channel_binding import _LIBSSL
 from xmpp.s2s_tls import ssl_pointer
 from xmpp.sasl_ht import initiator_hash, token_key
@@ -255,15 +255,8 @@ def scram_plus(client: RawClient, *, binding: str, data: bytes, sasl2: bool = Tr
     if b"<challenge" not in answer:
         return answer
     server_first = base64.b64decode(re.search(rb"<challenge[^>]*>([^<]+)<", answer).group(1))
-    attrs = dict(part.split("=", 1) for part in server_first.decode().split(","))
-    salted = hashlib.pbkdf2_hmac("sha256", USERS["raw"].encode(), base64.b64decode(attrs["s"]),
-                                 int(attrs["i"]))
-    client_key = hmac.digest(salted, b"Client Key", "sha256")
-    without_proof = f"c={b64(gs2.encode() + data)},r={attrs['r']}"
-    auth_message = f"{first_bare},{server_first.decode()},{without_proof}".encode()
-    signature = hmac.digest(hashlib.sha256(client_key).digest(), auth_message, "sha256")
-    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    final = f"{without_proof},p={b64(proof)}".encode()
+    final = client_final(USERS["raw"], "sha256", gs2_header=gs2, cb_data=data,
+                         client_first_bare=first_bare, server_first=server_first)
     if sasl2:
         client.send(f"<response xmlns='{SASL2}'>{b64(final)}</response>")
         return client.read_until(rb"</success>|</failure>|</challenge>")

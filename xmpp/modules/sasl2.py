@@ -197,7 +197,7 @@ def _clean(text: str | None) -> str | None:
     """One line of printable text (it ends up in logs and the admin listing)."""
     if text is None:
         return None
-    return " ".join("".join(c for c in text if c.isprintable()).split()) or None
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split()) or None
 
 
 def _text_element(name: str, data: bytes | None) -> Element:
