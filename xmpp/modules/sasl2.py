@@ -18,6 +18,7 @@ Events (Prosody's names):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -34,6 +35,9 @@ NS = "urn:xmpp:sasl:2"
 # admin listing (a UUID is 36 characters).
 MAX_USER_AGENT_ID = 128
 MAX_USER_AGENT_TEXT = 256
+DAY = 86400
+# Devices whose record this process wrote today: their next logins write nothing.
+REMEMBERED_AGENTS = 10000
 
 
 @dataclass
@@ -45,6 +49,7 @@ class _State:
 
 def setup(m: ModuleContext) -> None:
     user_agents = m.open_store("sasl2_user_agents", "map")
+    written: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     def state(session: Any) -> _State:
         return m.session_data(session, _State)
@@ -158,11 +163,20 @@ def setup(m: ModuleContext) -> None:
         session.send_features()
 
     def remember_user_agent(event: Any) -> None:
-        # XEP-0388's stable id, kept per account: which devices use it, and when last.
-        agent = event.session.user_agent
-        if agent is not None:
-            user_agents.set(event.session.username, agent.id, {
-                "software": agent.software, "device": agent.device, "last_login": int(m.now())})
+        # XEP-0388's stable id, kept per account: which devices use it, and on
+        # which day last (a write per device and day, not per login).
+        agent, username = event.session.user_agent, event.session.username
+        if agent is None:
+            return
+        record = {"software": agent.software, "device": agent.device,
+                  "last_login": int(m.now()) // DAY * DAY}
+        key = (username, agent.id)
+        if written.get(key) != record:
+            user_agents.set(username, agent.id, record)
+            written[key] = record
+            if len(written) > REMEMBERED_AGENTS:
+                written.popitem(last=False)
+        written.move_to_end(key)
 
     m.hook("stream-features", advertise, 1)
     m.hook(f"stanza/{NS}:authenticate", read_request, 200)
@@ -176,8 +190,12 @@ def setup(m: ModuleContext) -> None:
     m.hook("sasl2/c2s/success", send_success, -1000)
     m.hook("sasl2/c2s/success", remember_user_agent, -1900)
     m.hook("sasl2/c2s/success", lambda event: True, -2000)
-    m.hook("user-deleted", lambda event: user_agents.set_keys(
-        event.username, dict.fromkeys(user_agents.get_all(event.username))))
+    def forget_user(event: Any) -> None:
+        user_agents.set_keys(event.username, dict.fromkeys(user_agents.get_all(event.username)))
+        for key in [key for key in written if key[0] == event.username]:
+            del written[key]
+
+    m.hook("user-deleted", forget_user)
 
 
 def parse_user_agent(element: Element) -> UserAgent | Failure:
