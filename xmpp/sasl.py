@@ -89,11 +89,13 @@ def offered_mechanisms(*, secure: bool, allow_unencrypted_plain_auth: bool,
 
 
 def downgrade_protection(mechanisms: list[str], binding_types: list[str], hash_name: str) -> str:
-    """XEP-0474's `d` attribute: the hash of what was offered, so a client that
-    saw the server-first message can tell whether a MITM pruned the lists."""
-    offered = ",".join(sorted(mechanisms))
+    """XEP-0474 (0.3)'s `h` attribute: the hash of what was offered, so a client
+    that checks it can tell whether someone in between pruned the lists. Sorted
+    mechanisms joined by U+001E, then U+001F and the sorted binding types (as
+    Prosody's mod_sasl_ssdp)."""
+    offered = "\x1e".join(sorted(mechanisms))
     if binding_types:
-        offered += "|" + ",".join(sorted(binding_types))
+        offered += "\x1f" + "\x1e".join(sorted(binding_types))
     return base64.b64encode(hashlib.new(hash_name, offered.encode("utf-8")).digest()).decode()
 
 
@@ -145,7 +147,7 @@ class SaslExchange:
         self.host = host
         self.offered = offered
         self.channel_bindings = channel_bindings or {}
-        # XEP-0474's `d` attribute in SCRAM's server-first message (off only for
+        # XEP-0474's `h` attribute in SCRAM's server-first message (off only for
         # the RFC test vectors, which predate it).
         self.announce_offer = announce_offer
         self._nonce = nonce
@@ -265,7 +267,7 @@ class SaslExchange:
         salt = base64.b64encode(self._creds.salt).decode("ascii")
         self._server_first = f"r={self._full_nonce},s={salt},i={self._creds.iterations}"
         if self.announce_offer:
-            self._server_first += ",d=" + downgrade_protection(
+            self._server_first += ",h=" + downgrade_protection(
                 self.offered, list(self.channel_bindings), hash_name)
         self._step = self._scram_final
         return Challenge(self._server_first.encode("ascii"))

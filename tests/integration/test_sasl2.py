@@ -297,8 +297,8 @@ def test_scram_downgrade_flags_are_refused(server):
         server_first = base64.b64decode(re.search(rb"<challenge[^>]*>([^<]+)<", answer).group(1))
         authentication = client.features.split(b"<authentication")[1].split(b"<inline")[0]
         offered = sorted(re.findall(rb"<mechanism>([^<]+)</mechanism>", authentication))
-        expected = b",".join(offered) + b"|tls-exporter,tls-server-end-point"
-        assert server_first.endswith(b",d=" + base64.b64encode(hashlib.sha256(expected).digest()))
+        expected = b"\x1e".join(offered) + b"\x1ftls-exporter\x1etls-server-end-point"
+        assert server_first.endswith(b",h=" + base64.b64encode(hashlib.sha256(expected).digest()))
     finally:
         client.close()
 

@@ -153,7 +153,7 @@ def test_scram_wrong_password(accounts):
 
 def test_scram_unknown_user_looks_like_a_known_one(accounts):
     shape = re.compile(rb"r=abcdef3rfcNHYJY1ZVvWVs7j,s=[A-Za-z0-9+/]{22}==,i=(\d+)"
-                       rb",d=[A-Za-z0-9+/]{27}=")
+                       rb",h=[A-Za-z0-9+/]{27}=")
 
     def first_for(name: str) -> bytes:
         _ex, out = scram_first(accounts, f"n,,n={name},r=abcdef".encode())
@@ -485,10 +485,10 @@ def test_server_first_names_what_was_offered(accounts):
     ex = plus_exchange(accounts, "SCRAM-SHA-256-PLUS")
     first = ex.start(b"p=tls-exporter,,n=user,r=abc")
     assert isinstance(first, Challenge)
-    offered = ("PLAIN,SCRAM-SHA-1,SCRAM-SHA-1-PLUS,SCRAM-SHA-256,SCRAM-SHA-256-PLUS"
-               "|tls-exporter,tls-server-end-point")
+    offered = ("PLAIN\x1eSCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1eSCRAM-SHA-256\x1eSCRAM-SHA-256-PLUS"
+               "\x1ftls-exporter\x1etls-server-end-point")
     expected = base64.b64encode(hashlib.sha256(offered.encode()).digest())
-    assert first.data.endswith(b",d=" + expected)
+    assert first.data.endswith(b",h=" + expected)
     assert downgrade_protection(WITH_PLUS, list(BINDINGS), "sha256") == expected.decode()
 
 
