@@ -197,3 +197,15 @@ def test_failures_carry_the_rfc6120_condition_and_text(core):
     failure, = reader.elements()
     assert failure.findtext(f"{{{SASL2}}}text") == "No exchange in progress"
     assert not session.authenticated
+
+
+def test_sasl2_after_login_ends_the_stream_and_tasks_are_out_of_order(core):
+    session, reader, _ = connect(core)
+    session.data_received(f"<next xmlns='{SASL2}' task='HOTP'/>".encode())
+    failure, = reader.elements()
+    assert failure.findtext(f"{{{SASL2}}}text") == "No task in progress"
+    authenticate(session, reader, "PLAIN", f"\0alice\0{PASSWORD}".encode(), agent())
+    session.data_received(f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'/>".encode())
+    error = reader.elements()[-1]
+    assert error.find("{urn:ietf:params:xml:ns:xmpp-streams}policy-violation") is not None
+    assert session.closed

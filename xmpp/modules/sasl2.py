@@ -52,6 +52,9 @@ def setup(m: ModuleContext) -> None:
     written: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     def state(session: Any) -> _State:
+        """This session's SASL2 state; SASL2 elements after login end the stream."""
+        if session.authenticated:
+            raise StreamError("policy-violation", "Already authenticated")
         return m.session_data(session, _State)
 
     def advertise(event: Any) -> None:
@@ -71,8 +74,7 @@ def setup(m: ModuleContext) -> None:
 
     def read_request(event: Any) -> Failure | None:
         session, auth = event.origin, event.stanza
-        if session.authenticated:
-            raise StreamError("policy-violation", "Already authenticated")
+        state(session).exchange = None
         if not auth.get("mechanism"):
             return refuse(session, Failure("malformed-request", "No mechanism"))
         event.exchange = None
@@ -88,7 +90,6 @@ def setup(m: ModuleContext) -> None:
 
     def authenticate(event: Any) -> bool:
         session, auth = event.origin, event.stanza
-        state(session).exchange = None
         if event.failure is not None:
             return refuse(session, event.failure)
         mechanism = auth.get("mechanism", "")
@@ -121,6 +122,7 @@ def setup(m: ModuleContext) -> None:
 
     def no_task(event: Any) -> bool:
         # No module defines XEP-0388 tasks yet: <next/> and <task-data/> are out of order.
+        state(event.origin).exchange = None
         return refuse(event.origin, Failure("malformed-request", "No task in progress"))
 
     def outcome(session: Any, exchange: Any, result: Outcome) -> bool:
