@@ -28,7 +28,7 @@ from tests.integration.server_fixture import make_server
 from tests.scram_client import client_final
 from xmpp.channel_binding import _LIBSSL
 from xmpp.s2s_tls import ssl_pointer
-from xmpp.sasl_ht import initiator_hash, token_key
+from xmpp.sasl_ht import initiator_hash, responder_hash, token_key
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 USERS = {"nodejs": "pw-nodejs", "desk": "pw-desk", "raw": "pw-raw"}
@@ -164,12 +164,12 @@ def condition(answer: bytes) -> str:
     return match.group(1).decode()
 
 
-def fast_token(server, agent_id: str) -> str:
+def fast_token(server, agent_id: str, mechanism: str = "HT-SHA-256-NONE") -> str:
     client = tls_client(server)
     try:
         answer = authenticate(client, "PLAIN", f"\0raw\0{USERS['raw']}".encode(),
                               user_agent(agent_id) + f"<request-token xmlns='{FAST}' "
-                              "mechanism='HT-SHA-256-NONE'/>")
+                              f"mechanism='{mechanism}'/>")
         match = re.search(rb"token='([^']+)'", answer)
         assert b"<success" in answer and match, answer
         return match.group(1).decode()
@@ -279,6 +279,26 @@ def test_channel_binding_to_another_tls_session_is_refused(server):
         end_point = hashlib.sha256(first.sock.getpeercert(binary_form=True)).digest()
         answer = scram_plus(first, binding="tls-server-end-point", data=end_point, sasl2=False)
         assert b"<success" in answer, answer
+    finally:
+        first.close()
+        second.close()
+
+
+def test_fast_token_bound_to_the_tls_session(server):
+    token = fast_token(server, "agent-expr", "HT-SHA-256-EXPR")
+    first, second = tls_client(server), tls_client(server)
+    try:
+        def login(client: RawClient, cb_data: bytes) -> bytes:
+            proof = b"raw\0" + initiator_hash(token_key(token), cb_data)
+            return authenticate(client, "HT-SHA-256-EXPR", proof,
+                                user_agent("agent-expr") + f"<fast xmlns='{FAST}'/>")
+
+        assert condition(login(second, exporter(first))) == "not-authorized"
+        answer = login(second, exporter(second))
+        assert b"<success" in answer, answer
+        # The server proves it holds the token, bound to this session too.
+        additional = re.search(rb"<additional-data>([^<]+)<", answer).group(1)
+        assert base64.b64decode(additional) == responder_hash(token_key(token), exporter(second))
     finally:
         first.close()
         second.close()
