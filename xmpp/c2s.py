@@ -427,12 +427,13 @@ class C2SSession(XmlStreamSession):
 
     def sasl_needs_encryption(self, mechanism: str) -> bool:
         """Whether authenticating with `mechanism` on this insecure stream waits for TLS
-        (-PLUS binds to a TLS channel, so it always does)."""
+        (-PLUS binds to a TLS channel, so it always does; PLAIN and HT-* tokens
+        could be read or replayed off the wire unless allowed)."""
         assert self.host is not None
         if self._encryption_required() or mechanism.endswith("-PLUS"):
             return True
-        return mechanism == "PLAIN" and not self.host.config.get_bool(
-            "allow_unencrypted_plain_auth", False)
+        return (mechanism == "PLAIN" or mechanism.startswith("HT-")) and not \
+            self.host.config.get_bool("allow_unencrypted_plain_auth", False)
 
     def authenticated_as(self, username: str, mechanism: str) -> None:
         """The stream is now `username`'s: lift the pre-authentication limits and

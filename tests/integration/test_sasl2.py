@@ -324,20 +324,23 @@ def test_scram_downgrade_flags_are_refused(server):
 
 
 def test_plus_without_tls_is_refused(tmp_path):
-    server = make_server(tmp_path, modules=("sasl2",),
-                         extra="c2s_require_encryption = false\n"
-                               "allow_unencrypted_plain_auth = true\n")
+    server = make_server(tmp_path, modules=("sasl2", "sasl2_fast"),
+                         extra="c2s_require_encryption = false\n")
     server.create_users(USERS)
     server.start()
     try:
         client = RawClient(server.c2s_port)
         features = client.open_stream(server.domain)
         assert b"-PLUS" not in features and b"SCRAM-SHA-256" in features
+        assert b"urn:xmpp:fast:0" not in features  # HT tokens would cross in the clear
         answer = authenticate(client, "SCRAM-SHA-256-PLUS", b"p=tls-exporter,,n=raw,r=abc")
         assert condition(answer) == "encryption-required"
         client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1-PLUS'>"
                     f"{b64(b'p=tls-exporter,,n=raw,r=abc')}</auth>")
         assert b"<encryption-required/>" in client.read_until(rb"</failure>")
+        answer = authenticate(client, "HT-SHA-256-NONE", b"raw\0" + bytes(32),
+                              user_agent("agent-clear") + f"<fast xmlns='{FAST}'/>")
+        assert condition(answer) == "encryption-required"
         client.close()
     finally:
         assert server.stop() == 0

@@ -51,8 +51,13 @@ def setup(m: ModuleContext) -> None:
         return m.session_data(session, _Request)
 
     def advertise(event: Any) -> None:
+        session = event.origin
+        mechanisms = [name for name in ht_mechanisms(session.channel_bindings)
+                      if session.secure or not session.sasl_needs_encryption(name)]
+        if not mechanisms:
+            return
         fast = SubElement(event.features, f"{{{NS}}}fast")
-        for name in ht_mechanisms(event.origin.channel_bindings):
+        for name in mechanisms:
             SubElement(fast, f"{{{NS}}}mechanism").text = name
 
     def read_request(event: Any) -> None:
