@@ -442,8 +442,7 @@ class C2SSession(XmlStreamSession):
         self.services.throttle.record_success(address, self.services.clock())
         self.username = username
         self.auth_mechanism = mechanism
-        log.info("Authenticated %s@%s with %s from %s", username, self.host and self.host.name,
-                 mechanism, address)
+        log.info("Authenticated %s@%s from %s", username, self.host and self.host.name, address)
         if self.parser is not None:
             self.parser.max_stanza_size = self.services.stanza_size_limit(self.host)
         if self.host is not None:
