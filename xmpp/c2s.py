@@ -449,6 +449,7 @@ class C2SSession(XmlStreamSession):
             self.host.fire("authentication-success", session=self)
 
     def sasl_failed(self, failure: Failure) -> None:
+        """Tell the modules (`authentication-failure`); the caller answers the client."""
         if self.host is not None:
             self.host.fire("authentication-failure", session=self, condition=failure.condition)
 

@@ -72,7 +72,7 @@ def setup(m: ModuleContext) -> None:
         if len(inline):
             authentication.append(inline)
 
-    def read_request(event: Any) -> Failure | None:
+    def read_request(event: Any) -> bool | None:
         session, auth = event.origin, event.stanza
         state(session).exchange = None
         if not auth.get("mechanism"):
