@@ -24,15 +24,19 @@ def handshake(tmp_path, version: ssl.TLSVersion):
     client_context.maximum_version = version
     server_end, client_end = socket.socketpair()
     found: dict = {}
+    read = threading.Event()
 
     def serve() -> None:
         with server_context.wrap_socket(server_end, server_side=True) as tls:
             found.update(tls_channel_bindings(tls))
+            read.set()
             tls.recv(1)  # hold the session until the client has read its side
 
     thread = threading.Thread(target=serve)
     thread.start()
     client = client_context.wrap_socket(client_end, server_hostname="example.org")
+    # The client's handshake may end before the server's does.
+    assert read.wait(10)
     return found, client, thread
 
 
