@@ -54,9 +54,18 @@ modules_enabled = {
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
 
+	-- Modern login (see README: channel binding, SASL2, Bind 2, FAST)
+		--"sasl2"; -- Extensible SASL Profile (XEP-0388)
+		--"sasl2_bind2"; -- Resource binding inside SASL2 (XEP-0386)
+		--"sasl2_fast"; -- Login tokens without the password (XEP-0484)
+
 	-- Other specific functionality
 		--"net_proxy"; -- PROXY protocol ports behind a load balancer (see below)
 }
+
+-- FAST tokens (mod_sasl2_fast): lifetime, and age after which a login rotates one.
+--sasl2_fast_token_ttl = 86400*21
+--sasl2_fast_token_min_ttl = 86400
 
 -- Modules to leave out even if listed above (or auto-loaded).
 modules_disabled = {

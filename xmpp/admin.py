@@ -22,6 +22,7 @@ Session contract: every live session (c2s, s2s, component) offers
 - `secure`: whether the stream is encrypted
 - `listener`: the listener it arrived on ("c2s", "c2s_direct_tls", "proxy:c2s",
   "component", ...), or how it was made ("outgoing")
+- `client` (c2s, optional): the user agent's software and device (XEP-0388)
 Extra keys are allowed and ignored by the table.
 """
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "vireo.sock"
 MAX_REQUEST = 4096
 IO_TIMEOUT = 10.0
-COLUMNS = ("kind", "id", "address", "port", "secure", "listener", "auth")
+COLUMNS = ("kind", "id", "address", "port", "secure", "listener", "auth", "client")
 
 
 def socket_path(config: Config) -> Path:
@@ -258,7 +259,7 @@ def request(path: Path, command: str, timeout: float = IO_TIMEOUT,
 
 def format_sessions(sessions: list[dict[str, Any]]) -> str:
     """The listing as a plain text table, one session per line."""
-    header = ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER", "AUTH"]
+    header = ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER", "AUTH", "CLIENT"]
     rows = [header]
     for entry in sessions:
         row = [entry.get(column) for column in COLUMNS]

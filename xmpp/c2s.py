@@ -25,6 +25,7 @@ from xmpp.metrics import STANZAS_IN, STANZAS_OUT
 from xmpp.sasl import (
     Challenge,
     Failure,
+    Outcome,
     SaslExchange,
     Success,
     decode_payload,
@@ -55,6 +56,7 @@ PRESENCE = f"{{{ns.CLIENT}}}presence"
 BIND = f"{{{ns.BIND}}}bind"
 SESSION = f"{{{ns.SESSION}}}session"
 REGISTER_QUERY = f"{{{ns.REGISTER}}}query"
+SASL_CHANNEL_BINDING = "urn:xmpp:sasl-cb:0"  # XEP-0440
 
 # Before authentication a client has no business sending large stanzas:
 # SASL payloads and registration forms are small.
@@ -62,7 +64,12 @@ DEFAULT_UNAUTHENTICATED_STANZA_SIZE = 16 * 1024
 
 
 class Transport(Protocol):
-    """What a session asks of the connection that carries it."""
+    """What a session asks of the connection that carries it.
+
+    A transport over TLS of its own may also offer `channel_bindings`
+    (RFC 5056 type -> data, xmpp.channel_binding); those that lack it (BOSH,
+    WebSocket: TLS ends in the HTTP layer) offer no -PLUS mechanism.
+    """
 
     peer: tuple[str, int]
     secure: bool
@@ -83,6 +90,19 @@ class Credentials(Protocol):
     def scram_mechanisms(self, host: str) -> Collection[str]:
         """The SCRAM mechanisms every account of the host has material for."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserAgent:
+    """What a client said of itself at login (XEP-0388 <user-agent/>): a stable
+    id per installation, and the free-text software and device names."""
+
+    id: str
+    software: str | None = None
+    device: str | None = None
+
+    def describe(self) -> str | None:
+        return " / ".join(part for part in (self.software, self.device) if part) or None
 
 
 class Certificates(Protocol):
@@ -142,6 +162,7 @@ class C2SSession(XmlStreamSession):
         self.header_sent = False
         self.username: str | None = None
         self.auth_mechanism: str | None = None  # the SASL mechanism that succeeded
+        self.user_agent: UserAgent | None = None  # XEP-0388, when the client gave one
         self.jid: JID | None = None
         self.sasl: SaslExchange | None = None
         self.closed = False
@@ -163,12 +184,18 @@ class C2SSession(XmlStreamSession):
     def authenticated(self) -> bool:
         return self.username is not None
 
+    @property
+    def channel_bindings(self) -> Mapping[str, bytes]:
+        """The connection's TLS channel bindings by type, strongest first ({} without)."""
+        return getattr(self.transport, "channel_bindings", None) or {}
+
     def describe(self) -> dict[str, object]:
         """This session in the admin listing (the contract is in xmpp.admin)."""
         return {"kind": self.kind, "id": str(self.jid) if self.jid else None,
                 "address": self.transport.peer[0], "port": self.transport.peer[1],
                 "secure": self.secure, "listener": self.transport.listener,
-                "auth": self.auth_mechanism}
+                "auth": self.auth_mechanism,
+                "client": self.user_agent.describe() if self.user_agent else None}
 
     # -- input ------------------------------------------------------------------
 
@@ -208,6 +235,10 @@ class C2SSession(XmlStreamSession):
                 raise StreamError("host-unknown", "Stream restarted for another host")
         if not supported_version(attrs.get("version")):
             raise StreamError("unsupported-version")
+        self.send_features()
+
+    def send_features(self) -> None:
+        """<stream:features/> for where the stream is (also after SASL2's success)."""
         self.transport.write(serialize(self._features()).encode())
 
     def _send_header(self, host: str | None) -> None:
@@ -224,12 +255,17 @@ class C2SSession(XmlStreamSession):
                 tls = SubElement(features, TLS_STARTTLS)
                 if self._encryption_required():
                     SubElement(tls, f"{{{ns.TLS}}}required")
-            mechanisms = self._mechanisms()
+            mechanisms = self.sasl_mechanisms()
             if mechanisms:
                 mech_el = SubElement(features, f"{{{ns.SASL}}}mechanisms")
                 for name in mechanisms:
                     SubElement(mech_el, f"{{{ns.SASL}}}mechanism").text = name
-        else:
+                if any(name.endswith("-PLUS") for name in mechanisms):
+                    types = SubElement(features, f"{{{SASL_CHANNEL_BINDING}}}sasl-channel-binding")
+                    for name in self.channel_bindings:
+                        SubElement(types, f"{{{SASL_CHANNEL_BINDING}}}channel-binding",
+                                   type=name)
+        elif self.jid is None:
             SubElement(features, BIND)
             session = SubElement(features, SESSION)
             SubElement(session, f"{{{ns.SESSION}}}optional")
@@ -245,7 +281,8 @@ class C2SSession(XmlStreamSession):
         assert self.host is not None
         return self.host.config.get_bool("c2s_require_encryption", True)
 
-    def _mechanisms(self) -> list[str]:
+    def sasl_mechanisms(self) -> list[str]:
+        """The SASL mechanisms this stream offers now (RFC 6120 and SASL2 alike)."""
         assert self.host is not None
         if "saslauth" not in self.host.modules:
             return []
@@ -255,7 +292,8 @@ class C2SSession(XmlStreamSession):
             secure=self.secure,
             allow_unencrypted_plain_auth=self.host.config.get_bool(
                 "allow_unencrypted_plain_auth", False),
-            scram=self.services.credentials.scram_mechanisms(self.host.name))
+            scram=self.services.credentials.scram_mechanisms(self.host.name),
+            channel_binding=bool(self.channel_bindings))
 
     # -- elements -------------------------------------------------------------
 
@@ -321,7 +359,7 @@ class C2SSession(XmlStreamSession):
         if self.authenticated:
             raise StreamError("policy-violation", "Already authenticated")
         if element.tag == SASL_AUTH and not self.secure \
-                and self._needs_encryption(element.get("mechanism", "")):
+                and self.sasl_needs_encryption(element.get("mechanism", "")):
             # RFC 6120 6.4.3, as Prosody answers: the client may STARTTLS and retry.
             self.sasl = None
             self.transport.write(
@@ -332,15 +370,9 @@ class C2SSession(XmlStreamSession):
             self._sasl_result(Failure("aborted"))
             return
         if element.tag == SASL_AUTH:
-            # Slows password guessing from one address (Prosody has no such limit):
-            # every <auth/> counts until one succeeds; past the limit it is refused
-            # at once, unchecked, and the client is told how long to wait.
-            wait = self.services.throttle.attempt(self.transport.peer[0], self.services.clock())
-            if wait > 0:
-                log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0],
-                         wait)
-                self._sasl_result(Failure("temporary-auth-failure", wait_text(
-                    "Too many failed authentication attempts from your address", wait)))
+            refusal = self.sasl_throttled()
+            if refusal is not None:
+                self._sasl_result(refusal)
                 return
         try:
             payload = decode_payload(element.text)
@@ -349,51 +381,81 @@ class C2SSession(XmlStreamSession):
             self._sasl_result(Failure("incorrect-encoding"))
             return
         if element.tag == SASL_AUTH:
-            assert self.host is not None
-            self.sasl = SaslExchange(element.get("mechanism", ""),
-                                     _HostCredentials(self.services.credentials,
-                                                      self.host.name),
-                                     host=self.host.name, offered=self._mechanisms())
+            self.sasl = self.new_sasl_exchange(element.get("mechanism", ""))
             self._sasl_result(self.sasl.start(payload))
         elif self.sasl is None:
             self._sasl_result(Failure("malformed-request", "No exchange in progress"))
         else:
             self._sasl_result(self.sasl.respond(payload or b""))
 
-    def _sasl_result(self, result: Challenge | Success | Failure) -> None:
-        address = self.transport.peer[0]
+    def _sasl_result(self, result: Outcome) -> None:
         if isinstance(result, Challenge):
             self._write_sasl("challenge", result.data)
             return
         mechanism, self.sasl = self.sasl and self.sasl.mechanism, None
         if isinstance(result, Success):
-            self.services.throttle.record_success(address, self.services.clock())
-            self.username = result.username
-            self.auth_mechanism = mechanism
-            log.info("Authenticated %s@%s from %s", result.username,
-                     self.host and self.host.name, address)
             self._write_sasl("success", result.data)
             if self.parser is not None:
                 self.parser.reset()
-                self.parser.max_stanza_size = self.services.stanza_size_limit(self.host)
-            if self.host is not None:
-                self.host.fire("authentication-success", session=self)
+            self.authenticated_as(result.username, mechanism or "")
             return
-        if self.host is not None:
-            self.host.fire("authentication-failure", session=self, condition=result.condition)
+        self.sasl_failed(result)
         failure = f"<failure xmlns='{ns.SASL}'><{result.condition}/>"
         if result.text:
             failure += f"<text>{_escape(result.text)}</text>"
         failure += "</failure>"
         self.transport.write(failure.encode())
 
-    def _needs_encryption(self, mechanism: str) -> bool:
-        """Whether authenticating with `mechanism` on this insecure stream waits for TLS."""
+    # What SASL over RFC 6120 and SASL2 (xmpp.modules.sasl2) share.
+
+    def new_sasl_exchange(self, mechanism: str) -> SaslExchange:
+        """An exchange for `mechanism` against this host's accounts and this
+        connection's channel bindings."""
         assert self.host is not None
-        if self._encryption_required():
+        return SaslExchange(mechanism, _HostCredentials(self.services.credentials, self.host.name),
+                            host=self.host.name, offered=self.sasl_mechanisms(),
+                            channel_bindings=self.channel_bindings)
+
+    def sasl_throttled(self) -> Failure | None:
+        """The refusal for an attempt from an address past its failure limit, or None.
+
+        Slows password guessing from one address (Prosody has no such limit):
+        every attempt counts until one succeeds; past the limit it is refused
+        at once, unchecked, and the client is told how long to wait."""
+        wait = self.services.throttle.attempt(self.transport.peer[0], self.services.clock())
+        if wait <= 0:
+            return None
+        log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0], wait)
+        return Failure("temporary-auth-failure", wait_text(
+            "Too many failed authentication attempts from your address", wait))
+
+    def sasl_needs_encryption(self, mechanism: str) -> bool:
+        """Whether authenticating with `mechanism` on this insecure stream waits for TLS
+        (-PLUS binds to a TLS channel, so it always does; PLAIN and HT-* tokens
+        could be read or replayed off the wire unless allowed)."""
+        assert self.host is not None
+        if self._encryption_required() or mechanism.endswith("-PLUS"):
             return True
-        return mechanism == "PLAIN" and not self.host.config.get_bool(
-            "allow_unencrypted_plain_auth", False)
+        return (mechanism == "PLAIN" or mechanism.startswith("HT-")) and not \
+            self.host.config.get_bool("allow_unencrypted_plain_auth", False)
+
+    def authenticated_as(self, username: str, mechanism: str) -> None:
+        """The stream is now `username`'s: lift the pre-authentication limits and
+        tell the modules (`authentication-success`)."""
+        address = self.transport.peer[0]
+        self.services.throttle.record_success(address, self.services.clock())
+        self.username = username
+        self.auth_mechanism = mechanism
+        log.info("Authenticated %s@%s from %s", username, self.host and self.host.name, address)
+        if self.parser is not None:
+            self.parser.max_stanza_size = self.services.stanza_size_limit(self.host)
+        if self.host is not None:
+            self.host.fire("authentication-success", session=self)
+
+    def sasl_failed(self, failure: Failure) -> None:
+        """Tell the modules (`authentication-failure`); the caller answers the client."""
+        if self.host is not None:
+            self.host.fire("authentication-failure", session=self, condition=failure.condition)
 
     def _write_sasl(self, name: str, data: bytes | None) -> None:
         text = encode_payload(data)
@@ -424,21 +486,35 @@ class C2SSession(XmlStreamSession):
             self.send(StanzaError("not-allowed", "Bind a resource first").to_reply(iq))
 
     def _bind(self, iq: Element, bind: Element) -> None:
-        assert self.host is not None and self.username is not None
         requested = (bind.findtext(f"{{{ns.BIND}}}resource") or "").strip()
-        resource = requested or "vireo-" + secrets.token_hex(4)
         try:
-            jid = parse_jid(f"{self.username}@{self.host.name}/{resource}")
-        except InvalidJID:
-            self.send(StanzaError("bad-request", "Invalid resource").to_reply(iq))
+            jid = self.bind_resource(requested or "vireo-" + secrets.token_hex(4))
+        except StanzaError as error:
+            self.send(error.to_reply(iq))
             return
-        self.jid = jid
-        self.services.router.bind(self, jid)
         result = _result(iq)
         bound = SubElement(result, BIND)
         SubElement(bound, f"{{{ns.BIND}}}jid").text = str(jid)
         self.send(result)
-        log.info("Bound %s (%s)", jid, "secure" if self.secure else "insecure")
+        self.announce_bind()
+
+    def bind_resource(self, resource: str) -> JID:
+        """Bind this authenticated stream to `resource` (RFC 6120 7, or Bind 2);
+        StanzaError("bad-request") when it is no valid resource. The caller
+        answers the client, then calls `announce_bind`."""
+        assert self.host is not None and self.username is not None
+        try:
+            jid = parse_jid(f"{self.username}@{self.host.name}/{resource}")
+        except InvalidJID as error:
+            raise StanzaError("bad-request", "Invalid resource") from error
+        self.jid = jid
+        self.services.router.bind(self, jid)
+        return jid
+
+    def announce_bind(self) -> None:
+        """`resource-bind` for the modules, once the client knows its JID."""
+        assert self.host is not None
+        log.info("Bound %s (%s)", self.jid, "secure" if self.secure else "insecure")
         self.host.fire("resource-bind", session=self)
 
     # -- established session ----------------------------------------------------

@@ -52,6 +52,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "anonymous_login", "password_hash", "default_iteration_count", "realm",
     "ldap_server", "ldap_rootdn", "ldap_password", "ldap_base", "ldap_filter",
     "ldap_scope", "ldap_tls", "ldap_mode", "ldap_admins", "ldap_admin_filter",
+    "sasl2_fast_token_ttl", "sasl2_fast_token_min_ttl",  # community mod_sasl2_fast
     # Storage
     "storage", "default_storage", "sql", "sql_manage_tables", "storage_async_check",
     "storage_memory_temporary", "storage_memory_temporary_stores",

@@ -12,12 +12,14 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
+
+from xmpp.channel_binding import tls_channel_bindings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,17 @@ class SocketTransport:
         # reader pauses before reading more (0: at once). The peer is slowed by
         # TCP itself, not dropped; other connections are unaffected.
         self.read_throttle: Callable[[int], float] | None = None
+        self._bindings: tuple[Any, Mapping[str, bytes]] | None = None
+
+    @property
+    def channel_bindings(self) -> Mapping[str, bytes]:
+        """The TLS channel bindings of this connection, by type ({} in the clear);
+        read once per TLS socket (STARTTLS replaces the socket)."""
+        if not self.secure or self.sock is None:
+            return {}
+        if self._bindings is None or self._bindings[0] is not self.sock:
+            self._bindings = (self.sock, tls_channel_bindings(self.sock))
+        return self._bindings[1]
 
     def write(self, data: bytes) -> None:
         if self.sock is None:

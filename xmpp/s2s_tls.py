@@ -153,6 +153,19 @@ def _load_openssl() -> _OpenSSL | None:
 _OPENSSL = _load_openssl()
 
 
+def ssl_pointer(sock: Any) -> int | None:
+    """The checked `SSL *` of TLS socket `sock`, for the few other libssl calls
+    Python lacks (xmpp.channel_binding); None when it cannot be read safely."""
+    sslobj = getattr(sock, "_sslobj", None)
+    context = getattr(sslobj, "context", None)
+    if _OPENSSL is None or sslobj is None or context is None:
+        return None
+    pointer = _OPENSSL.ssl_pointer(sslobj)
+    if not pointer or _OPENSSL.lib.SSL_get_SSL_CTX(pointer) != _OPENSSL.ctx_pointer(context):
+        return None
+    return pointer
+
+
 @dataclass(frozen=True, slots=True)
 class PeerCertificate:
     """What the peer's certificate proves: a trusted chain, and which names."""

@@ -1,4 +1,5 @@
-"""SASL server (RFC 4422, RFC 6120 6) with PLAIN (RFC 4616) and SCRAM (RFC 5802, RFC 7677).
+"""SASL server (RFC 4422, RFC 6120 6) with PLAIN (RFC 4616) and SCRAM (RFC 5802, RFC 7677),
+with channel binding (SCRAM-*-PLUS) and XEP-0474's downgrade protection.
 
 Sans-I/O: the c2s machine decodes the base64 of `<auth>`/`<response>` with
 `decode_payload`, feeds the bytes to a `SaslExchange` and turns each outcome
@@ -14,14 +15,15 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
 from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, saslprep
 
-MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")
+MECHANISMS = (*PLUS_MECHANISMS, "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
 FAILURE_CONDITIONS = frozenset({
     "aborted", "account-disabled", "credentials-expired", "encryption-required",
     "incorrect-encoding", "invalid-authzid", "invalid-mechanism", "malformed-request",
@@ -78,11 +80,26 @@ _NOT_AUTHORIZED = Failure("not-authorized")
 
 
 def offered_mechanisms(*, secure: bool, allow_unencrypted_plain_auth: bool,
-                       scram: Collection[str] = frozenset(SCRAM_HASHES)) -> list[str]:
+                       scram: Collection[str] = frozenset(SCRAM_HASHES),
+                       channel_binding: bool = False) -> list[str]:
     """Mechanisms to advertise: the SCRAM ones in `scram` (those every account of
-    the host can answer), PLAIN only over TLS unless allowed (Prosody)."""
+    the host can answer), their -PLUS twins where the connection has a channel
+    binding, PLAIN only over TLS unless allowed (Prosody)."""
     plain = secure or allow_unencrypted_plain_auth
-    return [m for m in MECHANISMS if m in scram or (m == "PLAIN" and plain)]
+    return [m for m in MECHANISMS
+            if (plain if m == "PLAIN" else m.removesuffix("-PLUS") in scram)
+            and (channel_binding or m not in PLUS_MECHANISMS)]
+
+
+def downgrade_protection(mechanisms: list[str], binding_types: list[str], hash_name: str) -> str:
+    """XEP-0474 (0.3)'s `h` attribute: the hash of what was offered, so a client
+    that checks it can tell whether someone in between pruned the lists. Sorted
+    mechanisms joined by U+001E, then U+001F and the sorted binding types (as
+    Prosody's mod_sasl_ssdp)."""
+    offered = "\x1e".join(sorted(mechanisms))
+    if binding_types:
+        offered += "\x1f" + "\x1e".join(sorted(binding_types))
+    return base64.b64encode(hashlib.new(hash_name, offered.encode("utf-8")).digest()).decode()
 
 
 def decode_payload(text: str | None) -> bytes | None:
@@ -120,15 +137,22 @@ class SaslExchange:
     `start` takes the initial response (None when the client sent none),
     `respond` each later response; both return the next outcome. After a
     `Success` or `Failure` the exchange is over. `nonce` makes the server
-    part of SCRAM's nonce (injected by tests).
+    part of SCRAM's nonce (injected by tests). `channel_bindings` are the
+    connection's (type -> data, xmpp.channel_binding), for -PLUS.
     """
 
     def __init__(self, mechanism: str, credentials: CredentialSource, *, host: str,
-                 offered: list[str], nonce: Callable[[], str] = _default_nonce) -> None:
+                 offered: list[str], nonce: Callable[[], str] = _default_nonce,
+                 channel_bindings: Mapping[str, bytes] | None = None,
+                 announce_offer: bool = True) -> None:
         self.mechanism = mechanism
         self.credentials = credentials
         self.host = host
         self.offered = offered
+        self.channel_bindings = channel_bindings or {}
+        # XEP-0474's `h` attribute in SCRAM's server-first message (off only for
+        # the RFC test vectors, which predate it).
+        self.announce_offer = announce_offer
         self._nonce = nonce
         self._started = False
         self._step: Callable[[bytes], Outcome] | None = None
@@ -137,6 +161,7 @@ class SaslExchange:
         self._creds: ScramCredentials | None = None
         self._known_user = False
         self._gs2_header = ""
+        self._binding_data = b""
         self._client_first_bare = ""
         self._server_first = ""
         self._full_nonce = ""
@@ -210,10 +235,9 @@ class SaslExchange:
         authz, comma2, bare = rest.partition(",")
         if not (comma1 and comma2):
             return Failure("malformed-request")
-        if flag.startswith("p="):
-            return Failure("malformed-request", "channel binding is not supported")
-        if flag not in ("n", "y"):
-            return Failure("malformed-request")
+        refused = self._check_binding_flag(flag)
+        if refused is not None:
+            return refused
         attrs = bare.split(",")
         if attrs[0].startswith("m="):
             return Failure("malformed-request", "mandatory extension not supported")
@@ -235,21 +259,49 @@ class SaslExchange:
         if authzid is not None and not self._authzid_allowed(authzid, username):
             return Failure("invalid-authzid")
 
-        creds = self.credentials.scram_credentials(username, self.mechanism)
+        hash_name = SCRAM_HASHES[self._scram_mechanism]
+        creds = self.credentials.scram_credentials(username, self._scram_mechanism)
         self._known_user = creds is not None
-        self._creds = creds or _fake_credentials(username, SCRAM_HASHES[self.mechanism])
+        self._creds = creds or _fake_credentials(username, hash_name)
         self._username = username
         self._gs2_header = f"{flag},{authz},"
         self._client_first_bare = bare
         self._full_nonce = attrs[1][2:] + self._nonce()
         salt = base64.b64encode(self._creds.salt).decode("ascii")
         self._server_first = f"r={self._full_nonce},s={salt},i={self._creds.iterations}"
+        if self.announce_offer:
+            self._server_first += ",h=" + downgrade_protection(
+                self.offered, list(self.channel_bindings), hash_name)
         self._step = self._scram_final
         return Challenge(self._server_first.encode("ascii"))
 
+    @property
+    def _scram_mechanism(self) -> str:
+        return self.mechanism.removesuffix("-PLUS")
+
+    def _check_binding_flag(self, flag: str) -> Failure | None:
+        """RFC 5802 section 6's gs2 flag rules; keeps the binding data to expect."""
+        plus = self.mechanism in PLUS_MECHANISMS
+        if flag.startswith("p="):
+            if not plus:
+                return Failure("malformed-request", "channel binding needs a -PLUS mechanism")
+            data = self.channel_bindings.get(flag[2:])
+            if data is None:
+                return Failure("malformed-request", "unsupported channel binding type")
+            self._binding_data = data
+            return None
+        if flag not in ("n", "y"):
+            return Failure("malformed-request")
+        if plus:
+            return Failure("malformed-request", "a -PLUS mechanism needs channel binding")
+        if flag == "y" and self.channel_bindings:
+            # The client can bind but saw no -PLUS offered: someone removed it.
+            return Failure("not-authorized", "server does support channel binding")
+        return None
+
     def _scram_final(self, data: bytes) -> Outcome:
         assert self._creds is not None
-        hash_name = SCRAM_HASHES[self.mechanism]
+        hash_name = SCRAM_HASHES[self._scram_mechanism]
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -264,7 +316,10 @@ class SaslExchange:
             proof = binascii.a2b_base64(attrs[-1][2:], strict_mode=True)
         except binascii.Error:
             return Failure("malformed-request")
-        if binding != self._gs2_header.encode("utf-8"):
+        if not hmac.compare_digest(binding, self._gs2_header.encode("utf-8") + self._binding_data):
+            if self._binding_data:
+                # Bound to another TLS session than ours: someone in between.
+                return Failure("not-authorized", "channel binding does not match")
             return Failure("malformed-request", "channel binding data does not match")
         if attrs[1][2:] != self._full_nonce:
             return Failure("malformed-request", "wrong nonce")

@@ -48,6 +48,7 @@ class Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.buffer = b""
+        self.last = b""
 
     async def until(self, token: bytes, timeout: float = 30) -> None:
         async with asyncio.timeout(timeout):
@@ -56,7 +57,8 @@ class Conn:
                 if not data:
                     raise ConnectionError(f"closed while waiting for {token!r}: {self.buffer!r}")
                 self.buffer += data
-        self.buffer = self.buffer[self.buffer.index(token) + len(token):]
+        end = self.buffer.index(token) + len(token)
+        self.last, self.buffer = self.buffer[:end], self.buffer[end:]  # what the token ended
 
     def header(self, domain: str) -> None:
         self.writer.write(f"<?xml version='1.0'?><stream:stream xmlns='{CLIENT_NS}' "

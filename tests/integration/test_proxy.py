@@ -199,9 +199,9 @@ def test_sessions_table_lists_direct_and_proxied_clients(server, haproxy):
         assert result.returncode == 0, result.stderr
         rows = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:-1]}
         assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(local_port(direct)), "yes",
-                                                  "c2s", "PLAIN"]
+                                                  "c2s", "PLAIN", "-"]
         assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(local_port(proxied)),
-                                                   "yes", "proxy:c2s", "PLAIN"]
+                                                   "yes", "proxy:c2s", "PLAIN", "-"]
         await close(direct, proxied)
 
     run(scenario())

@@ -267,19 +267,19 @@ def test_only_root_and_the_server_user_may_administer():
 def test_table_format():
     table = admin.format_sessions([
         {"kind": "c2s", "id": "alice@example.org/phone", "address": "2001:db8::7",
-         "port": 40000, "secure": True, "listener": "proxy:c2s"},
+         "port": 40000, "secure": True, "listener": "proxy:c2s", "client": "Conversations"},
         {"kind": "c2s", "id": None, "address": "127.0.0.1", "port": 5, "secure": False,
          "listener": "c2s"},
         {"kind": "s2sout", "id": "remote.example", "address": "192.0.2.1", "port": 5269,
          "secure": True, "listener": None, "auth": "dialback"},
     ]).splitlines()
     assert table[0].split() == ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER",
-                                "AUTH"]
+                                "AUTH", "CLIENT"]
     assert table[1].split() == ["c2s", "alice@example.org/phone", "2001:db8::7", "40000", "yes",
-                                "proxy:c2s", "-"]
-    assert table[2].split() == ["c2s", "-", "127.0.0.1", "5", "no", "c2s", "-"]
+                                "proxy:c2s", "-", "Conversations"]
+    assert table[2].split() == ["c2s", "-", "127.0.0.1", "5", "no", "c2s", "-", "-"]
     assert table[3].split() == ["s2sout", "remote.example", "192.0.2.1", "5269", "yes", "-",
-                                "dialback"]
+                                "dialback", "-"]
     assert table[-1] == "3 session(s)"
 
 

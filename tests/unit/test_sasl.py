@@ -6,10 +6,12 @@ import base64
 import hashlib
 import hmac
 import re
+from typing import Any
 
 import pytest
 from slixmpp.util.sasl.mechanisms import PLAIN, SCRAM, SASLMutualAuthFailed
 
+from tests.scram_client import client_final
 from xmpp.sasl import (
     Challenge,
     Failure,
@@ -17,10 +19,12 @@ from xmpp.sasl import (
     SaslExchange,
     Success,
     decode_payload,
+    downgrade_protection,
     encode_payload,
     offered_mechanisms,
     saslprep,
 )
+from xmpp.sasl_ht import HtExchange, TokenProof, ht_mechanisms, new_token
 from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, derive
 
 HOST = "example.com"
@@ -78,9 +82,9 @@ def accounts() -> Accounts:
 
 
 def exchange(accounts: Accounts, mechanism: str, *, offered: list[str] = ALL,
-             server_nonce: str = "3rfcNHYJY1ZVvWVs7j") -> SaslExchange:
+             server_nonce: str = "3rfcNHYJY1ZVvWVs7j", **options: Any) -> SaslExchange:
     return SaslExchange(mechanism, accounts, host=HOST, offered=offered,
-                        nonce=lambda: server_nonce)
+                        nonce=lambda: server_nonce, **options)
 
 
 def scram_first(accounts: Accounts, client_first: bytes,
@@ -130,7 +134,7 @@ def test_encode_payload():
 @pytest.mark.parametrize("mechanism", sorted(VECTORS))
 def test_rfc_vectors(accounts, mechanism):
     v = VECTORS[mechanism]
-    ex = exchange(accounts, mechanism, server_nonce=v["server_nonce"])
+    ex = exchange(accounts, mechanism, server_nonce=v["server_nonce"], announce_offer=False)
     assert ex.start(v["client_first"].encode()) == Challenge(v["server_first"].encode())
     assert ex.respond(v["client_final"].encode()) == Success("user", v["server_final"].encode())
 
@@ -138,7 +142,7 @@ def test_rfc_vectors(accounts, mechanism):
 @pytest.mark.parametrize("mechanism", sorted(VECTORS))
 def test_scram_without_initial_response(accounts, mechanism):
     v = VECTORS[mechanism]
-    ex = exchange(accounts, mechanism, server_nonce=v["server_nonce"])
+    ex = exchange(accounts, mechanism, server_nonce=v["server_nonce"], announce_offer=False)
     assert ex.start(None) == Challenge(b"")
     assert ex.respond(v["client_first"].encode()) == Challenge(v["server_first"].encode())
     assert ex.respond(v["client_final"].encode()) == Success("user", v["server_final"].encode())
@@ -147,13 +151,14 @@ def test_scram_without_initial_response(accounts, mechanism):
 def test_scram_wrong_password(accounts):
     accounts.passwords["user"] = "not pencil"
     v = VECTORS["SCRAM-SHA-1"]
-    ex, first = scram_first(accounts, v["client_first"].encode())
-    assert first == Challenge(v["server_first"].encode())
+    ex = exchange(accounts, "SCRAM-SHA-1", announce_offer=False)
+    assert ex.start(v["client_first"].encode()) == Challenge(v["server_first"].encode())
     assert ex.respond(v["client_final"].encode()) == Failure("not-authorized")
 
 
 def test_scram_unknown_user_looks_like_a_known_one(accounts):
-    shape = re.compile(rb"r=abcdef3rfcNHYJY1ZVvWVs7j,s=[A-Za-z0-9+/]{22}==,i=(\d+)")
+    shape = re.compile(rb"r=abcdef3rfcNHYJY1ZVvWVs7j,s=[A-Za-z0-9+/]{22}==,i=(\d+)"
+                       rb",h=[A-Za-z0-9+/]{27}=")
 
     def first_for(name: str) -> bytes:
         _ex, out = scram_first(accounts, f"n,,n={name},r=abcdef".encode())
@@ -171,27 +176,15 @@ def test_scram_unknown_user_looks_like_a_known_one(accounts):
     assert ex.respond(final) == Failure("not-authorized")
 
 
-def client_final(server_first: bytes, client_first: str, password: str, hash_name: str) -> str:
-    """A minimal SCRAM client step (for tests that vary the client-first-message)."""
-    attrs = dict(item.split("=", 1) for item in server_first.decode().split(","))
-    creds = derive(password, hash_name, base64.b64decode(attrs["s"]), int(attrs["i"]))
-    header, bare = client_first[: client_first.index("n=")], client_first[client_first.index("n="):]
-    without_proof = f"c={base64.b64encode(header.encode()).decode()},r={attrs['r']}"
-    auth = f"{bare},{server_first.decode()},{without_proof}".encode()
-    salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), creds.salt, creds.iterations)
-    client_key = hmac.digest(salted, b"Client Key", hash_name)
-    signature = hmac.digest(creds.stored_key, auth, hash_name)
-    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    return f"{without_proof},p={base64.b64encode(proof).decode()}"
-
-
 def run_scram(accounts: Accounts, client_first: str, password: str,
               mechanism: str = "SCRAM-SHA-1") -> Outcome:
     ex, out = scram_first(accounts, client_first.encode(), mechanism)
     if not isinstance(out, Challenge):
         return out
-    return ex.respond(client_final(out.data, client_first, password,
-                                   SCRAM_HASHES[mechanism]).encode())
+    at = client_first.index("n=")
+    return ex.respond(client_final(password, SCRAM_HASHES[mechanism],
+                                   gs2_header=client_first[:at], cb_data=b"",
+                                   client_first_bare=client_first[at:], server_first=out.data))
 
 
 def test_scram_case_folded_username_succeeds(accounts):
@@ -437,3 +430,104 @@ def test_stored_material_and_plain_agree_on_a_password_saslprep_changes():
     stored = derive("\u2168", "sha256", b"salt", 4096)
     assert password_matches("IX", "sha256", stored)
     assert stored == derive("IX", "sha256", b"salt", 4096)
+
+
+# -- channel binding (SCRAM-*-PLUS) and downgrade protection -----------------------------------
+
+BINDINGS = {"tls-exporter": b"E" * 32, "tls-server-end-point": b"S" * 32}
+WITH_PLUS = offered_mechanisms(secure=True, allow_unencrypted_plain_auth=False,
+                               channel_binding=True)
+
+
+def plus_exchange(accounts: Accounts, mechanism: str = "SCRAM-SHA-1-PLUS") -> SaslExchange:
+    return exchange(accounts, mechanism, offered=WITH_PLUS, channel_bindings=BINDINGS)
+
+
+def bound_login(accounts: Accounts, flag: str, cb_data: bytes,
+                mechanism: str = "SCRAM-SHA-1-PLUS") -> Outcome:
+    ex = plus_exchange(accounts, mechanism)
+    first_bare = "n=user,r=fyko+d2lbbFgONRv9qkxdawL"
+    first = ex.start(f"{flag},,{first_bare}".encode())
+    if not isinstance(first, Challenge):
+        return first
+    hash_name = SCRAM_HASHES[mechanism.removesuffix("-PLUS")]
+    return ex.respond(client_final("pencil", hash_name, gs2_header=f"{flag},,", cb_data=cb_data,
+                                   client_first_bare=first_bare, server_first=first.data))
+
+
+def test_plus_offered_only_with_a_channel_binding():
+    assert ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", *ALL] == WITH_PLUS
+
+
+@pytest.mark.parametrize("binding", sorted(BINDINGS))
+def test_plus_succeeds_with_this_connections_binding(accounts, binding):
+    assert isinstance(bound_login(accounts, f"p={binding}", BINDINGS[binding]), Success)
+
+
+def test_plus_with_another_binding_is_not_authorized(accounts):
+    # The data of another TLS session: a man in the middle relaying the exchange.
+    assert bound_login(accounts, "p=tls-exporter", b"X" * 32) == Failure(
+        "not-authorized", "channel binding does not match")
+
+
+@pytest.mark.parametrize(("mechanism", "flag", "condition"), [
+    ("SCRAM-SHA-1-PLUS", "n", "malformed-request"),  # -PLUS without binding
+    ("SCRAM-SHA-1-PLUS", "p=tls-unique", "malformed-request"),  # a type this link lacks
+    ("SCRAM-SHA-1", "p=tls-exporter", "malformed-request"),  # binding without -PLUS
+    ("SCRAM-SHA-1", "y", "not-authorized"),  # the client saw no -PLUS: downgraded
+])
+def test_gs2_flags_that_do_not_fit_are_refused(accounts, mechanism, flag, condition):
+    outcome = bound_login(accounts, flag, b"", mechanism)
+    assert isinstance(outcome, Failure) and outcome.condition == condition
+
+
+def test_y_flag_is_fine_where_no_binding_is_offered(accounts):
+    ex = exchange(accounts, "SCRAM-SHA-1")
+    assert isinstance(ex.start(b"y,,n=user,r=abc"), Challenge)
+
+
+def test_server_first_names_what_was_offered(accounts):
+    ex = plus_exchange(accounts, "SCRAM-SHA-256-PLUS")
+    first = ex.start(b"p=tls-exporter,,n=user,r=abc")
+    assert isinstance(first, Challenge)
+    offered = ("PLAIN\x1eSCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1eSCRAM-SHA-256\x1eSCRAM-SHA-256-PLUS"
+               "\x1ftls-exporter\x1etls-server-end-point")
+    expected = base64.b64encode(hashlib.sha256(offered.encode()).digest())
+    assert first.data.endswith(b",h=" + expected)
+    assert downgrade_protection(WITH_PLUS, list(BINDINGS), "sha256") == expected.decode()
+
+
+# -- HT-* (FAST tokens) ----------------------------------------------------------------------
+
+
+def ht(mechanism: str, verdict, bindings=BINDINGS) -> tuple[HtExchange, list[TokenProof]]:
+    seen: list[TokenProof] = []
+
+    def check(proof: TokenProof):
+        seen.append(proof)
+        return verdict
+
+    return HtExchange(mechanism, check, channel_bindings=bindings), seen
+
+
+def test_ht_answers_with_the_responder_hash_of_the_matching_key():
+    token, key = new_token()
+    assert len(token) > 64 and key == hashlib.sha256(token.encode()).digest()
+    ex, seen = ht("HT-SHA-256-EXPR", key)
+    initiator = hmac.digest(token.encode(), b"Initiator" + BINDINGS["tls-exporter"], "sha256")
+    outcome = ex.start(b"user\0" + initiator)
+    assert outcome == Success("user", hmac.digest(
+        token.encode(), b"Responder" + BINDINGS["tls-exporter"], "sha256"))
+    assert seen[0].made_with(key) and not seen[0].made_with(b"other")
+
+
+def test_ht_refusals():
+    assert ht("HT-SHA-256-UNIQ", b"k")[0].start(b"user\0" + bytes(32)).condition \
+        == "invalid-mechanism"  # no tls-unique on this connection
+    for bad in (None, b"", b"user", b"\0" + bytes(32), b"user\0short"):
+        ex, seen = ht("HT-SHA-256-NONE", b"k")
+        assert ex.start(bad) == Failure("malformed-request") or not seen
+    ex, _ = ht("HT-SHA-256-NONE", Failure("credentials-expired"))
+    assert ex.start(b"user\0" + bytes(32)) == Failure("credentials-expired")
+    assert ht_mechanisms({}) == ["HT-SHA-256-NONE"]
+    assert ht_mechanisms(BINDINGS) == ["HT-SHA-256-EXPR", "HT-SHA-256-ENDP", "HT-SHA-256-NONE"]
