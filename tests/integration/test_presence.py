@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from xml.etree.ElementTree import Element
 
 import pytest
 
 from storage.db import Database, database_url
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import close, login, run
+from tests.integration.clients import close, fetched_roster, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
 from xmpp.config import load_config
@@ -17,7 +18,7 @@ from xmpp.config import load_config
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
-    "stale_a", "stale_b", "deny_a", "deny_b", "asker")}
+    "stale_a", "stale_b", "deny_a", "deny_b", "asker", "ver")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
@@ -51,6 +52,28 @@ def server(tmp_path_factory):
     server.start()
     yield server
     assert server.stop() == 0
+
+
+ROSTER = "{jabber:iq:roster}"
+
+
+def raw_login(server, user: str, resource: str = "raw") -> tuple[RawClient, bytes]:
+    """A raw client logged in as `user`, and the features of its authenticated stream."""
+    raw = RawClient(server.c2s_port)
+    features = raw.login(server.domain, server.cert, user, server.users[user], resource)
+    return raw, features
+
+
+def raw_iq(raw: RawClient, iq_id: str, payload: str, kind: str = "get") -> None:
+    raw.send(f"<iq type='{kind}' id='{iq_id}'>{payload}</iq>")
+
+
+def roster_query(ver: str | None = None) -> str:
+    return "<query xmlns='jabber:iq:roster'%s/>" % (f" ver='{ver}'" if ver is not None else "")
+
+
+def pushed_items(push: Element) -> list[tuple[str, dict[str, str]]]:
+    return [(item.get("jid", ""), dict(item.attrib)) for item in push.iter(ROSTER + "item")]
 
 
 # slixmpp reports an available presence's <show/> as its type.
@@ -154,8 +177,8 @@ def test_probe_of_a_contact_without_subscription_cancels_it(server):
         alice.send_presence()
         answer = await alice.next_presence(is_from(server.jid("stale_b"), "unsubscribed"))
         assert answer["from"] == server.jid("stale_b")
-        roster = await alice.get_roster()
-        assert roster["roster"]["items"][server.jid("stale_b")]["subscription"] == "none"
+        roster = await fetched_roster(alice)
+        assert roster[server.jid("stale_b")]["subscription"] == "none"
         await close(alice)
 
     run(scenario())
@@ -195,13 +218,13 @@ def test_roster_set_and_remove_are_pushed_to_every_resource(server):
         assert item["name"] == "Carol"
         assert sorted(item["groups"]) == ["Friends", "Work"]
         assert item["subscription"] == "none"
-        stored = (await phone.get_roster())["roster"]["items"][contact]
+        stored = (await fetched_roster(phone))[contact]
         assert stored["name"] == "Carol" and sorted(stored["groups"]) == ["Friends", "Work"]
 
         await phone.del_roster_item(contact)
         push = await asyncio.wait_for(pushes.get(), 10)
         assert push["roster"]["items"][contact]["subscription"] == "remove"
-        assert contact not in (await laptop.get_roster())["roster"]["items"]
+        assert contact not in await fetched_roster(laptop)
         await close(phone, laptop)
 
     run(scenario())
@@ -220,8 +243,8 @@ def test_removing_a_contact_with_a_pending_request_denies_it(server):
         await alice.update_roster(server.jid("deny_b"), name="Bob")
         await alice.del_roster_item(server.jid("deny_b"))
         await bob.next_presence(is_from(server.jid("deny_a"), "unsubscribed"))
-        item = (await bob.get_roster())["roster"]["items"][server.jid("deny_a")]
-        assert item["subscription"] == "none" and not item["ask"]
+        item = (await fetched_roster(bob))[server.jid("deny_a")]
+        assert item["subscription"] == "none" and not item["pending_out"]
         await close(alice, bob)
 
     run(scenario())
@@ -273,8 +296,8 @@ def test_pending_subscription_survives_a_restart(tmp_path):
             await asker.get_roster()
             asker.send_presence(pto=server.jid("asked"), ptype="subscribe")
             # The request is stored once the asker's roster shows it pending.
-            roster = await asker.get_roster()
-            assert roster["roster"]["items"][server.jid("asked")]["ask"] == "subscribe"
+            roster = await fetched_roster(asker)
+            assert roster[server.jid("asked")]["pending_out"]
             await close(asker)
 
         run(ask())
@@ -288,9 +311,8 @@ def test_pending_subscription_survives_a_restart(tmp_path):
             request = await asked.next_presence(lambda p: p["type"] == "subscribe")
             assert request["from"] == server.jid("asker")
             asker = await login(server, "asker")
-            roster = await asker.get_roster()
-            item = roster["roster"]["items"][server.jid("asked")]
-            assert item["ask"] == "subscribe" and item["subscription"] == "none"
+            item = (await fetched_roster(asker))[server.jid("asked")]
+            assert item["pending_out"] and item["subscription"] == "none"
             await close(asked, asker)
 
         run(answer())
@@ -321,3 +343,40 @@ def test_message_to_offline_user_without_offline_module_bounces(no_offline):
         await close(sender)
 
     run(scenario())
+
+
+def test_roster_versioning_and_the_result_before_the_push(server):
+    """RFC 6121 2.6 with Prosody's order: a roster set is answered, then pushed,
+    and a client whose cached version is current gets an empty result."""
+    raw, features = raw_login(server, "ver")
+    try:
+        assert b"urn:xmpp:features:rosterver" in features
+        raw_iq(raw, "r1", roster_query(""))
+        first = raw.read_stanza()
+        assert first.get("id") == "r1" and first.get("type") == "result"
+        version = first.find(ROSTER + "query").get("ver")
+        assert version
+
+        raw_iq(raw, "r2", roster_query(version))
+        current = raw.read_stanza()
+        assert current.get("id") == "r2" and current.get("type") == "result"
+        assert len(current) == 0
+
+        contact = server.jid("rost_c")
+        raw_iq(raw, "s1", f"<query xmlns='jabber:iq:roster'><item jid='{contact}'/></query>",
+               "set")
+        answer, push = raw.read_stanza(), raw.read_stanza()
+        assert (answer.get("id"), answer.get("type")) == ("s1", "result")
+        assert push.get("type") == "set"
+        new_version = push.find(ROSTER + "query").get("ver")
+        assert new_version and new_version != version
+        assert pushed_items(push) == [(contact, {"jid": contact, "subscription": "none"})]
+
+        raw_iq(raw, "r3", roster_query(version))
+        stale = raw.read_stanza()
+        assert stale.find(ROSTER + "query").get("ver") == new_version
+        assert [jid for jid, _ in pushed_items(stale)] == [contact]
+        raw_iq(raw, "r4", roster_query(new_version))
+        assert len(raw.read_stanza()) == 0
+    finally:
+        raw.close()

@@ -1,8 +1,9 @@
-"""RFC 6121 section 2: roster get, set, remove and pushes (Prosody's mod_roster)."""
+"""RFC 6121 section 2: roster get, set, remove, pushes and versioning (Prosody's mod_roster)."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from storage.roster import RosterItem
@@ -11,20 +12,30 @@ from xmpp.errors import StanzaError
 from xmpp.hosts import IqRequest
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
+from xmpp.stanza import make_iq_result
 from xmpp.subscription import SubscriptionState, roster_item_attrs
 
 QUERY = f"{{{ns.ROSTER}}}query"
 ITEM = f"{{{ns.ROSTER}}}item"
 GROUP = f"{{{ns.ROSTER}}}group"
 IQ = f"{{{ns.CLIENT}}}iq"
+# RFC 6121 2.6.1: the stream feature announcing roster versioning.
+ROSTERVER_FEATURE = "{urn:xmpp:features:rosterver}ver"
 
 
 MODULE = "roster"
 
 
 def setup(m: ModuleContext) -> None:
+    m.add_feature(ns.ROSTER)
+    m.hook("stream-features", announce_versioning)
     m.hook_iq("get", QUERY, lambda request: roster_get(m, request), target="self")
     m.hook_iq("set", QUERY, lambda request: roster_set(m, request), target="self")
+
+
+def announce_versioning(event: Any) -> None:
+    if event.origin.authenticated:
+        SubElement(event.features, ROSTERVER_FEATURE)
 
 
 def item_state(item: RosterItem | None, pending_in: bool) -> SubscriptionState:
@@ -50,17 +61,26 @@ def item_element(item: RosterItem, subscription: str | None = None) -> Element:
     return element
 
 
-def roster_get(m: ModuleContext, request: IqRequest) -> Element:
+def roster_get(m: ModuleContext, request: IqRequest) -> Element | None:
+    """The whole roster with its version, or an empty result when the client's
+    cached copy (its `ver`) is current (RFC 6121 2.6.3): changes come as pushes."""
     session = request.origin
     user: JID = session.jid
     session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
-    query = Element(QUERY)
-    for item in m.typed_store("rosters").get_roster(user.domain, user.local).values():
+    store = m.typed_store("rosters")
+    # The version is read before the items: a change in between gives newer
+    # items under an older version, which the client merely fetches again.
+    version = str(store.version(user.domain, user.local))
+    if request.payload.get("ver") == version:
+        return None
+    query = Element(QUERY, {"ver": version})
+    for item in store.get_roster(user.domain, user.local).values():
         query.append(item_element(item))
     return query
 
 
-def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
+def roster_set(m: ModuleContext, request: IqRequest) -> bool:
+    """Answer the set, then push the change (as Prosody: the result comes first)."""
     user: JID = request.origin.jid
     items = request.payload.findall(ITEM)
     if len(items) != 1:
@@ -78,7 +98,9 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
         if existing is None:
             raise StanzaError("item-not-found")
         remove_contact(m, user, existing)
-        return None
+        m.reply(request.origin, make_iq_result(request.stanza))
+        push(m, user, existing, removed=True)
+        return True
     groups = [g.text or "" for g in element.findall(GROUP)]
     if len(set(groups)) != len(groups) or "" in groups:
         raise StanzaError("bad-request", "Duplicate or empty group")
@@ -86,13 +108,14 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
     item.name = element.get("name") or None
     item.groups = groups
     store.put_item(user.domain, user.local, item)
+    m.reply(request.origin, make_iq_result(request.stanza))
     push(m, user, item)
-    return None
+    return True
 
 
 def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
     """RFC 6121 2.5.2: cancel both subscription directions (and deny a pending
-    request, as Prosody does), then drop the item."""
+    request, as Prosody does), then drop the item. The caller pushes the removal."""
     store = m.typed_store("rosters")
     pending = item.jid in store.pending_in(user.domain, user.local)
     state = item_state(item, pending)
@@ -105,16 +128,18 @@ def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
                         {"type": "unsubscribed", "from": bare, "to": item.jid}))
     store.remove_item(user.domain, user.local, item.jid)
     store.clear_pending_in(user.domain, user.local, item.jid)
-    push(m, user, item, removed=True)
 
 
 def push(m: ModuleContext, user: JID, item: RosterItem, *, removed: bool = False) -> None:
-    """Send a roster push to every resource of `user` that asked for the roster."""
-    for session in list(m.sessions(user.bare).values()):
-        if not session.module_data.get(MODULE):
-            continue
+    """Send a roster push, with the roster's version, to every resource of
+    `user` that asked for the roster."""
+    interested = [s for s in m.sessions(user.bare).values() if s.module_data.get(MODULE)]
+    if not interested:
+        return
+    version = str(m.typed_store("rosters").version(user.domain, user.local))
+    for session in interested:
         iq = Element(IQ, {"type": "set", "id": "push" + secrets.token_hex(4),
                           "to": str(session.jid)})
-        query = SubElement(iq, QUERY)
+        query = SubElement(iq, QUERY, {"ver": version})
         query.append(item_element(item, "remove" if removed else None))
         session.send(iq)
