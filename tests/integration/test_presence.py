@@ -18,10 +18,11 @@ from xmpp.config import load_config
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
-    "stale_a", "stale_b", "deny_a", "deny_b", "asker", "ver")}
+    "stale_a", "stale_b", "deny_a", "deny_b", "asker", "ver",
+    "echo", "rm_a", "rm_b")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
-BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
+BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b"), ("rm_a", "rm_b")]
 
 
 
@@ -55,6 +56,7 @@ def server(tmp_path_factory):
 
 
 ROSTER = "{jabber:iq:roster}"
+PRESENCE = "{jabber:client}presence"
 
 
 def raw_login(server, user: str, resource: str = "raw") -> tuple[RawClient, bytes]:
@@ -380,3 +382,52 @@ def test_roster_versioning_and_the_result_before_the_push(server):
         assert len(raw.read_stanza()) == 0
     finally:
         raw.close()
+
+
+def test_unavailable_presence_is_echoed_to_its_sender(server):
+    async def scenario():
+        client = await login(server, "echo")
+        await client.next_presence(lambda p: p["from"] == client.boundjid)
+        client.send_presence(ptype="unavailable", pstatus="Goodbye")
+        echo = await client.next_presence(lambda p: p["type"] == "unavailable")
+        assert echo["from"] == client.boundjid and echo["status"] == "Goodbye"
+        await close(client)
+
+    run(scenario())
+
+
+def presences_until(raw: RawClient, sender: str, last_type: str,
+                    limit: int = 20) -> list[tuple[str, str]]:
+    """(from, type) of the presence stanzas from `sender`'s JIDs, up to one of `last_type`."""
+    seen: list[tuple[str, str]] = []
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.tag != PRESENCE or _bare(stanza.get("from", "")) != sender:
+            continue
+        seen.append((stanza.get("from", ""), stanza.get("type", "available")))
+        if seen[-1][1] == last_type:
+            return seen
+    raise AssertionError(f"no {last_type} from {sender} in {limit} stanzas: {seen}")
+
+
+def _bare(jid: str) -> str:
+    return jid.partition("/")[0]
+
+
+def test_a_removed_contact_sees_the_user_go_offline(server):
+    bob, _ = raw_login(server, "rm_b")
+    alice, _ = raw_login(server, "rm_a", "desk")
+    try:
+        bob.send("<presence/>")
+        alice.send("<presence/>")
+        assert presences_until(bob, server.jid("rm_a"), "available") == [
+            (server.jid("rm_a") + "/desk", "available")]
+        raw_iq(alice, "rm", "<query xmlns='jabber:iq:roster'>"
+               f"<item jid='{server.jid('rm_b')}' subscription='remove'/></query>", "set")
+        assert presences_until(bob, server.jid("rm_a"), "unsubscribe") == [
+            (server.jid("rm_a"), "unsubscribed"),
+            (server.jid("rm_a") + "/desk", "unavailable"),
+            (server.jid("rm_a"), "unsubscribe")]
+    finally:
+        bob.close()
+        alice.close()

@@ -59,6 +59,8 @@ def setup(m: ModuleContext) -> None:
     m.hook("presence/bare", lambda event: inbound_presence(m, event.stanza, event.to))
     m.hook("presence/full", lambda event: inbound_full(m, event.stanza, event.to))
     m.hook("pre-resource-unbind", lambda event: session_ended(m, event.session))
+    m.hook("roster-item-removed", lambda event: contact_removed(
+        m, event.user, event.item, event.pending_in))
 
 
 def _state(m: ModuleContext, session: Any) -> PresenceState:
@@ -118,6 +120,9 @@ def outbound_presence(m: ModuleContext, stanza: Element, session: Any) -> bool:
         available(m, stanza, session)
     elif kind == "unavailable":
         unavailable(m, stanza, session)
+        # Echoed like available presence (broadcast() skips the now unavailable
+        # sender), as Prosody does: the client sees its status was taken.
+        session.send(_addressed(stanza, str(session.jid)))
     return True
 
 
@@ -222,8 +227,27 @@ def outbound_subscription(m: ModuleContext, stanza: Element, user: JID, kind: st
         for resource, last in _with_presence(available_sessions(m, user.bare)):
             m.route(_stamped(last, str(resource.jid), str(contact)))
     elif kind == "unsubscribed":
-        for resource in available_sessions(m, user.bare):
-            m.route(presence("unavailable", str(resource.jid), str(contact)))
+        send_unavailable(m, user, str(contact))
+
+
+def send_unavailable(m: ModuleContext, user: JID, contact: str) -> None:
+    """The contact no longer gets the user's presence: it learns that each of
+    the user's available resources is gone (RFC 6121 3.2.2)."""
+    for resource in available_sessions(m, user.bare):
+        m.route(presence("unavailable", str(resource.jid), contact))
+
+
+def contact_removed(m: ModuleContext, user: JID, item: RosterItem, pending_in: bool) -> None:
+    """RFC 6121 2.5.2: a contact removed from the roster loses both subscription
+    directions, and a pending request from it is denied (as Prosody does)."""
+    state = item_state(item, pending_in)
+    bare = str(user.bare)
+    if state.has_from or state.pending_in:
+        m.route(presence("unsubscribed", bare, item.jid))
+    if state.has_from:
+        send_unavailable(m, user, item.jid)
+    if state.has_to or state.ask:
+        m.route(presence("unsubscribe", bare, item.jid))
 
 
 def _stamped(stanza: Element, sender: str, to: str) -> Element:

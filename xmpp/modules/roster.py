@@ -114,18 +114,13 @@ def roster_set(m: ModuleContext, request: IqRequest) -> bool:
 
 
 def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
-    """RFC 6121 2.5.2: cancel both subscription directions (and deny a pending
-    request, as Prosody does), then drop the item. The caller pushes the removal."""
+    """Drop the item and any pending request from the contact. Before that,
+    `roster-item-removed` (Prosody's event) lets mod_presence cancel both
+    subscription directions (RFC 6121 2.5.2). The caller pushes the removal."""
     store = m.typed_store("rosters")
     pending = item.jid in store.pending_in(user.domain, user.local)
-    state = item_state(item, pending)
-    bare = str(user.bare)
-    if state.has_to or state.ask:
-        m.route(Element(f"{{{ns.CLIENT}}}presence",
-                        {"type": "unsubscribe", "from": bare, "to": item.jid}))
-    if state.has_from or state.pending_in:
-        m.route(Element(f"{{{ns.CLIENT}}}presence",
-                        {"type": "unsubscribed", "from": bare, "to": item.jid}))
+    m.fire("roster-item-removed", username=user.local, jid=item.jid, item=item,
+           pending_in=pending, user=user)
     store.remove_item(user.domain, user.local, item.jid)
     store.clear_pending_in(user.domain, user.local, item.jid)
 
