@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -78,6 +79,15 @@ def pushed_items(push: Element) -> list[tuple[str, dict[str, str]]]:
     return [(item.get("jid", ""), dict(item.attrib)) for item in push.iter(ROSTER + "item")]
 
 
+DELAY = "{urn:xmpp:delay}delay"
+
+
+def assert_replayed(presence, server, before: datetime) -> None:
+    """A presence the server kept and sent again carries when it was sent (XEP-0203)."""
+    assert presence["delay"]["from"] == server.domain
+    assert presence["delay"]["stamp"] <= before
+
+
 # slixmpp reports an available presence's <show/> as its type.
 AVAILABLE = ("available", "away", "chat", "dnd", "xa")
 
@@ -143,11 +153,13 @@ def test_probe_on_login_shows_contacts_already_online(server):
         bob = await login(server, "probe_b", presence=False)
         bob.send_presence(pstatus="been here a while", pshow="away")
         await bob.plugin["xep_0199"].ping(server.domain)  # the presence is processed
+        alice_logged_in = datetime.now(UTC)
         alice = await login(server, "probe_a")
         seen = await alice.next_presence(is_from(server.jid("probe_b"), "available"))
         assert seen["from"] == bob.boundjid
         assert seen["status"] == "been here a while"
         assert seen["show"] == "away"
+        assert_replayed(seen, server, before=alice_logged_in)
         await close(alice, bob)
 
     run(scenario())
@@ -157,10 +169,13 @@ def test_a_new_resource_sees_the_users_other_resources(server):
     async def scenario():
         first = await login(server, "multi", resource="first", presence=False)
         first.send_presence(pstatus="on the desk")
-        await first.next_presence(lambda p: p["from"] == first.boundjid)
+        live = await first.next_presence(lambda p: p["from"] == first.boundjid)
+        assert live.xml.find(DELAY) is None
+        second_logged_in = datetime.now(UTC)
         second = await login(server, "multi", resource="second")
         seen = await second.next_presence(lambda p: p["from"] == first.boundjid)
         assert seen["status"] == "on the desk"
+        assert_replayed(seen, server, before=second_logged_in)
         await first.next_presence(lambda p: p["from"] == second.boundjid)
         await close(first, second)
 

@@ -18,7 +18,7 @@ from xmpp import namespaces as ns
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.roster import item_state, push
-from xmpp.stanza import serialize
+from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outbound
 
@@ -35,7 +35,7 @@ class PresenceState:
 
     priority: int = 0
     available: bool = False
-    presence: Element | None = None  # the last available presence broadcast
+    presence: Element | None = None  # the last available presence broadcast, stamped
     directed: set[str] = field(default_factory=set)  # who got directed presence
 
 
@@ -142,8 +142,9 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
         state.priority = 0
     initial = not state.available
     state.available = True
-    state.presence = stanza
     broadcast(m, stanza, session.jid)
+    # Replayed later (to probes, new subscribers, new resources) with when it was sent.
+    state.presence = with_delay(stanza, m.host.name, m.now())
     if initial:
         user: JID = session.jid
         bare = str(user.bare)
