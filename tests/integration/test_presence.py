@@ -20,10 +20,12 @@ USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
     "stale_a", "stale_b", "deny_a", "deny_b", "asker", "ver",
-    "echo", "rm_a", "rm_b")}
+    "echo", "rm_a", "rm_b", "pre_a", "pre_b", "ack_a", "ack_b", "mut_a", "mut_b")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b"), ("rm_a", "rm_b")]
+# One-way subscriptions seeded likewise: (subscriber, contact).
+TO = [("mut_a", "mut_b")]
 
 
 
@@ -46,11 +48,21 @@ def seed_mutual(server, pairs) -> None:
             store.put_item(server.domain, other, RosterItem(server.jid(one), subscription="both"))
 
 
+def seed_one_way(server, pairs) -> None:
+    with rosters(server) as store:
+        for subscriber, contact in pairs:
+            store.put_item(server.domain, subscriber,
+                           RosterItem(server.jid(contact), subscription="to"))
+            store.put_item(server.domain, contact,
+                           RosterItem(server.jid(subscriber), subscription="from"))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     server = make_server(tmp_path_factory.mktemp("presence"))
     server.create_users(USERS)
     seed_mutual(server, BOTH)
+    seed_one_way(server, TO)
     server.start()
     yield server
     assert server.stop() == 0
@@ -425,6 +437,23 @@ def presences_until(raw: RawClient, sender: str, last_type: str,
     raise AssertionError(f"no {last_type} from {sender} in {limit} stanzas: {seen}")
 
 
+def next_push(raw: RawClient, limit: int = 20) -> Element:
+    """The next roster push the raw client gets (other stanzas are skipped)."""
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.get("type") == "set" and stanza.find(ROSTER + "query") is not None:
+            return stanza
+    raise AssertionError(f"no roster push in {limit} stanzas")
+
+
+def raw_online(server, user: str, resource: str = "raw") -> RawClient:
+    """A raw client that fetched its roster (so it gets pushes) and is available."""
+    raw, _ = raw_login(server, user, resource)
+    raw_iq(raw, "roster", roster_query())
+    raw.send("<presence/>")
+    return raw
+
+
 def _bare(jid: str) -> str:
     return jid.partition("/")[0]
 
@@ -446,3 +475,68 @@ def test_a_removed_contact_sees_the_user_go_offline(server):
     finally:
         bob.close()
         alice.close()
+
+
+def test_subscription_pre_approval(server):
+    """RFC 6121 3.4 (Prosody's presence_preapproval.scs, with the RFC's roster
+    item states): Alice approves Bob before he asks; his request is approved at once."""
+    alice_jid, bob_jid = server.jid("pre_a"), server.jid("pre_b")
+    alice, features = raw_login(server, "pre_a")
+    bob = None
+    try:
+        assert b"urn:xmpp:features:pre-approval" in features
+        raw_iq(alice, "roster", roster_query())
+        alice.send("<presence/>")
+        alice.send(f"<presence to='{bob_jid}' type='subscribed'/>")
+        assert pushed_items(next_push(alice)) == [
+            (bob_jid, {"jid": bob_jid, "subscription": "none", "approved": "true"})]
+
+        bob = raw_online(server, "pre_b")
+        bob.send(f"<presence to='{alice_jid}' type='subscribe'/>")
+        assert pushed_items(next_push(bob)) == [
+            (alice_jid, {"jid": alice_jid, "subscription": "none", "ask": "subscribe"})]
+        assert presences_until(bob, alice_jid, "available") == [
+            (alice_jid, "subscribed"), (alice_jid + "/raw", "available")]
+        assert pushed_items(next_push(alice)) == [
+            (bob_jid, {"jid": bob_jid, "subscription": "from"})]
+    finally:
+        alice.close()
+        if bob is not None:
+            bob.close()
+
+
+def test_subscription_request_is_acknowledged_and_stays_pending(server):
+    """As Prosody: an 'unavailable' from the contact acknowledges the request,
+    which reaches the contact when it comes online."""
+    asker = raw_online(server, "ack_a")
+    try:
+        asker.send(f"<presence to='{server.jid('ack_b')}' type='subscribe'/>")
+        assert presences_until(asker, server.jid("ack_b"), "unavailable") == [
+            (server.jid("ack_b"), "unavailable")]
+    finally:
+        asker.close()
+    contact = raw_online(server, "ack_b")
+    try:
+        assert presences_until(contact, server.jid("ack_a"), "subscribe") == [
+            (server.jid("ack_a"), "subscribe")]
+    finally:
+        contact.close()
+
+
+def test_approving_makes_the_subscription_mutual_and_probes_the_contact(server):
+    """Alice already sees Bob; when she approves his request, her server probes
+    him, so she has his presence at once (as Prosody does)."""
+    alice_jid, bob_jid = server.jid("mut_a"), server.jid("mut_b")
+    bob = raw_online(server, "mut_b")
+    alice = raw_online(server, "mut_a")
+    try:
+        assert presences_until(alice, bob_jid, "available") == [(bob_jid + "/raw", "available")]
+        bob.send(f"<presence to='{alice_jid}' type='subscribe'/>")
+        assert presences_until(alice, bob_jid, "subscribe") == [(bob_jid, "subscribe")]
+        alice.send(f"<presence to='{bob_jid}' type='subscribed'/>")
+        assert presences_until(alice, bob_jid, "available") == [(bob_jid + "/raw", "available")]
+        assert presences_until(bob, alice_jid, "available")[-2:] == [
+            (alice_jid, "subscribed"), (alice_jid + "/raw", "available")]
+    finally:
+        alice.close()
+        bob.close()

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, SubElement
 
 from storage.roster import RosterItem
 from xmpp import namespaces as ns
@@ -24,6 +24,7 @@ from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outb
 
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
+PRE_APPROVAL_FEATURE = "{urn:xmpp:features:pre-approval}sub"
 
 
 MODULE = "presence"
@@ -59,8 +60,15 @@ def setup(m: ModuleContext) -> None:
     m.hook("presence/bare", lambda event: inbound_presence(m, event.stanza, event.to))
     m.hook("presence/full", lambda event: inbound_full(m, event.stanza, event.to))
     m.hook("pre-resource-unbind", lambda event: session_ended(m, event.session))
+    m.hook("stream-features", announce_pre_approval)
     m.hook("roster-item-removed", lambda event: contact_removed(
         m, event.user, event.item, event.pending_in))
+
+
+def announce_pre_approval(event: Any) -> None:
+    """RFC 6121 3.4: this server keeps subscription pre-approvals."""
+    if event.origin.authenticated:
+        SubElement(event.features, PRE_APPROVAL_FEATURE)
 
 
 def _state(m: ModuleContext, session: Any) -> PresenceState:
@@ -87,7 +95,7 @@ def save_state(m: ModuleContext, user: JID, contact: str, old: SubscriptionState
     store = _rosters(m)
     if new.in_roster:
         item = item or RosterItem(jid=contact)
-        item.subscription, item.ask = new.subscription, new.ask
+        item.subscription, item.ask, item.approved = new.subscription, new.ask, new.approved
         store.put_item(user.domain, user.local, item)
     elif old.in_roster:
         store.remove_item(user.domain, user.local, contact)
@@ -227,6 +235,10 @@ def outbound_subscription(m: ModuleContext, stanza: Element, user: JID, kind: st
     if kind == "subscribed":
         for resource, last in _with_presence(available_sessions(m, user.bare)):
             m.route(_stamped(last, str(resource.jid), str(contact)))
+        if outcome.state.has_to:
+            # Now mutual: the approver asks for the contact's presence at once
+            # rather than waiting for its next change (as Prosody does).
+            m.route(presence("probe", str(user.bare), str(contact)))
     elif kind == "unsubscribed":
         send_unavailable(m, user, str(contact))
 
@@ -286,11 +298,7 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
                          kind: str) -> None:
     if not m.users.exists(user.local):
         if kind == SUBSCRIBE:
-            # As Prosody 0.12 (mod_presence), rather than RFC 6121 3.1.3: the receipt
-            # is acknowledged with the contact's unavailable presence, which Prosody
-            # sends for existing accounts too, so the answer does not tell whether
-            # the account exists. Nothing is stored.
-            m.route(presence("unavailable", str(user), str(contact)))
+            acknowledge_request(m, user, contact)  # nothing is stored
         return
     state, item = load_state(m, user, str(contact))
     outcome = inbound(state, kind)
@@ -302,7 +310,29 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
         for resource in available_sessions(m, user):
             resource.send(forwarded)
     if outcome.auto_reply:
+        # Approved already or pre-approved: the requester gets the approval and
+        # the user's presence with it (as Prosody does; RFC 6121 3.1.3, 3.4).
         m.route(presence(outcome.auto_reply, str(user), str(contact)))
+        send_current_presence(m, user, str(contact))
+    elif kind == SUBSCRIBE:
+        acknowledge_request(m, user, contact)
+
+
+def acknowledge_request(m: ModuleContext, user: JID, contact: JID) -> None:
+    """As Prosody 0.12 (mod_presence), beyond RFC 6121 3.1.3: a subscription
+    request that waits for the user is acknowledged with the user's unavailable
+    presence, whether the account exists or not, so the answer does not tell."""
+    m.route(presence("unavailable", str(user), str(contact)))
+
+
+def send_current_presence(m: ModuleContext, user: JID, to: str) -> None:
+    """The last presence of each of the user's available resources, or the
+    user's unavailable presence when there is none."""
+    resources = _with_presence(available_sessions(m, user))
+    for resource, last in resources:
+        m.route(_stamped(last, str(resource.jid), to))
+    if not resources:
+        m.route(presence("unavailable", str(user), to))
 
 
 def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
@@ -311,11 +341,7 @@ def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
         # RFC 6121 4.3.2: tell the prober its subscription is gone (as Prosody does).
         m.route(presence("unsubscribed", str(user), str(prober.bare)))
         return
-    resources = _with_presence(available_sessions(m, user))
-    for resource, last in resources:
-        m.route(_stamped(last, str(resource.jid), str(prober)))
-    if not resources:
-        m.route(presence("unavailable", str(user), str(prober)))
+    send_current_presence(m, user, str(prober))
 
 
 def session_ended(m: ModuleContext, session: Any) -> bool:

@@ -44,8 +44,9 @@ def item_state(item: RosterItem | None, pending_in: bool) -> SubscriptionState:
         return SubscriptionState(pending_in=pending_in)
     has_from = item.subscription in ("from", "both")
     has_to = item.subscription in ("to", "both")
-    return SubscriptionState(item.subscription, item.ask and not has_to,
-                             pending_in and not has_from, True)
+    pending = pending_in and not has_from
+    return SubscriptionState(item.subscription, item.ask and not has_to, pending, True,
+                             item.approved and not (has_from or pending))
 
 
 def item_element(item: RosterItem, subscription: str | None = None) -> Element:
