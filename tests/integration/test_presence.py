@@ -20,10 +20,12 @@ USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
     "stale_a", "stale_b", "deny_a", "deny_b", "asker", "ver",
-    "echo", "rm_a", "rm_b", "pre_a", "pre_b", "ack_a", "ack_b", "mut_a", "mut_b")}
+    "echo", "rm_a", "rm_b", "pre_a", "pre_b", "ack_a", "ack_b", "mut_a", "mut_b",
+    "last_a", "last_b", "last_c")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
-BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b"), ("rm_a", "rm_b")]
+BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b"), ("rm_a", "rm_b"),
+        ("last_a", "last_b")]
 # One-way subscriptions seeded likewise: (subscriber, contact).
 TO = [("mut_a", "mut_b")]
 
@@ -59,7 +61,7 @@ def seed_one_way(server, pairs) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("presence"))
+    server = make_server(tmp_path_factory.mktemp("presence"), modules=("lastactivity",))
     server.create_users(USERS)
     seed_mutual(server, BOTH)
     seed_one_way(server, TO)
@@ -540,3 +542,63 @@ def test_approving_makes_the_subscription_mutual_and_probes_the_contact(server):
     finally:
         alice.close()
         bob.close()
+
+
+LAST = "{jabber:iq:last}query"
+
+
+def last_activity(raw: RawClient, jid: str | None = None) -> Element:
+    """The answer to a XEP-0012 query (to the client's own account without `jid`)."""
+    to = f" to='{jid}'" if jid else ""
+    raw.send(f"<iq type='get' id='last'{to}><query xmlns='jabber:iq:last'/></iq>")
+    for _ in range(20):
+        stanza = raw.read_stanza()
+        if stanza.get("id") == "last":
+            return stanza
+    raise AssertionError("no answer to the last activity query")
+
+
+def test_last_activity_of_the_user_itself(server):
+    """Prosody's lastactivity.scs: the unavailable presence is echoed, and its
+    time and status are the user's last activity."""
+    raw, _ = raw_login(server, "last_c")
+    try:
+        raw.send("<presence><status>Hello</status></presence>")
+        raw.send("<presence type='unavailable'><status>Goodbye</status></presence>")
+        assert presences_until(raw, server.jid("last_c"), "unavailable")[-1] == (
+            server.jid("last_c") + "/raw", "unavailable")
+        answer = last_activity(raw)
+        assert answer.get("type") == "result"
+        query = answer.find(LAST)
+        assert int(query.get("seconds")) >= 0 and query.text == "Goodbye"
+    finally:
+        raw.close()
+
+
+def test_last_activity_for_contacts_only_and_zero_while_online(server):
+    bob_jid = server.jid("last_b")
+    alice = raw_online(server, "last_a")
+    stranger, _ = raw_login(server, "last_c", "elsewhere")
+    bob = raw_online(server, "last_b")
+    try:
+        presences_until(alice, bob_jid, "available")
+        online = last_activity(alice, bob_jid).find(LAST)
+        assert (online.get("seconds"), online.text) == ("0", None)
+        bob.send("<presence type='unavailable'><status>Gone fishing</status></presence>")
+        presences_until(alice, bob_jid, "unavailable")
+        offline = last_activity(alice, bob_jid).find(LAST)
+        assert int(offline.get("seconds")) >= 0 and offline.text == "Gone fishing"
+        refused = last_activity(stranger, bob_jid)
+        assert refused.get("type") == "error"
+        assert refused.find("{jabber:client}error/"
+                            "{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
+        # A connection that just drops counts too, without a status.
+        bob.send("<presence/>")
+        presences_until(alice, bob_jid, "available")
+        bob.close()
+        presences_until(alice, bob_jid, "unavailable")
+        dropped = last_activity(alice, bob_jid).find(LAST)
+        assert int(dropped.get("seconds")) >= 0 and dropped.text is None
+    finally:
+        for raw in (alice, stranger, bob):
+            raw.close()
