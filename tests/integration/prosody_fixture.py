@@ -70,9 +70,10 @@ class ProsodyProcess:
 
 
 def make_prosody(directory: Path, *, domain: str, address: str, dns_forward: str,
-                 extra: str = "") -> ProsodyProcess:
+                 extra: str = "", modules: tuple[str, ...] = ()) -> ProsodyProcess:
     """Write a Prosody config for `domain` on `address` with its own self-signed
-    certificate, s2s on, and DNS through `dns_forward` ("ADDR@PORT") only."""
+    certificate, s2s on, and DNS through `dns_forward` ("ADDR@PORT") only;
+    `modules` are enabled besides the usual ones."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
     cert, key = make_self_signed(directory, domain)
@@ -90,7 +91,7 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version",
-    "time", "uptime" }}
+    "time", "uptime"{''.join(f', "{name}"' for name in modules)} }}
 authentication = "internal_plain"
 storage = "internal"
 ssl = {{ certificate = "{cert}", key = "{key}" }}

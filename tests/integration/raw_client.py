@@ -147,6 +147,78 @@ class _StanzaReader:
                 self.ready.append(element)
 
 
+# -- XMPP steps over a raw client (any server with c2s_port, domain, cert, users) --
+
+ROSTER = "{jabber:iq:roster}"
+PRESENCE = "{jabber:client}presence"
+LAST = "{jabber:iq:last}query"
+
+
+def raw_login(server, user: str, resource: str = "raw") -> tuple[RawClient, bytes]:
+    """A raw client logged in as `user`, and the features of its authenticated stream."""
+    raw = RawClient(server.c2s_port)
+    features = raw.login(server.domain, server.cert, user, server.users[user], resource)
+    return raw, features
+
+
+def raw_iq(raw: RawClient, iq_id: str, payload: str, kind: str = "get") -> None:
+    raw.send(f"<iq type='{kind}' id='{iq_id}'>{payload}</iq>")
+
+
+def roster_query(ver: str | None = None) -> str:
+    return "<query xmlns='jabber:iq:roster'%s/>" % (f" ver='{ver}'" if ver is not None else "")
+
+
+def pushed_items(push: Element) -> list[tuple[str, dict[str, str]]]:
+    return [(item.get("jid", ""), dict(item.attrib)) for item in push.iter(ROSTER + "item")]
+
+
+def presences_until(raw: RawClient, sender: str, last_type: str,
+                    limit: int = 20) -> list[tuple[str, str]]:
+    """(from, type) of the presence stanzas from `sender`'s JIDs, up to one of `last_type`."""
+    seen: list[tuple[str, str]] = []
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.tag != PRESENCE or _bare(stanza.get("from", "")) != sender:
+            continue
+        seen.append((stanza.get("from", ""), stanza.get("type", "available")))
+        if seen[-1][1] == last_type:
+            return seen
+    raise AssertionError(f"no {last_type} from {sender} in {limit} stanzas: {seen}")
+
+
+def next_push(raw: RawClient, limit: int = 20) -> Element:
+    """The next roster push the raw client gets (other stanzas are skipped)."""
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.get("type") == "set" and stanza.find(ROSTER + "query") is not None:
+            return stanza
+    raise AssertionError(f"no roster push in {limit} stanzas")
+
+
+def raw_online(server, user: str, resource: str = "raw") -> RawClient:
+    """A raw client that fetched its roster (so it gets pushes) and is available."""
+    raw, _ = raw_login(server, user, resource)
+    raw_iq(raw, "roster", roster_query())
+    raw.send("<presence/>")
+    return raw
+
+
+def _bare(jid: str) -> str:
+    return jid.partition("/")[0]
+
+
+def last_activity(raw: RawClient, jid: str | None = None) -> Element:
+    """The answer to a XEP-0012 query (to the client's own account without `jid`)."""
+    to = f" to='{jid}'" if jid else ""
+    raw.send(f"<iq type='get' id='last'{to}><query xmlns='jabber:iq:last'/></iq>")
+    for _ in range(20):
+        stanza = raw.read_stanza()
+        if stanza.get("id") == "last":
+            return stanza
+    raise AssertionError("no answer to the last activity query")
+
+
 def redundant_xmlns(data: bytes) -> list[str]:
     """The elements of `data` that declare, as their default namespace, the one
     already in scope: "name xmlns='uri'" each.

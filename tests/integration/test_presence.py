@@ -5,14 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from xml.etree.ElementTree import Element
 
 import pytest
 
 from storage.db import Database, database_url
 from storage.roster import RosterItem, RosterStore
 from tests.integration.clients import close, fetched_roster, login, run
-from tests.integration.raw_client import RawClient
+from tests.integration.raw_client import (
+    LAST,
+    RawClient,
+    last_activity,
+    next_push,
+    presences_until,
+    pushed_items,
+    raw_iq,
+    raw_login,
+    raw_online,
+    roster_query,
+)
 from tests.integration.server_fixture import make_server
 from xmpp.config import load_config
 
@@ -68,29 +78,6 @@ def server(tmp_path_factory):
     server.start()
     yield server
     assert server.stop() == 0
-
-
-ROSTER = "{jabber:iq:roster}"
-PRESENCE = "{jabber:client}presence"
-
-
-def raw_login(server, user: str, resource: str = "raw") -> tuple[RawClient, bytes]:
-    """A raw client logged in as `user`, and the features of its authenticated stream."""
-    raw = RawClient(server.c2s_port)
-    features = raw.login(server.domain, server.cert, user, server.users[user], resource)
-    return raw, features
-
-
-def raw_iq(raw: RawClient, iq_id: str, payload: str, kind: str = "get") -> None:
-    raw.send(f"<iq type='{kind}' id='{iq_id}'>{payload}</iq>")
-
-
-def roster_query(ver: str | None = None) -> str:
-    return "<query xmlns='jabber:iq:roster'%s/>" % (f" ver='{ver}'" if ver is not None else "")
-
-
-def pushed_items(push: Element) -> list[tuple[str, dict[str, str]]]:
-    return [(item.get("jid", ""), dict(item.attrib)) for item in push.iter(ROSTER + "item")]
 
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -376,90 +363,6 @@ def test_message_to_offline_user_without_offline_module_bounces(no_offline):
     run(scenario())
 
 
-def test_roster_versioning_and_the_result_before_the_push(server):
-    """RFC 6121 2.6 with Prosody's order: a roster set is answered, then pushed,
-    and a client whose cached version is current gets an empty result."""
-    raw, features = raw_login(server, "ver")
-    try:
-        assert b"urn:xmpp:features:rosterver" in features
-        raw_iq(raw, "r1", roster_query(""))
-        first = raw.read_stanza()
-        assert first.get("id") == "r1" and first.get("type") == "result"
-        version = first.find(ROSTER + "query").get("ver")
-        assert version
-
-        raw_iq(raw, "r2", roster_query(version))
-        current = raw.read_stanza()
-        assert current.get("id") == "r2" and current.get("type") == "result"
-        assert len(current) == 0
-
-        contact = server.jid("rost_c")
-        raw_iq(raw, "s1", f"<query xmlns='jabber:iq:roster'><item jid='{contact}'/></query>",
-               "set")
-        answer, push = raw.read_stanza(), raw.read_stanza()
-        assert (answer.get("id"), answer.get("type")) == ("s1", "result")
-        assert push.get("type") == "set"
-        new_version = push.find(ROSTER + "query").get("ver")
-        assert new_version and new_version != version
-        assert pushed_items(push) == [(contact, {"jid": contact, "subscription": "none"})]
-
-        raw_iq(raw, "r3", roster_query(version))
-        stale = raw.read_stanza()
-        assert stale.find(ROSTER + "query").get("ver") == new_version
-        assert [jid for jid, _ in pushed_items(stale)] == [contact]
-        raw_iq(raw, "r4", roster_query(new_version))
-        assert len(raw.read_stanza()) == 0
-    finally:
-        raw.close()
-
-
-def test_unavailable_presence_is_echoed_to_its_sender(server):
-    async def scenario():
-        client = await login(server, "echo")
-        await client.next_presence(lambda p: p["from"] == client.boundjid)
-        client.send_presence(ptype="unavailable", pstatus="Goodbye")
-        echo = await client.next_presence(lambda p: p["type"] == "unavailable")
-        assert echo["from"] == client.boundjid and echo["status"] == "Goodbye"
-        await close(client)
-
-    run(scenario())
-
-
-def presences_until(raw: RawClient, sender: str, last_type: str,
-                    limit: int = 20) -> list[tuple[str, str]]:
-    """(from, type) of the presence stanzas from `sender`'s JIDs, up to one of `last_type`."""
-    seen: list[tuple[str, str]] = []
-    for _ in range(limit):
-        stanza = raw.read_stanza()
-        if stanza.tag != PRESENCE or _bare(stanza.get("from", "")) != sender:
-            continue
-        seen.append((stanza.get("from", ""), stanza.get("type", "available")))
-        if seen[-1][1] == last_type:
-            return seen
-    raise AssertionError(f"no {last_type} from {sender} in {limit} stanzas: {seen}")
-
-
-def next_push(raw: RawClient, limit: int = 20) -> Element:
-    """The next roster push the raw client gets (other stanzas are skipped)."""
-    for _ in range(limit):
-        stanza = raw.read_stanza()
-        if stanza.get("type") == "set" and stanza.find(ROSTER + "query") is not None:
-            return stanza
-    raise AssertionError(f"no roster push in {limit} stanzas")
-
-
-def raw_online(server, user: str, resource: str = "raw") -> RawClient:
-    """A raw client that fetched its roster (so it gets pushes) and is available."""
-    raw, _ = raw_login(server, user, resource)
-    raw_iq(raw, "roster", roster_query())
-    raw.send("<presence/>")
-    return raw
-
-
-def _bare(jid: str) -> str:
-    return jid.partition("/")[0]
-
-
 def test_a_removed_contact_sees_the_user_go_offline(server):
     bob, _ = raw_login(server, "rm_b")
     alice, _ = raw_login(server, "rm_a", "desk")
@@ -507,24 +410,6 @@ def test_subscription_pre_approval(server):
             bob.close()
 
 
-def test_subscription_request_is_acknowledged_and_stays_pending(server):
-    """As Prosody: an 'unavailable' from the contact acknowledges the request,
-    which reaches the contact when it comes online."""
-    asker = raw_online(server, "ack_a")
-    try:
-        asker.send(f"<presence to='{server.jid('ack_b')}' type='subscribe'/>")
-        assert presences_until(asker, server.jid("ack_b"), "unavailable") == [
-            (server.jid("ack_b"), "unavailable")]
-    finally:
-        asker.close()
-    contact = raw_online(server, "ack_b")
-    try:
-        assert presences_until(contact, server.jid("ack_a"), "subscribe") == [
-            (server.jid("ack_a"), "subscribe")]
-    finally:
-        contact.close()
-
-
 def test_approving_makes_the_subscription_mutual_and_probes_the_contact(server):
     """Alice already sees Bob; when she approves his request, her server probes
     him, so she has his presence at once (as Prosody does)."""
@@ -542,37 +427,6 @@ def test_approving_makes_the_subscription_mutual_and_probes_the_contact(server):
     finally:
         alice.close()
         bob.close()
-
-
-LAST = "{jabber:iq:last}query"
-
-
-def last_activity(raw: RawClient, jid: str | None = None) -> Element:
-    """The answer to a XEP-0012 query (to the client's own account without `jid`)."""
-    to = f" to='{jid}'" if jid else ""
-    raw.send(f"<iq type='get' id='last'{to}><query xmlns='jabber:iq:last'/></iq>")
-    for _ in range(20):
-        stanza = raw.read_stanza()
-        if stanza.get("id") == "last":
-            return stanza
-    raise AssertionError("no answer to the last activity query")
-
-
-def test_last_activity_of_the_user_itself(server):
-    """Prosody's lastactivity.scs: the unavailable presence is echoed, and its
-    time and status are the user's last activity."""
-    raw, _ = raw_login(server, "last_c")
-    try:
-        raw.send("<presence><status>Hello</status></presence>")
-        raw.send("<presence type='unavailable'><status>Goodbye</status></presence>")
-        assert presences_until(raw, server.jid("last_c"), "unavailable")[-1] == (
-            server.jid("last_c") + "/raw", "unavailable")
-        answer = last_activity(raw)
-        assert answer.get("type") == "result"
-        query = answer.find(LAST)
-        assert int(query.get("seconds")) >= 0 and query.text == "Goodbye"
-    finally:
-        raw.close()
 
 
 def test_last_activity_for_contacts_only_and_zero_while_online(server):
