@@ -46,6 +46,7 @@ modules_enabled = {
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
 
 	-- Other specific functionality
+		--"lastactivity"; -- How long ago contacts went offline, and their status (XEP-0012)
 		--"net_proxy"; -- PROXY protocol ports behind a load balancer (see below)
 }
 
