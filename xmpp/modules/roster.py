@@ -34,6 +34,7 @@ def setup(m: ModuleContext) -> None:
 
 
 def announce_versioning(event: Any) -> None:
+    """RFC 6121 2.6.1: roster versioning, offered once the client is authenticated."""
     if event.origin.authenticated:
         SubElement(event.features, ROSTERVER_FEATURE)
 
