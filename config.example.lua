@@ -60,6 +60,7 @@ modules_enabled = {
 		--"sasl2_fast"; -- Login tokens without the password (XEP-0484)
 
 	-- Other specific functionality
+		--"lastactivity"; -- How long ago contacts went offline, and their status (XEP-0012)
 		--"net_proxy"; -- PROXY protocol ports behind a load balancer (see below)
 }
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -129,6 +130,8 @@ class RosterEntry(Base):
     name: Mapped[str | None] = mapped_column(Text)
     subscription: Mapped[str] = mapped_column(String(4), default="none")
     ask: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A subscription pre-approval (RFC 6121 3.4).
+    approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     groups: Mapped[list[RosterGroup]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",

@@ -30,11 +30,12 @@ class RosterItem:
     subscription: str = "none"    # none | to | from | both
     ask: bool = False             # pending outbound subscription ("Pending Out")
     groups: list[str] = field(default_factory=list)
+    approved: bool = False        # subscription pre-approved (RFC 6121 3.4)
 
 
 def _to_item(entry: RosterEntry) -> RosterItem:
     return RosterItem(entry.contact, entry.name, entry.subscription, entry.ask,
-                      [group.name for group in entry.groups])
+                      [group.name for group in entry.groups], entry.approved)
 
 
 def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
@@ -96,6 +97,7 @@ class RosterStore:
             entry.name = item.name
             entry.subscription = item.subscription
             entry.ask = item.ask
+            entry.approved = item.approved
             wanted = set(item.groups)
             kept = [group for group in entry.groups if group.name in wanted]
             have = {group.name for group in kept}

@@ -9,8 +9,9 @@ and the `stream:` prefix the stream header declares.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
 
@@ -167,3 +168,16 @@ def make_iq_result(iq: Element, payload: Element | None = None) -> Element:
     if payload is not None:
         result.append(payload)
     return result
+
+
+def with_delay(stanza: Element, from_: str, when: float) -> Element:
+    """A copy of `stanza` stamped with an XEP-0203 <delay/> from `from_` at
+    `when` (seconds since the epoch); `stanza` itself when it has one already."""
+    if stanza.find(f"{{{ns.DELAY}}}delay") is not None:
+        return stanza
+    stamped = Element(stanza.tag, stanza.attrib)
+    stamped.text = stanza.text
+    stamped.extend(list(stanza))
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    SubElement(stamped, f"{{{ns.DELAY}}}delay", {"from": from_, "stamp": stamp})
+    return stamped

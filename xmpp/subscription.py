@@ -5,9 +5,9 @@ stanza kind, and says what the new state is, whether a roster push is due and
 whether the stanza travels on. Storage, roster pushes and presence broadcasts
 are the caller's business.
 
-Subscription pre-approval (RFC 6121 3.4) is not supported: an outbound
-'subscribed' without a pending inbound request is silently ignored, as in the
-Appendix A.2.3 rows for servers without pre-approval.
+Subscription pre-approval (RFC 6121 3.4) is supported: an outbound
+'subscribed' without a pending inbound request marks the contact `approved`
+instead of being routed, and the contact's later 'subscribe' is approved at once.
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ class SubscriptionState:
     `pending_in` ("Pending In"). `in_roster` is False only for "None" (no item)
     and for "None + Pending In" when the request came from someone who is not
     in the roster (RFC 6121 3.1.3: a pending request is kept apart from the
-    roster). Impossible combinations raise ValueError.
+    roster). `approved` is a pre-approval (RFC 6121 3.4): the contact's request
+    will be approved as soon as it comes. Impossible combinations raise ValueError.
     """
 
     subscription: str = "none"
     ask: bool = False
     pending_in: bool = False
     in_roster: bool = False
+    approved: bool = False
 
     def __post_init__(self) -> None:
         if self.subscription not in SUBSCRIPTIONS:
@@ -51,8 +53,10 @@ class SubscriptionState:
             raise ValueError("ask (Pending Out) with a subscription 'to' the contact")
         if self.pending_in and self.has_from:
             raise ValueError("pending_in (Pending In) with a subscription 'from' the contact")
-        if not self.in_roster and (self.subscription != "none" or self.ask):
-            raise ValueError("a subscription or an ask needs a roster item")
+        if not self.in_roster and (self.subscription != "none" or self.ask or self.approved):
+            raise ValueError("a subscription, an ask or an approval needs a roster item")
+        if self.approved and (self.has_from or self.pending_in):
+            raise ValueError("a pre-approval with a subscription 'from' or a pending request")
 
     @property
     def has_to(self) -> bool:
@@ -90,10 +94,14 @@ def _with(state: SubscriptionState, *, to: bool | None = None, from_: bool | Non
     return replace(state, subscription=_SUBSCRIPTION_OF[(has_to, has_from)], **fields)
 
 
+def _item(state: SubscriptionState) -> tuple[str, bool, bool, bool]:
+    """What the roster item shows: a change of it calls for a roster push."""
+    return state.subscription, state.ask, state.in_roster, state.approved
+
+
 def _outcome(old: SubscriptionState, new: SubscriptionState, deliver: bool,
              auto_reply: str | None = None) -> Outcome:
-    changed = (old.subscription, old.ask, old.in_roster) != (new.subscription, new.ask,
-                                                             new.in_roster)
+    changed = _item(old) != _item(new)
     return Outcome(new, changed, deliver, auto_reply)
 
 
@@ -107,6 +115,8 @@ def outbound(state: SubscriptionState, kind: str) -> Outcome:
 
     'subscribe' and 'unsubscribe' are always routed (A.2.1, A.2.2); 'subscribed'
     and 'unsubscribed' only when they answer or cancel something (A.2.3, A.2.4).
+    A 'subscribed' that answers nothing is a pre-approval, kept and not routed,
+    which an 'unsubscribed' withdraws (RFC 6121 3.4).
     When the contact loses 'from' or gains it, the caller also sends the user's
     unavailable or current presence to the contact (RFC 6121 3.2.2, 3.1.5).
     """
@@ -118,26 +128,33 @@ def outbound(state: SubscriptionState, kind: str) -> Outcome:
     if kind == UNSUBSCRIBE:
         return _outcome(state, _with(state, to=False, ask=False), True)
     if kind == SUBSCRIBED:
-        if not state.pending_in:
+        if state.pending_in:
+            return _outcome(state, _with(state, from_=True, pending_in=False, in_roster=True),
+                            True)
+        if state.has_from:
             return _outcome(state, state, False)
-        return _outcome(state, _with(state, from_=True, pending_in=False, in_roster=True), True)
+        return _outcome(state, replace(state, approved=True, in_roster=True), False)
     if not (state.has_from or state.pending_in):
-        return _outcome(state, state, False)
+        return _outcome(state, replace(state, approved=False), False)
     return _outcome(state, _with(state, from_=False, pending_in=False), True)
 
 
 def inbound(state: SubscriptionState, kind: str) -> Outcome:
     """Apply a subscription stanza the contact sends to the user (RFC 6121 A.3).
 
-    An inbound 'subscribe' never touches the roster item: it records a pending
-    request (delivered once) or, when the contact already has 'from', is answered
-    with an automatic 'subscribed' (RFC 6121 3.1.3). The others act only when
-    they match a subscription or a pending request, and are ignored otherwise.
+    An inbound 'subscribe' records a pending request (delivered once) or, when
+    the contact already has 'from', is answered with an automatic 'subscribed'
+    (RFC 6121 3.1.3); a pre-approved one is approved at once, the approval used
+    up (3.4). The others act only when they match a subscription or a pending
+    request, and are ignored otherwise.
     """
     _check_kind(kind)
     if kind == SUBSCRIBE:
         if state.has_from:
             return _outcome(state, state, False, auto_reply=SUBSCRIBED)
+        if state.approved:
+            return _outcome(state, _with(state, from_=True, approved=False), False,
+                            auto_reply=SUBSCRIBED)
         if state.pending_in:
             return _outcome(state, state, False)
         return _outcome(state, replace(state, pending_in=True), True)
@@ -159,6 +176,8 @@ def roster_item_attrs(state: SubscriptionState) -> dict[str, str]:
     attrs = {"subscription": state.subscription}
     if state.ask:
         attrs["ask"] = "subscribe"
+    if state.approved:
+        attrs["approved"] = "true"
     return attrs
 
 

@@ -140,6 +140,15 @@ async def close(*clients: TestClient) -> None:
             await asyncio.wait_for(client.ended, TIMEOUT)
 
 
+async def fetched_roster(client) -> dict:
+    """The client's roster after a fetch, by JID. With roster versioning the
+    server answers a client whose copy is current with an empty result, so
+    what counts is the copy the client keeps (results and pushes applied)."""
+    await client.get_roster()
+    roster = client.client_roster
+    return {jid: roster[jid] for jid in roster}
+
+
 SCENARIO_TIMEOUT = 60.0
 
 

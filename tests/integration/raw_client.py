@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from xml.etree.ElementTree import Element, XMLPullParser
 from xml.parsers import expat
 
 READ_TIMEOUT = 10.0
@@ -26,6 +27,7 @@ class RawClient:
         self.buffer = b""
         #: Everything read so far, as the reads returned it.
         self.transcript: list[bytes] = []
+        self._stanzas: _StanzaReader | None = None
 
     @classmethod
     def accepted(cls, sock: socket.socket) -> RawClient:
@@ -33,6 +35,7 @@ class RawClient:
         sock.settimeout(READ_TIMEOUT)
         client = cls.__new__(cls)
         client.sock, client.buffer, client.transcript = sock, b"", []
+        client._stanzas = None
         return client
 
     def send(self, data: bytes | str) -> None:
@@ -51,6 +54,24 @@ class RawClient:
         data, self.buffer = self.buffer, b""
         self.transcript.append(data)
         return data
+
+    def read_stanza(self, timeout: float = READ_TIMEOUT) -> Element:
+        """The next stanza (or other top-level element) of a stream already
+        open, parsed; once called, the rest of the stream is read this way."""
+        if self._stanzas is None:
+            self._stanzas = _StanzaReader()
+            self._stanzas.feed(self.buffer)
+            self.buffer = b""
+        deadline = time.monotonic() + timeout
+        while not self._stanzas.ready:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no stanza arrived")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before a stanza arrived")
+            self.transcript.append(chunk)
+            self._stanzas.feed(chunk)
+        return self._stanzas.ready.pop(0)
 
     def read_to_close(self, timeout: float = READ_TIMEOUT) -> bytes:
         """Everything the server sends until it closes the connection."""
@@ -83,16 +104,18 @@ class RawClient:
         return self.open_stream(to)
 
     def login(self, to: str, cafile: Path, user: str, password: str,
-              resource: str = "raw") -> None:
-        """STARTTLS, SASL PLAIN, stream restart and bind."""
+              resource: str = "raw") -> bytes:
+        """STARTTLS, SASL PLAIN, stream restart and bind; the features offered
+        after authentication."""
         self.starttls(to, cafile)
         answer = self.auth_plain(user, password)
         if b"<success" not in answer:
             raise ConnectionError(f"login refused: {answer!r}")
-        self.open_stream(to)
+        features = self.open_stream(to)
         self.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                   f"<resource>{resource}</resource></bind></iq>")
         self.read_until(rb"</iq>")
+        return features
 
     def auth_plain(self, user: str, password: str) -> bytes:
         """SASL PLAIN as `user`; the server's <success/> or <failure/>."""
@@ -104,6 +127,96 @@ class RawClient:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class _StanzaReader:
+    """Parses the children of a client stream whose header was already read."""
+
+    def __init__(self) -> None:
+        self._parser = XMLPullParser(events=("start", "end"))
+        self._parser.feed(b"<stream:stream xmlns='jabber:client' "
+                          b"xmlns:stream='http://etherx.jabber.org/streams'>")
+        self._depth = 0
+        self.ready: list[Element] = []
+
+    def feed(self, data: bytes) -> None:
+        self._parser.feed(data)
+        for event, element in self._parser.read_events():
+            self._depth += 1 if event == "start" else -1
+            if event == "end" and self._depth == 1:
+                self.ready.append(element)
+
+
+# -- XMPP steps over a raw client (any server with c2s_port, domain, cert, users) --
+
+ROSTER = "{jabber:iq:roster}"
+PRESENCE = "{jabber:client}presence"
+LAST = "{jabber:iq:last}query"
+
+
+def raw_login(server, user: str, resource: str = "raw") -> tuple[RawClient, bytes]:
+    """A raw client logged in as `user`, and the features of its authenticated stream."""
+    raw = RawClient(server.c2s_port)
+    features = raw.login(server.domain, server.cert, user, server.users[user], resource)
+    return raw, features
+
+
+def raw_iq(raw: RawClient, iq_id: str, payload: str, kind: str = "get") -> None:
+    raw.send(f"<iq type='{kind}' id='{iq_id}'>{payload}</iq>")
+
+
+def roster_query(ver: str | None = None) -> str:
+    return "<query xmlns='jabber:iq:roster'%s/>" % (f" ver='{ver}'" if ver is not None else "")
+
+
+def pushed_items(push: Element) -> list[tuple[str, dict[str, str]]]:
+    return [(item.get("jid", ""), dict(item.attrib)) for item in push.iter(ROSTER + "item")]
+
+
+def presences_until(raw: RawClient, sender: str, last_type: str,
+                    limit: int = 20) -> list[tuple[str, str]]:
+    """(from, type) of the presence stanzas from `sender`'s JIDs, up to one of `last_type`."""
+    seen: list[tuple[str, str]] = []
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.tag != PRESENCE or _bare(stanza.get("from", "")) != sender:
+            continue
+        seen.append((stanza.get("from", ""), stanza.get("type", "available")))
+        if seen[-1][1] == last_type:
+            return seen
+    raise AssertionError(f"no {last_type} from {sender} in {limit} stanzas: {seen}")
+
+
+def next_push(raw: RawClient, limit: int = 20) -> Element:
+    """The next roster push the raw client gets (other stanzas are skipped)."""
+    for _ in range(limit):
+        stanza = raw.read_stanza()
+        if stanza.get("type") == "set" and stanza.find(ROSTER + "query") is not None:
+            return stanza
+    raise AssertionError(f"no roster push in {limit} stanzas")
+
+
+def raw_online(server, user: str, resource: str = "raw") -> RawClient:
+    """A raw client that fetched its roster (so it gets pushes) and is available."""
+    raw, _ = raw_login(server, user, resource)
+    raw_iq(raw, "roster", roster_query())
+    raw.send("<presence/>")
+    return raw
+
+
+def _bare(jid: str) -> str:
+    return jid.partition("/")[0]
+
+
+def last_activity(raw: RawClient, jid: str | None = None) -> Element:
+    """The answer to a XEP-0012 query (to the client's own account without `jid`)."""
+    to = f" to='{jid}'" if jid else ""
+    raw.send(f"<iq type='get' id='last'{to}><query xmlns='jabber:iq:last'/></iq>")
+    for _ in range(20):
+        stanza = raw.read_stanza()
+        if stanza.get("id") == "last":
+            return stanza
+    raise AssertionError("no answer to the last activity query")
 
 
 def redundant_xmlns(data: bytes) -> list[str]:

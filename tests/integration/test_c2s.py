@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from tests.integration.clients import attempt_login, close, local_port, login, run, tls_version
+from tests.integration.clients import (
+    attempt_login,
+    close,
+    fetched_roster,
+    local_port,
+    login,
+    run,
+    tls_version,
+)
 from tests.integration.server_fixture import make_server
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
@@ -94,10 +102,8 @@ def test_subscription_handshake_ends_in_both_with_presence(server):
         alice.send_presence(pto=bob_bare, ptype="subscribed")
         await bob.next_presence(lambda p: p["type"] == "subscribed")
         await bob.next_presence(lambda p: p["from"].bare == alice_bare and p["type"] == "available")
-        roster_a = await alice.get_roster()
-        roster_b = await bob.get_roster()
-        assert roster_a["roster"]["items"][bob_bare]["subscription"] == "both"
-        assert roster_b["roster"]["items"][alice_bare]["subscription"] == "both"
+        assert (await fetched_roster(alice))[bob_bare]["subscription"] == "both"
+        assert (await fetched_roster(bob))[alice_bare]["subscription"] == "both"
         # Presence updates flow both ways now.
         bob.send_presence(pstatus="busy", pshow="dnd")
         update = await alice.next_presence(lambda p: p["show"] == "dnd")

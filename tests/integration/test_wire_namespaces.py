@@ -186,5 +186,6 @@ def test_bosh_bodies(server):
     assert [child.tag for child in children] == [
         f"{{{ns.STREAMS}}}features", f"{{{ns.SASL}}}success", f"{{{ns.STREAMS}}}features",
         f"{{{ns.CLIENT}}}iq", f"{{{ns.CLIENT}}}iq"]
-    assert [local(child) for child in children[2]] == ["bind", "session"]
+    # With mod_roster's roster versioning and mod_presence's pre-approval.
+    assert [local(child) for child in children[2]] == ["bind", "session", "ver", "sub"]
     assert children[4][0].tag == f"{{{ns.DISCO_INFO}}}query"

@@ -85,6 +85,7 @@ class MemoryRosters:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, RosterItem]] = {}
         self.pending: dict[tuple[str, str], dict[str, str | None]] = {}
+        self.versions: dict[tuple[str, str], int] = {}
 
     def get_roster(self, host: str, username: str) -> dict[str, RosterItem]:
         return dict(self.items.get((host, username), {}))
@@ -94,9 +95,19 @@ class MemoryRosters:
 
     def put_item(self, host: str, username: str, item: RosterItem) -> None:
         self.items.setdefault((host, username), {})[item.jid] = item
+        self._bump(host, username)
 
     def remove_item(self, host: str, username: str, contact: str) -> bool:
-        return self.items.get((host, username), {}).pop(contact, None) is not None
+        removed = self.items.get((host, username), {}).pop(contact, None) is not None
+        if removed:
+            self._bump(host, username)
+        return removed
+
+    def _bump(self, host: str, username: str) -> None:
+        self.versions[host, username] = self.versions.get((host, username), 0) + 1
+
+    def version(self, host: str, username: str) -> int:
+        return self.versions.get((host, username), 0)
 
     def pending_in(self, host: str, username: str) -> dict[str, str | None]:
         return dict(self.pending.get((host, username), {}))

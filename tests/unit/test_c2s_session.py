@@ -309,7 +309,7 @@ def test_secure_stream_offers_every_mechanism_and_no_starttls(server, host):
     assert {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"} <= set(mechanisms(offered))
 
 
-def test_features_after_authentication_are_bind_and_session(server):
+def test_features_after_authentication_are_bind_session_and_the_modules_own(server):
     _session, _transport, reader = authenticate(server)
     # authenticate() consumed the features; look at what it saw again on a restart.
     session, _transport, reader = open_stream(server, secure=True)
@@ -318,7 +318,10 @@ def test_features_after_authentication_are_bind_and_session(server):
     reader.elements()
     session.data_received(header())
     offered = features(reader)
-    assert [child.tag for child in offered] == [BIND, f"{{{ns.SESSION}}}session"]
+    # mod_roster's roster versioning and mod_presence's pre-approval, as Prosody 0.12.
+    assert [child.tag for child in offered] == [
+        BIND, f"{{{ns.SESSION}}}session", "{urn:xmpp:features:rosterver}ver",
+        "{urn:xmpp:features:pre-approval}sub"]
 
 
 REGISTER_FEATURE = f"{{{ns.REGISTER_FEATURE}}}register"

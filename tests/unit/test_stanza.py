@@ -14,8 +14,9 @@ from xmpp.stanza import (
     namespace,
     serialize,
     stream_header,
+    with_delay,
 )
-from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser
+from xmpp.stream import StanzaEvent, StreamEnd, StreamOpen, StreamParser, parse_stanza
 
 HEADER = stream_header(default_ns=ns.CLIENT, from_="example.com", to=None, stream_id="s1")
 LANG = f"{{{XML_NS}}}lang"
@@ -199,3 +200,13 @@ def test_clark_helpers():
     assert namespace("{jabber:client}message") == "jabber:client"
     assert local_name("error") == "error"
     assert namespace("error") == ""
+
+
+def test_with_delay_stamps_a_copy_once():
+    stanza = parse_stanza("<presence xmlns='jabber:client'><status>here</status></presence>")
+    stamped = with_delay(stanza, "example.com", 86400.5)
+    delay = stamped.find(f"{{{ns.DELAY}}}delay")
+    assert delay.attrib == {"from": "example.com", "stamp": "1970-01-02T00:00:00Z"}
+    assert stamped.findtext(f"{{{ns.CLIENT}}}status") == "here"
+    assert stanza.find(f"{{{ns.DELAY}}}delay") is None
+    assert with_delay(stamped, "other.example", 0) is stamped

@@ -34,7 +34,7 @@ HOST = "example.com"
 ITERATIONS = 64  # keep PBKDF2 cheap in tests
 TABLES = {"accounts", "roster_items", "roster_groups", "roster_pending", "roster_versions",
           "offline_messages", "uploads", "keyval", "archive"}
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 class FakeConfig:
@@ -379,6 +379,13 @@ def test_roster_crud_with_groups(roster: RosterStore) -> None:
     assert roster.remove_item(HOST, "juliet", "romeo@montague.lit")
     assert not roster.remove_item(HOST, "juliet", "romeo@montague.lit")
     assert list(roster.get_roster(HOST, "juliet")) == ["nurse@capulet.lit"]
+
+
+def test_roster_item_keeps_a_pre_approval(roster: RosterStore) -> None:
+    roster.put_item(HOST, "juliet", RosterItem("romeo@montague.lit", approved=True))
+    assert roster.get_item(HOST, "juliet", "romeo@montague.lit").approved
+    roster.put_item(HOST, "juliet", RosterItem("romeo@montague.lit", subscription="from"))
+    assert not roster.get_item(HOST, "juliet", "romeo@montague.lit").approved
 
 
 def test_removed_item_takes_its_groups(db: Database, roster: RosterStore) -> None:

@@ -27,6 +27,13 @@ STATES = {
     "Both": SubscriptionState("both", in_roster=True),
 }
 SAME = "no state change"
+# RFC 6121 3.4: a pre-approval is kept on the item, beside the nine states.
+PREAPPROVED = {
+    f"{name} + Pre-approved": SubscriptionState(
+        STATES[name].subscription, ask=STATES[name].ask, in_roster=True, approved=True)
+    for name in ("None", "None + Pending Out", "To")
+}
+ALL_STATES = {**STATES, **PREAPPROVED}
 
 
 def _table(text: str) -> dict[str, tuple[bool, str]]:
@@ -65,13 +72,13 @@ OUT_UNSUBSCRIBE = _table("""
     "Both"                  | yes | "From"
 """)
 
-# RFC 6121 A.2.3, outbound "subscribed", server without pre-approval (3.4): ROUTE? / NEW STATE
+# RFC 6121 A.2.3, outbound "subscribed", server with pre-approval (3.4): ROUTE? / NEW STATE
 OUT_SUBSCRIBED = _table("""
-    "None"                  | no  | no state change
-    "None + Pending Out"    | no  | no state change
+    "None"                  | no  | "None + Pre-approved"
+    "None + Pending Out"    | no  | "None + Pending Out + Pre-approved"
     "None + Pending In"     | yes | "From"
     "None + Pending Out+In" | yes | "From + Pending Out"
-    "To"                    | no  | no state change
+    "To"                    | no  | "To + Pre-approved"
     "To + Pending In"       | yes | "Both"
     "From"                  | no  | no state change
     "From + Pending Out"    | no  | no state change
@@ -163,7 +170,7 @@ CASES = [
 
 
 def _item(state: SubscriptionState) -> tuple:
-    return (state.subscription, state.ask, state.in_roster)
+    return (state.subscription, state.ask, state.in_roster, state.approved)
 
 
 @pytest.mark.parametrize(("direction", "kind", "name"), CASES)
@@ -171,7 +178,7 @@ def test_rfc_6121_appendix_a(direction, kind, name):
     passes, new_name = TABLES[direction, kind][name]
     old = STATES[name]
     outcome = direction(old, kind)
-    assert outcome.state == (old if new_name == SAME else STATES[new_name])
+    assert outcome.state == (old if new_name == SAME else ALL_STATES[new_name])
     assert outcome.deliver is passes
     # A roster push is due exactly when the item itself changed; Pending In is not
     # part of the item (RFC 6121 2.1.2.5 has no attribute for it).
@@ -192,7 +199,7 @@ STRANGER_IN = SubscriptionState(pending_in=True)
 OUTSIDE_ROSTER = [
     (NONE_OUT, outbound, "subscribe", STATES["None + Pending Out"], True, True),
     (NONE_OUT, outbound, "unsubscribe", NONE_OUT, True, False),
-    (NONE_OUT, outbound, "subscribed", NONE_OUT, False, False),
+    (NONE_OUT, outbound, "subscribed", PREAPPROVED["None + Pre-approved"], False, True),
     (NONE_OUT, outbound, "unsubscribed", NONE_OUT, False, False),
     (NONE_OUT, inbound, "subscribe", STRANGER_IN, True, False),
     (NONE_OUT, inbound, "unsubscribe", NONE_OUT, False, False),
@@ -231,6 +238,32 @@ def test_inbound_subscribe_when_already_subscribed_auto_replies():
                               auto_reply="subscribed")
 
 
+# RFC 6121 3.4: what becomes of a pre-approval. Columns: old state, direction, kind,
+# new state, deliver/route, auto-reply.
+PRE_NONE, PRE_ASKED, PRE_TO = PREAPPROVED.values()
+WITH_PREAPPROVAL = [
+    # The contact's request is approved at once, not delivered, the approval used up.
+    (PRE_NONE, inbound, "subscribe", STATES["From"], False, "subscribed"),
+    (PRE_ASKED, inbound, "subscribe", STATES["From + Pending Out"], False, "subscribed"),
+    (PRE_TO, inbound, "subscribe", STATES["Both"], False, "subscribed"),
+    # An 'unsubscribed' withdraws it, and is not routed: there was nothing to cancel.
+    (PRE_NONE, outbound, "unsubscribed", STATES["None"], False, None),
+    (PRE_TO, outbound, "unsubscribed", STATES["To"], False, None),
+    # Approving again changes nothing; the user's own subscription goes on as before.
+    (PRE_NONE, outbound, "subscribed", PRE_NONE, False, None),
+    (PRE_NONE, outbound, "subscribe", PRE_ASKED, True, None),
+    (PRE_ASKED, inbound, "subscribed", PRE_TO, True, None),
+    (PRE_TO, inbound, "unsubscribed", PRE_NONE, True, None),
+]
+
+
+@pytest.mark.parametrize(("old", "direction", "kind", "new", "deliver", "auto_reply"),
+                         WITH_PREAPPROVAL)
+def test_pre_approval(old, direction, kind, new, deliver, auto_reply):
+    outcome = direction(old, kind)
+    assert outcome == Outcome(new, _item(new) != _item(old), deliver, auto_reply)
+
+
 def test_full_handshake_between_two_servers():
     # Romeo subscribes to Juliet, Juliet approves and subscribes back, Romeo approves.
     states = {"romeo": SubscriptionState(), "juliet": SubscriptionState()}
@@ -255,12 +288,14 @@ def test_unsubscribe_both_ways_returns_to_none():
     assert states["romeo"] == states["juliet"] == STATES["None"]
 
 
-@pytest.mark.parametrize("name", STATES)
+@pytest.mark.parametrize("name", ALL_STATES)
 def test_roster_item_attrs(name):
-    state = STATES[name]
+    state = ALL_STATES[name]
     expected = {"subscription": name.split()[0].lower()}
     if "Pending Out" in name:
         expected["ask"] = "subscribe"
+    if "Pre-approved" in name:
+        expected["approved"] = "true"  # RFC 6121 2.1.2.1
     assert roster_item_attrs(state) == expected
 
 
@@ -279,6 +314,9 @@ def test_presence_recipients_allowed(name):
     {"subscription": "both", "pending_in": True, "in_roster": True},
     {"subscription": "to"},
     {"ask": True},
+    {"approved": True},
+    {"subscription": "from", "approved": True, "in_roster": True},
+    {"pending_in": True, "approved": True, "in_roster": True},
 ])
 def test_impossible_states_are_refused(fields):
     with pytest.raises(ValueError):

@@ -31,6 +31,7 @@ IMPLEMENTED = {
     "register": "xmpp.modules.register",
     "time": "xmpp.modules.time",
     "uptime": "xmpp.modules.uptime",
+    "lastactivity": "xmpp.modules.lastactivity",
     "component": "xmpp.modules.component",
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",

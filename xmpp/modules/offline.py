@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree.ElementTree import Element, SubElement
+from xml.etree.ElementTree import Element
 
-from xmpp import namespaces as ns
 from xmpp.jid import JID
 from xmpp.moduleapi import ModuleContext
-from xmpp.stanza import serialize
+from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 
 
@@ -22,13 +21,7 @@ def setup(m: ModuleContext) -> None:
 def store(m: ModuleContext, stanza: Element, to: JID) -> bool:
     if not m.users.exists(to.local):
         return False
-    stamped = stanza
-    if stanza.find(f"{{{ns.DELAY}}}delay") is None:
-        stamped = Element(stanza.tag, stanza.attrib)
-        stamped.text = stanza.text
-        stamped.extend(list(stanza))
-        SubElement(stamped, f"{{{ns.DELAY}}}delay", {
-            "from": m.host.name, "stamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    stamped = with_delay(stanza, m.host.name, m.now())
     return m.typed_store("offline").store(to.domain, to.local, serialize(stamped),
                                           datetime.now(UTC))
 

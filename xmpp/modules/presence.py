@@ -11,19 +11,20 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, SubElement
 
 from storage.roster import RosterItem
 from xmpp import namespaces as ns
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.roster import item_state, push
-from xmpp.stanza import serialize
+from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outbound
 
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
+PRE_APPROVAL_FEATURE = "{urn:xmpp:features:pre-approval}sub"
 
 
 MODULE = "presence"
@@ -35,7 +36,7 @@ class PresenceState:
 
     priority: int = 0
     available: bool = False
-    presence: Element | None = None  # the last available presence broadcast
+    presence: Element | None = None  # the last available presence broadcast, stamped
     directed: set[str] = field(default_factory=set)  # who got directed presence
 
 
@@ -59,6 +60,15 @@ def setup(m: ModuleContext) -> None:
     m.hook("presence/bare", lambda event: inbound_presence(m, event.stanza, event.to))
     m.hook("presence/full", lambda event: inbound_full(m, event.stanza, event.to))
     m.hook("pre-resource-unbind", lambda event: session_ended(m, event.session))
+    m.hook("stream-features", announce_pre_approval)
+    m.hook("roster-item-removed", lambda event: contact_removed(
+        m, event.user, event.item, event.pending_in))
+
+
+def announce_pre_approval(event: Any) -> None:
+    """RFC 6121 3.4: this server keeps subscription pre-approvals."""
+    if event.origin.authenticated:
+        SubElement(event.features, PRE_APPROVAL_FEATURE)
 
 
 def _state(m: ModuleContext, session: Any) -> PresenceState:
@@ -85,7 +95,7 @@ def save_state(m: ModuleContext, user: JID, contact: str, old: SubscriptionState
     store = _rosters(m)
     if new.in_roster:
         item = item or RosterItem(jid=contact)
-        item.subscription, item.ask = new.subscription, new.ask
+        item.subscription, item.ask, item.approved = new.subscription, new.ask, new.approved
         store.put_item(user.domain, user.local, item)
     elif old.in_roster:
         store.remove_item(user.domain, user.local, contact)
@@ -118,6 +128,9 @@ def outbound_presence(m: ModuleContext, stanza: Element, session: Any) -> bool:
         available(m, stanza, session)
     elif kind == "unavailable":
         unavailable(m, stanza, session)
+        # Echoed like available presence (broadcast() skips the now unavailable
+        # sender), as Prosody does: the client sees its status was taken.
+        session.send(_addressed(stanza, str(session.jid)))
     return True
 
 
@@ -137,8 +150,9 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
         state.priority = 0
     initial = not state.available
     state.available = True
-    state.presence = stanza
     broadcast(m, stanza, session.jid)
+    # Replayed later (to probes, new subscribers, new resources) with when it was sent.
+    state.presence = with_delay(stanza, m.host.name, m.now())
     if initial:
         m.fire("presence/initial", origin=session, stanza=stanza)
         user: JID = session.jid
@@ -222,9 +236,32 @@ def outbound_subscription(m: ModuleContext, stanza: Element, user: JID, kind: st
     if kind == "subscribed":
         for resource, last in _with_presence(available_sessions(m, user.bare)):
             m.route(_stamped(last, str(resource.jid), str(contact)))
+        if outcome.state.has_to:
+            # Now mutual: the approver asks for the contact's presence at once
+            # rather than waiting for its next change (as Prosody does).
+            m.route(presence("probe", str(user.bare), str(contact)))
     elif kind == "unsubscribed":
-        for resource in available_sessions(m, user.bare):
-            m.route(presence("unavailable", str(resource.jid), str(contact)))
+        send_unavailable(m, user, str(contact))
+
+
+def send_unavailable(m: ModuleContext, user: JID, contact: str) -> None:
+    """The contact no longer gets the user's presence: it learns that each of
+    the user's available resources is gone (RFC 6121 3.2.2)."""
+    for resource in available_sessions(m, user.bare):
+        m.route(presence("unavailable", str(resource.jid), contact))
+
+
+def contact_removed(m: ModuleContext, user: JID, item: RosterItem, pending_in: bool) -> None:
+    """RFC 6121 2.5.2: a contact removed from the roster loses both subscription
+    directions, and a pending request from it is denied (as Prosody does)."""
+    state = item_state(item, pending_in)
+    bare = str(user.bare)
+    if state.has_from or state.pending_in:
+        m.route(presence("unsubscribed", bare, item.jid))
+    if state.has_from:
+        send_unavailable(m, user, item.jid)
+    if state.has_to or state.ask:
+        m.route(presence("unsubscribe", bare, item.jid))
 
 
 def _stamped(stanza: Element, sender: str, to: str) -> Element:
@@ -262,11 +299,7 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
                          kind: str) -> None:
     if not m.users.exists(user.local):
         if kind == SUBSCRIBE:
-            # As Prosody 0.12 (mod_presence), rather than RFC 6121 3.1.3: the receipt
-            # is acknowledged with the contact's unavailable presence, which Prosody
-            # sends for existing accounts too, so the answer does not tell whether
-            # the account exists. Nothing is stored.
-            m.route(presence("unavailable", str(user), str(contact)))
+            acknowledge_request(m, user, contact)  # nothing is stored
         return
     state, item = load_state(m, user, str(contact))
     outcome = inbound(state, kind)
@@ -278,7 +311,29 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
         for resource in available_sessions(m, user):
             resource.send(forwarded)
     if outcome.auto_reply:
+        # Approved already or pre-approved: the requester gets the approval and
+        # the user's presence with it (as Prosody does; RFC 6121 3.1.3, 3.4).
         m.route(presence(outcome.auto_reply, str(user), str(contact)))
+        send_current_presence(m, user, str(contact))
+    elif kind == SUBSCRIBE:
+        acknowledge_request(m, user, contact)
+
+
+def acknowledge_request(m: ModuleContext, user: JID, contact: JID) -> None:
+    """As Prosody 0.12 (mod_presence), beyond RFC 6121 3.1.3: a subscription
+    request that waits for the user is acknowledged with the user's unavailable
+    presence, whether the account exists or not, so the answer does not tell."""
+    m.route(presence("unavailable", str(user), str(contact)))
+
+
+def send_current_presence(m: ModuleContext, user: JID, to: str) -> None:
+    """The last presence of each of the user's available resources, or the
+    user's unavailable presence when there is none."""
+    resources = _with_presence(available_sessions(m, user))
+    for resource, last in resources:
+        m.route(_stamped(last, str(resource.jid), to))
+    if not resources:
+        m.route(presence("unavailable", str(user), to))
 
 
 def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
@@ -287,11 +342,7 @@ def answer_probe(m: ModuleContext, user: JID, prober: JID) -> None:
         # RFC 6121 4.3.2: tell the prober its subscription is gone (as Prosody does).
         m.route(presence("unsubscribed", str(user), str(prober.bare)))
         return
-    resources = _with_presence(available_sessions(m, user))
-    for resource, last in resources:
-        m.route(_stamped(last, str(resource.jid), str(prober)))
-    if not resources:
-        m.route(presence("unavailable", str(user), str(prober)))
+    send_current_presence(m, user, str(prober))
 
 
 def session_ended(m: ModuleContext, session: Any) -> bool:

@@ -1,8 +1,9 @@
-"""RFC 6121 section 2: roster get, set, remove and pushes (Prosody's mod_roster)."""
+"""RFC 6121 section 2: roster get, set, remove, pushes and versioning (Prosody's mod_roster)."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from storage.roster import RosterItem
@@ -11,20 +12,31 @@ from xmpp.errors import StanzaError
 from xmpp.hosts import IqRequest
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
+from xmpp.stanza import make_iq_result
 from xmpp.subscription import SubscriptionState, roster_item_attrs
 
 QUERY = f"{{{ns.ROSTER}}}query"
 ITEM = f"{{{ns.ROSTER}}}item"
 GROUP = f"{{{ns.ROSTER}}}group"
 IQ = f"{{{ns.CLIENT}}}iq"
+# RFC 6121 2.6.1: the stream feature announcing roster versioning.
+ROSTERVER_FEATURE = "{urn:xmpp:features:rosterver}ver"
 
 
 MODULE = "roster"
 
 
 def setup(m: ModuleContext) -> None:
+    m.add_feature(ns.ROSTER)
+    m.hook("stream-features", announce_versioning)
     m.hook_iq("get", QUERY, lambda request: roster_get(m, request), target="self")
     m.hook_iq("set", QUERY, lambda request: roster_set(m, request), target="self")
+
+
+def announce_versioning(event: Any) -> None:
+    """RFC 6121 2.6.1: roster versioning, offered once the client is authenticated."""
+    if event.origin.authenticated:
+        SubElement(event.features, ROSTERVER_FEATURE)
 
 
 def item_state(item: RosterItem | None, pending_in: bool) -> SubscriptionState:
@@ -33,8 +45,9 @@ def item_state(item: RosterItem | None, pending_in: bool) -> SubscriptionState:
         return SubscriptionState(pending_in=pending_in)
     has_from = item.subscription in ("from", "both")
     has_to = item.subscription in ("to", "both")
-    return SubscriptionState(item.subscription, item.ask and not has_to,
-                             pending_in and not has_from, True)
+    pending = pending_in and not has_from
+    return SubscriptionState(item.subscription, item.ask and not has_to, pending, True,
+                             item.approved and not (has_from or pending))
 
 
 def item_element(item: RosterItem, subscription: str | None = None) -> Element:
@@ -50,12 +63,20 @@ def item_element(item: RosterItem, subscription: str | None = None) -> Element:
     return element
 
 
-def roster_get(m: ModuleContext, request: IqRequest) -> Element:
+def roster_get(m: ModuleContext, request: IqRequest) -> Element | None:
+    """The whole roster with its version, or an empty result when the client's
+    cached copy (its `ver`) is current (RFC 6121 2.6.3): changes come as pushes."""
     session = request.origin
     user: JID = session.jid
     session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
-    query = Element(QUERY)
-    items = m.typed_store("rosters").get_roster(user.domain, user.local)
+    store = m.typed_store("rosters")
+    # The version is read before the items: a change in between gives newer
+    # items under an older version, which the client merely fetches again.
+    version = str(store.version(user.domain, user.local))
+    if request.payload.get("ver") == version:
+        return None
+    query = Element(QUERY, {"ver": version})
+    items = store.get_roster(user.domain, user.local)
     # Prosody's roster-load: modules may add contacts that are not stored (mod_groups).
     m.fire("roster-load", username=user.local, host=user.domain, roster=items)
     for item in items.values():
@@ -63,7 +84,8 @@ def roster_get(m: ModuleContext, request: IqRequest) -> Element:
     return query
 
 
-def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
+def roster_set(m: ModuleContext, request: IqRequest) -> bool:
+    """Answer the set, then push the change (as Prosody: the result comes first)."""
     user: JID = request.origin.jid
     items = request.payload.findall(ITEM)
     if len(items) != 1:
@@ -81,7 +103,9 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
         if existing is None:
             raise StanzaError("item-not-found")
         remove_contact(m, user, existing)
-        return None
+        m.reply(request.origin, make_iq_result(request.stanza))
+        push(m, user, existing, removed=True)
+        return True
     groups = [g.text or "" for g in element.findall(GROUP)]
     if len(set(groups)) != len(groups) or "" in groups:
         raise StanzaError("bad-request", "Duplicate or empty group")
@@ -89,35 +113,33 @@ def roster_set(m: ModuleContext, request: IqRequest) -> Element | None:
     item.name = element.get("name") or None
     item.groups = groups
     store.put_item(user.domain, user.local, item)
+    m.reply(request.origin, make_iq_result(request.stanza))
     push(m, user, item)
-    return None
+    return True
 
 
 def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
-    """RFC 6121 2.5.2: cancel both subscription directions (and deny a pending
-    request, as Prosody does), then drop the item."""
+    """Drop the item and any pending request from the contact. Before that,
+    `roster-item-removed` (Prosody's event) lets mod_presence cancel both
+    subscription directions (RFC 6121 2.5.2). The caller pushes the removal."""
     store = m.typed_store("rosters")
     pending = item.jid in store.pending_in(user.domain, user.local)
-    state = item_state(item, pending)
-    bare = str(user.bare)
-    if state.has_to or state.ask:
-        m.route(Element(f"{{{ns.CLIENT}}}presence",
-                        {"type": "unsubscribe", "from": bare, "to": item.jid}))
-    if state.has_from or state.pending_in:
-        m.route(Element(f"{{{ns.CLIENT}}}presence",
-                        {"type": "unsubscribed", "from": bare, "to": item.jid}))
+    m.fire("roster-item-removed", username=user.local, jid=item.jid, item=item,
+           pending_in=pending, user=user)
     store.remove_item(user.domain, user.local, item.jid)
     store.clear_pending_in(user.domain, user.local, item.jid)
-    push(m, user, item, removed=True)
 
 
 def push(m: ModuleContext, user: JID, item: RosterItem, *, removed: bool = False) -> None:
-    """Send a roster push to every resource of `user` that asked for the roster."""
-    for session in list(m.sessions(user.bare).values()):
-        if not session.module_data.get(MODULE):
-            continue
+    """Send a roster push, with the roster's version, to every resource of
+    `user` that asked for the roster."""
+    interested = [s for s in m.sessions(user.bare).values() if s.module_data.get(MODULE)]
+    if not interested:
+        return
+    version = str(m.typed_store("rosters").version(user.domain, user.local))
+    for session in interested:
         iq = Element(IQ, {"type": "set", "id": "push" + secrets.token_hex(4),
                           "to": str(session.jid)})
-        query = SubElement(iq, QUERY)
+        query = SubElement(iq, QUERY, {"ver": version})
         query.append(item_element(item, "remove" if removed else None))
         session.send(iq)
