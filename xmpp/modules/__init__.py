@@ -33,6 +33,7 @@ IMPLEMENTED = {
     "http_file_share": "xmpp.modules.http_file_share",
     "bosh": "xmpp.modules.bosh",
     "websocket": "xmpp.modules.websocket",
+    "smacks": "xmpp.modules.smacks",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
