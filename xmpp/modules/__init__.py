@@ -34,6 +34,8 @@ IMPLEMENTED = {
     "bosh": "xmpp.modules.bosh",
     "websocket": "xmpp.modules.websocket",
     "smacks": "xmpp.modules.smacks",
+    "csi": "xmpp.modules.csi",
+    "csi_simple": "xmpp.modules.csi_simple",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
