@@ -251,10 +251,13 @@ class C2SSession(XmlStreamSession):
             return []
         if not self.secure and self._encryption_required():
             return []
-        return offered_mechanisms(
+        mechanisms = offered_mechanisms(
             secure=self.secure,
             allow_unencrypted_plain_auth=self.host.config.get_bool(
                 "allow_unencrypted_plain_auth", False))
+        # The host's authentication provider may offer others (auth_anonymous).
+        self.host.fire("sasl-mechanisms", session=self, mechanisms=mechanisms)
+        return mechanisms
 
     # -- elements -------------------------------------------------------------
 

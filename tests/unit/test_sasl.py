@@ -432,3 +432,15 @@ def test_stored_material_and_plain_agree_on_a_password_saslprep_changes():
     stored = derive("\u2168", "sha256", b"salt", 4096)
     assert password_matches("IX", "sha256", stored)
     assert stored == derive("IX", "sha256", b"salt", 4096)
+
+
+# -- ANONYMOUS (RFC 4505) -------------------------------------------------------------
+
+def test_anonymous_only_where_offered_with_a_random_node_each_time(accounts):
+    assert exchange(accounts, "ANONYMOUS").start(b"") == Failure("invalid-mechanism")
+    first = exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(None)
+    second = exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(b"trace@example")
+    assert isinstance(first, Success) and isinstance(second, Success)
+    assert first.username != second.username and len(first.username) == 36
+    assert exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(b"\xff") == \
+        Failure("malformed-request")
