@@ -37,6 +37,7 @@ IMPLEMENTED = {
     "csi": "xmpp.modules.csi",
     "csi_simple": "xmpp.modules.csi_simple",
     "auth_anonymous": "xmpp.modules.auth_anonymous",
+    "cloud_notify": "xmpp.modules.cloud_notify",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",

@@ -92,6 +92,8 @@ def account_info(m: ModuleContext, request: IqRequest) -> Element:
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                {"category": "account", "type": "registered"})
     SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": ns.DISCO_INFO})
+    # Prosody's event: modules add the account's features (push, ...).
+    m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query
 
 
