@@ -372,6 +372,8 @@ class SmacksModule:
         assert state is not None
         if h is None:
             return _failed(session, xmlns, "bad-request", state.queue.handled)
+        self.m.log.debug("%s resuming with h=%d; %d acknowledged, %d not", original.jid, h,
+                         state.queue.acked, len(state.queue.unacked))
         try:
             state.queue.ack(h)
         except AckError as error:
