@@ -34,9 +34,11 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory):
-    """Sessions hibernate one second, with room for five unacked stanzas."""
+    """Sessions hibernate one second, with room for five unacked stanzas and one
+    resumable session per user."""
     server = make_server(tmp_path_factory.mktemp("smacks-short"), modules=("smacks",),
-                         extra="smacks_hibernation_time = 1\nsmacks_max_queue_size = 5\n")
+                         extra="smacks_hibernation_time = 1\nsmacks_max_queue_size = 5\n"
+                               "smacks_max_hibernated_sessions = 1\n")
     server.create_users(USERS)
     server.start()
     yield server
@@ -281,3 +283,52 @@ def test_an_overflowing_queue_ends_the_session_into_offline_storage(short):
         run(scenario())
     finally:
         raw.close()
+
+
+def test_beyond_max_hibernated_sessions_the_oldest_is_no_longer_resumable(short):
+    first, first_token = enabled(short, "erin", "one")
+    second, _ = enabled(short, "erin", "two")
+    late = authenticated(short, "erin")
+    try:
+        answer = resume(late, first_token, 0)
+        assert b"<item-not-found" in answer and re.search(rb"h=.0.", answer)
+    finally:
+        for raw in (first, second, late):
+            raw.close()
+
+
+def test_a_restart_leaves_hibernated_messages_in_offline_storage(tmp_path):
+    server = make_server(tmp_path, modules=("smacks",))
+    server.create_users(USERS)
+    server.start()
+    try:
+        raw, token = enabled(server, "alice")
+        raw.close()
+
+        async def send() -> None:
+            bob = await login(server, "bob")
+            for n in range(2):
+                bob.send_message(mto=f"alice@{server.domain}/raw", mbody=f"kept {n}",
+                                 mtype="chat")
+            await bob.plugin["xep_0199"].ping(jid=server.domain, timeout=10)  # all routed
+            await close(bob)
+
+        run(send())
+        assert server.stop() == 0
+        server.start()
+        late = authenticated(server, "alice")
+        try:
+            answer = resume(late, token, 0)
+            assert b"<item-not-found" in answer and re.search(rb"h=.\d+.", answer)
+        finally:
+            late.close()
+
+        async def receive() -> list[str]:
+            alice = await login(server, "alice", resource="back")
+            bodies = sorted([(await alice.next_message())["body"] for _ in range(2)])
+            await close(alice)
+            return bodies
+
+        assert run(receive()) == ["kept 0", "kept 1"]
+    finally:
+        assert server.stop() == 0

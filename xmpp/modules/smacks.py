@@ -323,12 +323,11 @@ class SmacksModule:
         for stanza in list(state.queue.drain()):
             if self.m.fire("delivery/failure", session=session, stanza=stanza):
                 continue
-            if stanza.get("type") != "error" and stanza.get("from") != str(session.jid):
-                reply = StanzaError("recipient-unavailable", error_type="cancel").to_reply(stanza)
-                reply.set("from", str(session.jid.bare))
-                for delay in reply.findall(DELAY):
-                    reply.remove(delay)
-                self.m.route(reply)
+            if stanza.get("from") != str(session.jid):
+                # Answered from the bare JID, as Prosody does (errors and results never are).
+                stanza.set("to", str(session.jid.bare))
+                self.m.bounce(stanza, None, StanzaError("recipient-unavailable",
+                                                        error_type="cancel"))
 
     def on_delivery_failure(self, event: Any) -> bool:
         """A message to a user whose session ended stays for them when it was their
@@ -336,7 +335,9 @@ class SmacksModule:
         session, stanza = event.session, event.stanza
         if stanza.tag != MESSAGE or stanza.get("type", "normal") not in ("normal", "chat"):
             return False
-        others = [s for s in self.m.sessions(session.jid.bare).values() if s is not session]
+        # A session binding the same resource replaces this one: not another session.
+        others = [resource for resource, other in self.m.sessions(session.jid.bare).items()
+                  if other is not session and resource != session.jid.resource]
         if others:
             return False
         return bool(self.m.fire("message/offline/handle", origin=session, stanza=stanza,
