@@ -207,9 +207,14 @@ async def stream_managed(client) -> None:
     await asyncio.wait_for(done, 10)
 
 
-def test_messages_of_a_burst_cut_by_the_network_arrive_once_after_resumption(server):
+@pytest.mark.parametrize("direct_tls", [False, True])
+def test_messages_of_a_burst_cut_by_the_network_arrive_once_after_resumption(server,
+                                                                            direct_tls):
+    port = server.ports["c2s_direct_tls" if direct_tls else "c2s"]
+
     async def scenario():
-        ivan = await login(server, "ivan", plugins=PLUGINS)
+        ivan = await login(server, "ivan", plugins=PLUGINS, direct_tls=direct_tls,
+                           resource=f"direct-{direct_tls}")
         judy = await login(server, "judy", plugins=PLUGINS)
         await stream_managed(ivan)
         resumed = asyncio.get_running_loop().create_future()
@@ -221,7 +226,7 @@ def test_messages_of_a_burst_cut_by_the_network_arrive_once_after_resumption(ser
         seen.append((await ivan.next_message())["body"])
         ivan.abort()  # mid-burst: what is in flight is lost on the wire
         await asyncio.wait_for(ivan.disconnected, 10)
-        ivan.connect(host=server.address, port=server.c2s_port)
+        ivan.connect(host=server.address, port=port)
         await asyncio.wait_for(resumed, 10)
         while len(seen) < BURST:
             seen.append((await ivan.next_message())["body"])
