@@ -1,5 +1,8 @@
 """XEP-0198 counters and the queue of unacknowledged stanzas, without sockets.
 
+What is queued is the caller's choice (stream management keeps serialized
+stanzas: far smaller than element trees in a hibernating session).
+
 Both counters are unsigned 32-bit and wrap to 0 after 2^32 - 1 (XEP-0198
 section 4), so every comparison is made modulo 2^32: an ack is valid when it
 acknowledges between zero and all of the stanzas still queued.
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element
+from typing import Any
 
 MODULUS = 2 ** 32
 
@@ -38,12 +41,12 @@ class AckQueue:
     max_size: int
     handled: int = 0
     acked: int = 0
-    unacked: deque[Element] = field(default_factory=deque)
+    unacked: deque[Any] = field(default_factory=deque)
 
     def count_handled(self) -> None:
         self.handled = (self.handled + 1) % MODULUS
 
-    def push(self, stanza: Element) -> bool:
+    def push(self, stanza: Any) -> bool:
         """Queue a stanza being sent; False once the queue holds more than `max_size`
         (it is queued all the same, so it is not lost)."""
         self.unacked.append(stanza)
@@ -67,7 +70,7 @@ class AckQueue:
         self.acked = h
         return newly
 
-    def drain(self) -> Iterator[Element]:
+    def drain(self) -> Iterator[Any]:
         """Take every unacknowledged stanza out of the queue, oldest first."""
         while self.unacked:
             yield self.unacked.popleft()

@@ -1,7 +1,8 @@
 """Timers for modules (Prosody's module:add_timer), on gevent.
 
-A timer runs its callback once in its own greenlet; an exception in it is
-logged and costs that callback only.
+A pending timer is a bare event-loop watcher, not a greenlet: a server may hold
+one per hibernating session. When it fires, its callback runs in a greenlet of
+its own (it may do I/O); an exception there is logged and costs that callback only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ class Timer:
     """A pending callback; `cancel()` before it runs and it never will."""
 
     def __init__(self, seconds: float, callback: Callable[[], object]) -> None:
-        self._greenlet = gevent.spawn_later(seconds, self._run, callback)
+        self._watcher = gevent.get_hub().loop.timer(seconds)
+        self._watcher.start(gevent.spawn, self._run, callback)
 
     @staticmethod
     def _run(callback: Callable[[], object]) -> None:
@@ -28,7 +30,7 @@ class Timer:
             log.exception("Timer callback %r failed", callback)
 
     def cancel(self) -> None:
-        self._greenlet.kill(block=False)
+        self._watcher.close()
 
 
 def start_timer(seconds: float, callback: Callable[[], object]) -> Timer:

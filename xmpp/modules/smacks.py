@@ -27,7 +27,6 @@ told its `h` with `<failed/>`).
 
 from __future__ import annotations
 
-import copy
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.moduleapi import ModuleContext
 from xmpp.smqueue import AckError, AckQueue, parse_h
+from xmpp.stanza import serialize
+from xmpp.stream import parse_stanza
 
 SM2 = "urn:xmpp:sm:2"
 SM3 = "urn:xmpp:sm:3"
@@ -130,7 +131,6 @@ class SmacksModule:
         self.m = m
         self.options = Options.from_config(m.config)
         self.registry: Registry = m.shared("smacks/resumable", Registry)
-        self.old_sessions = m.open_store("smacks_h", "map")
         for xmlns in (SM2, SM3):
             m.hook(f"stanza/{xmlns}:enable", self.on_enable, 100)
             m.hook(f"stanza/{xmlns}:resume", self.on_resume, 100)
@@ -142,6 +142,11 @@ class SmacksModule:
         m.hook("pre-resource-unbind", self.on_pre_resource_unbind, 10)
         m.hook("delivery/failure", self.on_delivery_failure, -1)
         m.hook("server-stopping", self.on_server_stopping)
+
+    @property
+    def old_sessions(self) -> Any:
+        """The counters of expired sessions (Prosody's `smacks_h` map), opened when needed."""
+        return self.m.open_store("smacks_h", "map")
 
     # -- negotiation -----------------------------------------------------------------
 
@@ -239,17 +244,20 @@ class SmacksModule:
         state = state_of(session)
         if state is None or state.resending or stanza.tag not in STANZAS:
             return stanza
-        kept = copy.deepcopy(stanza)
+        kept = stanza
         if stanza.tag != IQ and stanza.find(DELAY) is None:
+            # A new top element over the same children: the stanza may be shared.
+            kept = Element(stanza.tag, stanza.attrib)
+            kept.text = stanza.text
+            kept.extend(stanza)
             SubElement(kept, DELAY, {"from": str(session.jid.bare), "stamp": _now_stamp()})
-        if not state.queue.push(kept):
+        if not state.queue.push(serialize(kept)):
             # Taken into the queue all the same: it is handled with the rest as the session ends.
             session.close(StreamError("resource-constraint", "Too many unacked stanzas "
                                       "remaining, session can't be resumed"))
             return None
         if state.hibernating_since is not None:
-            self.m.fire("smacks-hibernation-stanza-queued", origin=session, stanza=kept,
-                        queue=state.queue.unacked)
+            self.m.fire("smacks-hibernation-stanza-queued", origin=session, stanza=kept)
             return None
         self.request_ack_if_needed(session, state)
         return stanza
@@ -303,7 +311,8 @@ class SmacksModule:
                                             lambda: self.expire(session))
             self.m.log.debug("%s hibernating for up to %g s", session.jid,
                              self.options.hibernation_time)
-            self.m.fire("smacks-hibernation-start", origin=session, queue=state.queue.unacked)
+            self.m.fire("smacks-hibernation-start", origin=session,
+                        queue=[parse_stanza(kept) for kept in state.queue.unacked])
         return True  # keep it bound, without its connection
 
     def expire(self, session: Any) -> None:
@@ -320,7 +329,7 @@ class SmacksModule:
         """Every stanza the client did not acknowledge: offline storage or a bounce."""
         module_data = session.module_data
         module_data.pop(MODULE, None)  # nothing more to queue
-        for stanza in list(state.queue.drain()):
+        for stanza in map(parse_stanza, list(state.queue.drain())):
             if self.m.fire("delivery/failure", session=session, stanza=stanza):
                 continue
             if stanza.get("from") != str(session.jid):
@@ -392,10 +401,10 @@ class SmacksModule:
         state.resending = True
         try:
             for queued in list(state.queue.unacked):
-                session.send(queued)
+                session.send(parse_stanza(queued))
         finally:
             state.resending = False
-        self.m.fire("smacks-hibernation-end", origin=session, queue=state.queue.unacked)
+        self.m.fire("smacks-hibernation-end", origin=session)
         self.request_ack_if_needed(session, state, force=True)
         return True
 
