@@ -276,7 +276,7 @@ class SmacksModule:
 
     def revoke(self, session: Any, state: SmState, old_record: bool = False) -> None:
         """The session is no longer resumable; with `old_record` its counter is kept
-        for a late `<resume/>`, else any kept for its token is dropped."""
+        for a late `<resume/>` (a token is recorded only once it is revoked)."""
         if state.expiry is not None:
             state.expiry.cancel()
             state.expiry = None
@@ -286,8 +286,6 @@ class SmacksModule:
         self.registry.remove(session.host.name, session.username, token)
         if old_record and self.options.max_old_sessions > 0:
             self.save_old_session(session.username, token, state.queue.handled)
-        else:
-            self.old_sessions.set(session.username, token, None)
 
     def save_old_session(self, username: str, token: str, handled: int) -> None:
         kept = self.old_sessions.get_all(username)
