@@ -59,8 +59,13 @@ class WsClient:
         return await self.ws.receive(TIMEOUT)
 
     async def recv(self) -> ElementTree.Element:
-        """The next text message, parsed (it must be a document of its own)."""
+        """The next text message, parsed (it must be a document of its own); keepalive
+        pings met on the way (a slow machine may hit the server's read timeout) are skipped."""
         message = await self.receive()
+        for _ in range(10):
+            if message.type != aiohttp.WSMsgType.PING:
+                break
+            message = await self.receive()
         assert message.type == aiohttp.WSMsgType.TEXT, message
         self.raw.append(message.data)
         return ElementTree.fromstring(message.data)
