@@ -60,6 +60,10 @@ class AppServer(ComponentXMPP):
             reply["error"]["type"] = "cancel"
         reply.send()
 
+    async def stop(self) -> None:
+        self.disconnect()
+        await asyncio.wait_for(self.disconnected, TIMEOUT)
+
     async def next_publish(self, timeout: float = TIMEOUT) -> Element:
         return await asyncio.wait_for(self.publishes.get(), timeout)
 
@@ -116,7 +120,7 @@ def test_a_hibernating_session_gets_a_push_per_burst(server):
         options = publish.find(f".//{{{PUBSUB}}}publish-options/{{{DATA}}}x")
         assert options is not None and "s3cr3t" in "".join(options.itertext())
         await close(bob)
-        app.disconnect()
+        await app.stop()
 
     run(scenario())
 
@@ -138,7 +142,7 @@ def test_offline_messages_are_pushed_and_failing_app_servers_are_dropped(server)
         with pytest.raises(TimeoutError):
             await app.next_publish(timeout=1.0)
         await close(bob)
-        app.disconnect()
+        await app.stop()
 
     run(scenario())
 
