@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 
 from storage.accounts import AccountExists  # noqa: E402
-from xmpp.config import Config, ConfigError, load_config  # noqa: E402
+from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
 from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
 from xmpp.logconfig import configure_logging  # noqa: E402
 from xmpp.server import VireoServer  # noqa: E402
@@ -39,6 +39,7 @@ DEFAULT_CONFIG = "config.example.lua"
 def build_server(config_path: str) -> VireoServer:
     """The composition root, shared by `run`, the gunicorn deploy and tests."""
     config = load_config(config_path)
+    check_authentication(config)
     configure_logging(config)
     for warning in config.warnings:
         log.warning("%s", warning)
@@ -161,6 +162,7 @@ def cmd_deluser(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
+        check_authentication(config)
     except ConfigError as error:
         where = f"{error.file}:{error.line}" if error.line else str(error.file)
         print(f"Error: {where}: {error.message}", file=sys.stderr)

@@ -76,6 +76,7 @@ class BadHead(ValueError):
 # whitespace is stripped after the match: a lazy value before `[ \t]*` cost 4x as much.
 _FIELD_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\x00]*)\r?\n?")
 _DIGITS = re.compile(r"[0-9]+")
+_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 
 
 def parse_fields(lines: Iterable[bytes]) -> OldMessage:
@@ -164,6 +165,10 @@ class VireoHandler(WSGIHandler):
 
     def read_request(self, raw_requestline: str) -> bool:
         try:
+            words = raw_requestline.split()
+            if len(words) == 3 and not _HTTP_VERSION.fullmatch(words[2]):
+                # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
+                raise BadHead(f"HTTP version {words[2][:20]!r}")
             return super().read_request(raw_requestline)
         finally:
             # The head is in: the application runs without the head deadline.

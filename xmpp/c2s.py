@@ -464,9 +464,9 @@ class C2SSession(XmlStreamSession):
                 raise StreamError("invalid-from")
         stanza.set("from", str(self.jid))
         to = stanza.get("to")
-        pre_event = PRE_EVENTS[stanza.tag][_address_kind(to)]
-        if pre_event in self.host.events and self.host.fire(
-                pre_event, origin=self, stanza=stanza, to_self=not to):
+        family, names = PRE_EVENTS[stanza.tag]
+        if family in self.host.events.families and self.host.fire(
+                names[_address_kind(to)], origin=self, stanza=stanza, to_self=not to):
             return
         if not to:
             stanza.set("to", str(self.jid.bare))
@@ -538,7 +538,8 @@ class C2SSession(XmlStreamSession):
 
 # Prosody's pre-events for a stanza a local client sends, by stanza and by the
 # kind of its `to`: no `to` counts as the sender's own bare JID.
-PRE_EVENTS = {tag: {kind: f"pre-{local_name(tag)}/{kind}" for kind in ("bare", "full", "host")}
+PRE_EVENTS = {tag: (f"pre-{local_name(tag)}",
+                    {kind: f"pre-{local_name(tag)}/{kind}" for kind in ("bare", "full", "host")})
               for tag in (MESSAGE, PRESENCE, IQ)}
 
 

@@ -185,7 +185,8 @@ class ComponentSession(XmlStreamSession):
         self.throttle.record_success(address, self.clock())
         self.host.fire(AUTHENTICATED_EVENT, session=self)
         self.jid = JID(None, self.host.name)
-        self.transport.write(f"<handshake xmlns='{ns.COMPONENT}'/>".encode())
+        # The stream's default namespace already is jabber:component:accept.
+        self.transport.write(b"<handshake/>")
         log.info("External component %s connected from %s", self.host.name,
                  self.transport.peer[0])
 

@@ -34,6 +34,9 @@ MAX_INCLUDE_DEPTH = 16
 INSTRUCTION_LIMIT = 50_000_000
 MEMORY_LIMIT = 64 * 1024 * 1024
 MAX_VALUE_DEPTH = 32
+# Values (table keys and values counted one by one) one config may hold: tables
+# sharing subtables would otherwise expand exponentially into Python.
+MAX_VALUE_ITEMS = 200_000
 
 _TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
@@ -47,19 +50,30 @@ local hooks, store, max_depth, instruction_limit = ...
 local getinfo, sethook = debug.getinfo, debug.sethook
 local load, pcall, error, type, pairs, setmetatable = load, pcall, error, type, pairs, setmetatable
 
-local function copy(library, drop)
+local function copy(library)
     local result = {}
-    for k, v in pairs(library) do
-        if k ~= drop then result[k] = v end
-    end
+    for k, v in pairs(library) do result[k] = v end
     return result
 end
+
+-- Lua patterns backtrack inside one C call, out of reach of the instruction hook:
+-- string.rep("a", 5000):match("(.-)(.-)(.-)b") would run for hours.
+local safe_string = copy(string)
+safe_string.dump = nil
+for _, name in ipairs({ "find", "match", "gmatch", "gsub" }) do
+    safe_string[name] = function ()
+        error("string." .. name .. " is not available in the configuration "
+            .. "(Lua patterns can run without bound)", 2)
+    end
+end
+-- Methods of strings, ("x"):find(...), go through this metatable.
+getmetatable("").__index = safe_string
 
 local builtins = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
     select = select, tonumber = tonumber, tostring = tostring, type = type,
     rawequal = rawequal, rawlen = rawlen, _VERSION = _VERSION,
-    string = copy(string, "dump"), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    string = safe_string, table = copy(table), math = copy(math), utf8 = copy(utf8),
 }
 
 local run_file
@@ -189,6 +203,10 @@ class _Unconvertible(Exception):
     """A Lua value with no Python counterpart (function, userdata, a cycle)."""
 
 
+class _TooManyValues(Exception):
+    """The config's values, converted, would pass MAX_VALUE_ITEMS."""
+
+
 def _deny_attributes(obj: object, name: str, is_setting: bool) -> str:
     # Config code never receives Python objects; refuse attribute access anyway.
     raise AttributeError(name)
@@ -200,7 +218,11 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _to_python(value: Any, depth: int = 0) -> Any:
+def _to_python(value: Any, budget: list[int], depth: int = 0) -> Any:
+    """The Python value of a Lua value; budget[0] is how many more values may be converted."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooManyValues(f"the configuration holds more than {MAX_VALUE_ITEMS} values")
     kind = lupa.lua_type(value)
     if kind is None:
         return _number(value)
@@ -208,7 +230,8 @@ def _to_python(value: Any, depth: int = 0) -> Any:
         raise _Unconvertible(f"a Lua {kind} cannot be a configuration value")
     if depth >= MAX_VALUE_DEPTH:
         raise _Unconvertible("tables nested too deeply (does a table contain itself?)")
-    items = [(_to_python(k, depth + 1), _to_python(v, depth + 1)) for k, v in value.items()]
+    items = [(_to_python(k, budget, depth + 1), _to_python(v, budget, depth + 1))
+             for k, v in value.items()]
     keys = [k for k, _ in items]
     if all(type(k) is int for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
         return [v for _, v in sorted(items, key=lambda item: item[0])]
@@ -236,6 +259,7 @@ class _Loader:
         self.texts: list[str] = []
         self.sections: dict[str, _Section] = {GLOBAL: _Section("global", None)}
         self.warnings: list[str] = []
+        self.values_left = [MAX_VALUE_ITEMS]  # shared by every option's conversion
         self.lua = lupa.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -356,11 +380,13 @@ class _Loader:
         result: dict[str, Any] = {}
         for name, (file, line) in section.origin.items():
             try:
-                value = _to_python(values[name])
+                value = _to_python(values[name], self.values_left)
             except _Unconvertible as e:
                 problem = str(e)
             except UnicodeDecodeError:
                 problem = "a string in it is not valid UTF-8"
+            except _TooManyValues as e:
+                raise ConfigError(file, line, str(e)) from None
             else:
                 if value is not None:
                     result[name] = value
@@ -593,3 +619,21 @@ def load_config(path: str | os.PathLike) -> Config:
     config.warnings[:0] = loader.warnings
     config._loading = False
     return config
+
+
+#: The `authentication` providers Vireo has: the internal ones (both keep SCRAM
+#: material only) and "anonymous" (xmpp.modules.auth_anonymous).
+AUTHENTICATION_PROVIDERS = ("internal_hashed", "internal_plain", "anonymous")
+
+
+def check_authentication(config: Config) -> None:
+    """Raise ConfigError when an enabled VirtualHost names an `authentication`
+    provider Vireo does not have: serving it with password logins in its place
+    would run the host in a way its operator did not choose (anonymous, LDAP...)."""
+    problems = [f"{host.label}: authentication = {provider!r} is not available in Vireo"
+                for host in config.virtual_hosts()
+                if (provider := host.get("authentication", "internal_hashed"))
+                not in AUTHENTICATION_PROVIDERS]
+    if problems:
+        known = " or ".join(f'"{name}"' for name in AUTHENTICATION_PROVIDERS)
+        raise ConfigError(str(config.path), None, "; ".join(problems) + f" (use {known})")

@@ -25,6 +25,9 @@ class EventBus:
     def __init__(self) -> None:
         # name -> handlers in call order; rebuilt on hook/unhook, read on fire.
         self.handlers: dict[str, tuple[Handler, ...]] = {}
+        # What comes before the first "/" of each hooked name ("pre-message" for
+        # "pre-message/bare"): hot paths test one family before naming an event.
+        self.families: frozenset[str] = frozenset()
         self._ranked: dict[str, list[tuple[int, int, Handler]]] = {}
         self._added = 0
 
@@ -34,6 +37,10 @@ class EventBus:
         ranked.append((-priority, self._added, handler))
         ranked.sort(key=lambda entry: entry[:2])
         self.handlers[name] = tuple(entry[2] for entry in ranked)
+        self._update_families()
+
+    def _update_families(self) -> None:
+        self.families = frozenset(name.partition("/")[0] for name in self.handlers)
 
     def unhook(self, name: str, handler: Handler) -> None:
         ranked = [entry for entry in self._ranked.get(name, ()) if entry[2] is not handler]
@@ -43,6 +50,7 @@ class EventBus:
         else:
             self._ranked.pop(name, None)
             self.handlers.pop(name, None)
+        self._update_families()
 
     def __contains__(self, name: str) -> bool:
         return name in self.handlers

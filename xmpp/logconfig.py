@@ -17,6 +17,7 @@ handlers installed before, and only those.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import os
@@ -199,6 +200,25 @@ def remove_handlers() -> None:
         if getattr(handler, _MARK, False):
             root.removeHandler(handler)
             handler.close()
+
+
+def _release_handlers() -> None:
+    """Flush and close every handler, then forget logging's weak references to them.
+
+    Handlers still alive at interpreter teardown (ours on the root logger,
+    Flask's module-level default handler, logging's last resort) die there,
+    and each death runs logging's weakref callback, which takes logging's
+    module lock. Under gevent's monkey-patching that lock asks greenlet for the
+    current greenlet, which greenlet 3.5 refuses during finalization: every
+    command printed "Exception ignored ... greenlet is being finalized" on exit.
+    With the list empty the callback takes no lock (logging._removeHandlerRef).
+    """
+    logging.shutdown()
+    del logging._handlerList[:]
+
+
+# Registered after logging's own atexit hook, so it runs before it (LIFO).
+atexit.register(_release_handlers)
 
 
 def configure_logging(config: Config) -> None:

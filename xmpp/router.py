@@ -89,8 +89,8 @@ class Router:
         host = self.hosts.get(to.domain)
         if host is None:
             self.route_remote(stanza, to, origin)
-        elif "route/local" in host.events and host.fire("route/local", origin=origin,
-                                                        stanza=stanza, to=to):
+        elif "route/local" in host.events.handlers and host.fire(
+                "route/local", origin=origin, stanza=stanza, to=to):
             return
         elif host.component_handler is not None:
             host.component_handler(stanza, origin)
@@ -103,7 +103,7 @@ class Router:
 
     def route_remote(self, stanza: Element, to: JID, origin: Any) -> None:
         sender = self.hosts.get(_domain(stanza.get("from", "")))
-        if sender is not None and "route/remote" in sender.events and sender.fire(
+        if sender is not None and "route/remote" in sender.events.handlers and sender.fire(
                 "route/remote", origin=origin, stanza=stanza, from_host=sender.name,
                 to_host=to.domain):
             return
@@ -158,7 +158,7 @@ class Router:
 
     def _to_full(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
         tag = stanza.tag
-        if tag == MESSAGE and "message/full" in host.events and host.fire(
+        if tag == MESSAGE and "message/full" in host.events.handlers and host.fire(
                 "message/full", origin=origin, stanza=stanza, to=to):
             return
         session = self.sessions.get(to.bare, {}).get(to.resource or "")

@@ -82,6 +82,11 @@ def _write(element: Element, scope: str, prefixes: Mapping[str, str], out: list[
         else:
             name_out = f"{prefix}:{name}"
             start = "<" + name_out
+    elif scope and element.tag[:2] == "{}":
+        # Parsed from xmlns='': without the declaration it would join the scope.
+        name_out = name
+        start = f"<{name} xmlns=''"
+        scope = ""
     else:
         # Unqualified tags (e.g. built as Element('error')) inherit the scope.
         name_out = name

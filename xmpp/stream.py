@@ -78,7 +78,8 @@ StreamEvent = StreamOpen | StanzaEvent | StreamEnd
 
 
 def _new_tag(name: str) -> str:
-    tag = "{" + name if _NS_SEP in name else name
+    # "{}name": in no namespace (xmlns=''), which a bare tag built in code is not.
+    tag = "{" + name if _NS_SEP in name else "{}" + name
     if len(_TAGS) < _TAG_CACHE_MAX:
         _TAGS[name] = tag
     return tag
@@ -130,6 +131,11 @@ class StreamParser:
         if self._error is not None:
             raise self._error
         try:
+            if b"\0" in data:
+                # No UTF-8 XML holds a NUL, and expat would take one among the first
+                # bytes for UTF-16 (found by fuzzing): RFC 6120 11.6 wants UTF-8 only.
+                raise StreamError("unsupported-encoding" if self._fed == 0 else "not-well-formed",
+                                  "NUL byte in the stream")
             if len(data) <= _SLICE:
                 self._parse(data)
             else:

@@ -87,7 +87,7 @@ def _tag(name: str) -> str:
     if tag is not None:
         return tag
     if _SEP not in name:
-        tag = name
+        tag = "{}" + name  # in no namespace (xmlns=''), as xmpp.stream writes it
     elif name.startswith(_HTTPBIND_PREFIX):
         tag = "{" + ns.CLIENT + "}" + name[len(_HTTPBIND_PREFIX):]
     else:
@@ -106,6 +106,10 @@ def _attrs(attrs: dict[str, str]) -> dict[str, str]:
 
 def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
     """Parse one request body; `BoshError("bad-request")` when it is not a usable <body/>."""
+    if b"\0" in data:
+        # No UTF-8 XML holds a NUL, and expat would take one among the first bytes
+        # for UTF-16 despite the forced UTF-8 (found by fuzzing the stream parser).
+        raise BoshError("bad-request", "only UTF-8 is supported")
     parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
     parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)

@@ -188,7 +188,8 @@ class BoshManager:
             "wait": str(limits.wait), "requests": str(limits.requests),
             "hold": str(limits.hold), "inactivity": str(limits.inactivity),
             "polling": str(limits.polling), "ver": "1.6", "from": stream.host,
-            "authid": c2s.stream_id, "secure": "true",
+            # As Prosody: the sid is the stream id (the c2s one never reaches the client).
+            "authid": stream.state.sid, "secure": "true",
             "xmlns:xmpp": XBOSH, "xmpp:version": "1.0", "xmpp:restartlogic": "true",
         }
 

@@ -39,8 +39,10 @@ class TestClient(ClientXMPP):
         self.started = asyncio.get_event_loop().create_future()
         self.ended = asyncio.get_event_loop().create_future()
         self.stream_errors: list[str] = []
+        self.sasl_failures: list[str] = []
         self.add_event_handler("session_start", self._started)
         self.add_event_handler("failed_all_auth", self._failed)
+        self.add_event_handler("failed_auth", self._sasl_failure)
         self.add_event_handler("message", self.messages.put_nowait)
         self.add_event_handler("presence", self.presences.put_nowait)
         self.add_event_handler("stream_error", self._stream_error)
@@ -53,6 +55,9 @@ class TestClient(ClientXMPP):
     def _failed(self, _event: object) -> None:
         if not self.started.done():
             self.started.set_result(False)
+
+    def _sasl_failure(self, failure: object) -> None:
+        self.sasl_failures.append(failure["condition"])  # type: ignore[index]
 
     def _stream_error(self, error: object) -> None:
         self.stream_errors.append(error["condition"])  # type: ignore[index]
@@ -89,6 +94,20 @@ async def login(server, user: str, *, resource: str = "test", mech: str | None =
 async def try_login(server, user: str, password: str, *, resource: str = "test",
                     mech: str | None = "PLAIN", direct_tls: bool = False,
                     plugins: tuple[str, ...] = ("xep_0030",)) -> TestClient | None:
+    """A logged-in client, or None when login fails."""
+    client = await attempt_login(server, user, password, resource=resource, mech=mech,
+                                 direct_tls=direct_tls, plugins=plugins)
+    if not client.started.result():
+        client.disconnect()
+        return None
+    return client
+
+
+async def attempt_login(server, user: str, password: str, *, resource: str = "test",
+                        mech: str | None = "PLAIN", direct_tls: bool = False,
+                        plugins: tuple[str, ...] = ("xep_0030",)) -> TestClient:
+    """Connect and try to log in; `client.started` tells whether the session started,
+    `client.sasl_failures` what the server answered to each failed attempt."""
     client = TestClient(f"{user}@{server.domain}/{resource}", password, cert=server.cert,
                         mech=mech, plugins=plugins)
     if direct_tls:
@@ -99,11 +118,18 @@ async def try_login(server, user: str, password: str, *, resource: str = "test",
         client.enable_direct_tls = False
         client.enable_starttls = True
         client.connect(host=server.address, port=server.c2s_port)
-    ok = await asyncio.wait_for(client.started, TIMEOUT)
-    if not ok:
-        client.disconnect()
-        return None
+    await asyncio.wait_for(client.started, TIMEOUT)
     return client
+
+
+def tls_version(client: TestClient) -> str | None:
+    """The TLS version under the client's stream (e.g. "TLSv1.3"), None if it is plain TCP."""
+    ssl_object = client.transport.get_extra_info("ssl_object")
+    return ssl_object.version() if ssl_object is not None else None
+
+
+def local_port(client: TestClient) -> int:
+    return client.transport.get_extra_info("sockname")[1]
 
 
 async def close(*clients: TestClient) -> None:

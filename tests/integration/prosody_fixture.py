@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.certs import make_self_signed
-from tests.integration.server_fixture import free_port, spawn_logged, stop_process, wait_for_port
+from tests.integration.server_fixture import (
+    free_port,
+    lua_string,
+    spawn_logged,
+    stop_process,
+    wait_for_port,
+)
 
 PROSODY = shutil.which("prosody")
 
@@ -24,10 +30,6 @@ PROSODY = shutil.which("prosody")
 def _encode(name: str) -> str:
     """Prosody's datamanager path encoding: every non-alphanumeric byte as %xx."""
     return re.sub(r"[^0-9A-Za-z]", lambda m: f"%{ord(m.group(0)):02x}", name)
-
-
-def _lua_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass
@@ -55,7 +57,7 @@ class ProsodyProcess:
         accounts.mkdir(parents=True, exist_ok=True)
         for user, password in users.items():
             (accounts / f"{_encode(user)}.dat").write_text(
-                f"return {{\n\t[\"password\"] = {_lua_string(password)};\n}};\n")
+                f"return {{\n\t[\"password\"] = {lua_string(password)};\n}};\n")
         self.users.update(users)
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from xml.parsers import expat
 
 READ_TIMEOUT = 10.0
 
@@ -23,6 +24,16 @@ class RawClient:
             (address, port), timeout=READ_TIMEOUT,
             source_address=(source_address, 0) if source_address else None)
         self.buffer = b""
+        #: Everything read so far, as the reads returned it.
+        self.transcript: list[bytes] = []
+
+    @classmethod
+    def accepted(cls, sock: socket.socket) -> RawClient:
+        """A RawClient on a connection the test accepted (a server dialling it)."""
+        sock.settimeout(READ_TIMEOUT)
+        client = cls.__new__(cls)
+        client.sock, client.buffer, client.transcript = sock, b"", []
+        return client
 
     def send(self, data: bytes | str) -> None:
         self.sock.sendall(data.encode() if isinstance(data, str) else data)
@@ -38,6 +49,7 @@ class RawClient:
                 raise ConnectionError(f"closed before {pattern!r}: {self.buffer[-500:]!r}")
             self.buffer += chunk
         data, self.buffer = self.buffer, b""
+        self.transcript.append(data)
         return data
 
     def read_to_close(self, timeout: float = READ_TIMEOUT) -> bytes:
@@ -54,6 +66,7 @@ class RawClient:
             data += chunk
         else:
             raise TimeoutError(f"server did not close: {data[-500:]!r}")
+        self.transcript.append(data)
         return data
 
     def open_stream(self, to: str) -> bytes:
@@ -91,3 +104,49 @@ class RawClient:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def redundant_xmlns(data: bytes) -> list[str]:
+    """The elements of `data` that declare, as their default namespace, the one
+    already in scope: "name xmlns='uri'" each.
+
+    `data` is what a peer wrote: one or more streams (each from its XML
+    declaration or header on, possibly unfinished) or a whole document such as
+    a BOSH <body/>. Raises expat.ExpatError when a part is not well-formed.
+    """
+    return [found for part in _documents(data) for found in _redundant_in(part)]
+
+
+def _redundant_in(document: bytes) -> list[str]:
+    found: list[str] = []
+    scopes: list[str | None] = [None]  # the default namespace in scope, per open element
+    declared: list[str] = []  # default namespaces declared on the element starting
+
+    def declare(prefix: str | None, uri: str) -> None:
+        if prefix is None:
+            declared.append(uri)
+
+    def start(name: str, _attrs: dict) -> None:
+        default = scopes[-1]
+        for uri in declared:
+            if uri == default:
+                found.append(f"{name.rpartition(' ')[2]} xmlns='{uri}'")
+            default = uri
+        declared.clear()
+        scopes.append(default)
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartNamespaceDeclHandler = declare
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda _name: scopes.pop()
+    parser.Parse(document, False)
+    return found
+
+
+def _documents(data: bytes) -> list[bytes]:
+    """`data` cut before each stream header (with its XML declaration, if any)."""
+    starts = [match.start() for match in
+              re.finditer(rb"(?:<\?xml [^>]*\?>\s*)?<stream:stream[\s>]", data)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]

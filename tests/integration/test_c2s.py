@@ -6,47 +6,53 @@ import asyncio
 
 import pytest
 
-from tests.integration.clients import close, login, run, try_login
+from tests.integration.clients import attempt_login, close, local_port, login, run, tls_version
 from tests.integration.server_fixture import make_server
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("c2s"), modules=("offline",))
+def server(tmp_path_factory, databases):
+    server = make_server(tmp_path_factory.mktemp("c2s"), modules=("offline",),
+                         database=databases.config())
     server.create_users(USERS)
     server.start()
     yield server
     assert server.stop() == 0
 
 
+# (mechanism, direct TLS): every SASL mechanism over STARTTLS, and direct TLS (XEP-0368).
+TLS_LOGINS = [("PLAIN", False), ("SCRAM-SHA-1", False), ("SCRAM-SHA-256", False),
+              ("PLAIN", True), ("SCRAM-SHA-256", True)]
 
 
-@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"])
-def test_login_over_starttls_with_each_mechanism(server, mech):
+def test_logins_over_tls_with_each_mechanism(server):
+    """TLS under each client's stream, and the server lists each session as encrypted,
+    on its listener, authenticated with the mechanism the client chose."""
     async def scenario():
-        client = await login(server, "user1", mech=mech, resource=mech)
-        assert client.is_connected_secure if hasattr(client, "is_connected_secure") else True
-        assert str(client.boundjid) == f"user1@{server.domain}/{mech}"
-        await close(client)
-
-    run(scenario())
-
-
-def test_login_over_direct_tls(server):
-    async def scenario():
-        client = await login(server, "user1", resource="direct", direct_tls=True)
-        assert client.boundjid.resource == "direct"
-        await close(client)
+        clients = [await login(server, "user1", mech=mech, direct_tls=direct,
+                               resource=f"{mech}-{'direct' if direct else 'starttls'}")
+                   for mech, direct in TLS_LOGINS]
+        # One listing for all (each `app.py sessions` is a process start).
+        listed = {entry["port"]: entry for entry in await asyncio.to_thread(server.sessions)
+                  if entry["kind"] == "c2s"}
+        for client, (mech, direct) in zip(clients, TLS_LOGINS, strict=True):
+            assert tls_version(client) in {"TLSv1.2", "TLSv1.3"}, client.boundjid
+            entry = listed[local_port(client)]
+            assert (entry["id"], entry["secure"], entry["listener"], entry["auth"]) == \
+                (str(client.boundjid), True, "c2s_direct_tls" if direct else "c2s", mech)
+        await close(*clients)
 
     run(scenario())
 
 
 def test_wrong_password_fails_with_not_authorized(server):
     async def scenario():
-        client = await try_login(server, "user2", "wrong-password")
-        assert client is None
+        client = await attempt_login(server, "user2", "wrong-password")
+        assert client.started.result() is False
+        assert client.sasl_failures == ["not-authorized"]
+        await close(client)
 
     run(scenario())
 
@@ -129,6 +135,21 @@ def test_disco_ping_and_version(server):
         await client.plugin["xep_0199"].ping(server.domain)
         version = await client.plugin["xep_0092"].get_version(server.domain)
         assert version["software_version"]["name"] == "Vireo"
+        await close(client)
+
+    run(scenario())
+
+
+def test_account_disco_info_lists_the_disco_items_it_answers(server):
+    async def scenario():
+        client = await login(server, "user9")
+        account = server.jid("user8")
+        info = await client.plugin["xep_0030"].get_info(jid=account)
+        assert {"http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items"} <= set(info["disco_info"]["features"])
+        assert ("account", "registered", None, None) in info["disco_info"]["identities"]
+        items = await client.plugin["xep_0030"].get_items(jid=account)
+        assert items["type"] == "result"
         await close(client)
 
     run(scenario())

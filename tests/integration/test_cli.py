@@ -56,6 +56,15 @@ def test_register_creates_an_account_that_can_log_in(server):
     assert not can_login(server, "newbie", "another")
 
 
+def test_register_with_a_file_log_leaves_stderr_clean(tmp_path):
+    """Nothing on stderr at exit: with HTTP configured (Flask imported) it printed
+    "greenlet is being finalized" from logging's handler clean-up under gevent."""
+    config = make_server(tmp_path, http=True, modules=("bosh",)).config_path
+    result = app(config, "register", "quiet", "localhost", "pw-quiet")
+    assert result.returncode == 0, output(result)
+    assert result.stderr == ""
+
+
 def test_register_refuses_an_existing_account(server):
     result = server.admin("register", "existing", server.domain, "whatever")
     assert result.returncode != 0
@@ -207,6 +216,23 @@ def test_check_warns_about_unknown_modules_and_passes(tmp_path):
     assert result.returncode == 0, output(result)
     warnings = [line for line in result.stdout.splitlines() if line.startswith("Warning")]
     assert any("no_such_module" in line for line in warnings), result.stdout
+
+
+@pytest.mark.parametrize("command", [("check",), ("run",), ("register", "u", "anon.example", "pw")])
+def test_an_authentication_provider_vireo_lacks_is_an_error(tmp_path, command):
+    """Not password logins in its place: check fails, and run (and the account
+    commands) refuse the config instead of serving the host."""
+    make_server(tmp_path, extra='authentication = "internal_plain"',
+                host_extra='VirtualHost "anon.example"\n    authentication = "anonymous"\n'
+                           'VirtualHost "ldap.example"\n    authentication = "ldap"\n')
+    result = app(tmp_path / "vireo.cfg.lua", *command)
+    assert result.returncode == 1, output(result)
+    assert "Traceback" not in result.stderr
+    assert 'VirtualHost "ldap.example": authentication = \'ldap\' is not available' \
+        in result.stderr
+    assert "anon.example" not in result.stderr  # mod_auth_anonymous is implemented
+    assert "localhost" not in result.stderr  # internal_plain, inherited, is fine
+    assert not (tmp_path / "vireo.pid").exists()
 
 
 def test_check_warns_about_a_missing_certificate(tmp_path):

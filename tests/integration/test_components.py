@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 
@@ -169,10 +168,9 @@ def test_component_sends_presence_and_messages_as_any_jid_on_its_domain(server):
 def test_sessions_lists_the_component_by_domain(server):
     async def scenario():
         component = await connect(server, "echo.localhost")
-        result = await asyncio.to_thread(server.admin, "sessions", "--json")
-        assert result.returncode == 0, result.stderr
         port = component.transport.get_extra_info("sockname")[1]
-        listed = [entry for entry in json.loads(result.stdout) if entry["port"] == port]
+        listed = [entry for entry in await asyncio.to_thread(server.sessions)
+                  if entry["port"] == port]
         assert listed == [{"kind": "component", "id": "echo.localhost", "address": "127.0.0.1",
                            "port": port, "secure": False, "listener": "component"}]
         await disconnect(component)

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import http.server
 import io
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -34,14 +33,14 @@ def run(coro):
 
 def file_share_server(directory: Path, options: str = "", *, extra: str = "",
                       users: dict[str, str] | None = None, component: str = UPLOAD,
-                      host_options: str = "") -> ServerProcess:
+                      host_options: str = "", database: str = "") -> ServerProcess:
     """A server with `Component "upload.localhost" "http_file_share"` and an http port.
 
     The component's http_host is 127.0.0.1, so slot URLs resolve without DNS.
     `host_options` go in the VirtualHost's section, `options` in the component's.
     """
     http_port = free_port()
-    server = make_server(directory, extra=f"""
+    server = make_server(directory, database=database, extra=f"""
 http_ports = {{ {http_port} }}
 http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
@@ -61,11 +60,6 @@ def start(server: ServerProcess) -> None:
     server.start()
     if "http" in server.ports:  # the HTTP ports open after the XMPP ones
         wait_for_port(server.ports["http"], server.process)
-
-
-def sqlite_rows(server: ServerProcess, query: str) -> list[tuple]:
-    with sqlite3.connect(server.directory / "data" / "prosody.sqlite") as connection:
-        return connection.execute(query).fetchall()
 
 
 async def request_slot(client, filename="a.txt", size=10, content_type="text/plain"):
@@ -105,9 +99,10 @@ MAIN_SECRET = "main-secret"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, databases):
     server = file_share_server(tmp_path_factory.mktemp("file_share"), MAIN_OPTIONS,
-                               users={"alice": "alice-pw", "bob": "bob-pw", "eve": "eve-pw"})
+                               users={"alice": "alice-pw", "bob": "bob-pw", "eve": "eve-pw"},
+                               database=databases.config())
     start(server)
     yield server
     assert server.stop() == 0
@@ -236,8 +231,7 @@ def test_put_statuses(server):
     assert raw(server, "GET", path)[2] == b"0123456789"
     # Unknown slot (a slot deleted from the database): 404.
     slot_id = other_path.split("/")[2]
-    with sqlite3.connect(server.directory / "data" / "prosody.sqlite") as connection:
-        connection.execute("DELETE FROM uploads WHERE slot = ?", (slot_id,))
+    server.query("DELETE FROM uploads WHERE slot = :slot", slot=slot_id)
     assert raw(server, "PUT", other_path, {"Authorization": other_auth}, b"0" * 10)[0] == 404
 
 
@@ -292,7 +286,7 @@ def test_aborted_upload_leaves_nothing(server):
     while list(store.glob(f"{slot_id}*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not list(store.glob(f"{slot_id}*"))
-    assert sqlite_rows(server, f"SELECT completed FROM uploads WHERE slot = '{slot_id}'") == \
+    assert server.query("SELECT completed FROM uploads WHERE slot = :slot", slot=slot_id) == \
         [(None,)]
     assert raw(server, "GET", path)[0] == 410
     # The slot can still be used.
@@ -385,11 +379,11 @@ def test_bad_tokens_past_the_limit_get_429_with_retry_after(tmp_path):
 
 # -- expiry -------------------------------------------------------------------------------
 
-def test_expiry_job_deletes_files_and_rows(tmp_path):
+def test_expiry_job_deletes_files_and_rows(tmp_path, databases):
     server = file_share_server(tmp_path, """
     http_file_share_expires_after = 2
     vireo_http_file_share_prune_interval = 0.2
-""")
+""", database=databases.config())
     start(server)
     try:
         path, auth = new_slot(server)
@@ -400,22 +394,22 @@ def test_expiry_job_deletes_files_and_rows(tmp_path):
             f"{slot_id}.bin"
         assert stored.exists()
         deadline = time.monotonic() + 15
-        while (stored.exists() or sqlite_rows(server, "SELECT slot FROM uploads")) \
+        while (stored.exists() or server.query("SELECT slot FROM uploads")) \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not stored.exists()
-        assert sqlite_rows(server, "SELECT slot FROM uploads") == []
+        assert server.query("SELECT slot FROM uploads") == []
         assert raw(server, "GET", path)[0] == 404
     finally:
         assert server.stop() == 0
 
 
-def test_expired_file_is_never_served(tmp_path):
+def test_expired_file_is_never_served(tmp_path, databases):
     # No job in sight (an hour away): the GET itself refuses an expired file.
     server = file_share_server(tmp_path, """
     http_file_share_expires_after = 1
     vireo_http_file_share_prune_interval = 3600
-""")
+""", database=databases.config())
     start(server)
     try:
         path, auth = new_slot(server)
@@ -437,8 +431,8 @@ QUOTA_OPTIONS = """
 """
 
 
-def test_quotas_hold_across_a_restart(tmp_path):
-    server = file_share_server(tmp_path, QUOTA_OPTIONS)
+def test_quotas_hold_across_a_restart(tmp_path, databases):
+    server = file_share_server(tmp_path, QUOTA_OPTIONS, database=databases.config())
     start(server)
 
     async def first_run():
@@ -472,11 +466,11 @@ def test_quotas_hold_across_a_restart(tmp_path):
         assert server.stop() == 0
 
 
-def test_concurrent_slot_requests_cannot_pass_the_daily_quota(tmp_path):
+def test_concurrent_slot_requests_cannot_pass_the_daily_quota(tmp_path, databases):
     server = file_share_server(tmp_path, """
     http_file_share_size_limit = 1000
     http_file_share_daily_quota = 3000
-""")
+""", database=databases.config())
     start(server)
 
     async def scenario():
@@ -528,7 +522,11 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_external_upload_service(tmp_path):
+EXTERNAL_PRUNE_INTERVAL = 0.1
+
+
+def test_external_upload_service(tmp_path, databases):
+    Receiver.received.clear()  # (a class attribute: this test runs once per database)
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{receiver.server_address[1]}/upload"
@@ -536,8 +534,8 @@ def test_external_upload_service(tmp_path):
     http_file_share_secret = "{SECRET}"
     http_file_share_base_url = "{base}"
     http_file_share_expires_after = 1
-    vireo_http_file_share_prune_interval = 0.1
-""")
+    vireo_http_file_share_prune_interval = {EXTERNAL_PRUNE_INTERVAL}
+""", database=databases.config())
     http_port = server.ports.pop("http")  # nothing will listen there
     start(server)
 
@@ -562,8 +560,13 @@ def test_external_upload_service(tmp_path):
         # No local HTTP routes (no HTTP port at all), and no local expiry of the records.
         with pytest.raises(OSError):
             connect(http_port).close()
-        time.sleep(0.5)
-        assert sqlite_rows(server, "SELECT slot FROM uploads") == [(claims["slot"],)]
+        # The row outlives its expiry by several prune intervals: watched until then
+        # (`expires` is whole seconds, rounded down: the slot expires within 1 s after).
+        kept_until = claims["expires"] + 1 + 5 * EXTERNAL_PRUNE_INTERVAL
+        while time.time() < kept_until:
+            assert server.query("SELECT slot FROM uploads") == [(claims["slot"],)]
+            time.sleep(EXTERNAL_PRUNE_INTERVAL)
+        assert server.query("SELECT slot FROM uploads") == [(claims["slot"],)]
     finally:
         assert server.stop() == 0
         receiver.shutdown()
@@ -579,6 +582,8 @@ def test_disco_items_of_the_parent_host_list_the_component(server):
 
     run(scenario())
 
+
+# Configuration and routing from here on: each starts a server of its own, on SQLite only.
 
 def test_slot_urls_follow_the_components_http_external_url(tmp_path):
     server = file_share_server(tmp_path, """

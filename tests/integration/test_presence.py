@@ -17,7 +17,7 @@ from xmpp.config import load_config
 USERS = {name: f"pw-{name}" for name in (
     "gone_a", "gone_b", "dir_a", "dir_b", "probe_a", "probe_b", "rost", "rost_c",
     "prio_a", "prio_b", "neg_a", "neg_b", "multi", "once_a", "once_b",
-    "stale_a", "stale_b", "deny_a", "deny_b")}
+    "stale_a", "stale_b", "deny_a", "deny_b", "asker")}
 
 # Mutual subscriptions seeded before the server starts: (user, contact).
 BOTH = [("gone_a", "gone_b"), ("probe_a", "probe_b"), ("once_a", "once_b")]
@@ -159,6 +159,23 @@ def test_probe_of_a_contact_without_subscription_cancels_it(server):
         await close(alice)
 
     run(scenario())
+
+
+def test_subscription_request_to_a_missing_account_is_acknowledged(server):
+    """As Prosody 0.12's mod_presence: an 'unavailable' from the contact's bare
+    JID acknowledges the request, and nothing is stored for the missing account."""
+    nobody = f"nobody@{server.domain}"
+
+    async def scenario():
+        asker = await login(server, "asker")
+        asker.send_presence(pto=nobody, ptype="subscribe")
+        answer = await asker.next_presence(is_from(nobody, "unavailable"))
+        assert answer["to"] == server.jid("asker")
+        await close(asker)
+
+    run(scenario())
+    with rosters(server) as store:
+        assert store.pending_in(server.domain, "nobody") == {}
 
 
 def test_roster_set_and_remove_are_pushed_to_every_resource(server):

@@ -8,7 +8,6 @@ server took: the one haproxy saw and sent, not the socket's.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import socket
 import ssl
@@ -24,7 +23,7 @@ import gevent.socket
 import pytest
 
 from http_apps.proxied import ProxyHttpServer
-from tests.integration.clients import TestClient, close, login, run
+from tests.integration.clients import TestClient, close, local_port, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import free_port, make_server, stop_process, wait_for_port
 from xmpp import namespaces as ns
@@ -32,9 +31,6 @@ from xmpp.netmatch import AddressMatcher
 from xmpp.proxy_listener import ProxyGate
 from xmpp.proxy_protocol import V2_SIGNATURE
 from xmpp.stream import StanzaEvent, StreamOpen, StreamParser
-
-pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
-                                reason="haproxy is not installed (make system-deps)")
 
 CLIENT_ADDRESS = "127.0.0.5"  # the client end: what haproxy sees and reports
 TRUSTED_RANGE_ADDRESS = "127.0.0.2"  # inside the trusted CIDR, not an exact entry
@@ -100,6 +96,8 @@ backend b_{name}
 @pytest.fixture(scope="module")
 def haproxy(server, tmp_path_factory):
     """haproxy in the foreground (TCP mode) in front of each PROXY port, with v1 or v2 headers."""
+    if shutil.which("haproxy") is None:  # only the tests through haproxy need it
+        pytest.skip("haproxy is not installed (make system-deps)")
     routes = {"v1": (server.ports["proxy_c2s"], "send-proxy"),
               "v2": (server.ports["proxy_c2s"], "send-proxy-v2"),
               "v2_tls": (server.ports["proxy_tls"], "send-proxy-v2"),
@@ -156,18 +154,12 @@ async def login_through(server, user: str, port: int, *, direct_tls: bool = Fals
 
 async def listing(server) -> list[dict]:
     """`app.py sessions --json`."""
-    result = await asyncio.to_thread(server.admin, "sessions", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return await asyncio.to_thread(server.sessions)
 
 
 async def sessions(server) -> dict[str, dict]:
     """The c2s sessions of `app.py sessions --json`, keyed by JID."""
     return {entry["id"]: entry for entry in await listing(server) if entry["kind"] == "c2s"}
-
-
-def client_port(client: TestClient) -> int:
-    return client.transport.get_extra_info("sockname")[1]
 
 
 async def ping_self(client: TestClient) -> None:
@@ -180,7 +172,7 @@ def test_login_through_haproxy_shows_the_address_haproxy_saw(server, haproxy, fr
     async def scenario():
         client = await login_through(server, "alice", haproxy[frontend], resource=frontend)
         entry = (await sessions(server))[str(client.boundjid)]
-        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, local_port(client))
         assert entry["secure"] is True and entry["listener"] == "proxy:c2s"
         await ping_self(client)
         await close(client)
@@ -192,7 +184,7 @@ def test_header_then_direct_tls_through_haproxy(server, haproxy):
     async def scenario():
         client = await login_through(server, "bob", haproxy["v2_tls"], direct_tls=True)
         entry = (await sessions(server))[str(client.boundjid)]
-        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, client_port(client))
+        assert (entry["address"], entry["port"]) == (CLIENT_ADDRESS, local_port(client))
         assert entry["secure"] is True and entry["listener"] == "proxy:c2s_direct_tls"
         await close(client)
 
@@ -206,9 +198,9 @@ def test_sessions_table_lists_direct_and_proxied_clients(server, haproxy):
         result = await asyncio.to_thread(server.admin, "sessions")
         assert result.returncode == 0, result.stderr
         rows = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:-1]}
-        assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(client_port(direct)), "yes",
+        assert rows[str(direct.boundjid)][2:] == ["127.0.0.1", str(local_port(direct)), "yes",
                                                   "c2s", "PLAIN"]
-        assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(client_port(proxied)),
+        assert rows[str(proxied.boundjid)][2:] == [CLIENT_ADDRESS, str(local_port(proxied)),
                                                    "yes", "proxy:c2s", "PLAIN"]
         await close(direct, proxied)
 

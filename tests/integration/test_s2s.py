@@ -11,7 +11,6 @@ runs a pair that trusts each other's certificates.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import ssl
 import time
@@ -95,12 +94,6 @@ Component "{UPLOAD}" "http_file_share"
     assert b.stop() == 0
 
 
-def sessions(server) -> list[dict]:
-    result = server.admin("sessions", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def error_condition(stanza) -> str:
     error = stanza.xml.find(f"{{{ns.CLIENT}}}error")
     assert error is not None, stanza
@@ -131,7 +124,7 @@ def test_messages_flow_both_ways(servers):
 
     run(scenario())
     # The admin listing: each link's direction, remote domain, encryption and authentication.
-    links = [s for s in sessions(a) if s["kind"] in ("s2sin", "s2sout")]
+    links = [s for s in a.sessions() if s["kind"] in ("s2sin", "s2sout")]
     outgoing = next(s for s in links if s["kind"] == "s2sout" and s["id"] == B)
     assert outgoing["direction"] == "outgoing" and outgoing["remote_domain"] == B
     assert outgoing["secure"] is True and outgoing["auth"] == "dialback"
@@ -220,7 +213,7 @@ def test_second_local_domain_piggybacks_on_the_same_link(servers):
     # Something from a.example itself first, so the link to b.example exists.
     run(_ping(a, "frank", B))
     run(scenario())
-    outgoing = [s for s in sessions(a) if s["kind"] == "s2sout" and s["id"] == B]
+    outgoing = [s for s in a.sessions() if s["kind"] == "s2sout" and s["id"] == B]
     assert len(outgoing) == 1
     assert set(outgoing[0]["domains"]) >= {f"{A}->{B}", f"{SECOND_A}->{B}"}
 
@@ -251,7 +244,7 @@ def test_idle_link_closes_and_reopens_on_demand(servers, dns, tmp_path):
                     break
             else:
                 raise AssertionError("the idle link was not closed")
-            assert not [s for s in sessions(e) if s["kind"] == "s2sout"]
+            assert not [s for s in e.sessions() if s["kind"] == "s2sout"]
             eve.send_message(mto=str(alice.boundjid), mbody="after", mtype="chat")
             assert (await alice.next_message(TIMEOUT))["body"] == "after"
             await close(alice, eve)
@@ -452,7 +445,7 @@ def test_sasl_external_when_certificates_validate(tmp_path, dns):
 
         run(scenario())
         for server, remote in ((c, "d.example"), (d, "c.example")):
-            links = [s for s in sessions(server) if s["id"] == remote]
+            links = [s for s in server.sessions() if s["id"] == remote]
             assert {s["kind"] for s in links} == {"s2sin", "s2sout"}
             assert all(s["auth"] == "EXTERNAL" and s["secure"] for s in links), links
     finally:

@@ -63,7 +63,8 @@ def test_signal_closes_every_stream_then_exits_zero(tmp_path, signum):
 
 def test_logs_go_to_the_file_named_by_log(tmp_path):
     log_file = tmp_path / "plain.log"
-    server = make_server(tmp_path, extra=f'log = "{log_file}"')
+    # With HTTP (hence Flask) loaded, as exit used to print an exception then.
+    server = make_server(tmp_path, extra=f'log = "{log_file}"', http=True, modules=("bosh",))
     server.start()
     try:
         raw = RawClient(server.c2s_port)
@@ -71,6 +72,8 @@ def test_logs_go_to_the_file_named_by_log(tmp_path):
         raw.close()
     finally:
         assert server.stop() == 0
+    # Nothing but the log file: no exception printed at exit either.
+    assert (tmp_path / "stderr.log").read_text() == ""
     text = log_file.read_text()
     # Prosody's plain file form logs info and above: the startup line, not debug chatter.
     assert "Vireo started" in text

@@ -132,7 +132,7 @@ class Client:
 def test_creation_response_attributes_and_features(manager):
     client = Client(manager)
     response = client.create(wait="200")
-    assert response.get("sid") and response.get("authid")
+    assert response.get("sid") and response.get("authid") == response.get("sid")
     assert (response.get("wait"), response.get("requests"), response.get("hold"),
             response.get("inactivity"), response.get("polling")) == ("60", "2", "1", "30", "5")
     assert (response.get("ver"), response.get("from"), response.get("secure")) == (

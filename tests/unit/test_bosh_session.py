@@ -8,6 +8,7 @@ import pytest
 
 from http_apps.bosh.body import HTTPBIND, BoshError, parse_body, response_body, terminate_body
 from http_apps.bosh.session import BoshSession, Limits
+from xmpp.stanza import serialize
 
 BODY = f"{{{HTTPBIND}}}body"
 LIMITS = Limits(wait=60, hold=1, requests=2, inactivity=30, polling=5)
@@ -227,3 +228,25 @@ def test_response_bodies():
     assert (end.get("type"), end.get("condition")) == ("terminate", "item-not-found")
     with pytest.raises(ValueError):
         terminate_body("no-such-condition")
+
+
+# --- found by fuzzing (tests/fuzz/fuzz_stream.py, the same expat setup) -------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-16-le", "utf-16"])
+def test_a_utf16_body_is_refused(encoding):
+    body = (f"<body xmlns='{HTTPBIND}' rid='1'><message xmlns='jabber:client'>"
+            "<body>hi</body></message></body>")
+    with pytest.raises(BoshError) as refused:
+        parse_body(body.encode(encoding))
+    assert refused.value.condition == "bad-request"
+
+
+def test_a_child_in_no_namespace_keeps_it_when_written_again():
+    # Found by tests/fuzz/fuzz_bosh_body.py: <auth xmlns=''/> came back in jabber:client.
+    body = parse_body(b"<body xmlns='http://jabber.org/protocol/httpbind'  xmlns:xmpp='maSID'>"
+                      b"<message to='romeo@xampler:ient'/><iq  id='1'>ping xmlnr='urn:d='S'"
+                      b"1573741SmoeSID'><auth xmlns=''/></iq></body>")
+    iq = body.children[1]
+    assert iq[0].tag == "{}auth"
+    assert serialize(iq).endswith("<auth xmlns=''/></iq>")

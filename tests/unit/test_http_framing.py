@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from http_apps.server import BadHead, check_framing, parse_fields
+from tests.fuzz.fuzz_http_head import read_head
 
 
 def lines(text: str) -> list[bytes]:
@@ -79,3 +80,25 @@ def test_ambiguous_framing_is_refused(text, status):
     with pytest.raises(BadHead) as refused:
         check_framing(head(text))
     assert refused.value.status == status
+
+
+# --- found by fuzzing (tests/fuzz/fuzz_http_head.py) -------------------------
+
+
+@pytest.mark.parametrize("head", [
+    b"\t!\t!||||||??|||| HTTP/0\r\n",
+    b"GET /file_share/2f1c-4a0e/cat.jpg?x=1&y=%2F HTTP/1\n1.\rHost: upload.example.com\r\n\r\n",
+    b"GET / HTTP/1.1.1\r\n\r\n",
+    b"GET / HTTP/x.y\r\n\r\n",
+])
+def test_a_malformed_http_version_is_a_bad_head(head):
+    # pywsgi raised IndexError on "HTTP/0" (turned into a 400 only by its catch-all).
+    with pytest.raises(BadHead) as refused:
+        read_head(head)
+    assert refused.value.status == 400
+
+
+def test_a_well_formed_head_reads_through_the_fuzzed_path():
+    environ = read_head(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\n"
+                        b"X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n\r\n")
+    assert environ["PATH_INFO"] == "/a" and environ["REMOTE_ADDR"] == "203.0.113.9"

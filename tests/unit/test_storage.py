@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -221,8 +221,8 @@ def test_session_rolls_back_on_error(db: Database) -> None:
     assert not store.exists(HOST, "ghost")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pymysql") is not None, reason="pymysql installed")
-def test_missing_mysql_driver_is_a_clear_error() -> None:
+def test_missing_mysql_driver_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # uninstalled, even where it is
     with pytest.raises(RuntimeError, match="pymysql"):
         Database("mysql+pymysql://u:p@127.0.0.1/prosody")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from xml.etree.ElementTree import Element
+
 import pytest
 
 from xmpp import namespaces as ns
 from xmpp.errors import StreamError
+from xmpp.stanza import serialize
 from xmpp.stream import XML_NS, StanzaEvent, StreamEnd, StreamOpen, StreamParser
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -405,3 +408,35 @@ def test_reset_drops_a_half_stanza():
     parser.feed(HEADER + b"<message><body>half")
     parser.reset()
     assert [type(e) for e in parser.feed(HEADER + b"<presence/>")] == [StreamOpen, StanzaEvent]
+
+
+# --- found by fuzzing (tests/fuzz/fuzz_stream.py) ----------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-16-le"])
+def test_a_utf16_stream_is_refused(encoding):
+    # expat guessed UTF-16 from the NULs of the first bytes, despite the forced UTF-8.
+    assert error_of(HEADER.decode().encode(encoding)) == "unsupported-encoding"
+
+
+@pytest.mark.parametrize(("chunks", "condition"), [
+    ([b"'\x00"], "unsupported-encoding"),
+    ([b"\x00<x/>"], "unsupported-encoding"),
+    ([b"'", b"\x00"], "not-well-formed"),  # whole, the same bytes were taken as UTF-16
+])
+def test_a_nul_byte_near_the_start_is_refused_however_it_is_cut(chunks, condition):
+    assert error_of(*chunks) == condition
+
+
+def test_a_nul_byte_later_is_not_well_formed():
+    assert error_of(HEADER, b"<message><body>a\x00b</body></message>") == "not-well-formed"
+
+
+def test_an_element_in_no_namespace_keeps_it_when_written_again():
+    # Found by tests/fuzz/fuzz_bosh_body.py, through the same tag mapping.
+    stanza = feed_chunks([HEADER, b"<iq id='1'><q xmlns=''><r/></q><s xmlns='urn:a'><t xmlns=''/>"
+                                  b"</s></iq>"])[1].element
+    assert [e.tag for e in stanza.iter()] == ["{jabber:client}iq", "{}q", "{}r", "{urn:a}s", "{}t"]
+    assert serialize(stanza) == ("<iq id='1'><q xmlns=''><r/></q>"
+                                 "<s xmlns='urn:a'><t xmlns=''/></s></iq>")
+    assert serialize(Element("error")) == "<error/>"  # a bare tag built in code joins the scope

@@ -16,36 +16,15 @@ from __future__ import annotations
 
 from http_apps.bosh.manager import BoshManager, BoshOptions
 from http_apps.bosh.views import wsgi_handlers
-from http_apps.provider import HttpProvider
-from xmpp.c2s import C2SServices
-from xmpp.errors import StreamError
+from xmpp.http_c2s import provide_c2s_over_http, serving_hosts
 from xmpp.moduleapi import ModuleContext
 
 
 def setup(m: ModuleContext) -> None:
-    config = m.global_config
-    first = not m.provided("http", "bosh")
-    manager = m.shared("bosh", lambda: new_manager(m))
-    if first and "cross_domain_bosh" in config.globals:
-        m.log.warning("The 'cross_domain_bosh' option is deprecated and ignored; "
-                      "CORS for bosh is set with http_cors_override")
-    global_ = "bosh" in config.get_list("modules_enabled", [])
-    if global_ and not first:
-        return  # one global app serves every host
-    # Held requests get their terminate bodies before the HTTP server drains.
-    m.hook("server-stopping", lambda event: manager.close_all(StreamError("system-shutdown")))
-    c2s: C2SServices = m.service("c2s")
-    m.provides("http", HttpProvider(
-        name="bosh", host=m.host.name, make_blueprint=None,
-        wsgi_handlers=wsgi_handlers(manager), default_path="/http-bind", cors=True,
-        methods=("GET", "POST", "OPTIONS"),
-        max_body_size=c2s.stanza_size_limit(None if global_ else m.host), global_=global_))
-
-
-def new_manager(m: ModuleContext) -> BoshManager:
-    """The server's one BOSH manager, serving the VirtualHosts that load bosh."""
-    def serves(domain: str) -> bool:
-        host = m.hosts().get(domain)
-        return host is not None and not host.is_component and "bosh" in host.modules
-
-    return BoshManager(m.service("c2s"), BoshOptions.from_config(m.global_config), serves)
+    provide_c2s_over_http(
+        m, make_service=lambda: BoshManager(m.service("c2s"),
+                                            BoshOptions.from_config(m.global_config),
+                                            serving_hosts(m)),
+        wsgi_handlers=wsgi_handlers, default_path="/http-bind",
+        methods=("GET", "POST", "OPTIONS"), deprecated_option="cross_domain_bosh",
+        limit_body=True)

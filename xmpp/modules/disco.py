@@ -91,7 +91,8 @@ def account_info(m: ModuleContext, request: IqRequest) -> Element:
     query = Element(INFO)
     SubElement(query, f"{{{ns.DISCO_INFO}}}identity",
                {"category": "account", "type": "registered"})
-    SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": ns.DISCO_INFO})
+    for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS):  # account_items answers the latter
+        SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": feature})
     # Prosody's event: modules add the account's features (push, ...).
     m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query

@@ -20,7 +20,7 @@ from xmpp.moduleapi import ModuleContext
 from xmpp.modules.roster import item_state, push
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
-from xmpp.subscription import KINDS, SubscriptionState, inbound, outbound
+from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outbound
 
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
@@ -260,6 +260,12 @@ def inbound_full(m: ModuleContext, stanza: Element, to: JID) -> bool:
 def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: JID,
                          kind: str) -> None:
     if not m.users.exists(user.local):
+        if kind == SUBSCRIBE:
+            # As Prosody 0.12 (mod_presence), rather than RFC 6121 3.1.3: the receipt
+            # is acknowledged with the contact's unavailable presence, which Prosody
+            # sends for existing accounts too, so the answer does not tell whether
+            # the account exists. Nothing is stored.
+            m.route(presence("unavailable", str(user), str(contact)))
         return
     state, item = load_state(m, user, str(contact))
     outcome = inbound(state, kind)

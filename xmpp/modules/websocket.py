@@ -23,38 +23,21 @@ before authentication).
 
 from __future__ import annotations
 
-from http_apps.provider import HttpProvider
 from http_apps.websocket.service import WebSocketOptions, WebSocketService
 from http_apps.websocket.views import wsgi_handlers
-from xmpp.c2s import C2SServices
-from xmpp.errors import StreamError
+from xmpp.http_c2s import provide_c2s_over_http, serving_hosts
 from xmpp.moduleapi import ModuleContext
 
 
 def setup(m: ModuleContext) -> None:
-    config = m.global_config
-    first = not m.provided("http", "websocket")
-    service = m.shared("websocket", lambda: new_service(m))
-    if first and "cross_domain_websocket" in config.globals:
-        m.log.warning("The 'cross_domain_websocket' option is deprecated and ignored; "
-                      "CORS for websocket is set with http_cors_override")
-    global_ = "websocket" in config.get_list("modules_enabled", [])
-    if global_ and not first:
-        return  # one global app serves every host
-    # Sessions get their system-shutdown stream error before the HTTP server drains.
-    m.hook("server-stopping", lambda event: service.close_all(StreamError("system-shutdown")))
-    m.provides("http", HttpProvider(
-        name="websocket", host=m.host.name, make_blueprint=None,
-        wsgi_handlers=wsgi_handlers(service), default_path="/xmpp-websocket", cors=True,
-        methods=("GET",), global_=global_))
+    provide_c2s_over_http(
+        m, make_service=lambda: new_service(m), wsgi_handlers=wsgi_handlers,
+        default_path="/xmpp-websocket", methods=("GET",),
+        deprecated_option="cross_domain_websocket")
 
 
 def new_service(m: ModuleContext) -> WebSocketService:
-    """The server's one WebSocket service, serving the VirtualHosts that load websocket."""
-    def serves(domain: str) -> bool:
-        host = m.hosts().get(domain)
-        return host is not None and not host.is_component and "websocket" in host.modules
-
-    c2s: C2SServices = m.service("c2s")
+    """The server's one WebSocket service."""
+    c2s = m.service("c2s")
     options = WebSocketOptions.from_config(m.global_config, c2s.stanza_size_limit(None))
-    return WebSocketService(c2s, options, serves)
+    return WebSocketService(c2s, options, serving_hosts(m))
