@@ -50,6 +50,10 @@ modules_enabled = {
 		"blocklist"; -- Blocking contacts (XEP-0191)
 		"vcard_legacy"; -- vCards, kept in PEP (XEP-0054, XEP-0292, XEP-0153)
 		"bookmarks"; -- Room bookmarks, old and new clients in sync (XEP-0402, XEP-0048)
+	-- Mobile clients
+		--"smacks"; -- Stream management and resumption (XEP-0198)
+		--"csi_simple"; -- Holds what can wait while a client is inactive (XEP-0352)
+		--"cloud_notify"; -- Push notifications through app servers (XEP-0357)
 
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
@@ -181,6 +185,19 @@ c2s_require_encryption = false
 --consider_bosh_secure = false -- true when a proxy terminates HTTPS in front of BOSH
 
 
+---------- Mobile clients (mod_smacks, mod_csi_simple, mod_cloud_notify) ----------
+--smacks_hibernation_time = 600 -- seconds a lost session waits to be resumed
+--smacks_max_unacked_stanzas = 0
+--smacks_max_queue_size = 500
+--smacks_max_hibernated_sessions = 10 -- resumable sessions per user
+--smacks_max_old_sessions = 10 -- expired sessions per user whose counter is kept
+--csi_queue_size = 256
+--push_notification_with_body = false
+--push_notification_with_sender = false
+--push_max_errors = 16
+--push_max_devices = 5
+
+
 ---------- PROXY protocol (mod_net_proxy) ----------
 -- Extra ports that expect a PROXY v1/v2 header from a trusted load balancer,
 -- each mapped to the service it carries. Never expose them to the internet.
@@ -213,6 +230,11 @@ VirtualHost "localhost"
 
 --VirtualHost "example.com"
 --	enabled = false -- Remove this line to enable this host
+
+--- Guests without accounts (SASL ANONYMOUS, a random name per session):
+--VirtualHost "guest.localhost"
+--	authentication = "anonymous"
+--	allow_anonymous_s2s = false
 
 
 ------ Components ------

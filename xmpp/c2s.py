@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element, SubElement
 from xmpp import namespaces as ns
 from xmpp.auth_throttle import wait_text
 from xmpp.errors import StanzaError, StreamError
-from xmpp.filters import NO_FILTERS, run_filters
+from xmpp.filters import NO_FILTERS, add_filter, run_filters
 from xmpp.hosts import payload_name
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import STANZAS_IN, STANZAS_OUT
@@ -166,6 +166,9 @@ class C2SSession(XmlStreamSession):
         self.jid: JID | None = None
         self.sasl: SaslExchange | None = None
         self.closed = False
+        # Still bound with no connection: a module kept it at `pre-resource-unbind`
+        # (XEP-0198 hibernation). Stanzas sent to it go through its filters only.
+        self.detached = False
         # Each module's own state on this session (xmpp.moduleapi session_data).
         self.module_data: dict[str, Any] = {}
         self.filters = NO_FILTERS
@@ -288,12 +291,15 @@ class C2SSession(XmlStreamSession):
             return []
         if not self.secure and self._encryption_required():
             return []
-        return offered_mechanisms(
+        mechanisms = offered_mechanisms(
             secure=self.secure,
             allow_unencrypted_plain_auth=self.host.config.get_bool(
                 "allow_unencrypted_plain_auth", False),
             scram=self.services.credentials.scram_mechanisms(self.host.name),
             channel_binding=bool(self.channel_bindings))
+        # The host's authentication provider may offer others (auth_anonymous).
+        self.host.fire("sasl-mechanisms", session=self, mechanisms=mechanisms)
+        return mechanisms
 
     # -- elements -------------------------------------------------------------
 
@@ -551,28 +557,67 @@ class C2SSession(XmlStreamSession):
         self.services.router.route(stanza, self)
 
     def send(self, stanza: Element) -> None:
-        if not self.closed:
-            if self.filters:
-                chain = self.filters.get("stanzas/out")
-                if chain:
-                    filtered = run_filters(chain, stanza, self)
-                    if filtered is None:
-                        return
-                    stanza = filtered
-            STANZAS_OUT[stanza.tag] += 1
-            # Outside a stream the jabber:client namespace must be written out.
-            self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
+        if self.closed and not self.detached:
+            return
+        if self.filters:
+            chain = self.filters.get("stanzas/out")
+            if chain:
+                filtered = run_filters(chain, stanza, self)
+                if filtered is None:
+                    return
+                stanza = filtered
+        if self.closed:
+            return
+        STANZAS_OUT[stanza.tag] += 1
+        # Outside a stream the jabber:client namespace must be written out.
+        self.transport.write(serialize(stanza, ns.CLIENT if self.framed else "").encode())
+
+    def take_over(self, old: C2SSession) -> None:
+        """Continue `old`'s bound session on this authenticated stream (XEP-0198
+        resumption): its JID, every module's state and filters and its place in
+        the router. A connection `old` still has (a stale one) is closed without
+        a word; `old` ends without unbinding."""
+        assert old.jid is not None and old.username == self.username
+        old.closed, old.detached = True, False
+        old.transport.close()
+        self.jid = old.jid
+        self.module_data = old.module_data
+        if old.filters is not NO_FILTERS:
+            for kind, ranked in old.filter_ranks.items():
+                for negated_priority, _, fn in ranked:
+                    add_filter(self, kind, fn, -negated_priority)
+        self.services.router.bind(self, old.jid)
+        log.info("%s resumed (%s)", self.jid, "secure" if self.secure else "insecure")
 
     # -- closing -----------------------------------------------------------------
 
     def _send_error_header(self) -> None:
         self._send_header(self.host.name if self.host else None)
 
+    def close(self, error: StreamError | None = None) -> None:
+        """End the stream; Prosody's `pre-session-close` comes first (not on a lost
+        connection), so modules can tell a chosen end from a network failure."""
+        if self.host is not None and (self.detached or not self.closed):
+            self.host.fire("pre-session-close", session=self, error=error)
+        if self.detached:
+            self.destroy()
+        else:
+            super().close(error)
+
+    def destroy(self) -> None:
+        """Unbind the session, unless a `pre-resource-unbind` handler keeps it
+        bound without its connection (`detached`), as XEP-0198 hibernation does."""
+        self.detached = False
+        if self.jid is None or self.host is None:
+            return
+        if self.host.fire("pre-resource-unbind", session=self):
+            self.detached = True
+            return
+        self.services.router.unbind(self)
+        self.host.fire("resource-unbind", session=self)
+
     def _ended(self) -> None:
-        if self.jid is not None and self.host is not None:
-            self.host.fire("pre-resource-unbind", session=self)
-            self.services.router.unbind(self)
-            self.host.fire("resource-unbind", session=self)
+        self.destroy()
 
 
 # Prosody's pre-events for a stanza a local client sends, by stanza and by the

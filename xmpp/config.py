@@ -621,8 +621,9 @@ def load_config(path: str | os.PathLike) -> Config:
     return config
 
 
-#: The `authentication` providers Vireo has (both keep SCRAM material only).
-AUTHENTICATION_PROVIDERS = ("internal_hashed", "internal_plain")
+#: The `authentication` providers Vireo has: the internal ones (both keep SCRAM
+#: material only) and "anonymous" (xmpp.modules.auth_anonymous).
+AUTHENTICATION_PROVIDERS = ("internal_hashed", "internal_plain", "anonymous")
 
 
 def check_authentication(config: Config) -> None:

@@ -112,6 +112,10 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "smacks_hibernation_time", "smacks_max_unacked_stanzas", "smacks_max_ack_delay",
     "smacks_max_inactive_unacked_stanzas", "smacks_max_old_sessions",
     "smacks_max_queue_size", "smacks_enabled_s2s", "smacks_s2s_resend",
+    # prosody-modules' mod_smacks and mod_cloud_notify (XEP-0357 push)
+    "smacks_max_hibernated_sessions", "push_notification_with_body",
+    "push_notification_with_sender", "push_notification_important_body", "push_max_errors",
+    "push_max_devices", "push_max_hibernation_timeout",
     # Archives (mod_mam), PEP, pubsub, vCards, bookmarks
     "archive_expires_after", "archive_store", "default_archive_policy",
     "archive_cleanup_date_cache_size", "dont_archive_namespaces",

@@ -115,6 +115,7 @@ class SocketTransport:
         sock, self.sock = self.sock, None
         for timer in self.timers:
             timer.kill(block=False)
+        self.timers.clear()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -223,6 +224,7 @@ def run_connection(transport: SocketTransport, session: Any, upgrade: Callable[[
     finally:
         session.connection_lost()
         transport.close()
+        transport.reader = None  # a session may outlive its connection (XEP-0198)
         # gevent closes the socket when the handler returns: let the
         # last words (a stream error, the closing tag) go out first.
         if transport.flusher is not None:

@@ -20,6 +20,7 @@ from xmpp.filters import Filter, add_filter, remove_filter
 from xmpp.hosts import GLOBAL, Identity, IqHandler, LocalHost, hook_iq
 from xmpp.jid import JID
 from xmpp.providers import Providers
+from xmpp.timers import Timer, start_timer
 
 if TYPE_CHECKING:
     from xmpp.config import Config, HostConfig
@@ -83,6 +84,8 @@ class ModuleServices:
     # Service objects other parts of the core hand to modules ("c2s": C2SServices).
     extra: dict[str, Any] = field(default_factory=dict)
     load_module: Callable[[LocalHost, str, ModuleServices], None] | None = None
+    # Runs a callback once after some seconds (tests may run them by hand).
+    timers: Callable[[float, Callable[[], object]], Timer] = start_timer
 
 
 class ModuleContext:
@@ -207,6 +210,10 @@ class ModuleContext:
 
     def now(self) -> float:
         return self._services.clock()
+
+    def add_timer(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        """Run `callback()` once, `seconds` from now; `.cancel()` the result to stop it."""
+        return self._services.timers(seconds, callback)
 
     @property
     def process_started(self) -> float:

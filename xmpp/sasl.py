@@ -1,5 +1,6 @@
-"""SASL server (RFC 4422, RFC 6120 6) with PLAIN (RFC 4616) and SCRAM (RFC 5802, RFC 7677),
-with channel binding (SCRAM-*-PLUS) and XEP-0474's downgrade protection.
+"""SASL server (RFC 4422, RFC 6120 6) with PLAIN (RFC 4616), SCRAM (RFC 5802, RFC 7677)
+with channel binding (SCRAM-*-PLUS) and XEP-0474's downgrade protection, and
+ANONYMOUS (RFC 4505, offered only where a module offers it: auth_anonymous).
 
 Sans-I/O: the c2s machine decodes the base64 of `<auth>`/`<response>` with
 `decode_payload`, feeds the bytes to a `SaslExchange` and turns each outcome
@@ -15,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +26,7 @@ from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, saslp
 
 PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")
 MECHANISMS = (*PLUS_MECHANISMS, "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+ANONYMOUS = "ANONYMOUS"
 FAILURE_CONDITIONS = frozenset({
     "aborted", "account-disabled", "credentials-expired", "encryption-required",
     "incorrect-encoding", "invalid-authzid", "invalid-mechanism", "malformed-request",
@@ -171,10 +174,13 @@ class SaslExchange:
         if self._started:
             raise RuntimeError("SASL exchange already started")
         self._started = True
-        if self.mechanism not in self.offered or self.mechanism not in MECHANISMS:
+        if self.mechanism not in self.offered or self.mechanism not in (*MECHANISMS, ANONYMOUS):
             return Failure("invalid-mechanism")
-        self._step = self._plain if self.mechanism == "PLAIN" else self._scram_first
+        self._step = {"PLAIN": self._plain, ANONYMOUS: self._anonymous}.get(
+            self.mechanism, self._scram_first)
         if initial_response is None:
+            if self.mechanism == ANONYMOUS:
+                return self.respond(b"")  # the trace is optional: nothing to ask for
             return Challenge(b"")
         return self.respond(initial_response)
 
@@ -223,6 +229,19 @@ class SaslExchange:
         if not self.credentials.check_password(username, password):
             return _NOT_AUTHORIZED
         return Success(username, None)
+
+    # -- ANONYMOUS -----------------------------------------------------------------
+
+    def _anonymous(self, data: bytes) -> Outcome:
+        """RFC 4505: the optional trace is not kept; the session gets a random
+        node, a UUID as Prosody's mod_auth_anonymous gives."""
+        try:
+            trace = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return Failure("malformed-request")
+        if len(trace) > 255:
+            return Failure("malformed-request")
+        return Success(str(uuid.uuid4()), None)
 
     # -- SCRAM -------------------------------------------------------------------
 

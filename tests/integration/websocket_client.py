@@ -59,8 +59,13 @@ class WsClient:
         return await self.ws.receive(TIMEOUT)
 
     async def recv(self) -> ElementTree.Element:
-        """The next text message, parsed (it must be a document of its own)."""
+        """The next text message, parsed (it must be a document of its own); keepalive
+        pings met on the way (a slow machine may hit the server's read timeout) are skipped."""
         message = await self.receive()
+        for _ in range(10):
+            if message.type != aiohttp.WSMsgType.PING:
+                break
+            message = await self.receive()
         assert message.type == aiohttp.WSMsgType.TEXT, message
         self.raw.append(message.data)
         return ElementTree.fromstring(message.data)
@@ -84,6 +89,16 @@ class WsClient:
     async def login(self, user: str, password: str, *, mech: str = "PLAIN",
                     resource: str = "ws") -> str:
         """Open, authenticate, restart and bind; the bound JID."""
+        await self.authenticate(user, password, mech=mech)
+        await self.send(f"<iq xmlns='jabber:client' type='set' id='bind'><bind xmlns='{ns.BIND}'>"
+                        f"<resource>{resource}</resource></bind></iq>")
+        bound = await self.recv()
+        assert bound.get("type") == "result", ElementTree.tostring(bound)
+        return bound.findtext(f".//{{{ns.BIND}}}jid") or ""
+
+    async def authenticate(self, user: str, password: str, *,
+                           mech: str = "PLAIN") -> ElementTree.Element:
+        """Open, authenticate and restart; the features of the restarted stream."""
         features = await self.open()
         offered = [m.text for m in features.iter(f"{{{ns.SASL}}}mechanism")]
         assert mech in offered, offered
@@ -95,11 +110,7 @@ class WsClient:
         assert local(success) == "success", ElementTree.tostring(success)
         features = await self.open()
         assert features.find(f"{{{ns.BIND}}}bind") is not None
-        await self.send(f"<iq xmlns='jabber:client' type='set' id='bind'><bind xmlns='{ns.BIND}'>"
-                        f"<resource>{resource}</resource></bind></iq>")
-        bound = await self.recv()
-        assert bound.get("type") == "result", ElementTree.tostring(bound)
-        return bound.findtext(f".//{{{ns.BIND}}}jid") or ""
+        return features
 
     async def _auth(self, mech: str, payload: bytes) -> None:
         await self.send(f"<auth xmlns='{ns.SASL}' mechanism='{mech}'>"

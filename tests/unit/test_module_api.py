@@ -17,6 +17,7 @@ from tests.unit.core_fixtures import make_core
 from xmpp import namespaces as ns
 from xmpp.c2s import C2SSession
 from xmpp.config import load_config
+from xmpp.errors import StreamError
 from xmpp.events import EventBus
 from xmpp.moduleapi import ModuleContext
 from xmpp.stream import StanzaEvent, StreamParser
@@ -123,6 +124,67 @@ def test_resource_bind_and_unbind_events(core, m):
     session, _ = bound_session(core)
     session.connection_lost()
     assert seen == [("bind", f"alice@{HOST}/r"), ("pre-unbind", True), ("unbind", False)]
+
+
+# -- the end of a session: pre-session-close, kept (detached) sessions, take_over ----------
+
+def test_pre_session_close_comes_before_a_chosen_close_not_a_lost_connection(core, m):
+    seen = []
+    m.hook("pre-session-close", lambda event: seen.append(
+        (event.error and event.error.condition, event.session.closed)))
+    closed, _ = bound_session(core, "one")
+    closed.close(StreamError("policy-violation"))
+    lost, _ = bound_session(core, "two")
+    lost.connection_lost()
+    assert seen == [("policy-violation", False)]
+
+
+def test_a_kept_session_stays_bound_and_its_stanzas_reach_its_filters_only(core, m):
+    kept = []
+    m.hook("pre-resource-unbind", lambda event: True)
+    session, transport = bound_session(core)
+    m.add_filter(session, "stanzas/out", lambda stanza, s: kept.append(stanza))
+    session.connection_lost()
+    assert session.detached and m.sessions(session.jid.bare)["r"] is session
+    transport.written.clear()
+    m.route(Element(CLIENT + "message", {"to": str(session.jid), "from": f"bob@{HOST}"}))
+    assert len(kept) == 1 and transport.written == []
+
+
+def test_a_kept_session_ends_when_closed_or_destroyed(core, m):
+    keep = [True]
+    unbound = []
+    m.hook("pre-resource-unbind", lambda event: keep[0])
+    m.hook("resource-unbind", lambda event: unbound.append(event.session))
+    first, _ = bound_session(core, "first")
+    second, _ = bound_session(core, "second")
+    first.connection_lost()
+    second.connection_lost()
+    keep[0] = False
+    first.close(StreamError("system-shutdown"))
+    second.destroy()
+    assert unbound == [first, second] and not m.sessions(first.jid.bare)
+    assert not first.detached and not second.detached
+
+
+def test_take_over_moves_the_jid_state_filters_and_route(core, m):
+    m.hook("pre-resource-unbind", lambda event: True)
+    old, old_transport = bound_session(core)
+    old.module_data["test"] = "state"
+    seen = []
+    m.add_filter(old, "stanzas/out", lambda stanza, s: seen.append(s) or stanza, 5)
+    old.connection_lost()
+    new, transport = bound_session(core, "other")  # any stream of the same user
+    new.services.router.unbind(new)
+    new.jid = None
+    new.take_over(old)
+    assert new.jid == old.jid and new.module_data["test"] == "state"
+    assert m.sessions(new.jid.bare)[new.jid.resource] is new
+    assert old.closed and not old.detached
+    transport.written.clear()
+    m.route(Element(CLIENT + "message", {"to": str(new.jid), "from": f"bob@{HOST}"}))
+    assert seen == [new] and b"<message" in b"".join(transport.written)
+    assert not any(b"<message" in data for data in old_transport.written)
 
 
 def test_stream_elements_are_events_and_unhandled_ones_end_the_stream(core, m):

@@ -531,3 +531,15 @@ def test_ht_refusals():
     assert ex.start(b"user\0" + bytes(32)) == Failure("credentials-expired")
     assert ht_mechanisms({}) == ["HT-SHA-256-NONE"]
     assert ht_mechanisms(BINDINGS) == ["HT-SHA-256-EXPR", "HT-SHA-256-ENDP", "HT-SHA-256-NONE"]
+
+
+# -- ANONYMOUS (RFC 4505) -------------------------------------------------------------
+
+def test_anonymous_only_where_offered_with_a_random_node_each_time(accounts):
+    assert exchange(accounts, "ANONYMOUS").start(b"") == Failure("invalid-mechanism")
+    first = exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(None)
+    second = exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(b"trace@example")
+    assert isinstance(first, Success) and isinstance(second, Success)
+    assert first.username != second.username and len(first.username) == 36
+    assert exchange(accounts, "ANONYMOUS", offered=["ANONYMOUS"]).start(b"\xff") == \
+        Failure("malformed-request")

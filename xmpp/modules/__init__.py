@@ -39,6 +39,11 @@ IMPLEMENTED = {
     "sasl2": "xmpp.modules.sasl2",
     "sasl2_bind2": "xmpp.modules.sasl2_bind2",
     "sasl2_fast": "xmpp.modules.sasl2_fast",
+    "smacks": "xmpp.modules.smacks",
+    "csi": "xmpp.modules.csi",
+    "csi_simple": "xmpp.modules.csi_simple",
+    "auth_anonymous": "xmpp.modules.auth_anonymous",
+    "cloud_notify": "xmpp.modules.cloud_notify",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
@@ -94,6 +99,10 @@ def modules_for(host: LocalHost) -> list[str]:
         # Prosody's `Component "name"` without a module is an external (XEP-0114) one.
         names.insert(0, "component")
     if not host.is_component:
+        # Prosody loads the provider `authentication` names, as mod_auth_<name>.
+        provider = f"auth_{host.config.get_str('authentication', 'internal_hashed')}"
+        if provider in IMPLEMENTED and provider not in names:
+            names.insert(0, provider)
         disabled = set(host.config.get_list("modules_disabled", []))
         names += [name for name in AUTOLOAD if name not in names and name not in disabled]
     return names

@@ -102,7 +102,7 @@ def account_info(m: ModuleContext, request: IqRequest) -> Element:
                {"category": "account", "type": "registered"})
     for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS):  # account_items answers the latter
         SubElement(query, f"{{{ns.DISCO_INFO}}}feature", {"var": feature})
-    # Prosody's account-disco-info: modules add what accounts offer (MAM, PEP...).
+    # Prosody's account-disco-info: modules add what accounts offer (MAM, PEP, push...).
     m.fire("account-disco-info", origin=request.origin, stanza=request.stanza, reply=query)
     return query
 
