@@ -253,6 +253,12 @@ def test_preferences_decide_what_is_archived(server) -> None:
         fields = await mam.get_fields(timeout=TIMEOUT)
         offered = {field["var"] for field in fields["fields"]}
         assert {"with", "start", "end", "before-id", "after-id", "ids"} <= offered
+        disco = alice.plugin["xep_0030"]
+        account = await disco.get_info(jid=server.jid("alice"), timeout=TIMEOUT)
+        assert {"urn:xmpp:mam:2", "urn:xmpp:mam:2#extended", "urn:xmpp:sid:0"} <= \
+            set(account["disco_info"]["features"])
+        host = await disco.get_info(jid=server.domain, timeout=TIMEOUT)
+        assert "urn:xmpp:carbons:2" in host["disco_info"]["features"]
         await close(alice)
 
     run(scenario())
