@@ -21,6 +21,7 @@ from gevent.lock import Semaphore
 from storage.stores import ArchiveEntry
 
 MAX_ATTEMPTS = 5
+GATHER_DELAY = 0.05  # seconds the worker waits for more items before writing
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 30.0
 
@@ -29,11 +30,12 @@ class ArchiveWriter:
     """Appends items to one archive store from a worker greenlet."""
 
     def __init__(self, store: Any, log: logging.Logger, *, capacity: int = 10000,
-                 batch_size: int = 500) -> None:
+                 batch_size: int = 1000, gather_delay: float = GATHER_DELAY) -> None:
         self._store = store
         self._log = log
         self.capacity = capacity
         self.batch_size = batch_size
+        self.gather_delay = gather_delay
         self._pending: deque[ArchiveEntry] = deque()
         self._wake = Event()
         # Held while a batch is written, so flush() sees every earlier item committed.
@@ -89,6 +91,8 @@ class ArchiveWriter:
         attempts = 0
         while True:
             self._wake.wait()
+            # Let a batch gather: a commit costs more than many rows in it.
+            gevent.sleep(self.gather_delay)
             self._wake.clear()
             try:
                 self.flush()
@@ -103,11 +107,16 @@ class ArchiveWriter:
                 gevent.sleep(min(FIRST_RETRY_DELAY * 2 ** attempts, MAX_RETRY_DELAY))
                 self._wake.set()
 
+    def _append(self, batch: list[ArchiveEntry]) -> None:
+        # A store that blocks (SQLite) runs its statement in a thread of the
+        # hub's pool, so routing goes on meanwhile.
+        self._store.append_many(batch, run_blocking=gevent.get_hub().threadpool.apply)
+
     def _write_pending(self) -> None:
         pending = self._pending
         while pending:
             batch = [pending[i] for i in range(min(self.batch_size, len(pending)))]
-            self._store.append_many(batch)
+            self._append(batch)
             for _ in batch:
                 pending.popleft()
 
@@ -117,7 +126,7 @@ class ArchiveWriter:
             for _ in range(min(self.batch_size, len(pending))):
                 entry = pending[0]
                 try:
-                    self._store.append_many([entry])
+                    self._append([entry])
                 except Exception as error:
                     self._log.error("Dropping archive item %s of %s: %s", entry.key,
                                     entry.user, error)

@@ -155,6 +155,10 @@ def page_cost(store, user: str, query: mam.ArchiveQuery) -> tuple[float, float]:
     return (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
 
 
+def two_hours(start: datetime) -> mam.ArchiveQuery:
+    return mam.ArchiveQuery(start=start, end=start + timedelta(hours=2), limit=PAGE)
+
+
 def measure(db: Database, users: int, per_user: int, samples: int) -> None:
     store = StoreFactory(db).open(HOST, "archive", "archive")
     rng = random.Random(1)
@@ -162,9 +166,7 @@ def measure(db: Database, users: int, per_user: int, samples: int) -> None:
     kinds = {
         "with": lambda user: mam.ArchiveQuery(with_=contact(rng.randrange(CONTACTS)),
                                               limit=PAGE),
-        "time range": lambda user: mam.ArchiveQuery(
-            start=T0 + timedelta(minutes=rng.randrange(per_user)),
-            end=T0 + timedelta(minutes=rng.randrange(per_user) + 120), limit=PAGE),
+        "time range": lambda user: two_hours(T0 + timedelta(minutes=rng.randrange(per_user))),
         "after-id": lambda user: mam.ArchiveQuery(
             after=(store.find(user, start=T0 + timedelta(minutes=middle_minute),
                               limit=1)[0].key,), limit=PAGE),

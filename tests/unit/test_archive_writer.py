@@ -22,7 +22,7 @@ class FakeStore:
         self.failures = 0  # the next calls that raise
         self.poison: set[str] = set()  # keys refused for ever
 
-    def append_many(self, entries: list[ArchiveEntry]) -> None:
+    def append_many(self, entries: list[ArchiveEntry], run_blocking=None) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError("database unavailable")
