@@ -60,10 +60,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     gevent.signal_handler(signal.SIGHUP, server.reload)
     for signum in (signal.SIGUSR1, signal.SIGUSR2):
         gevent.signal_handler(signum, server.signal_received, signal.Signals(signum).name)
-    server.start()
+    # Written before the ports open, as Prosody does: whoever sees the server
+    # answer can find its pid.
     pidfile = write_pidfile(server.config)
-    log.info("Vireo started")
     try:
+        server.start()
+        log.info("Vireo started")
         server.stopping.wait()
         log.info("Shutting down")
         server.stop()
