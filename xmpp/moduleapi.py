@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element
 
+import gevent
+
 from xmpp.events import Event, Handler
 from xmpp.filters import Filter, add_filter, remove_filter
 from xmpp.hosts import GLOBAL, Identity, IqHandler, LocalHost, hook_iq
@@ -214,6 +216,29 @@ class ModuleContext:
     def add_timer(self, seconds: float, callback: Callable[[], object]) -> Timer:
         """Run `callback()` once, `seconds` from now; `.cancel()` the result to stop it."""
         return self._services.timers(seconds, callback)
+
+    def add_periodic(self, interval: float, job: Callable[[], object], *,
+                     first_delay: float, what: str) -> None:
+        """Run `job()` `first_delay` seconds after the server has started, then
+        every `interval` seconds until it stops; a failing run is logged (as
+        "`what` failed") and the next one still comes."""
+        running: list[Any] = []
+
+        def loop() -> None:
+            gevent.sleep(min(first_delay, interval))
+            while True:
+                try:
+                    job()
+                except Exception:
+                    self.log.exception("%s failed", what)
+                gevent.sleep(interval)
+
+        def stopping(event: Any) -> None:
+            for greenlet in running:
+                greenlet.kill(block=False)
+
+        self.hook("server-started", lambda event: running.append(gevent.spawn(loop)))
+        self.hook("server-stopping", stopping)
 
     @property
     def process_started(self) -> float:

@@ -113,23 +113,11 @@ def setup(m: ModuleContext) -> None:
         cors={"enabled": True, "credentials": True, "headers": {"Authorization": True}}))
     interval = config.get_number("vireo_http_file_share_prune_interval",
                                  DEFAULT_PRUNE_INTERVAL, min=0.01)
-    job: list[gevent.Greenlet] = []
-
-    def started(event: Any) -> None:
-        m.log.info("Serving uploads at %s", base_url())
-        if policy.expires_after >= 0:
-            job.append(gevent.spawn(prune_job, m, share, interval))
-
-    def starting(event: Any) -> None:
-        share.recover()
-
-    def stopping(event: Any) -> None:
-        for greenlet in job:
-            greenlet.kill(block=False)
-
-    m.hook("server-starting", starting)
-    m.hook("server-started", started)
-    m.hook("server-stopping", stopping)
+    m.hook("server-starting", lambda event: share.recover())
+    m.hook("server-started", lambda event: m.log.info("Serving uploads at %s", base_url()))
+    if policy.expires_after >= 0:
+        m.add_periodic(interval, lambda: share.prune(pause=gevent.sleep),
+                       first_delay=FIRST_PRUNE_DELAY, what="Pruning expired uploads")
 
 
 def slot_request(m: ModuleContext, share: FileShare, request: IqRequest) -> Element:
@@ -155,18 +143,6 @@ def slot_request(m: ModuleContext, share: FileShare, request: IqRequest) -> Elem
         SubElement(put, f"{{{NS}}}header", {"name": name}).text = value
     SubElement(slot, f"{{{NS}}}get", {"url": issued.get_url})
     return slot
-
-
-def prune_job(m: ModuleContext, share: FileShare, interval: float) -> None:
-    """Delete expired files and rows: shortly after start, then every `interval` seconds."""
-    gevent.sleep(min(FIRST_PRUNE_DELAY, interval))
-    while True:
-        try:
-            share.prune(pause=gevent.sleep)
-        except Exception:
-            m.log.exception("Pruning expired uploads failed")
-        gevent.sleep(interval)
-
 
 
 # -- admin ----------------------------------------------------------------------------

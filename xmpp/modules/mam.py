@@ -124,7 +124,6 @@ class Archive:
                                             min=0.01)
         self.cleanup_interval = config.get_number("archive_cleanup_interval", CLEANUP_INTERVAL,
                                                   min=1)
-        self._jobs: list[gevent.Greenlet] = []
 
     def _expiry(self, value: Any) -> float | None:
         try:
@@ -145,8 +144,10 @@ class Archive:
         m.hook("message/offline/broadcast", self.skip_offline_for_mam_clients, 1)
         m.hook("account-disco-info", self.account_features)
         m.hook("user-deleted", self.user_deleted)
-        m.hook("server-started", self.started)
-        m.hook("server-stopping", self.stopping)
+        m.hook("server-stopping", lambda event: self.writer.stop())
+        if self.expires_after is not None:
+            m.add_periodic(self.cleanup_interval, self.expire, first_delay=FIRST_CLEANUP_DELAY,
+                           what="Removing expired archive items")
         m.hook_iq("get", core.QUERY, self.query_form, target="self")
         m.hook_iq("set", core.QUERY, self.query, target="self")
         m.hook_iq("get", core.PREFS, self.get_prefs, target="self")
@@ -291,23 +292,6 @@ class Archive:
         self.writer.discard(event.username)
         self.prefs.forget(event.username)
 
-    def started(self, event: Any) -> None:
-        if self.expires_after is not None:
-            self._jobs.append(gevent.spawn(self._cleanup_job))
-
-    def stopping(self, event: Any) -> None:
-        for job in self._jobs:
-            job.kill(block=False)
-        self.writer.stop()
-
-    def _cleanup_job(self) -> None:
-        gevent.sleep(min(FIRST_CLEANUP_DELAY, self.cleanup_interval))
-        while True:
-            try:
-                self.expire()
-            except Exception:
-                self.m.log.exception("Removing expired archive items failed")
-            gevent.sleep(self.cleanup_interval)
 
     def expire(self) -> int:
         """Remove items older than archive_expires_after, user by user (each an

@@ -62,7 +62,6 @@ class RoomArchive:
             log_by_default=config.get_bool("muc_log_by_default", True),
             log_presences=config.get_bool("muc_log_presences", False))
         service.on_room_loaded = self.fill_history
-        self._jobs: list[gevent.Greenlet] = []
 
     def hook(self) -> None:
         m = self.m
@@ -70,8 +69,10 @@ class RoomArchive:
         m.hook_iq("get", core.QUERY, self.query_form, target="bare")
         m.hook_iq("set", core.QUERY, self.query, target="bare")
         m.hook_iq("set", MODERATE, self.moderate, target="bare")
-        m.hook("server-started", self.started)
-        m.hook("server-stopping", self.stopping)
+        m.hook("server-stopping", lambda event: self.writer.stop())
+        if self.expires_after is not None:
+            m.add_periodic(self.cleanup_interval, self.expire, first_delay=FIRST_CLEANUP_DELAY,
+                           what="Removing expired room logs")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -183,23 +184,6 @@ class RoomArchive:
 
     # -- expiry -------------------------------------------------------------------------------
 
-    def started(self, event: Any) -> None:
-        if self.expires_after is not None:
-            self._jobs.append(gevent.spawn(self._cleanup_job))
-
-    def stopping(self, event: Any) -> None:
-        for job in self._jobs:
-            job.kill(block=False)
-        self.writer.stop()
-
-    def _cleanup_job(self) -> None:
-        gevent.sleep(min(FIRST_CLEANUP_DELAY, self.cleanup_interval))
-        while True:
-            try:
-                self.expire()
-            except Exception:
-                self.m.log.exception("Removing expired room logs failed")
-            gevent.sleep(self.cleanup_interval)
 
     def expire(self) -> int:
         """Remove what is older than muc_log_expires_after, room by room."""
