@@ -1,6 +1,7 @@
-// Drive Debian's Chromium (never a downloaded browser) to run bosh_page.html's runBosh().
+// Drive Debian's Chromium (never a downloaded browser) to run a test page's entry function.
 // Usage: node run_strophe.mjs '<json {pageUrl, boshUrl, jid, password, peer, text, timeoutMs}>'
-// Prints one JSON line: runBosh's result plus the console errors the page logged.
+// runs bosh_page.html's runBosh(); with "entry": "runConverse" the page's runConverse(args).
+// Prints one JSON line: the entry's result plus the console errors the page logged.
 import { chromium } from "playwright-core";
 
 const args = JSON.parse(process.argv[2]);
@@ -18,7 +19,8 @@ try {
   });
   await page.goto(args.pageUrl);
   const result = await page.evaluate(
-    (a) => window.runBosh(a.boshUrl, a.jid, a.password, a.peer, a.text, a.timeoutMs), args);
+    (a) => (a.entry ? window[a.entry](a)
+      : window.runBosh(a.boshUrl, a.jid, a.password, a.peer, a.text, a.timeoutMs)), args);
   result.pageOrigin = new URL(args.pageUrl).origin;
   result.consoleErrors = consoleErrors;
   console.log(JSON.stringify(result));

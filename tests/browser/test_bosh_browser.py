@@ -10,45 +10,23 @@ let the page connect. Needs Debian's `chromium` and `npm ci` in this folder
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import shutil
-import subprocess
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import RUN_TIMEOUT, run_page
 from tests.integration.clients import close, login
 from tests.integration.server_fixture import make_server
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
 USERS = {"browser": "pw-browser", "desk": "pw-desk"}
-RUN_TIMEOUT = 60
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() or shutil.which("node") is None
     or not (HERE / "node_modules" / "playwright-core").exists(),
     reason="needs Debian's chromium, node and `npm ci` in tests/browser (make test does it)")
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *_args) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def page_origin():
-    """This folder over HTTP on its own port: the page's origin differs from the server's."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                functools.partial(QuietHandler, directory=str(HERE)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def start_server(directory: Path, extra: str = ""):
@@ -82,10 +60,7 @@ def run_browser(server, page_origin: str, text: str, timeout_ms: int = 20000) ->
         "jid": f"{server.jid('browser')}/chromium", "password": USERS["browser"],
         "peer": server.jid("desk"), "text": text, "timeoutMs": timeout_ms,
     }
-    done = subprocess.run(["node", str(HERE / "run_strophe.mjs"), json.dumps(args)],
-                          cwd=HERE, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_page(args)
 
 
 def test_strophe_in_chromium_logs_in_and_chats_with_a_tcp_user(server, page_origin):
