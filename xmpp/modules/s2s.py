@@ -32,6 +32,7 @@ def setup(m: ModuleContext) -> None:
     # Last, so modules of the host may take a remote stanza first.
     m.hook_each_host("route/remote", route_remote, -1)
     m.hook("server-stopping", lambda event: manager.stop())
+    m.hook("config-reloaded", lambda event: manager.tls.reload(event.config))
     m.provides("net", NetProvider("s2s", manager.make_incoming, default_ports=(DEFAULT_PORT,),
                                   starttls_context=manager.starttls_context,
                                   handshake_timeout=manager.timeout))
