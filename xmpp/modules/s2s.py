@@ -18,8 +18,15 @@ from xmpp.s2s_manager import S2SManager
 
 
 def setup(m: ModuleContext) -> None:
+    def fire(name: str, local: str | None = None, **fields: Any) -> None:
+        """Server-wide, then on our host `local` (Prosody fires s2s*-established both ways)."""
+        m.fire(name, **fields)
+        host = m.hosts().get(local) if local is not None else None
+        if host is not None:
+            host.fire(name, **fields)
+
     manager: S2SManager = m.shared(
-        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now))
+        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now, fire=fire))
 
     def route_remote(event: Any) -> bool:
         try:
