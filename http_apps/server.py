@@ -422,6 +422,21 @@ def https_context(config: Any) -> ssl.SSLContext | None:
     return contexts.server_context()
 
 
+def reload_certificates(servers: Iterable[HttpServer], config: Any) -> None:
+    """SIGHUP: the TLS ports among `servers` serve `config`'s certificates to
+    new connections; connections already open keep theirs."""
+    encrypted = [server for server in servers if server.tls_context is not None]
+    if not encrypted:
+        return
+    context = https_context(config)
+    if context is None:
+        log.error("HTTPS certificates not reloaded: no usable certificate; keeping the old ones")
+        return
+    context = _for_gevent(context)
+    for server in encrypted:
+        server.tls_context = context
+
+
 def start_http_servers(config: Any, wsgi_app: Any, *,
                        services: Iterable[str] = ("http", "https"),
                        **limits: Any) -> list[HttpServer]:

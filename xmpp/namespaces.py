@@ -18,6 +18,7 @@ VERSION = "jabber:iq:version"
 REGISTER = "jabber:iq:register"
 REGISTER_FEATURE = "http://jabber.org/features/iq-register"
 DATA_FORMS = "jabber:x:data"
+ADMIN = "http://jabber.org/protocol/admin"  # XEP-0133
 DELAY = "urn:xmpp:delay"
 DIALBACK = "jabber:server:dialback"
 HTTP_UPLOAD = "urn:xmpp:http:upload:0"

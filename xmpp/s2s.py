@@ -345,11 +345,14 @@ class S2SIncoming(_Stream):
                              kind="valid" if valid else "invalid"))
 
     def _authenticated(self, remote: str, local: str, method: str) -> None:
+        first = not self.pairs
         self.pairs.add((remote, local))
         self.verified.setdefault(remote, method)
         self.parser.max_stanza_size = self.manager.stanza_size_limit
         log.info("Incoming s2s %s->%s authenticated (%s, %s)", remote, local, method,
                  "secure" if self.secure else "insecure")
+        if first:
+            self.manager.established(self, local)
 
     # -- stanzas --------------------------------------------------------------
 
@@ -593,6 +596,7 @@ class S2SOutgoing(_Stream):
                                      element.get("id") or "", element.get("type") == "valid")
 
     def _valid(self, local: str, method: str) -> None:
+        first = "valid" not in self.domains.values()
         self.domains[local] = "valid"
         self.methods[local] = method
         self.last_active = self.manager.now()
@@ -600,6 +604,8 @@ class S2SOutgoing(_Stream):
         self.parser.max_stanza_size = self.manager.stanza_size_limit
         log.info("Outgoing s2s %s->%s authenticated (%s, %s)", local, self.remote, method,
                  "secure" if self.secure else "insecure")
+        if first:
+            self.manager.established(self, local)
         queued = self.queues.pop(local, [])
         if queued and self.transport is not None:
             self.transport.write(b"".join(data for data, _stanza in queued))

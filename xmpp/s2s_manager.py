@@ -73,10 +73,14 @@ class S2SManager:
     """Everything federation shares between connections."""
 
     def __init__(self, config: Config, router: Router, clock: Callable[[], float], *,
-                 resolver: Resolver | None = None, tls: S2STls | None = None) -> None:
+                 resolver: Resolver | None = None, tls: S2STls | None = None,
+                 fire: Callable[..., Any] | None = None) -> None:
         self.config = config
         self.router = router
         self.now = clock
+        # fire(name, local=None, **fields): a server-wide event, also on local
+        # host `local` when given (the s2s module's; modules see links through it).
+        self.fire = fire if fire is not None else _no_event
         self.secure_auth = bool(config.get_bool("s2s_secure_auth", False))
         self.require_encryption = bool(config.get_bool("s2s_require_encryption", True))
         # Prosody's mod_tls marks STARTTLS <required/> under s2s_secure_auth too,
@@ -269,6 +273,8 @@ class S2SManager:
             transport.close()
             return
         session.connection_made(transport)
+        # As the listeners' sessions (mod_limits installs its s2sout throttle).
+        self.fire("session-opened", session=session)
         # What arrives may change the link's deadlines (authenticated: idle next).
         run_connection(transport, session, lambda: self._start_tls(session, transport),
                        after_read=link.wake.set)
@@ -279,6 +285,11 @@ class S2SManager:
             return False
         session.tls_established()
         return True
+
+    def established(self, session: S2SIncoming | S2SOutgoing, local: str) -> None:
+        """Prosody's `s2sin-established` / `s2sout-established`: the session's
+        first authenticated domain pair, with our domain `local`."""
+        self.fire(f"{session.kind}-established", local=local, session=session)
 
     # -- the whole -------------------------------------------------------------------
 
@@ -294,6 +305,10 @@ class S2SManager:
             link.session.close(StreamError("system-shutdown"))
             if link.watcher is not None and link.watcher is not gevent.getcurrent():
                 link.watcher.kill(block=False)
+
+
+def _no_event(name: str, local: str | None = None, **fields: Any) -> None:
+    """No module listens (a manager made without the s2s module)."""
 
 
 def _resolver(config: Any) -> Resolver:

@@ -262,6 +262,12 @@ class S2STls:
             self._server[section.name], self._client[section.name] = shared[key]
         self._anonymous_client: ssl.SSLContext | None = None
 
+    def reload(self, config: Any) -> None:
+        """Load every certificate again (SIGHUP): streams that start TLS from
+        now on, either way, present the new ones."""
+        fresh = S2STls(config)
+        self.__dict__.update(fresh.__dict__)
+
     def _make_server(self, settings: dict[str, Any]) -> ssl.SSLContext:
         context = server_context(settings["certificate"], settings["key"],
                                  ciphers=settings.get("ciphers"),

@@ -81,6 +81,9 @@ class VireoServer:
                       error.message)
             return False
         self.core.certificates.reload(config)
+        if self.http_servers:
+            from http_apps.server import reload_certificates
+            reload_certificates(self.http_servers, config)
         configure_logging(config)
         log.info("Configuration reloaded; certificates and log files reopened")
         for warning in config.warnings:

@@ -1,14 +1,17 @@
 """mod_limits: a client over its c2s budget is paused, not dropped; other
-connections and `unlimited_jids` are unaffected."""
+connections and `unlimited_jids` are unaffected. The same for server links we
+dial (`s2sout`), with `unlimited_jids` naming a remote domain."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 
-from tests.integration.raw_client import RawClient
+from tests.integration.raw_client import RawClient, raw_login
 from tests.integration.server_fixture import make_server
+from xmpp.listeners import READ_SIZE
 
 RATE = 10_000  # "10kb/s": Prosody's kb is 1000 bytes
 PAYLOAD = 40_000  # four seconds' worth, one of them covered by the burst
@@ -63,3 +66,71 @@ def test_over_budget_reader_is_paused_not_dropped(server):
     finally:
         for client in (slow, fast, other):
             client.close()
+
+
+SLOW_PEER, FAST_PEER = "slow.example", "fast.example"
+# In the clear one read may take READ_SIZE bytes, the end of the stream with
+# them; past that, it is read after the pause for at least 3 * RATE bytes.
+S2S_PAYLOAD = READ_SIZE + 3 * RATE
+
+
+@pytest.fixture
+def federating(tmp_path, dns):
+    """A server whose dialled links are limited, and a listening socket the
+    test answers on for each peer domain (dns sends the server there)."""
+    server = make_server(tmp_path / "s2sout", s2s=True, modules=("limits",), extra=f"""
+unbound = {{ forward = "{dns.forward}" }}
+s2s_require_encryption = false
+limits = {{ s2sout = {{ rate = "10kb/s", burst = "1s" }} }}
+unlimited_jids = {{ "{FAST_PEER}" }}
+""")
+    peers = {}
+    for domain in (SLOW_PEER, FAST_PEER):
+        peers[domain] = socket.create_server(("127.0.0.1", 0))
+        peers[domain].settimeout(20)
+        dns.add_srv(domain, f"xmpp.{domain}", peers[domain].getsockname()[1])
+        dns.add_address(f"xmpp.{domain}", "127.0.0.1")
+    server.create_users({"alice": "alice-pw"})
+    server.start()
+    yield server, peers
+    for listener in peers.values():
+        listener.close()
+    server.stop()
+
+
+def dialled_and_authenticated(listener: socket.socket, domain: str) -> RawClient:
+    """Accept the server's link to `domain` and say yes to its dialback key."""
+    peer = RawClient.accepted(listener.accept()[0])
+    peer.read_until(rb"<stream:stream[^>]*>")
+    peer.send(f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+              f"xmlns:stream='http://etherx.jabber.org/streams' "
+              f"xmlns:db='jabber:server:dialback' from='{domain}' to='localhost' "
+              f"id='peer-{domain}' version='1.0'><stream:features>"
+              f"<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
+    peer.read_until(rb"</db:result>")
+    peer.send(f"<db:result from='{domain}' to='localhost' type='valid'/>")
+    peer.read_until(b"</message>")  # the stanza that made the server dial
+    return peer
+
+
+def close_after_flood(peer: RawClient) -> float:
+    """Seconds from sending S2S_PAYLOAD bytes and the stream's end until the server closes."""
+    started = time.monotonic()
+    peer.send(b" " * S2S_PAYLOAD + b"</stream:stream>")
+    peer.read_to_close(timeout=20)
+    return time.monotonic() - started
+
+
+def test_dialled_links_are_limited_unless_the_domain_is_unlimited(federating):
+    server, peers = federating
+    alice, _ = raw_login(server, "alice")
+    try:
+        for domain in (SLOW_PEER, FAST_PEER):
+            alice.send(f"<message to='bob@{domain}' type='chat'><body>hi</body></message>")
+        slow = dialled_and_authenticated(peers[SLOW_PEER], SLOW_PEER)
+        fast = dialled_and_authenticated(peers[FAST_PEER], FAST_PEER)
+        assert close_after_flood(fast) < 1.0
+        assert close_after_flood(slow) >= (S2S_PAYLOAD - READ_SIZE - RATE) / RATE * 0.8
+    finally:
+        alice.close()
+

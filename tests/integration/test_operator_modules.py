@@ -1,6 +1,6 @@
 """The small modules of Debian's stock config, with slixmpp: server_contact_info,
 motd, welcome, watchregistrations, groups, tombstones, turn_external, announce
-and admin_adhoc (XEP-0133 over XEP-0050)."""
+and admin_adhoc (XEP-0133 over XEP-0050, shutdown with its delay and announcement)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import time
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -160,6 +161,36 @@ def test_admin_commands_and_announce(server):
         await close(boss, ann)
 
     run(scenario())
+
+
+def test_admin_shutdown_announces_then_waits_for_the_delay(tmp_path):
+    server = make_server(tmp_path / "shutdown", modules=("admin_adhoc",),
+                         extra='admins = { "boss@localhost" }')
+    server.create_users({"boss": "boss-pw", "ann": "ann-pw"})
+    server.start()
+
+    async def scenario() -> float:
+        boss = await login(server, "boss", plugins=PLUGINS)
+        ann = await login(server, "ann", plugins=PLUGINS)
+        rejected = await submit(boss, ADMIN + "shutdown", {"delay": "soon"})
+        assert rejected["command"]["notes"][0][0] == "error"
+        asked = time.monotonic()
+        accepted = await submit(boss, ADMIN + "shutdown", {
+            "delay": "3", "announcement": "Back in five minutes"})
+        assert accepted["command"]["notes"] == [("info", "Server is about to shut down")]
+        notice = await ann.next_message()
+        assert (notice["type"], notice["subject"], notice["body"]) == (
+            "headline", "Server is shutting down", "Back in five minutes")
+        assert server.process.poll() is None
+        await close(boss, ann)
+        return asked
+
+    try:
+        asked = run(scenario())
+        server.process.wait(timeout=20)
+        assert time.monotonic() - asked >= 3
+    finally:
+        server.stop()
 
 
 def test_registration_welcome_watchers_and_tombstone(server):

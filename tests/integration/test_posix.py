@@ -1,10 +1,12 @@
 """Prosody's mod_posix signals: SIGHUP reloads the config and the certificates
-(a renewed certificate is served to new connections, no restart) and reopens
-the log files; SIGUSR1/SIGUSR2 fire signal/<NAME>."""
+of every TLS port, c2s, https and s2s (a renewed certificate is served to new
+connections, no restart) and reopens the log files; SIGUSR1/SIGUSR2 fire
+signal/<NAME>."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -21,7 +23,8 @@ WAIT = 15.0
 @pytest.fixture
 def server(tmp_path):
     server = make_server(tmp_path / "posix", extra="modules_enabled = { 'roster', 'saslauth', "
-                                                    "'tls', 'posix' }")
+                                                    "'tls', 'posix', 'bosh' }",
+                         s2s=True, http=True)
     server.start()
     yield server
     server.stop()
@@ -36,6 +39,30 @@ def served_certificate(server) -> bytes:
         client.close()
 
 
+def served_https_certificate(server) -> bytes:
+    context = ssl.create_default_context(cafile=str(server.cert))
+    with socket.create_connection(("127.0.0.1", server.ports["https"]), timeout=WAIT) as sock, \
+            context.wrap_socket(sock, server_hostname="localhost") as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def served_s2s_certificate(server) -> bytes:
+    """The certificate an incoming s2s stream sees after STARTTLS."""
+    peer = RawClient(server.ports["s2s"])
+    try:
+        peer.send("<?xml version='1.0'?><stream:stream to='localhost' from='peer.example' "
+                  "version='1.0' xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+                  "xmlns:stream='http://etherx.jabber.org/streams'>")
+        peer.read_until(rb"</stream:features>")
+        peer.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        peer.read_until(rb"<proceed")
+        context = ssl.create_default_context(cafile=str(server.cert))
+        peer.sock = context.wrap_socket(peer.sock, server_hostname="localhost")
+        return peer.sock.getpeercert(binary_form=True)
+    finally:
+        peer.close()
+
+
 def wait_for_log(path: Path, text: str, after: int = 0) -> None:
     """Until `text` appears in the log past offset `after` (bounded)."""
     deadline = time.monotonic() + WAIT
@@ -48,6 +75,7 @@ def wait_for_log(path: Path, text: str, after: int = 0) -> None:
 
 def test_sighup_serves_the_renewed_certificate_and_reopens_logs(server):
     before = served_certificate(server)
+    assert served_https_certificate(server) == served_s2s_certificate(server) == before
     kept = RawClient(server.c2s_port)
     kept.starttls("localhost", server.cert)
     make_self_signed(server.directory, "localhost")  # renewed in place, same paths
@@ -59,6 +87,7 @@ def test_sighup_serves_the_renewed_certificate_and_reopens_logs(server):
     after = served_certificate(server)
     assert after != before
     assert ssl.DER_cert_to_PEM_cert(after).strip() == server.cert.read_text().strip()
+    assert served_https_certificate(server) == served_s2s_certificate(server) == after
     # The connection made before goes on with its handshake done.
     kept.send("<iq type='get' id='x'><ping xmlns='urn:xmpp:ping'/></iq>")
     kept.read_until(b"</stream:stream>|id=['\"]x['\"]")

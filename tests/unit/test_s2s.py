@@ -334,6 +334,23 @@ def test_outgoing_piggybacks_a_second_local_domain(env):
     assert len(session.describe()["domains"]) == 2
 
 
+def test_established_fires_once_per_link_with_our_domain(env):
+    fired = []
+    env.manager.fire = lambda name, local=None, **fields: fired.append(
+        (name, local, fields["session"]))
+    inbound, _ = incoming(env)
+    dialback_in(env, inbound)
+    dialback_in(env, inbound, to=OTHER_LOCAL)
+    outbound, _ = outgoing(env)
+    open_remote(outbound)
+    for local in (LOCAL, OTHER_LOCAL):
+        outbound.send_stanza(local, message(f"u@{local}", f"v@{REMOTE}", "hi"), env.clock())
+        outbound.data_received(f"<db:result from='{REMOTE}' to='{local}' type='valid'/>"
+                               .encode())
+    assert fired == [("s2sin-established", LOCAL, inbound),
+                     ("s2sout-established", LOCAL, outbound)]
+
+
 def test_outgoing_sends_verify_requests_before_authenticating(env):
     session, transport = outgoing(env)
     session.send_verify(LOCAL, "their-sid", "k3y")

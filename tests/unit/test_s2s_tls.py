@@ -130,3 +130,19 @@ def test_without_the_hook_handshakes_still_finish_and_nothing_validates(
     client, server = handshake(a.client_context("a.example"), b.server_context("b.example"),
                                "b.example")
     assert peer_certificate(client) == NO_CERTIFICATE == peer_certificate(server)
+
+
+def test_reload_presents_the_renewed_certificate_both_ways(tmp_path, certs):
+    a = tls_for(tmp_path, "a.example", *certs["a.example"])
+    b = tls_for(tmp_path, "b.example", *certs["b.example"])
+    old = certs["a.example"][0].read_text()
+    make_self_signed(tmp_path, "a.example")  # renewed in place, same paths
+    renewed = certs["a.example"][0].read_text()
+    assert renewed != old
+    a.reload(load_config(tmp_path / "a.example.cfg.lua"))
+    client, server = handshake(a.client_context("a.example"), b.server_context("b.example"),
+                               "b.example")
+    assert ssl.DER_cert_to_PEM_cert(server.getpeercert(binary_form=True)).strip() == renewed.strip()
+    client, _server = handshake(b.client_context("b.example"), a.server_context("a.example"),
+                                "a.example")
+    assert ssl.DER_cert_to_PEM_cert(client.getpeercert(binary_form=True)).strip() == renewed.strip()

@@ -1,18 +1,27 @@
 """XEP-0133 Service Administration over ad-hoc commands (Prosody's
 mod_admin_adhoc), for the host's `admins`: add a user, delete users, change a
-password, list the online users, shut the service down."""
+password, list the online users, shut the service down (after the form's
+`delay`, once the `announcement` went to the online users)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from storage.accounts import AccountExists
+from xmpp import namespaces as ns
 from xmpp.dataforms import Field, build_form
 from xmpp.jid import InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.adhoc import AdhocCommand, AdhocRequest, AdhocResult, add_command
+from xmpp.modules.announce import headline, send_to_online
 
-ADMIN = "http://jabber.org/protocol/admin"
+ADMIN = ns.ADMIN
+# Prosody's choices; any other whole number of seconds is taken too.
+SHUTDOWN_DELAYS = [("5 seconds", "5"), ("30 seconds", "30"), ("60 seconds", "60"),
+                   ("90 seconds", "90"), ("2 minutes", "120"), ("3 minutes", "180"),
+                   ("4 minutes", "240"), ("5 minutes", "300")]
+DEFAULT_SHUTDOWN_DELAY = "5"
+MAX_SHUTDOWN_DELAY = 86400  # a day: a longer wait is a mistake, not a plan
 
 
 def ask(title: str, *fields: Field) -> AdhocResult:
@@ -121,11 +130,28 @@ class AdminCommands:
         if request.values is None:
             return ask("Shutting Down the Service",
                        Field("delay", "list-single", "Time delay before shutting down",
-                             options=[("30 seconds", "30"), ("60 seconds", "60")]),
+                             values=[DEFAULT_SHUTDOWN_DELAY], options=SHUTDOWN_DELAYS),
                        Field("announcement", "text-multi", "Announcement"))
+        delay = shutdown_delay(request.value("delay") or DEFAULT_SHUTDOWN_DELAY)
+        if delay is None:
+            return failed(f"The delay must be a whole number of seconds up to {MAX_SHUTDOWN_DELAY}")
+        announcement = "\n".join((request.values or {}).get("announcement", [])).strip()
+        if announcement:
+            send_to_online(self.m, headline("Server is shutting down", announcement))
         request_shutdown: Callable[[str | None], None] = self.m.service("shutdown")
-        request_shutdown(f"Shutdown by adhoc command ({request.sender})")
+        reason = f"Shutdown by adhoc command ({request.sender})"
+        self.m.log.info("%s in %d seconds", reason, delay)
+        self.m.add_timer(delay, lambda: request_shutdown(reason))
         return done("Server is about to shut down")
+
+
+def shutdown_delay(text: str) -> int | None:
+    """The `delay` field in seconds, or None unless a whole number up to a day."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= MAX_SHUTDOWN_DELAY else None
 
 
 def setup(m: ModuleContext) -> None:

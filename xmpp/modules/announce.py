@@ -12,7 +12,6 @@ from xmpp.dataforms import Field, build_form
 from xmpp.jid import InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.adhoc import AdhocCommand, AdhocRequest, AdhocResult, add_command, is_admin
-from xmpp.modules.admin_adhoc import ADMIN
 
 RESOURCE = "announce/online"
 
@@ -61,7 +60,7 @@ def setup(m: ModuleContext) -> None:
             return AdhocResult("executing", build_form("form", [
                 Field("subject", "text-single", "Subject"),
                 Field("announcement", "text-multi", "Announcement", required=True)],
-                title="Making an Announcement", form_type_ns=ADMIN,
+                title="Making an Announcement", form_type_ns=ns.ADMIN,
                 instructions="Fill out this form to make an announcement to all\n"
                              "active users of this service."))
         body = "\n".join((request.values or {}).get("announcement", []))
@@ -69,5 +68,5 @@ def setup(m: ModuleContext) -> None:
         return AdhocResult(note=f"Announcement sent to {count} online users")
 
     m.hook("message/host", on_message)
-    add_command(m, AdhocCommand(f"{ADMIN}#announce", "Send Announcement to Online Users",
+    add_command(m, AdhocCommand(f"{ns.ADMIN}#announce", "Send Announcement to Online Users",
                                 announce, "admin"))

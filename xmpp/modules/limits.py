@@ -10,7 +10,10 @@ Each connection of a limited kind has a token bucket of `rate` bytes per second
 holding `burst` seconds' worth. A reader over its budget is paused (no more
 reads until the debt is repaid), never dropped; TCP slows the peer down and
 other connections are unaffected. Prosody's units: "kb" is 1000 bytes.
-Defaults as Prosody's: c2s 10 KiB/s, s2sin 30 KiB/s, burst 2 s.
+Defaults as Prosody's: c2s 10 KiB/s, s2sin 30 KiB/s, burst 2 s; `s2sout`
+(links we dial) is limited only when configured. `unlimited_jids` lifts the
+limit of a client authenticated as one of them, and of a server link once its
+remote domain is authenticated as one of them.
 """
 
 from __future__ import annotations
@@ -110,13 +113,23 @@ def setup(m: ModuleContext) -> None:
         rate, burst = limits[kind]
         transport.read_throttle = TokenBucket(rate, burst, m.now).take
 
+    def unthrottle(session: Any) -> None:
+        if hasattr(getattr(session, "transport", None), "read_throttle"):
+            session.transport.read_throttle = None
+
     def on_authenticated(event: Any) -> None:
         session = event.session
         host = getattr(session, "host", None)
-        if host is not None and f"{session.username}@{host.name}" in unlimited \
-                and hasattr(session.transport, "read_throttle"):
-            session.transport.read_throttle = None
+        if host is not None and f"{session.username}@{host.name}" in unlimited:
+            unthrottle(session)
+
+    def on_s2s_established(event: Any) -> None:
+        # By the remote domain, once authenticated (Prosody: from_host / to_host).
+        if event.session.peer_domain in unlimited:
+            unthrottle(event.session)
 
     m.hook("session-opened", on_session)
     if unlimited:
         m.hook_each_host("authentication-success", on_authenticated)
+        m.hook("s2sin-established", on_s2s_established)
+        m.hook("s2sout-established", on_s2s_established)

@@ -18,8 +18,15 @@ from xmpp.s2s_manager import S2SManager
 
 
 def setup(m: ModuleContext) -> None:
+    def fire(name: str, local: str | None = None, **fields: Any) -> None:
+        """Server-wide, then on our host `local` (Prosody fires s2s*-established both ways)."""
+        m.fire(name, **fields)
+        host = m.hosts().get(local) if local is not None else None
+        if host is not None:
+            host.fire(name, **fields)
+
     manager: S2SManager = m.shared(
-        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now))
+        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now, fire=fire))
 
     def route_remote(event: Any) -> bool:
         try:
@@ -32,6 +39,7 @@ def setup(m: ModuleContext) -> None:
     # Last, so modules of the host may take a remote stanza first.
     m.hook_each_host("route/remote", route_remote, -1)
     m.hook("server-stopping", lambda event: manager.stop())
+    m.hook("config-reloaded", lambda event: manager.tls.reload(event.config))
     m.provides("net", NetProvider("s2s", manager.make_incoming, default_ports=(DEFAULT_PORT,),
                                   starttls_context=manager.starttls_context,
                                   handshake_timeout=manager.timeout))
