@@ -149,6 +149,20 @@ async def fetched_roster(client) -> dict:
     return {jid: roster[jid] for jid in roster}
 
 
+async def subscription_with(client, jid: str, expected: str, timeout: float = 10.0) -> str:
+    """The subscription `client` keeps for `jid`, once it is `expected` or the time
+    is up: the roster push that changes it travels apart from the presence a test
+    awaits, so the client may apply it a moment later."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        roster = await fetched_roster(client)
+        current = roster[jid]["subscription"] if jid in roster else None
+        if current == expected or loop.time() > deadline:
+            return current
+        await asyncio.sleep(0.05)
+
+
 SCENARIO_TIMEOUT = 60.0
 
 

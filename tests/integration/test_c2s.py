@@ -9,10 +9,10 @@ import pytest
 from tests.integration.clients import (
     attempt_login,
     close,
-    fetched_roster,
     local_port,
     login,
     run,
+    subscription_with,
     tls_version,
 )
 from tests.integration.server_fixture import make_server
@@ -102,8 +102,8 @@ def test_subscription_handshake_ends_in_both_with_presence(server):
         alice.send_presence(pto=bob_bare, ptype="subscribed")
         await bob.next_presence(lambda p: p["type"] == "subscribed")
         await bob.next_presence(lambda p: p["from"].bare == alice_bare and p["type"] == "available")
-        assert (await fetched_roster(alice))[bob_bare]["subscription"] == "both"
-        assert (await fetched_roster(bob))[alice_bare]["subscription"] == "both"
+        assert await subscription_with(alice, bob_bare, "both") == "both"
+        assert await subscription_with(bob, alice_bare, "both") == "both"
         # Presence updates flow both ways now.
         bob.send_presence(pstatus="busy", pshow="dnd")
         update = await alice.next_presence(lambda p: p["show"] == "dnd")

@@ -21,7 +21,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from tests.certs import make_self_signed
-from tests.integration.clients import close, fetched_roster, login
+from tests.integration.clients import close, login, subscription_with
 from tests.integration.clients import run as run_scenario
 from tests.integration.fake_dns import FakeDns
 from tests.integration.server_fixture import make_server
@@ -160,8 +160,8 @@ def test_subscriptions_across_servers_reach_both_and_presence_flows(servers):
         await dave.next_presence(lambda p: p["type"] == "subscribed", TIMEOUT)
         await dave.next_presence(
             lambda p: p["from"].bare == carol_bare and p["type"] == "available", TIMEOUT)
-        assert (await fetched_roster(carol))[dave_bare]["subscription"] == "both"
-        assert (await fetched_roster(dave))[carol_bare]["subscription"] == "both"
+        assert await subscription_with(carol, dave_bare, "both") == "both"
+        assert await subscription_with(dave, carol_bare, "both") == "both"
         dave.send_presence(pstatus="busy", pshow="dnd")
         update = await carol.next_presence(lambda p: p["show"] == "dnd", TIMEOUT)
         assert update["status"] == "busy"
