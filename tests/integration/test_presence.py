@@ -367,8 +367,11 @@ def test_a_removed_contact_sees_the_user_go_offline(server):
     bob, _ = raw_login(server, "rm_b")
     alice, _ = raw_login(server, "rm_a", "desk")
     try:
-        bob.send("<presence/>")
+        # Alice online first (her own presence echoed back), so Bob's probe finds
+        # her available rather than racing her initial presence.
         alice.send("<presence/>")
+        presences_until(alice, server.jid("rm_a"), "available")
+        bob.send("<presence/>")
         assert presences_until(bob, server.jid("rm_a"), "available") == [
             (server.jid("rm_a") + "/desk", "available")]
         raw_iq(alice, "rm", "<query xmlns='jabber:iq:roster'>"
