@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from storage.db import Database, database_url
 from storage.roster import RosterItem, RosterStore
+from tests.integration.bench_report import print_rep, print_summary
 from tests.integration.bench_s2s import C2S_PLAIN, PASSWORD, cpu_seconds, login
 from tests.integration.prosody_fixture import _encode, make_prosody
 from tests.integration.server_fixture import make_server
@@ -156,10 +155,8 @@ def main(argv: list[str]) -> int:
                 results.append(asyncio.run(drive(server, args)))
             finally:
                 server.stop()
-        print(json.dumps(results[-1]), file=sys.stderr)
-    summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
-    print(json.dumps({"target": args.target, "params": vars(args), "median": summary,
-                      "reps": results}))
+        print_rep(results[-1])
+    print_summary(args, results)
     return 0
 
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.integration.bench_report import print_rep
 from tests.integration.bench_s2s import C2S_PLAIN, PASSWORD, Conn, login
 from tests.integration.prosody_fixture import make_prosody
 from tests.integration.server_fixture import make_server
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> int:
                 results[-1]["seconds"] = round(time.monotonic() - started, 1)
             finally:
                 server.stop()
-        print(json.dumps(results[-1]), file=sys.stderr)
+        print_rep(results[-1])
     summary = statistics.median(r["kib_per_hibernated_session"] for r in results)
     print(json.dumps({"target": args.target, "params": vars(args),
                       "median_kib_per_hibernated_session": summary, "reps": results}))
