@@ -13,7 +13,7 @@ from typing import Any
 
 from storage.accounts import AccountExists
 from storage.roster import RosterItem
-from xmpp.config import Config
+from xmpp.config import Config, load_config
 from xmpp.core import ServerCore
 from xmpp.jid import InvalidJID, nodeprep
 from xmpp.scram import SCRAM_HASHES, ScramCredentials, derive, password_matches
@@ -145,3 +145,17 @@ def make_core(config: Config, clock: Callable[[], float] | None = None) -> Serve
     return ServerCore(config, accounts=MemoryAccounts(), stores=NoStores(),
                       typed_stores={"rosters": MemoryRosters(), "offline": MemoryOffline(),
                                     "uploads": None}, **kwargs)
+
+
+def core_with_modules(directory: Any, host: str, modules: tuple[str, ...],
+                      users: dict[str, str]) -> ServerCore:
+    """The core of a one-host config (encryption optional) loading `modules`,
+    with `users` (name -> password) created."""
+    path = directory / "vireo.cfg.lua"
+    enabled = ", ".join(f'"{name}"' for name in modules)
+    path.write_text(f"modules_enabled = {{ {enabled} }}\nc2s_require_encryption = false\n"
+                    f'VirtualHost "{host}"\n')
+    core = make_core(load_config(path))
+    for user, password in users.items():
+        core.services.accounts.create(host, user, password)
+    return core

@@ -13,10 +13,9 @@ from xml.etree.ElementTree import Element, SubElement
 
 import pytest
 
-from tests.unit.core_fixtures import make_core
+from tests.unit.core_fixtures import core_with_modules
 from xmpp import namespaces as ns
 from xmpp.c2s import C2SSession
-from xmpp.config import load_config
 from xmpp.errors import StreamError
 from xmpp.events import EventBus
 from xmpp.moduleapi import ModuleContext
@@ -72,15 +71,7 @@ class Transport:
 
 @pytest.fixture
 def core(tmp_path):
-    path = tmp_path / "vireo.cfg.lua"
-    path.write_text(f"""
-modules_enabled = {{ "saslauth", "roster" }}
-c2s_require_encryption = false
-VirtualHost "{HOST}"
-""")
-    core = make_core(load_config(path))
-    core.services.accounts.create(HOST, "alice", "pw")
-    return core
+    return core_with_modules(tmp_path, HOST, ("saslauth", "roster"), {"alice": "pw"})
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from xml.etree.ElementTree import Element, SubElement
 
 import pytest
 
-from tests.unit.core_fixtures import make_core
+from tests.unit.core_fixtures import core_with_modules
 from tests.unit.test_module_api import HOST, Transport, bound_session, received
 from xmpp import namespaces as ns
 from xmpp.c2s import C2SSession
-from xmpp.config import load_config
 
 SM = "urn:xmpp:sm:3"
 MESSAGE = f"{{{ns.CLIENT}}}message"
@@ -22,15 +21,7 @@ MESSAGE = f"{{{ns.CLIENT}}}message"
 
 @pytest.fixture
 def smacks_core(tmp_path):
-    path = tmp_path / "vireo.cfg.lua"
-    path.write_text(f"""
-modules_enabled = {{ "saslauth", "smacks" }}
-c2s_require_encryption = false
-VirtualHost "{HOST}"
-""")
-    core = make_core(load_config(path))
-    core.services.accounts.create(HOST, "alice", "pw")
-    return core
+    return core_with_modules(tmp_path, HOST, ("saslauth", "smacks"), {"alice": "pw"})
 
 
 def managed(core) -> tuple[C2SSession, Transport, str]:
