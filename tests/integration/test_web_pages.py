@@ -1,0 +1,220 @@
+"""Invite page, web sign-up and web admin over real HTTP(S), for bad input:
+expired and reused invites, forbidden usernames, a flood of sign-ups from one
+address, forged or missing CSRF tokens, a non-admin, and an admin cookie
+replayed after logout."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.integration.clients import can_login
+from tests.integration.server_fixture import make_server
+from tests.web_client import WebClient, path_of
+
+USERS = {"boss": "boss-password", "ann": "ann-password"}
+MODULES = ("register", "invites", "invites_register", "invites_page", "register_web",
+           "admin_web", "http_file_share")
+FLOOD = 10_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("web"), modules=MODULES, http=True,
+                         extra='admins = { "boss@localhost" }\n'
+                               'vireo_register_web_attempts = 20\n'
+                               'admin_web_sample_interval = 0.2\n')
+    server.create_users(USERS)
+    server.start()
+    yield server
+    assert server.stop() == 0
+
+
+def invite_url(server, *args: str) -> str:
+    made = server.admin("invite", "generate", "localhost", *args)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def web(server, https: bool = False) -> WebClient:
+    return WebClient(server.ports["https" if https else "http"], https=https)
+
+
+def sign_up(client: WebClient, token: str, username: str, password: str,
+            confirm: str | None = None):
+    form = client.get(f"/register?t={token}")
+    assert form.status == 200, form.text
+    return client.post(f"/register?t={token}", {
+        "csrf_token": form.field("csrf_token"), "t": token, "username": username,
+        "password": password, "password_confirm": password if confirm is None else confirm})
+
+
+def test_generated_invite_links_to_the_page_with_qr_code_and_clients(server):
+    url = invite_url(server)
+    assert re.fullmatch(rf"https?://localhost:{server.ports['https']}/invites_page\?[\w-]+",
+                        url), url
+    client = web(server)
+    page = client.get(path_of(url))
+    assert page.status == 200
+    assert "What is XMPP?" in page.text
+    assert re.search(r'href="xmpp:localhost\?register;preauth=[\w-]+"', page.text)
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page.text and "<path" in page.text
+    assert "Conversations" in page.text and "Android" in page.text
+    assert "Link" in page.headers and "frame-ancestors 'none'" in \
+        page.headers["Content-Security-Policy"]
+
+
+def test_sign_up_creates_the_account_once_and_the_invite_is_spent(server):
+    token = path_of(invite_url(server)).split("?", 1)[1]
+    client = web(server)
+    done = sign_up(client, token, "newbie", "newbie-password")
+    assert done.status == 200, done.text
+    assert "newbie@localhost" in done.text
+    assert can_login(server, "newbie", "newbie-password")
+    again = web(server).get(f"/register?t={token}")
+    assert again.status == 404 and "already been used" in again.text
+    assert web(server).get(f"/invites_page?{token}").status == 404
+
+
+def test_sign_up_refuses_bad_names_taken_names_and_weak_passwords(server):
+    token = path_of(invite_url(server)).split("?", 1)[1]
+    client = web(server)
+    bad = sign_up(client, token, "no@pe", "long-enough-pw")
+    assert bad.status == 400 and "not allowed" in bad.text
+    spaced = sign_up(client, token, "two words", "long-enough-pw")
+    assert spaced.status == 400 and "not allowed" in spaced.text
+    taken = sign_up(client, token, "ann", "long-enough-pw")
+    assert taken.status == 409 and "already taken" in taken.text
+    short = sign_up(client, token, "shorty", "short")
+    assert short.status == 400 and "at least 8 characters" in short.text
+    differ = sign_up(client, token, "shorty", "long-enough-pw", "other-long-pw")
+    assert differ.status == 400 and "differ" in differ.text
+    assert not can_login(server, "shorty", "long-enough-pw")
+
+
+def test_expired_invite_is_refused(server, tmp_path):
+    # invite_expiry applies when the invite is made: a config with 1 second.
+    config = server.config_path.read_text().replace(
+        'VirtualHost "localhost"', 'invite_expiry = 1\nVirtualHost "localhost"')
+    short = tmp_path / "short.cfg.lua"
+    short.write_text(config)
+    made = server.admin("invite", "generate", "localhost")  # a valid one to compare
+    assert made.returncode == 0
+    import subprocess
+    import sys
+
+    from tests.integration.server_fixture import ROOT
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "-c", str(short), "invite",
+                           "generate", "localhost"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().split("?", 1)[1]
+    deadline = time.monotonic() + 5
+    page = web(server).get(f"/invites_page?{token}")
+    while page.status == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        page = web(server).get(f"/invites_page?{token}")
+    assert page.status == 410 and "expired" in page.text
+    assert web(server).get(f"/register?t={token}").status == 410
+
+
+def test_forged_and_missing_csrf_tokens_are_refused(server):
+    token = path_of(invite_url(server)).split("?", 1)[1]
+    client = web(server)
+    form = client.get(f"/register?t={token}")
+    fields = {"t": token, "username": "forger", "password": "forger-password",
+              "password_confirm": "forger-password"}
+    missing = client.post("/register", fields)
+    assert missing.status == 403 and "did not come from this site" in missing.text
+    forged = client.post("/register", {**fields, "csrf_token": form.field("csrf_token") + "x"})
+    assert forged.status == 403
+    stolen = web(server).post("/register", {**fields, "csrf_token": form.field("csrf_token")})
+    assert stolen.status == 403  # a token without the browser's cookie is worth nothing
+    assert not can_login(server, "forger", "forger-password")
+
+
+def test_ten_thousand_sign_ups_from_one_address_are_refused_with_retry_after(server):
+    token = path_of(invite_url(server)).split("?", 1)[1]
+    # An address of its own, so the other tests' sign-ups do not count.
+    client = WebClient(server.ports["http"], source="127.0.0.7")
+    form = client.get(f"/register?t={token}")
+    fields = {"csrf_token": form.field("csrf_token"), "t": token, "username": "x y",
+              "password": "flood-password", "password_confirm": "flood-password"}
+    statuses: dict[int, int] = {}
+    started = time.monotonic()
+    last = None
+    for _ in range(FLOOD):
+        last = client.post("/register", fields)
+        statuses[last.status] = statuses.get(last.status, 0) + 1
+    elapsed = time.monotonic() - started
+    assert statuses.get(400) == 20, statuses  # the allowed attempts, then only 429
+    assert statuses.get(429) == FLOOD - 20, statuses
+    assert int(last.headers["Retry-After"]) >= 1
+    assert "Too many sign-up attempts" in last.text
+    assert elapsed < 90, elapsed
+    # The server still answers others.
+    assert web(server).get(f"/invites_page?{token}").status == 200
+
+
+def admin_login(client: WebClient, jid: str, password: str):
+    client.get("/admin/login")
+    return client.post("/admin/login", {"jid": jid, "password": password})
+
+
+def test_admin_pages_need_an_admin_login(server):
+    client = web(server, https=True)
+    assert client.get("/admin/users").status == 302
+    wrong = admin_login(client, "boss@localhost", "not-the-password")
+    assert wrong.status == 401 and "Wrong address or password" in wrong.text
+    refused = admin_login(client, "ann@localhost", USERS["ann"])
+    assert refused.status == 403 and "not an administrator" in refused.text
+    assert "vireo_admin" not in client.cookies
+
+
+def test_admin_cookie_replayed_after_logout_is_refused(server):
+    client = web(server, https=True)
+    login = admin_login(client, "boss@localhost", USERS["boss"])
+    assert login.status == 303
+    cookie_header = login.headers["Set-Cookie"]
+    for flag in ("Secure", "HttpOnly", "SameSite=Strict"):
+        assert flag in cookie_header, cookie_header
+    saved = dict(client.cookies)
+    users = client.get("/admin/users")
+    assert users.status == 200 and "ann@localhost" in users.text
+    out = client.post("/admin/logout", {"csrf_token": users.field("csrf_token")})
+    assert out.status == 303
+    replay = web(server, https=True)
+    assert replay.request("GET", "/admin/users", cookies=saved).status == 302
+    posted = replay.request("POST", "/admin/users/create", {
+        "csrf_token": users.field("csrf_token"), "username": "sneaky", "password": "pw"},
+        cookies=saved)
+    assert posted.status == 401 and "session has ended" in posted.text
+
+
+def test_admin_actions_ask_for_confirmation_and_refuse_forged_csrf(server):
+    client = web(server, https=True)
+    assert admin_login(client, "boss@localhost", USERS["boss"]).status == 303
+    users = client.get("/admin/users?q=ann")
+    csrf = users.field("csrf_token")
+    forged = client.post("/admin/users/delete", {"csrf_token": csrf[:-2] + "zz",
+                                                 "username": "ann"})
+    assert forged.status == 403
+    missing = client.post("/admin/users/delete", {"username": "ann"})
+    assert missing.status == 403
+    asked = client.post("/admin/users/password", {"csrf_token": csrf, "username": "ann",
+                                                  "password": "ann-new-password"})
+    assert asked.status == 200 and "Please confirm" in asked.text
+    assert can_login(server, "ann", USERS["ann"])  # nothing done yet
+    done = client.post("/admin/users/password", {
+        "csrf_token": asked.field("csrf_token"), "username": "ann",
+        "password": "ann-new-password", "confirmed": "yes"})
+    assert done.status == 303
+    assert can_login(server, "ann", "ann-new-password")
+    assert "reset the password of ann@localhost" in server.log_path.read_text()
+    assert "boss@localhost" in server.log_path.read_text()
+    metrics = client.get("/admin/metrics")
+    assert metrics.status == 200 and "<polyline" in metrics.text
+    for page in ("/admin/sessions", "/admin/uploads", "/admin/invites"):
+        assert client.get(page).status == 200, page

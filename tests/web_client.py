@@ -1,0 +1,80 @@
+"""A small HTTP client for the web pages' tests: one keep-alive connection,
+cookies kept by hand (so a test can also replay them), forms read from pages."""
+
+from __future__ import annotations
+
+import html
+import http.client
+import re
+import ssl
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode, urlsplit
+
+TIMEOUT = 10.0
+
+
+@dataclass
+class Page:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def field(self, name: str) -> str | None:
+        """The value of the first input named `name` on the page."""
+        found = re.search(rf'name="{re.escape(name)}" value="([^"]*)"', self.text)
+        return html.unescape(found.group(1)) if found else None
+
+
+class WebClient:
+    def __init__(self, port: int, *, https: bool = False, host: str = "localhost",
+                 source: str = "127.0.0.1") -> None:
+        if https:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT,
+                                                          context=context,
+                                                          source_address=(source, 0))
+        else:
+            self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT,
+                                                         source_address=(source, 0))
+        self.host = host
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, fields: dict[str, str] | None = None,
+                cookies: dict[str, str] | None = None) -> Page:
+        headers = {"Host": self.host}
+        jar = self.cookies if cookies is None else cookies
+        if jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        body = None
+        if fields is not None:
+            body = urlencode(fields).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        text = response.read().decode("utf-8", "replace")
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookie = SimpleCookie()
+            cookie.load(header)
+            for name, morsel in cookie.items():
+                if morsel["max-age"] == "0" or morsel["expires"].startswith("Thu, 01 Jan 1970"):
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return Page(response.status, dict(response.headers.items()), text)
+
+    def get(self, path: str) -> Page:
+        return self.request("GET", path)
+
+    def post(self, path: str, fields: dict[str, str], **kwargs) -> Page:
+        return self.request("POST", path, fields, **kwargs)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
