@@ -42,7 +42,7 @@ class AdminService:
     check_password: Callable[[JID, str], bool]
     users: Any  # xmpp.moduleapi.Users of the host
     roster_size: Callable[[str], int]
-    sessions: Callable[[], list[Any]]  # live session objects (describe(), close())
+    sessions: Callable[[], list[Any]]  # session objects (describe(), close())
     invites: Any  # xmpp.modules.invites.InviteService
     upload_services: Callable[[], list[Any]]  # http_apps.file_share.service.FileShare
     history: MetricHistory
@@ -62,6 +62,11 @@ def describe(session: Any) -> dict[str, Any]:
     row = dict(admin_describe(session))
     row["key"] = session_key(session)
     return row
+
+
+def live(service: AdminService) -> list[Any]:
+    """The sessions not closed yet (a closed one may linger until its connection ends)."""
+    return [session for session in service.sessions() if not getattr(session, "closed", False)]
 
 
 def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint:
@@ -223,7 +228,7 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         asked = confirm(f"Delete the account {username}@{service.host} and its data?")
         if asked:
             return asked
-        for session in service.sessions():
+        for session in live(service):
             if str(getattr(session, "jid", "") or "").startswith(f"{username}@{service.host}/"):
                 session.close(StreamError("not-authorized", "Account deleted"))
         service.users.delete(username)
@@ -235,7 +240,7 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     @blueprint.get("/sessions")
     @requires_admin
     def sessions() -> Any:
-        rows = sorted((describe(session) for session in service.sessions()),
+        rows = sorted((describe(session) for session in live(service)),
                       key=lambda row: (row.get("kind") or "", str(row.get("id"))))
         groups = {"Clients (c2s)": [r for r in rows if str(r.get("kind")).startswith("c2s")],
                   "Server links (s2s)": [r for r in rows if str(r.get("kind")).startswith("s2s")],
@@ -246,7 +251,7 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     @requires_admin
     def session_disconnect() -> Any:
         key = flask.request.form.get("key", "")
-        session = next((s for s in service.sessions() if session_key(s) == key), None)
+        session = next((s for s in live(service) if session_key(s) == key), None)
         if session is None:
             return refuse("That session has already ended.", 404)
         row = describe(session)
