@@ -43,12 +43,12 @@ class WebClient:
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, fields: dict[str, str] | None = None,
-                cookies: dict[str, str] | None = None) -> Page:
-        headers = {"Host": self.host}
+                cookies: dict[str, str] | None = None, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Page:
+        headers = {"Host": self.host, **(headers or {})}
         jar = self.cookies if cookies is None else cookies
         if jar:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
-        body = None
         if fields is not None:
             body = urlencode(fields).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"

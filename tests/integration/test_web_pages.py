@@ -6,17 +6,20 @@ replayed after logout."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import pytest
+from slixmpp import JID
 
-from tests.integration.clients import can_login
-from tests.integration.server_fixture import make_server
+from tests.integration.clients import can_login, close, login, run
+from tests.integration.server_fixture import ROOT, make_server
 from tests.web_client import WebClient, path_of
 
 USERS = {"boss": "boss-password", "ann": "ann-password"}
-MODULES = ("register", "invites", "invites_register", "invites_page", "register_web",
-           "admin_web", "http_file_share")
+MODULES = ("register", "invites", "invites_adhoc", "invites_register", "invites_page",
+           "register_web", "admin_web")
 FLOOD = 10_000
 
 
@@ -25,7 +28,9 @@ def server(tmp_path_factory):
     server = make_server(tmp_path_factory.mktemp("web"), modules=MODULES, http=True,
                          extra='admins = { "boss@localhost" }\n'
                                'vireo_register_web_attempts = 20\n'
-                               'admin_web_sample_interval = 0.2\n')
+                               'admin_web_sample_interval = 0.2\n',
+                         host_extra='Component "upload.localhost" "http_file_share"\n'
+                                    '    http_host = "127.0.0.1"\n')
     server.create_users(USERS)
     server.start()
     yield server
@@ -78,6 +83,29 @@ def test_sign_up_creates_the_account_once_and_the_invite_is_spent(server):
     assert web(server).get(f"/invites_page?{token}").status == 404
 
 
+def test_contact_invite_from_adhoc_links_to_the_page_and_signs_up_as_a_mutual_contact(server):
+    async def scenario():
+        boss = await login(server, "boss", plugins=("xep_0030", "xep_0050", "xep_0004"))
+        iq = await boss["xep_0050"].send_command(JID("localhost"), "urn:xmpp:invite#invite")
+        values = iq["command"]["form"].get_values()
+        url = values["landing-url"]
+        assert url.startswith(f"https://localhost:{server.ports['https']}/invites_page?")
+        token = url.split("?", 1)[1]
+        client = web(server)
+        page = client.get(path_of(url))
+        assert page.status == 200 and "Invited by <strong>boss</strong>" in page.text
+        assert sign_up(client, token, "pal", "pal-password").status == 200
+        server.users["pal"] = "pal-password"
+        pal = await login(server, "pal")
+        roster = await pal.get_roster()
+        assert roster["roster"]["items"][JID("boss@localhost")]["subscription"] == "both"
+        boss_roster = await boss.get_roster()
+        assert boss_roster["roster"]["items"][JID("pal@localhost")]["subscription"] == "both"
+        await close(boss, pal)
+
+    run(scenario())
+
+
 def test_sign_up_refuses_bad_names_taken_names_and_weak_passwords(server):
     token = path_of(invite_url(server)).split("?", 1)[1]
     client = web(server)
@@ -95,26 +123,20 @@ def test_sign_up_refuses_bad_names_taken_names_and_weak_passwords(server):
 
 
 def test_expired_invite_is_refused(server, tmp_path):
-    # invite_expiry applies when the invite is made: a config with 1 second.
-    config = server.config_path.read_text().replace(
-        'VirtualHost "localhost"', 'invite_expiry = 1\nVirtualHost "localhost"')
+    # invite_expiry applies when an invite is made: this one, from a copy of the
+    # config with 1 second, expires while the server runs.
     short = tmp_path / "short.cfg.lua"
-    short.write_text(config)
-    made = server.admin("invite", "generate", "localhost")  # a valid one to compare
-    assert made.returncode == 0
-    import subprocess
-    import sys
-
-    from tests.integration.server_fixture import ROOT
-    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "-c", str(short), "invite",
+    short.write_text(server.config_path.read_text().replace(
+        'VirtualHost "localhost"', 'invite_expiry = 1\nVirtualHost "localhost"'))
+    made = subprocess.run([sys.executable, str(ROOT / "app.py"), "-c", str(short), "invite",
                            "generate", "localhost"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
-    assert done.returncode == 0, done.stderr
-    token = done.stdout.strip().split("?", 1)[1]
-    deadline = time.monotonic() + 5
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().split("?", 1)[1]
+    deadline = time.monotonic() + 10
     page = web(server).get(f"/invites_page?{token}")
     while page.status == 200 and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.2)  # no event says a second has passed on the server's clock
         page = web(server).get(f"/invites_page?{token}")
     assert page.status == 410 and "expired" in page.text
     assert web(server).get(f"/register?t={token}").status == 410
@@ -218,3 +240,40 @@ def test_admin_actions_ask_for_confirmation_and_refuse_forged_csrf(server):
     assert metrics.status == 200 and "<polyline" in metrics.text
     for page in ("/admin/sessions", "/admin/uploads", "/admin/invites"):
         assert client.get(page).status == 200, page
+
+
+def test_admin_sees_uploads_with_quota_use_and_deletes_one(server):
+    async def upload() -> str:
+        ann = await login(server, "ann", plugins=("xep_0030", "xep_0363"))
+        iq = await ann["xep_0363"].request_slot(JID("upload.localhost"), "notes.txt", 11,
+                                                "text/plain", timeout=10)
+        slot = iq["http_upload_slot"]
+        await close(ann)
+        headers = {h["name"]: h["value"] for h in slot["put"]["headers"]}
+        put = WebClient(server.ports["https"], https=True, host="127.0.0.1").request(
+            "PUT", path_of(slot["put"]["url"]), body=b"hello world",
+            headers={**headers, "Content-Type": "text/plain"})
+        assert put.status == 201, put.text
+        return slot["get"]["url"]
+
+    url = run(upload())
+    client = web(server, https=True)
+    assert admin_login(client, "boss@localhost", USERS["boss"]).status == 303
+    page = client.get("/admin/uploads")
+    assert page.status == 200
+    assert "upload.localhost" in page.text and "notes.txt" in page.text
+    assert "ann@localhost" in page.text and "11 B" in page.text
+    users = client.get("/admin/users?q=ann")
+    assert re.search(r'data-label="Storage">11 B', users.text), users.text
+    slot = re.search(r'name="slot" value="([^"]+)"', page.text).group(1)
+    asked = client.post("/admin/uploads/delete", {
+        "csrf_token": page.field("csrf_token"), "host": "upload.localhost", "slot": slot})
+    assert asked.status == 200 and "notes.txt" in asked.text and "Please confirm" in asked.text
+    done = client.post("/admin/uploads/delete", {
+        "csrf_token": asked.field("csrf_token"), "host": "upload.localhost", "slot": slot,
+        "confirmed": "yes"})
+    assert done.status == 303
+    assert "notes.txt" not in client.get("/admin/uploads").text
+    fetched = WebClient(server.ports["https"], https=True, host="127.0.0.1").get(path_of(url))
+    assert fetched.status in (404, 410)
+    assert "deleted upload" in server.log_path.read_text()
