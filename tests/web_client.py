@@ -7,11 +7,31 @@ import html
 import http.client
 import re
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
+from tests.integration.server_fixture import ServerProcess, make_server
+
 TIMEOUT = 10.0
+#: The web pages' tests' accounts; boss is the admin.
+USERS = {"boss": "boss-password", "ann": "ann-password"}
+
+
+@contextmanager
+def web_server(directory, modules: tuple[str, ...], extra: str = "",
+               host_extra: str = "") -> Iterator[ServerProcess]:
+    """A running server with http and https ports, `USERS` and boss@localhost as admin."""
+    server = make_server(directory, modules=modules, http=True, host_extra=host_extra,
+                         extra='admins = { "boss@localhost" }\n' + extra)
+    server.create_users(USERS)
+    server.start()
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0
 
 
 @dataclass

@@ -98,14 +98,19 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
             return view(*args, **kwargs)
         return guarded
 
-    def confirm(question: str) -> Any | None:
-        """The confirmation page for a destructive POST, until it comes confirmed."""
-        if flask.request.form.get("confirmed") == "yes":
-            return None
-        fields = {key: value for key, value in flask.request.form.items()
-                  if key not in ("csrf_token", "confirmed")}
-        return render("admin/confirm.html", question=question, fields=fields,
-                      action=flask.request.path, back=flask.request.referrer or "")
+    def confirm_then(question: str, act: Callable[[], object], log: tuple[Any, ...],
+                     endpoint: str, message: str, **args: Any) -> Any:
+        """A destructive POST: the confirmation page until it comes back with
+        `confirmed=yes`; then `act()`, logged (`log`: format and arguments) with
+        the admin's JID, and back to `endpoint` saying `message`."""
+        if flask.request.form.get("confirmed") != "yes":
+            fields = {key: value for key, value in flask.request.form.items()
+                      if key not in ("csrf_token", "confirmed")}
+            return render("admin/confirm.html", question=question, fields=fields,
+                          action=flask.request.path, back=flask.request.referrer or "")
+        act()
+        audit(*log)
+        return done(endpoint, message, **args)
 
     def done(endpoint: str, message: str, **args: Any) -> flask.Response:
         return flask.redirect(flask.url_for(endpoint, done=message, **args), 303)
@@ -212,12 +217,11 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         password = flask.request.form.get("password", "")
         if username is None or not password or not service.users.exists(username):
             return refuse("No such user, or no new password given.", 400)
-        asked = confirm(f"Set a new password for {username}@{service.host}?")
-        if asked:
-            return asked
-        service.users.set_password(username, password)
-        audit("reset the password of %s@%s", username, service.host)
-        return done(".users", f"New password set for {username}@{service.host}", q=username)
+        jid = f"{username}@{service.host}"
+        return confirm_then(f"Set a new password for {jid}?",
+                            lambda: service.users.set_password(username, password),
+                            ("reset the password of %s", jid), ".users",
+                            f"New password set for {jid}", q=username)
 
     @blueprint.post("/users/delete")
     @requires_admin
@@ -225,15 +229,16 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         username = username_field()
         if username is None or not service.users.exists(username):
             return refuse("No such user.", 404)
-        asked = confirm(f"Delete the account {username}@{service.host} and its data?")
-        if asked:
-            return asked
-        for session in live(service):
-            if str(getattr(session, "jid", "") or "").startswith(f"{username}@{service.host}/"):
-                session.close(StreamError("not-authorized", "Account deleted"))
-        service.users.delete(username)
-        audit("deleted user %s@%s", username, service.host)
-        return done(".users", f"Deleted {username}@{service.host}")
+        jid = f"{username}@{service.host}"
+
+        def delete() -> None:
+            for session in live(service):
+                if str(getattr(session, "jid", "") or "").startswith(f"{jid}/"):
+                    session.close(StreamError("not-authorized", "Account deleted"))
+            service.users.delete(username)
+
+        return confirm_then(f"Delete the account {jid} and its data?", delete,
+                            ("deleted user %s", jid), ".users", f"Deleted {jid}")
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -255,14 +260,13 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         if session is None:
             return refuse("That session has already ended.", 404)
         row = describe(session)
-        asked = confirm(f"Disconnect {row.get('kind')} session {row.get('id') or '-'} "
-                        f"from {row.get('address')}?")
-        if asked:
-            return asked
-        session.close(StreamError("policy-violation", "Disconnected by an administrator"))
-        audit("disconnected %s session %s from %s", row.get("kind"), row.get("id"),
-              row.get("address"))
-        return done(".sessions", f"Disconnected {row.get('id') or row.get('kind')}")
+        kind, name, address = row.get("kind"), row.get("id"), row.get("address")
+        return confirm_then(
+            f"Disconnect {kind} session {name or '-'} from {address}?",
+            lambda: session.close(StreamError("policy-violation",
+                                              "Disconnected by an administrator")),
+            ("disconnected %s session %s from %s", kind, name, address), ".sessions",
+            f"Disconnected {name or kind}")
 
     # -- uploads ---------------------------------------------------------------------------
 
@@ -295,13 +299,11 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         record = share.store.get(host, slot) if share else None
         if record is None:
             return refuse("No such upload.", 404)
-        asked = confirm(f"Delete the upload {record.filename} ({record.size} bytes) "
-                        f"of {record.uploader}?")
-        if asked:
-            return asked
-        share.delete(slot)
-        audit("deleted upload %s (%s) of %s on %s", slot, record.filename, record.uploader, host)
-        return done(".uploads", f"Deleted {record.filename}")
+        return confirm_then(
+            f"Delete the upload {record.filename} ({record.size} bytes) of {record.uploader}?",
+            lambda: share.delete(slot),
+            ("deleted upload %s (%s) of %s on %s", slot, record.filename, record.uploader, host),
+            ".uploads", f"Deleted {record.filename}")
 
     # -- invites -----------------------------------------------------------------------------
 
@@ -331,13 +333,11 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     @requires_admin
     def invite_revoke() -> Any:
         token = flask.request.form.get("token", "")
-        asked = confirm("Revoke this invite? Its link will stop working.")
-        if asked:
-            return asked
-        if not service.invites.revoke(token):
+        if token not in service.invites.pending_account_invites():
             return refuse("No such invite.", 404)
-        audit("revoked invite %s", token)
-        return done(".invites", "Invite revoked")
+        return confirm_then("Revoke this invite? Its link will stop working.",
+                            lambda: service.invites.revoke(token), ("revoked invite %s", token),
+                            ".invites", "Invite revoked")
 
     # -- metrics ---------------------------------------------------------------------------------
 

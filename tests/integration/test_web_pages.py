@@ -14,10 +14,9 @@ import pytest
 from slixmpp import JID
 
 from tests.integration.clients import can_login, close, login, run
-from tests.integration.server_fixture import ROOT, make_server
-from tests.web_client import WebClient, path_of
+from tests.integration.server_fixture import ROOT
+from tests.web_client import USERS, WebClient, path_of, web_server
 
-USERS = {"boss": "boss-password", "ann": "ann-password"}
 MODULES = ("register", "invites", "invites_adhoc", "invites_register", "invites_page",
            "register_web", "admin_web")
 FLOOD = 10_000
@@ -25,16 +24,12 @@ FLOOD = 10_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("web"), modules=MODULES, http=True,
-                         extra='admins = { "boss@localhost" }\n'
-                               'vireo_register_web_attempts = 20\n'
-                               'admin_web_sample_interval = 0.2\n',
-                         host_extra='Component "upload.localhost" "http_file_share"\n'
-                                    '    http_host = "127.0.0.1"\n')
-    server.create_users(USERS)
-    server.start()
-    yield server
-    assert server.stop() == 0
+    with web_server(tmp_path_factory.mktemp("web"), MODULES,
+                    extra="vireo_register_web_attempts = 20\n"
+                          "vireo_admin_web_sample_interval = 0.2\n",
+                    host_extra='Component "upload.localhost" "http_file_share"\n'
+                               '    http_host = "127.0.0.1"\n') as server:
+        yield server
 
 
 def invite_url(server, *args: str) -> str:
@@ -190,7 +185,7 @@ def test_admin_pages_need_an_admin_login(server):
     assert client.get("/admin/users").status == 302
     wrong = admin_login(client, "boss@localhost", "not-the-password")
     assert wrong.status == 401 and "Wrong address or password" in wrong.text
-    refused = admin_login(client, "ann@localhost", USERS["ann"])
+    refused = admin_login(client, "ann@localhost", server.users["ann"])
     assert refused.status == 403 and "not an administrator" in refused.text
     assert "vireo_admin" not in client.cookies
 
@@ -228,12 +223,13 @@ def test_admin_actions_ask_for_confirmation_and_refuse_forged_csrf(server):
     asked = client.post("/admin/users/password", {"csrf_token": csrf, "username": "ann",
                                                   "password": "ann-new-password"})
     assert asked.status == 200 and "Please confirm" in asked.text
-    assert can_login(server, "ann", USERS["ann"])  # nothing done yet
+    assert can_login(server, "ann", server.users["ann"])  # nothing done yet
     done = client.post("/admin/users/password", {
         "csrf_token": asked.field("csrf_token"), "username": "ann",
         "password": "ann-new-password", "confirmed": "yes"})
     assert done.status == 303
     assert can_login(server, "ann", "ann-new-password")
+    server.users["ann"] = "ann-new-password"
     assert "reset the password of ann@localhost" in server.log_path.read_text()
     assert "boss@localhost" in server.log_path.read_text()
     metrics = client.get("/admin/metrics")

@@ -3,10 +3,10 @@ ejabberd's web admin): users, live sessions, uploads, invites and the
 `/metrics` figures over the last hour, for the JIDs in `admins` after a login
 with their XMPP password (http_apps.web.admin).
 
-Options: `site_name`; `admin_web_secret` (signs the session cookie and the
+Options: `site_name`; `vireo_admin_web_secret` (signs the session cookie and the
 CSRF tokens; default random per process, so logins end on restart);
-`admin_web_idle_timeout` (seconds a login stays valid unused, 1800);
-`admin_web_sample_interval` (seconds between metric samples, 60). Failed
+`vireo_admin_web_idle_timeout` (seconds a login stays valid unused, 1800);
+`vireo_admin_web_sample_interval` (seconds between metric samples, 60). Failed
 logins count against the address as SASL failures do
 (`vireo_auth_failure_*`).
 """
@@ -33,7 +33,7 @@ def metric_history(m: ModuleContext) -> MetricHistory:
     """One sampler for the whole server, however many hosts load the module."""
     def start() -> MetricHistory:
         history = MetricHistory()
-        interval = m.global_config.get_number("admin_web_sample_interval", 60.0, min=0.05)
+        interval = m.global_config.get_number("vireo_admin_web_sample_interval", 60.0, min=0.05)
         m.add_periodic(interval, lambda: history.record(m.now(), totals(REGISTRY)),
                        first_delay=0.0, what="Sampling metrics for the web admin")
         return history
@@ -42,7 +42,7 @@ def metric_history(m: ModuleContext) -> MetricHistory:
 
 def setup(m: ModuleContext) -> None:
     config = m.config
-    secret = config.get_str("admin_web_secret", None) or secrets.token_urlsafe(32)
+    secret = config.get_str("vireo_admin_web_secret", None) or secrets.token_urlsafe(32)
     rosters = m.typed_store("rosters")
     host = m.host.name
 
@@ -62,7 +62,8 @@ def setup(m: ModuleContext) -> None:
         users=m.users, roster_size=lambda user: len(rosters.get_roster(host, user)),
         sessions=lambda: m.service("sessions")(), invites=invites_for(m),
         upload_services=upload_services, history=metric_history(m),
-        logins=AdminSessions(secret, config.get_number("admin_web_idle_timeout", 1800.0, min=1)),
+        logins=AdminSessions(secret, config.get_number("vireo_admin_web_idle_timeout", 1800.0,
+                                                       min=1)),
         throttle=failure_throttle(config), clock=m.now, log=m.log)
     tokens = CsrfTokens(secret, salt=f"admin_web:{host}")
     m.provides("http", HttpProvider(

@@ -7,7 +7,7 @@ so everything in-band registration does happens: `user-registering`,
 mutual subscription.
 
 Options: `site_name`; `password_policy = { length = N }` (Prosody's
-mod_password_policy, minimum 8); `register_web_secret` (signs the forms'
+mod_password_policy, minimum 8); `vireo_register_web_secret` (signs the forms'
 CSRF tokens; default: random per process); Vireo's per-address limit on
 sign-up attempts, `vireo_register_web_attempts` (5) per
 `vireo_register_web_window` seconds (600), each attempt beyond doubling the
@@ -47,8 +47,8 @@ def setup(m: ModuleContext) -> None:
             window=config.get_number("vireo_register_web_window", 600.0, min=1),
             delay=delay, max_delay=max(MAX_DELAY, delay)),
         min_password_length=min_length)
-    tokens = CsrfTokens(config.get_str("register_web_secret", None) or secrets.token_urlsafe(32),
-                        salt=f"register_web:{m.host.name}")
+    secret = config.get_str("vireo_register_web_secret", None) or secrets.token_urlsafe(32)
+    tokens = CsrfTokens(secret, salt=f"register_web:{m.host.name}")
     m.provides("http", HttpProvider(
         name="register_web", host=m.host.name, default_path="/register", methods=("GET", "POST"),
         cors=False, make_blueprint=lambda: signup.make_blueprint(service, tokens)))
