@@ -4,8 +4,8 @@ creates the account through mod_register's own path (the same events, the
 invite spent, the inviter's contact added), so it is exactly in-band
 registration.
 
-Answers: a form without a valid CSRF token 403; an address past its attempt
-limit 429 with Retry-After; an unknown, used or expired invite 404/410; a
+Answers: an address past its attempt limit 429 with Retry-After (every POST
+counts); a form without a valid CSRF token 403; an unknown, used or expired invite 404/410; a
 name nodeprep refuses, a taken name, or a password against the policy 400
 with the form again and the reason.
 """
@@ -85,17 +85,18 @@ def make_blueprint(service: SignupService, tokens: CsrfTokens) -> flask.Blueprin
     @blueprint.post("")
     @blueprint.post("/")
     def submit() -> Any:
-        fields = flask.request.form
-        if not tokens.valid(fields.get("csrf_token"), flask.request.cookies.get(NONCE_COOKIE)):
-            return flask.render_template("refused.html", site_name=service.site_name,
-                                         reason="The form has expired or did not come from "
-                                                "this site. Reload the page and try again."), 403
+        # Every POST counts, checked before its body is even read: a flood costs little.
         address = client_address()
         wait = service.throttle.attempt(address, service.clock())
         if wait > 0:
             body = flask.render_template("refused.html", site_name=service.site_name,
                                          reason=wait_text("Too many sign-up attempts", wait))
             return body, 429, {"Retry-After": str(whole_seconds(wait))}
+        fields = flask.request.form
+        if not tokens.valid(fields.get("csrf_token"), flask.request.cookies.get(NONCE_COOKIE)):
+            return flask.render_template("refused.html", site_name=service.site_name,
+                                         reason="The form has expired or did not come from "
+                                                "this site. Reload the page and try again."), 403
         token = fields.get("t", "")
         invite, why = service.invites.get(token)
         if invite is None:
