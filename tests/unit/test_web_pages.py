@@ -11,7 +11,8 @@ from http_apps.web.csrf import CsrfTokens
 from http_apps.web.qr import qr_svg
 from http_apps.web.signup import password_problem
 from http_apps.web.sparklines import MAX_SERIES, MetricHistory, sparkline, totals
-from xmpp.modules.invites import InviteService
+from xmpp.config import load_config
+from xmpp.modules.invites import InviteService, landing_page_template
 
 
 class MapStore:
@@ -137,3 +138,21 @@ def test_qr_code_is_inline_svg():
     svg = qr_svg("xmpp:example.com?register;preauth=abc", "QR code")
     assert svg.startswith("<svg") and "<?xml" not in svg
     assert "<title>QR code</title>" in svg and "<path" in svg
+
+
+def test_landing_page_template_follows_the_invites_page_module(tmp_path):
+    def template(text: str, modules: list[str]) -> str | None:
+        path = tmp_path / "vireo.cfg.lua"
+        path.write_text('https_ports = { 5281 }\nhttp_ports = { }\n' + text
+                        + '\nVirtualHost "example.com"\n')
+        return landing_page_template(load_config(path).host("example.com"), "example.com",
+                                     modules)
+
+    assert template("", []) is None
+    assert template("", ["invites_page"]) == \
+        "https://example.com:5281/invites_page?{invite.token}"
+    assert template('http_paths = { invites_page = "/join" }', ["invites_page"]) == \
+        "https://example.com:5281/join?{invite.token}"
+    assert template("invites_page_external = true", ["invites_page"]) is None
+    assert template('invites_page = "https://x.example/{invite.token}"', []) == \
+        "https://x.example/{invite.token}"

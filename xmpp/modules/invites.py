@@ -148,9 +148,11 @@ class InviteService:
 
 def landing_page_template(config: Any, host: str, modules: list[str]) -> str | None:
     """`invites_page`, else the page mod_invites_page serves when the host loads it
-    (Prosody's default: its URL followed by "?{invite.token}")."""
+    (Prosody's default: its URL followed by "?{invite.token}"; none when
+    `invites_page_external` says the page is elsewhere)."""
     template = config.get_str("invites_page", None)
-    if template is None and "invites_page" in modules:
+    if template is None and "invites_page" in modules \
+            and not config.get_bool("invites_page_external", False):
         template = http_url(config.config, host, "invites_page") + "?{invite.token}"
     return template
 
