@@ -116,7 +116,7 @@ class Registration:
             self.m.users.create(username, password)
         except AccountExists as error:
             raise StanzaError("conflict", "The username is already taken") from error
-        self.m.fire("user-registered", username=username, host=host,
+        self.m.fire("user-registered", username=username, host=host, ip=address,
                     session=session, invite=invite, source=source)
         if self.min_interval and address not in self.allowlist:
             self.last_by_address[address] = now
