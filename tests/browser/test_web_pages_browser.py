@@ -44,13 +44,24 @@ def browser():
     driver.close()
 
 
+#: Every visible form control has a label (or names itself), so screen readers say what it is.
+UNLABELLED = ("[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+              ".filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))"
+              ".map(e => e.name)")
+#: Nothing wider than a phone's screen (tables stack, long links wrap).
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
 def shoot(browser, shots: Path, name: str, context: str = "main") -> None:
-    """The current page at each width, each checked for a non-blank render."""
+    """The current page at each width, each checked for a non-blank render, labelled
+    controls and no sideways scrolling."""
+    assert browser("evaluate", context=context, script=UNLABELLED) == [], name
     for label, (width, height) in WIDTHS.items():
         browser("viewport", context=context, width=width, height=height)
         path = shots / f"{name}-{label}.png"
         browser("screenshot", context=context, path=str(path))
         assert distinct_pixels(path) > 20, path
+        assert browser("evaluate", context=context, script=OVERFLOW) <= 0, (name, label)
     browser("viewport", context=context, **dict(zip(("width", "height"), WIDTHS["desktop"],
                                                     strict=True)))
 
