@@ -188,10 +188,7 @@ class ArchiveStore(_Store):
         which releases the GIL, while everything that touches SQLAlchemy's
         pool and caches stays in the calling thread.
         """
-        rows = [{"host": self.host, "username": entry.user or "", "store": self.name,
-                 "key": entry.key, "when": entry.when, "with": entry.with_,
-                 "type": kind, "value": text}
-                for entry in entries for kind, text in (encode(entry.value),)]
+        rows = self._rows(entries)
         if not rows:
             return
         table = ArchiveItem.__table__
@@ -210,6 +207,24 @@ class ArchiveStore(_Store):
                             for name, process in processors) for row in rows]
             run_blocking(_executemany_and_commit,
                          (connection.connection.dbapi_connection, compiled.string, params))
+
+    def replace(self, user: str | None, value: Any, when: datetime, key: str,
+                drop: Iterable[str] = ()) -> None:
+        """Put an item under `key` in place of the one so keyed (if any) and
+        remove those keyed in `drop`: one transaction on a plain connection
+        (e.g. a PEP publish, which replaces a node's item and evicts the oldest)."""
+        rows = self._rows([ArchiveEntry(user, value, when, key=key)])
+        with self.db.engine.connect() as connection:
+            connection.execute(delete(ArchiveItem).where(
+                *self._filters(connection, user, ids=[key, *drop])))
+            connection.execute(insert(ArchiveItem.__table__), rows)
+            connection.commit()
+
+    def _rows(self, entries: Iterable[ArchiveEntry]) -> list[dict[str, Any]]:
+        return [{"host": self.host, "username": entry.user or "", "store": self.name,
+                 "key": entry.key, "when": entry.when, "with": entry.with_,
+                 "type": kind, "value": text}
+                for entry in entries for kind, text in (encode(entry.value),)]
 
     def find(self, user: str | None, *, start: datetime | None = None,
              end: datetime | None = None, with_: str | None = None,
