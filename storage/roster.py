@@ -141,8 +141,9 @@ class RosterStore:
 
         Pending inbound requests are not roster items and leave it alone.
         """
-        with self._db.session() as session:
-            version = session.scalar(select(RosterVersion.version).where(
+        # A plain connection, not an ORM session: PEP reads it on every publish.
+        with self._db.engine.connect() as connection:
+            version = connection.scalar(select(RosterVersion.version).where(
                 RosterVersion.host == host, RosterVersion.username == nodeprep(username)))
             return version or 0
 

@@ -287,7 +287,9 @@ class Service:
     # -- who may do what ------------------------------------------------------------
 
     def affiliation(self, jid: str, node: Node | None) -> str:
-        bare = bare_of(jid)
+        return self._affiliation(bare_of(jid), node)
+
+    def _affiliation(self, bare: str, node: Node | None) -> str:
         if bare == self.owner:
             return "owner"
         return node.affiliations.get(bare, "none") if node is not None else "none"
@@ -295,7 +297,8 @@ class Service:
     def may_read(self, jid: str, node: Node, contacts: Contacts | None = None) -> bool:
         """Whether `jid` may see the node's items (XEP-0060 4.5 access models);
         `contacts` stands in for the service's own (e.g. one roster snapshot)."""
-        affiliation = self.affiliation(jid, node)
+        bare = bare_of(jid)  # once: a broadcast asks this for every recipient
+        affiliation = self._affiliation(bare, node)
         if affiliation == "outcast":
             return False
         if affiliation != "none":
@@ -303,7 +306,6 @@ class Service:
         model = node.config["access_model"]
         if model == "open":
             return True
-        bare = bare_of(jid)
         contacts = contacts or self.contacts
         if model == "presence":
             return contacts.subscribed(bare)
