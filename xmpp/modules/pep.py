@@ -33,6 +33,7 @@ from xmpp.pubsub import (
     event_message,
     handle_request,
 )
+from xmpp.stanza import SharedElement
 
 # What the account's disco#info says it supports (XEP-0060 features).
 FEATURES = (
@@ -244,9 +245,11 @@ class Pep:
         if recipients:
             # One message, readdressed for each recipient (as Prosody's broadcaster).
             message = event_message(service.owner, recipients[0], notification)
+            # The <event/> is serialized once for all of them.
+            body = [SharedElement(child) for child in message]
             for jid in recipients:
                 copy = Element(message.tag, dict(message.attrib, to=jid))
-                copy[:] = message[:]
+                copy[:] = body
                 self.m.route(copy)
         if notification.kind in ("items", "retract"):
             # Prosody's service events, for modules that mirror a node (bookmarks).
