@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy import bindparam, delete, func, insert, literal, select, tuple_
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
@@ -166,6 +166,13 @@ _ORDER = (ArchiveItem.when, ArchiveItem.id)
 
 Keys = str | Sequence[str] | None
 
+# ArchiveStore.replace's statements, built once (a PEP publish runs them).
+_DELETE_KEYS = delete(ArchiveItem).where(
+    ArchiveItem.host == bindparam("host"), ArchiveItem.username == bindparam("username"),
+    ArchiveItem.store == bindparam("store"),
+    ArchiveItem.key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(ArchiveItem.__table__)
+
 
 class ArchiveStore(_Store):
     """Timestamped items per user, in time order (append order within a timestamp)."""
@@ -215,9 +222,9 @@ class ArchiveStore(_Store):
         (e.g. a PEP publish, which replaces a node's item and evicts the oldest)."""
         rows = self._rows([ArchiveEntry(user, value, when, key=key)])
         with self.db.engine.connect() as connection:
-            connection.execute(delete(ArchiveItem).where(
-                *self._filters(connection, user, ids=[key, *drop])))
-            connection.execute(insert(ArchiveItem.__table__), rows)
+            connection.execute(_DELETE_KEYS, {"host": self.host, "username": user or "",
+                                              "store": self.name, "keys": [key, *drop]})
+            connection.execute(_INSERT, rows)
             connection.commit()
 
     def _rows(self, entries: Iterable[ArchiveEntry]) -> list[dict[str, Any]]:
