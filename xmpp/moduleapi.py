@@ -57,7 +57,12 @@ class Users:
         self._fire("user-created", username=username, host=self._host.name)
 
     def set_password(self, username: str, password: str) -> bool:
-        return self._accounts.set_password(self._host.name, username, password)
+        """Replace the password; `user-password-changed` lets modules drop what the
+        old one granted (FAST tokens). False when there is no such account."""
+        changed = self._accounts.set_password(self._host.name, username, password)
+        if changed:
+            self._fire("user-password-changed", username=username, host=self._host.name)
+        return changed
 
     def delete(self, username: str) -> bool:
         """Remove the account; `user-deleted` lets modules drop the user's data."""

@@ -137,8 +137,12 @@ def setup(m: ModuleContext) -> None:
     m.hook("advertise-sasl-features", advertise)
     m.hook(f"stanza/{SASL2}:authenticate", read_request, 100)
     m.hook("sasl2/c2s/success", issue, 75)
-    m.hook("user-deleted", lambda event: tokens.set_keys(
-        event.username, dict.fromkeys(tokens.get_all(event.username))))
+    def revoke_all(event: Any) -> None:
+        # A token stands in for the password: a new password (or no account) ends them all.
+        tokens.set_keys(event.username, dict.fromkeys(tokens.get_all(event.username)))
+
+    m.hook("user-password-changed", revoke_all)
+    m.hook("user-deleted", revoke_all)
 
 
 def agent_slot(agent_id: str) -> str:
