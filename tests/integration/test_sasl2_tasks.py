@@ -44,8 +44,11 @@ def without_sha256(server, user: str) -> None:
 
 @contextlib.contextmanager
 def connected(server) -> Iterator[RawClient]:
-    with connected(server) as client:
+    client = tls_client(server)
+    try:
         yield client
+    finally:
+        client.close()
 
 
 def scram(client, user: str, hash_name: str, inside: str = "") -> bytes:
