@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy import bindparam, delete, func, insert, literal, select, tuple_
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
@@ -69,6 +69,15 @@ class StoreFactory:
         raise ValueError(f"unknown store kind {kind!r}; one of {KINDS}")
 
 
+# A map's reads, built once: they run on every login of some modules (FAST),
+# and a prebuilt Core statement on a pooled connection skips the ORM's unit of
+# work and the per-call statement construction.
+_MAP_ROWS = select(KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"))
+_MAP_ROW = _MAP_ROWS.where(KeyValItem.key == bindparam("key"))
+
+
 class _Store:
     def __init__(self, db: Database, host: str, name: str) -> None:
         self.db = db
@@ -85,16 +94,16 @@ class MapStore(_Store):
 
     def get(self, user: str | None, key: str) -> Any:
         """The value, or None."""
-        with self.db.session() as session:
-            row = session.execute(select(KeyValItem.type, KeyValItem.value).where(
-                *self._where(KeyValItem, user), KeyValItem.key == key)).first()
-        return None if row is None else decode(*row)
+        rows = self._read(_MAP_ROW, user, key=key)
+        return decode(*rows[0][1:]) if rows else None
 
     def get_all(self, user: str | None) -> dict[str, Any]:
-        with self.db.session() as session:
-            rows = session.execute(select(KeyValItem.key, KeyValItem.type, KeyValItem.value)
-                                   .where(*self._where(KeyValItem, user)))
-            return {key: decode(kind, text) for key, kind, text in rows}
+        return {key: decode(kind, text) for key, kind, text in self._read(_MAP_ROWS, user)}
+
+    def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
+        with self.db.engine.connect() as connection:
+            return connection.execute(statement, {"host": self.host, "username": user or "",
+                                                  "store": self.name, **params}).all()
 
     def set(self, user: str | None, key: str, value: Any) -> None:
         """Store `value` under `key`; None removes it."""
