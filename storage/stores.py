@@ -76,6 +76,9 @@ _MAP_ROWS = select(KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
     KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
     KeyValItem.store == bindparam("store"))
 _MAP_ROW = _MAP_ROWS.where(KeyValItem.key == bindparam("key"))
+_MAP_DELETE = delete(KeyValItem).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"), KeyValItem.key == bindparam("key"))
 
 
 class _Store:
@@ -100,25 +103,30 @@ class MapStore(_Store):
     def get_all(self, user: str | None) -> dict[str, Any]:
         return {key: decode(kind, text) for key, kind, text in self._read(_MAP_ROWS, user)}
 
-    def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
-        with self.db.engine.connect() as connection:
-            return connection.execute(statement, {"host": self.host, "username": user or "",
-                                                  "store": self.name, **params}).all()
-
     def set(self, user: str | None, key: str, value: Any) -> None:
         """Store `value` under `key`; None removes it."""
         self.set_keys(user, {key: value})
 
     def set_keys(self, user: str | None, values: dict[str, Any]) -> None:
         """Several keys in one transaction (None values remove their key)."""
-        with self.db.session() as session:
-            for key, value in values.items():
-                session.execute(delete(KeyValItem).where(*self._where(KeyValItem, user),
-                                                         KeyValItem.key == key))
-                if value is not None:
-                    kind, text = encode(value)
-                    session.add(KeyValItem(host=self.host, username=user or "", store=self.name,
-                                           key=key, type=kind, value=text))
+        if not values:
+            return
+        where = self._params(user)
+        rows = [{**where, "key": key, "type": kind, "value": text}
+                for key, value in values.items() if value is not None
+                for kind, text in (encode(value),)]
+        with self.db.engine.begin() as connection:
+            connection.execute(_MAP_DELETE, [{**where, "key": key} for key in values])
+            if rows:
+                connection.execute(insert(KeyValItem.__table__), rows)
+
+    def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
+        with self.db.engine.connect() as connection:
+            return connection.execute(statement, {**self._params(user), **params}).all()
+
+    def _params(self, user: str | None) -> dict[str, str]:
+        """The bound parameters of the prebuilt statements for `user`'s rows."""
+        return {"host": self.host, "username": user or "", "store": self.name}
 
     def users(self) -> list[str]:
         """Every user with data in this store."""

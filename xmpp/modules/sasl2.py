@@ -60,7 +60,7 @@ class _Tasks:
     """A login the mechanism accepted, waiting on tasks."""
 
     exchange: Any
-    result: Success
+    username: str
     tasks: dict[str, Task]
     current: str | None = None
 
@@ -188,7 +188,8 @@ def setup(m: ModuleContext) -> None:
             send_continue(session, None, pending.tasks)
         else:
             state(session).reset()
-            succeed(session, pending.exchange, Success(pending.result.username, None))
+            # The mechanism's additional data went out with the first <continue/>.
+            succeed(session, pending.exchange, Success(pending.username, None))
         return True
 
     def send_continue(session: Any, data: bytes | None, tasks: dict[str, Task]) -> None:
@@ -212,7 +213,7 @@ def setup(m: ModuleContext) -> None:
             tasks = m.fire_event("sasl2/c2s/tasks", session=session, username=result.username,
                                  request=state(session).request, tasks={}).tasks
             if tasks:
-                state(session).tasks = _Tasks(exchange, result, tasks)
+                state(session).tasks = _Tasks(exchange, result.username, tasks)
                 send_continue(session, result.data, tasks)
             else:
                 state(session).reset()

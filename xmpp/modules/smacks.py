@@ -440,23 +440,26 @@ class SmacksModule:
         m.hook("enable-bind-features", self.inline_enable)
 
     def read_inline_resume(self, event: Any) -> None:
-        _inline(event.origin).resume = event.stanza.find(f"{{{SM3}}}resume")
+        resume = event.stanza.find(f"{{{SM3}}}resume")
+        if resume is not None:
+            event.origin.module_data[INLINE] = _Inline(resume)
+        else:
+            event.origin.module_data.pop(INLINE, None)
 
     def inline_resume(self, event: Any) -> None:
         session = event.session
-        inline = _inline(session)
-        request, inline.resume, inline.resumed = inline.resume, None, None
-        if request is not None:
+        inline = session.module_data.get(INLINE)
+        if inline is not None and inline.resume is not None:
             self.m.log.debug("%s asks for resumption inside SASL2", session.username)
-            answer, inline.resumed = self.resume(session, request)
+            answer, inline.resumed = self.resume(session, inline.resume)
+            inline.resume = None
             event.success.append(answer)
 
     def resend_after_success(self, event: Any) -> None:
-        # take_over() kept this stream's own entries, so `inline` is still there.
-        inline = _inline(event.session)
-        if inline.resumed is not None:
-            state, inline.resumed = inline.resumed, None
-            self.resend(event.session, state)
+        # take_over() kept this stream's own entries, so the request is still there.
+        inline = event.session.module_data.pop(INLINE, None)
+        if inline is not None and inline.resumed is not None:
+            self.resend(event.session, inline.resumed)
 
     def inline_enable(self, event: Any) -> None:
         request = event.features.find(f"{{{SM3}}}enable")
@@ -466,18 +469,11 @@ class SmacksModule:
 
 @dataclass
 class _Inline:
-    """A `<resume/>` inside this stream's `<authenticate/>`, then what it resumed."""
+    """A `<resume/>` inside this stream's `<authenticate/>`, then what it resumed
+    (kept under INLINE, beside the SmState that moves with the session)."""
 
-    resume: Element | None = None
+    resume: Element | None
     resumed: SmState | None = None
-
-
-def _inline(session: Any) -> _Inline:
-    # Beside the session's SmState (MODULE), which moves with the session.
-    inline = session.module_data.get(INLINE)
-    if inline is None:
-        inline = session.module_data[INLINE] = _Inline()
-    return inline
 
 
 def count_incoming(stanza: Element, session: Any) -> Element:
