@@ -234,6 +234,18 @@ def test_fast_tokens_end_when_the_password_changes(server):
     assert condition(fast_login(server, token, "agent-pw", user="changer")) == "not-authorized"
 
 
+def test_no_inline_feature_is_offered_without_its_module(server):
+    # carbons, smacks and csi are not loaded here (test_sasl2_inline.py loads them).
+    client = tls_client(server)
+    try:
+        features = client.features
+    finally:
+        client.close()
+    assert b"<bind xmlns='urn:xmpp:bind:0'/>" in features, features
+    assert b"urn:xmpp:sm:3" not in features and b"urn:xmpp:carbons:2" not in features
+    assert b"urn:xmpp:csi:0" not in features
+
+
 def test_oversized_user_agent_and_too_many_inline_features_are_refused(server):
     client = tls_client(server)
     try:
