@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,16 @@ def tls_client(server) -> RawClient:
     return client
 
 
+@contextlib.contextmanager
+def connected(server) -> Iterator[RawClient]:
+    """A `tls_client`, closed after the block."""
+    client = tls_client(server)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -236,11 +248,8 @@ def test_fast_tokens_end_when_the_password_changes(server):
 
 def test_no_inline_feature_is_offered_without_its_module(server):
     # carbons, smacks and csi are not loaded here (test_sasl2_inline.py loads them).
-    client = tls_client(server)
-    try:
+    with connected(server) as client:
         features = client.features
-    finally:
-        client.close()
     assert b"<bind xmlns='urn:xmpp:bind:0'/>" in features, features
     assert b"urn:xmpp:sm:3" not in features and b"urn:xmpp:carbons:2" not in features
     assert b"urn:xmpp:csi:0" not in features

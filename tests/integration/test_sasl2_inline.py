@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.clients import close, login, run
 from tests.integration.server_fixture import make_server
-from tests.integration.test_sasl2 import authenticate, tls_client, user_agent
+from tests.integration.test_sasl2 import authenticate, connected, tls_client, user_agent
 
 USERS = {"alice": "pw-alice", "bob": "pw-bob"}
 MODULES = ("sasl2", "sasl2_bind2", "carbons", "smacks", "csi_simple")
@@ -38,11 +38,8 @@ def plain(user: str) -> bytes:
 
 
 def test_inline_features_are_advertised_where_their_modules_are_loaded(server):
-    client = tls_client(server)
-    try:
+    with connected(server) as client:
         features = client.features
-    finally:
-        client.close()
     inline = re.search(rb"<bind xmlns=.urn:xmpp:bind:0.><inline>(.*?)</inline>", features, re.S)
     assert inline, features
     assert set(re.findall(rb"var=.([^'\"]+)", inline.group(1))) == {

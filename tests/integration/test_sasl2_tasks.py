@@ -8,16 +8,13 @@ SCRAM-SHA-256.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
-from tests.integration.test_sasl2 import authenticate, condition, tls_client
+from tests.integration.test_sasl2 import authenticate, condition, connected
 from tests.scram_client import client_final
 
 USERS = {"imported": "pw-imported", "fresh": "pw-fresh"}
@@ -40,15 +37,6 @@ def without_sha256(server, user: str) -> None:
     """The account as `app.py import-prosody` leaves one from Prosody 0.12."""
     server.query("UPDATE accounts SET sha256_stored_key = NULL, sha256_server_key = NULL "
                  "WHERE username = :user", user=user)
-
-
-@contextlib.contextmanager
-def connected(server) -> Iterator[RawClient]:
-    client = tls_client(server)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def scram(client, user: str, hash_name: str, inside: str = "") -> bytes:
