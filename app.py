@@ -153,7 +153,8 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     if not server.accounts.exists(host, user):
         print(f"No such account {user}@{host}", file=sys.stderr)
         return 1
-    server.accounts.set_password(host, user, ask_password())
+    # Through the host, so its modules hear of it (FAST tokens end).
+    server.core.users(host).set_password(user, ask_password())
     return 0
 
 

@@ -241,16 +241,27 @@ class AccountStore:
         if sha1 is None or not password_matches(password, "sha1", sha1):
             return False
         sha256 = derive(password, "sha256", sha1.salt, sha1.iterations)
-        user = _prep(username)
-        with self._db.session() as session:
-            session.execute(update(Account).where(
-                Account.host == host, Account.username == user,
-                Account.sha1_stored_key == sha1.stored_key,
-                Account.sha256_stored_key.is_(None)).values(
-                sha256_stored_key=sha256.stored_key, sha256_server_key=sha256.server_key))
-        self._scram_policy.pop(host, None)
-        self._verified.remember((host, user), password, sha256.stored_key)
+        self.add_sha256(host, username, sha256, sha1.stored_key)
+        self._verified.remember((host, _prep(username)), password, sha256.stored_key)
         return True
+
+    def add_sha256(self, host: str, username: str, sha256: ScramCredentials,
+                   sha1_stored_key: bytes) -> bool:
+        """Give an account that lacks it SCRAM-SHA-256 material (made with the salt
+        and iterations of its SHA-1 material), while `sha1_stored_key` is still its
+        SHA-1 key (no password change in between). Whether it was stored."""
+        user = _user(username)
+        if user is None:
+            return False
+        with self._db.session() as session:
+            stored = session.execute(update(Account).where(
+                Account.host == host, Account.username == user,
+                Account.sha1_stored_key == sha1_stored_key,
+                Account.sha256_stored_key.is_(None)).values(
+                sha256_stored_key=sha256.stored_key,
+                sha256_server_key=sha256.server_key)).rowcount
+        self._scram_policy.pop(host, None)
+        return stored > 0
 
     def lacking_sha256(self, host: str) -> int:
         """How many accounts of the host have no SCRAM-SHA-256 material yet."""

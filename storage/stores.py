@@ -69,6 +69,18 @@ class StoreFactory:
         raise ValueError(f"unknown store kind {kind!r}; one of {KINDS}")
 
 
+# A map's reads, built once: they run on every login of some modules (FAST),
+# and a prebuilt Core statement on a pooled connection skips the ORM's unit of
+# work and the per-call statement construction.
+_MAP_ROWS = select(KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"))
+_MAP_ROW = _MAP_ROWS.where(KeyValItem.key == bindparam("key"))
+_MAP_DELETE = delete(KeyValItem).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"), KeyValItem.key == bindparam("key"))
+
+
 class _Store:
     def __init__(self, db: Database, host: str, name: str) -> None:
         self.db = db
@@ -85,16 +97,11 @@ class MapStore(_Store):
 
     def get(self, user: str | None, key: str) -> Any:
         """The value, or None."""
-        with self.db.session() as session:
-            row = session.execute(select(KeyValItem.type, KeyValItem.value).where(
-                *self._where(KeyValItem, user), KeyValItem.key == key)).first()
-        return None if row is None else decode(*row)
+        rows = self._read(_MAP_ROW, user, key=key)
+        return decode(*rows[0][1:]) if rows else None
 
     def get_all(self, user: str | None) -> dict[str, Any]:
-        with self.db.session() as session:
-            rows = session.execute(select(KeyValItem.key, KeyValItem.type, KeyValItem.value)
-                                   .where(*self._where(KeyValItem, user)))
-            return {key: decode(kind, text) for key, kind, text in rows}
+        return {key: decode(kind, text) for key, kind, text in self._read(_MAP_ROWS, user)}
 
     def set(self, user: str | None, key: str, value: Any) -> None:
         """Store `value` under `key`; None removes it."""
@@ -102,14 +109,24 @@ class MapStore(_Store):
 
     def set_keys(self, user: str | None, values: dict[str, Any]) -> None:
         """Several keys in one transaction (None values remove their key)."""
-        with self.db.session() as session:
-            for key, value in values.items():
-                session.execute(delete(KeyValItem).where(*self._where(KeyValItem, user),
-                                                         KeyValItem.key == key))
-                if value is not None:
-                    kind, text = encode(value)
-                    session.add(KeyValItem(host=self.host, username=user or "", store=self.name,
-                                           key=key, type=kind, value=text))
+        if not values:
+            return
+        where = self._params(user)
+        rows = [{**where, "key": key, "type": kind, "value": text}
+                for key, value in values.items() if value is not None
+                for kind, text in (encode(value),)]
+        with self.db.engine.begin() as connection:
+            connection.execute(_MAP_DELETE, [{**where, "key": key} for key in values])
+            if rows:
+                connection.execute(insert(KeyValItem.__table__), rows)
+
+    def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
+        with self.db.engine.connect() as connection:
+            return connection.execute(statement, {**self._params(user), **params}).all()
+
+    def _params(self, user: str | None) -> dict[str, str]:
+        """The bound parameters of the prebuilt statements for `user`'s rows."""
+        return {"host": self.host, "username": user or "", "store": self.name}
 
     def users(self) -> list[str]:
         """Every user with data in this store."""

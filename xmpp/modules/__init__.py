@@ -39,6 +39,7 @@ IMPLEMENTED = {
     "sasl2": "xmpp.modules.sasl2",
     "sasl2_bind2": "xmpp.modules.sasl2_bind2",
     "sasl2_fast": "xmpp.modules.sasl2_fast",
+    "sasl2_scram_upgrade": "xmpp.modules.sasl2_scram_upgrade",
     "smacks": "xmpp.modules.smacks",
     "csi": "xmpp.modules.csi",
     "csi_simple": "xmpp.modules.csi_simple",
