@@ -30,6 +30,7 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 
 from storage.accounts import AccountExists, AccountStore  # noqa: E402
+from xmpp.cluster.options import cluster_options  # noqa: E402
 from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
 from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
 from xmpp.logconfig import configure_logging  # noqa: E402
@@ -172,6 +173,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         check_authentication(config)
+        cluster_options(config)
     except ConfigError as error:
         where = f"{error.file}:{error.line}" if error.line else str(error.file)
         print(f"Error: {where}: {error.message}", file=sys.stderr)
