@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +18,25 @@ import redis
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
 from tests.integration.clients import close, login, run
-from tests.integration.server_fixture import Databases, ServerProcess, make_server
+from tests.integration.server_fixture import (
+    ROOT,
+    Databases,
+    ServerProcess,
+    make_server,
+    spawn_logged,
+    wait_for_port,
+)
 from tests.unit.storage_fixtures import POSTGRES_ENV
 from xmpp.stream import parse_stanza
 
 REDIS_ENV = "VIREO_TEST_REDIS_URL"
 NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
+WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
-    "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack")}
-MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack")]
+    "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
+    *(user for pair in WORKER_PAIRS for user in pair))}
+MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
+          *WORKER_PAIRS]
 BURST = 2000
 
 
@@ -39,13 +50,26 @@ class Cluster:
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
-    def start_node(self, name: str) -> ServerProcess:
+    def configure(self, name: str) -> ServerProcess:
         option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines, extra=option)
         node.users.update(USERS)
-        node.start()
         self.nodes[name] = node
+        return node
+
+    def start_node(self, name: str) -> ServerProcess:
+        node = self.configure(name)
+        node.start()
+        return node
+
+    def start_workers(self, name: str, count: int) -> ServerProcess:
+        """`app.py run --workers count`: one port set, `count` nodes behind it."""
+        node = self.configure(name)
+        node.process = spawn_logged([sys.executable, str(ROOT / "app.py"), "-c",
+                                     str(node.config_path), "run", "--workers", str(count)],
+                                    node.directory, cwd=ROOT)
+        wait_for_port(node.c2s_port, node.process)
         return node
 
     def stop(self) -> None:
@@ -212,3 +236,25 @@ def test_a_killed_node_loses_no_accepted_message(cluster):
         await close(hank)
 
     run(scenario(), timeout=120)
+
+
+def test_workers_share_the_ports_and_talk_across_processes(cluster):
+    workers = cluster.start_workers("w", 2)
+
+    async def scenario():
+        # SO_REUSEPORT spreads the twelve connections over both workers.
+        clients = []
+        for one, other in WORKER_PAIRS:
+            first = await login(workers, one)
+            second = await login(workers, other)
+            await first.next_presence(from_(str(second.boundjid)))
+            first.send_message(mto=str(second.boundjid), mbody=f"hello {other}", mtype="chat")
+            assert (await second.next_message())["body"] == f"hello {other}"
+            clients += [first, second]
+        listed = await asyncio.to_thread(workers.sessions)  # worker 0's admin socket
+        kinds = {(row["kind"], row.get("node")) for row in listed}
+        assert ("c2s", None) in kinds and ("c2s_remote", "w-1") in kinds, kinds
+        await close(*clients)
+
+    run(scenario())
+    assert workers.stop() == 0
