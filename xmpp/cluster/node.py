@@ -12,10 +12,12 @@ Keys (under the configured prefix):
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import secrets
 from collections.abc import Iterable, Iterator
 
+import gevent
 import redis
 
 from xmpp.cluster.options import ClusterOptions
@@ -131,19 +133,17 @@ class ClusterNode:
     def new_id(self) -> str:
         return next(self._ids)
 
-    def send(self, node: str, envelope: Envelope) -> None:
-        """XADD to `node`'s inbox, retried once on a lost answer with the same id
-        (the consumer drops the duplicate)."""
-        try:
-            self.redis.xadd(self.key("stream", node), envelope.fields())
-        except (redis.ConnectionError, redis.TimeoutError):
-            self.redis.xadd(self.key("stream", node), envelope.fields())
-
-    def send_many(self, nodes: Iterable[str], envelope: Envelope) -> None:
+    def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
+        """XADD each (node, envelope) to the node's inbox, in order, in one round
+        trip; retried once on a lost answer with the same ids (consumers drop
+        the duplicates)."""
         pipe = self.redis.pipeline(transaction=False)
-        for node in nodes:
+        for node, envelope in batch:
             pipe.xadd(self.key("stream", node), envelope.fields())
-        pipe.execute()
+        try:
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pipe.execute()
 
     def receive(self, block_ms: int) -> list[tuple[bytes, Envelope | None]]:
         """New entries of this node's inbox (None for a malformed one, acked anyway)."""
@@ -189,3 +189,31 @@ def _entry(user: str, resource: str, raw: bytes) -> tuple[JID, SessionEntry] | N
         return parse_jid(f"{user}/{resource}"), SessionEntry.decode(raw)
     except (InvalidJID, ValueError):
         return None
+
+
+class Outbox:
+    """Envelopes on their way to other nodes' inboxes: whoever routes a stanza
+    only queues it, and one greenlet writes everything queued meanwhile in one
+    pipeline (a Redis round trip per batch, not per stanza; order kept)."""
+
+    def __init__(self, node: ClusterNode, log: logging.Logger) -> None:
+        self.node = node
+        self.log = log
+        self.queue: list[tuple[str, Envelope]] = []
+        self.flusher: gevent.Greenlet | None = None
+
+    def put(self, node: str, envelope: Envelope) -> None:
+        self.queue.append((node, envelope))
+        if self.flusher is None:
+            self.flusher = gevent.spawn(self.flush)
+
+    def flush(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    self.node.send(batch)
+                except redis.RedisError as error:
+                    self.log.error("Cluster: %d envelope(s) not sent: %s", len(batch), error)
+        finally:
+            self.flusher = None

@@ -30,7 +30,7 @@ from xml.etree.ElementTree import Element
 import gevent
 
 from xmpp import namespaces as ns
-from xmpp.cluster.node import ClusterNode, RedisError
+from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
 from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
 from xmpp.errors import StanzaError, StreamError
@@ -96,6 +96,7 @@ class Cluster:
     def __init__(self, m: ModuleContext, node: ClusterNode) -> None:
         self.m = m
         self.node = node
+        self.outbox = Outbox(node, m.log)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
@@ -140,11 +141,12 @@ class Cluster:
         self.broadcast(UNBIND, session.jid, note.sid.encode())
 
     def broadcast(self, kind: str, jid: JID, data: bytes) -> None:
-        if self.peers:
-            self.node.send_many(self.peers, self.envelope(kind, jid, data))
+        envelope = self.envelope(kind, jid, data)
+        for peer in self.peers:
+            self.outbox.put(peer, envelope)
 
     def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
-        self.node.send(node, self.envelope(kind, jid, data))
+        self.outbox.put(node, self.envelope(kind, jid, data))
 
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
