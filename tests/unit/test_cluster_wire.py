@@ -12,6 +12,7 @@ from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_o
 from xmpp.cluster.wire import DELIVER, SESSION, DedupWindow, Envelope, SessionEntry
 from xmpp.config import Config, ConfigError, load_config
 from xmpp.modules import global_modules
+from xmpp.workers import check_workers
 
 
 def config_with(tmp_path: Path, line: str) -> Config:
@@ -101,3 +102,13 @@ def test_dedup_window_acts_once_per_id_within_its_size():
     assert len(window) == 3
     assert window.first_time("a")
     assert not window.first_time("d")
+
+
+def test_workers_need_the_cluster_option(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        check_workers(config_with(tmp_path, ""), 2)
+    assert "--workers needs the 'cluster' option" in raised.value.message
+    clustered = config_with(tmp_path, 'cluster = { redis = "redis://r", node = "w" }')
+    check_workers(clustered, 2)
+    with pytest.raises(ConfigError):
+        check_workers(clustered, -1)
