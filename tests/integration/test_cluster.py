@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from tests.integration.server_fixture import (
     ROOT,
     Databases,
     ServerProcess,
+    free_port,
     make_server,
     spawn_logged,
+    stop_process,
     wait_for_port,
 )
 from tests.unit.storage_fixtures import POSTGRES_ENV
@@ -34,8 +37,10 @@ NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
 WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
+    "kate", "leo",
     *(user for pair in WORKER_PAIRS for user in pair))}
 MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
+          ("kate", "leo"),
           *WORKER_PAIRS]
 BURST = 2000
 
@@ -82,6 +87,16 @@ class Cluster:
         client.close()
 
 
+def seed(node: ServerProcess) -> None:
+    """The test accounts and mutual subscriptions, in the cluster's database."""
+    node.create_users(USERS)
+    with node.database() as database:
+        store = RosterStore(database)
+        for one, other in MUTUAL:
+            store.put_item(node.domain, one, RosterItem(node.jid(other), subscription="both"))
+            store.put_item(node.domain, other, RosterItem(node.jid(one), subscription="both"))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
@@ -90,13 +105,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     databases = Databases("postgresql", postgres)
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), redis_url, databases.config())
     try:
-        first = cluster.start_node("n1")
-        first.create_users(USERS)
-        with first.database() as database:
-            store = RosterStore(database)
-            for one, other in MUTUAL:
-                store.put_item(first.domain, one, RosterItem(first.jid(other), subscription="both"))
-                store.put_item(first.domain, other, RosterItem(first.jid(one), subscription="both"))
+        seed(cluster.start_node("n1"))
         cluster.start_node("n2")
         cluster.start_node("n3")
         yield cluster
@@ -258,3 +267,79 @@ def test_workers_share_the_ports_and_talk_across_processes(cluster):
 
     run(scenario())
     assert workers.stop() == 0
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, writing every change to its append-only
+    file, to be restarted at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = spawn_logged(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            self.directory, cwd=ROOT)
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
+    postgres = os.environ.get(POSTGRES_ENV)
+    if not postgres or not os.environ.get(REDIS_ENV):
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    store = PrivateRedis(tmp_path)
+    store.start()
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, store.url, databases.config())
+    try:
+        first = cluster.start_node("r1")
+        seed(first)
+        second = cluster.start_node("r2")
+        restarted = asyncio.Event()
+
+        async def scenario():
+            leo = await login(second, "leo")
+            kate = await login(first, "kate")
+            await kate.next_presence(from_(str(leo.boundjid)))
+            received: set[str] = set()
+
+            def count(message) -> None:
+                received.add(message["body"])
+                if len(received) == BURST // 10 and not restarted.is_set():
+                    restarted.set()
+                    store.restart()
+
+            leo.add_event_handler("message", count)
+            for number in range(BURST // 2):
+                kate.send_message(mto=first.jid("leo"), mbody=str(number), mtype="chat")
+                if number % 20 == 0:
+                    await asyncio.sleep(0)
+            expected = {str(number) for number in range(BURST // 2)}
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not expected <= received and loop.time() < deadline:
+                await leo.plugin["xep_0199"].ping(second.domain)  # a round trip, then look
+            assert restarted.is_set()
+            missing = expected - received
+            assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+            await close(kate, leo)
+
+        run(scenario(), timeout=120)
+    finally:
+        cluster.stop()
+        store.stop()
+        databases.drop_all()

@@ -27,6 +27,7 @@ from xmpp.jid import JID, InvalidJID, parse_jid
 GROUP = "vireo"
 BATCH = 200
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
+OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
 
 # Delete the resource's entry only if this session wrote it, and forget the user
 # in the node's set once the node holds none of the user's resources.
@@ -194,11 +195,18 @@ def _entry(user: str, resource: str, raw: bytes) -> tuple[JID, SessionEntry] | N
 class Outbox:
     """Envelopes on their way to other nodes' inboxes: whoever routes a stanza
     only queues it, and one greenlet writes everything queued meanwhile in one
-    pipeline (a Redis round trip per batch, not per stanza; order kept)."""
+    pipeline (a Redis round trip per batch, not per stanza; order kept).
 
-    def __init__(self, node: ClusterNode, log: logging.Logger) -> None:
+    While Redis cannot be reached the envelopes wait, retried with their ids
+    (consumers drop what arrives twice), up to `limit`; beyond it the oldest
+    are dropped, and logged."""
+
+    def __init__(self, node: ClusterNode, log: logging.Logger, *,
+                 limit: int = OUTBOX_LIMIT, retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
+        self.limit = limit
+        self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
         self.flusher: gevent.Greenlet | None = None
 
@@ -214,6 +222,13 @@ class Outbox:
                 try:
                     self.node.send(batch)
                 except redis.RedisError as error:
-                    self.log.error("Cluster: %d envelope(s) not sent: %s", len(batch), error)
+                    self.queue = batch + self.queue
+                    overflow = len(self.queue) - self.limit
+                    if overflow > 0:
+                        del self.queue[:overflow]
+                        self.log.error("Cluster outbox full: %d envelope(s) dropped", overflow)
+                    self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
+                                     len(self.queue), error)
+                    gevent.sleep(self.retry_delay)
         finally:
             self.flusher = None
