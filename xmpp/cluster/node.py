@@ -126,6 +126,12 @@ class ClusterNode:
                     if found is not None and found[1].node == node:
                         yield found
 
+    def sessions_for(self, bare: JID) -> list[tuple[JID, SessionEntry]]:
+        """The registry entries of one user, whichever node wrote them."""
+        resources = self.redis.hgetall(self.key("sessions", str(bare)))
+        return [found for resource, raw in resources.items()
+                if (found := _entry(str(bare), resource.decode(), raw)) is not None]
+
     def forget_node(self, node: str) -> None:
         self.redis.delete(self.key("users", node))
 

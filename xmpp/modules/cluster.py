@@ -171,6 +171,19 @@ class Cluster:
                 return  # ours is the later login: the other node closes its own
         self.router.bind(RemoteSession(self, jid, entry), jid)
 
+    def look_up(self, event: Any) -> None:
+        """`session-missing`: a session bound on a peer a moment ago may not have
+        reached this node's stream yet; the registry has it already."""
+        try:
+            entries = self.node.sessions_for(event.to.bare)
+        except RedisError as error:
+            self.m.log.warning("Cluster registry lookup failed: %s", error)
+            return
+        for jid, entry in entries:
+            if entry.node in self.peers and (event.to.resource is None
+                                             or jid.resource == event.to.resource):
+                self.mirror(jid, entry)
+
     def unmirror(self, jid: JID, sid: str) -> RemoteSession | None:
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession) and current.entry.sid == sid:
@@ -324,6 +337,7 @@ def setup(m: ModuleContext) -> None:
     # Above mod_presence, which ends the chain.
     m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
+    m.hook_each_host("session-missing", cluster.look_up)
     m.hook("server-started", lambda event: cluster.start())
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
