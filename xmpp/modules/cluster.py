@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -118,8 +119,17 @@ class Cluster:
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
                              serialize(state.presence) if state.presence is not None else None)
-        self.node.put_session(session.jid, entry)
+        self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
+
+    def write(self, action: Callable[..., object], *args: Any) -> None:
+        """A registry write for a local session; a Redis failure is logged, never
+        the session's problem (peers still learn through the outbox, and a lapsed
+        heartbeat writes every session again)."""
+        try:
+            action(*args)
+        except RedisError as error:
+            self.m.log.warning("Cluster registry not updated: %s", error)
 
     def presence_sent(self, event: Any) -> None:
         """A local client's broadcast presence: the registry carries its new state
@@ -137,7 +147,7 @@ class Cluster:
 
     def unbound(self, session: Any) -> None:
         note = self.local(session)
-        self.node.remove_session(session.jid, note.sid, self.node.name)
+        self.write(self.node.remove_session, session.jid, note.sid, self.node.name)
         self.broadcast(UNBIND, session.jid, note.sid.encode())
 
     def broadcast(self, kind: str, jid: JID, data: bytes) -> None:
