@@ -398,7 +398,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
         print(f"The host {args.host!r} is not a VirtualHost in the config", file=sys.stderr)
         return 1
     invites = service_for_store(args.host, StoreFactory(server.db).open(args.host, STORE, "map"),
-                                host.config, server.now)
+                                host.config, server.now, host.modules)
     if args.reset:
         if not server.accounts.exists(args.host, args.reset):
             print(f"No such account {args.reset}@{args.host}", file=sys.stderr)

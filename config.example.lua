@@ -57,6 +57,9 @@ modules_enabled = {
 
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
+		--"invites_page"; -- A web page for each invite link, with a QR code and apps to try
+		--"register_web"; -- Sign-up form for invites that allow registration
+		--"admin_web"; -- Web admin at /admin for the admins (users, sessions, uploads, invites, metrics)
 
 	-- Modern login (see README: channel binding, SASL2, Bind 2, FAST)
 		--"sasl2"; -- Extensible SASL Profile (XEP-0388)
@@ -171,6 +174,13 @@ c2s_require_encryption = false
 --access_control_allow_origins = { "*" }
 --access_control_max_age = 7200
 --http_cors_override = { bosh = { enabled = false; }; }
+
+-- The invite page, sign-up form and web admin (see README.md):
+--site_name = "Example chat"
+--invite_expiry = 86400 * 7
+--password_policy = { length = 8; }
+--vireo_admin_web_idle_timeout = 1800
+--vireo_admin_web_secret = "a long random string" -- keeps admin logins across restarts
 
 -- Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers are trusted
 -- (addresses or CIDR ranges):

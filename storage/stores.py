@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy import bindparam, delete, func, insert, literal, select, tuple_
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
@@ -166,6 +166,13 @@ _ORDER = (ArchiveItem.when, ArchiveItem.id)
 
 Keys = str | Sequence[str] | None
 
+# ArchiveStore.replace's statements, built once (a PEP publish runs them).
+_DELETE_KEYS = delete(ArchiveItem).where(
+    ArchiveItem.host == bindparam("host"), ArchiveItem.username == bindparam("username"),
+    ArchiveItem.store == bindparam("store"),
+    ArchiveItem.key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(ArchiveItem.__table__)
+
 
 class ArchiveStore(_Store):
     """Timestamped items per user, in time order (append order within a timestamp)."""
@@ -188,10 +195,7 @@ class ArchiveStore(_Store):
         which releases the GIL, while everything that touches SQLAlchemy's
         pool and caches stays in the calling thread.
         """
-        rows = [{"host": self.host, "username": entry.user or "", "store": self.name,
-                 "key": entry.key, "when": entry.when, "with": entry.with_,
-                 "type": kind, "value": text}
-                for entry in entries for kind, text in (encode(entry.value),)]
+        rows = self._rows(entries)
         if not rows:
             return
         table = ArchiveItem.__table__
@@ -210,6 +214,24 @@ class ArchiveStore(_Store):
                             for name, process in processors) for row in rows]
             run_blocking(_executemany_and_commit,
                          (connection.connection.dbapi_connection, compiled.string, params))
+
+    def replace(self, user: str | None, value: Any, when: datetime, key: str,
+                drop: Iterable[str] = ()) -> None:
+        """Put an item under `key` in place of the one so keyed (if any) and
+        remove those keyed in `drop`: one transaction on a plain connection
+        (e.g. a PEP publish, which replaces a node's item and evicts the oldest)."""
+        rows = self._rows([ArchiveEntry(user, value, when, key=key)])
+        with self.db.engine.connect() as connection:
+            connection.execute(_DELETE_KEYS, {"host": self.host, "username": user or "",
+                                              "store": self.name, "keys": [key, *drop]})
+            connection.execute(_INSERT, rows)
+            connection.commit()
+
+    def _rows(self, entries: Iterable[ArchiveEntry]) -> list[dict[str, Any]]:
+        return [{"host": self.host, "username": entry.user or "", "store": self.name,
+                 "key": entry.key, "when": entry.when, "with": entry.with_,
+                 "type": kind, "value": text}
+                for entry in entries for kind, text in (encode(entry.value),)]
 
     def find(self, user: str | None, *, start: datetime | None = None,
              end: datetime | None = None, with_: str | None = None,

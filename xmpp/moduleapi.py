@@ -59,6 +59,10 @@ class Users:
     def set_password(self, username: str, password: str) -> bool:
         return self._accounts.set_password(self._host.name, username, password)
 
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether `password` is the account's (checked against its SCRAM keys)."""
+        return self._accounts.check_password(self._host.name, username, password)
+
     def delete(self, username: str) -> bool:
         """Remove the account; `user-deleted` lets modules drop the user's data."""
         removed = self._accounts.delete(self._host.name, username)

@@ -22,7 +22,7 @@ from storage.offline import OfflineStore
 from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from storage.uploads import UploadStore
-from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
+from xmpp.admin import AdminSocket, describe_sessions, live_sessions, open_admin_socket
 from xmpp.config import Config, ConfigError, check_authentication, load_config
 from xmpp.core import ServerCore
 from xmpp.errors import StreamError
@@ -63,6 +63,8 @@ class VireoServer:
         # Set to ask the process to stop (signals, the admin shell's server:shutdown()).
         self.stopping = gevent.event.Event()
         self.core.services.extra["shutdown"] = self.request_shutdown
+        # Every live session (the web admin's listing), as the admin socket sees them.
+        self.core.services.extra["sessions"] = lambda: list(live_sessions(self))
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))

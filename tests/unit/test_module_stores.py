@@ -112,6 +112,20 @@ def test_archive_delete_and_account_deletion(stores, db):
     assert stores.open(HOST, "vcard", "keyval").get("alice") is None
 
 
+def test_archive_replace_puts_an_item_in_place_and_drops_others(stores):
+    archive = stores.open(HOST, "pep_n", "archive")
+    other = stores.open(HOST, "pep_n", "archive")
+    for key in ("a", "b", "c"):
+        archive.append("alice", {"v": key}, T0, key=key)
+    other.append("bob", {"v": "a"}, T0, key="a")
+    archive.replace("alice", {"v": "new"}, T0 + timedelta(minutes=1), "b", drop=["a"])
+    assert [(r.key, r.value) for r in archive.find("alice")] == [
+        ("c", {"v": "c"}), ("b", {"v": "new"})]
+    archive.replace("alice", {"v": "d"}, T0 + timedelta(minutes=2), "d")
+    assert [r.key for r in archive.find("alice")] == ["c", "b", "d"]
+    assert [r.key for r in other.find("bob")] == ["a"]
+
+
 def test_unknown_store_kind_is_refused(stores):
     with pytest.raises(ValueError):
         stores.open(HOST, "x", "table")

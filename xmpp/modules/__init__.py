@@ -71,6 +71,9 @@ IMPLEMENTED = {
     "vcard4": "xmpp.modules.vcard4",
     "vcard_legacy": "xmpp.modules.vcard_legacy",
     "bookmarks": "xmpp.modules.bookmarks",
+    "invites_page": "xmpp.modules.invites_page",
+    "register_web": "xmpp.modules.register_web",
+    "admin_web": "xmpp.modules.admin_web",
     "cluster": "xmpp.modules.cluster",
 }
 
