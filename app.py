@@ -30,6 +30,7 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 
 from storage.accounts import AccountExists, AccountStore  # noqa: E402
+from xmpp.cluster.options import cluster_options  # noqa: E402
 from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
 from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
 from xmpp.logconfig import configure_logging  # noqa: E402
@@ -40,10 +41,15 @@ log = logging.getLogger("vireo")
 DEFAULT_CONFIG = "config.example.lua"
 
 
-def build_server(config_path: str) -> VireoServer:
-    """The composition root, shared by `run`, the gunicorn deploy and tests."""
+def build_server(config_path: str, worker: int | None = None) -> VireoServer:
+    """The composition root, shared by `run`, the gunicorn deploy and tests;
+    `worker` is this process's index under `run --workers`."""
     config = load_config(config_path)
     check_authentication(config)
+    if worker is not None:
+        from xmpp.workers import become_worker
+
+        become_worker(config, worker)
     configure_logging(config)
     for warning in config.warnings:
         log.warning("%s", warning)
@@ -53,7 +59,10 @@ def build_server(config_path: str) -> VireoServer:
 # -- run --------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    server = build_server(args.config)
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        return run_workers(args.config, workers)
+    server = build_server(args.config, getattr(args, "worker", None))
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stopping.set)
     # Prosody's mod_posix (Vireo's is built in).
@@ -73,6 +82,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pidfile:
             pidfile.unlink(missing_ok=True)
     return 0
+
+
+def run_workers(config_path: str, count: int) -> int:
+    """`run --workers N`: migrate once, then supervise N worker processes."""
+    from storage.db import Database, database_url
+    from xmpp.workers import check_workers, default_count, supervise
+
+    count = count or default_count()
+    config = load_config(config_path)
+    check_authentication(config)
+    check_workers(config, count)
+    configure_logging(config)
+    database = Database(database_url(config))
+    try:
+        database.migrate()  # once, not raced by the workers
+    finally:
+        database.close()
+    pidfile = write_pidfile(config)
+    try:
+        return supervise([sys.executable, str(Path(__file__).resolve()), "-c", config_path,
+                          "run"], count)
+    finally:
+        if pidfile:
+            pidfile.unlink(missing_ok=True)
 
 
 def write_pidfile(config: Config) -> Path | None:
@@ -173,6 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         check_authentication(config)
+        cluster_options(config)
     except ConfigError as error:
         where = f"{error.file}:{error.line}" if error.line else str(error.file)
         print(f"Error: {where}: {error.message}", file=sys.stderr)
@@ -389,7 +423,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default=os.environ.get("VIREO_CONFIG", DEFAULT_CONFIG))
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("run", help="run the server (the default)")
+    run = commands.add_parser("run", help="run the server (the default)")
+    run.add_argument("--workers", type=int, nargs="?", const=0, metavar="N",
+                     help="N processes on the same ports, each a cluster node "
+                          "(needs the cluster option; N omitted or 0: the core count)")
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by --workers
     register = commands.add_parser("register", help="create an account: USER HOST PASSWORD")
     register.add_argument("user")
     register.add_argument("host")

@@ -233,6 +233,12 @@ c2s_require_encryption = false
 --component_interfaces = { "127.0.0.1", "::1" }
 
 
+---------- Several nodes (Vireo's own; see README.md) ----------
+-- Nodes sharing the sql database above and one Redis; each names itself.
+-- `app.py run --workers N` makes N such nodes on this machine ("<node>-<I>").
+--cluster = { redis = "redis://127.0.0.1:6379/0", node = "node1", node_timeout = 10 }
+
+
 ----------- Virtual hosts -----------
 -- One VirtualHost per domain served. Options below such a line apply to it only.
 

@@ -169,4 +169,5 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "pep_max_nodes", "pep_max_item_size", "pep_max_affiliations", "private_max_entries",
     "blocklist_max_items",
     "vireo_proxy_header_timeout",
+    "cluster",
 })

@@ -278,6 +278,17 @@ def start_tls_client(transport: SocketTransport, context: ssl.SSLContext,
     return True
 
 
+# Set in each process of `app.py run --workers N` (share_ports): they bind the same ports.
+_share_ports = False
+
+
+def share_ports() -> None:
+    """Let the sibling worker processes bind the same ports (SO_REUSEPORT): the
+    kernel spreads new connections among them."""
+    global _share_ports
+    _share_ports = True
+
+
 def bind_socket(interface: str, port: int) -> socket.socket | None:
     """A listening socket; IPv6 ones are v6-only so `*` and `::` can share a port."""
     host = "0.0.0.0" if interface == "*" else interface
@@ -285,6 +296,8 @@ def bind_socket(interface: str, port: int) -> socket.socket | None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if _share_ports:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
