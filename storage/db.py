@@ -20,7 +20,9 @@ OS thread stalls every connection.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,6 +138,27 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             connection.commit()
+
+    def migrate_in_child(self) -> None:
+        """migrate(), with Alembic run in a child process when there is work for
+        it (storage.migrate), so that its imports stay out of this one."""
+        with self.engine.connect() as connection:
+            if self._schema_is_current(connection):
+                return
+        if self.engine.url.database in (None, "", ":memory:"):
+            self.migrate()  # a private in-memory database: no other process can reach it
+            return
+        from storage.migrate import URL_ENV
+
+        env = {**os.environ, URL_ENV: self.engine.url.render_as_string(hide_password=False)}
+        result = subprocess.run([sys.executable, "-m", "storage.migrate"], env=env,
+                                cwd=MIGRATIONS_DIR.parent, capture_output=True, text=True,
+                                check=False)
+        for line in result.stderr.splitlines():
+            (log.info if result.returncode == 0 else log.error)("%s", line)
+        if result.returncode != 0:
+            raise RuntimeError(f"the schema migration failed (exit {result.returncode}); "
+                               "the lines above say why")
 
     @staticmethod
     def _schema_is_current(connection: Connection) -> bool:
