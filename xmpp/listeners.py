@@ -72,6 +72,23 @@ QUIET = QuietStreams()
 class SocketTransport:
     """A session's view of its socket: queued writes, STARTTLS, close."""
 
+    # One per connection, kept by a hibernated session too: no instance dict.
+    __slots__ = (
+        "_bindings",
+        "closing",
+        "flusher",
+        "listener",
+        "outbox",
+        "peer",
+        "read_throttle",
+        "reader",
+        "secure",
+        "sending",
+        "sock",
+        "timers",
+        "tls_requested",
+    )
+
     def __init__(self, sock: Any, peer: tuple[str, int], listener: str, secure: bool) -> None:
         self.sock = sock
         self.peer = peer
