@@ -139,3 +139,26 @@ def test_archive_lists_its_users(stores):
         archive.append(room, {"body": room}, T0)
     stores.open(HOST, "other", "archive").append("cellar", {"body": "x"}, T0)
     assert sorted(archive.users()) == ["attic", "lounge"]
+
+
+def test_archive_batch_from_a_thread_is_found_by_time_as_single_appends(stores):
+    """The archive writer's path (statement run elsewhere, many rows in one
+    INSERT) stores times as Core does: an item at a whole second is found by
+    a range starting at that second, and a batch larger than one statement's
+    parameters keeps its order."""
+    archive = stores.open(HOST, "archive", "archive")
+    calls = []
+
+    def run_blocking(fn, args):
+        calls.append(fn)
+        return fn(*args)
+
+    entries = [ArchiveEntry("alice", f"v{i}", T0 + timedelta(microseconds=i % 2))
+               for i in range(5000)]
+    archive.append_many(entries, run_blocking=run_blocking)
+    assert calls or archive.db.backend != "sqlite"
+    assert archive.count("alice", start=T0, end=T0) == 2500
+    assert [r.key for r in archive.find("alice", start=T0, limit=3)] == \
+        [entries[0].key, entries[2].key, entries[4].key]
+    keys = [entry.key for entry in entries]
+    assert len(set(keys)) == len(keys)
