@@ -137,7 +137,7 @@ class ArchiveRecord:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ArchiveEntry:
     """An item to append (ArchiveStore.append_many)."""
 
@@ -204,10 +204,9 @@ class ArchiveStore(_Store):
         which releases the GIL, while everything that touches SQLAlchemy's
         pool and caches stays in the calling thread.
         """
-        rows = [{"host": self.host, "username": entry.user or "", "store": self.name,
-                 "key": entry.key, "when": entry.when, "with": entry.with_,
-                 "type": kind, "value": text}
-                for entry in entries for kind, text in (encode(entry.value),)]
+        encoded: dict[int, tuple[str, str]] = {}
+        rows = [(self.host, entry.user or "", self.name, entry.key, entry.when, entry.with_,
+                 *_encode_once(entry.value, encoded)) for entry in entries]
         if not rows:
             return
         table = ArchiveItem.__table__
@@ -215,17 +214,18 @@ class ArchiveStore(_Store):
             if run_blocking is None or self.db.backend != "sqlite":
                 # One executemany through Core: the ORM would make an object and
                 # run a statement per row (ten times the cost of routing a message).
-                connection.execute(insert(table), rows)
+                connection.execute(insert(table), [dict(zip(_COLUMNS, row, strict=True))
+                                                   for row in rows])
                 connection.commit()
                 return
-            compiled = insert(table).compile(dialect=connection.dialect,
-                                             column_keys=list(rows[0]))
             dialect = connection.dialect
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
             # The dialect's own processors, as Core would use: SQLite's datetime text.
-            processors = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            processors = [(_COLUMNS.index(name),
+                           table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
                           for name in compiled.positiontup or ()]
-            params = [process(row[name]) if process else row[name]
-                      for row in rows for name, process in processors]
+            params = [process(row[index]) if process else row[index]
+                      for row in rows for index, process in processors]
             run_blocking(_insert_rows_and_commit,
                          (connection.connection.dbapi_connection, compiled.string,
                           len(processors), params))
@@ -296,6 +296,18 @@ class ArchiveStore(_Store):
             raise KeyError(key)
         when, position = row
         return tuple_(literal(when, ArchiveItem.when.type), literal(position, BIG_ID))
+
+
+_COLUMNS = ("host", "username", "store", "key", "when", "with", "type", "value")
+
+
+def _encode_once(value: Any, encoded: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """encode(value), once per object in a batch: a message kept in both its
+    sender's and its recipient's archive is one element, serialised once."""
+    pair = encoded.get(id(value))
+    if pair is None:
+        pair = encoded[id(value)] = encode(value)
+    return pair
 
 
 # SQLite's bound on the parameters of one statement (3.32 and later).
