@@ -162,3 +162,21 @@ def test_archive_batch_from_a_thread_is_found_by_time_as_single_appends(stores):
         [entries[0].key, entries[2].key, entries[4].key]
     keys = [entry.key for entry in entries]
     assert len(set(keys)) == len(keys)
+
+
+def test_archive_batch_serialises_a_shared_element_once(stores, monkeypatch):
+    """A local message is kept in its sender's and its recipient's archive as
+    one element: the batch serialises it once and stores it twice."""
+    from storage import stores as module
+
+    calls = []
+    real = module.encode
+    monkeypatch.setattr(module, "encode", lambda value: calls.append(value) or real(value))
+    archive = stores.open(HOST, "archive", "archive")
+    message = Element("{jabber:client}message", {"to": "bob@example.org"})
+    SubElement(message, "{jabber:client}body").text = "hi"
+    archive.append_many([ArchiveEntry("alice", message, T0, "bob@example.org"),
+                         ArchiveEntry("bob", message, T0, "alice@example.org")])
+    assert len(calls) == 1
+    assert [r.value.findtext("{jabber:client}body") for r in archive.find("bob")] == ["hi"]
+    assert archive.find("alice")[0].with_ == "bob@example.org"
