@@ -152,9 +152,9 @@ class Router:
 
     def to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
         """A stanza for a user's bare JID; messages nobody handles bounce."""
+        if stanza.tag != IQ and to not in self.sessions:
+            self._look_further(host, to)
         if stanza.tag == MESSAGE:
-            if to not in self.sessions:
-                self._look_further(host, to)
             if not host.fire("message/bare", origin=origin, stanza=stanza, to=to):
                 self.bounce(stanza, origin, StanzaError("service-unavailable"))
         elif stanza.tag == PRESENCE:

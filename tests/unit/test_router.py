@@ -442,3 +442,16 @@ def test_reply_without_origin_is_routed(router):
     target = bound(router, f"user@{HOST}/phone")
     router.reply(None, message(f"user@{HOST}/phone"))
     assert len(target.received) == 1
+
+
+def test_presence_to_a_bare_jid_with_no_session_here_looks_further_first(core, router, origin):
+    """A subscription request reaches a user whose only session is on another node."""
+    asked: list[object] = []
+    seen: list[list[str]] = []
+    events = core.router.hosts[HOST].events
+    events.hook("session-missing", lambda event: asked.append(event.to)
+                or bound(router, f"user@{HOST}/elsewhere"))
+    events.hook("presence/bare", lambda event: seen.append(sorted(router.resources(event.to))))
+    router.route(presence(f"user@{HOST}", "subscribe"), origin)
+    assert asked == [parse_jid(f"user@{HOST}")]
+    assert seen == [["elsewhere"]]
