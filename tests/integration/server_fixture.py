@@ -76,6 +76,21 @@ def spawn_logged(command: list[str], directory: Path, *, cwd: Path) -> subproces
                                 start_new_session=True)
 
 
+# A server process that has done its imports (the bulk of its start-up time) and
+# waits for a line on stdin before running app.py's main; EOF on stdin (the
+# test is gone) ends it.
+PRELOADED_MAIN = """
+import importlib, sys
+sys.path.insert(0, {root!r})
+import app  # gevent's monkey patching and the server's own imports, as app.py does
+from xmpp.modules import IMPLEMENTED
+for path in IMPLEMENTED.values():
+    importlib.import_module(path)
+if sys.stdin.readline().strip() == "run":
+    sys.exit(app.main(sys.argv[1:]))
+"""
+
+
 def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
     """SIGTERM, then SIGKILL after `timeout` (to its whole session when it leads
     one); the exit status."""
@@ -103,6 +118,7 @@ class ServerProcess:
     key: Path
     config_path: Path
     process: subprocess.Popen | None = None
+    preloaded: list[subprocess.Popen] = field(default_factory=list)
     users: dict[str, str] = field(default_factory=dict)
     address: str = "127.0.0.1"
 
@@ -114,15 +130,35 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.directory / "server.log"
 
+    def preload(self) -> None:
+        """Spawn a server process that imports now, while the test does other work;
+        `start` runs the oldest one (for tests that restart the server many times:
+        one preloaded a cycle or two ahead has finished importing even on a busy
+        machine)."""
+        with open(self.directory / "stderr.log", "ab") as output:
+            self.preloaded.append(subprocess.Popen(
+                [sys.executable, "-c", PRELOADED_MAIN.format(root=str(ROOT)),
+                 "-c", str(self.config_path), "run"],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=output, stderr=output,
+                start_new_session=True))
+
     def start(self) -> None:
-        self.process = spawn_logged(
-            [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
-            self.directory, cwd=ROOT)
+        if self.preloaded:
+            self.process = self.preloaded.pop(0)
+            assert self.process.stdin is not None
+            self.process.stdin.write(b"run\n")
+            self.process.stdin.close()
+        else:
+            self.process = spawn_logged(
+                [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
+                self.directory, cwd=ROOT)
         wait_for_port(self.c2s_port, self.process, address=self.address)
         if "http" in self.ports:  # the HTTP ports open last
             wait_for_port(self.ports["http"], self.process)
 
     def stop(self, timeout: float = 10.0) -> int | None:
+        while self.preloaded:
+            stop_process(self.preloaded.pop(), timeout)
         return stop_process(self.process, timeout)
 
     def admin(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
