@@ -354,7 +354,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    """prosodyctl mod_invites generate HOST [--reset USER]: print a new invite."""
+    """prosodyctl mod_invites generate HOST [--reset USER | --admin | --role ROLE...]:
+    print a new invite."""
     from storage.stores import StoreFactory
     from xmpp.modules.invites import STORE, service_for_store
 
@@ -365,13 +366,18 @@ def cmd_invite(args: argparse.Namespace) -> int:
         return 1
     invites = service_for_store(args.host, StoreFactory(server.db).open(args.host, STORE, "map"),
                                 host.config, server.now)
+    if args.reset and args.roles:
+        print("--role/--admin and --reset are mutually exclusive", file=sys.stderr)
+        return 2
     if args.reset:
         if not server.accounts.exists(args.host, args.reset):
             print(f"No such account {args.reset}@{args.host}", file=sys.stderr)
             return 1
         invite = invites.create_account_reset(args.reset)
     else:
-        invite = invites.create_account()
+        # Prosody 0.12 keeps the roles as a set; the account made with it gets them.
+        invite = invites.create_account(additional_data={
+            "roles": dict.fromkeys(args.roles, True)} if args.roles else None)
     print(invite.get("landing_page") or invite["uri"])
     return 0
 
@@ -404,10 +410,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
     invite = commands.add_parser("invite", help="invitations (prosodyctl mod_invites): "
-                                                "generate HOST [--reset USER]")
+                                                "generate HOST [--reset USER | --admin | "
+                                                "--role ROLE...]")
     invite.add_argument("action", choices=["generate"])
     invite.add_argument("host")
     invite.add_argument("--reset", metavar="USER", help="an invite to reset USER's password")
+    invite.add_argument("--admin", dest="roles", action="append_const", const="prosody:admin",
+                        default=[], help="the new account is an admin (--role prosody:admin)")
+    invite.add_argument("--role", dest="roles", action="append", metavar="ROLE",
+                        help="grant ROLE to the new account (may be given again)")
     export = commands.add_parser("export", help="accounts and data as XEP-0227 XML")
     export.add_argument("file", nargs="?", help="write here instead of to stdout")
     import227 = commands.add_parser("import-xep0227", help="accounts and data from XEP-0227 XML")
