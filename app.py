@@ -213,20 +213,22 @@ def cmd_import_prosody(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The VirtualHosts' accounts and data as one XEP-0227 document."""
+    from storage.prosody_import import hosts_of
     from storage.userdata import owners, read_user
-    from storage.xep0227 import server_data
+    from storage.xep0227 import is_room, server_data
 
     server = open_accounts(args)
-    hosts = {host.name: [read_user(server.db, host.name, user)
-                         for user in owners(server.db, host.name) if user]
-             for host in server.config.virtual_hosts()}
+    # Components too: a MUC component's rooms are exported.
+    hosts = {host: [read_user(server.db, host, user) for user in owners(server.db, host) if user]
+             for host in hosts_of(server.config)}
     document, left_out = server_data(hosts)
     if args.file:
         Path(args.file).write_text(document, encoding="utf-8")
     else:
         sys.stdout.write(document)
     accounts = sum(1 for users in hosts.values() for data in users if data.material)
-    print(f"Exported {accounts} account(s)", file=sys.stderr)
+    rooms = sum(1 for users in hosts.values() for data in users if is_room(data))
+    print(f"Exported {accounts} account(s), {rooms} room(s)", file=sys.stderr)
     for store, owners_left in sorted(left_out.items()):
         print(f"Not in XEP-0227 form, left out: {store} of {len(owners_left)} account(s)",
               file=sys.stderr)
@@ -237,21 +239,27 @@ def cmd_import_xep0227(args: argparse.Namespace) -> int:
     """Accounts and data from a XEP-0227 file; exit 1 when an account failed."""
     from xml.etree.ElementTree import ParseError
 
-    from storage.prosody_import import ImportReport
+    from storage.prosody_import import ImportReport, hosts_of
+    from storage.stores import StoreFactory
     from storage.userdata import write_user
-    from storage.xep0227 import read_server_data
+    from storage.xep0227 import is_room, read_server_data
 
     server = open_accounts(args)
-    hosts = {host.name for host in server.config.virtual_hosts()}
+    hosts = hosts_of(server.config)  # name -> whether it is a VirtualHost
     report = ImportReport()
     try:
         for host, name, data in read_server_data(args.file):
             label = f"{name}@{host}"
-            if host not in hosts:
-                report.skipped.append((label, "not a VirtualHost in the config"))
+            room = not isinstance(data, Exception) and is_room(data)
+            if host not in hosts or not (hosts[host] or room):
+                report.skipped.append((label, "not a host in the config" if room
+                                       else "not a VirtualHost in the config"))
             elif isinstance(data, Exception):
                 report.failed.append((label, f"{args.file}: {data}"))
             elif write_user(server.db, data):
+                if room:  # listed with the service's persistent rooms
+                    StoreFactory(server.db).open(host, "persistent", "map").set(
+                        None, name, True)
                 report.imported.append((label, data.counts()))
             else:
                 report.present.append(label)
