@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, make_url, text
 from storage.accounts import AccountStore
 from storage.db import Database, database_url
 from tests.certs import make_self_signed
+from tests.integration.fork_server import ForkServer
 from xmpp.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,21 +77,6 @@ def spawn_logged(command: list[str], directory: Path, *, cwd: Path) -> subproces
                                 start_new_session=True)
 
 
-# A server process that has done its imports (the bulk of its start-up time) and
-# waits for a line on stdin before running app.py's main; EOF on stdin (the
-# test is gone) ends it.
-PRELOADED_MAIN = """
-import importlib, sys
-sys.path.insert(0, {root!r})
-import app  # gevent's monkey patching and the server's own imports, as app.py does
-from xmpp.modules import IMPLEMENTED
-for path in IMPLEMENTED.values():
-    importlib.import_module(path)
-if sys.stdin.readline().strip() == "run":
-    sys.exit(app.main(sys.argv[1:]))
-"""
-
-
 def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
     """SIGTERM, then SIGKILL after `timeout` (to its whole session when it leads
     one); the exit status."""
@@ -118,7 +104,7 @@ class ServerProcess:
     key: Path
     config_path: Path
     process: subprocess.Popen | None = None
-    preloaded: list[subprocess.Popen] = field(default_factory=list)
+    fork_server: ForkServer | None = None
     users: dict[str, str] = field(default_factory=dict)
     address: str = "127.0.0.1"
 
@@ -130,24 +116,14 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.directory / "server.log"
 
-    def preload(self) -> None:
-        """Spawn a server process that imports now, while the test does other work;
-        `start` runs the oldest one (for tests that restart the server many times:
-        one preloaded a cycle or two ahead has finished importing even on a busy
-        machine)."""
-        with open(self.directory / "stderr.log", "ab") as output:
-            self.preloaded.append(subprocess.Popen(
-                [sys.executable, "-c", PRELOADED_MAIN.format(root=str(ROOT)),
-                 "-c", str(self.config_path), "run"],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=output, stderr=output,
-                start_new_session=True))
+    def use_fork_server(self) -> None:
+        """Start servers from now on by forking one that has done the imports
+        (tests/integration/fork_server.py), until `stop`."""
+        self.fork_server = ForkServer(ROOT, self.config_path, self.directory / "stderr.log")
 
     def start(self) -> None:
-        if self.preloaded:
-            self.process = self.preloaded.pop(0)
-            assert self.process.stdin is not None
-            self.process.stdin.write(b"run\n")
-            self.process.stdin.close()
+        if self.fork_server is not None:
+            self.process = self.fork_server.fork()
         else:
             self.process = spawn_logged(
                 [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
@@ -157,9 +133,11 @@ class ServerProcess:
             wait_for_port(self.ports["http"], self.process)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        while self.preloaded:
-            stop_process(self.preloaded.pop(), timeout)
-        return stop_process(self.process, timeout)
+        status = stop_process(self.process, timeout)
+        if self.fork_server is not None:
+            self.fork_server, fork_server = None, self.fork_server
+            fork_server.close(timeout)
+        return status
 
     def admin(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
