@@ -262,6 +262,7 @@ DAT_STORES: dict[str, Callable[[UserData, LuaValue], None]] = {
     "private": _map("private", to_element),
     "pep": _map("pep", to_json),
     "account_details": _keyval_json("account_details"),
+    "roles": _keyval_json("roles"),          # 0.12's role set: {["prosody:admin"] = true}
     "config": _room,                         # MUC rooms: settings, affiliations
     "persistent": _rooms,                    # MUC: the host's list of rooms
 }

@@ -16,6 +16,7 @@ from storage.prosody_import import MAX_ROSTER_ITEMS, ProsodyImporter
 from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from tests.unit import storage_fixtures
+from xmpp.modules.adhoc import ADMIN_ROLE, ROLES_STORE
 from xmpp.muc.room import Room, RoomPolicy
 from xmpp.scram import derive
 
@@ -140,13 +141,16 @@ def test_stores_and_unplaced_kinds(db: Database, tmp_path: Path) -> None:
     put(tmp_path, "pep_urn%3axmpp%3aavatar%3adata", "alice",
         'item({ name = "item", attr = { id = "a1", xmlns = "http://jabber.org/protocol/pubsub" },'
         ' key = "a1", when = 1700000000, with = "" });', ext="list")
+    put(tmp_path, "roles", "alice", 'return { ["prosody:admin"] = true };')
     put(tmp_path, "smacks_h", "alice", "return { h = 1 };")
     report = run_import(db, tmp_path)
-    assert report.imported == [(f"alice@{HOST}", {"vcard": 1,
+    assert report.imported == [(f"alice@{HOST}", {"vcard": 1, "roles": 1,
                                                   "pep_urn:xmpp:avatar:data": 1})]
     assert report.skipped == [(HOST, "1 file(s) of smacks_h (dat), which Vireo does not "
                                      "place yet")]
-    assert count(db, KeyValItem, "alice") == 1
+    assert count(db, KeyValItem, "alice") == 2
+    # Prosody 0.12's roles, where is_admin (xmpp/modules/adhoc.py) reads them.
+    assert StoreFactory(db).open(HOST, ROLES_STORE).get("alice") == {ADMIN_ROLE: True}
     again = run_import(db, tmp_path)
     assert (again.imported, again.present) == ([], [f"alice@{HOST}"])
 
