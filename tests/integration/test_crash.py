@@ -105,8 +105,9 @@ class Workload:
 
     async def run(self, server: ServerProcess, stores: Stores, killed: asyncio.Event) -> None:
         # What the last kill left is checked first (the server is up again, nothing
-        # else touches this workload's data): the checks overlap the other logins.
-        self.check(server, stores)
+        # else touches this workload's data), in a thread: the checks (PBKDF2 for
+        # each password) overlap the other workloads' logins.
+        await asyncio.to_thread(self.check, server, stores)
         try:
             await self.work(server)
         except Exception as error:
