@@ -26,9 +26,11 @@ sys.path.insert(0, {root!r})
 import app
 from gevent import monkey
 from xmpp.modules import IMPLEMENTED
-# What a start imports on demand: every module, and alembic (Database.migrate).
+# What a start imports on demand: every module, alembic (Database.migrate) and
+# the PostgreSQL driver (SQLAlchemy loads it with the first engine).
 for path in (*IMPLEMENTED.values(), "alembic.command", "alembic.config",
-             "alembic.runtime.migration", "alembic.runtime.environment", "alembic.script"):
+             "alembic.runtime.migration", "alembic.runtime.environment", "alembic.script",
+             "psycopg"):
     importlib.import_module(path)
 fork = monkey.get_original("os", "fork")  # no child watcher in this loop-less process
 for line in sys.stdin:
