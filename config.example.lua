@@ -57,6 +57,9 @@ modules_enabled = {
 
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
+		--"invites_page"; -- A web page for each invite link, with a QR code and apps to try
+		--"register_web"; -- Sign-up form for invites that allow registration
+		--"admin_web"; -- Web admin at /admin for the admins (users, sessions, uploads, invites, metrics)
 
 	-- Modern login (see README: channel binding, SASL2, Bind 2, FAST)
 		--"sasl2"; -- Extensible SASL Profile (XEP-0388)
@@ -172,6 +175,13 @@ c2s_require_encryption = false
 --access_control_max_age = 7200
 --http_cors_override = { bosh = { enabled = false; }; }
 
+-- The invite page, sign-up form and web admin (see README.md):
+--site_name = "Example chat"
+--invite_expiry = 86400 * 7
+--password_policy = { length = 8; }
+--vireo_admin_web_idle_timeout = 1800
+--vireo_admin_web_secret = "a long random string" -- keeps admin logins across restarts
+
 -- Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers are trusted
 -- (addresses or CIDR ranges):
 --trusted_proxies = { "127.0.0.1", "::1" }
@@ -221,6 +231,12 @@ c2s_require_encryption = false
 ---------- External components (XEP-0114) ----------
 --component_ports = { 5347 }
 --component_interfaces = { "127.0.0.1", "::1" }
+
+
+---------- Several nodes (Vireo's own; see README.md) ----------
+-- Nodes sharing the sql database above and one Redis; each names itself.
+-- `app.py run --workers N` makes N such nodes on this machine ("<node>-<I>").
+--cluster = { redis = "redis://127.0.0.1:6379/0", node = "node1", node_timeout = 10 }
 
 
 ----------- Virtual hosts -----------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,10 @@ def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
         statement = insert(model).values({**keys, **values}).on_conflict_do_update(
             index_elements=list(keys), set_=update)
     session.execute(statement)
+
+
+_VERSION = select(RosterVersion.version).where(
+    RosterVersion.host == bindparam("host"), RosterVersion.username == bindparam("username"))
 
 
 def _bump_version(session: Session, host: str, username: str) -> None:
@@ -141,9 +145,10 @@ class RosterStore:
 
         Pending inbound requests are not roster items and leave it alone.
         """
-        with self._db.session() as session:
-            version = session.scalar(select(RosterVersion.version).where(
-                RosterVersion.host == host, RosterVersion.username == nodeprep(username)))
+        # A plain connection and a statement built once: PEP reads it on every publish.
+        with self._db.engine.connect() as connection:
+            version = connection.scalar(_VERSION, {"host": host,
+                                                   "username": nodeprep(username)})
             return version or 0
 
     @staticmethod

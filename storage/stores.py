@@ -17,13 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_
+from sqlalchemy import bindparam, delete, func, insert, literal, select, tuple_
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
@@ -69,6 +70,18 @@ class StoreFactory:
         raise ValueError(f"unknown store kind {kind!r}; one of {KINDS}")
 
 
+# A map's reads, built once: they run on every login of some modules (FAST),
+# and a prebuilt Core statement on a pooled connection skips the ORM's unit of
+# work and the per-call statement construction.
+_MAP_ROWS = select(KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"))
+_MAP_ROW = _MAP_ROWS.where(KeyValItem.key == bindparam("key"))
+_MAP_DELETE = delete(KeyValItem).where(
+    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
+    KeyValItem.store == bindparam("store"), KeyValItem.key == bindparam("key"))
+
+
 class _Store:
     def __init__(self, db: Database, host: str, name: str) -> None:
         self.db = db
@@ -85,16 +98,11 @@ class MapStore(_Store):
 
     def get(self, user: str | None, key: str) -> Any:
         """The value, or None."""
-        with self.db.session() as session:
-            row = session.execute(select(KeyValItem.type, KeyValItem.value).where(
-                *self._where(KeyValItem, user), KeyValItem.key == key)).first()
-        return None if row is None else decode(*row)
+        rows = self._read(_MAP_ROW, user, key=key)
+        return decode(*rows[0][1:]) if rows else None
 
     def get_all(self, user: str | None) -> dict[str, Any]:
-        with self.db.session() as session:
-            rows = session.execute(select(KeyValItem.key, KeyValItem.type, KeyValItem.value)
-                                   .where(*self._where(KeyValItem, user)))
-            return {key: decode(kind, text) for key, kind, text in rows}
+        return {key: decode(kind, text) for key, kind, text in self._read(_MAP_ROWS, user)}
 
     def set(self, user: str | None, key: str, value: Any) -> None:
         """Store `value` under `key`; None removes it."""
@@ -102,14 +110,24 @@ class MapStore(_Store):
 
     def set_keys(self, user: str | None, values: dict[str, Any]) -> None:
         """Several keys in one transaction (None values remove their key)."""
-        with self.db.session() as session:
-            for key, value in values.items():
-                session.execute(delete(KeyValItem).where(*self._where(KeyValItem, user),
-                                                         KeyValItem.key == key))
-                if value is not None:
-                    kind, text = encode(value)
-                    session.add(KeyValItem(host=self.host, username=user or "", store=self.name,
-                                           key=key, type=kind, value=text))
+        if not values:
+            return
+        where = self._params(user)
+        rows = [{**where, "key": key, "type": kind, "value": text}
+                for key, value in values.items() if value is not None
+                for kind, text in (encode(value),)]
+        with self.db.engine.begin() as connection:
+            connection.execute(_MAP_DELETE, [{**where, "key": key} for key in values])
+            if rows:
+                connection.execute(insert(KeyValItem.__table__), rows)
+
+    def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
+        with self.db.engine.connect() as connection:
+            return connection.execute(statement, {**self._params(user), **params}).all()
+
+    def _params(self, user: str | None) -> dict[str, str]:
+        """The bound parameters of the prebuilt statements for `user`'s rows."""
+        return {"host": self.host, "username": user or "", "store": self.name}
 
     def users(self) -> list[str]:
         """Every user with data in this store."""
@@ -136,7 +154,7 @@ class ArchiveRecord:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ArchiveEntry:
     """An item to append (ArchiveStore.append_many)."""
 
@@ -147,24 +165,46 @@ class ArchiveEntry:
     key: str = field(default_factory=lambda: new_archive_key())
 
 
-_KEY_BYTES = 12
-_key_pool = bytearray()
+class _KeyMaker:
+    """Item keys: 16 URL-safe characters, the time in milliseconds (6 bytes)
+    then 6 random bytes. Keys of one moment share their first characters, so
+    a batch of appends lands on a few pages of the key index rather than one
+    page per row. Randomness is read from the OS and encoded a few kilobytes
+    at a time (6 bytes are 8 characters), not per message."""
+
+    def __init__(self) -> None:
+        self._millisecond = -1
+        self._prefix = ""
+        self._random = ""
+        self._used = 0
+
+    def __call__(self) -> str:
+        millisecond = int(time.time() * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            self._prefix = base64.urlsafe_b64encode(millisecond.to_bytes(6, "big")).decode()
+        used = self._used
+        if used == len(self._random):
+            self._random = base64.urlsafe_b64encode(secrets.token_bytes(6 * 1024)).decode()
+            used = 0
+        self._used = used + 8
+        return self._prefix + self._random[used:used + 8]
 
 
-def new_archive_key() -> str:
-    """A random item key: 16 URL-safe characters. The randomness is read from
-    the OS a few kilobytes at a time, not with a system call per message."""
-    if not _key_pool:
-        _key_pool.extend(secrets.token_bytes(_KEY_BYTES * 512))
-    key = bytes(_key_pool[-_KEY_BYTES:])
-    del _key_pool[-_KEY_BYTES:]
-    return base64.urlsafe_b64encode(key).decode()
+new_archive_key = _KeyMaker()
 
 
 # Items are kept and paged in (when, id) order; the indexes end with both.
 _ORDER = (ArchiveItem.when, ArchiveItem.id)
 
 Keys = str | Sequence[str] | None
+
+# ArchiveStore.replace's statements, built once (a PEP publish runs them).
+_DELETE_KEYS = delete(ArchiveItem).where(
+    ArchiveItem.host == bindparam("host"), ArchiveItem.username == bindparam("username"),
+    ArchiveItem.store == bindparam("store"),
+    ArchiveItem.key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(ArchiveItem.__table__)
 
 
 class ArchiveStore(_Store):
@@ -188,10 +228,7 @@ class ArchiveStore(_Store):
         which releases the GIL, while everything that touches SQLAlchemy's
         pool and caches stays in the calling thread.
         """
-        rows = [{"host": self.host, "username": entry.user or "", "store": self.name,
-                 "key": entry.key, "when": entry.when, "with": entry.with_,
-                 "type": kind, "value": text}
-                for entry in entries for kind, text in (encode(entry.value),)]
+        rows = self._rows(entries)
         if not rows:
             return
         table = ArchiveItem.__table__
@@ -199,17 +236,38 @@ class ArchiveStore(_Store):
             if run_blocking is None or self.db.backend != "sqlite":
                 # One executemany through Core: the ORM would make an object and
                 # run a statement per row (ten times the cost of routing a message).
-                connection.execute(insert(table), rows)
+                connection.execute(insert(table), _as_params(rows))
                 connection.commit()
                 return
-            compiled = insert(table).compile(dialect=connection.dialect,
-                                             column_keys=list(rows[0]))
-            processors = [(name, table.c[name].type.bind_processor(connection.dialect))
+            dialect = connection.dialect
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
+            # The dialect's own processors, as Core would use: SQLite's datetime text.
+            processors = [(_COLUMNS.index(name),
+                           table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
                           for name in compiled.positiontup or ()]
-            params = [tuple(process(row[name]) if process else row[name]
-                            for name, process in processors) for row in rows]
-            run_blocking(_executemany_and_commit,
-                         (connection.connection.dbapi_connection, compiled.string, params))
+            params = [process(row[index]) if process else row[index]
+                      for row in rows for index, process in processors]
+            run_blocking(_insert_rows_and_commit,
+                         (connection.connection.dbapi_connection, compiled.string,
+                          len(processors), params))
+
+    def replace(self, user: str | None, value: Any, when: datetime, key: str,
+                drop: Iterable[str] = ()) -> None:
+        """Put an item under `key` in place of the one so keyed (if any) and
+        remove those keyed in `drop`: one transaction on a plain connection
+        (e.g. a PEP publish, which replaces a node's item and evicts the oldest)."""
+        rows = self._rows([ArchiveEntry(user, value, when, key=key)])
+        with self.db.engine.connect() as connection:
+            connection.execute(_DELETE_KEYS, {"host": self.host, "username": user or "",
+                                              "store": self.name, "keys": [key, *drop]})
+            connection.execute(_INSERT, _as_params(rows))
+            connection.commit()
+
+    def _rows(self, entries: Iterable[ArchiveEntry]) -> list[tuple[Any, ...]]:
+        """Rows in _COLUMNS order, each distinct value serialised once."""
+        encoded: dict[int, tuple[str, str]] = {}
+        return [(self.host, entry.user or "", self.name, entry.key, entry.when, entry.with_,
+                 *_encode_once(entry.value, encoded)) for entry in entries]
 
     def find(self, user: str | None, *, start: datetime | None = None,
              end: datetime | None = None, with_: str | None = None,
@@ -279,9 +337,42 @@ class ArchiveStore(_Store):
         return tuple_(literal(when, ArchiveItem.when.type), literal(position, BIG_ID))
 
 
-def _executemany_and_commit(dbapi_connection: Any, statement: str, params: list[tuple]) -> None:
+_COLUMNS = ("host", "username", "store", "key", "when", "with", "type", "value")
+
+
+def _as_params(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows as Core's executemany parameters."""
+    return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _encode_once(value: Any, encoded: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """encode(value), once per object in a batch: a message kept in both its
+    sender's and its recipient's archive is one element, serialised once."""
+    pair = encoded.get(id(value))
+    if pair is None:
+        pair = encoded[id(value)] = encode(value)
+    return pair
+
+
+# SQLite's bound on the parameters of one statement (3.32 and later).
+_SQLITE_MAX_VARIABLES = 32766
+
+
+def _insert_rows_and_commit(dbapi_connection: Any, insert_one: str, width: int,
+                            params: list[Any]) -> None:
+    """Rows of `width` values in as few multi-row INSERTs as SQLite takes.
+
+    Not executemany: sqlite3 releases and takes back the GIL around every row,
+    and with routing busy in the main thread each take waits out a switch
+    interval (5 ms), so a batch of a few hundred rows took seconds of wall time;
+    one statement is one release."""
+    head, _, values = insert_one.partition(" VALUES ")
+    step = _SQLITE_MAX_VARIABLES // width * width
     try:
-        dbapi_connection.executemany(statement, params)
+        for begin in range(0, len(params), step):
+            chunk = params[begin:begin + step]
+            dbapi_connection.execute(f"{head} VALUES {', '.join([values] * (len(chunk) // width))}",
+                                     chunk)
         dbapi_connection.commit()
     except BaseException:
         dbapi_connection.rollback()

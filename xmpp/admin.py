@@ -258,11 +258,15 @@ def request(path: Path, command: str, timeout: float = IO_TIMEOUT,
 
 
 def format_sessions(sessions: list[dict[str, Any]]) -> str:
-    """The listing as a plain text table, one session per line."""
+    """The listing as a plain text table, one session per line (with a NODE
+    column when a cluster node lists other nodes' sessions too)."""
     header = ["KIND", "JID/DOMAIN", "ADDRESS", "PORT", "SECURE", "LISTENER", "AUTH", "CLIENT"]
+    columns = COLUMNS
+    if any(entry.get("node") for entry in sessions):
+        header, columns = [*header, "NODE"], (*COLUMNS, "node")
     rows = [header]
     for entry in sessions:
-        row = [entry.get(column) for column in COLUMNS]
+        row = [entry.get(column) for column in columns]
         row[1] = row[1] or "-"
         row[4] = "yes" if row[4] else "no"
         rows.append(["-" if value is None else str(value) for value in row])

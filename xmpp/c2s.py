@@ -581,7 +581,9 @@ class C2SSession(XmlStreamSession):
         old.closed, old.detached = True, False
         old.transport.close()
         self.jid = old.jid
-        self.module_data = old.module_data
+        # The session's state, but what this stream's own login left (SASL2, Bind 2
+        # and FAST requests, read before the session was known) stays its own.
+        self.module_data = {**old.module_data, **self.module_data}
         if old.filters is not NO_FILTERS:
             for kind, ranked in old.filter_ranks.items():
                 for negated_priority, _, fn in ranked:

@@ -71,6 +71,9 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "allow_contact_invites", "allow_user_invites", "allow_user_invites_by_roles",
     "deny_user_invites_by_roles", "allow_unaffiliated_register", "invite_expiry",
     "invites_page_module", "user_tombstone_expiry", "tombstone_cache_size",
+    # prosody-modules' mod_invites_page, mod_register_web, mod_password_policy
+    "site_name", "invites_page", "invites_page_external", "invites_registration_page",
+    "password_policy",
     # Rate limits
     "limits", "limits_resolution", "unlimited_jids",
     # HTTP server (mod_http), CORS, reverse proxies
@@ -158,9 +161,13 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
     "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
     "vireo_http_file_share_prune_interval",
+    "vireo_register_web_secret", "vireo_register_web_attempts", "vireo_register_web_window",
+    "vireo_register_web_delay", "vireo_admin_web_secret", "vireo_admin_web_idle_timeout",
+    "vireo_admin_web_sample_interval",
     "vireo_mam_queue_size", "vireo_mam_query_burst", "vireo_mam_query_rate",
     "vireo_muc_presence_burst", "vireo_muc_presence_rate",
     "pep_max_nodes", "pep_max_item_size", "pep_max_affiliations", "private_max_entries",
     "blocklist_max_items",
     "vireo_proxy_header_timeout",
+    "cluster",
 })

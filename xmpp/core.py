@@ -16,7 +16,7 @@ from xmpp.auth_throttle import failure_throttle
 from xmpp.c2s import DEFAULT_UNAUTHENTICATED_STANZA_SIZE, C2SServices, Credentials
 from xmpp.config import Config, HostConfig
 from xmpp.hosts import GLOBAL, LocalHost
-from xmpp.moduleapi import Accounts, ModuleServices
+from xmpp.moduleapi import Accounts, ModuleServices, Users
 from xmpp.modules import global_modules, load_module, modules_for
 from xmpp.providers import Providers
 from xmpp.router import Router
@@ -85,6 +85,11 @@ class ServerCore:
         """A server-wide event (`server-started`, `server-stopping`) on every host."""
         for host in list(self.all_hosts()):
             host.fire(event, **fields)
+
+    def users(self, host: str) -> Users:
+        """The accounts of a local VirtualHost, firing its account events (for the CLI)."""
+        local = self.router.hosts[host]
+        return Users(self.services.accounts, local, local.fire)
 
     def c2s_stanza_size_limit(self, host: LocalHost | None) -> int:
         source: Config | HostConfig = host.config if host else self.config

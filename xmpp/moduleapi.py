@@ -27,6 +27,7 @@ from xmpp.timers import Timer, start_timer
 if TYPE_CHECKING:
     from xmpp.config import Config, HostConfig
     from xmpp.router import Router, Session
+    from xmpp.scram import ScramCredentials
 
 
 class Accounts(Protocol):
@@ -38,6 +39,10 @@ class Accounts(Protocol):
     def set_password(self, host: str, username: str, password: str) -> bool: ...
     def check_password(self, host: str, username: str, password: str) -> bool: ...
     def users(self, host: str) -> list[str]: ...
+    def scram_credentials(self, host: str, username: str,
+                          mechanism: str) -> ScramCredentials | None: ...
+    def add_sha256(self, host: str, username: str, sha256: ScramCredentials,
+                   sha1_stored_key: bytes) -> bool: ...
 
 
 class Users:
@@ -57,7 +62,16 @@ class Users:
         self._fire("user-created", username=username, host=self._host.name)
 
     def set_password(self, username: str, password: str) -> bool:
-        return self._accounts.set_password(self._host.name, username, password)
+        """Replace the password; `user-password-changed` lets modules drop what the
+        old one granted (FAST tokens). False when there is no such account."""
+        changed = self._accounts.set_password(self._host.name, username, password)
+        if changed:
+            self._fire("user-password-changed", username=username, host=self._host.name)
+        return changed
+
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether `password` is the account's (checked against its SCRAM keys)."""
+        return self._accounts.check_password(self._host.name, username, password)
 
     def delete(self, username: str) -> bool:
         """Remove the account; `user-deleted` lets modules drop the user's data."""
@@ -67,6 +81,16 @@ class Users:
 
     def list(self) -> list[str]:
         return self._accounts.users(self._host.name)
+
+    def scram_credentials(self, username: str, mechanism: str) -> ScramCredentials | None:
+        """The stored SCRAM material of `mechanism`'s hash; None when the account
+        has none (no account, or material it was never given)."""
+        return self._accounts.scram_credentials(self._host.name, username, mechanism)
+
+    def add_sha256(self, username: str, sha256: ScramCredentials,
+                   sha1_stored_key: bytes) -> bool:
+        """SCRAM-SHA-256 material for an account that has SHA-1 material only."""
+        return self._accounts.add_sha256(self._host.name, username, sha256, sha1_stored_key)
 
 
 @dataclass

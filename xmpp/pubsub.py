@@ -200,7 +200,9 @@ class NodeStore(Protocol):
     def save_node(self, name: str, data: dict[str, Any]) -> None: ...
     def delete_node(self, name: str) -> None: ...
     def load_items(self, name: str, limit: int) -> list[Element]: ...  # oldest first
-    def add_item(self, name: str, item_id: str, item: Element) -> None: ...
+    # Add (or replace) an item and drop the `evicted` ones, as one write.
+    def add_item(self, name: str, item_id: str, item: Element,
+                 evicted: Iterable[str] = ()) -> None: ...
     def remove_items(self, name: str, ids: Iterable[str] | None) -> None: ...  # None: all
 
 
@@ -224,10 +226,13 @@ class MemoryNodeStore:
     def load_items(self, name: str, limit: int) -> list[Element]:
         return list(self.items.get(name, {}).values())[-limit:]
 
-    def add_item(self, name: str, item_id: str, item: Element) -> None:
+    def add_item(self, name: str, item_id: str, item: Element,
+                 evicted: Iterable[str] = ()) -> None:
         items = self.items.setdefault(name, OrderedDict())
         items.pop(item_id, None)
         items[item_id] = item
+        for old_id in evicted:
+            items.pop(old_id, None)
 
     def remove_items(self, name: str, ids: Iterable[str] | None) -> None:
         if ids is None:
@@ -282,7 +287,9 @@ class Service:
     # -- who may do what ------------------------------------------------------------
 
     def affiliation(self, jid: str, node: Node | None) -> str:
-        bare = bare_of(jid)
+        return self._affiliation(bare_of(jid), node)
+
+    def _affiliation(self, bare: str, node: Node | None) -> str:
         if bare == self.owner:
             return "owner"
         return node.affiliations.get(bare, "none") if node is not None else "none"
@@ -290,7 +297,8 @@ class Service:
     def may_read(self, jid: str, node: Node, contacts: Contacts | None = None) -> bool:
         """Whether `jid` may see the node's items (XEP-0060 4.5 access models);
         `contacts` stands in for the service's own (e.g. one roster snapshot)."""
-        affiliation = self.affiliation(jid, node)
+        bare = bare_of(jid)  # once: a broadcast asks this for every recipient
+        affiliation = self._affiliation(bare, node)
         if affiliation == "outcast":
             return False
         if affiliation != "none":
@@ -298,7 +306,6 @@ class Service:
         model = node.config["access_model"]
         if model == "open":
             return True
-        bare = bare_of(jid)
         contacts = contacts or self.contacts
         if model == "presence":
             return contacts.subscribed(bare)
@@ -414,9 +421,9 @@ class Service:
         items = self.items_of(node)
         items.pop(item_id, None)
         items[item_id] = stored
+        evicted = self._evict(node)
         if node.config["persist_items"]:
-            self.store.add_item(node.name, item_id, stored)
-        self._trim(node)
+            self.store.add_item(node.name, item_id, stored, evicted)
         return Notification("items", node, item=stored, item_id=item_id)
 
     def _check_preconditions(self, node: Node, options: dict[str, Any]) -> None:
@@ -429,13 +436,16 @@ class Service:
                 raise pubsub_error("conflict", "precondition-not-met",
                                    f"{FIELD_OF[key]} is {node.config[key]}")
 
-    def _trim(self, node: Node) -> None:
+    def _evict(self, node: Node) -> list[str]:
+        """Drop the oldest items beyond max_items from memory; their ids."""
         items = self.items_of(node)
         excess = len(items) - self.max_items(node)
-        if excess > 0:
-            evicted = [items.popitem(last=False)[0] for _ in range(excess)]
-            if node.config["persist_items"]:
-                self.store.remove_items(node.name, evicted)
+        return [items.popitem(last=False)[0] for _ in range(excess)]
+
+    def _trim(self, node: Node) -> None:
+        evicted = self._evict(node)
+        if evicted and node.config["persist_items"]:
+            self.store.remove_items(node.name, evicted)
 
     def retract(self, actor: str, name: str | None, item_id: str | None) -> Notification:
         node = self._node(name)

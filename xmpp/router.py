@@ -144,9 +144,17 @@ class Router:
         else:
             host.fire("presence/host", origin=origin, stanza=stanza)
 
+    def _look_further(self, host: LocalHost, to: JID) -> None:
+        """No session here for `to`: `session-missing` lets a module that knows of
+        sessions elsewhere (another cluster node's) bind them before delivery."""
+        if "session-missing" in host.events.handlers:
+            host.fire("session-missing", to=to)
+
     def to_bare(self, host: LocalHost, stanza: Element, to: JID, origin: Any) -> None:
         """A stanza for a user's bare JID; messages nobody handles bounce."""
         if stanza.tag == MESSAGE:
+            if to not in self.sessions:
+                self._look_further(host, to)
             if not host.fire("message/bare", origin=origin, stanza=stanza, to=to):
                 self.bounce(stanza, origin, StanzaError("service-unavailable"))
         elif stanza.tag == PRESENCE:
@@ -162,6 +170,9 @@ class Router:
                 "message/full", origin=origin, stanza=stanza, to=to):
             return
         session = self.sessions.get(to.bare, {}).get(to.resource or "")
+        if session is None and tag != PRESENCE:
+            self._look_further(host, to)
+            session = self.sessions.get(to.bare, {}).get(to.resource or "")
         if tag == MESSAGE:
             if session is not None:
                 session.send(stanza)

@@ -27,6 +27,12 @@ def derive(password: str, hash_name: str, salt: bytes, iterations: int) -> Scram
     """RFC 5802's keys from a password, normalised with SASLprep as clients do."""
     salted = hashlib.pbkdf2_hmac(hash_name, _normalized(password).encode("utf-8"), salt,
                                  iterations)
+    return from_salted_password(salted, hash_name, salt, iterations)
+
+
+def from_salted_password(salted: bytes, hash_name: str, salt: bytes,
+                         iterations: int) -> ScramCredentials:
+    """The keys from RFC 5802's SaltedPassword (what XEP-0480's upgrade task sends)."""
     client_key = hmac.digest(salted, b"Client Key", hash_name)
     stored_key = hashlib.new(hash_name, client_key).digest()
     server_key = hmac.digest(salted, b"Server Key", hash_name)

@@ -22,7 +22,7 @@ from storage.offline import OfflineStore
 from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from storage.uploads import UploadStore
-from xmpp.admin import AdminSocket, describe_sessions, open_admin_socket
+from xmpp.admin import AdminSocket, describe_sessions, live_sessions, open_admin_socket
 from xmpp.config import Config, ConfigError, check_authentication, load_config
 from xmpp.core import ServerCore
 from xmpp.errors import StreamError
@@ -65,6 +65,8 @@ class VireoServer:
         # Prosody's prosody.shutdown(reason): the text of every stream's system-shutdown.
         self.shutdown_reason: str | None = None
         self.core.services.extra["shutdown"] = self.request_shutdown
+        # Every live session (the web admin's listing), as the admin socket sees them.
+        self.core.services.extra["sessions"] = lambda: list(live_sessions(self))
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))
@@ -164,7 +166,7 @@ class VireoServer:
 
     def start_xmpp_listeners(self) -> None:
         """Migrate the database and open every declared non-HTTP listener."""
-        self.db.migrate()
+        self.db.migrate_in_child()
         # Storage is ready and no port is open yet: modules tidy up after a crash.
         self.core.fire_everywhere("server-starting")
         for provider in self.core.providers.net.values():

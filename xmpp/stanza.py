@@ -72,7 +72,33 @@ def escape_attr(value: str) -> str:
     return value
 
 
+class SharedElement(Element):
+    """An element sent unchanged inside many stanzas (e.g. a pubsub event fanned
+    out to every subscriber), its children shared with `original`: written
+    once per namespace scope, then reused. It must not change after it is
+    first sent; copies of it are plain Elements."""
+
+    def __init__(self, original: Element) -> None:
+        super().__init__(original.tag, original.attrib)
+        self.text, self.tail = original.text, original.tail
+        self[:] = original[:]
+        self._wire: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def wire_form(self, scope: str, prefixes: Mapping[str, str]) -> str:
+        key = (scope, tuple(prefixes.items()))
+        wire = self._wire.get(key)
+        if wire is None:
+            plain = Element(self.tag, self.attrib)
+            plain.text = self.text
+            plain[:] = self[:]
+            wire = self._wire[key] = serialize(plain, scope, prefixes)
+        return wire
+
+
 def _write(element: Element, scope: str, prefixes: Mapping[str, str], out: list[str]) -> None:
+    if type(element) is SharedElement:
+        out.append(element.wire_form(scope, prefixes))
+        return
     uri, name = _split(element.tag)
     if uri and uri != scope:
         prefix = prefixes.get(uri)

@@ -160,6 +160,11 @@ class FileShare:
             log.info("%s: removed %d unfinished upload file(s)", self.host, removed)
         return removed
 
+    def delete(self, slot: str) -> bool:
+        """Remove one upload (the web admin): its file, then its record."""
+        removed = self.remove_files(slot)
+        return bool(self.store.delete(self.host, [slot])) and removed
+
     def remove_files(self, slot: str) -> bool:
         """Remove a slot's file and any leftover partial upload; False if one stays."""
         ok = True

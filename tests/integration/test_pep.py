@@ -18,7 +18,7 @@ from xmpp.pubsub import PUBLISH_OPTIONS
 
 PLUGINS = ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163")
 USERS = {name: f"pw-{name}" for name in (
-    "omemo_a", "omemo_b", "caps_a", "caps_b", "limit_a", "storm_a")}
+    "omemo_a", "omemo_b", "caps_a", "caps_b", "limit_a", "storm_a", "roster_a", "roster_b")}
 AXOLOTL = "eu.siacs.conversations.axolotl"
 MOOD = "urn:example:mood"
 ITEM_SIZE = 4096
@@ -30,7 +30,7 @@ def server(tmp_path_factory, databases):
                          extra=f"pep_max_item_size = {ITEM_SIZE}\npep_max_nodes = 20\n",
                          database=databases.config())
     server.create_users(USERS)
-    seed_mutual(server, [("caps_a", "caps_b")])
+    seed_mutual(server, [("caps_a", "caps_b"), ("roster_a", "roster_b")])
     server.start()
     yield server
     assert server.stop() == 0
@@ -136,6 +136,35 @@ def test_notifications_go_by_caps_and_the_last_item_comes_with_presence(server):
         for events in (bob_events, mine_events):
             assert published_text(await asyncio.wait_for(events.get(), 10)) == "later"
         await close(alice, bob, mine)
+
+    run(scenario())
+
+
+def test_a_contact_removed_from_the_roster_gets_no_more_notifications(server):
+    """Broadcasts keep the owner's roster between publishes; a roster change must show."""
+    async def scenario():
+        alice = await login(server, "roster_a", plugins=PLUGINS)
+        bob = await login(server, "roster_b", plugins=PLUGINS)
+        events: asyncio.Queue = asyncio.Queue()
+        bob.add_event_handler("pubsub_publish", events.put_nowait)
+        alice_jid, bob_jid = server.jid("roster_a"), server.jid("roster_b")
+        open_access = options(alice, **{"pubsub#access_model": "open"})
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "1"))
+        await alice["xep_0060"].publish(None, "urn:example:open", options=open_access,
+                                        payload=payload("{urn:example}mood", "open"))
+        for node in (MOOD, "urn:example:open"):
+            await bob["xep_0060"].subscribe(alice_jid, node, subscribee=bob.boundjid.full)
+        while not events.empty():  # the last items, sent on subscription
+            events.get_nowait()
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "2"))
+        assert published_text(await asyncio.wait_for(events.get(), 10)) == "2"
+        await alice.del_roster_item(bob_jid)
+        await alice["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "3"))
+        # The open node's item goes out after "3" would have: bob gets it, not "3".
+        await alice["xep_0060"].publish(None, "urn:example:open", options=open_access,
+                                        payload=payload("{urn:example}mood", "after"))
+        assert published_text(await asyncio.wait_for(events.get(), 10)) == "after"
+        await close(alice, bob)
 
     run(scenario())
 

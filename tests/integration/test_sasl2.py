@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,8 @@ from xmpp.s2s_tls import ssl_pointer
 from xmpp.sasl_ht import initiator_hash, responder_hash, token_key
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-USERS = {"nodejs": "pw-nodejs", "desk": "pw-desk", "raw": "pw-raw"}
-MODULES = ("sasl2", "sasl2_bind2", "sasl2_fast", "websocket")
+USERS = {"nodejs": "pw-nodejs", "desk": "pw-desk", "raw": "pw-raw", "changer": "pw-changer"}
+MODULES = ("sasl2", "sasl2_bind2", "sasl2_fast", "websocket", "register")
 SASL2 = "urn:xmpp:sasl:2"
 FAST = "urn:xmpp:fast:0"
 NODE_TIMEOUT = 30.0
@@ -141,6 +143,16 @@ def tls_client(server) -> RawClient:
     return client
 
 
+@contextlib.contextmanager
+def connected(server) -> Iterator[RawClient]:
+    """A `tls_client`, closed after the block."""
+    client = tls_client(server)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -164,10 +176,11 @@ def condition(answer: bytes) -> str:
     return match.group(1).decode()
 
 
-def fast_token(server, agent_id: str, mechanism: str = "HT-SHA-256-NONE") -> str:
+def fast_token(server, agent_id: str, mechanism: str = "HT-SHA-256-NONE", user: str = "raw",
+               password: str | None = None) -> str:
     client = tls_client(server)
     try:
-        answer = authenticate(client, "PLAIN", f"\0raw\0{USERS['raw']}".encode(),
+        answer = authenticate(client, "PLAIN", f"\0{user}\0{password or USERS[user]}".encode(),
                               user_agent(agent_id) + f"<request-token xmlns='{FAST}' "
                               f"mechanism='{mechanism}'/>")
         match = re.search(rb"token='([^']+)'", answer)
@@ -177,10 +190,10 @@ def fast_token(server, agent_id: str, mechanism: str = "HT-SHA-256-NONE") -> str
         client.close()
 
 
-def fast_login(server, token: str, agent_id: str, fast: str = "") -> bytes:
+def fast_login(server, token: str, agent_id: str, fast: str = "", user: str = "raw") -> bytes:
     client = tls_client(server)
     try:
-        proof = b"raw\0" + initiator_hash(token_key(token))
+        proof = f"{user}\0".encode() + initiator_hash(token_key(token))
         return authenticate(client, "HT-SHA-256-NONE", proof,
                             user_agent(agent_id) + f"<fast xmlns='{FAST}' {fast}/>")
     finally:
@@ -208,6 +221,38 @@ def test_fast_token_replayed_stolen_or_invalidated_is_refused(server):
         assert condition(answer) == "malformed-request"
     finally:
         client.close()
+
+
+def test_fast_tokens_end_when_the_password_changes(server):
+    token = fast_token(server, "agent-pw", user="changer")
+    assert b"<success" in fast_login(server, token, "agent-pw", user="changer")
+    # In-band (XEP-0077) from a session bound by Bind 2.
+    client = tls_client(server)
+    try:
+        answer = authenticate(client, "PLAIN", f"\0changer\0{USERS['changer']}".encode(),
+                              "<bind xmlns='urn:xmpp:bind:0'/>")
+        assert b"<success" in answer, answer
+        client.send("<iq type='set' id='pw'><query xmlns='jabber:iq:register'>"
+                    "<username>changer</username><password>pw-two</password></query></iq>")
+        assert b"type='result'" in client.read_until(rb"id='pw'[^>]*>|id=.pw.")
+    finally:
+        client.close()
+    assert condition(fast_login(server, token, "agent-pw", user="changer")) == "not-authorized"
+    # From the command line (another process), as prosodyctl passwd.
+    token = fast_token(server, "agent-pw", user="changer", password="pw-two")
+    assert b"<success" in fast_login(server, token, "agent-pw", user="changer")
+    changed = server.admin("passwd", f"changer@{server.domain}", input_text="pw-3\npw-3\n")
+    assert changed.returncode == 0, changed.stderr
+    assert condition(fast_login(server, token, "agent-pw", user="changer")) == "not-authorized"
+
+
+def test_no_inline_feature_is_offered_without_its_module(server):
+    # carbons, smacks and csi are not loaded here (test_sasl2_inline.py loads them).
+    with connected(server) as client:
+        features = client.features
+    assert b"<bind xmlns='urn:xmpp:bind:0'/>" in features, features
+    assert b"urn:xmpp:sm:3" not in features and b"urn:xmpp:carbons:2" not in features
+    assert b"urn:xmpp:csi:0" not in features
 
 
 def test_oversized_user_agent_and_too_many_inline_features_are_refused(server):

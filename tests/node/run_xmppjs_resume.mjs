@@ -1,7 +1,7 @@
 // xmpp.js (@xmpp/client) with stream management: log in, cut the socket after the
 // first message, let xmpp.js reconnect and resume, and wait for the second one.
 // Arguments: a JSON object {service, domain, username, password, expect: [bodies]}.
-// Prints JSON lines: {event: "online"}, {event: "cut"}, {event: "resumed"}, then
+// Prints JSON lines: {event: "online", jid}, {event: "cut"}, {event: "resumed"}, then
 // {event: "done", received: [...]} (every body seen, duplicates included) or
 // {event: "failed", error}.
 import { client, xml } from "@xmpp/client";
@@ -56,6 +56,6 @@ xmpp.on("online", async () => {
   for (let i = 0; i < 100 && !xmpp.streamManagement.enabled; i++) await sleep(50);
   await sleep(100);
   await xmpp.send(xml("presence"));
-  say({ event: "online" });
+  say({ event: "online", jid: xmpp.jid.toString() });
 });
 xmpp.start().catch((error) => finish({ event: "failed", error: String(error) }));

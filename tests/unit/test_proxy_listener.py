@@ -283,6 +283,19 @@ def test_table_format():
     assert table[-1] == "3 session(s)"
 
 
+def test_table_format_names_the_node_of_other_nodes_sessions():
+    table = admin.format_sessions([
+        {"kind": "c2s", "id": "alice@example.org/phone", "address": "127.0.0.1", "port": 1,
+         "secure": True, "listener": "c2s"},
+        {"kind": "c2s_remote", "id": "bob@example.org/desk", "node": "n2", "address": None,
+         "port": None, "secure": None, "listener": None},
+    ]).splitlines()
+    assert table[0].split()[-1] == "NODE"
+    assert table[1].split()[-1] == "-"
+    assert table[2].split() == ["c2s_remote", "bob@example.org/desk", "-", "-", "no", "-", "-",
+                                "-", "n2"]
+
+
 def test_socket_path_is_under_data_path(tmp_path):
     assert admin.socket_path(config(tmp_path, 'data_path = "state"\n')) == \
         tmp_path / "state" / "vireo.sock"

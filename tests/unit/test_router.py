@@ -168,6 +168,24 @@ def test_iq_to_a_missing_resource_is_service_unavailable(router, origin):
     assert reply.get("id") == "q1" and reply.get("from") == f"user@{HOST}/gone"
 
 
+@pytest.mark.parametrize("to", [f"user@{HOST}/elsewhere", f"user@{HOST}"])
+def test_a_missing_session_may_be_bound_by_a_session_missing_handler(core, router, origin, to):
+    """What a cluster node does when another node holds the session."""
+    found: list[FakeSession] = []
+
+    def look_up(event) -> None:
+        assert event.to == parse_jid(to)
+        found.append(bound(router, f"user@{HOST}/elsewhere"))
+
+    core.router.hosts[HOST].events.hook("session-missing", look_up)
+    stanza = message(to)
+    router.route(stanza, origin)
+    assert [session.received for session in found] == [[stanza]]
+    assert origin.received == []
+    router.route(message(to), origin)  # found now: no second look
+    assert len(found) == 1
+
+
 def test_presence_to_a_missing_resource_is_dropped(router, origin):
     router.route(presence(f"user@{HOST}/gone"), origin)
     assert origin.received == []

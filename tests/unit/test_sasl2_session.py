@@ -206,7 +206,7 @@ def test_sasl2_after_login_ends_the_stream_and_tasks_are_out_of_order(core):
     session, reader, _ = connect(core)
     session.data_received(f"<next xmlns='{SASL2}' task='HOTP'/>".encode())
     failure, = reader.elements()
-    assert failure.findtext(f"{{{SASL2}}}text") == "No task in progress"
+    assert failure.findtext(f"{{{SASL2}}}text") == "No such task to start"
     authenticate(session, reader, "PLAIN", f"\0alice\0{PASSWORD}".encode(), agent())
     session.data_received(f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'/>".encode())
     error = reader.elements()[-1]

@@ -8,6 +8,7 @@ from xmpp import namespaces as ns
 from xmpp.stanza import (
     STREAM_CLOSE,
     XML_NS,
+    SharedElement,
     escape_attr,
     local_name,
     make_iq_result,
@@ -143,6 +144,24 @@ def test_standalone_serialisation_declares_every_namespace():
     features = Element(f"{{{ns.STREAMS}}}features")
     wire = serialize(features, prefixes={})
     assert wire == f"<features xmlns='{ns.STREAMS}'/>"
+
+
+def test_a_shared_element_is_written_as_the_original_in_every_stanza_and_scope():
+    message = Element(f"{{{ns.CLIENT}}}message", {"to": "a@example.com/r"})
+    event = SubElement(message, "{http://jabber.org/protocol/pubsub#event}event")
+    SubElement(event, "{http://jabber.org/protocol/pubsub#event}items", {"node": "n&1"})
+    event.tail = "after"
+    SubElement(message, f"{{{ns.CLIENT}}}body").text = "<hi>"
+    body = [SharedElement(child) for child in message]
+    for to in ("b@example.com/r", "c@example.com/r"):
+        copy = Element(message.tag, {"to": to})
+        copy[:] = body
+        message.set("to", to)
+        for default_ns, prefixes in ((ns.CLIENT, None), ("", {}), (ns.SERVER, None)):
+            kwargs = {} if prefixes is None else {"prefixes": prefixes}
+            assert serialize(copy, default_ns, **kwargs) == \
+                serialize(message, default_ns, **kwargs)
+    assert shape(roundtrip(copy)) == shape(roundtrip(message))
 
 
 def test_empty_and_text_only_elements():

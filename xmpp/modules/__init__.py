@@ -39,6 +39,7 @@ IMPLEMENTED = {
     "sasl2": "xmpp.modules.sasl2",
     "sasl2_bind2": "xmpp.modules.sasl2_bind2",
     "sasl2_fast": "xmpp.modules.sasl2_fast",
+    "sasl2_scram_upgrade": "xmpp.modules.sasl2_scram_upgrade",
     "smacks": "xmpp.modules.smacks",
     "csi": "xmpp.modules.csi",
     "csi_simple": "xmpp.modules.csi_simple",
@@ -71,6 +72,10 @@ IMPLEMENTED = {
     "vcard4": "xmpp.modules.vcard4",
     "vcard_legacy": "xmpp.modules.vcard_legacy",
     "bookmarks": "xmpp.modules.bookmarks",
+    "invites_page": "xmpp.modules.invites_page",
+    "register_web": "xmpp.modules.register_web",
+    "admin_web": "xmpp.modules.admin_web",
+    "cluster": "xmpp.modules.cluster",
 }
 
 # Names Prosody configs carry whose job the core does itself: loading them is
@@ -88,8 +93,10 @@ GLOBAL_AUTOLOAD = ("c2s", "s2s")
 # Global modules (Prosody's module:set_global()) loaded once when the global
 # modules_enabled names them.
 GLOBAL_ON_REQUEST = ("admin_shell", "limits")
+# A global module loaded when its option is set (Vireo's own: several nodes).
+GLOBAL_BY_OPTION = {"cluster": "cluster"}
 # Global modules named in a host's modules_enabled are ignored there.
-GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD + GLOBAL_ON_REQUEST)
+GLOBAL_ONLY = frozenset(GLOBAL_AUTOLOAD + GLOBAL_ON_REQUEST + tuple(GLOBAL_BY_OPTION))
 
 
 def modules_for(host: LocalHost) -> list[str]:
@@ -109,12 +116,13 @@ def modules_for(host: LocalHost) -> list[str]:
 
 
 def global_modules(config: Config) -> list[str]:
-    """The modules of the global pseudo-host: the listeners, unless disabled, and
-    the global modules the global modules_enabled names."""
+    """The modules of the global pseudo-host: the listeners, unless disabled, the
+    global modules the global modules_enabled names, and those whose option is set."""
     disabled = set(config.get_list("modules_disabled", []))
     enabled = set(config.get_list("modules_enabled", []))
     return [name for name in GLOBAL_AUTOLOAD if name not in disabled] + [
-        name for name in GLOBAL_ON_REQUEST if name in enabled and name not in disabled]
+        name for name in GLOBAL_ON_REQUEST if name in enabled and name not in disabled] + [
+        name for name, option in GLOBAL_BY_OPTION.items() if config.get(option) is not None]
 
 
 def unknown_modules(config: Config) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from xmpp import namespaces as ns
 from xmpp.hosts import IqRequest
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.message import bare_targets
+from xmpp.modules.sasl2_bind2 import offer_inline
 
 NS = "urn:xmpp:carbons:2"
 RULES = "urn:xmpp:carbons:rules:0"
@@ -44,6 +45,14 @@ def setup(m: ModuleContext) -> None:
         m.hook(f"pre-message/{kind}", lambda event: copy_sent(m, event), PRIORITY)
     m.hook("message/bare", lambda event: copy_received(m, event), PRIORITY)
     m.hook("message/full", lambda event: copy_received(m, event), PRIORITY)
+    # Bind 2 (XEP-0386): `<enable/>` inside `<bind/>`; nothing to answer.
+    m.hook("advertise-bind-features", lambda event: offer_inline(event.features, NS))
+
+    def enable_inline(event: Any) -> None:
+        if event.features.find(f"{{{NS}}}enable") is not None:
+            m.session_data(event.session, CarbonsState).enabled = True
+
+    m.hook("enable-bind-features", enable_inline)
 
 
 def toggle(m: ModuleContext, request: IqRequest, enabled: bool) -> None:

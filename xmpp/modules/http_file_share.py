@@ -96,6 +96,8 @@ def setup(m: ModuleContext) -> None:
         base_url=base_url, external=external_url is not None, clock=m.now,
         throttle=failure_throttle(config))
 
+    # The web admin lists and deletes uploads through the service.
+    m.shared(f"file_share:{host}", lambda: share)
     m.depends("disco")
     m.add_identity("store", "file", config.get_str("name", "HTTP File Upload"))
     m.add_feature(NS)

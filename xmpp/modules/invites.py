@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from http_apps.urls import http_url
 from xmpp.moduleapi import ModuleContext
 
 STORE = "invite_token"
@@ -64,9 +65,11 @@ class InviteService:
                   "allow_registration": allow_registration,
                   "additional_data": additional_data, "uri": self._uri(action, jid, token, params),
                   "created_at": created, "expires": expires, "reusable": reusable}
-        if self.landing_page:
-            invite["landing_page"] = self.landing_page.replace("{token}", token) \
-                .replace("{host}", self.host)
+        if self.landing_page and allow_registration:
+            # Prosody's template variables ({token} kept from earlier Vireo configs);
+            # a contact-only invite has no page, as in Prosody.
+            invite["landing_page"] = (self.landing_page.replace("{invite.token}", token)
+                                      .replace("{token}", token).replace("{host}", self.host))
         if allow_registration:
             self.store.set(None, token, invite)
         if action == "roster":
@@ -127,24 +130,45 @@ class InviteService:
             self.store.set(invite.username, invite.token, None)
         self.store.set(None, invite.token, None)
 
+    def revoke(self, token: str) -> bool:
+        """Delete an invite (the web admin); False when there was none."""
+        info = self.store.get(None, token)
+        if not isinstance(info, dict):
+            return False
+        if info.get("type") == "roster":
+            self.store.set(info["jid"].split("@", 1)[0], token, None)
+        self.store.set(None, token, None)
+        return True
+
     def pending_account_invites(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
         return {token: invite for token, invite in self.store.get_all(None).items()
                 if isinstance(invite, dict) and invite.get("expires", 0) > now}
 
 
-def service_for_store(host: str, store: Any, config: Any,
-                      clock: Callable[[], float]) -> InviteService:
+def landing_page_template(config: Any, host: str, modules: list[str]) -> str | None:
+    """`invites_page`, else the page mod_invites_page serves when the host loads it
+    (Prosody's default: its URL followed by "?{invite.token}"; none when
+    `invites_page_external` says the page is elsewhere)."""
+    template = config.get_str("invites_page", None)
+    if template is None and "invites_page" in modules \
+            and not config.get_bool("invites_page_external", False):
+        template = http_url(config.config, host, "invites_page") + "?{invite.token}"
+    return template
+
+
+def service_for_store(host: str, store: Any, config: Any, clock: Callable[[], float],
+                      modules: list[str] = ()) -> InviteService:
     return InviteService(host, store, clock,
                          expiry=config.get_number("invite_expiry", DEFAULT_EXPIRY, min=1),
-                         landing_page=config.get_str("invites_page", None))
+                         landing_page=landing_page_template(config, host, list(modules)))
 
 
 def invites_for(m: ModuleContext) -> InviteService:
     """The invite service of the module's host (loads mod_invites there)."""
     m.depends("invites")
     return m.shared(f"invites:{m.host.name}", lambda: service_for_store(
-        m.host.name, m.open_store(STORE, "map"), m.config, m.now))
+        m.host.name, m.open_store(STORE, "map"), m.config, m.now, m.host.modules))
 
 
 def setup(m: ModuleContext) -> None:

@@ -38,7 +38,11 @@ def setup(m: ModuleContext) -> None:
     invite_only = m.config.get_bool("registration_invite_only", True)
     require_encryption = m.config.get_bool("c2s_require_encryption", True)
 
-    def validated(session: Any) -> Invite | None:
+    def validated(event: Any) -> Invite | None:
+        """The invite of a registration: the web sign-up's, or the stream's preauth."""
+        if getattr(event, "invite", None) is not None:
+            return event.invite
+        session = event.session
         return m.session_data(session, _State).invite if session is not None else None
 
     def features(event: Any) -> None:
@@ -63,7 +67,7 @@ def setup(m: ModuleContext) -> None:
         return True
 
     def registering(event: Any) -> None:
-        invite = validated(event.session)
+        invite = validated(event)
         if invite is None:
             if invite_only:
                 event.allowed = False
@@ -77,11 +81,12 @@ def setup(m: ModuleContext) -> None:
             event.allow_reset = invite.additional_data["allow_reset"]
 
     def registered(event: Any) -> None:
-        invite = validated(event.session)
+        invite = validated(event)
         if invite is None:
             return
         invites.use(invite)
-        m.session_data(event.session, _State).invite = None
+        if event.session is not None:
+            m.session_data(event.session, _State).invite = None
         roles = (invite.additional_data or {}).get("roles")
         if isinstance(roles, dict) and roles:  # Prosody 0.12: the invite's role set
             m.open_store(ROLES_STORE).set(event.username, roles)
@@ -89,7 +94,7 @@ def setup(m: ModuleContext) -> None:
             befriend(m, invite.inviter, event.username)
 
     def password_reset(event: Any) -> None:
-        invite = validated(event.session)
+        invite = validated(event)
         if invite is not None:
             invites.use(invite)
 

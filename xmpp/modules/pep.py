@@ -33,6 +33,7 @@ from xmpp.pubsub import (
     event_message,
     handle_request,
 )
+from xmpp.stanza import SharedElement
 
 # What the account's disco#info says it supports (XEP-0060 features).
 FEATURES = (
@@ -96,11 +97,10 @@ class StoredNodes:
         records = self._items(name).find(self._user, limit=limit, reverse=True)
         return [record.value for record in reversed(records)]
 
-    def add_item(self, name: str, item_id: str, item: Element) -> None:
-        archive = self._items(name)
-        key = archive_key(item_id)
-        archive.delete(self._user, ids=[key])
-        archive.append(self._user, item, datetime.fromtimestamp(self._m.now(), UTC), key=key)
+    def add_item(self, name: str, item_id: str, item: Element,
+                 evicted: Iterable[str] = ()) -> None:
+        self._items(name).replace(self._user, item, datetime.fromtimestamp(self._m.now(), UTC),
+                                  archive_key(item_id), [archive_key(old) for old in evicted])
 
     def remove_items(self, name: str, ids: Iterable[str] | None) -> None:
         archive = self._items(name)
@@ -128,8 +128,11 @@ class Pep:
             max_nodes=config.get_int("pep_max_nodes", 256, min=1),
             item_size=config.get_int("pep_max_item_size", 128 * 1024, min=1024),
             affiliations=config.get_int("pep_max_affiliations", 1000, min=1))
-        self.services: LRUCache[str, Service] = LRUCache(
-            config.get_int("pep_service_cache_size", 1000, min=1))
+        service_cache_size = config.get_int("pep_service_cache_size", 1000, min=1)
+        self.services: LRUCache[str, Service] = LRUCache(service_cache_size)
+        # username -> (roster version, contact -> roster item): a broadcast reads the
+        # version, not the whole roster, while no write (each bumps it) has changed it.
+        self.rosters: LRUCache[str, tuple[int, dict[str, Any]]] = LRUCache(service_cache_size)
         info_size = config.get_int("pep_info_cache_size", 10000, min=1)
         # username -> recipient (full JID) -> the nodes it wants notifications of
         self.recipients: LRUCache[str, dict[str, frozenset[str]]] = LRUCache(info_size)
@@ -162,11 +165,24 @@ class Pep:
 
         def item_of(bare: str) -> Any:
             if not loaded:
-                loaded.append(self.m.typed_store("rosters").get_roster(self.m.host.name,
-                                                                       username))
+                loaded.append(self._roster(username))
             return loaded[0].get(bare)
 
         return _contacts_of(item_of)
+
+    def _roster(self, username: str) -> dict[str, Any]:
+        """The owner's roster, loaded again only when its version has moved (any
+        writer, in any process, bumps it). The version is read first, so a write
+        between the two reads leaves a cache that the next version tells apart."""
+        rosters = self.m.typed_store("rosters")
+        host = self.m.host.name
+        version = rosters.version(host, username)
+        cached = self.rosters.get(username)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        roster = rosters.get_roster(host, username)
+        self.rosters.set(username, (version, roster))
+        return roster
 
     def answer(self, request: IqRequest) -> Element | None:
         stanza = request.stanza
@@ -229,9 +245,11 @@ class Pep:
         if recipients:
             # One message, readdressed for each recipient (as Prosody's broadcaster).
             message = event_message(service.owner, recipients[0], notification)
+            # The <event/> is serialized once for all of them.
+            body = [SharedElement(child) for child in message]
             for jid in recipients:
                 copy = Element(message.tag, dict(message.attrib, to=jid))
-                copy[:] = message[:]
+                copy[:] = body
                 self.m.route(copy)
         if notification.kind in ("items", "retract"):
             # Prosody's service events, for modules that mirror a node (bookmarks).
@@ -346,6 +364,7 @@ class Pep:
         """The account is gone (its rows went with it): so are its services."""
         self.services.pop(username)
         self.recipients.pop(username)
+        self.rosters.pop(username)
 
     # -- disco (XEP-0163 section 6) --------------------------------------------------------
 

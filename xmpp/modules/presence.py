@@ -142,12 +142,17 @@ def track_directed(m: ModuleContext, stanza: Element, session: Any) -> None:
         _state(m, session).directed.discard(stanza.get("to"))
 
 
+def priority_of(stanza: Element) -> int:
+    """A presence's priority, clamped to -128..127; 0 when absent or no number."""
+    try:
+        return max(-128, min(127, int(stanza.findtext(PRIORITY) or 0)))
+    except ValueError:
+        return 0
+
+
 def available(m: ModuleContext, stanza: Element, session: Any) -> None:
     state = _state(m, session)
-    try:
-        state.priority = max(-128, min(127, int(stanza.findtext(PRIORITY) or 0)))
-    except ValueError:
-        state.priority = 0
+    state.priority = priority_of(stanza)
     initial = not state.available
     state.available = True
     broadcast(m, stanza, session.jid)

@@ -84,7 +84,15 @@ class Registration:
         if request.payload.find(q("remove")) is not None:
             raise StanzaError("registration-required")
         username, password = self.credentials(request.payload)
-        address = session.transport.peer[0]
+        self.create(username, password, session.transport.peer[0], session=session)
+
+    def create(self, username: str, password: str, address: str, *, session: Any = None,
+               invite: Any = None, source: str = "mod_register") -> None:
+        """Create an account as in-band registration does, for IBR and the web
+        sign-up alike (`invite`: one the caller has validated, mod_invites_register
+        reads it): pacing per address, `user-registering`, then `user-registered`.
+        Raises StanzaError (condition and text) when refused or taken."""
+        host = self.m.host.name
         now = self.m.now()
         wait = self.wait_for(address, now)
         if wait > 0:
@@ -93,26 +101,26 @@ class Registration:
                 "Too many registrations from this IP address recently", wait), error_type="wait")
         # Prosody's user-registering: a module may refuse (allowed = False, reason)
         # or let an invite reset an existing account's password (allow_reset).
-        registering = self.m.fire_event("user-registering", username=username,
-                                        host=request.host.name, session=session,
+        registering = self.m.fire_event("user-registering", username=username, host=host,
+                                        session=session, invite=invite,
                                         allowed=True, reason=None, allow_reset=None)
         if not registering.allowed:
             # Prosody's answer when a module refuses.
             raise StanzaError("not-acceptable", registering.reason or "Registration refused")
         if registering.allow_reset == username and self.m.users.exists(username):
             self.m.users.set_password(username, password)
-            self.m.fire("user-password-reset", username=username, session=session)
-            self.m.log.info("Password of %s@%s reset by invite", username, request.host.name)
+            self.m.fire("user-password-reset", username=username, session=session, invite=invite)
+            self.m.log.info("Password of %s@%s reset by invite", username, host)
             return
         try:
             self.m.users.create(username, password)
         except AccountExists as error:
             raise StanzaError("conflict", "The username is already taken") from error
-        self.m.fire("user-registered", username=username, host=request.host.name,
-                    session=session, source="mod_register")
+        self.m.fire("user-registered", username=username, host=host, ip=address,
+                    session=session, invite=invite, source=source)
         if self.min_interval and address not in self.allowlist:
             self.last_by_address[address] = now
-        self.m.log.info("Registered %s@%s from %s", username, request.host.name, address)
+        self.m.log.info("Registered %s@%s from %s", username, host, address)
 
     def wait_for(self, address: str, now: float) -> float:
         """Seconds before `address` may register again (0.0: now), as
@@ -166,8 +174,14 @@ class Registration:
             raise StanzaError("not-acceptable", "The requested username is invalid") from error
 
 
+def registration_for(m: ModuleContext) -> Registration:
+    """The registration policy of the module's host (loads mod_register there)."""
+    m.depends("register")
+    return m.shared(f"register:{m.host.name}", lambda: Registration(m))
+
+
 def setup(m: ModuleContext) -> None:
-    registration = Registration(m)
+    registration = registration_for(m)
     m.add_feature(ns.REGISTER)
     m.hook("stream-features", registration.features)
     for target in ("host", "self"):

@@ -2,8 +2,9 @@
 beside RFC 6120's `<mechanisms/>`, the same mechanisms and accounts, no
 stream restart, and inline features hooked in by other modules.
 
-Events (Prosody's names):
-- `advertise-sasl-features` (`origin`, `features`): add children to `<inline/>`.
+Events (Prosody's names, and `sasl2/c2s/tasks`):
+- `advertise-sasl-features` (`origin`, `features`, `authentication`): add
+  children to `<inline/>` (or to `<authentication/>` itself: XEP-0480's upgrades).
 - `stanza/urn:xmpp:sasl:2:authenticate` (`origin`, `stanza`): the request.
   This module reads the `<user-agent/>` at priority 200 and runs the
   exchange at 0; modules in between (Bind 2, FAST) keep what they need from
@@ -13,6 +14,11 @@ Events (Prosody's names):
   becomes authenticated and `success` is made; modules add children in
   between; at -1000 the authorization identifier is added and it is sent
   with the new stream features; below that, modules act on the stream.
+- `sasl2/c2s/tasks` (`session`, `username`, `request`: the `<authenticate/>`,
+  `tasks`): once the mechanism succeeded, modules put `Task`s the client must
+  complete into `tasks` by name; the client is told them in `<continue/>`,
+  picks each with `<next task=.../>` and exchanges `<task-data/>` with it;
+  `<success/>` comes once none is left (XEP-0388's tasks).
 - `sasl2/c2s/failure` (`session`, `failure`).
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
@@ -40,11 +46,36 @@ DAY = 86400
 REMEMBERED_AGENTS = 10000
 
 
+class Task(Protocol):
+    """One XEP-0388 task, run after the mechanism succeeded."""
+
+    def next(self, data: Element | None) -> Element | Failure | None:
+        """Answer `<next/>` (`data` None) or the client's `<task-data/>`: the
+        payload of a `<task-data/>` to send, None once the task is done, or a
+        Failure that ends the login."""
+
+
+@dataclass
+class _Tasks:
+    """A login the mechanism accepted, waiting on tasks."""
+
+    exchange: Any
+    username: str
+    tasks: dict[str, Task]
+    current: str | None = None
+
+
 @dataclass
 class _State:
-    """A session's exchange waiting for the client's next `<response/>`."""
+    """A session's exchange waiting for the client's next `<response/>`, or its
+    tasks waiting for `<next/>` or `<task-data/>`."""
 
     exchange: Any = None
+    request: Element | None = None
+    tasks: _Tasks | None = None
+
+    def reset(self, request: Element | None = None) -> None:
+        self.exchange, self.request, self.tasks = None, request, None
 
 
 def setup(m: ModuleContext) -> None:
@@ -68,13 +99,14 @@ def setup(m: ModuleContext) -> None:
         for name in mechanisms:
             SubElement(authentication, f"{{{NS}}}mechanism").text = name
         inline = Element(f"{{{NS}}}inline")
-        m.fire("advertise-sasl-features", origin=session, session=session, features=inline)
+        m.fire("advertise-sasl-features", origin=session, session=session, features=inline,
+               authentication=authentication)
         if len(inline):
             authentication.append(inline)
 
     def read_request(event: Any) -> bool | None:
         session, auth = event.origin, event.stanza
-        state(session).exchange = None
+        state(session).reset(auth)
         if not auth.get("mechanism"):
             return refuse(session, Failure("malformed-request", "No mechanism"))
         event.exchange = None
@@ -108,6 +140,7 @@ def setup(m: ModuleContext) -> None:
     def respond(event: Any) -> bool:
         session = event.origin
         exchange, state(session).exchange = state(session).exchange, None
+        state(session).tasks = None
         if exchange is None:
             return refuse(session, Failure("malformed-request", "No exchange in progress"))
         try:
@@ -117,21 +150,74 @@ def setup(m: ModuleContext) -> None:
         return outcome(session, exchange, exchange.respond(payload or b""))
 
     def abort(event: Any) -> bool:
-        state(event.origin).exchange = None
+        state(event.origin).reset()
         return refuse(event.origin, Failure("aborted"))
 
-    def no_task(event: Any) -> bool:
-        # No module defines XEP-0388 tasks yet: <next/> and <task-data/> are out of order.
-        state(event.origin).exchange = None
-        return refuse(event.origin, Failure("malformed-request", "No task in progress"))
+    def next_task(event: Any) -> bool:
+        session = event.origin
+        pending = state(session).tasks
+        name = event.stanza.get("task")
+        if pending is None or pending.current is not None or name not in pending.tasks:
+            state(session).reset()
+            return refuse(session, Failure("malformed-request", "No such task to start"))
+        pending.current = name
+        return run_task(session, pending, None)
+
+    def task_data(event: Any) -> bool:
+        session = event.origin
+        pending = state(session).tasks
+        if pending is None or pending.current is None:
+            state(session).reset()
+            return refuse(session, Failure("malformed-request", "No task in progress"))
+        return run_task(session, pending, event.stanza)
+
+    def run_task(session: Any, pending: _Tasks, data: Element | None) -> bool:
+        assert pending.current is not None
+        answer = pending.tasks[pending.current].next(data)
+        if isinstance(answer, Failure):
+            state(session).reset()
+            return refuse(session, answer)
+        if answer is not None:
+            element = Element(f"{{{NS}}}task-data")
+            element.append(answer)
+            session.transport.write(serialize(element).encode())
+            return True
+        del pending.tasks[pending.current]
+        pending.current = None
+        if pending.tasks:
+            send_continue(session, None, pending.tasks)
+        else:
+            state(session).reset()
+            # The mechanism's additional data went out with the first <continue/>.
+            succeed(session, pending.exchange, Success(pending.username, None))
+        return True
+
+    def send_continue(session: Any, data: bytes | None, tasks: dict[str, Task]) -> None:
+        element = Element(f"{{{NS}}}continue")
+        if data is not None:
+            SubElement(element, f"{{{NS}}}additional-data").text = encode_payload(data)
+        names = SubElement(element, f"{{{NS}}}tasks")
+        for name in tasks:
+            SubElement(names, f"{{{NS}}}task").text = name
+        session.transport.write(serialize(element).encode())
+
+    def succeed(session: Any, exchange: Any, result: Success) -> None:
+        m.fire("sasl2/c2s/success", session=session, exchange=exchange,
+               username=result.username, data=result.data, success=None)
 
     def outcome(session: Any, exchange: Any, result: Outcome) -> bool:
         if isinstance(result, Challenge):
             state(session).exchange = exchange
             session.transport.write(serialize(_text_element("challenge", result.data)).encode())
         elif isinstance(result, Success):
-            m.fire("sasl2/c2s/success", session=session, exchange=exchange,
-                   username=result.username, data=result.data, success=None)
+            tasks = m.fire_event("sasl2/c2s/tasks", session=session, username=result.username,
+                                 request=state(session).request, tasks={}).tasks
+            if tasks:
+                state(session).tasks = _Tasks(exchange, result.username, tasks)
+                send_continue(session, result.data, tasks)
+            else:
+                state(session).reset()
+                succeed(session, exchange, result)
         else:
             refuse(session, result)
         return True
@@ -185,8 +271,8 @@ def setup(m: ModuleContext) -> None:
     m.hook(f"stanza/{NS}:authenticate", authenticate)
     m.hook(f"stanza/{NS}:response", respond)
     m.hook(f"stanza/{NS}:abort", abort)
-    m.hook(f"stanza/{NS}:next", no_task)
-    m.hook(f"stanza/{NS}:task-data", no_task)
+    m.hook(f"stanza/{NS}:next", next_task)
+    m.hook(f"stanza/{NS}:task-data", task_data)
     m.hook("sasl2/c2s/failure", send_failure, -1000)
     m.hook("sasl2/c2s/success", make_success, 1000)
     m.hook("sasl2/c2s/success", send_success, -1000)

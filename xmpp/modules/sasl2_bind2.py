@@ -7,9 +7,12 @@ so a device that reconnects takes its old resource back (the older stream
 is replaced), random without a user agent.
 
 Inline features are other modules' (Prosody's events):
-- `advertise-bind-features` (`origin`, `features`): add `<feature var=.../>`.
+- `advertise-bind-features` (`origin`, `features`): add `<feature var=.../>`
+  (`offer_inline`).
 - `enable-bind-features` (`session`, `features`: the request's `<bind/>`,
   `result`: the `<bound/>` to add answers to).
+A session already bound when `<success/>` is made (resumed by stream
+management inside `<authenticate/>`) binds nothing more.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def setup(m: ModuleContext) -> None:
     def bind(event: Any) -> None:
         session = event.session
         request = requested(session).pop("bind", None)
-        if request is None:
+        if request is None or session.jid is not None:
             return
         try:
             jid = session.bind_resource(resource_for(session, request.findtext(TAG)))
@@ -80,6 +83,11 @@ def setup(m: ModuleContext) -> None:
     m.hook(f"stanza/{SASL2}:authenticate", read_request, 150)
     m.hook("sasl2/c2s/success", bind, 100)
     m.hook("sasl2/c2s/success", announce, -1500)
+
+
+def offer_inline(features: Element, var: str) -> None:
+    """Advertise an inline feature (an `advertise-bind-features` handler's answer)."""
+    SubElement(features, f"{{{NS}}}feature", var=var)
 
 
 def resource_for(session: Any, tag: str | None) -> str:

@@ -92,8 +92,8 @@ def setup(m: ModuleContext) -> None:
 
     def check(session: Any, proof: TokenProof, *, count: int | None,
               invalidate: bool) -> bytes | Failure:
-        if not m.users.exists(proof.username):
-            return Failure("not-authorized")
+        # No account lookup: its tokens go with it (user-deleted, and `app.py
+        # deluser` removes the account's store rows), so a token found is an account.
         slot = agent_slot(session.user_agent.id)
         held = tokens.get_all(proof.username)
         for which in (NEW, CURRENT):
@@ -137,8 +137,12 @@ def setup(m: ModuleContext) -> None:
     m.hook("advertise-sasl-features", advertise)
     m.hook(f"stanza/{SASL2}:authenticate", read_request, 100)
     m.hook("sasl2/c2s/success", issue, 75)
-    m.hook("user-deleted", lambda event: tokens.set_keys(
-        event.username, dict.fromkeys(tokens.get_all(event.username))))
+    def revoke_all(event: Any) -> None:
+        # A token stands in for the password: a new password (or no account) ends them all.
+        tokens.set_keys(event.username, dict.fromkeys(tokens.get_all(event.username)))
+
+    m.hook("user-password-changed", revoke_all)
+    m.hook("user-deleted", revoke_all)
 
 
 def agent_slot(agent_id: str) -> str:

@@ -37,6 +37,7 @@ from xml.etree.ElementTree import Element, SubElement
 from xmpp import namespaces as ns
 from xmpp.errors import StanzaError, StreamError
 from xmpp.moduleapi import ModuleContext
+from xmpp.modules.sasl2_bind2 import offer_inline
 from xmpp.smqueue import AckError, AckQueue, parse_h
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
@@ -49,6 +50,8 @@ IQ = f"{{{ns.CLIENT}}}iq"
 STANZAS = frozenset({MESSAGE, PRESENCE, IQ})
 DELAY = f"{{{ns.DELAY}}}delay"
 MODULE = "smacks"
+INLINE = "smacks/sasl2"
+SASL2 = "urn:xmpp:sasl:2"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Options:
             max_old_sessions=config.get_int("smacks_max_old_sessions", 10, min=0))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per session, hibernated ones too
 class SmState:
     """Stream management on one session (moves with it when it is resumed)."""
 
@@ -142,6 +145,7 @@ class SmacksModule:
         m.hook("pre-resource-unbind", self.on_pre_resource_unbind, 10)
         m.hook("delivery/failure", self.on_delivery_failure, -1)
         m.hook("server-stopping", self.on_server_stopping)
+        self.hook_inline()
 
     @property
     def old_sessions(self) -> Any:
@@ -158,14 +162,18 @@ class SmacksModule:
                 SubElement(sm, f"{{{xmlns}}}optional")
 
     def on_enable(self, event: Any) -> bool:
-        session, stanza = event.origin, event.stanza
+        event.origin.send(self.enable(event.origin, event.stanza))
+        return True
+
+    def enable(self, session: Any, stanza: Element) -> Element:
+        """Start stream management on a bound session: `<enabled/>` or `<failed/>`."""
         xmlns = _namespace(stanza.tag)
         if state_of(session) is not None:
-            return _failed(session, xmlns, "unexpected-request")
+            return _failure(xmlns, "unexpected-request")
         if not session.authenticated:
-            return _failed(session, xmlns, "service-unavailable")
+            return _failure(xmlns, "service-unavailable")
         if session.jid is None:
-            return _failed(session, xmlns, "unexpected-request")
+            return _failure(xmlns, "unexpected-request")
         state = SmState(xmlns, AckQueue(self.options.max_queue_size))
         session.module_data[MODULE] = state
         self.m.add_filter(session, "stanzas/in", count_incoming, 999)
@@ -176,8 +184,7 @@ class SmacksModule:
             enabled.attrib.update(id=state.token, resume="true",
                                   max=f"{self.options.hibernation_time:g}")
             self.track(session, state)
-        session.send(enabled)
-        return True
+        return enabled
 
     def track(self, session: Any, state: SmState) -> None:
         """Make the session resumable by its token, within the per-user limit."""
@@ -361,10 +368,20 @@ class SmacksModule:
     # -- resumption ------------------------------------------------------------------
 
     def on_resume(self, event: Any) -> bool:
-        session, stanza = event.origin, event.stanza
+        session = event.origin
+        answer, state = self.resume(session, event.stanza)
+        session.send(answer)
+        if state is not None:
+            self.resend(session, state)
+        return True
+
+    def resume(self, session: Any, stanza: Element) -> tuple[Element, SmState | None]:
+        """Take over the hibernating (or stale) session `stanza` names:
+        `<resumed/>` and its state, or `<failed/>` and None. The caller sends
+        the answer, then `resend`s what the client has not acknowledged."""
         xmlns = _namespace(stanza.tag)
         if session.jid is not None:
-            return _failed(session, xmlns, "unexpected-request")
+            return _failure(xmlns, "unexpected-request"), None
         token = stanza.get("previd", "")
         h = parse_h(stanza.get("h"))
         original = self.registry.get(session.host.name, session.username or "", token) \
@@ -374,19 +391,19 @@ class SmacksModule:
                 and token else None
             if old is not None:
                 self.old_sessions.set(session.username, token, None)
-                return _failed(session, xmlns, "item-not-found", old.get("h"))
-            return _failed(session, xmlns, "item-not-found")
+                return _failure(xmlns, "item-not-found", old.get("h")), None
+            return _failure(xmlns, "item-not-found"), None
         state = state_of(original)
         assert state is not None
         if h is None:
-            return _failed(session, xmlns, "bad-request", state.queue.handled)
+            return _failure(xmlns, "bad-request", state.queue.handled), None
         self.m.log.debug("%s resuming with h=%d; %d acknowledged, %d not", original.jid, h,
                          state.queue.acked, len(state.queue.unacked))
         try:
             state.queue.ack(h)
         except AckError as error:
             self.m.log.warning("%s tried to resume with h=%d: %s", original.jid, h, error)
-            return _failed(session, xmlns, error.condition, state.queue.handled)
+            return _failure(xmlns, error.condition, state.queue.handled), None
         if state.expiry is not None:
             state.expiry.cancel()
             state.expiry = None
@@ -394,8 +411,11 @@ class SmacksModule:
         state.awaiting_ack = state.ack_scheduled = False
         session.take_over(original)
         self.registry.put(session.host.name, session.username, token, session)
-        session.send(Element(f"{{{xmlns}}}resumed",
-                             {"h": str(state.queue.handled), "previd": token}))
+        return Element(f"{{{xmlns}}}resumed",
+                       {"h": str(state.queue.handled), "previd": token}), state
+
+    def resend(self, session: Any, state: SmState) -> None:
+        """After `<resumed/>`: what the client had not acknowledged, again."""
         state.resending = True
         try:
             for queued in list(state.queue.unacked):
@@ -404,7 +424,56 @@ class SmacksModule:
             state.resending = False
         self.m.fire("smacks-hibernation-end", origin=session)
         self.request_ack_if_needed(session, state, force=True)
-        return True
+
+    # -- inside SASL2 and Bind 2 (XEP-0198 section 5, as Prosody's mod_sasl2_sm) -------
+
+    def hook_inline(self) -> None:
+        m = self.m
+        m.hook("advertise-sasl-features",
+               lambda event: SubElement(event.features, f"{{{SM3}}}sm"))
+        m.hook("advertise-bind-features", lambda event: offer_inline(event.features, SM3))
+        m.hook(f"stanza/{SASL2}:authenticate", self.read_inline_resume, 100)
+        # Before Bind 2 (100): a resumed session binds nothing.
+        m.hook("sasl2/c2s/success", self.inline_resume, 110)
+        # Once <success/> is out (-1000): the queue follows it.
+        m.hook("sasl2/c2s/success", self.resend_after_success, -1100)
+        m.hook("enable-bind-features", self.inline_enable)
+
+    def read_inline_resume(self, event: Any) -> None:
+        resume = event.stanza.find(f"{{{SM3}}}resume")
+        if resume is not None:
+            event.origin.module_data[INLINE] = _Inline(resume)
+        else:
+            event.origin.module_data.pop(INLINE, None)
+
+    def inline_resume(self, event: Any) -> None:
+        session = event.session
+        inline = session.module_data.get(INLINE)
+        if inline is not None and inline.resume is not None:
+            self.m.log.debug("%s asks for resumption inside SASL2", session.username)
+            answer, inline.resumed = self.resume(session, inline.resume)
+            inline.resume = None
+            event.success.append(answer)
+
+    def resend_after_success(self, event: Any) -> None:
+        # take_over() kept this stream's own entries, so the request is still there.
+        inline = event.session.module_data.pop(INLINE, None)
+        if inline is not None and inline.resumed is not None:
+            self.resend(event.session, inline.resumed)
+
+    def inline_enable(self, event: Any) -> None:
+        request = event.features.find(f"{{{SM3}}}enable")
+        if request is not None:
+            event.result.append(self.enable(event.session, request))
+
+
+@dataclass
+class _Inline:
+    """A `<resume/>` inside this stream's `<authenticate/>`, then what it resumed
+    (kept under INLINE, beside the SmState that moves with the session)."""
+
+    resume: Element | None
+    resumed: SmState | None = None
 
 
 def count_incoming(stanza: Element, session: Any) -> Element:
@@ -414,13 +483,12 @@ def count_incoming(stanza: Element, session: Any) -> Element:
     return stanza
 
 
-def _failed(session: Any, xmlns: str, condition: str, h: int | None = None) -> bool:
+def _failure(xmlns: str, condition: str, h: int | None = None) -> Element:
     failed = Element(f"{{{xmlns}}}failed")
     if h is not None:
         failed.set("h", str(h))
     SubElement(failed, f"{{{ns.STANZA_ERRORS}}}{condition}")
-    session.send(failed)
-    return True
+    return failed
 
 
 def _namespace(tag: str) -> str:

@@ -21,10 +21,11 @@ def setup(m: ModuleContext) -> None:
     message_type = m.config.get_str("registration_notification_type", "chat") or "chat"
 
     def on_registered(event: Any) -> None:
+        # The registering address (Prosody's event.ip), else the stream's.
         session = getattr(event, "session", None)
         peer = getattr(getattr(session, "transport", None), "peer", None) or ("?",)
         text = fill(template, {"username": event.username, "host": m.host.name,
-                               "ip": str(peer[0])})
+                               "ip": str(getattr(event, "ip", None) or peer[0])})
         for watcher in watchers:
             message = Element(f"{{{ns.CLIENT}}}message",
                               {"type": message_type, "from": sender, "to": watcher})

@@ -1,0 +1,345 @@
+"""Several Vireo nodes as one server (issue 21): three node processes on loopback
+share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
+see presence, and a node killed with SIGKILL loses no accepted message."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from storage.offline import OfflineStore
+from storage.roster import RosterItem, RosterStore
+from tests.integration.clients import close, login, run
+from tests.integration.server_fixture import (
+    ROOT,
+    Databases,
+    ServerProcess,
+    free_port,
+    make_server,
+    spawn_logged,
+    stop_process,
+    wait_for_port,
+)
+from tests.unit.storage_fixtures import POSTGRES_ENV
+from xmpp.stream import parse_stanza
+
+REDIS_ENV = "VIREO_TEST_REDIS_URL"
+NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
+WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
+USERS = {name: f"pw-{name}" for name in (
+    "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
+    "kate", "leo",
+    *(user for pair in WORKER_PAIRS for user in pair))}
+MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
+          ("kate", "leo"),
+          *WORKER_PAIRS]
+BURST = 2000
+
+
+class Cluster:
+    """Node processes of one cluster: one database, one Redis key prefix."""
+
+    def __init__(self, root: Path, redis_url: str, database_lines: str) -> None:
+        self.root = root
+        self.redis_url = redis_url
+        self.database_lines = database_lines
+        self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
+        self.nodes: dict[str, ServerProcess] = {}
+
+    def configure(self, name: str) -> ServerProcess:
+        option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
+                  f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
+        node = make_server(self.root / name, database=self.database_lines, extra=option)
+        node.users.update(USERS)
+        self.nodes[name] = node
+        return node
+
+    def start_node(self, name: str) -> ServerProcess:
+        node = self.configure(name)
+        node.start()
+        return node
+
+    def start_workers(self, name: str, count: int) -> ServerProcess:
+        """`app.py run --workers count`: one port set, `count` nodes behind it."""
+        node = self.configure(name)
+        node.process = spawn_logged([sys.executable, str(ROOT / "app.py"), "-c",
+                                     str(node.config_path), "run", "--workers", str(count)],
+                                    node.directory, cwd=ROOT)
+        wait_for_port(node.c2s_port, node.process)
+        return node
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+        client = redis.Redis.from_url(self.redis_url)
+        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def seed(node: ServerProcess) -> None:
+    """The test accounts and mutual subscriptions, in the cluster's database."""
+    node.create_users(USERS)
+    with node.database() as database:
+        store = RosterStore(database)
+        for one, other in MUTUAL:
+            store.put_item(node.domain, one, RosterItem(node.jid(other), subscription="both"))
+            store.put_item(node.domain, other, RosterItem(node.jid(one), subscription="both"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
+    if not postgres or not redis_url:
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), redis_url, databases.config())
+    try:
+        seed(cluster.start_node("n1"))
+        cluster.start_node("n2")
+        cluster.start_node("n3")
+        yield cluster
+    finally:
+        cluster.stop()
+        databases.drop_all()
+
+
+def from_(jid: str, kind: str = "available"):
+    kinds = ("available", "away", "chat", "dnd", "xa") if kind == "available" else (kind,)
+    return lambda p: str(p["from"]) == jid and p["type"] in kinds
+
+
+def test_users_on_different_nodes_exchange_messages(cluster):
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        alice = await login(n1, "alice", resource="a")
+        bob = await login(n2, "bob", resource="b")
+        # Bob's presence reaching Alice means n1 knows his session.
+        await alice.next_presence(from_(str(bob.boundjid)))
+        alice.send_message(mto=str(bob.boundjid), mbody="to your resource", mtype="chat")
+        got = await bob.next_message()
+        assert got["body"] == "to your resource" and got["from"] == alice.boundjid
+        alice.send_message(mto=n1.jid("bob"), mbody="to your bare JID", mtype="chat")
+        assert (await bob.next_message())["body"] == "to your bare JID"
+        bob.send_message(mto=n1.jid("alice"), mbody="and back", mtype="chat")
+        assert (await alice.next_message())["body"] == "and back"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_subscription_and_presence_across_nodes(cluster):
+    n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+
+    async def scenario():
+        dave = await login(n1, "dave", resource="d")
+        carol = await login(n3, "carol", resource="c")
+        # slixmpp approves the request itself (auto_authorize); the approval and
+        # Dave's presence travel from n1 to Carol on n3.
+        carol.send_presence(pto=n1.jid("dave"), ptype="subscribe")
+        await carol.next_presence(lambda p: p["type"] == "subscribed")
+        await carol.next_presence(from_(str(dave.boundjid)))
+        dave.send_presence(pstatus="gone fishing")
+        await carol.next_presence(lambda p: from_(str(dave.boundjid))(p)
+                                  and p["status"] == "gone fishing")
+        await close(dave)
+        await carol.next_presence(from_(str(dave.boundjid), "unavailable"))
+        await close(carol)
+
+    run(scenario())
+
+
+def test_a_users_resources_on_two_nodes_see_each_other_and_share_by_priority(cluster):
+    n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
+
+    async def scenario():
+        high = await login(n1, "erin", resource="high", presence=False)
+        high.send_presence(ppriority=5)
+        low = await login(n2, "erin", resource="low", presence=False)
+        low.send_presence(ppriority=1)
+        await high.next_presence(from_(str(low.boundjid)))
+        await low.next_presence(from_(str(high.boundjid)))
+        frank = await login(n3, "frank")
+        await frank.next_presence(from_(str(high.boundjid)))
+        await frank.next_presence(from_(str(low.boundjid)))
+        frank.send_message(mto=n1.jid("erin"), mbody="first", mtype="chat")
+        assert (await high.next_message())["body"] == "first"
+        await close(high)
+        await low.next_presence(from_(str(high.boundjid), "unavailable"))
+        await frank.next_presence(from_(str(high.boundjid), "unavailable"))
+        frank.send_message(mto=n1.jid("erin"), mbody="second", mtype="chat")
+        # The higher-priority resource had the first one alone.
+        assert (await low.next_message())["body"] == "second"
+        await close(low, frank)
+
+    run(scenario())
+
+
+def test_same_full_jid_on_another_node_replaces_the_first(cluster):
+    n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
+
+    async def scenario():
+        ivy = await login(n2, "ivy")
+        first = await login(n1, "jack", resource="desk")
+        await ivy.next_presence(from_(str(first.boundjid)))
+        second = await login(n3, "jack", resource="desk")
+        await asyncio.wait_for(first.ended, 10)
+        assert first.stream_errors == ["conflict"]
+        ivy.send_message(mto=str(second.boundjid), mbody="which desk?", mtype="chat")
+        assert (await second.next_message())["body"] == "which desk?"
+        await close(second, ivy)
+
+    run(scenario())
+
+
+def test_a_killed_node_loses_no_accepted_message(cluster):
+    n1 = cluster.nodes["n1"]
+    victim = cluster.start_node("n4")
+    assert victim.process is not None
+
+    async def scenario():
+        gina = await login(victim, "gina", resource="doomed")
+        hank = await login(n1, "hank")
+        await hank.next_presence(from_(str(gina.boundjid)))
+        received: set[str] = set()
+
+        def count(message) -> None:
+            received.add(message["id"])
+            if len(received) == BURST // 5:
+                os.kill(victim.process.pid, signal.SIGKILL)
+
+        gina.add_event_handler("message", count)
+        for number in range(BURST):
+            message = hank.make_message(mto=n1.jid("gina"), mbody=str(number), mtype="chat")
+            message["id"] = f"burst-{number}"
+            message.send()
+            if number % 20 == 0:
+                await asyncio.sleep(0)  # let the clients read meanwhile
+        # The survivors mark the session gone within the heartbeat timeout.
+        await hank.next_presence(from_(str(gina.boundjid), "unavailable"),
+                                 timeout=4 * NODE_TIMEOUT + 10)
+        assert victim.process.poll() == -signal.SIGKILL
+        stored: set[str] = set()
+        expected = {f"burst-{number}" for number in range(BURST)}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not expected <= received | stored and loop.time() < deadline:
+            with n1.database() as database:
+                for xml, _stamp in OfflineStore(database).pop_all(n1.domain, "gina"):
+                    stored.add(parse_stanza(xml).get("id", ""))
+            await asyncio.sleep(0.2)
+        missing = expected - received - stored
+        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+        assert received and stored  # the kill fell mid-burst
+        await close(hank)
+
+    run(scenario(), timeout=120)
+
+
+def test_workers_share_the_ports_and_talk_across_processes(cluster):
+    workers = cluster.start_workers("w", 2)
+
+    async def scenario():
+        # SO_REUSEPORT spreads the twelve connections over both workers.
+        clients = []
+        for one, other in WORKER_PAIRS:
+            first = await login(workers, one)
+            second = await login(workers, other)
+            await first.next_presence(from_(str(second.boundjid)))
+            first.send_message(mto=str(second.boundjid), mbody=f"hello {other}", mtype="chat")
+            assert (await second.next_message())["body"] == f"hello {other}"
+            clients += [first, second]
+        listed = await asyncio.to_thread(workers.sessions)  # worker 0's admin socket
+        kinds = {(row["kind"], row.get("node")) for row in listed}
+        assert ("c2s", None) in kinds and ("c2s_remote", "w-1") in kinds, kinds
+        await close(*clients)
+
+    run(scenario())
+    assert workers.stop() == 0
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, writing every change to its append-only
+    file, to be restarted at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = spawn_logged(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            self.directory, cwd=ROOT)
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
+    postgres = os.environ.get(POSTGRES_ENV)
+    if not postgres or not os.environ.get(REDIS_ENV):
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    store = PrivateRedis(tmp_path)
+    store.start()
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, store.url, databases.config())
+    try:
+        first = cluster.start_node("r1")
+        seed(first)
+        second = cluster.start_node("r2")
+        restarted = asyncio.Event()
+
+        async def scenario():
+            leo = await login(second, "leo")
+            kate = await login(first, "kate")
+            await kate.next_presence(from_(str(leo.boundjid)))
+            received: set[str] = set()
+
+            def count(message) -> None:
+                received.add(message["body"])
+                if len(received) == BURST // 10 and not restarted.is_set():
+                    restarted.set()
+                    store.restart()
+
+            leo.add_event_handler("message", count)
+            for number in range(BURST // 2):
+                kate.send_message(mto=first.jid("leo"), mbody=str(number), mtype="chat")
+                if number % 20 == 0:
+                    await asyncio.sleep(0)
+            expected = {str(number) for number in range(BURST // 2)}
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not expected <= received and loop.time() < deadline:
+                await leo.plugin["xep_0199"].ping(second.domain)  # a round trip, then look
+            assert restarted.is_set()
+            missing = expected - received
+            assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+            await close(kate, leo)
+
+        run(scenario(), timeout=120)
+    finally:
+        cluster.stop()
+        store.stop()
+        databases.drop_all()

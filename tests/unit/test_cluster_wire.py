@@ -1,0 +1,114 @@
+"""The cluster's pure parts: its option, registry entries, stream envelopes, the
+de-duplication window (issue 21)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_options
+from xmpp.cluster.wire import DELIVER, SESSION, DedupWindow, Envelope, SessionEntry
+from xmpp.config import Config, ConfigError, load_config
+from xmpp.modules import global_modules
+from xmpp.workers import check_workers
+
+
+def config_with(tmp_path: Path, line: str) -> Config:
+    path = tmp_path / "vireo.cfg.lua"
+    path.write_text(f'{line}\nVirtualHost "example.com"\n')
+    return load_config(path)
+
+
+def test_no_cluster_option_means_a_single_node(tmp_path):
+    config = config_with(tmp_path, "")
+    assert cluster_options(config) is None
+    assert "cluster" not in global_modules(config)
+
+
+def test_cluster_option_is_read_and_loads_the_module(tmp_path):
+    config = config_with(tmp_path, 'cluster = { redis = "redis://127.0.0.1:6379/0", '
+                                   'node = "n1", node_timeout = 3, prefix = "t:" }')
+    assert cluster_options(config) == ClusterOptions("redis://127.0.0.1:6379/0", "n1", 3.0, "t:")
+    assert global_modules(config)[-1] == "cluster"
+    assert not config.warnings  # a known option
+    defaults = cluster_options(config_with(tmp_path, 'cluster = { redis = "redis://r", '
+                                                     'node = "a" }'))
+    assert defaults is not None and defaults.node_timeout == DEFAULT_NODE_TIMEOUT
+
+
+@pytest.mark.parametrize("value, problem", [
+    ('"redis://r"', "expected a table"),
+    ('{ node = "a" }', "'redis'"),
+    ('{ redis = "http://r", node = "a" }', "'redis'"),
+    ('{ redis = "redis://r" }', "'node'"),
+    ('{ redis = "redis://r", node = "a b" }', "'node'"),
+    ('{ redis = "redis://r", node = "a", node_timeout = 0 }', "'node_timeout'"),
+    ('{ redis = "redis://r", node = "a", node_timeout = "5" }', "'node_timeout'"),
+    ('{ redis = "redis://r", node = "a", nodes = 3 }', "unknown field(s) nodes"),
+])
+def test_bad_cluster_option_is_refused_clearly(tmp_path, value, problem):
+    with pytest.raises(ConfigError) as raised:
+        cluster_options(config_with(tmp_path, f"cluster = {value}"))
+    assert "option 'cluster'" in raised.value.message and problem in raised.value.message
+
+
+def test_session_entry_round_trips():
+    entry = SessionEntry("n1", "abc", 12.5, -3, True, "<presence/>")
+    assert SessionEntry.decode(entry.encode()) == entry
+    assert SessionEntry.decode(entry.encode().encode()) == entry
+    assert json.loads(entry.encode())["node"] == "n1"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xff", b"[]", b"{}", b'{"node": "n", "sid": 1}',
+                                 b'{"node": "n", "sid": "s", "since": "x"}',
+                                 b'{"node": "n", "sid": "s", "since": 1, "priority": 1.5}'])
+def test_malformed_session_entry_is_a_value_error(raw):
+    with pytest.raises(ValueError):
+        SessionEntry.decode(raw)
+
+
+def test_the_later_login_replaces_the_earlier():
+    early, late = SessionEntry("n2", "x", 10.0), SessionEntry("n1", "y", 11.0)
+    assert late.replaces(early) and not early.replaces(late)
+    # Same instant: the node name decides, the same way on every node.
+    tie_a, tie_b = SessionEntry("a", "x", 10.0), SessionEntry("b", "y", 10.0)
+    assert tie_b.replaces(tie_a) and not tie_a.replaces(tie_b)
+    assert not early.replaces(early)
+
+
+def test_envelope_round_trips_through_stream_fields():
+    envelope = Envelope("n1.ab.7", DELIVER, "bob@example.com/phone", "n1", b"<message/>")
+    as_read = {key.encode(): value for key, value in envelope.fields().items()}
+    assert Envelope.from_fields(as_read) == envelope
+    session = Envelope("n1.ab.8", SESSION, "bob@example.com/phone", "n1")
+    assert Envelope.from_fields(session.fields()) == session
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {b"id": b"1", b"kind": b"teleport", b"jid": b"a@b", b"origin": b"n"},
+    {b"id": b"1", b"kind": b"deliver", b"origin": b"n"},
+    {b"id": b"1", b"kind": b"deliver", b"jid": b"a@b", b"origin": b"n", b"data": 5}])
+def test_malformed_envelope_is_a_value_error(fields):
+    with pytest.raises(ValueError):
+        Envelope.from_fields(fields)
+
+
+def test_dedup_window_acts_once_per_id_within_its_size():
+    window = DedupWindow(size=3)
+    assert [window.first_time(i) for i in ("a", "b", "a", "c")] == [True, True, False, True]
+    assert window.first_time("d")  # "a" falls out of the window
+    assert len(window) == 3
+    assert window.first_time("a")
+    assert not window.first_time("d")
+
+
+def test_workers_need_the_cluster_option(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        check_workers(config_with(tmp_path, ""), 2)
+    assert "--workers needs the 'cluster' option" in raised.value.message
+    clustered = config_with(tmp_path, 'cluster = { redis = "redis://r", node = "w" }')
+    check_workers(clustered, 2)
+    with pytest.raises(ConfigError):
+        check_workers(clustered, -1)

@@ -1,0 +1,240 @@
+"""One node's view of Redis: its heartbeat, the session registry, and the streams.
+
+Keys (under the configured prefix):
+  nodes                  set of every node name that ever joined
+  node:NAME              heartbeat, expires after `node_timeout` seconds
+  sessions:BARE          hash resource -> SessionEntry (JSON)
+  users:NAME             set of bare JIDs with an entry of node NAME
+  stream:NAME            the node's inbox (consumer group "vireo")
+  reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import secrets
+from collections.abc import Iterable, Iterator
+
+import gevent
+import redis
+
+from xmpp.cluster.options import ClusterOptions
+from xmpp.cluster.wire import Envelope, SessionEntry
+from xmpp.jid import JID, InvalidJID, parse_jid
+
+GROUP = "vireo"
+BATCH = 200
+SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
+OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
+
+# Delete the resource's entry only if this session wrote it, and forget the user
+# in the node's set once the node holds none of the user's resources.
+_REMOVE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw or cjson.decode(raw)['sid'] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
+  if cjson.decode(other)['node'] == ARGV[3] then return 1 end
+end
+redis.call('SREM', KEYS[2], ARGV[4])
+return 1
+"""
+
+RedisError = redis.RedisError
+
+
+class ClusterNode:
+    """This node's calls to Redis; no XMPP logic beyond JIDs."""
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self.name = options.node
+        self.timeout = options.node_timeout
+        self._prefix = options.prefix
+        self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
+                                          socket_connect_timeout=SOCKET_TIMEOUT)
+        self._remove = self.redis.register_script(_REMOVE)
+        # Envelope ids: unique across restarts of a node with the same name.
+        self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
+
+    def key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    # -- membership ----------------------------------------------------------------
+
+    def join(self) -> None:
+        """Make this node's inbox and announce it (then beat regularly)."""
+        try:
+            self.redis.xgroup_create(self.key("stream", self.name), GROUP, id="0",
+                                     mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.key("nodes"), self.name)
+        # Reaped its own previous run (or was reaped): a later death is reaped anew.
+        pipe.delete(self.key("reaping", self.name))
+        pipe.execute()
+        self.beat()
+
+    def beat(self) -> bool:
+        """Renew the heartbeat; True when it had lapsed (others may have reaped
+        this node meanwhile)."""
+        previous = self.redis.set(self.key("node", self.name), "1",
+                                  ex=math.ceil(self.timeout), get=True)
+        return previous is None
+
+    def nodes(self) -> tuple[list[str], list[str]]:
+        """(live, dead) node names: dead ones joined once and stopped beating."""
+        names = sorted(name.decode() for name in self.redis.smembers(self.key("nodes")))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.key("node", name))
+        beating = pipe.execute()
+        return ([n for n, up in zip(names, beating, strict=True) if up],
+                [n for n, up in zip(names, beating, strict=True) if not up])
+
+    def claim_reaping(self, node: str) -> bool:
+        """Whether this node is the one to reap dead `node` now."""
+        return bool(self.redis.set(self.key("reaping", node), self.name, nx=True,
+                                   ex=math.ceil(self.timeout) * 3))
+
+    # -- the session registry ----------------------------------------------------------
+
+    def put_session(self, jid: JID, entry: SessionEntry) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.key("sessions", str(jid.bare)), jid.resource or "", entry.encode())
+        pipe.sadd(self.key("users", entry.node), str(jid.bare))
+        pipe.execute()
+
+    def remove_session(self, jid: JID, sid: str, node: str) -> None:
+        self._remove(keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
+                     args=[jid.resource or "", sid, node, str(jid.bare)])
+
+    def sessions_of(self, node: str) -> Iterator[tuple[JID, SessionEntry]]:
+        """Every registry entry node `node` wrote (malformed ones are skipped)."""
+        users = sorted(user.decode() for user in self.redis.smembers(self.key("users", node)))
+        for start in range(0, len(users), BATCH):
+            chunk = users[start:start + BATCH]
+            pipe = self.redis.pipeline(transaction=False)
+            for user in chunk:
+                pipe.hgetall(self.key("sessions", user))
+            for user, resources in zip(chunk, pipe.execute(), strict=True):
+                for resource, raw in resources.items():
+                    found = _entry(user, resource.decode(), raw)
+                    if found is not None and found[1].node == node:
+                        yield found
+
+    def sessions_for(self, bare: JID) -> list[tuple[JID, SessionEntry]]:
+        """The registry entries of one user, whichever node wrote them."""
+        resources = self.redis.hgetall(self.key("sessions", str(bare)))
+        return [found for resource, raw in resources.items()
+                if (found := _entry(str(bare), resource.decode(), raw)) is not None]
+
+    def forget_node(self, node: str) -> None:
+        self.redis.delete(self.key("users", node))
+
+    # -- streams ---------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return next(self._ids)
+
+    def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
+        """XADD each (node, envelope) to the node's inbox, in order, in one round
+        trip; retried once on a lost answer with the same ids (consumers drop
+        the duplicates)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for node, envelope in batch:
+            pipe.xadd(self.key("stream", node), envelope.fields())
+        try:
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pipe.execute()
+
+    def receive(self, block_ms: int) -> list[tuple[bytes, Envelope | None]]:
+        """New entries of this node's inbox (None for a malformed one, acked anyway)."""
+        answer = self.redis.xreadgroup(GROUP, self.name, {self.key("stream", self.name): ">"},
+                                       count=BATCH, block=block_ms)
+        return [(entry_id, _envelope(fields)) for _stream, entries in answer or ()
+                for entry_id, fields in entries]
+
+    def orphans(self, node: str, min_idle_ms: int) -> list[tuple[bytes, Envelope | None]]:
+        """Entries of `node`'s inbox nobody will handle: those its consumer took
+        and never acknowledged (idle at least `min_idle_ms`), then those never read."""
+        stream = self.key("stream", node)
+        try:
+            claimed = self.redis.xautoclaim(stream, GROUP, self.name, min_idle_ms, "0-0",
+                                            count=BATCH)[1]
+            unread = self.redis.xreadgroup(GROUP, self.name, {stream: ">"}, count=BATCH)
+        except redis.ResponseError as error:
+            if "NOGROUP" in str(error):
+                return []
+            raise
+        entries = [*claimed, *(entry for _s, batch in unread or () for entry in batch)]
+        return [(entry_id, _envelope(fields)) for entry_id, fields in entries if fields]
+
+    def ack(self, node: str, entry_ids: list[bytes]) -> None:
+        """Acknowledge handled entries and drop them (the stream stays small)."""
+        if entry_ids:
+            stream = self.key("stream", node)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(stream, GROUP, *entry_ids)
+            pipe.xdel(stream, *entry_ids)
+            pipe.execute()
+
+
+def _envelope(fields: dict) -> Envelope | None:
+    try:
+        return Envelope.from_fields(fields)
+    except ValueError:
+        return None
+
+
+def _entry(user: str, resource: str, raw: bytes) -> tuple[JID, SessionEntry] | None:
+    try:
+        return parse_jid(f"{user}/{resource}"), SessionEntry.decode(raw)
+    except (InvalidJID, ValueError):
+        return None
+
+
+class Outbox:
+    """Envelopes on their way to other nodes' inboxes: whoever routes a stanza
+    only queues it, and one greenlet writes everything queued meanwhile in one
+    pipeline (a Redis round trip per batch, not per stanza; order kept).
+
+    While Redis cannot be reached the envelopes wait, retried with their ids
+    (consumers drop what arrives twice), up to `limit`; beyond it the oldest
+    are dropped, and logged."""
+
+    def __init__(self, node: ClusterNode, log: logging.Logger, *,
+                 limit: int = OUTBOX_LIMIT, retry_delay: float = 1.0) -> None:
+        self.node = node
+        self.log = log
+        self.limit = limit
+        self.retry_delay = retry_delay
+        self.queue: list[tuple[str, Envelope]] = []
+        self.flusher: gevent.Greenlet | None = None
+
+    def put(self, node: str, envelope: Envelope) -> None:
+        self.queue.append((node, envelope))
+        if self.flusher is None:
+            self.flusher = gevent.spawn(self.flush)
+
+    def flush(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    self.node.send(batch)
+                except redis.RedisError as error:
+                    self.queue = batch + self.queue
+                    overflow = len(self.queue) - self.limit
+                    if overflow > 0:
+                        del self.queue[:overflow]
+                        self.log.error("Cluster outbox full: %d envelope(s) dropped", overflow)
+                    self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
+                                     len(self.queue), error)
+                    gevent.sleep(self.retry_delay)
+        finally:
+            self.flusher = None

@@ -1,0 +1,117 @@
+"""What nodes write to Redis, as plain values: a session's registry entry, a
+stream envelope, and the window a consumer de-duplicates envelopes with.
+
+Pure: no Redis, no sockets, so the unit tests check the encoding directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Envelope kinds: a stanza for one session, a session bound or changed, a session
+# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin).
+DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEntry:
+    """One bound resource in the registry hash of its bare JID.
+
+    `sid` tells apart two sessions that had the same full JID in turn (only the
+    one that wrote an entry may delete it); `since` orders two logins with the
+    same full JID on different nodes (the later one wins)."""
+
+    node: str
+    sid: str
+    since: float
+    priority: int = 0
+    available: bool = False
+    presence: str | None = None  # the last available presence, serialized
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> SessionEntry:
+        """ValueError for anything that is no entry (a corrupt or foreign key)."""
+        try:
+            data = json.loads(raw)
+        except (TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"not a session entry: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError("not a session entry: not an object")
+        node, sid, since = data.get("node"), data.get("sid"), data.get("since")
+        priority, presence = data.get("priority", 0), data.get("presence")
+        if not (isinstance(node, str) and isinstance(sid, str)
+                and isinstance(since, int | float) and isinstance(priority, int)
+                and (presence is None or isinstance(presence, str))):
+            raise ValueError("not a session entry: fields missing or of the wrong type")
+        return cls(node, sid, float(since), priority, bool(data.get("available")), presence)
+
+    def replaces(self, other: SessionEntry) -> bool:
+        """Whether this login wins over `other` for the same full JID."""
+        return (self.since, self.node, self.sid) > (other.since, other.node, other.sid)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One stream entry: `id` (unique per envelope, kept on retries), `kind`, the
+    full JID it is about, the sender (`origin`, a node) and the payload bytes
+    (a serialized stanza, an encoded entry, a session id)."""
+
+    id: str
+    kind: str
+    jid: str
+    origin: str
+    data: bytes = b""
+
+    def fields(self) -> dict[str, bytes]:
+        return {"id": self.id.encode(), "kind": self.kind.encode(), "jid": self.jid.encode(),
+                "origin": self.origin.encode(), "data": self.data}
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> Envelope:
+        """An envelope from XREADGROUP's field map; ValueError when malformed."""
+        def text(name: str) -> str:
+            value = fields.get(name.encode(), fields.get(name))
+            if not isinstance(value, bytes | str):
+                raise ValueError(f"envelope without {name!r}")
+            return value.decode() if isinstance(value, bytes) else value
+
+        kind = text("kind")
+        if kind not in KINDS:
+            raise ValueError(f"unknown envelope kind {kind!r}")
+        data = fields.get(b"data", fields.get("data", b""))
+        if not isinstance(data, bytes | str):
+            raise ValueError("envelope data is no bytes")
+        return cls(text("id"), kind, text("jid"), text("origin"),
+                   data.encode() if isinstance(data, str) else data)
+
+
+class DedupWindow:
+    """The last `size` envelope ids a consumer handled: at-least-once delivery
+    (a producer retrying an XADD whose answer it lost, an entry claimed again)
+    may hand one envelope over twice; it is acted on once."""
+
+    def __init__(self, size: int = 10000) -> None:
+        assert size > 0
+        self.size = size
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def first_time(self, envelope_id: str) -> bool:
+        """True the first time an id is offered (and records it), False after."""
+        if envelope_id in self._seen:
+            return False
+        self._seen.add(envelope_id)
+        self._order.append(envelope_id)
+        if len(self._order) > self.size:
+            self._seen.discard(self._order.popleft())
+        return True
+
+    def __len__(self) -> int:
+        return len(self._order)

@@ -1,0 +1,71 @@
+"""The web admin at `/admin` (after Prosody's community mod_admin_web and
+ejabberd's web admin): users, live sessions, uploads, invites and the
+`/metrics` figures over the last hour, for the JIDs in `admins` after a login
+with their XMPP password (http_apps.web.admin).
+
+Options: `site_name`; `vireo_admin_web_secret` (signs the session cookie and the
+CSRF tokens; default random per process, so logins end on restart);
+`vireo_admin_web_idle_timeout` (seconds a login stays valid unused, 1800);
+`vireo_admin_web_sample_interval` (seconds between metric samples, 60). Failed
+logins count against the address as SASL failures do
+(`vireo_auth_failure_*`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from http_apps.provider import HttpProvider
+from http_apps.web import admin
+from http_apps.web.admin_sessions import AdminSessions
+from http_apps.web.csrf import CsrfTokens
+from http_apps.web.sparklines import MetricHistory, totals
+from xmpp.auth_throttle import failure_throttle
+from xmpp.jid import JID
+from xmpp.metrics import REGISTRY
+from xmpp.moduleapi import ModuleContext
+from xmpp.modules.adhoc import is_admin
+from xmpp.modules.invites import invites_for
+
+
+def metric_history(m: ModuleContext) -> MetricHistory:
+    """One sampler for the whole server, however many hosts load the module."""
+    def start() -> MetricHistory:
+        history = MetricHistory()
+        interval = m.global_config.get_number("vireo_admin_web_sample_interval", 60.0, min=0.05)
+        m.add_periodic(interval, lambda: history.record(m.now(), totals(REGISTRY)),
+                       first_delay=0.0, what="Sampling metrics for the web admin")
+        return history
+    return m.shared("admin_web:metrics", start)
+
+
+def setup(m: ModuleContext) -> None:
+    config = m.config
+    secret = config.get_str("vireo_admin_web_secret", None) or secrets.token_urlsafe(32)
+    rosters = m.typed_store("rosters")
+    host = m.host.name
+
+    def check_password(jid: JID, password: str) -> bool:
+        users = m.users_of(jid.domain)
+        return users is not None and users.exists(jid.local) and \
+            users.check_password(jid.local, password)
+
+    def upload_services() -> list[Any]:
+        return [share for name, local in m.hosts().items()
+                if "http_file_share" in local.modules
+                and (share := m.shared(f"file_share:{name}", lambda: None)) is not None]
+
+    service = admin.AdminService(
+        host=host, site_name=config.get_str("site_name", host),
+        is_admin=lambda jid: is_admin(m, jid), check_password=check_password,
+        users=m.users, roster_size=lambda user: len(rosters.get_roster(host, user)),
+        sessions=lambda: m.service("sessions")(), invites=invites_for(m),
+        upload_services=upload_services, history=metric_history(m),
+        logins=AdminSessions(secret, config.get_number("vireo_admin_web_idle_timeout", 1800.0,
+                                                       min=1)),
+        throttle=failure_throttle(config), clock=m.now, log=m.log)
+    tokens = CsrfTokens(secret, salt=f"admin_web:{host}")
+    m.provides("http", HttpProvider(
+        name="admin_web", host=host, default_path="/admin", methods=("GET", "POST"), cors=False,
+        make_blueprint=lambda: admin.make_blueprint(service, tokens)))

@@ -1,0 +1,356 @@
+"""Cluster membership (issue 21; Vireo's own, loaded when the `cluster` option is set).
+
+A resource bound on another node is, to this node's router, one more kind of
+session: a `RemoteSession` whose `send` puts the stanza on that node's Redis
+stream and whose `close` asks that node to close it. The router and the modules
+(bare-JID delivery by priority, presence broadcast to the user's own resources,
+probes, admin kicks) then work across nodes unchanged; a remote session carries
+mod_presence's state (priority, availability, last presence) from the registry.
+
+What this module does itself:
+- keeps the registry in Redis (`xmpp.cluster.node`) from the session events
+  (`resource-bind`, outbound presence, `resource-unbind`) and tells the other
+  nodes through their streams, in order with the stanzas;
+- consumes its own stream (one greenlet): delivers stanzas to local sessions,
+  mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
+- beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
+  its sessions are removed and announced unavailable, and its stream's pending
+  and unread entries are delivered to the users' remaining sessions or to
+  offline storage.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import gevent
+
+from xmpp import namespaces as ns
+from xmpp.cluster.node import ClusterNode, Outbox, RedisError
+from xmpp.cluster.options import cluster_options
+from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
+from xmpp.errors import StanzaError, StreamError
+from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.moduleapi import ModuleContext
+from xmpp.modules.presence import MODULE as PRESENCE_MODULE
+from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
+from xmpp.stanza import serialize, with_delay
+from xmpp.stream import parse_stanza
+
+MESSAGE = f"{{{ns.CLIENT}}}message"
+RECEIVE_BLOCK_MS = 1000
+RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
+
+
+@dataclass(slots=True)
+class LocalEntry:
+    """The cluster's note on a local session: its registry id and login time."""
+
+    sid: str
+    since: float
+
+
+class RemoteSession:
+    """A resource bound on another node, as the router and modules see it."""
+
+    kind = "c2s_remote"
+
+    def __init__(self, cluster: Cluster, jid: JID, entry: SessionEntry) -> None:
+        self.cluster = cluster
+        self.jid = jid
+        self.entry = entry
+        self.module_data: dict[str, Any] = {}
+        self.update(entry)
+
+    @property
+    def node(self) -> str:
+        return self.entry.node
+
+    def update(self, entry: SessionEntry) -> None:
+        """Take the presence the registry entry carries (mod_presence's state)."""
+        self.entry = entry
+        self.module_data[PRESENCE_MODULE] = PresenceState(
+            priority=entry.priority, available=entry.available,
+            presence=parse_stanza(entry.presence) if entry.presence else None)
+
+    def send(self, stanza: Element) -> None:
+        self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
+
+    def close(self, error: StreamError | None = None) -> None:
+        reason = {"sid": self.entry.sid, "condition": error.condition if error else None,
+                  "text": error.text if error else None}
+        self.cluster.send_to(self.node, CLOSE, self.jid, json.dumps(reason).encode())
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": self.kind, "id": str(self.jid), "node": self.node, "address": None,
+                "port": None, "secure": None, "listener": None}
+
+
+class Cluster:
+    """This node as a member: registry writes, its stream's consumer, the reaper."""
+
+    def __init__(self, m: ModuleContext, node: ClusterNode) -> None:
+        self.m = m
+        self.node = node
+        self.outbox = Outbox(node, m.log)
+        self.router = m.service("router")
+        self.dedup = DedupWindow()
+        self.peers: list[str] = []  # live nodes but this one, refreshed each beat
+        self.consumer: gevent.Greenlet | None = None
+
+    # -- local sessions -> registry and peers --------------------------------------
+
+    def local(self, session: Any) -> LocalEntry:
+        return self.m.session_data(session, lambda: LocalEntry(secrets.token_hex(8),
+                                                               self.m.now()))
+
+    def note_of(self, session: Any) -> LocalEntry | None:
+        """The cluster's note on a local session that has one (bound, announced)."""
+        return getattr(session, "module_data", {}).get(self.m.name)
+
+    def publish_session(self, session: Any, state: PresenceState | None = None) -> None:
+        note = self.local(session)
+        state = state or PresenceState()
+        entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
+                             state.available,
+                             serialize(state.presence) if state.presence is not None else None)
+        self.write(self.node.put_session, session.jid, entry)
+        self.broadcast(SESSION, session.jid, entry.encode().encode())
+
+    def write(self, action: Callable[..., object], *args: Any) -> None:
+        """A registry write for a local session; a Redis failure is logged, never
+        the session's problem (peers still learn through the outbox, and a lapsed
+        heartbeat writes every session again)."""
+        try:
+            action(*args)
+        except RedisError as error:
+            self.m.log.warning("Cluster registry not updated: %s", error)
+
+    def presence_sent(self, event: Any) -> None:
+        """A local client's broadcast presence: the registry carries its new state
+        (written before mod_presence broadcasts it, so peers see it first)."""
+        stanza, session = event.stanza, event.origin
+        kind = stanza.get("type")
+        if stanza.get("to") or kind not in (None, "unavailable") or session.jid is None:
+            return
+        if kind is None:
+            state = PresenceState(priority_of(stanza), True,
+                                  with_delay(stanza, session.jid.domain, self.m.now()))
+        else:
+            state = PresenceState(priority_of(stanza), False)
+        self.publish_session(session, state)
+
+    def unbound(self, session: Any) -> None:
+        note = self.local(session)
+        self.write(self.node.remove_session, session.jid, note.sid, self.node.name)
+        self.broadcast(UNBIND, session.jid, note.sid.encode())
+
+    def broadcast(self, kind: str, jid: JID, data: bytes) -> None:
+        envelope = self.envelope(kind, jid, data)
+        for peer in self.peers:
+            self.outbox.put(peer, envelope)
+
+    def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
+        self.outbox.put(node, self.envelope(kind, jid, data))
+
+    def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
+        return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
+
+    # -- the mirror of other nodes' sessions ---------------------------------------------
+
+    def mirror(self, jid: JID, entry: SessionEntry) -> None:
+        """Bind (or update) a RemoteSession for another node's session; the later
+        of two logins with one full JID wins, the other is closed (conflict)."""
+        current = self.router.resources(jid.bare).get(jid.resource or "")
+        if isinstance(current, RemoteSession):
+            if current.entry.sid == entry.sid:
+                current.update(entry)
+                return
+            if not entry.replaces(current.entry):
+                return
+            self.router.unbind(current)  # its own node closes it, quietly here
+        elif current is not None:
+            note = self.note_of(current)
+            if note is not None and not entry.replaces(
+                    SessionEntry(self.node.name, note.sid, note.since)):
+                return  # ours is the later login: the other node closes its own
+        self.router.bind(RemoteSession(self, jid, entry), jid)
+
+    def look_up(self, event: Any) -> None:
+        """`session-missing`: a session bound on a peer a moment ago may not have
+        reached this node's stream yet; the registry has it already."""
+        try:
+            entries = self.node.sessions_for(event.to.bare)
+        except RedisError as error:
+            self.m.log.warning("Cluster registry lookup failed: %s", error)
+            return
+        for jid, entry in entries:
+            if entry.node in self.peers and (event.to.resource is None
+                                             or jid.resource == event.to.resource):
+                self.mirror(jid, entry)
+
+    def unmirror(self, jid: JID, sid: str) -> RemoteSession | None:
+        current = self.router.resources(jid.bare).get(jid.resource or "")
+        if isinstance(current, RemoteSession) and current.entry.sid == sid:
+            self.router.unbind(current)
+            return current
+        return None
+
+    def resync(self) -> None:
+        """Mirror every live peer's registry entries (on joining: updates sent
+        before the peers knew of this node are in the registry, not the stream)."""
+        for peer in self.peers:
+            for jid, entry in self.node.sessions_of(peer):
+                self.mirror(jid, entry)
+
+    # -- this node's stream ------------------------------------------------------------
+
+    def consume(self) -> None:
+        while True:
+            try:
+                entries = self.node.receive(RECEIVE_BLOCK_MS)
+                self.handle_all(self.node.name, entries, orphaned=False)
+            except RedisError as error:
+                self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                gevent.sleep(RETRY_DELAY)
+            except Exception:
+                self.m.log.exception("Cluster stream consumer failed; retrying")
+                gevent.sleep(RETRY_DELAY)
+
+    def handle_all(self, node: str, entries: list[tuple[bytes, Envelope | None]],
+                   *, orphaned: bool) -> None:
+        for _entry_id, envelope in entries:
+            if envelope is None:
+                self.m.log.warning("Malformed entry on the stream of %s dropped", node)
+            elif self.dedup.first_time(envelope.id):
+                try:
+                    self.handle(envelope, orphaned)
+                except Exception:
+                    self.m.log.exception("Cluster envelope %s (%s) failed", envelope.id,
+                                         envelope.kind)
+        # Let the sessions' writers run before the entries count as handled.
+        gevent.sleep(0)
+        self.node.ack(node, [entry_id for entry_id, _ in entries])
+
+    def handle(self, envelope: Envelope, orphaned: bool) -> None:
+        try:
+            jid = parse_jid(envelope.jid)
+        except InvalidJID:
+            return
+        if envelope.kind == DELIVER:
+            self.deliver(jid, parse_stanza(envelope.data.decode()))
+        elif orphaned:
+            return  # what a dead node was told about sessions no longer matters
+        elif envelope.kind == SESSION:
+            entry = SessionEntry.decode(envelope.data)
+            if entry.node != self.node.name:
+                self.mirror(jid, entry)
+        elif envelope.kind == UNBIND:
+            self.unmirror(jid, envelope.data.decode())
+        elif envelope.kind == CLOSE:
+            self.close_local(jid, json.loads(envelope.data))
+
+    def deliver(self, jid: JID, stanza: Element) -> None:
+        """A stanza for one of this node's sessions; when that has gone, a chat
+        message goes to the user's bare JID (remaining sessions, else offline
+        storage, RFC 6121 8.5.3.2.1) and the rest is bounced."""
+        session = self.router.resources(jid.bare).get(jid.resource or "")
+        if session is not None and not isinstance(session, RemoteSession):
+            session.send(stanza)
+            return
+        host = self.router.hosts.get(jid.domain)
+        if host is not None and stanza.tag == MESSAGE and \
+                stanza.get("type", "normal") in ("normal", "chat", "headline"):
+            self.router.to_bare(host, stanza, jid.bare, None)
+        else:
+            self.router.bounce(stanza, None, StanzaError("service-unavailable"))
+
+    def close_local(self, jid: JID, reason: dict[str, Any]) -> None:
+        session = self.router.resources(jid.bare).get(jid.resource or "")
+        if session is None or isinstance(session, RemoteSession):
+            return
+        note = self.note_of(session)
+        if note is not None and note.sid == reason.get("sid"):
+            condition = reason.get("condition")
+            session.close(StreamError(condition, reason.get("text")) if condition else None)
+
+    # -- heartbeat and dead nodes -------------------------------------------------
+
+    def beat(self) -> None:
+        """The heartbeat, in a loop of its own so that reaping work never delays it."""
+        if self.node.beat():
+            # Too long without a beat (an overloaded node): the others have
+            # reaped its sessions or will, so it writes them again.
+            self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
+            self.node.join()
+            for resources in list(self.router.sessions.values()):
+                for session in list(resources.values()):
+                    if self.note_of(session) is not None:
+                        self.publish_session(session, session.module_data.get(PRESENCE_MODULE))
+
+    def watch(self) -> None:
+        live, dead = self.node.nodes()
+        self.peers = [name for name in live if name != self.node.name]
+        for name in dead:
+            self.reap(name)
+
+    def reap(self, dead: str) -> None:
+        """A node stopped beating: one survivor removes its sessions and tells
+        their contacts and the users' other resources they are gone; every node
+        then helps drain what was queued for it."""
+        if self.node.claim_reaping(dead):
+            gone = list(self.node.sessions_of(dead))
+            if gone:
+                self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
+            for jid, entry in gone:
+                self.node.remove_session(jid, entry.sid, dead)
+                self.broadcast(UNBIND, jid, entry.sid.encode())
+                self.unmirror(jid, entry.sid)
+                if entry.available:
+                    broadcast(self.m, presence("unavailable", str(jid), ""), jid)
+            self.node.forget_node(dead)
+        self.drain(dead)
+
+    def drain(self, node: str) -> None:
+        min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
+        while entries := self.node.orphans(node, min_idle_ms):
+            self.handle_all(node, entries, orphaned=True)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        # A restart under the same name: the previous run's sessions are gone.
+        self.reap(self.node.name)
+        self.node.join()
+        self.watch()
+        self.resync()
+        self.consumer = gevent.spawn(self.consume)
+        # Peers learn of this node at their next beat: what they changed before
+        # that is in the registry, not in this node's stream.
+        self.m.add_timer(2 * self.node.timeout / 3 + 1, self.resync)
+
+    def stop(self) -> None:
+        if self.consumer is not None:
+            self.consumer.kill(block=False)
+
+
+def setup(m: ModuleContext) -> None:
+    options = cluster_options(m.global_config)
+    assert options is not None, "loaded only when the cluster option is set"
+    cluster = Cluster(m, ClusterNode(options))
+    m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
+    # Above mod_presence, which ends the chain.
+    m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
+    m.hook_each_host("session-missing", cluster.look_up)
+    m.hook("server-started", lambda event: cluster.start())
+    m.hook("server-stopping", lambda event: cluster.stop())
+    # The first beat comes from start().
+    interval = options.node_timeout / 3
+    m.add_periodic(interval, cluster.beat, first_delay=interval, what="Cluster heartbeat")
+    m.add_periodic(interval, cluster.watch, first_delay=interval, what="Cluster watch")
