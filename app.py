@@ -286,20 +286,22 @@ def cmd_import_prosody(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The VirtualHosts' accounts and data as one XEP-0227 document."""
+    from storage.prosody_import import hosts_of
     from storage.userdata import owners, read_user
-    from storage.xep0227 import server_data
+    from storage.xep0227 import is_room, server_data
 
     server = open_accounts(args)
-    hosts = {host.name: [read_user(server.db, host.name, user)
-                         for user in owners(server.db, host.name) if user]
-             for host in server.config.virtual_hosts()}
+    # Components too: a MUC component's rooms are exported.
+    hosts = {host: [read_user(server.db, host, user) for user in owners(server.db, host) if user]
+             for host in hosts_of(server.config)}
     document, left_out = server_data(hosts)
     if args.file:
         Path(args.file).write_text(document, encoding="utf-8")
     else:
         sys.stdout.write(document)
     accounts = sum(1 for users in hosts.values() for data in users if data.material)
-    print(f"Exported {accounts} account(s)", file=sys.stderr)
+    rooms = sum(1 for users in hosts.values() for data in users if is_room(data))
+    print(f"Exported {accounts} account(s), {rooms} room(s)", file=sys.stderr)
     for store, owners_left in sorted(left_out.items()):
         print(f"Not in XEP-0227 form, left out: {store} of {len(owners_left)} account(s)",
               file=sys.stderr)
@@ -310,21 +312,27 @@ def cmd_import_xep0227(args: argparse.Namespace) -> int:
     """Accounts and data from a XEP-0227 file; exit 1 when an account failed."""
     from xml.etree.ElementTree import ParseError
 
-    from storage.prosody_import import ImportReport
+    from storage.prosody_import import ImportReport, hosts_of
+    from storage.stores import StoreFactory
     from storage.userdata import write_user
-    from storage.xep0227 import read_server_data
+    from storage.xep0227 import is_room, read_server_data
 
     server = open_accounts(args)
-    hosts = {host.name for host in server.config.virtual_hosts()}
+    hosts = hosts_of(server.config)  # name -> whether it is a VirtualHost
     report = ImportReport()
     try:
         for host, name, data in read_server_data(args.file):
             label = f"{name}@{host}"
-            if host not in hosts:
-                report.skipped.append((label, "not a VirtualHost in the config"))
+            room = not isinstance(data, Exception) and is_room(data)
+            if host not in hosts or not (hosts[host] or room):
+                report.skipped.append((label, "not a host in the config" if room
+                                       else "not a VirtualHost in the config"))
             elif isinstance(data, Exception):
                 report.failed.append((label, f"{args.file}: {data}"))
             elif write_user(server.db, data):
+                if room:  # listed with the service's persistent rooms
+                    StoreFactory(server.db).open(host, "persistent", "map").set(
+                        None, name, True)
                 report.imported.append((label, data.counts()))
             else:
                 report.present.append(label)
@@ -428,7 +436,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    """prosodyctl mod_invites generate HOST [--reset USER]: print a new invite."""
+    """prosodyctl mod_invites generate HOST [--reset USER | --admin | --role ROLE...]:
+    print a new invite."""
     from storage.stores import StoreFactory
     from xmpp.modules.invites import STORE, service_for_store
 
@@ -439,13 +448,18 @@ def cmd_invite(args: argparse.Namespace) -> int:
         return 1
     invites = service_for_store(args.host, StoreFactory(server.db).open(args.host, STORE, "map"),
                                 host.config, server.now, host.modules)
+    if args.reset and args.roles:
+        print("--role/--admin and --reset are mutually exclusive", file=sys.stderr)
+        return 2
     if args.reset:
         if not server.accounts.exists(args.host, args.reset):
             print(f"No such account {args.reset}@{args.host}", file=sys.stderr)
             return 1
         invite = invites.create_account_reset(args.reset)
     else:
-        invite = invites.create_account()
+        # Prosody 0.12 keeps the roles as a set; the account made with it gets them.
+        invite = invites.create_account(additional_data={
+            "roles": dict.fromkeys(args.roles, True)} if args.roles else None)
     print(invite.get("landing_page") or invite["uri"])
     return 0
 
@@ -482,10 +496,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     report = commands.add_parser("report", help="usage reports: uploads (XEP-0363 file sharing)")
     report.add_argument("what", choices=["uploads"])
     invite = commands.add_parser("invite", help="invitations (prosodyctl mod_invites): "
-                                                "generate HOST [--reset USER]")
+                                                "generate HOST [--reset USER | --admin | "
+                                                "--role ROLE...]")
     invite.add_argument("action", choices=["generate"])
     invite.add_argument("host")
     invite.add_argument("--reset", metavar="USER", help="an invite to reset USER's password")
+    invite.add_argument("--admin", dest="roles", action="append_const", const="prosody:admin",
+                        default=[], help="the new account is an admin (--role prosody:admin)")
+    invite.add_argument("--role", dest="roles", action="append", metavar="ROLE",
+                        help="grant ROLE to the new account (may be given again)")
     export = commands.add_parser("export", help="accounts and data as XEP-0227 XML")
     export.add_argument("file", nargs="?", help="write here instead of to stdout")
     import227 = commands.add_parser("import-xep0227", help="accounts and data from XEP-0227 XML")

@@ -39,6 +39,7 @@ from storage.stores import ArchiveRecord
 from storage.userdata import ScramMaterial, UserData, write_user
 from xmpp import namespaces as ns
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
+from xmpp.muc.names import ROLES
 from xmpp.scram import DEFAULT_ITERATIONS
 from xmpp.stanza import serialize
 
@@ -209,6 +210,41 @@ def _map(name: str, convert: Callable[[LuaValue], Any]) -> Callable[[UserData, L
     return place
 
 
+# Prosody's room settings (room._data) that Vireo's RoomConfig has under the same name.
+ROOM_SETTINGS = ("name", "description", "language", "password", "persistent", "members_only",
+                 "moderated", "changesubject", "whois", "history_length",
+                 "default_history_messages", "allow_member_invites", "archiving")
+
+
+def _room(data: UserData, value: LuaValue) -> None:
+    """A MUC room as Prosody saves it ({jid=, _data={...}, _affiliations={...}}),
+    in the shape Vireo's rooms load (xmpp.muc.room.Room.from_json)."""
+    room = to_json(value)
+    if not isinstance(room, dict) or not isinstance(room.get("_data", {}), dict):
+        raise ValueError("the room is not a table")
+    settings = room.get("_data", {})
+    config = {key: settings[key] for key in ROOM_SETTINGS if key in settings}
+    config["public"] = not settings.get("hidden", False)  # Prosody: public unless hidden
+    roles = settings.get("presence_broadcast")
+    if isinstance(roles, dict):
+        config["presence_broadcast"] = [role for role in ROLES if roles.get(role)]
+    affiliations = room.get("_affiliations") or {}
+    if not isinstance(affiliations, dict):
+        raise ValueError("the room's affiliations are not a table")
+    subject = settings.get("subject")
+    nick = str(settings.get("subject_from") or "").partition("/")[2]
+    data.keyval["config"] = {"config": config, "affiliations": affiliations,
+                             "subject": [subject, nick] if subject else None}
+
+
+def _rooms(data: UserData, value: LuaValue) -> None:
+    """The host's list of persistent rooms: Prosody keys it by room JID, Vireo by node."""
+    if not isinstance(value, LuaTable):
+        raise ValueError("persistent is not a table")
+    data.maps["persistent"] = {text(key, "a room JID").partition("@")[0]: True
+                               for key, on in value.items() if on}
+
+
 def _archive(name: str) -> Callable[[UserData, list[LuaValue]], None]:
     def place(data: UserData, items: list[LuaValue]) -> None:
         data.archives[name] = _records(items)
@@ -226,8 +262,9 @@ DAT_STORES: dict[str, Callable[[UserData, LuaValue], None]] = {
     "private": _map("private", to_element),
     "pep": _map("pep", to_json),
     "account_details": _keyval_json("account_details"),
-    "config": _keyval_json("config"),        # MUC room configurations
-    "persistent": _map("persistent", to_json),  # MUC: the host's list of rooms
+    "roles": _keyval_json("roles"),          # 0.12's role set: {["prosody:admin"] = true}
+    "config": _room,                         # MUC rooms: settings, affiliations
+    "persistent": _rooms,                    # MUC: the host's list of rooms
 }
 LIST_STORES: dict[str, Callable[[UserData, list[LuaValue]], None]] = {
     "offline": _offline,

@@ -2,9 +2,19 @@
 `UserData` (storage.userdata), as Prosody's mod_storage_xep0227 writes it:
 SCRAM material (`urn:xmpp:pie:0#scram`, SHA-1 and, when known, SHA-256),
 roster with pending subscription requests, vCard, private XML, offline
-messages, block list and message archive (`urn:xmpp:pie:0#mam`).
+messages, block list, message archive (`urn:xmpp:pie:0#mam`) and PEP nodes
+(XEP-0227's PEP form: `<pubsub xmlns='...pubsub#owner'>` with each node's
+configuration form, affiliations and subscriptions, `<pubsub
+xmlns='...pubsub'>` with its items).
 
-Other stores (PEP, MUC rooms, ...) are not written; `export_host` names them.
+XEP-0227 has no form for MUC rooms. They go through its extension point (any
+namespace under `<host/>`) as `<room xmlns='urn:xmpp:pie:0#muc' name=NODE/>`
+(the namespace style of the #scram and #mam extensions), holding what the
+proposal for MUC in XEP-0227 (xsf/xeps#1320) lists, each in its XEP-0045 wire
+form: the configuration as a submitted muc#roomconfig form, the affiliations
+as a muc#admin query, the subject as a groupchat message, the room's vCard
+and its archive (as a user's). Other stores are not written; `server_data`
+names them.
 """
 
 from __future__ import annotations
@@ -21,7 +31,14 @@ from storage.roster import RosterItem
 from storage.stores import ArchiveRecord
 from storage.userdata import ScramMaterial, UserData
 from xmpp import namespaces as ns
+from xmpp.errors import StanzaError
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
+from xmpp.modules.pep import archive_key
+from xmpp.muc.names import MUC_ADMIN, MUC_OWNER
+from xmpp.muc.roomconfig import RoomConfig, apply_form, config_form, submitted_fields
+from xmpp.pubsub import DEFAULT_CONFIG, NODE_CONFIG, Limits, parse_form
+from xmpp.pubsub import NS as PUBSUB
+from xmpp.pubsub import config_form as node_config_form
 from xmpp.stanza import serialize
 from xmpp.stream import parse_stanza
 
@@ -32,10 +49,18 @@ MAM = "urn:xmpp:mam:2"
 FORWARD = "urn:xmpp:forward:0"
 PRIVATE = "jabber:iq:private"
 BLOCKING = "urn:xmpp:blocking"
+PIE_MUC = "urn:xmpp:pie:0#muc"
+PUBSUB_OWNER = PUBSUB + "#owner"
+WITH = f"{{{PIE_MUC}}}with"
 VCARD = "vcard-temp"
 EXPORTED_KEYVAL = {"vcard", "blocklist"}
-EXPORTED_MAPS = {"private"}
+EXPORTED_MAPS = {"private", "pep"}
 EXPORTED_ARCHIVES = {"archive"}
+ROOM_KEYVAL = {"config", "vcard_muc"}
+ROOM_ARCHIVES = {"muc_log"}
+# What an import takes: whatever the exporting server kept (its own limits then apply).
+UNBOUNDED = 10**9
+IMPORT_LIMITS = Limits(max_items=UNBOUNDED, affiliations=UNBOUNDED)
 
 
 def _b64(data: bytes) -> str:
@@ -96,17 +121,98 @@ def user_element(data: UserData) -> tuple[Element, list[str]]:
         blocklist = SubElement(user, f"{{{BLOCKING}}}blocklist")
         for jid in blocked:
             SubElement(blocklist, f"{{{BLOCKING}}}item", {"jid": jid})
-    if data.archives.get("archive"):
-        archive = SubElement(user, f"{{{PIE_MAM}}}archive")
-        for record in data.archives["archive"]:
-            result = SubElement(archive, f"{{{MAM}}}result", {"id": record.key})
-            forwarded = SubElement(result, f"{{{FORWARD}}}forwarded")
-            SubElement(forwarded, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(record.when)})
-            if isinstance(record.value, Element):
-                forwarded.append(record.value)
+    _archive_element(user, data.archives.get("archive"))
+    pep = _pep_elements(user, data)
     left = sorted((set(data.keyval) - EXPORTED_KEYVAL) | (set(data.maps) - EXPORTED_MAPS)
-                  | (set(data.archives) - EXPORTED_ARCHIVES))
+                  | (set(data.archives) - EXPORTED_ARCHIVES - pep))
     return user, left
+
+
+def _archive_element(parent: Element, records: list[ArchiveRecord] | None,
+                     keep_with: bool = False) -> None:
+    """`keep_with`: each item's `with` (for a room, the sender's real JID, which the
+    message from the room does not show) in an attribute of the #muc extension."""
+    if not records:
+        return
+    archive = SubElement(parent, f"{{{PIE_MAM}}}archive")
+    for record in records:
+        result = SubElement(archive, f"{{{MAM}}}result", {"id": record.key})
+        if keep_with and record.with_:
+            result.set(WITH, record.with_)
+        forwarded = SubElement(result, f"{{{FORWARD}}}forwarded")
+        SubElement(forwarded, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(record.when)})
+        if isinstance(record.value, Element):
+            forwarded.append(record.value)
+
+
+def _pep_elements(user: Element, data: UserData) -> set[str]:
+    """The account's PEP nodes in XEP-0227's form; the item stores it wrote."""
+    nodes = data.maps.get("pep") or {}
+    if not nodes:
+        return set()
+    owner = SubElement(user, f"{{{PUBSUB_OWNER}}}pubsub")
+    contents = SubElement(user, f"{{{PUBSUB}}}pubsub")
+    for name, node in sorted(nodes.items()):
+        node = node if isinstance(node, dict) else {}
+        form = _submitted(node_config_form(dict(DEFAULT_CONFIG, **node.get("config", {})),
+                                           Limits()))
+        SubElement(owner, f"{{{PUBSUB_OWNER}}}configure", {"node": name}).append(form)
+        if node.get("affiliations"):
+            listed = SubElement(owner, f"{{{PUBSUB_OWNER}}}affiliations", {"node": name})
+            for jid, affiliation in sorted(node["affiliations"].items()):
+                SubElement(listed, f"{{{PUBSUB_OWNER}}}affiliation",
+                           {"jid": jid, "affiliation": affiliation})
+        if node.get("subscribers"):
+            listed = SubElement(owner, f"{{{PUBSUB_OWNER}}}subscriptions", {"node": name})
+            for jid in node["subscribers"]:
+                SubElement(listed, f"{{{PUBSUB_OWNER}}}subscription",
+                           {"jid": jid, "subscription": "subscribed"})
+        items = SubElement(contents, f"{{{PUBSUB}}}items", {"node": name})
+        items.extend(record.value for record in data.archives.get(f"pep_{name}", [])
+                     if isinstance(record.value, Element))
+    return {f"pep_{name}" for name in nodes}
+
+
+def _submitted(form: Element) -> Element:
+    """A configuration form as submitted: each field's var, type and values only."""
+    submitted = Element(form.tag, {"type": "submit"})
+    for field in form.iterfind(f"{{{ns.DATA_FORMS}}}field"):
+        copy = SubElement(submitted, field.tag, {"var": field.get("var", ""),
+                                                  "type": field.get("type", "text-single")})
+        copy.extend(field.findall(f"{{{ns.DATA_FORMS}}}value"))
+    return submitted
+
+
+def room_element(data: UserData) -> tuple[Element, list[str]]:
+    """The <room/> of one MUC room (see the module's docstring), and the stores
+    it could not carry."""
+    stored = data.keyval["config"]
+    room = Element(f"{{{PIE_MUC}}}room", {"name": data.username})
+    config = RoomConfig.from_json(stored.get("config", {}))
+    form = config_form(config, archiving=config.archiving, max_history=UNBOUNDED)
+    SubElement(room, f"{{{MUC_OWNER}}}query").append(_submitted(form))
+    admin = SubElement(room, f"{{{MUC_ADMIN}}}query")
+    for jid, affiliation in sorted((stored.get("affiliations") or {}).items()):
+        SubElement(admin, f"{{{MUC_ADMIN}}}item", {"affiliation": affiliation, "jid": jid})
+    if stored.get("subject"):
+        text, nick = stored["subject"]
+        room_jid = f"{data.username}@{data.host}"
+        subject = SubElement(room, f"{{{ns.CLIENT}}}message", {
+            "type": "groupchat", "from": f"{room_jid}/{nick}" if nick else room_jid})
+        SubElement(subject, f"{{{ns.CLIENT}}}subject").text = text
+    if isinstance(data.keyval.get("vcard_muc"), Element):
+        room.append(data.keyval["vcard_muc"])
+    _archive_element(room, data.archives.get("muc_log"), keep_with=True)
+    left = sorted((set(data.keyval) - ROOM_KEYVAL) | set(data.maps)
+                  | (set(data.archives) - ROOM_ARCHIVES))
+    return room, left
+
+
+def is_room(data: UserData) -> bool:
+    """Whether `data` is a MUC room's (no account; the room's settings in `config`)."""
+    stored = data.keyval.get("config")
+    return data.material is None and isinstance(stored, dict) and "config" in stored \
+        and "destroyed" not in stored
 
 
 def server_data(hosts: dict[str, list[UserData]]) -> tuple[str, dict[str, set[str]]]:
@@ -116,9 +222,12 @@ def server_data(hosts: dict[str, list[UserData]]) -> tuple[str, dict[str, set[st
     for host, users in hosts.items():
         host_element = SubElement(root, f"{{{PIE}}}host", {"jid": host})
         for data in users:
-            if data.material is None:
-                continue  # no account: a room's or the host's own data
-            element, left = user_element(data)
+            if is_room(data):
+                element, left = room_element(data)
+            elif data.material is not None:
+                element, left = user_element(data)
+            else:
+                continue  # the host's own data (e.g. its list of rooms, rebuilt on import)
             host_element.append(element)
             for store in left:
                 left_out.setdefault(store, set()).add(f"{data.username}@{host}")
@@ -129,16 +238,18 @@ def server_data(hosts: dict[str, list[UserData]]) -> tuple[str, dict[str, set[st
 
 
 def read_server_data(path: Any) -> Iterator[tuple[str, str, UserData | Exception]]:
-    """(host, username, data or the error) for each <user/>, one at a time."""
+    """(host, username or room node, data or the error) for each <user/> and
+    <room/>, one at a time."""
     host = ""
+    readers = {f"{{{PIE}}}user": user_data, f"{{{PIE_MUC}}}room": room_data}
     for event, element in iterparse(path, events=("start", "end")):
         if element.tag == f"{{{PIE}}}host" and event == "start":
             host = element.get("jid", "")
-        elif element.tag == f"{{{PIE}}}user" and event == "end":
+        elif element.tag in readers and event == "end":
             name = element.get("name", "")
             try:
-                yield host, name, user_data(host, element)
-            except (ValueError, InvalidJID, binascii.Error) as error:
+                yield host, name, readers[element.tag](host, element)
+            except (ValueError, InvalidJID, binascii.Error, StanzaError) as error:
                 yield host, name, error
             element.clear()
 
@@ -185,8 +296,16 @@ def user_data(host: str, user: Element) -> UserData:
                user.iterfind(f"{{{BLOCKING}}}blocklist/{{{BLOCKING}}}item")]
     if blocked:
         data.keyval["blocklist"] = {str(parse_jid(jid)): True for jid in blocked}
+    records = _records(user, username, host)
+    if records:
+        data.archives["archive"] = records
+    _read_pep(user, data)
+    return data
+
+
+def _records(parent: Element, username: str, host: str) -> list[ArchiveRecord]:
     records = []
-    for result in user.iterfind(f"{{{PIE_MAM}}}archive/{{{MAM}}}result"):
+    for result in parent.iterfind(f"{{{PIE_MAM}}}archive/{{{MAM}}}result"):
         forwarded = result.find(f"{{{FORWARD}}}forwarded")
         delay = forwarded.find(f"{{{ns.DELAY}}}delay") if forwarded is not None else None
         message = forwarded.find(f"{{{ns.CLIENT}}}message") if forwarded is not None else None
@@ -194,10 +313,69 @@ def user_data(host: str, user: Element) -> UserData:
             raise ValueError("an archived message without its stamp or message")
         with_ = message.get("to") if message.get("from", "").startswith(
             f"{username}@{host}") else message.get("from")
+        kept = result.get(WITH)
         records.append(ArchiveRecord(result.get("id", ""), _parse_stamp(delay.get("stamp", "")),
-                                     str(parse_jid(with_ or host).bare), message))
+                                     kept or str(parse_jid(with_ or host).bare), message))
+    return records
+
+
+def _read_pep(user: Element, data: UserData) -> None:
+    nodes: dict[str, dict[str, Any]] = {}
+
+    def node(name: str | None) -> dict[str, Any]:
+        if not name:
+            raise ValueError("a PEP node without a name")
+        return nodes.setdefault(name, {"name": name, "config": {}, "affiliations": {},
+                                       "subscribers": []})
+
+    for configure in user.iterfind(f"{{{PUBSUB_OWNER}}}pubsub/{{{PUBSUB_OWNER}}}configure"):
+        form = configure.find(f"{{{ns.DATA_FORMS}}}x")
+        config = parse_form(form, NODE_CONFIG, IMPORT_LIMITS) if form is not None else {}
+        node(configure.get("node"))["config"] = dict(DEFAULT_CONFIG, **config)
+    owner = f"{{{PUBSUB_OWNER}}}pubsub/{{{PUBSUB_OWNER}}}"
+    for listed in user.iterfind(f"{owner}affiliations"):
+        node(listed.get("node"))["affiliations"] = {
+            str(parse_jid(item.get("jid", "")).bare): item.get("affiliation", "none")
+            for item in listed.findall(f"{{{PUBSUB_OWNER}}}affiliation")}
+    for listed in user.iterfind(f"{owner}subscriptions"):
+        node(listed.get("node"))["subscribers"] = sorted(
+            str(parse_jid(item.get("jid", ""))) for item in
+            listed.findall(f"{{{PUBSUB_OWNER}}}subscription")
+            if item.get("subscription") == "subscribed")
+    now = datetime.now(UTC)
+    for items in user.iterfind(f"{{{PUBSUB}}}pubsub/{{{PUBSUB}}}items"):
+        name = items.get("node")
+        node(name)
+        data.archives[f"pep_{name}"] = [
+            ArchiveRecord(archive_key(item.get("id", "")), now, "", item)
+            for item in items.findall(f"{{{PUBSUB}}}item") if item.get("id")]
+    if nodes:
+        data.maps["pep"] = nodes
+
+
+def room_data(host: str, room: Element) -> UserData:
+    """A <room/> (see the module's docstring) as the room's stores hold it."""
+    node = nodeprep(room.get("name", ""))
+    if not node:
+        raise ValueError("a room without a name")
+    data = UserData(host, node)
+    form = room.find(f"{{{MUC_OWNER}}}query/{{{ns.DATA_FORMS}}}x")
+    config, _changed = apply_form(RoomConfig(), submitted_fields(form) if form is not None
+                                  else {}, archiving_offered=True, max_history=UNBOUNDED)
+    affiliations = {str(parse_jid(item.get("jid", "")).bare): item.get("affiliation", "none")
+                    for item in room.iterfind(f"{{{MUC_ADMIN}}}query/{{{MUC_ADMIN}}}item")}
+    message = room.find(f"{{{ns.CLIENT}}}message")
+    text = message.findtext(f"{{{ns.CLIENT}}}subject") if message is not None else None
+    subject = [text, parse_jid(message.get("from", host)).resource or ""] \
+        if message is not None and text else None
+    data.keyval["config"] = {"config": config.to_json(), "affiliations": affiliations,
+                             "subject": subject}
+    vcard = room.find(f"{{{VCARD}}}vCard")
+    if vcard is not None:
+        data.keyval["vcard_muc"] = vcard
+    records = _records(room, node, host)
     if records:
-        data.archives["archive"] = records
+        data.archives["muc_log"] = records
     return data
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from http_apps.provider import HttpProvider
-from xmpp.errors import StreamError
 from xmpp.moduleapi import ModuleContext
 
 
@@ -37,7 +36,7 @@ def provide_c2s_over_http(m: ModuleContext, *, make_service: Callable[[], Any],
     global_ = m.name in config.get_list("modules_enabled", [])
     if global_ and not first:
         return  # one global app serves every host
-    m.hook("server-stopping", lambda event: service.close_all(StreamError("system-shutdown")))
+    m.hook("server-stopping", lambda event: service.close_all(event.error))
     max_body_size = None
     if limit_body:
         max_body_size = m.service("c2s").stanza_size_limit(None if global_ else m.host)

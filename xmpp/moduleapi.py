@@ -205,12 +205,14 @@ class ModuleContext:
         """The bound sessions of a user, by resource."""
         return self._services.router.resources(bare)
 
-    def online_users(self) -> dict[JID, Mapping[str, Session]]:
-        """This host's users with bound sessions: bare JID -> sessions by resource
-        (Prosody's host.sessions)."""
+    def online_users(self, every_host: bool = False) -> dict[JID, Mapping[str, Session]]:
+        """This host's (or, with `every_host`, every local host's) users with bound
+        sessions: bare JID -> sessions by resource (Prosody's host.sessions)."""
+        hosts = self._services.router.hosts
         return {bare: resources for bare, resources in
                 list(self._services.router.sessions.items())
-                if bare.domain == self.host.name and resources}
+                if resources and (bare.domain == self.host.name
+                                  or (every_host and bare.domain in hosts))}
 
     def hosts(self) -> Mapping[str, LocalHost]:
         """Every local host, by name."""

@@ -62,6 +62,8 @@ class VireoServer:
         self.admin_socket: AdminSocket | None = None
         # Set to ask the process to stop (signals, the admin shell's server:shutdown()).
         self.stopping = gevent.event.Event()
+        # Prosody's prosody.shutdown(reason): the text of every stream's system-shutdown.
+        self.shutdown_reason: str | None = None
         self.core.services.extra["shutdown"] = self.request_shutdown
         # Every live session (the web admin's listing), as the admin socket sees them.
         self.core.services.extra["sessions"] = lambda: list(live_sessions(self))
@@ -101,6 +103,7 @@ class VireoServer:
     def request_shutdown(self, reason: str | None = None) -> None:
         """Ask `app.py run` to stop the server (it calls stop())."""
         log.info("Shutdown requested%s", f": {reason}" if reason else "")
+        self.shutdown_reason = reason
         self.stopping.set()
 
     @property
@@ -194,8 +197,10 @@ class VireoServer:
         self.http_servers += start_proxy_http_servers(self, self.wsgi_app, bind_socket)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close every stream with system-shutdown, then the listeners."""
-        self.core.fire_everywhere("server-stopping")
+        """Close every stream with system-shutdown (the reason given to
+        request_shutdown as its text, as Prosody does), then the listeners."""
+        error = StreamError("system-shutdown", self.shutdown_reason)
+        self.core.fire_everywhere("server-stopping", reason=self.shutdown_reason, error=error)
         if self.http_servers:
             from http_apps.server import stop_http_servers
 
@@ -206,7 +211,7 @@ class VireoServer:
             listener.server.close()
         for listener in self.listeners:
             for session in list(listener.sessions.values()):
-                session.close(StreamError("system-shutdown"))
+                session.close(error)
         for listener in self.listeners:
             listener.stop(timeout=timeout)
         self.db.close()

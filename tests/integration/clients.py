@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from pathlib import Path
@@ -23,6 +24,18 @@ def trusting_context(cert: Path) -> ssl.SSLContext:
     return context
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_context(cert: Path, _version: tuple[int, int]) -> ssl.SSLContext:
+    return trusting_context(cert)
+
+
+def shared_trusting_context(cert: Path) -> ssl.SSLContext:
+    """trusting_context, made once per version of the certificate file: building one
+    (and the system store slixmpp would load otherwise) costs ~0.1 s of CPU, per client."""
+    stat = cert.stat()
+    return _shared_context(cert, (stat.st_mtime_ns, stat.st_size))
+
+
 class TestClient(ClientXMPP):
     """A ClientXMPP that records what it receives in queues tests can await."""
 
@@ -30,8 +43,8 @@ class TestClient(ClientXMPP):
 
     def __init__(self, jid: str, password: str, *, cert: Path, mech: str | None = None,
                  plugins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
-        super().__init__(jid, password, sasl_mech=mech)
-        self.ssl_context = trusting_context(cert)
+        super().__init__(jid, password, sasl_mech=mech,
+                         ssl_context=shared_trusting_context(cert))
         for plugin in plugins:
             self.register_plugin(plugin)
         self.messages: asyncio.Queue = asyncio.Queue()

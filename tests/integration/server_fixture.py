@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, make_url, text
 from storage.accounts import AccountStore
 from storage.db import Database, database_url
 from tests.certs import make_self_signed
+from tests.integration.fork_server import ForkServer
 from xmpp.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,7 @@ class ServerProcess:
     key: Path
     config_path: Path
     process: subprocess.Popen | None = None
+    fork_server: ForkServer | None = None
     users: dict[str, str] = field(default_factory=dict)
     address: str = "127.0.0.1"
 
@@ -114,16 +116,28 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.directory / "server.log"
 
+    def use_fork_server(self) -> None:
+        """Start servers from now on by forking one that has done the imports
+        (tests/integration/fork_server.py), until `stop`."""
+        self.fork_server = ForkServer(ROOT, self.config_path, self.directory / "stderr.log")
+
     def start(self) -> None:
-        self.process = spawn_logged(
-            [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
-            self.directory, cwd=ROOT)
+        if self.fork_server is not None:
+            self.process = self.fork_server.fork()
+        else:
+            self.process = spawn_logged(
+                [sys.executable, str(ROOT / "app.py"), "-c", str(self.config_path), "run"],
+                self.directory, cwd=ROOT)
         wait_for_port(self.c2s_port, self.process, address=self.address)
         if "http" in self.ports:  # the HTTP ports open last
             wait_for_port(self.ports["http"], self.process)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        return stop_process(self.process, timeout)
+        status = stop_process(self.process, timeout)
+        if self.fork_server is not None:
+            self.fork_server, fork_server = None, self.fork_server
+            fork_server.close(timeout)
+        return status
 
     def admin(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from tests.integration.clients import close, login, run, try_login
+from tests.integration.raw_client import raw_login
 from tests.integration.server_fixture import make_server
+from tests.integration.test_operator_modules import other_host_user, two_host_server
 
 USERS = {"ann": "ann-pw", "ben": "ben-pw"}
 
@@ -62,11 +65,25 @@ def test_commands_as_arguments(server):
     assert bad.returncode == 1 and bad.stdout.startswith("! ")
 
 
-def test_interactive_prompt_and_shutdown(server):
-    typed = server.admin("shell", input_text='user:list("localhost")\nnot a command\n'
-                                             'server:shutdown("maintenance")\n')
-    assert typed.returncode == 0, typed.stderr
-    assert "| ann@localhost" in typed.stdout
-    assert "! expected a command like" in typed.stdout
-    assert "OK: Shutdown initiated" in typed.stdout
-    assert server.process.wait(timeout=15) == 0
+def test_interactive_prompt_and_shutdown_with_its_reason_to_every_host(tmp_path):
+    server = two_host_server(tmp_path / "shell", modules=("admin_shell",))
+    server.create_users(USERS)
+    server.start()
+    ann, _features = raw_login(server, "ann")
+    cid = other_host_user(server)
+    try:
+        typed = server.admin("shell", input_text='user:list("localhost")\nnot a command\n'
+                                                 'server:shutdown("maintenance")\n')
+        assert typed.returncode == 0, typed.stderr
+        assert "| ann@localhost" in typed.stdout
+        assert "! expected a command like" in typed.stdout
+        assert "OK: Shutdown initiated" in typed.stdout
+        # Prosody's prosody.shutdown(reason): the reason ends every stream.
+        for client in (ann, cid):
+            assert re.search(rb"<system-shutdown [^>]*/><text [^>]*>maintenance</text>",
+                             client.read_to_close())
+        assert server.process.wait(timeout=15) == 0
+    finally:
+        ann.close()
+        cid.close()
+        server.stop()

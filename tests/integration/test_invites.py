@@ -91,6 +91,39 @@ def test_reset_invite_sets_a_new_password(server):
     run(logs_in_with_new_password())
 
 
+def test_invite_with_a_role_makes_an_account_holding_it(server):
+    """prosodyctl mod_invites generate HOST --admin (0.12): the account made with
+    the invite is an admin, one made with another role or none is not."""
+    refused = server.admin("invite", "generate", "localhost", "--reset", "ann", "--admin")
+    assert refused.returncode == 2
+    assert "--role/--admin and --reset are mutually exclusive" in refused.stderr
+    for user, options in (("chief", ["--admin"]), ("member", ["--role", "prosody:member"]),
+                          ("plain", [])):
+        made = server.admin("invite", "generate", "localhost", *options)
+        assert made.returncode == 0, made.stderr
+        _, _, done = register_with(server, token_of(made.stdout), user, f"{user}-pw")
+        assert done.get("type") == "result", tostring(done)
+        server.users[user] = f"{user}-pw"
+
+    async def commands_offered(user: str) -> list[str]:
+        client = await login(server, user, plugins=("xep_0030", "xep_0050", "xep_0004"),
+                             presence=False)
+        items = await client["xep_0030"].get_items(jid="localhost", node=COMMANDS)
+        await close(client)
+        return sorted(item[1] for item in items["disco_items"]["items"])
+
+    async def scenario():
+        assert await commands_offered("chief") == await commands_offered("boss") == [
+            "urn:xmpp:invite#create-account", "urn:xmpp:invite#invite"]
+        for user in ("member", "plain"):
+            assert await commands_offered(user) == ["urn:xmpp:invite#invite"]
+
+    run(scenario())
+
+
+COMMANDS = "http://jabber.org/protocol/commands"
+
+
 async def command(client, node: str):
     iq = await client["xep_0050"].send_command(JID("localhost"), node)
     return iq["command"]["form"].get_values()

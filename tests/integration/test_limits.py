@@ -1,9 +1,11 @@
 """mod_limits: a client over its c2s budget is paused, not dropped; other
 connections and `unlimited_jids` are unaffected. The same for server links we
-dial (`s2sout`), with `unlimited_jids` naming a remote domain."""
+dial (`s2sout`) and links a remote server opens (`s2sin`), with
+`unlimited_jids` naming a remote domain."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -76,12 +78,15 @@ S2S_PAYLOAD = READ_SIZE + 3 * RATE
 
 @pytest.fixture
 def federating(tmp_path, dns):
-    """A server whose dialled links are limited, and a listening socket the
-    test answers on for each peer domain (dns sends the server there)."""
+    """A server whose dialled and incoming links are limited, and a listening
+    socket the test answers on for each peer domain (dns sends the server there)."""
     server = make_server(tmp_path / "s2sout", s2s=True, modules=("limits",), extra=f"""
 unbound = {{ forward = "{dns.forward}" }}
 s2s_require_encryption = false
-limits = {{ s2sout = {{ rate = "10kb/s", burst = "1s" }} }}
+limits = {{
+    s2sout = {{ rate = "10kb/s", burst = "1s" }},
+    s2sin = {{ rate = "10kb/s", burst = "1s" }},
+}}
 unlimited_jids = {{ "{FAST_PEER}" }}
 """)
     peers = {}
@@ -98,15 +103,25 @@ unlimited_jids = {{ "{FAST_PEER}" }}
     server.stop()
 
 
-def dialled_and_authenticated(listener: socket.socket, domain: str) -> RawClient:
-    """Accept the server's link to `domain` and say yes to its dialback key."""
+def peer_header(domain: str) -> str:
+    return (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            f"xmlns:stream='http://etherx.jabber.org/streams' "
+            f"xmlns:db='jabber:server:dialback' from='{domain}' to='localhost' "
+            f"id='peer-{domain}' version='1.0'>")
+
+
+def accepted_with_dialback(listener: socket.socket, domain: str) -> RawClient:
+    """Accept a link the server dials to `domain`; offer it dialback (no TLS)."""
     peer = RawClient.accepted(listener.accept()[0])
     peer.read_until(rb"<stream:stream[^>]*>")
-    peer.send(f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-              f"xmlns:stream='http://etherx.jabber.org/streams' "
-              f"xmlns:db='jabber:server:dialback' from='{domain}' to='localhost' "
-              f"id='peer-{domain}' version='1.0'><stream:features>"
-              f"<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
+    peer.send(peer_header(domain) + "<stream:features>"
+              "<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
+    return peer
+
+
+def dialled_and_authenticated(listener: socket.socket, domain: str) -> RawClient:
+    """Accept the server's link to `domain` and say yes to its dialback key."""
+    peer = accepted_with_dialback(listener, domain)
     peer.read_until(rb"</db:result>")
     peer.send(f"<db:result from='{domain}' to='localhost' type='valid'/>")
     peer.read_until(b"</message>")  # the stanza that made the server dial
@@ -134,3 +149,29 @@ def test_dialled_links_are_limited_unless_the_domain_is_unlimited(federating):
     finally:
         alice.close()
 
+
+
+def incoming_and_authenticated(server, listener: socket.socket, domain: str) -> RawClient:
+    """Open a link to the server as `domain` and authenticate it with dialback:
+    the server asks `domain`'s authoritative server (the test, on `listener`)
+    to verify the key, and the test says yes."""
+    peer = RawClient(server.ports["s2s"])
+    peer.send(peer_header(domain))
+    peer.read_until(rb"</stream:features>")
+    peer.send(f"<db:result from='{domain}' to='localhost'>{'ab' * 32}</db:result>")
+    authority = accepted_with_dialback(listener, domain)
+    verify = authority.read_until(rb"</db:verify>")
+    stream_id = re.search(rb"<db:verify[^>]*\sid=['\"]([^'\"]+)", verify).group(1).decode()
+    authority.send(f"<db:verify from='{domain}' to='localhost' id='{stream_id}' "
+                   f"type='valid'/>")
+    peer.read_until(rb"<db:result[^>]*type=['\"]valid['\"]")
+    authority.close()
+    return peer
+
+
+def test_incoming_links_are_limited_unless_the_domain_is_unlimited(federating):
+    server, peers = federating
+    slow = incoming_and_authenticated(server, peers[SLOW_PEER], SLOW_PEER)
+    fast = incoming_and_authenticated(server, peers[FAST_PEER], FAST_PEER)
+    assert close_after_flood(fast) < 1.0
+    assert close_after_flood(slow) >= (S2S_PAYLOAD - READ_SIZE - RATE) / RATE * 0.8

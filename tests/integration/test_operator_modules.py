@@ -14,9 +14,13 @@ from xml.etree.ElementTree import Element
 import pytest
 from slixmpp import JID
 
+from storage.accounts import AccountStore
+from tests.certs import make_self_signed
 from tests.integration.clients import close, login, run, try_login
+from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
 from tests.integration.test_registration import raw_register
+from xmpp import namespaces as ns
 
 USERS = {"boss": "boss-pw", "ann": "ann-pw", "ben": "ben-pw"}
 SECRET = "turn-secret"
@@ -163,11 +167,12 @@ def test_admin_commands_and_announce(server):
     run(scenario())
 
 
-def test_admin_shutdown_announces_then_waits_for_the_delay(tmp_path):
-    server = make_server(tmp_path / "shutdown", modules=("admin_adhoc",),
-                         extra='admins = { "boss@localhost" }')
+def test_admin_shutdown_announces_to_every_host_then_waits_for_the_delay(tmp_path):
+    server = two_host_server(tmp_path / "shutdown", modules=("admin_adhoc",),
+                             extra='admins = { "boss@localhost" }')
     server.create_users({"boss": "boss-pw", "ann": "ann-pw"})
     server.start()
+    cid = other_host_user(server)
 
     async def scenario() -> float:
         boss = await login(server, "boss", plugins=PLUGINS)
@@ -181,6 +186,9 @@ def test_admin_shutdown_announces_then_waits_for_the_delay(tmp_path):
         notice = await ann.next_message()
         assert (notice["type"], notice["subject"], notice["body"]) == (
             "headline", "Server is shutting down", "Back in five minutes")
+        other = await asyncio.to_thread(cid.read_stanza)
+        assert (other.get("type"), other.findtext(f"{{{ns.CLIENT}}}body")) == (
+            "headline", "Back in five minutes")
         assert server.process.poll() is None
         await close(boss, ann)
         return asked
@@ -190,7 +198,29 @@ def test_admin_shutdown_announces_then_waits_for_the_delay(tmp_path):
         server.process.wait(timeout=20)
         assert time.monotonic() - asked >= 3
     finally:
+        cid.close()
         server.stop()
+
+
+OTHER_HOST = "other.localhost"
+
+
+def two_host_server(directory, **options):
+    """A server with a second VirtualHost, its certificate naming both hosts."""
+    server = make_server(directory, host_extra=f'VirtualHost "{OTHER_HOST}"', **options)
+    make_self_signed(directory, server.domain, [OTHER_HOST])
+    return server
+
+
+def other_host_user(server) -> RawClient:
+    """cid@other.localhost, available (a raw client reading stanzas)."""
+    with server.database() as database:
+        AccountStore(database).create(OTHER_HOST, "cid", "cid-pw")
+    client = RawClient(server.c2s_port)
+    client.login(OTHER_HOST, server.cert, "cid", "cid-pw")
+    client.send("<presence/>")
+    assert client.read_stanza().tag == f"{{{ns.CLIENT}}}presence"  # its echo
+    return client
 
 
 def test_registration_welcome_watchers_and_tombstone(server):

@@ -16,6 +16,8 @@ from storage.prosody_import import MAX_ROSTER_ITEMS, ProsodyImporter
 from storage.roster import RosterStore
 from storage.stores import StoreFactory
 from tests.unit import storage_fixtures
+from xmpp.modules.adhoc import ADMIN_ROLE, ROLES_STORE
+from xmpp.muc.room import Room, RoomPolicy
 from xmpp.scram import derive
 
 db_url = storage_fixtures.db_url
@@ -139,13 +141,16 @@ def test_stores_and_unplaced_kinds(db: Database, tmp_path: Path) -> None:
     put(tmp_path, "pep_urn%3axmpp%3aavatar%3adata", "alice",
         'item({ name = "item", attr = { id = "a1", xmlns = "http://jabber.org/protocol/pubsub" },'
         ' key = "a1", when = 1700000000, with = "" });', ext="list")
+    put(tmp_path, "roles", "alice", 'return { ["prosody:admin"] = true };')
     put(tmp_path, "smacks_h", "alice", "return { h = 1 };")
     report = run_import(db, tmp_path)
-    assert report.imported == [(f"alice@{HOST}", {"vcard": 1,
+    assert report.imported == [(f"alice@{HOST}", {"vcard": 1, "roles": 1,
                                                   "pep_urn:xmpp:avatar:data": 1})]
     assert report.skipped == [(HOST, "1 file(s) of smacks_h (dat), which Vireo does not "
                                      "place yet")]
-    assert count(db, KeyValItem, "alice") == 1
+    assert count(db, KeyValItem, "alice") == 2
+    # Prosody 0.12's roles, where is_admin (xmpp/modules/adhoc.py) reads them.
+    assert StoreFactory(db).open(HOST, ROLES_STORE).get("alice") == {ADMIN_ROLE: True}
     again = run_import(db, tmp_path)
     assert (again.imported, again.present) == ([], [f"alice@{HOST}"])
 
@@ -155,7 +160,10 @@ def test_muc_rooms_on_a_component(db: Database, tmp_path: Path) -> None:
     rooms = tmp_path / encode_name(muc)
     (rooms / "config").mkdir(parents=True)
     (rooms / "config" / "tea.dat").write_text(
-        'return { jid = "tea@conference.old.example", _data = { subject = "Tea" },'
+        'return { jid = "tea@conference.old.example", _data = { subject = "Tea",'
+        ' subject_from = "tea@conference.old.example/Al", name = "Tea room",'
+        ' persistent = true, members_only = true, hidden = true,'
+        ' presence_broadcast = { moderator = true, participant = true } },'
         ' _affiliations = { ["alice@old.example"] = "owner" } };')
     (rooms / "persistent.dat").write_text('return { ["tea@conference.old.example"] = true };')
     (rooms / "muc_log").mkdir()
@@ -168,9 +176,15 @@ def test_muc_rooms_on_a_component(db: Database, tmp_path: Path) -> None:
     assert report.failed == []
     assert sorted(owner for owner, _ in report.imported) == [muc, f"tea@{muc}"]
     stores = StoreFactory(db)
-    assert stores.open(muc, "config").get("tea")["_affiliations"] == {
-        "alice@old.example": "owner"}
-    assert stores.open(muc, "persistent", "map").get(None, "tea@conference.old.example") is True
+    room = Room.from_json(f"tea@{muc}", stores.open(muc, "config").get("tea"), RoomPolicy(),
+                          new_id=lambda: "id")
+    assert room.affiliations == {"alice@old.example": "owner"}
+    assert room.subject == ("Tea", "Al")
+    assert (room.config.name, room.config.persistent, room.config.members_only,
+            room.config.public, room.config.presence_broadcast) == (
+        "Tea room", True, True, False, ("participant", "moderator"))
+    # Listed by node, as Vireo's rooms are (Prosody lists them by JID).
+    assert stores.open(muc, "persistent", "map").get_all(None) == {"tea": True}
     [record] = stores.open(muc, "muc_log", "archive").find("tea")
     assert (record.key, record.with_) == ("m1", "message<groupchat")
     assert record.value.findtext("{jabber:client}body") == "hello"

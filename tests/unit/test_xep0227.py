@@ -13,6 +13,8 @@ from storage.stores import ArchiveRecord
 from storage.userdata import ScramMaterial, UserData, read_user, write_user
 from storage.xep0227 import read_server_data, server_data
 from tests.unit import storage_fixtures
+from xmpp.muc.roomconfig import RoomConfig
+from xmpp.pubsub import DEFAULT_CONFIG
 from xmpp.stanza import serialize
 
 db_url = storage_fixtures.db_url
@@ -78,3 +80,63 @@ def test_bad_users_fail_alone(tmp_path: Path) -> None:
     assert isinstance(results["nokeys"], ValueError)
     assert isinstance(results["badkeys"], ValueError)
     assert isinstance(results["fine"], UserData) and results["fine"].material is not None
+
+
+def with_pep(data: UserData) -> UserData:
+    item = Element("{http://jabber.org/protocol/pubsub}item", {"id": "current"})
+    SubElement(item, "{urn:example:mood}mood").text = "happy"
+    data.maps["pep"] = {"urn:example:mood": {
+        "name": "urn:example:mood", "affiliations": {"bob@example.com": "publisher"},
+        "config": {"access_model": "open", "max_items": 10, "persist_items": True,
+                   "roster_groups_allowed": ["Friends"], "title": "Mood"},
+        "subscribers": ["bob@example.com/phone"]}}
+    data.archives["pep_urn:example:mood"] = [ArchiveRecord("current", WHEN, "", item)]
+    return data
+
+
+def room() -> UserData:
+    message = Element("{jabber:client}message", {"type": "groupchat",
+                                                 "from": f"tea@{MUC}/Al"})
+    SubElement(message, "{jabber:client}body").text = "hello room"
+    return UserData(MUC, "tea", keyval={"config": {
+        "config": {"name": "Tea room", "members_only": True, "persistent": True,
+                   "history_length": 40, "presence_broadcast": ["moderator"],
+                   "archiving": True},
+        "affiliations": {"alice@example.com": "owner", "bob@example.com": "member"},
+        "subject": ["Tea time", "Al"], "salt": "s"}},
+        archives={"muc_log": [ArchiveRecord("m1", WHEN, "alice@example.com/x", message)]})
+
+
+MUC = "conference.example.com"
+
+
+def test_pep_nodes_and_rooms_round_trip(db: Database, tmp_path: Path) -> None:
+    assert write_user(db, with_pep(everything())) and write_user(db, room())
+    document, left_out = server_data({HOST: [read_user(db, HOST, "alice")],
+                                      MUC: [read_user(db, MUC, "tea")]})
+    assert left_out == {}
+    assert "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>" in document
+    assert "<room xmlns='urn:xmpp:pie:0#muc' name='tea'>" in document
+    path = tmp_path / "export.xml"
+    path.write_text(document)
+    read = {name: data for _, name, data in read_server_data(str(path))}
+    alice = read["alice"]
+    original = with_pep(everything())
+    [node] = alice.maps["pep"].values()
+    assert node["config"] == {**DEFAULT_CONFIG, **original.maps["pep"]["urn:example:mood"][
+        "config"]}
+    assert (node["affiliations"], node["subscribers"]) == (
+        {"bob@example.com": "publisher"}, ["bob@example.com/phone"])
+    [item] = alice.archives["pep_urn:example:mood"]
+    assert (item.key, item.value.get("id"), item.value.findtext("{urn:example:mood}mood")) \
+        == ("current", "current", "happy")
+    tea = read["tea"].keyval["config"]
+    assert tea["affiliations"] == room().keyval["config"]["affiliations"]
+    assert tea["subject"] == ["Tea time", "Al"]
+    config = RoomConfig.from_json(tea["config"])
+    assert (config.name, config.members_only, config.persistent, config.history_length,
+            config.presence_broadcast, config.archiving, config.public) == (
+        "Tea room", True, True, 40, ("moderator",), True, False)
+    [record] = read["tea"].archives["muc_log"]
+    assert (record.key, record.when, record.with_) == ("m1", WHEN, "alice@example.com/x")
+    assert record.value.findtext("{jabber:client}body") == "hello room"

@@ -6,7 +6,8 @@ A module adds a command with `add_command(m, AdhocCommand(...))` (Prosody's
 `module:provides("adhoc", ...)`). The handler gets the submitted form's values
 (None on the first call) and returns an `AdhocResult`: a form to fill
 ("executing", the client submits it next) or the outcome ("completed").
-Permissions are Prosody's: "any", "local_user", "admin" (`admins`).
+Permissions are Prosody's: "any", "local_user", "admin" (`admins`, or a user
+holding the role prosody:admin).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ COMMAND = f"{{{NS}}}command"
 INFO = f"{{{ns.DISCO_INFO}}}query"
 ITEMS = f"{{{ns.DISCO_ITEMS}}}query"
 MAX_SESSIONS = 1000  # multi-step commands in progress per host
+ADMIN_ROLE = "prosody:admin"
+ROLES_STORE = "roles"  # Prosody 0.12's per-user role set (mod_authz_internal)
 
 
 @dataclass
@@ -76,14 +79,26 @@ def add_command(m: ModuleContext, command: AdhocCommand) -> None:
 
 
 def is_admin(m: ModuleContext, jid: JID) -> bool:
-    """Whether the bare JID is in the host's `admins` (or the global one)."""
+    """Whether the bare JID is in the host's `admins` (or the global one), or is a
+    user of this host holding the role prosody:admin (Prosody 0.12's "roles"
+    store, which an invite made with `app.py invite generate --admin` fills)."""
     admins = set()
     for entry in m.config.get_list("admins", []):
         try:
             admins.add(parse_jid(str(entry)).bare)
         except InvalidJID:
             m.log.warning("admins: %r is not a JID", entry)
-    return jid.bare in admins
+    if jid.bare in admins:
+        return True
+    return bool(jid.local and jid.domain == m.host.name
+                and ADMIN_ROLE in user_roles(m, jid.local))
+
+
+
+def user_roles(m: ModuleContext, username: str) -> set[str]:
+    """The roles stored for a user of the host (Prosody 0.12: a set, role -> true)."""
+    roles = m.open_store(ROLES_STORE).get(username)
+    return {role for role, held in roles.items() if held} if isinstance(roles, dict) else set()
 
 
 def permitted(m: ModuleContext, command: AdhocCommand, sender: JID) -> bool:

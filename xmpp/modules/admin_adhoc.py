@@ -1,7 +1,7 @@
 """XEP-0133 Service Administration over ad-hoc commands (Prosody's
 mod_admin_adhoc), for the host's `admins`: add a user, delete users, change a
 password, list the online users, shut the service down (after the form's
-`delay`, once the `announcement` went to the online users)."""
+`delay`, once the `announcement` went to the online users of every host)."""
 
 from __future__ import annotations
 
@@ -136,8 +136,9 @@ class AdminCommands:
         if delay is None:
             return failed(f"The delay must be a whole number of seconds up to {MAX_SHUTDOWN_DELAY}")
         announcement = "\n".join((request.values or {}).get("announcement", [])).strip()
-        if announcement:
-            send_to_online(self.m, headline("Server is shutting down", announcement))
+        if announcement:  # the whole server stops: every host's users are told
+            send_to_online(self.m, headline("Server is shutting down", announcement),
+                           every_host=True)
         request_shutdown: Callable[[str | None], None] = self.m.service("shutdown")
         reason = f"Shutdown by adhoc command ({request.sender})"
         self.m.log.info("%s in %d seconds", reason, delay)

@@ -16,10 +16,11 @@ from xmpp.modules.adhoc import AdhocCommand, AdhocRequest, AdhocResult, add_comm
 RESOURCE = "announce/online"
 
 
-def send_to_online(m: ModuleContext, message: Element) -> int:
-    """A copy of `message` to each online user of the host (from the host); how many."""
+def send_to_online(m: ModuleContext, message: Element, every_host: bool = False) -> int:
+    """A copy of `message` (from the host) to each online user of the host, or of
+    every local host (Prosody's send_to_online without a host); how many."""
     count = 0
-    for bare in m.online_users():
+    for bare in m.online_users(every_host):
         copy = Element(message.tag, {**message.attrib, "from": m.host.name, "to": str(bare)})
         copy.text = message.text
         copy.extend(list(message))

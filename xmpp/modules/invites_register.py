@@ -4,7 +4,9 @@ the unauthenticated stream, then registers in-band (XEP-0077); a subscription
 request carrying a user's contact invite is approved at once (XEP-0379). With
 `registration_invite_only` (default true) in-band registration needs such a
 token, and is open with one even when `allow_registration` is false. A
-contact invite's new account and its inviter become mutual contacts."""
+contact invite's new account and its inviter become mutual contacts; an
+account invite's roles (`app.py invite generate --admin`) are the new
+account's."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from xmpp.errors import StanzaError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules import presence, roster
+from xmpp.modules.adhoc import ROLES_STORE
 from xmpp.modules.invites import Invite, invites_for
 from xmpp.stanza import make_iq_result
 
@@ -84,6 +87,9 @@ def setup(m: ModuleContext) -> None:
         invites.use(invite)
         if event.session is not None:
             m.session_data(event.session, _State).invite = None
+        roles = (invite.additional_data or {}).get("roles")
+        if isinstance(roles, dict) and roles:  # Prosody 0.12: the invite's role set
+            m.open_store(ROLES_STORE).set(event.username, roles)
         if invite.inviter:
             befriend(m, invite.inviter, event.username)
 
