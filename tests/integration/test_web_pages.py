@@ -295,7 +295,6 @@ def test_admin_sees_uploads_with_quota_use_and_deletes_one(server):
 
 def reconnected(old: WebClient, new: WebClient) -> WebClient:
     """`new` (a connection to the restarted server) with `old`'s cookies."""
-    old.close()
     new.cookies.update(old.cookies)
     return new
 
@@ -310,7 +309,9 @@ def test_admin_login_and_sign_up_form_outlive_a_restart(tmp_path):
         token = path_of(invite_url(server)).split("?", 1)[1]
         signer = web(server)
         form = signer.get(f"/register?t={token}")
-        server.stop()
+        admin.close()
+        signer.close()
+        assert server.stop() == 0
         server.start()
         admin = reconnected(admin, web(server, https=True))
         users = admin.get("/admin/users")
@@ -323,7 +324,9 @@ def test_admin_login_and_sign_up_form_outlive_a_restart(tmp_path):
         saved = dict(admin.cookies)
         assert admin.post("/admin/logout", {"csrf_token": users.field("csrf_token")}).status \
             == 303
-        server.stop()
+        admin.close()
+        signer.close()
+        assert server.stop() == 0
         server.start()
         assert web(server, https=True).request("GET", "/admin/users", cookies=saved).status \
             == 302
@@ -342,3 +345,33 @@ def test_admin_users_page_pages_beyond_500_users(tmp_path):
         assert second.status == 200 and "32 of 532 shown" in second.text
         assert "user529@localhost" in second.text and "user000@localhost" not in second.text
         assert '<a rel="prev"' in second.text and '<a rel="next"' not in second.text
+
+
+def test_two_processes_on_one_database_share_admin_logins_and_form_tokens(tmp_path):
+    """As `run --workers 2` does: whichever process answers, a login made in
+    one is good in the other, a logout in one holds in the other, and a sign-up
+    form served by one is accepted by the other."""
+    shared = f'storage = "sql"\nsql = {{ driver = "SQLite3", database = "{tmp_path / "db"}" }}\n'
+    with web_server(tmp_path / "one", MODULES, database=shared) as one, \
+            web_server(tmp_path / "two", MODULES, database=shared) as two:
+        admin = web(one, https=True)
+        assert admin_login(admin, "boss@localhost", USERS["boss"]).status == 303
+        saved = dict(admin.cookies)
+        elsewhere = web(two, https=True)
+        elsewhere.cookies.update(saved)
+        users = elsewhere.get("/admin/users")
+        assert users.status == 200 and "ann@localhost" in users.text
+        assert elsewhere.post("/admin/logout", {"csrf_token": users.field("csrf_token")}) \
+            .status == 303
+        assert web(one, https=True).request("GET", "/admin/users", cookies=saved).status == 302
+        token = path_of(invite_url(one)).split("?", 1)[1]
+        signer = web(one)
+        form = signer.get(f"/register?t={token}")
+        other = web(two)
+        other.cookies.update(signer.cookies)
+        done = other.post(f"/register?t={token}", {
+            "csrf_token": form.field("csrf_token"), "t": token, "username": "across",
+            "password": "across-password", "password_confirm": "across-password"})
+        assert done.status == 200, done.text
+        for client in (admin, elsewhere, signer, other):
+            client.close()  # a server waits for open keep-alive connections when stopping
