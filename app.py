@@ -14,36 +14,34 @@
 
 from __future__ import annotations
 
-from gevent import monkey
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-monkey.patch_all()
+from xmpp.cluster.options import cluster_options
+from xmpp.config import Config, ConfigError, check_authentication, load_config
+from xmpp.jid import InvalidJID, parse_jid
+from xmpp.logconfig import configure_logging
 
-import argparse  # noqa: E402
-import getpass  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import gevent  # noqa: E402
-
-from storage.accounts import AccountExists, AccountStore  # noqa: E402
-from xmpp.cluster.options import cluster_options  # noqa: E402
-from xmpp.config import Config, ConfigError, check_authentication, load_config  # noqa: E402
-from xmpp.jid import InvalidJID, parse_jid  # noqa: E402
-from xmpp.logconfig import configure_logging  # noqa: E402
-from xmpp.server import VireoServer  # noqa: E402
+if TYPE_CHECKING:
+    from storage.accounts import AccountStore
+    from xmpp.server import VireoServer
 
 log = logging.getLogger("vireo")
 
 DEFAULT_CONFIG = "config.example.lua"
 
 
-def build_server(config_path: str, worker: int | None = None) -> VireoServer:
-    """The composition root, shared by `run`, the gunicorn deploy and tests;
-    `worker` is this process's index under `run --workers`."""
+def load_checked_config(config_path: str, worker: int | None = None) -> Config:
+    """The config, refused when it names an authentication Vireo lacks, with
+    logging set up as it says and its warnings logged; `worker` is this
+    process's index under `run --workers`."""
     config = load_config(config_path)
     check_authentication(config)
     if worker is not None:
@@ -53,7 +51,19 @@ def build_server(config_path: str, worker: int | None = None) -> VireoServer:
     configure_logging(config)
     for warning in config.warnings:
         log.warning("%s", warning)
-    return VireoServer(config)
+    return config
+
+
+def build_server(config_path: str, worker: int | None = None) -> VireoServer:
+    """The composition root, shared by `run`, the gunicorn deploy and tests."""
+    # Here and not at import: the account commands run without gevent. First,
+    # before the server's imports (ssl, psycopg) can see unpatched modules.
+    from gevent import monkey
+
+    monkey.patch_all()
+    from xmpp.server import VireoServer
+
+    return VireoServer(load_checked_config(config_path, worker))
 
 
 # -- run --------------------------------------------------------------------------
@@ -63,6 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers is not None:
         return run_workers(args.config, workers)
     server = build_server(args.config, getattr(args, "worker", None))
+    import gevent
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stopping.set)
     # Prosody's mod_posix (Vireo's is built in).
@@ -127,15 +139,41 @@ def open_accounts(args: argparse.Namespace) -> VireoServer:
     return server
 
 
-def split_jid(text: str, server: VireoServer) -> tuple[str, str]:
+class AccountCommands(Protocol):
+    """What the account commands ask of storage.accounts.AccountStore or
+    storage.account_rows.AccountRows."""
+
+    def exists(self, host: str, username: str) -> bool: ...
+    def create(self, host: str, username: str, password: str) -> None: ...
+    def delete(self, host: str, username: str) -> bool: ...
+
+
+def open_account_commands(args: argparse.Namespace, jid: str) -> tuple[AccountCommands, str, str]:
+    """The accounts, and the user and host of `jid`: over plain DB-API when the
+    schema is current (a fraction of the start-up), else through the server's
+    SQLAlchemy store, which migrates first."""
+    from storage import account_rows
+    from storage.dburl import database_url
+
+    config = load_checked_config(args.config)
+    user, host = split_jid(jid, config)
+    try:
+        rows = account_rows.connect(database_url(config))
+    except ValueError:
+        rows = None  # a storage option the server start reports
+    if rows is not None:
+        return rows, user, host
+    return open_accounts(args).accounts, user, host
+
+
+def split_jid(text: str, config: Config) -> tuple[str, str]:
     try:
         jid = parse_jid(text)
     except InvalidJID as error:
         raise SystemExit(f"Invalid JID {text!r}: {error}") from error
     if not jid.local or jid.resource:
         raise SystemExit(f"Expected USER@HOST, got {text!r}")
-    host = server.router.hosts.get(jid.domain)
-    if host is None or host.is_component:
+    if jid.domain not in {host.name for host in config.virtual_hosts()}:
         raise SystemExit(f"The host {jid.domain!r} is not a VirtualHost in the config")
     return jid.local, jid.domain
 
@@ -160,10 +198,11 @@ def ask_password(prompt: Callable[[str], str] | None = None) -> str:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    server = open_accounts(args)
-    user, host = split_jid(f"{args.user}@{args.host}", server)
+    from storage.account_material import AccountExists
+
+    accounts, user, host = open_account_commands(args, f"{args.user}@{args.host}")
     try:
-        server.accounts.create(host, user, args.password)
+        accounts.create(host, user, args.password)
     except AccountExists:
         print(f"The account {user}@{host} already exists", file=sys.stderr)
         return 1
@@ -171,18 +210,18 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_adduser(args: argparse.Namespace) -> int:
-    server = open_accounts(args)
-    user, host = split_jid(args.jid, server)
-    if server.accounts.exists(host, user):
+    accounts, user, host = open_account_commands(args, args.jid)
+    if accounts.exists(host, user):
         print(f"The account {user}@{host} already exists", file=sys.stderr)
         return 1
-    server.accounts.create(host, user, ask_password())
+    accounts.create(host, user, ask_password())
     return 0
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
+    # The server path, not account_rows: the host's modules must hear of it.
     server = open_accounts(args)
-    user, host = split_jid(args.jid, server)
+    user, host = split_jid(args.jid, server.config)
     if not server.accounts.exists(host, user):
         print(f"No such account {user}@{host}", file=sys.stderr)
         return 1
@@ -192,9 +231,8 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_deluser(args: argparse.Namespace) -> int:
-    server = open_accounts(args)
-    user, host = split_jid(args.jid, server)
-    if not server.accounts.delete(host, user):
+    accounts, user, host = open_account_commands(args, args.jid)
+    if not accounts.delete(host, user):
         print(f"No such account {user}@{host}", file=sys.stderr)
         return 1
     return 0
@@ -315,6 +353,7 @@ def stored_scram_report(config: Config) -> list[str]:
     from sqlalchemy import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from storage.accounts import AccountStore
     from storage.db import Database, database_url
 
     try:

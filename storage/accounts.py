@@ -12,9 +12,9 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage.account_material import AccountExists, prep_username, scram_material, stored_username
 from storage.db import Database
 from storage.models import PER_USER_MODELS, Account
-from xmpp.jid import InvalidJID, nodeprep
 from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, derive, password_matches
 
 # Accounts whose last verified PLAIN password is remembered (about 200 bytes
@@ -23,21 +23,6 @@ PASSWORD_CACHE_SIZE = 65536
 # How long a host's "which SCRAM hashes can every account answer" stays cached:
 # an import by another process shows within this many seconds.
 SCRAM_POLICY_TTL = 30.0
-
-
-def scram_material(password: str, iterations: int = DEFAULT_ITERATIONS) -> dict[str, bytes | int]:
-    """The Account columns for a password: SHA-1 and SHA-256 material."""
-    # One salt and iteration count for both hashes, as Prosody keeps them.
-    salt = os.urandom(16)
-    sha1 = derive(password, "sha1", salt, iterations)
-    sha256 = derive(password, "sha256", salt, iterations)
-    return {"salt": salt, "iterations": iterations,
-            "sha1_stored_key": sha1.stored_key, "sha1_server_key": sha1.server_key,
-            "sha256_stored_key": sha256.stored_key, "sha256_server_key": sha256.server_key}
-
-
-class AccountExists(Exception):
-    """create() found an account of that name on that host."""
 
 
 _BY_ACCOUNT = (Account.host == bindparam("host"), Account.username == bindparam("username"))
@@ -49,22 +34,6 @@ _SCRAM_QUERIES = {
     for hash_name in SCRAM_HASHES.values()
 }
 _LACKING_SHA256 = (Account.host == bindparam("host"), Account.sha256_stored_key.is_(None))
-
-
-def _prep(username: str) -> str:
-    """The stored form of a username; InvalidJID when no account can have it."""
-    # nodeprep() reads "a/b" as a JID with a resource and fails an assert.
-    if "/" in username:
-        raise InvalidJID("forbidden character in localpart")
-    return nodeprep(username)
-
-
-def _user(username: str) -> str | None:
-    """The stored form of a username, or None when no account can have it."""
-    try:
-        return _prep(username)
-    except InvalidJID:
-        return None
 
 
 class _VerifiedPasswords:
@@ -139,7 +108,7 @@ class AccountStore:
 
     def create(self, host: str, username: str, password: str) -> None:
         """Add an account; raise AccountExists if taken, InvalidJID for a bad username."""
-        user = _prep(username)
+        user = prep_username(username)
         material = self._material(password)
         try:
             with self._db.session() as session:
@@ -152,7 +121,7 @@ class AccountStore:
 
     def set_password(self, host: str, username: str, password: str) -> bool:
         """Replace the password; False when there is no such account."""
-        user = _user(username)
+        user = stored_username(username)
         material = self._material(password)
         with self._db.session() as session:
             account = self._get(session, host, user)
@@ -170,7 +139,7 @@ class AccountStore:
 
         Returns whether an account existed; the user's other rows go in any case.
         """
-        user = _user(username)
+        user = stored_username(username)
         if user is None:
             return False
         with self._db.session() as session:
@@ -184,7 +153,7 @@ class AccountStore:
 
     def exists(self, host: str, username: str) -> bool:
         """Whether the account exists."""
-        user = _user(username)
+        user = stored_username(username)
         if user is None:
             return False
         with self._db.engine.connect() as connection:
@@ -206,7 +175,7 @@ class AccountStore:
         hash_name = SCRAM_HASHES.get(mechanism.removesuffix("-PLUS"))
         if hash_name is None:
             raise ValueError(f"not a SCRAM mechanism we keep material for: {mechanism}")
-        user = _user(username)
+        user = stored_username(username)
         if user is None:
             return None
         # A login's one read: a prebuilt Core statement on a pooled connection,
@@ -228,7 +197,7 @@ class AccountStore:
         creds = self.scram_credentials(host, username, "SCRAM-SHA-256")
         if creds is None:
             return self._check_and_upgrade(host, username, password)
-        account = (host, _prep(username))
+        account = (host, prep_username(username))
         if self._verified.matches(account, password, creds.stored_key):
             return True
         if not password_matches(password, "sha256", creds):
@@ -242,7 +211,7 @@ class AccountStore:
             return False
         sha256 = derive(password, "sha256", sha1.salt, sha1.iterations)
         self.add_sha256(host, username, sha256, sha1.stored_key)
-        self._verified.remember((host, _prep(username)), password, sha256.stored_key)
+        self._verified.remember((host, prep_username(username)), password, sha256.stored_key)
         return True
 
     def add_sha256(self, host: str, username: str, sha256: ScramCredentials,
@@ -250,7 +219,7 @@ class AccountStore:
         """Give an account that lacks it SCRAM-SHA-256 material (made with the salt
         and iterations of its SHA-1 material), while `sha1_stored_key` is still its
         SHA-1 key (no password change in between). Whether it was stored."""
-        user = _user(username)
+        user = stored_username(username)
         if user is None:
             return False
         with self._db.session() as session:

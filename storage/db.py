@@ -22,64 +22,26 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.dburl import database_url  # noqa: F401 - the URL helper callers know from here
+from storage.schema_head import VERSION_QUERY, is_current
+
 log = logging.getLogger(__name__)
 
-ENV_URL = "VIREO_DATABASE_URL"
-DEFAULT_SQLITE_FILE = "prosody.sqlite"  # Prosody's default `sql.database`
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _PG_MIGRATION_LOCK = 0x5649_5245_4F00  # "VIREO\0"
-
-_SQL_BACKENDS = {"internal", "sql"}
-_DRIVERS = {"sqlite3": "sqlite", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
-
-
-def database_url(config: Any) -> str:
-    """The SQLAlchemy URL for Prosody's `storage`, `sql` and `data_path` options.
-
-    `VIREO_DATABASE_URL` in the environment wins over the configuration.
-    Raises ValueError for a storage backend or SQL driver we do not have.
-    """
-    if url := os.environ.get(ENV_URL):
-        return url
-    storage = config.get("storage", "internal")
-    backends = set(storage.values()) if isinstance(storage, dict) else {storage}
-    if unknown := backends - _SQL_BACKENDS:
-        raise ValueError(f"unsupported storage backend(s) {sorted(map(str, unknown))}: "
-                         f"only 'internal' and 'sql' are available")
-    sql = config.get("sql") or {}
-    if not isinstance(sql, dict):
-        raise ValueError("the 'sql' option must be a table")
-    driver = str(sql.get("driver", "SQLite3"))
-    drivername = _DRIVERS.get(driver.lower())
-    if drivername is None:
-        raise ValueError(f"unsupported sql driver {driver!r}: use SQLite3, PostgreSQL or MySQL")
-    if drivername == "sqlite":
-        database = Path(str(sql.get("database", DEFAULT_SQLITE_FILE)))
-        if not database.is_absolute():
-            database = config.resolve_path(config.get_str("data_path", "data")) / database
-        return URL.create("sqlite", database=str(database)).render_as_string()
-    port = sql.get("port")
-    return URL.create(
-        drivername,
-        username=sql.get("username"),
-        password=sql.get("password"),
-        host=sql.get("host"),
-        port=int(port) if port is not None else None,
-        database=sql.get("database"),
-    ).render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -159,6 +121,9 @@ class Database:
         lock, a PostgreSQL advisory lock), so the second process waits and
         then finds the schema current.
         """
+        with self.engine.connect() as connection:
+            if self._schema_is_current(connection):
+                return  # the usual start: no Alembic imports, no lock
         from alembic import command
         from alembic.config import Config
 
@@ -173,6 +138,36 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             connection.commit()
+
+    def migrate_in_child(self) -> None:
+        """migrate(), with Alembic run in a child process when there is work for
+        it (storage.migrate), so that its imports stay out of this one."""
+        with self.engine.connect() as connection:
+            if self._schema_is_current(connection):
+                return
+        if self.engine.url.database in (None, "", ":memory:"):
+            self.migrate()  # a private in-memory database: no other process can reach it
+            return
+        from storage.migrate import URL_ENV
+
+        env = {**os.environ, URL_ENV: self.engine.url.render_as_string(hide_password=False)}
+        result = subprocess.run([sys.executable, "-m", "storage.migrate"], env=env,
+                                cwd=MIGRATIONS_DIR.parent, capture_output=True, text=True,
+                                check=False)
+        for line in result.stderr.splitlines():
+            (log.info if result.returncode == 0 else log.error)("%s", line)
+        if result.returncode != 0:
+            raise RuntimeError(f"the schema migration failed (exit {result.returncode}); "
+                               "the lines above say why")
+
+    @staticmethod
+    def _schema_is_current(connection: Connection) -> bool:
+        try:
+            return is_current(connection.exec_driver_sql(VERSION_QUERY).fetchall())
+        except SQLAlchemyError:  # no alembic_version table: never migrated
+            return False
+        finally:
+            connection.rollback()
 
     def close(self) -> None:
         """Close every pooled connection."""

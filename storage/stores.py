@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -168,7 +169,7 @@ class ArchiveRecord:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ArchiveEntry:
     """An item to append (ArchiveStore.append_many)."""
 
@@ -179,18 +180,33 @@ class ArchiveEntry:
     key: str = field(default_factory=lambda: new_archive_key())
 
 
-_KEY_BYTES = 12
-_key_pool = bytearray()
+class _KeyMaker:
+    """Item keys: 16 URL-safe characters, the time in milliseconds (6 bytes)
+    then 6 random bytes. Keys of one moment share their first characters, so
+    a batch of appends lands on a few pages of the key index rather than one
+    page per row. Randomness is read from the OS and encoded a few kilobytes
+    at a time (6 bytes are 8 characters), not per message."""
+
+    def __init__(self) -> None:
+        self._millisecond = -1
+        self._prefix = ""
+        self._random = ""
+        self._used = 0
+
+    def __call__(self) -> str:
+        millisecond = int(time.time() * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            self._prefix = base64.urlsafe_b64encode(millisecond.to_bytes(6, "big")).decode()
+        used = self._used
+        if used == len(self._random):
+            self._random = base64.urlsafe_b64encode(secrets.token_bytes(6 * 1024)).decode()
+            used = 0
+        self._used = used + 8
+        return self._prefix + self._random[used:used + 8]
 
 
-def new_archive_key() -> str:
-    """A random item key: 16 URL-safe characters. The randomness is read from
-    the OS a few kilobytes at a time, not with a system call per message."""
-    if not _key_pool:
-        _key_pool.extend(secrets.token_bytes(_KEY_BYTES * 512))
-    key = bytes(_key_pool[-_KEY_BYTES:])
-    del _key_pool[-_KEY_BYTES:]
-    return base64.urlsafe_b64encode(key).decode()
+new_archive_key = _KeyMaker()
 
 
 # Items are kept and paged in (when, id) order; the indexes end with both.
@@ -235,17 +251,20 @@ class ArchiveStore(_Store):
             if run_blocking is None or self.db.backend != "sqlite":
                 # One executemany through Core: the ORM would make an object and
                 # run a statement per row (ten times the cost of routing a message).
-                connection.execute(insert(table), rows)
+                connection.execute(insert(table), _as_params(rows))
                 connection.commit()
                 return
-            compiled = insert(table).compile(dialect=connection.dialect,
-                                             column_keys=list(rows[0]))
-            processors = [(name, table.c[name].type.bind_processor(connection.dialect))
+            dialect = connection.dialect
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
+            # The dialect's own processors, as Core would use: SQLite's datetime text.
+            processors = [(_COLUMNS.index(name),
+                           table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
                           for name in compiled.positiontup or ()]
-            params = [tuple(process(row[name]) if process else row[name]
-                            for name, process in processors) for row in rows]
-            run_blocking(_executemany_and_commit,
-                         (connection.connection.dbapi_connection, compiled.string, params))
+            params = [process(row[index]) if process else row[index]
+                      for row in rows for index, process in processors]
+            run_blocking(_insert_rows_and_commit,
+                         (connection.connection.dbapi_connection, compiled.string,
+                          len(processors), params))
 
     def replace(self, user: str | None, value: Any, when: datetime, key: str,
                 drop: Iterable[str] = ()) -> None:
@@ -256,14 +275,14 @@ class ArchiveStore(_Store):
         with self.db.engine.connect() as connection:
             connection.execute(_DELETE_KEYS, {"host": self.host, "username": user or "",
                                               "store": self.name, "keys": [key, *drop]})
-            connection.execute(_INSERT, rows)
+            connection.execute(_INSERT, _as_params(rows))
             connection.commit()
 
-    def _rows(self, entries: Iterable[ArchiveEntry]) -> list[dict[str, Any]]:
-        return [{"host": self.host, "username": entry.user or "", "store": self.name,
-                 "key": entry.key, "when": entry.when, "with": entry.with_,
-                 "type": kind, "value": text}
-                for entry in entries for kind, text in (encode(entry.value),)]
+    def _rows(self, entries: Iterable[ArchiveEntry]) -> list[tuple[Any, ...]]:
+        """Rows in _COLUMNS order, each distinct value serialised once."""
+        encoded: dict[int, tuple[str, str]] = {}
+        return [(self.host, entry.user or "", self.name, entry.key, entry.when, entry.with_,
+                 *_encode_once(entry.value, encoded)) for entry in entries]
 
     def find(self, user: str | None, *, start: datetime | None = None,
              end: datetime | None = None, with_: str | None = None,
@@ -333,9 +352,42 @@ class ArchiveStore(_Store):
         return tuple_(literal(when, ArchiveItem.when.type), literal(position, BIG_ID))
 
 
-def _executemany_and_commit(dbapi_connection: Any, statement: str, params: list[tuple]) -> None:
+_COLUMNS = ("host", "username", "store", "key", "when", "with", "type", "value")
+
+
+def _as_params(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows as Core's executemany parameters."""
+    return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _encode_once(value: Any, encoded: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """encode(value), once per object in a batch: a message kept in both its
+    sender's and its recipient's archive is one element, serialised once."""
+    pair = encoded.get(id(value))
+    if pair is None:
+        pair = encoded[id(value)] = encode(value)
+    return pair
+
+
+# SQLite's bound on the parameters of one statement (3.32 and later).
+_SQLITE_MAX_VARIABLES = 32766
+
+
+def _insert_rows_and_commit(dbapi_connection: Any, insert_one: str, width: int,
+                            params: list[Any]) -> None:
+    """Rows of `width` values in as few multi-row INSERTs as SQLite takes.
+
+    Not executemany: sqlite3 releases and takes back the GIL around every row,
+    and with routing busy in the main thread each take waits out a switch
+    interval (5 ms), so a batch of a few hundred rows took seconds of wall time;
+    one statement is one release."""
+    head, _, values = insert_one.partition(" VALUES ")
+    step = _SQLITE_MAX_VARIABLES // width * width
     try:
-        dbapi_connection.executemany(statement, params)
+        for begin in range(0, len(params), step):
+            chunk = params[begin:begin + step]
+            dbapi_connection.execute(f"{head} VALUES {', '.join([values] * (len(chunk) // width))}",
+                                     chunk)
         dbapi_connection.commit()
     except BaseException:
         dbapi_connection.rollback()

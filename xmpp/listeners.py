@@ -30,10 +30,64 @@ FLUSH_ON_CLOSE_TIMEOUT = 5.0
 # cannot end a handshake: the socket it would close is not the TLS one yet.
 TLS_HANDSHAKE_TIMEOUT = 60.0
 LISTEN_BACKLOG = 128  # Prosody's default
+# A stream that read nothing for between one and two of these is quiet (QuietStreams).
+QUIET_INTERVAL = 1.0
+
+
+class QuietStreams:
+    """Lets streams that have gone quiet release what only a busy one needs (the
+    parser: XmlStreamSession.release_idle_memory).
+
+    Two generations of the sessions that read something: each tick, those that
+    read in the previous interval and not since are quiet. One loop timer for
+    the process, work in proportion to the busy sessions; rebuilding a parser
+    costs several stanzas' worth of CPU, so a chatty stream keeps its own.
+    """
+
+    def __init__(self, interval: float = QUIET_INTERVAL) -> None:
+        self._interval = interval
+        self._recent: set[Any] = set()
+        self._earlier: set[Any] = set()
+        self._timer: Any = None
+
+    def touch(self, session: Any) -> None:
+        self._recent.add(session)
+        if self._timer is None:
+            self._timer = gevent.get_hub().loop.timer(self._interval, self._interval)
+            self._timer.start(self._tick)
+
+    def _tick(self) -> None:
+        # Runs in the hub: only drops references, never switches.
+        for session in self._earlier - self._recent:
+            session.release_idle_memory()
+        self._earlier, self._recent = self._recent, set()
+        if not self._earlier:
+            self._timer.close()
+            self._timer = None
+
+
+QUIET = QuietStreams()
 
 
 class SocketTransport:
     """A session's view of its socket: queued writes, STARTTLS, close."""
+
+    # One per connection, kept by a hibernated session too: no instance dict.
+    __slots__ = (
+        "_bindings",
+        "closing",
+        "flusher",
+        "listener",
+        "outbox",
+        "peer",
+        "read_throttle",
+        "reader",
+        "secure",
+        "sending",
+        "sock",
+        "timers",
+        "tls_requested",
+    )
 
     def __init__(self, sock: Any, peer: tuple[str, int], listener: str, secure: bool) -> None:
         self.sock = sock
@@ -238,6 +292,7 @@ def _feed(transport: SocketTransport, session: Any, data: bytes, upgrade: Callab
           after_read: Callable[[], None] | None) -> bool:
     """Hand `data` to the session and send its answers; False ends the connection."""
     session.data_received(data)
+    QUIET.touch(session)
     if after_read is not None:
         after_read()
     if transport.outbox and transport.flusher is None:

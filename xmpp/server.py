@@ -163,7 +163,7 @@ class VireoServer:
 
     def start_xmpp_listeners(self) -> None:
         """Migrate the database and open every declared non-HTTP listener."""
-        self.db.migrate()
+        self.db.migrate_in_child()
         # Storage is ready and no port is open yet: modules tidy up after a crash.
         self.core.fire_everywhere("server-starting")
         for provider in self.core.providers.net.values():

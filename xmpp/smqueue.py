@@ -32,7 +32,7 @@ def parse_h(value: str | None) -> int | None:
     return number if number < MODULUS else None
 
 
-@dataclass
+@dataclass(slots=True)  # one per stream-managed session
 class AckQueue:
     """What one stream-managed session counts: stanzas handled from the client
     (`handled`), stanzas sent to it and acknowledged (`acked`), and the copies of

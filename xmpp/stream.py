@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element, SubElement
 from xml.parsers import expat
 from xml.parsers.expat import errors as expat_errors
+from xml.sax.saxutils import quoteattr
 
 from xmpp import namespaces as ns
 from xmpp.errors import StreamError
@@ -121,7 +122,30 @@ class StreamParser:
         self._text: list[str] = []           # character data not yet attached
         self._stanza_start = 0               # byte index of the open stanza's start tag
         self._fed = 0                        # bytes given to this expat parser
-        self._parser = self._new_expat()
+        # The peer's header reduced to its namespace declarations, once it has
+        # come: what a new expat parser is given to continue the stream.
+        self._resume_header: bytes | None = None
+        self._parser: expat.XMLParserType | None = self._new_expat()
+
+    def release(self) -> bool:
+        """Drop the expat parser (some 13 KiB, most of an idle stream) when it
+        holds nothing: between stanzas, no partial token kept. The next feed
+        makes a new one, so call this on a stream gone quiet, not per stanza."""
+        parser = self._parser
+        if (parser is None or self._resume_header is None or self._stack or self._text
+                or self._error is not None or parser.CurrentByteIndex != self._fed):
+            return False
+        self._parser = None
+        return True
+
+    def _resume(self) -> expat.XMLParserType:
+        """A new expat parser in the state the released one was in: inside the stream."""
+        assert self._resume_header is not None
+        parser = self._new_expat(resuming=True)
+        parser.Parse(self._resume_header, False)
+        self._fed = len(self._resume_header)
+        self._parser = parser
+        return parser
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse `data` and return the events it completes, in order.
@@ -153,7 +177,7 @@ class StreamParser:
         return events
 
     def _parse(self, chunk: bytes) -> None:
-        parser = self._parser
+        parser = self._parser or self._resume()
         parser.Parse(chunk, False)
         self._fed += len(chunk)
         if self._stack:
@@ -181,7 +205,7 @@ class StreamParser:
             raise StreamError("bad-format", "text between stanzas")
         # Whitespace between stanzas is a keepalive (RFC 6120 4.6.1): dropped.
 
-    def _new_expat(self) -> expat.XMLParserType:
+    def _new_expat(self, resuming: bool = False) -> expat.XMLParserType:
         # Forcing UTF-8 stops expat from honouring a BOM or a declared
         # encoding; the declaration itself is checked in _check_xml_decl.
         parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_NS_SEP)
@@ -213,6 +237,10 @@ class StreamParser:
             header_ns["xmlns" if prefix is None else "xmlns:" + prefix] = uri
 
         def start_root(name: str, attrs: dict[str, str]) -> None:
+            parser.StartNamespaceDeclHandler = None
+            parser.StartElementHandler = start
+            if resuming:
+                return  # our own copy of the header: checked and reported already
             if name != _STREAM_NAME:
                 if not name.startswith(ns.STREAMS + _NS_SEP):
                     raise StreamError("invalid-namespace", "not an XMPP stream")
@@ -224,8 +252,7 @@ class StreamParser:
                        else key): value for key, value in attrs.items()}
             header.update(header_ns)
             self._events.append(StreamOpen(header))
-            parser.StartNamespaceDeclHandler = None
-            parser.StartElementHandler = start
+            self._resume_header = _resume_header(header_ns)
 
         def start(name: str, attrs: dict[str, str]) -> None:
             if text:
@@ -262,6 +289,18 @@ class StreamParser:
         parser.EndElementHandler = end
         parser.CharacterDataHandler = text.append
         return parser
+
+
+def _resume_header(declarations: dict[str, str]) -> bytes | None:
+    """The peer's stream header reduced to its namespace declarations. expat
+    matches the closing tag by its prefix, which only a single binding of the
+    streams namespace tells: with several, None (the parser is then kept)."""
+    roots = [name[len("xmlns:"):] for name, uri in declarations.items()
+             if name.startswith("xmlns:") and uri == ns.STREAMS]
+    if len(roots) != 1:
+        return None
+    attrs = "".join(f" {name}={quoteattr(uri)}" for name, uri in declarations.items())
+    return f"<{roots[0]}:stream{attrs}>".encode()
 
 
 def parse_stanza(xml: str, default_ns: str = ns.CLIENT) -> Element:

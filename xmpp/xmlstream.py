@@ -60,6 +60,11 @@ class XmlStreamSession:
             self.closed = True
             self._ended()
 
+    def release_idle_memory(self) -> None:
+        """The stream has gone quiet: let go of the parser until more bytes come."""
+        if self.parser is not None:
+            self.parser.release()
+
     def close(self, error: StreamError | None = None) -> None:
         """End the stream: our header first if none went out yet (RFC 6120
         4.9.1.2), then the stream error if there is one, then the closing tag."""

@@ -153,3 +153,44 @@ def test_archive_lists_its_users(stores):
         archive.append(room, {"body": room}, T0)
     stores.open(HOST, "other", "archive").append("cellar", {"body": "x"}, T0)
     assert sorted(archive.users()) == ["attic", "lounge"]
+
+
+def test_archive_batch_from_a_thread_is_found_by_time_as_single_appends(stores):
+    """The archive writer's path (statement run elsewhere, many rows in one
+    INSERT) stores times as Core does: an item at a whole second is found by
+    a range starting at that second, and a batch larger than one statement's
+    parameters keeps its order."""
+    archive = stores.open(HOST, "archive", "archive")
+    calls = []
+
+    def run_blocking(fn, args):
+        calls.append(fn)
+        return fn(*args)
+
+    entries = [ArchiveEntry("alice", f"v{i}", T0 + timedelta(microseconds=i % 2))
+               for i in range(5000)]
+    archive.append_many(entries, run_blocking=run_blocking)
+    assert calls or archive.db.backend != "sqlite"
+    assert archive.count("alice", start=T0, end=T0) == 2500
+    assert [r.key for r in archive.find("alice", start=T0, limit=3)] == \
+        [entries[0].key, entries[2].key, entries[4].key]
+    keys = [entry.key for entry in entries]
+    assert len(set(keys)) == len(keys)
+
+
+def test_archive_batch_serialises_a_shared_element_once(stores, monkeypatch):
+    """A local message is kept in its sender's and its recipient's archive as
+    one element: the batch serialises it once and stores it twice."""
+    from storage import stores as module
+
+    calls = []
+    real = module.encode
+    monkeypatch.setattr(module, "encode", lambda value: calls.append(value) or real(value))
+    archive = stores.open(HOST, "archive", "archive")
+    message = Element("{jabber:client}message", {"to": "bob@example.org"})
+    SubElement(message, "{jabber:client}body").text = "hi"
+    archive.append_many([ArchiveEntry("alice", message, T0, "bob@example.org"),
+                         ArchiveEntry("bob", message, T0, "alice@example.org")])
+    assert len(calls) == 1
+    assert [r.value.findtext("{jabber:client}body") for r in archive.find("bob")] == ["hi"]
+    assert archive.find("alice")[0].with_ == "bob@example.org"

@@ -440,3 +440,76 @@ def test_an_element_in_no_namespace_keeps_it_when_written_again():
     assert serialize(stanza) == ("<iq id='1'><q xmlns=''><r/></q>"
                                  "<s xmlns='urn:a'><t xmlns=''/></s></iq>")
     assert serialize(Element("error")) == "<error/>"  # a bare tag built in code joins the scope
+
+
+# -- releasing the parser of a quiet stream ---------------------------------------------
+
+def feed_releasing(chunks, **kwargs):
+    """feed_chunks, releasing the expat parser wherever the stream allows it."""
+    parser = StreamParser(**kwargs)
+    events, released = [], 0
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+        released += parser.release()
+    return events, released
+
+
+def test_a_released_parser_gives_the_same_events_at_every_split_point():
+    expected = normalise(feed_chunks([SAMPLE]))
+    for cut in range(1, len(SAMPLE)):
+        events, _ = feed_releasing([SAMPLE[:cut], SAMPLE[cut:]])
+        assert normalise(events) == expected, cut
+    events, released = feed_releasing([SAMPLE[i:i + 1] for i in range(len(SAMPLE))])
+    assert normalise(events) == expected
+    assert released > 3  # at least between the stanzas
+
+
+def test_release_only_between_stanzas():
+    parser = StreamParser()
+    assert not parser.release()  # no header yet: nothing to resume from
+    parser.feed(HEADER)
+    assert parser.release()
+    assert parser.feed(b"<message><body>hi</bo") == []
+    assert not parser.release()  # inside a stanza
+    parser.feed(b"dy></message><presence type='unavaila")
+    assert not parser.release()  # inside a start tag, though no element is open
+    (event,) = parser.feed(b"ble'/>")
+    assert event.element.get("type") == "unavailable"
+    assert parser.release()
+
+
+def test_a_resumed_stream_keeps_the_peers_prefixes():
+    """The header's declarations (s2s `db:`, the peer's streams prefix) hold after release."""
+    header = (b"<s:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+              b"xmlns:stream='urn:example:not-streams' xmlns:s='http://etherx.jabber.org/streams'>")
+    parser = StreamParser(default_ns=ns.SERVER)
+    parser.feed(header)
+    assert parser.release()
+    (result, other, end) = parser.feed(b"<db:result to='a' from='b'>key</db:result>"
+                                       b"<stream:x/></s:stream>")
+    assert result.element.tag == "{jabber:server:dialback}result"
+    assert result.element.text == "key"
+    assert other.element.tag == "{urn:example:not-streams}x"
+    assert isinstance(end, StreamEnd)
+
+
+def test_a_stream_with_two_streams_prefixes_keeps_its_parser():
+    """Which of them the root used decides the closing tag; the header does not say."""
+    parser = StreamParser()
+    parser.feed(b"<a:stream xmlns='jabber:client' xmlns:a='http://etherx.jabber.org/streams' "
+                b"xmlns:b='http://etherx.jabber.org/streams'>")
+    assert not parser.release()
+    assert isinstance(parser.feed(b"</a:stream>")[0], StreamEnd)
+
+
+def test_the_size_limit_holds_after_release():
+    parser = StreamParser(max_stanza_size=1000)
+    parser.feed(HEADER)
+    assert parser.release()
+    with pytest.raises(StreamError) as info:
+        parser.feed(stanza_of_size(1200))
+    assert info.value.condition == "policy-violation"
+    after = StreamParser(max_stanza_size=1000)
+    after.feed(HEADER)
+    after.release()
+    assert len(after.feed(stanza_of_size(1000))) == 1

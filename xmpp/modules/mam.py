@@ -122,6 +122,7 @@ class Archive:
         self.query_burst = config.get_int("vireo_mam_query_burst", DEFAULT_QUERY_BURST, min=1)
         self.query_rate = config.get_number("vireo_mam_query_rate", DEFAULT_QUERY_RATE,
                                             min=0.01)
+        self._last_copy: tuple[Element, Element] | None = None
         self.cleanup_interval = config.get_number("archive_cleanup_interval", CLEANUP_INTERVAL,
                                                   min=1)
 
@@ -196,10 +197,22 @@ class Archive:
             return
         if stored is stanza:
             # Handlers after this one add the id and may strip parts in place.
-            stored = copy.copy(stanza)
+            stored = self._copy(stanza)
         entry = ArchiveEntry(user, stored, datetime.fromtimestamp(self.m.now(), UTC), with_)
         if self.writer.offer(entry):
             core.add_stanza_id(stanza, entry.key, own)
+
+    def _copy(self, stanza: Element) -> Element:
+        """A shallow copy of `stanza` to archive. A local message reaches its
+        recipient's archive as it left its sender's (the sender's id stripped
+        by then): both entries then share the sender's copy, which the writer
+        serialises once."""
+        last = self._last_copy
+        if last is not None and last[0] is stanza and _same_content(stanza, last[1]):
+            return last[1]
+        stored = copy.copy(stanza)
+        self._last_copy = (stanza, stored)
+        return stored
 
     def _shall_store(self, user: str, with_: str) -> bool:
         rule = self.prefs.get(user).rule_for(with_)
@@ -308,3 +321,9 @@ class Archive:
         self.m.log.info("Deleted %d expired messages for %d users", removed, users)
         return removed
 
+
+def _same_content(stanza: Element, copy_: Element) -> bool:
+    """Whether a shallow copy still has the stanza's attributes, text and children."""
+    return (stanza.attrib == copy_.attrib and stanza.text == copy_.text
+            and len(stanza) == len(copy_)
+            and all(a is b for a, b in zip(stanza, copy_, strict=True)))

@@ -72,7 +72,7 @@ class Options:
             max_old_sessions=config.get_int("smacks_max_old_sessions", 10, min=0))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per session, hibernated ones too
 class SmState:
     """Stream management on one session (moves with it when it is resumed)."""
 
