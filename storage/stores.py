@@ -25,6 +25,7 @@ from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
 from sqlalchemy import bindparam, delete, func, insert, literal, select, tuple_
+from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
 from storage.models import BIG_ID, ArchiveItem, KeyValItem
@@ -120,6 +121,20 @@ class MapStore(_Store):
             connection.execute(_MAP_DELETE, [{**where, "key": key} for key in values])
             if rows:
                 connection.execute(insert(KeyValItem.__table__), rows)
+
+    def add(self, user: str | None, key: str, value: Any) -> bool:
+        """Store `value` under `key` unless a value is there already: whether it
+        was stored. The unique index decides, so of several processes racing to
+        add the same key exactly one wins (e.g. a secret made on first use)."""
+        kind, text = encode(value)
+        try:
+            with self.db.engine.begin() as connection:
+                connection.execute(insert(KeyValItem.__table__),
+                                   [{**self._params(user), "key": key, "type": kind,
+                                     "value": text}])
+        except IntegrityError:
+            return False
+        return True
 
     def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
         with self.db.engine.connect() as connection:

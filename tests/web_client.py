@@ -24,10 +24,11 @@ USERS = {"boss": "boss-password", "ann": "ann-password"}
 
 @contextmanager
 def web_server(directory, modules: tuple[str, ...], extra: str = "",
-               host_extra: str = "") -> Iterator[ServerProcess]:
-    """A running server with http and https ports, `USERS` and boss@localhost as admin."""
+               host_extra: str = "", database: str = "") -> Iterator[ServerProcess]:
+    """A running server with http and https ports, `USERS` and boss@localhost as admin
+    (`database`: config lines naming its database, as make_server's)."""
     server = make_server(directory, modules=modules, http=True, host_extra=host_extra,
-                         extra='admins = { "boss@localhost" }\n' + extra)
+                         database=database, extra='admins = { "boss@localhost" }\n' + extra)
     server.create_users(USERS)
     server.start()
     try:

@@ -2,7 +2,9 @@
 pages for the JIDs in `admins`, after a login with their XMPP password.
 
 Every page but the login needs the session cookie (http_apps.web.admin_sessions);
-every form carries a CSRF token bound to that session; every destructive
+every form carries a CSRF token bound to that session, the login form one bound
+to a cookie nonce (so another site cannot log a browser in as its own admin,
+login CSRF); every destructive
 action (reset a password, delete a user, disconnect a session, delete an
 upload, revoke an invite) first answers a confirmation page whose form posts
 again with `confirmed=yes`, and is logged with the admin's JID.
@@ -21,7 +23,7 @@ import flask
 
 from http_apps.web import client_address, page_blueprint
 from http_apps.web.admin_sessions import AdminSessions
-from http_apps.web.csrf import CsrfTokens
+from http_apps.web.csrf import CsrfTokens, keep_nonce, nonce_token_valid, request_nonce
 from http_apps.web.invite_page import expiry_text
 from http_apps.web.sparklines import MetricHistory, sparkline
 from xmpp.auth_throttle import FailureThrottle, wait_text, whole_seconds
@@ -30,6 +32,31 @@ from xmpp.jid import JID, InvalidJID, nodeprep, parse_jid
 
 COOKIE = "vireo_admin"
 DAY = 86400
+#: Users listed per page of the users page.
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Paged:
+    """One page of a sorted list: its items, its number (from 1) and how many pages there are."""
+
+    items: list[str]
+    number: int
+    pages: int
+    first: int  # the 1-based position of items[0] in the whole list
+
+
+def page_of(names: list[str], requested: str | None, size: int = PAGE_SIZE) -> Paged:
+    """The page `requested` (a query parameter: missing, bad or out of range
+    gives the nearest page) of `names`."""
+    pages = max(1, -(-len(names) // size))
+    try:
+        number = int(requested or 1)
+    except ValueError:
+        number = 1
+    number = min(max(number, 1), pages)
+    start = (number - 1) * size
+    return Paged(names[start:start + size], number, pages, start + 1)
 
 
 @dataclass
@@ -125,9 +152,14 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     def index() -> flask.Response:
         return flask.redirect(flask.url_for(".users"))
 
+    def login_page(status: int = 200, **context: Any) -> flask.Response:
+        nonce = request_nonce()
+        body, _ = render("admin/login.html", login_csrf=tokens.issue(nonce), **context)
+        return keep_nonce(flask.make_response(body, status), nonce)
+
     @blueprint.get("/login")
     def login() -> Any:
-        return render("admin/login.html")
+        return login_page()
 
     @blueprint.post("/login")
     def login_submit() -> Any:
@@ -137,6 +169,9 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         if wait > 0:
             return refuse(wait_text("Too many failed logins", wait), 429,
                           {"Retry-After": str(whole_seconds(wait))})
+        if not nonce_token_valid(tokens):
+            return refuse("The login form has expired or did not come from this site. "
+                          "Reload the page and try again.", 403)
         text = flask.request.form.get("jid", "").strip()
         password = flask.request.form.get("password", "")
         try:
@@ -144,8 +179,7 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         except InvalidJID:
             jid = None
         if jid is None or not jid.local or not service.check_password(jid, password):
-            return render("admin/login.html", 401, error="Wrong address or password.",
-                          jid=text)
+            return login_page(401, error="Wrong address or password.", jid=text)
         service.throttle.record_success(address, now)
         if not service.is_admin(jid):
             service.log.warning("Web admin login refused for %s: not an admin", jid)
@@ -184,12 +218,13 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     def users() -> Any:
         query = flask.request.args.get("q", "").strip().lower()
         names = sorted(name for name in service.users.list() if query in name.lower())
+        shown = page_of(names, flask.request.args.get("page"))
         used = storage_used()
         rows = [{"name": name, "jid": f"{name}@{service.host}",
                  "roster": service.roster_size(name), "bytes": used.get(name, 0)}
-                for name in names[:500]]
+                for name in shown.items]
         return render("admin/users.html", rows=rows, query=query, total=len(names),
-                      host=service.host)
+                      host=service.host, paged=shown)
 
     def username_field() -> str | None:
         try:

@@ -5,7 +5,9 @@ kept in a cookie), so a form posted from another site cannot present one."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
+import flask
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 #: A form older than this must be reloaded.
@@ -14,7 +16,7 @@ NONCE_COOKIE = "vireo_csrf"
 
 
 class CsrfTokens:
-    """Issues and checks the tokens of one app (`secret` is per process unless set)."""
+    """Issues and checks the tokens of one app (`secret`: see `page_secret`)."""
 
     def __init__(self, secret: str, salt: str) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt=salt)
@@ -32,5 +34,39 @@ class CsrfTokens:
         return isinstance(value, str) and secrets.compare_digest(value, binding)
 
 
+def page_secret(configured: str | None, store: Any) -> str:
+    """The secret signing a module's tokens and cookies: `configured` if the
+    option is set, else one made on first use and kept in the module's keyval
+    store (`store`, for the host itself), so that tokens and logins outlive a
+    restart and hold in every worker process on the same database."""
+    if configured:
+        return configured
+    kept = store.get(None)
+    if not isinstance(kept, dict) or not isinstance(kept.get("secret"), str):
+        # Of workers starting together, the first to add wins; all read its value.
+        store.add(None, "", {"secret": secrets.token_urlsafe(32)})
+        kept = store.get(None)
+    return kept["secret"]
+
+
 def new_nonce() -> str:
     return secrets.token_urlsafe(16)
+
+
+def request_nonce() -> str:
+    """The nonce a form of this request binds its token to: the cookie's, or a new one."""
+    return flask.request.cookies.get(NONCE_COOKIE) or new_nonce()
+
+
+def keep_nonce(response: flask.Response, nonce: str) -> flask.Response:
+    """Set the nonce cookie, for the posts back to this page's URL only."""
+    response.set_cookie(NONCE_COOKIE, nonce, httponly=True, samesite="Strict",
+                        secure=flask.request.is_secure,
+                        path=flask.request.script_root + flask.request.path)
+    return response
+
+
+def nonce_token_valid(tokens: CsrfTokens) -> bool:
+    """Whether a posted form's token matches the nonce cookie sent with it."""
+    return tokens.valid(flask.request.form.get("csrf_token"),
+                        flask.request.cookies.get(NONCE_COOKIE))

@@ -19,7 +19,7 @@ from typing import Any
 import flask
 
 from http_apps.web import client_address, page_blueprint
-from http_apps.web.csrf import NONCE_COOKIE, CsrfTokens, new_nonce
+from http_apps.web.csrf import CsrfTokens, keep_nonce, nonce_token_valid, request_nonce
 from xmpp.auth_throttle import FailureThrottle, wait_text, whole_seconds
 from xmpp.errors import StanzaError
 from xmpp.jid import InvalidJID, nodeprep
@@ -58,17 +58,13 @@ def make_blueprint(service: SignupService, tokens: CsrfTokens) -> flask.Blueprin
 
     def page(invite: Any, token: str, *, error: str | None = None, username: str = "",
              status: int = 200) -> flask.Response:
-        nonce = flask.request.cookies.get(NONCE_COOKIE) or new_nonce()
+        nonce = request_nonce()
         body = flask.render_template(
             "register.html", site_name=service.site_name, host=service.host, token=token,
             reserved=invite.username if invite.type == "register" else None,
             username=username, error=error, csrf=tokens.issue(nonce),
             min_length=service.min_password_length)
-        response = flask.make_response(body, status)
-        response.set_cookie(NONCE_COOKIE, nonce, httponly=True, samesite="Strict",
-                            secure=flask.request.is_secure, path=flask.request.script_root
-                            + flask.request.path)
-        return response
+        return keep_nonce(flask.make_response(body, status), nonce)
 
     def invalid(why: str) -> tuple[str, int]:
         expired = why == "token-expired"
@@ -93,7 +89,7 @@ def make_blueprint(service: SignupService, tokens: CsrfTokens) -> flask.Blueprin
                                          reason=wait_text("Too many sign-up attempts", wait))
             return body, 429, {"Retry-After": str(whole_seconds(wait))}
         fields = flask.request.form
-        if not tokens.valid(fields.get("csrf_token"), flask.request.cookies.get(NONCE_COOKIE)):
+        if not nonce_token_valid(tokens):
             return flask.render_template("refused.html", site_name=service.site_name,
                                          reason="The form has expired or did not come from "
                                                 "this site. Reload the page and try again."), 403

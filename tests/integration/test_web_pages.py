@@ -5,6 +5,7 @@ replayed after logout."""
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import sys
@@ -176,8 +177,25 @@ def test_ten_thousand_sign_ups_from_one_address_are_refused_with_retry_after(ser
 
 
 def admin_login(client: WebClient, jid: str, password: str):
-    client.get("/admin/login")
-    return client.post("/admin/login", {"jid": jid, "password": password})
+    form = client.get("/admin/login")
+    return client.post("/admin/login", {"csrf_token": form.field("csrf_token"), "jid": jid,
+                                        "password": password})
+
+
+def test_admin_login_form_refuses_forged_and_missing_csrf_tokens(server):
+    client = web(server, https=True)
+    form = client.get("/admin/login")
+    fields = {"jid": "boss@localhost", "password": USERS["boss"]}
+    missing = client.post("/admin/login", fields)
+    assert missing.status == 403 and "did not come from this site" in missing.text
+    forged = client.post("/admin/login", {**fields, "csrf_token": form.field("csrf_token") + "x"})
+    assert forged.status == 403
+    # Another site's page posting its own token lacks this browser's nonce cookie.
+    stolen = web(server, https=True).post("/admin/login", {
+        **fields, "csrf_token": form.field("csrf_token")})
+    assert stolen.status == 403
+    assert "vireo_admin" not in client.cookies
+    assert admin_login(client, "boss@localhost", USERS["boss"]).status == 303
 
 
 def test_admin_pages_need_an_admin_login(server):
@@ -273,3 +291,87 @@ def test_admin_sees_uploads_with_quota_use_and_deletes_one(server):
     fetched = WebClient(server.ports["https"], https=True, host="127.0.0.1").get(path_of(url))
     assert fetched.status in (404, 410)
     assert "deleted upload" in server.log_path.read_text()
+
+
+def reconnected(old: WebClient, new: WebClient) -> WebClient:
+    """`new` (a connection to the restarted server) with `old`'s cookies."""
+    new.cookies.update(old.cookies)
+    return new
+
+
+def test_admin_login_and_sign_up_form_outlive_a_restart(tmp_path):
+    """The secrets and the admin logins are in the database, not in the
+    process: a cookie and a form served before a restart still work after it,
+    and a logout is still honoured."""
+    with web_server(tmp_path, MODULES) as server:
+        admin = web(server, https=True)
+        assert admin_login(admin, "boss@localhost", USERS["boss"]).status == 303
+        token = path_of(invite_url(server)).split("?", 1)[1]
+        signer = web(server)
+        form = signer.get(f"/register?t={token}")
+        admin.close()
+        signer.close()
+        assert server.stop() == 0
+        server.start()
+        admin = reconnected(admin, web(server, https=True))
+        users = admin.get("/admin/users")
+        assert users.status == 200 and "ann@localhost" in users.text
+        signer = reconnected(signer, web(server))
+        done = signer.post(f"/register?t={token}", {
+            "csrf_token": form.field("csrf_token"), "t": token, "username": "later",
+            "password": "later-password", "password_confirm": "later-password"})
+        assert done.status == 200, done.text
+        saved = dict(admin.cookies)
+        assert admin.post("/admin/logout", {"csrf_token": users.field("csrf_token")}).status \
+            == 303
+        admin.close()
+        signer.close()
+        assert server.stop() == 0
+        server.start()
+        assert web(server, https=True).request("GET", "/admin/users", cookies=saved).status \
+            == 302
+
+
+def test_admin_users_page_pages_beyond_500_users(tmp_path):
+    with web_server(tmp_path, MODULES) as server:
+        server.create_users({f"user{number:03}": "user-password" for number in range(530)})
+        client = web(server, https=True)
+        assert admin_login(client, "boss@localhost", USERS["boss"]).status == 303
+        first = client.get("/admin/users")
+        assert "500 of 532 shown" in first.text and "user499@localhost" not in first.text
+        following = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+        assert following, first.text
+        second = client.get(html.unescape(following.group(1)))
+        assert second.status == 200 and "32 of 532 shown" in second.text
+        assert "user529@localhost" in second.text and "user000@localhost" not in second.text
+        assert '<a rel="prev"' in second.text and '<a rel="next"' not in second.text
+
+
+def test_two_processes_on_one_database_share_admin_logins_and_form_tokens(tmp_path):
+    """As `run --workers 2` does: whichever process answers, a login made in
+    one is good in the other, a logout in one holds in the other, and a sign-up
+    form served by one is accepted by the other."""
+    shared = f'storage = "sql"\nsql = {{ driver = "SQLite3", database = "{tmp_path / "db"}" }}\n'
+    with web_server(tmp_path / "one", MODULES, database=shared) as one, \
+            web_server(tmp_path / "two", MODULES, database=shared) as two:
+        admin = web(one, https=True)
+        assert admin_login(admin, "boss@localhost", USERS["boss"]).status == 303
+        saved = dict(admin.cookies)
+        elsewhere = web(two, https=True)
+        elsewhere.cookies.update(saved)
+        users = elsewhere.get("/admin/users")
+        assert users.status == 200 and "ann@localhost" in users.text
+        assert elsewhere.post("/admin/logout", {"csrf_token": users.field("csrf_token")}) \
+            .status == 303
+        assert web(one, https=True).request("GET", "/admin/users", cookies=saved).status == 302
+        token = path_of(invite_url(one)).split("?", 1)[1]
+        signer = web(one)
+        form = signer.get(f"/register?t={token}")
+        other = web(two)
+        other.cookies.update(signer.cookies)
+        done = other.post(f"/register?t={token}", {
+            "csrf_token": form.field("csrf_token"), "t": token, "username": "across",
+            "password": "across-password", "password_confirm": "across-password"})
+        assert done.status == 200, done.text
+        for client in (admin, elsewhere, signer, other):
+            client.close()  # a server waits for open keep-alive connections when stopping

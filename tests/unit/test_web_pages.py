@@ -1,18 +1,25 @@
 """The pure parts of the web pages: CSRF tokens, admin logins, metric history and
-sparklines, the client list, the password policy, invite landing URLs, QR codes."""
+sparklines, the client list, the password policy, invite landing URLs, QR codes,
+paging; and the pages' secret kept in the database."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from http_apps.web.admin import page_of
 from http_apps.web.admin_sessions import MAX_SESSIONS, AdminSessions
 from http_apps.web.clients import by_platform, load_clients
-from http_apps.web.csrf import CsrfTokens
+from http_apps.web.csrf import CsrfTokens, page_secret
 from http_apps.web.qr import qr_svg
 from http_apps.web.signup import password_problem
 from http_apps.web.sparklines import MAX_SERIES, MetricHistory, sparkline, totals
+from storage.stores import StoreFactory
+from tests.unit import storage_fixtures
 from xmpp.config import load_config
 from xmpp.modules.invites import InviteService, landing_page_template
+
+db_url = storage_fixtures.db_url
+db = storage_fixtures.db
 
 
 class MapStore:
@@ -47,7 +54,7 @@ def test_csrf_token_is_valid_only_for_its_binding_and_unforged():
 
 
 def test_admin_login_is_refused_after_logout_idle_time_or_forgery():
-    logins = AdminSessions("secret", idle=60)
+    logins = AdminSessions("secret", idle=60, store=MapStore())
     session_id, cookie = logins.open("boss@example.com", now=0)
     assert logins.resume(cookie, now=30) == (session_id, "boss@example.com")
     assert logins.resume(cookie, now=85) is not None  # used at 30: still fresh
@@ -62,11 +69,78 @@ def test_admin_login_is_refused_after_logout_idle_time_or_forgery():
 
 
 def test_admin_logins_kept_are_bounded():
-    logins = AdminSessions("secret", idle=60)
+    logins = AdminSessions("secret", idle=60, store=MapStore())
     _, first = logins.open("boss@example.com", now=0)
     for _ in range(MAX_SESSIONS):
         logins.open("boss@example.com", now=0)
     assert logins.resume(first, now=1) is None
+
+
+class CountingMapStore(MapStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def set(self, user, key, value):
+        self.writes += 1
+        super().set(user, key, value)
+
+
+def test_admin_logins_are_shared_by_workers_and_outlive_a_restart():
+    store = CountingMapStore()
+    worker_a, worker_b = (AdminSessions("secret", idle=60, store=store) for _ in range(2))
+    session_id, cookie = worker_a.open("boss@example.com", now=0)
+    assert worker_b.resume(cookie, now=10) == (session_id, "boss@example.com")
+    restarted = AdminSessions("secret", idle=60, store=store)
+    assert restarted.resume(cookie, now=20) == (session_id, "boss@example.com")
+    worker_a.close(session_id)
+    assert worker_b.resume(cookie, now=21) is None
+
+
+def test_admin_login_in_use_is_written_at_most_every_quarter_of_the_idle_time():
+    store = CountingMapStore()
+    logins = AdminSessions("secret", idle=60, store=store)
+    _, cookie = logins.open("boss@example.com", now=0)
+    writes = store.writes
+    for second in range(14):
+        assert logins.resume(cookie, now=second) is not None
+    assert store.writes == writes
+    assert logins.resume(cookie, now=15) is not None
+    assert store.writes == writes + 1
+    assert logins.resume(cookie, now=74) is not None  # touched at 15: still fresh
+
+
+def test_expired_admin_logins_are_purged():
+    store = MapStore()
+    logins = AdminSessions("secret", idle=60, store=store)
+    logins.open("old@example.com", now=0)
+    logins.open("new@example.com", now=50)
+    logins.purge(now=100)
+    assert [entry["jid"] for entry in store.get_all(None).values()] == ["new@example.com"]
+
+
+def test_users_are_paged():
+    names = [f"u{i:04}" for i in range(1201)]
+    first = page_of(names, None)
+    assert (first.items[0], len(first.items), first.number, first.pages, first.first) == \
+        ("u0000", 500, 1, 3, 1)
+    last = page_of(names, "3")
+    assert last.items == ["u1000", *names[1001:]] and last.first == 1001
+    assert page_of(names, "99").number == 3
+    assert page_of(names, "-4").number == 1
+    assert page_of(names, "x").number == 1
+    assert page_of([], "2").items == [] and page_of([], "2").pages == 1
+
+
+def test_page_secret_is_made_once_and_kept_in_the_database(db):
+    store = StoreFactory(db).open("example.com", "admin_web")
+    secret = page_secret(None, store)
+    assert len(secret) >= 32
+    assert page_secret(None, StoreFactory(db).open("example.com", "admin_web")) == secret
+    assert page_secret("configured", store) == "configured"
+    assert page_secret(None, StoreFactory(db).open("example.com", "register_web")) != secret
+    assert not store.add(None, "", {"secret": "another"})
+    assert page_secret(None, store) == secret
 
 
 def test_metric_history_keeps_the_last_hour_per_series():

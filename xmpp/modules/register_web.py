@@ -8,19 +8,23 @@ mutual subscription.
 
 Options: `site_name`; `password_policy = { length = N }` (Prosody's
 mod_password_policy, minimum 8); `vireo_register_web_secret` (signs the forms'
-CSRF tokens; default: random per process); Vireo's per-address limit on
-sign-up attempts, `vireo_register_web_attempts` (5) per
-`vireo_register_web_window` seconds (600), each attempt beyond doubling the
-wait from `vireo_register_web_delay` (60 s) up to an hour.
+CSRF tokens; default: one made on first use and kept in the module's store, so
+a form stays valid across a restart and whichever worker answers its post);
+Vireo's per-address limit on sign-up attempts, `vireo_register_web_attempts`
+(5) per `vireo_register_web_window` seconds (600), each attempt beyond
+doubling the wait from `vireo_register_web_delay` (60 s) up to an hour.
+
+The attempt counts are kept in memory, per process: a restart forgets them,
+and with `app.py run --workers N` each worker counts on its own (an address
+gets at most N times the attempts). They are only a brake on floods: every
+sign-up needs a valid invite anyway.
 """
 
 from __future__ import annotations
 
-import secrets
-
 from http_apps.provider import HttpProvider
 from http_apps.web import signup
-from http_apps.web.csrf import CsrfTokens
+from http_apps.web.csrf import CsrfTokens, page_secret
 from xmpp.auth_throttle import FailureThrottle
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.invites import invites_for
@@ -47,7 +51,7 @@ def setup(m: ModuleContext) -> None:
             window=config.get_number("vireo_register_web_window", 600.0, min=1),
             delay=delay, max_delay=max(MAX_DELAY, delay)),
         min_password_length=min_length)
-    secret = config.get_str("vireo_register_web_secret", None) or secrets.token_urlsafe(32)
+    secret = page_secret(config.get_str("vireo_register_web_secret", None), m.open_store())
     tokens = CsrfTokens(secret, salt=f"register_web:{m.host.name}")
     m.provides("http", HttpProvider(
         name="register_web", host=m.host.name, default_path="/register", methods=("GET", "POST"),
