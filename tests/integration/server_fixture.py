@@ -271,3 +271,14 @@ VirtualHost "{domain}"
 {host_extra}
 """)
     return ServerProcess(directory, domain, ports, cert, key, config, address=address)
+
+
+@contextlib.contextmanager
+def serving(directory: Path, users: dict[str, str], **options) -> Iterator[ServerProcess]:
+    """make_server(directory, **options) with `users`, started; stopped cleanly
+    (exit status 0) when the block ends: a module-scoped fixture's whole life."""
+    server = make_server(directory, **options)
+    server.create_users(users)
+    server.start()
+    yield server
+    assert server.stop() == 0

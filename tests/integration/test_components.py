@@ -14,7 +14,7 @@ from slixmpp.exceptions import IqError
 
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.raw_client import RawClient
-from tests.integration.server_fixture import make_server
+from tests.integration.server_fixture import serving
 from xmpp.component import handshake_digest
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 8)}
@@ -53,11 +53,8 @@ Component "svc.localhost" "version"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("components"), host_extra=COMPONENTS)
-    server.create_users(USERS)
-    server.start()
-    yield server
-    assert server.stop() == 0
+    with serving(tmp_path_factory.mktemp("components"), USERS, host_extra=COMPONENTS) as server:
+        yield server
 
 
 

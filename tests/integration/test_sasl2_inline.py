@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.integration.clients import close, login, run
-from tests.integration.server_fixture import make_server
+from tests.integration.server_fixture import serving
 from tests.integration.test_sasl2 import authenticate, connected, tls_client, user_agent
 
 USERS = {"alice": "pw-alice", "bob": "pw-bob"}
@@ -26,11 +26,8 @@ INLINE_BIND = (f"<bind xmlns='urn:xmpp:bind:0'><tag>phone</tag>"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = make_server(tmp_path_factory.mktemp("sasl2-inline"), modules=MODULES)
-    server.create_users(USERS)
-    server.start()
-    yield server
-    assert server.stop() == 0
+    with serving(tmp_path_factory.mktemp("sasl2-inline"), USERS, modules=MODULES) as server:
+        yield server
 
 
 def plain(user: str) -> bytes:
