@@ -20,6 +20,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from xmpp.channel_binding import tls_channel_bindings
+from xmpp.heap import release_free_heap
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ QUIET_INTERVAL = 1.0
 
 class QuietStreams:
     """Lets streams that have gone quiet release what only a busy one needs (the
-    parser: XmlStreamSession.release_idle_memory).
+    parser: XmlStreamSession.release_idle_memory), and the process the heap
+    pages that ended connections freed (`release_heap`, once per interval).
 
     Two generations of the sessions that read something: each tick, those that
     read in the previous interval and not since are quiet. One loop timer for
@@ -44,24 +46,38 @@ class QuietStreams:
     costs several stanzas' worth of CPU, so a chatty stream keeps its own.
     """
 
-    def __init__(self, interval: float = QUIET_INTERVAL) -> None:
+    def __init__(self, interval: float = QUIET_INTERVAL,
+                 release_heap: Callable[[], None] = release_free_heap) -> None:
         self._interval = interval
+        self._release_heap = release_heap
         self._recent: set[Any] = set()
         self._earlier: set[Any] = set()
+        self._ended = False  # a connection ended since the last tick
         self._timer: Any = None
 
     def touch(self, session: Any) -> None:
         self._recent.add(session)
+        self._start()
+
+    def connection_ended(self) -> None:
+        # Once per interval, not per connection: a burst of closes trims once.
+        self._ended = True
+        self._start()
+
+    def _start(self) -> None:
         if self._timer is None:
             self._timer = gevent.get_hub().loop.timer(self._interval, self._interval)
             self._timer.start(self._tick)
 
     def _tick(self) -> None:
-        # Runs in the hub: only drops references, never switches.
+        # Runs in the hub: only drops references and calls C, never switches.
         for session in self._earlier - self._recent:
             session.release_idle_memory()
         self._earlier, self._recent = self._recent, set()
-        if not self._earlier:
+        if self._ended:
+            self._ended = False
+            self._release_heap()
+        elif not self._earlier:
             self._timer.close()
             self._timer = None
 
@@ -282,6 +298,7 @@ def run_connection(transport: SocketTransport, session: Any, upgrade: Callable[[
         session.connection_lost()
         transport.close()
         transport.reader = None  # a session may outlive its connection (XEP-0198)
+        QUIET.connection_ended()
         # gevent closes the socket when the handler returns: let the
         # last words (a stream error, the closing tag) go out first.
         if transport.flusher is not None:

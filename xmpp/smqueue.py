@@ -10,7 +10,6 @@ acknowledges between zero and all of the stanzas still queued.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,10 @@ class AckQueue:
     max_size: int
     handled: int = 0
     acked: int = 0
-    unacked: deque[Any] = field(default_factory=deque)
+    # A list, not a deque: a deque's first block alone is some 600 bytes, more
+    # than the few stanzas a hibernating session usually holds (and the queue
+    # is bounded by max_size, so dropping from its front stays cheap).
+    unacked: list[Any] = field(default_factory=list)
 
     def count_handled(self) -> None:
         self.handled = (self.handled + 1) % MODULUS
@@ -65,12 +67,11 @@ class AckQueue:
             if newly >= MODULUS // 2:
                 raise AckError("Client acknowledged less stanzas than already acknowledged")
             raise AckError("Client acknowledged more stanzas than sent by server")
-        for _ in range(newly):
-            self.unacked.popleft()
+        del self.unacked[:newly]
         self.acked = h
         return newly
 
     def drain(self) -> Iterator[Any]:
         """Take every unacknowledged stanza out of the queue, oldest first."""
         while self.unacked:
-            yield self.unacked.popleft()
+            yield self.unacked.pop(0)

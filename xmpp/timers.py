@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 class Timer:
     """A pending callback; `cancel()` before it runs and it never will."""
 
+    __slots__ = ("_watcher",)  # one per hibernating session: no instance dict
+
     def __init__(self, seconds: float, callback: Callable[[], object]) -> None:
         self._watcher = gevent.get_hub().loop.timer(seconds)
         self._watcher.start(gevent.spawn, self._run, callback)

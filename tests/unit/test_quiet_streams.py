@@ -44,3 +44,32 @@ def test_the_timer_stops_when_nothing_reads() -> None:
             break
         gevent.sleep(INTERVAL)
     assert quiet_streams._timer is None
+
+
+def test_ended_connections_release_the_heap_once_per_interval() -> None:
+    released = gevent.event.Event()
+    calls: list[None] = []
+
+    def release_heap() -> None:
+        calls.append(None)
+        released.set()
+
+    quiet_streams = QuietStreams(INTERVAL, release_heap)
+    for _ in range(3):  # a burst of closes
+        quiet_streams.connection_ended()
+    assert released.wait(timeout=5)
+    for _ in range(50):  # bounded: nothing more ended, so the timer stops
+        if quiet_streams._timer is None:
+            break
+        gevent.sleep(INTERVAL)
+    assert quiet_streams._timer is None
+    assert len(calls) == 1
+
+
+def test_reading_alone_does_not_release_the_heap() -> None:
+    calls: list[None] = []
+    quiet_streams = QuietStreams(INTERVAL, lambda: calls.append(None))
+    session = FakeSession()
+    quiet_streams.touch(session)
+    assert session.released.wait(timeout=5)
+    assert not calls
