@@ -136,7 +136,11 @@ class SocketTransport:
             while self.outbox and self.sock is not None:
                 data = b"".join(self.outbox)
                 self.outbox.clear()
-                self.sock.sendall(data)
+                # One send() takes all of a small write; gevent's sendall() would
+                # first ask the kernel for the buffer size, a syscall per write.
+                sent = self.sock.send(data)
+                if sent < len(data):
+                    self.sock.sendall(memoryview(data)[sent:])
         except OSError:
             self.outbox.clear()
             self.closing = True
