@@ -80,6 +80,7 @@ class SocketTransport:
         "listener",
         "outbox",
         "peer",
+        "peer_closed",
         "read_throttle",
         "reader",
         "secure",
@@ -102,6 +103,7 @@ class SocketTransport:
         self.sending = False
         self.tls_requested = False
         self.closing = False
+        self.peer_closed = False  # the peer's FIN came in: close() alone answers it
         self.timers: list[Any] = []
         # Set by a module (mod_limits): given the bytes just read, how long the
         # reader pauses before reading more (0: at once). The peer is slowed by
@@ -178,8 +180,11 @@ class SocketTransport:
             timer.close()
         self.timers.clear()
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            if not self.peer_closed:
+                # Wakes whoever still reads or writes it; after the peer's FIN a
+                # plain close() sends ours, one syscall fewer per login.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
 
@@ -276,7 +281,10 @@ def run_connection(transport: SocketTransport, session: Any, upgrade: Callable[[
                 data = transport.sock.recv(READ_SIZE)
             except (OSError, ssl.SSLError):
                 return
-            if not data or not _feed(transport, session, data, upgrade, after_read):
+            if not data:
+                transport.peer_closed = True
+                return
+            if not _feed(transport, session, data, upgrade, after_read):
                 return
             if transport.read_throttle is not None:
                 pause = transport.read_throttle(len(data))
