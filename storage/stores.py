@@ -137,8 +137,7 @@ class MapStore(_Store):
         return True
 
     def _read(self, statement: Any, user: str | None, **params: str) -> list[Any]:
-        with self.db.engine.connect() as connection:
-            return connection.execute(statement, {**self._params(user), **params}).all()
+        return self.db.fetch_rows(statement, {**self._params(user), **params})
 
     def _params(self, user: str | None) -> dict[str, str]:
         """The bound parameters of the prebuilt statements for `user`'s rows."""

@@ -149,6 +149,9 @@ class C2SSession(XmlStreamSession):
     """One client stream, from the first header to the closing tag."""
 
     kind = "c2s"
+    # This stream's SASL mechanisms: the RFC 6120 and SASL2 features and the
+    # exchange all ask, and the answer holds until the stream restarts.
+    _offered: list[str] | None = None
 
     def __init__(self, services: C2SServices, transport: Transport) -> None:
         self.services = services
@@ -223,6 +226,7 @@ class C2SSession(XmlStreamSession):
     def stream_opened(self, attrs: dict[str, str]) -> None:
         to = attrs.get("to", "").strip().lower()
         self.stream_id = secrets.token_hex(8)
+        self._offered = None  # a new stream (after STARTTLS too) asks again
         if self.host is None:
             # The header comes first even when the stream is about to fail (RFC 6120 4.9.1.2).
             self._send_header(to or None)
@@ -286,6 +290,11 @@ class C2SSession(XmlStreamSession):
 
     def sasl_mechanisms(self) -> list[str]:
         """The SASL mechanisms this stream offers now (RFC 6120 and SASL2 alike)."""
+        if self._offered is None:
+            self._offered = self._sasl_mechanisms()
+        return list(self._offered)
+
+    def _sasl_mechanisms(self) -> list[str]:
         assert self.host is not None
         if "saslauth" not in self.host.modules:
             return []
