@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.integration.bench_s2s import C2S_PLAIN, PASSWORD, Conn, cpu_seconds
+from tests.integration.bench_s2s import C2S_PLAIN, PASSWORD, Conn, bind_after_success, cpu_seconds
 from tests.integration.server_fixture import make_server
 from tests.scram_client import client_final
 from xmpp.sasl_ht import initiator_hash, token_key
@@ -73,13 +73,7 @@ async def rfc6120_login(port: int, domain: str, user: str, mechanism: str) -> Co
         final = client_final(PASSWORD, "sha256", gs2_header="n,,", cb_data=b"",
                              client_first_bare=first_bare, server_first=server_first)
         conn.writer.write(f"<response xmlns='{SASL}'>{b64(final)}</response>".encode())
-    await conn.until(b"success")
-    conn.header(domain)
-    await conn.until(b"</stream:features>")
-    conn.writer.write(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                      b"<resource>r</resource></bind></iq>")
-    await conn.until(b"</iq>")
-    return conn
+    return await bind_after_success(conn, domain)
 
 
 async def fetch_token(port: int, domain: str, user: str) -> str:

@@ -71,6 +71,12 @@ async def login(address: str, port: int, domain: str, user: str) -> Conn:
     token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
     conn.writer.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
                       f"{token}</auth>".encode())
+    return await bind_after_success(conn, domain)
+
+
+async def bind_after_success(conn: Conn, domain: str) -> Conn:
+    """The rest of an RFC 6120 login once SASL is under way: await <success/>,
+    restart the stream and bind resource `r`."""
     await conn.until(b"success")
     conn.header(domain)
     await conn.until(b"</stream:features>")
