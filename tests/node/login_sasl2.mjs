@@ -4,21 +4,13 @@
 // printed) it logs in with FAST and no password.
 // Prints one JSON line once online: {ok, jid, token} (the FAST token the server
 // issued, if any), or {ok: false, error}; then stays online until stdin closes.
-import { client, xml } from "@xmpp/client";
+import { xml } from "@xmpp/client";
+import { args, clientFromArgs } from "./from_args.mjs";
 
-const args = JSON.parse(process.argv[2]);
 const userAgent = xml("user-agent", { id: args.agentId },
   xml("software", {}, args.software), xml("device", {}, args.device));
-const xmpp = client({
-  service: args.service,
-  domain: args.domain,
-  username: args.username,
-  password: args.password,
-  resource: args.resource,
-  userAgent,
-});
+const xmpp = clientFromArgs({ resource: args.resource, userAgent });
 xmpp.reconnect.stop();
-xmpp.on("error", () => {});
 
 let issued = null;
 xmpp.fast.saveToken = async (token) => { issued = token; };

@@ -1,17 +1,10 @@
 // xmpp.js (@xmpp/client) in Node over WebSocket: log in, send a message, wait for one.
 // Arguments: a JSON object {service, domain, username, password, to, text, expect}.
 // Prints one JSON line: {ok, received} or {ok: false, error}.
-import { client, xml } from "@xmpp/client";
+import { xml } from "@xmpp/client";
+import { args, clientFromArgs } from "./from_args.mjs";
 
-const args = JSON.parse(process.argv[2]);
-const xmpp = client({
-  service: args.service,
-  domain: args.domain,
-  username: args.username,
-  password: args.password,
-  resource: "node",
-});
-xmpp.on("error", () => {});
+const xmpp = clientFromArgs();
 
 const finish = async (result) => {
   console.log(JSON.stringify(result));

@@ -4,17 +4,10 @@
 // Prints JSON lines: {event: "online", jid}, {event: "cut"}, {event: "resumed"}, then
 // {event: "done", received: [...]} (every body seen, duplicates included) or
 // {event: "failed", error}.
-import { client, xml } from "@xmpp/client";
+import { xml } from "@xmpp/client";
+import { args, clientFromArgs } from "./from_args.mjs";
 
-const args = JSON.parse(process.argv[2]);
-const xmpp = client({
-  service: args.service,
-  domain: args.domain,
-  username: args.username,
-  password: args.password,
-  resource: "node",
-});
-xmpp.on("error", () => {});
+const xmpp = clientFromArgs();
 const say = (line) => console.log(JSON.stringify(line));
 const received = [];
 let cut = false;
