@@ -152,12 +152,17 @@ class ClusterNode:
         except (redis.ConnectionError, redis.TimeoutError):
             pipe.execute()
 
-    def receive(self, block_ms: int) -> list[tuple[bytes, Envelope | None]]:
-        """New entries of this node's inbox (None for a malformed one, acked anyway)."""
-        answer = self.redis.xreadgroup(GROUP, self.name, {self.key("stream", self.name): ">"},
-                                       count=BATCH, block=block_ms)
-        return [(entry_id, _envelope(fields)) for _stream, entries in answer or ()
-                for entry_id, fields in entries]
+    def receive(self, block_ms: int, *, pending: bool = False
+                ) -> list[tuple[bytes, Envelope | None]]:
+        """New entries of this node's inbox (None for a malformed one, acked anyway).
+        With `pending`, instead those already given to this consumer and never
+        acknowledged: after a lost connection, the answer that carried them may
+        never have arrived."""
+        stream = {self.key("stream", self.name): "0" if pending else ">"}
+        answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH,
+                                       block=None if pending else block_ms)
+        return [(entry_id, _envelope(fields) if fields else None)
+                for _stream, entries in answer or () for entry_id, fields in entries]
 
     def orphans(self, node: str, min_idle_ms: int) -> list[tuple[bytes, Envelope | None]]:
         """Entries of `node`'s inbox nobody will handle: those its consumer took

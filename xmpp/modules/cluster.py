@@ -194,6 +194,13 @@ class Cluster:
                                              or jid.resource == event.to.resource):
                 self.mirror(jid, entry)
 
+    def refresh_for_probe(self, event: Any) -> None:
+        """`presence/bare`: a probe is answered from the presence of the user's
+        sessions, so those on peers are read afresh from the registry (written
+        before each broadcast) rather than from an envelope still on its way."""
+        if event.stanza.get("type") == "probe" and self.router.resources(event.to):
+            self.look_up(event)
+
     def unmirror(self, jid: JID, sid: str) -> RemoteSession | None:
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession) and current.entry.sid == sid:
@@ -211,12 +218,17 @@ class Cluster:
     # -- this node's stream ------------------------------------------------------------
 
     def consume(self) -> None:
+        recovering = False  # after a Redis error: first what was read but not handled
         while True:
             try:
-                entries = self.node.receive(RECEIVE_BLOCK_MS)
+                entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering)
+                if recovering and not entries:
+                    recovering = False
+                    continue
                 self.handle_all(self.node.name, entries, orphaned=False)
             except RedisError as error:
                 self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                recovering = True
                 gevent.sleep(RETRY_DELAY)
             except Exception:
                 self.m.log.exception("Cluster stream consumer failed; retrying")
@@ -348,6 +360,7 @@ def setup(m: ModuleContext) -> None:
     m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
+    m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
     m.hook("server-started", lambda event: cluster.start())
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
