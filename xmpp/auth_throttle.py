@@ -1,6 +1,7 @@
 """Failed-attempt throttling per client address (a Vireo limit; Prosody has none).
 
-Pure: every call takes `now` (seconds, any monotonic origin). A service asks
+Every call takes `now` (wall-clock seconds: a cluster compares them across
+nodes); the times are kept by an `xmpp.recent_events` store. A service asks
 `attempt` when a credential arrives (a SASL <auth/>, a component handshake,
 an upload token): while the address must wait the credential is refused
 unchecked and the caller answers at once with the wait; otherwise it is
@@ -17,8 +18,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
+
+from xmpp.recent_events import MemoryRecentEvents, RecentEvents, recent_events
 
 if TYPE_CHECKING:
     from xmpp.config import Config, HostConfig
@@ -28,35 +30,27 @@ class FailureThrottle:
     """Counts recent authentication failures per address and says how long to wait."""
 
     def __init__(self, max_failures: int = 5, window: float = 60.0, delay: float = 2.0,
-                 max_delay: float = 30.0, max_tracked: int = 10000) -> None:
-        if max_failures < 1 or window <= 0 or delay < 0 or max_delay < delay or max_tracked < 1:
+                 max_delay: float = 30.0, events: RecentEvents | None = None) -> None:
+        if max_failures < 1 or window <= 0 or delay < 0 or max_delay < delay:
             raise ValueError("invalid throttle limits")
         self.max_failures = max_failures
         self.window = window
         self.delay = delay
         self.max_delay = max_delay
-        self.max_tracked = max_tracked
         # Enough timestamps to reach max_delay; older failures cannot raise the wait.
         steps = 0
         while 0 < delay * 2 ** steps < max_delay:
             steps += 1
         self._keep = max_failures + steps
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()  # least recent first
+        self._events = events if events is not None else MemoryRecentEvents()
 
     def record_failure(self, address: str, now: float) -> None:
         """Count one failed attempt from `address`."""
-        key = _key(address)
-        times = self._failures.pop(key, None)
-        if times is None:
-            times = deque(maxlen=self._keep)
-        times.append(now)
-        self._failures[key] = times
-        while len(self._failures) > self.max_tracked:
-            self._failures.popitem(last=False)
+        self._events.add(_key(address), now, keep=self._keep, ttl=self.window + self.max_delay)
 
     def record_success(self, address: str, now: float) -> None:
         """A success (a login, a handshake, a verified token) forgets the address."""
-        self._failures.pop(_key(address), None)
+        self._events.forget(_key(address))
 
     def attempt(self, address: str, now: float) -> float:
         """An attempt from `address` begins: 0.0 when it may be checked now, else
@@ -75,34 +69,24 @@ class FailureThrottle:
         otherwise `delay` doubled for each failure beyond that (capped at
         `max_delay`), counted from the latest failure.
         """
-        key = _key(address)
-        times = self._failures.get(key)
-        if times is None:
-            return 0.0
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return 0.0
+        times = self._events.times(_key(address), now - self.window)
         excess = len(times) - self.max_failures
         if excess < 0:
             return 0.0
         wait = min(self.delay * 2 ** excess, self.max_delay)
         return max(0.0, times[-1] + wait - now)
 
-    def __len__(self) -> int:
-        """Number of addresses tracked."""
-        return len(self._failures)
 
-
-def failure_throttle(config: Config | HostConfig) -> FailureThrottle:
-    """A throttle with the `vireo_auth_failure_*` options of `config`."""
+def failure_throttle(config: Config | HostConfig, name: str) -> FailureThrottle:
+    """A throttle with the `vireo_auth_failure_*` options of `config`; `name`
+    tells its failures from other throttles' where a cluster shares them."""
     delay = config.get_number("vireo_auth_failure_delay", 2.0, min=0)
     return FailureThrottle(
         max_failures=config.get_int("vireo_auth_failure_limit", 5, min=1),
         window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
         delay=delay,
         max_delay=config.get_number("vireo_auth_failure_max_delay", max(30.0, delay), min=delay),
+        events=recent_events(config, name),
     )
 
 

@@ -39,7 +39,7 @@ class ServerCore:
         self.c2s = C2SServices(
             hosts=self.router.hosts, router=self.router,
             credentials=_as_credentials(accounts),
-            throttle=failure_throttle(config),
+            throttle=failure_throttle(config, "c2s"),
             clock=clock, certificates=self.certificates,
             stanza_size_limit=self.c2s_stanza_size_limit,
             unauthenticated_stanza_size=config.get_int(

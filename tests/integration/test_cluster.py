@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import redis
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
 from tests.integration.clients import close, login, run
+from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import (
     ROOT,
     Databases,
@@ -201,6 +203,27 @@ def test_same_full_jid_on_another_node_replaces_the_first(cluster):
         await close(second, ivy)
 
     run(scenario())
+
+
+def test_failed_logins_on_one_node_slow_down_the_next_on_another(cluster):
+    """vireo_auth_failure_limit (5) wrong passwords from one address on n1; the
+    right one from there on n2 is refused at once with the wait (the failures
+    are counted in Redis, not per process)."""
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+    guesser = RawClient(n1.c2s_port, source_address="127.0.0.9")
+    try:
+        guesser.starttls(n1.domain, n1.cert)
+        for _ in range(5):
+            assert b"<not-authorized/>" in guesser.auth_plain("carol", "nope")
+    finally:
+        guesser.close()
+    again = RawClient(n2.c2s_port, source_address="127.0.0.9")
+    try:
+        again.starttls(n2.domain, n2.cert)
+        answer = again.auth_plain("carol", USERS["carol"])
+    finally:
+        again.close()
+    assert b"<temporary-auth-failure/>" in answer and re.search(rb"wait \d+ s", answer)
 
 
 def test_a_killed_node_loses_no_accepted_message(cluster):

@@ -6,6 +6,7 @@ import pytest
 
 from xmpp.auth_throttle import FailureThrottle, failure_throttle, wait_text, whole_seconds
 from xmpp.config import load_config
+from xmpp.recent_events import MemoryRecentEvents
 
 ADDR = "192.0.2.7"
 
@@ -39,7 +40,8 @@ def test_delay_counts_from_the_latest_failure():
 
 
 def test_failures_age_out_of_the_window():
-    t = FailureThrottle(max_failures=2, window=60.0, delay=2.0)
+    events = MemoryRecentEvents()
+    t = FailureThrottle(max_failures=2, window=60.0, delay=2.0, events=events)
     fail(t, ADDR, 2, now=0.0)
     t.record_failure(ADDR, 30.0)
     assert t.delay_for(ADDR, 30.0) == 4.0
@@ -48,16 +50,17 @@ def test_failures_age_out_of_the_window():
     t.record_failure(ADDR, 62.0)
     assert t.delay_for(ADDR, 62.0) == 2.0
     assert t.delay_for(ADDR, 200.0) == 0.0
-    assert len(t) == 0
+    assert len(events) == 0
 
 
 def test_success_forgets_the_address():
-    t = FailureThrottle(max_failures=1)
+    events = MemoryRecentEvents()
+    t = FailureThrottle(max_failures=1, events=events)
     t.record_failure(ADDR, 0.0)
     assert t.delay_for(ADDR, 0.0) > 0
     t.record_success(ADDR, 1.0)
     assert t.delay_for(ADDR, 1.0) == 0.0
-    assert len(t) == 0
+    assert len(events) == 0
 
 
 def test_addresses_are_independent():
@@ -78,16 +81,17 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4():
 
 
 def test_memory_is_bounded_oldest_evicted():
-    t = FailureThrottle(max_failures=1, max_tracked=3)
+    events = MemoryRecentEvents(max_tracked=3)
+    t = FailureThrottle(max_failures=1, events=events)
     for i in range(4):
         t.record_failure(f"10.0.0.{i}", float(i))
-    assert len(t) == 3
+    assert len(events) == 3
     assert t.delay_for("10.0.0.0", 4.0) == 0.0  # evicted
     assert t.delay_for("10.0.0.3", 4.0) > 0
 
 
 def test_recent_failure_keeps_an_address_from_eviction():
-    t = FailureThrottle(max_failures=1, max_tracked=2)
+    t = FailureThrottle(max_failures=1, events=MemoryRecentEvents(max_tracked=2))
     t.record_failure("10.0.0.1", 0.0)
     t.record_failure("10.0.0.2", 1.0)
     t.record_failure("10.0.0.1", 2.0)
@@ -97,10 +101,11 @@ def test_recent_failure_keeps_an_address_from_eviction():
 
 
 def test_history_per_address_is_bounded():
-    t = FailureThrottle(max_failures=5, window=1e9, delay=2.0, max_delay=30.0)
+    events = MemoryRecentEvents()
+    t = FailureThrottle(max_failures=5, window=1e9, delay=2.0, max_delay=30.0, events=events)
     fail(t, ADDR, 10_000, now=0.0)
     assert t.delay_for(ADDR, 0.0) == 30.0
-    assert len(t._failures[ADDR]) <= 5 + 4  # 2 * 2**4 reaches the cap
+    assert len(events.times(ADDR, since=-1.0)) <= 5 + 4  # 2 * 2**4 reaches the cap
 
 
 def test_zero_delay_never_waits():
@@ -173,14 +178,13 @@ def test_failure_throttle_reads_the_options(tmp_path):
     path = tmp_path / "vireo.cfg.lua"
     path.write_text("vireo_auth_failure_limit = 2\nvireo_auth_failure_window = 10\n"
                     "vireo_auth_failure_delay = 5\nvireo_auth_failure_max_delay = 1\n")
-    t = failure_throttle(load_config(path))
+    t = failure_throttle(load_config(path), "c2s")
     assert (t.max_failures, t.window, t.delay) == (2, 10, 5)
     assert t.max_delay == 5  # below the delay: raised to it, with a warning
 
 
 @pytest.mark.parametrize("kwargs", [
     {"max_failures": 0}, {"window": 0}, {"delay": -1}, {"delay": 5, "max_delay": 1},
-    {"max_tracked": 0},
 ])
 def test_invalid_limits(kwargs):
     with pytest.raises(ValueError):

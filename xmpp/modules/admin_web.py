@@ -71,7 +71,7 @@ def setup(m: ModuleContext) -> None:
         sessions=lambda: m.service("sessions")(), invites=invites_for(m),
         upload_services=upload_services, history=metric_history(m),
         logins=logins,
-        throttle=failure_throttle(config), clock=m.now, log=m.log)
+        throttle=failure_throttle(config, f"admin_web:{m.host.name}"), clock=m.now, log=m.log)
     tokens = CsrfTokens(secret, salt=f"admin_web:{host}")
     m.provides("http", HttpProvider(
         name="admin_web", host=host, default_path="/admin", methods=("GET", "POST"), cors=False,

@@ -110,7 +110,7 @@ def setup(m: ModuleContext) -> None:
     config = m.global_config
     limit = stanza_size_limit(config)
     router = m.service("router")
-    throttle = m.shared("component-throttle", lambda: failure_throttle(config))
+    throttle = m.shared("component-throttle", lambda: failure_throttle(config, "component"))
     m.provides("net", NetProvider(
         "component",
         lambda transport: ComponentSession(router, transport, throttle=throttle,

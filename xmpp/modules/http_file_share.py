@@ -94,7 +94,7 @@ def setup(m: ModuleContext) -> None:
         store=m.typed_store("uploads"),
         data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
         base_url=base_url, external=external_url is not None, clock=m.now,
-        throttle=failure_throttle(config))
+        throttle=failure_throttle(config, f"http_file_share:{host}"))
 
     # The web admin lists and deletes uploads through the service.
     m.shared(f"file_share:{host}", lambda: share)

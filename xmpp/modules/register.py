@@ -13,6 +13,7 @@ from xmpp.hosts import IqRequest
 from xmpp.jid import InvalidJID, nodeprep, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.netmatch import AddressMatcher
+from xmpp.recent_events import recent_events
 from xmpp.stanza import make_iq_result
 
 QUERY = f"{{{ns.REGISTER}}}query"
@@ -34,7 +35,7 @@ class Registration:
         self.allowlist = AddressMatcher(m.config.get_list(
             "registration_allowlist",
             m.config.get_list("registration_whitelist", list(DEFAULT_ALLOWLIST))))
-        self.last_by_address: dict[str, float] = {}
+        self.registrations = recent_events(m.config, f"register:{m.host.name}")
 
     def open_to(self, session: Any) -> bool:
         """Whether the stream may register: `allow_registration`, or a module
@@ -119,7 +120,7 @@ class Registration:
         self.m.fire("user-registered", username=username, host=host, ip=address,
                     session=session, invite=invite, source=source)
         if self.min_interval and address not in self.allowlist:
-            self.last_by_address[address] = now
+            self.registrations.add(address, now, keep=1, ttl=self.min_interval)
         self.m.log.info("Registered %s@%s from %s", username, host, address)
 
     def wait_for(self, address: str, now: float) -> float:
@@ -127,12 +128,8 @@ class Registration:
         min_seconds_between_registrations sets per address (allowlisted ones exempt)."""
         if not self.min_interval or address in self.allowlist:
             return 0.0
-        # Forget addresses whose wait is over, so the table stays small.
-        for seen, last in list(self.last_by_address.items()):
-            if now - last >= self.min_interval:
-                del self.last_by_address[seen]
-        last = self.last_by_address.get(address)
-        return 0.0 if last is None else last + self.min_interval - now
+        last = self.registrations.times(address, now - self.min_interval)
+        return last[-1] + self.min_interval - now if last else 0.0
 
     def change(self, request: IqRequest, session: Any) -> bool | None:
         host = request.host.name

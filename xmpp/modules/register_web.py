@@ -29,6 +29,7 @@ from xmpp.auth_throttle import FailureThrottle
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.invites import invites_for
 from xmpp.modules.register import registration_for
+from xmpp.recent_events import recent_events
 
 MAX_DELAY = 3600.0
 
@@ -49,7 +50,8 @@ def setup(m: ModuleContext) -> None:
         throttle=FailureThrottle(
             max_failures=config.get_int("vireo_register_web_attempts", 5, min=1),
             window=config.get_number("vireo_register_web_window", 600.0, min=1),
-            delay=delay, max_delay=max(MAX_DELAY, delay)),
+            delay=delay, max_delay=max(MAX_DELAY, delay),
+            events=recent_events(config, f"register_web:{m.host.name}")),
         min_password_length=min_length)
     secret = page_secret(config.get_str("vireo_register_web_secret", None), m.open_store())
     tokens = CsrfTokens(secret, salt=f"register_web:{m.host.name}")

@@ -1,0 +1,113 @@
+"""Recent-event times (xmpp/recent_events.py): in memory alone, in Redis for a
+cluster, so a failed-login throttle or registration pacing holds on every node."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from xmpp.auth_throttle import FailureThrottle, failure_throttle
+from xmpp.config import load_config
+from xmpp.recent_events import MemoryRecentEvents, recent_events
+
+REDIS_ENV = "VIREO_TEST_REDIS_URL"
+
+
+def test_memory_keeps_the_latest_and_drops_the_old():
+    events = MemoryRecentEvents()
+    for now in (1.0, 2.0, 3.0):
+        events.add("a", now, keep=2, ttl=10)
+    assert list(events.times("a", since=0.0)) == [2.0, 3.0]
+    assert list(events.times("a", since=2.0)) == [3.0]
+    assert list(events.times("a", since=3.0)) == []
+    assert len(events) == 0  # nothing left to keep
+
+
+def test_memory_rejects_a_zero_bound():
+    with pytest.raises(ValueError):
+        MemoryRecentEvents(max_tracked=0)
+
+
+def test_alone_the_times_stay_in_memory(tmp_path):
+    path = tmp_path / "vireo.cfg.lua"
+    path.write_text("")
+    assert isinstance(recent_events(load_config(path), "c2s"), MemoryRecentEvents)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is needed")
+    return url
+
+
+@pytest.fixture
+def cluster_config(tmp_path, redis_url) -> Iterator:
+    """Two nodes' configs of one cluster (a fresh key prefix), and cleanup."""
+    import redis
+
+    prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
+
+    def node(name: str):
+        path = tmp_path / f"{name}.cfg.lua"
+        path.write_text(f'cluster = {{ redis = "{redis_url}", node = "{name}", '
+                        f'prefix = "{prefix}" }}\n')
+        return load_config(path)
+
+    yield node
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def test_failures_on_one_node_slow_down_the_next_attempt_on_another(cluster_config):
+    one = failure_throttle(cluster_config("n1"), "c2s")
+    other = failure_throttle(cluster_config("n2"), "c2s")
+    for _ in range(5):
+        assert one.attempt("192.0.2.7", 100.0) == 0.0
+    assert other.attempt("192.0.2.7", 100.5) > 0  # the sixth, on the other node
+    assert other.attempt("192.0.2.8", 100.5) == 0.0  # another address is not slowed
+    one.record_success("192.0.2.7", 101.0)
+    assert other.delay_for("192.0.2.7", 101.0) == 0.0
+
+
+def test_each_limit_counts_apart(cluster_config):
+    logins = failure_throttle(cluster_config("n1"), "c2s")
+    handshakes = failure_throttle(cluster_config("n2"), "component")
+    for _ in range(6):
+        logins.record_failure("192.0.2.7", 100.0)
+    assert logins.delay_for("192.0.2.7", 100.0) > 0
+    assert handshakes.delay_for("192.0.2.7", 100.0) == 0.0
+
+
+def test_times_expire_in_redis(cluster_config, redis_url):
+    import redis
+
+    events = recent_events(cluster_config("n1"), "register:example.test")
+    events.add("192.0.2.7", 100.0, keep=1, ttl=1)
+    events.add("192.0.2.7", 101.0, keep=1, ttl=1)
+    assert list(events.times("192.0.2.7", since=0.0)) == [101.0]
+    client = redis.Redis.from_url(redis_url)
+    ttls = [client.ttl(key) for key in client.scan_iter(match=events.prefix + "*")]
+    client.close()
+    assert ttls == [1]
+
+
+def test_an_unreachable_redis_counts_on_this_node_alone(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "vireo.cfg.lua"
+    path.write_text(f'cluster = {{ redis = "redis://127.0.0.1:{port}/0", node = "n1" }}\n')
+    throttle = FailureThrottle(max_failures=1, events=recent_events(load_config(path), "c2s"))
+    assert throttle.attempt("192.0.2.7", 100.0) == 0.0
+    assert throttle.attempt("192.0.2.7", 100.0) > 0
+    throttle.record_success("192.0.2.7", 100.0)
+    assert throttle.delay_for("192.0.2.7", 100.0) == 0.0
