@@ -8,6 +8,7 @@ in `openmetrics_allow_ips` (default loopback) or `openmetrics_allow_cidr`, else
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -29,8 +30,15 @@ def statistics_enabled(config: Any) -> bool:
     return provider == "internal"
 
 
-def make_blueprint(config: Any, registry: CollectorRegistry = REGISTRY) -> flask.Blueprint:
-    """A blueprint answering GET at its mount path with the metrics of `registry`."""
+def this_process() -> CollectorRegistry:
+    """The metrics of this process alone."""
+    return REGISTRY
+
+
+def make_blueprint(config: Any, registry: Callable[[], CollectorRegistry] = this_process
+                   ) -> flask.Blueprint:
+    """A blueprint answering GET at its mount path with the metrics of the
+    registry `registry()` gives at each scrape (a cluster's view widens it)."""
     allowed = AddressMatcher([*config.get_list("openmetrics_allow_ips", DEFAULT_ALLOW_IPS),
                               *config.get_list("openmetrics_allow_cidr", ())])
     enabled = statistics_enabled(config)
@@ -43,12 +51,13 @@ def make_blueprint(config: Any, registry: CollectorRegistry = REGISTRY) -> flask
         if not enabled:
             return flask.Response("No statistics provider configured\n", 404,
                                   content_type="text/plain; charset=utf-8")
-        return flask.Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return flask.Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
     return blueprint
 
 
-def provider(config: Any, registry: CollectorRegistry = REGISTRY) -> HttpProvider:
+def provider(config: Any, registry: Callable[[], CollectorRegistry] = this_process
+             ) -> HttpProvider:
     """The http_openmetrics app: global, at /metrics unless `http_paths.openmetrics` moves it."""
     return HttpProvider(name="openmetrics", host=GLOBAL_HOST, default_path="/metrics",
                         make_blueprint=lambda: make_blueprint(config, registry), global_=True)

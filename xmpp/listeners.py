@@ -168,6 +168,14 @@ class SocketTransport:
         if self.closing:
             self._shutdown()
 
+    def drained(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until all written so far is in the
+        kernel's hands; whether it is. A process killed after that loses none of it."""
+        flusher = self.flusher
+        if flusher is not None:
+            flusher.join(timeout)
+        return not self.outbox and not self.sending
+
     def flush_now(self) -> None:
         """Write everything queued before the reader goes on (STARTTLS)."""
         if self.flusher is not None:

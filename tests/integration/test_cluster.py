@@ -31,6 +31,7 @@ from tests.integration.server_fixture import (
     stop_process,
     wait_for_port,
 )
+from tests.integration.test_http_metrics import STATISTICS, scrape
 from tests.unit.storage_fixtures import POSTGRES_ENV
 from xmpp.stream import parse_stanza
 
@@ -60,7 +61,8 @@ class Cluster:
     def configure(self, name: str) -> ServerProcess:
         option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
-        node = make_server(self.root / name, database=self.database_lines, extra=option)
+        node = make_server(self.root / name, database=self.database_lines,
+                           extra=option + STATISTICS, http=True, modules=("http_openmetrics",))
         node.users.update(USERS)
         self.nodes[name] = node
         return node
@@ -224,6 +226,32 @@ def test_failed_logins_on_one_node_slow_down_the_next_on_another(cluster):
     finally:
         again.close()
     assert b"<temporary-auth-failure/>" in answer and re.search(rb"wait \d+ s", answer)
+
+
+def test_metrics_of_every_node_on_any_nodes_scrape(cluster):
+    """/metrics on n1 shows each node's families once, samples labelled by node:
+    here a session bound on n2 counted with node="n2"."""
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    def sessions_on_n2() -> float:
+        return sum(value for (name, labels), value in scrape(n1).items()
+                   if name == "vireo_sessions" and ("node", "n2") in labels
+                   and ("kind", "c2s") in labels)
+
+    async def scenario():
+        dave = await login(n2, "dave", resource="metrics")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3 * NODE_TIMEOUT  # n2 publishes every NODE_TIMEOUT / 3
+        while (counted := sessions_on_n2()) < 1 and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        await close(dave)
+        assert counted >= 1
+
+    run(scenario())
+    samples = scrape(n1)
+    nodes = {dict(labels).get("node") for (name, labels) in samples
+             if name == "process_resident_memory_bytes"}
+    assert nodes == {"n1", "n2", "n3"}
 
 
 def test_a_killed_node_loses_no_accepted_message(cluster):

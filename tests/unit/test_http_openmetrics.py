@@ -19,7 +19,7 @@ def metrics_client(tmp_path, text):
     config = write_config(tmp_path, config_text)
     registry = CollectorRegistry()
     Counter("vireo_test_things", "Things", registry=registry).inc(3)
-    return http_client(tmp_path, config_text, [openmetrics.provider(config, registry)])
+    return http_client(tmp_path, config_text, [openmetrics.provider(config, lambda: registry)])
 
 
 def get(client, peer="127.0.0.1", **kwargs):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -31,11 +31,13 @@ from xml.etree.ElementTree import Element
 import gevent
 
 from xmpp import namespaces as ns
+from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
 from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
 from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
@@ -45,6 +47,7 @@ from xmpp.stream import parse_stanza
 MESSAGE = f"{{{ns.CLIENT}}}message"
 RECEIVE_BLOCK_MS = 1000
 RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
+WRITE_WAIT = 2.0  # seconds a batch's entries wait for their stanzas to be written
 
 
 @dataclass(slots=True)
@@ -236,29 +239,44 @@ class Cluster:
 
     def handle_all(self, node: str, entries: list[tuple[bytes, Envelope | None]],
                    *, orphaned: bool) -> None:
+        written: dict[int, Any] = {}  # the transports stanzas were written to
         for _entry_id, envelope in entries:
             if envelope is None:
                 self.m.log.warning("Malformed entry on the stream of %s dropped", node)
             elif self.dedup.first_time(envelope.id):
                 try:
-                    self.handle(envelope, orphaned)
+                    transport = self.handle(envelope, orphaned)
                 except Exception:
                     self.m.log.exception("Cluster envelope %s (%s) failed", envelope.id,
                                          envelope.kind)
-        # Let the sessions' writers run before the entries count as handled.
-        gevent.sleep(0)
+                else:
+                    if transport is not None:
+                        written[id(transport)] = transport
+        self.wait_written(written.values())
         self.node.ack(node, [entry_id for entry_id, _ in entries])
 
-    def handle(self, envelope: Envelope, orphaned: bool) -> None:
+    def wait_written(self, transports: Iterable[Any]) -> None:
+        """Entries count as handled once their stanzas are in the kernel's
+        socket buffers, so a node killed now loses none of them; a client that
+        stops reading holds the consumer for WRITE_WAIT at most."""
+        deadline = self.m.now() + WRITE_WAIT
+        gevent.sleep(0)  # the writers of transports without `drained` run once
+        for transport in transports:
+            drained = getattr(transport, "drained", None)
+            if drained is not None:
+                drained(max(0.0, deadline - self.m.now()))
+
+    def handle(self, envelope: Envelope, orphaned: bool) -> Any:
+        """Act on one envelope; the transport a stanza was written to, if any."""
         try:
             jid = parse_jid(envelope.jid)
         except InvalidJID:
-            return
+            return None
         if envelope.kind == DELIVER:
-            self.deliver(jid, parse_stanza(envelope.data.decode()))
-        elif orphaned:
-            return  # what a dead node was told about sessions no longer matters
-        elif envelope.kind == SESSION:
+            return self.deliver(jid, parse_stanza(envelope.data.decode()))
+        if orphaned:
+            return None  # what a dead node was told about sessions no longer matters
+        if envelope.kind == SESSION:
             entry = SessionEntry.decode(envelope.data)
             if entry.node != self.node.name:
                 self.mirror(jid, entry)
@@ -266,21 +284,24 @@ class Cluster:
             self.unmirror(jid, envelope.data.decode())
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
+        return None
 
-    def deliver(self, jid: JID, stanza: Element) -> None:
-        """A stanza for one of this node's sessions; when that has gone, a chat
-        message goes to the user's bare JID (remaining sessions, else offline
-        storage, RFC 6121 8.5.3.2.1) and the rest is bounced."""
+    def deliver(self, jid: JID, stanza: Element) -> Any:
+        """A stanza for one of this node's sessions (the transport it was written
+        to); when that has gone, a chat message goes to the user's bare JID
+        (remaining sessions, else offline storage, RFC 6121 8.5.3.2.1) and the
+        rest is bounced."""
         session = self.router.resources(jid.bare).get(jid.resource or "")
         if session is not None and not isinstance(session, RemoteSession):
             session.send(stanza)
-            return
+            return getattr(session, "transport", None)
         host = self.router.hosts.get(jid.domain)
         if host is not None and stanza.tag == MESSAGE and \
                 stanza.get("type", "normal") in ("normal", "chat", "headline"):
             self.router.to_bare(host, stanza, jid.bare, None)
         else:
             self.router.bounce(stanza, None, StanzaError("service-unavailable"))
+        return None
 
     def close_local(self, jid: JID, reason: dict[str, Any]) -> None:
         session = self.router.resources(jid.bare).get(jid.resource or "")
@@ -367,3 +388,7 @@ def setup(m: ModuleContext) -> None:
     interval = options.node_timeout / 3
     m.add_periodic(interval, cluster.beat, first_delay=interval, what="Cluster heartbeat")
     m.add_periodic(interval, cluster.watch, first_delay=interval, what="Cluster watch")
+    metrics = ClusterMetrics(cluster.node, REGISTRY, lambda: cluster.peers, m.log)
+    m.add_periodic(interval, metrics.publish, first_delay=0, what="Cluster metrics")
+    m.hook_each_host("openmetrics-scrape",
+                     lambda event: setattr(event, "registry", metrics.view))
