@@ -1,14 +1,19 @@
 """Failed-attempt throttling per client address (a Vireo limit; Prosody has none).
 
 Every call takes `now` (wall-clock seconds: a cluster compares them across
-nodes); the times are kept by an `xmpp.recent_events` store. A service asks
-`attempt` when a credential arrives (a SASL <auth/>, a component handshake,
-an upload token): while the address must wait the credential is refused
-unchecked and the caller answers at once with the wait; otherwise it is
-checked. Either way the attempt counts as a failure until `record_success`
-forgets the address, so attempts made in parallel, or without waiting for
-answers, gain no guesses. Past `max_failures` within `window` each failure
-doubles the wait, up to `max_delay`, counted from the latest one.
+nodes). A service asks `attempt` when a credential arrives (a SASL <auth/>, a
+component handshake, an upload token): while the address must wait the
+credential is refused unchecked and the caller answers at once with the wait;
+otherwise it is checked. Either way the attempt counts as a failure until
+`record_success` forgets the address, so attempts made in parallel, or without
+waiting for answers, gain no guesses. Past `max_failures` within `window` each
+failure doubles the wait, up to `max_delay`, counted from the latest one.
+
+In a cluster the nodes also share the failures they have confirmed (`failed`,
+in Redis): a guesser spreading attempts over nodes is slowed on all of them.
+Attempts still in flight stay this process's own: shared, a burst of logins
+from one address (a NAT, a load test) would see each other's pending
+attempts through the network round trips and be refused.
 
 IPv6 clients are counted per /64, since one host usually holds a whole /64.
 """
@@ -20,7 +25,7 @@ import ipaddress
 import math
 from typing import TYPE_CHECKING
 
-from xmpp.recent_events import MemoryRecentEvents, RecentEvents, recent_events
+from xmpp.recent_events import MemoryRecentEvents, RecentEvents, shared_recent_events
 
 if TYPE_CHECKING:
     from xmpp.config import Config, HostConfig
@@ -30,7 +35,8 @@ class FailureThrottle:
     """Counts recent authentication failures per address and says how long to wait."""
 
     def __init__(self, max_failures: int = 5, window: float = 60.0, delay: float = 2.0,
-                 max_delay: float = 30.0, events: RecentEvents | None = None) -> None:
+                 max_delay: float = 30.0, events: RecentEvents | None = None,
+                 shared: RecentEvents | None = None) -> None:
         if max_failures < 1 or window <= 0 or delay < 0 or max_delay < delay:
             raise ValueError("invalid throttle limits")
         self.max_failures = max_failures
@@ -43,6 +49,7 @@ class FailureThrottle:
             steps += 1
         self._keep = max_failures + steps
         self._events = events if events is not None else MemoryRecentEvents()
+        self._shared = shared
 
     def record_failure(self, address: str, now: float) -> None:
         """Count one failed attempt from `address`."""
@@ -50,7 +57,17 @@ class FailureThrottle:
 
     def record_success(self, address: str, now: float) -> None:
         """A success (a login, a handshake, a verified token) forgets the address."""
-        self._events.forget(_key(address))
+        key = _key(address)
+        self._events.forget(key)
+        if self._shared is not None:
+            self._shared.forget(key)
+
+    def failed(self, address: str, now: float) -> None:
+        """The credential of an attempt from `address` was wrong: the attempt
+        counted here already; the other nodes of a cluster count it too."""
+        if self._shared is not None:
+            self._shared.add(_key(address), now, keep=self._keep,
+                             ttl=self.window + self.max_delay)
 
     def attempt(self, address: str, now: float) -> float:
         """An attempt from `address` begins: 0.0 when it may be checked now, else
@@ -58,18 +75,28 @@ class FailureThrottle:
 
         The attempt is counted as a failure in both cases.
         """
-        waited = self.delay_for(address, now)
+        # The shared failures first: reading them may let other greenlets run,
+        # and what follows must not (parallel attempts each see the others).
+        elsewhere = self._delay(self._shared, address, now) if self._shared is not None else 0.0
+        waited = max(elsewhere, self._delay(self._events, address, now))
         self.record_failure(address, now)
-        return self.delay_for(address, now) if waited > 0 else 0.0
+        return max(elsewhere, self._delay(self._events, address, now)) if waited > 0 else 0.0
 
     def delay_for(self, address: str, now: float) -> float:
         """Seconds to wait before the next attempt from `address` may be checked.
 
         0 while fewer than `max_failures` failures fall within `window`;
         otherwise `delay` doubled for each failure beyond that (capped at
-        `max_delay`), counted from the latest failure.
+        `max_delay`), counted from the latest failure. In a cluster, the larger
+        of this node's count and the failures confirmed on every node.
         """
-        times = self._events.times(_key(address), now - self.window)
+        local = self._delay(self._events, address, now)
+        if self._shared is None:
+            return local
+        return max(local, self._delay(self._shared, address, now))
+
+    def _delay(self, events: RecentEvents, address: str, now: float) -> float:
+        times = events.times(_key(address), now - self.window)
         excess = len(times) - self.max_failures
         if excess < 0:
             return 0.0
@@ -86,7 +113,7 @@ def failure_throttle(config: Config | HostConfig, name: str) -> FailureThrottle:
         window=config.get_number("vireo_auth_failure_window", 60.0, min=1),
         delay=delay,
         max_delay=config.get_number("vireo_auth_failure_max_delay", max(30.0, delay), min=delay),
-        events=recent_events(config, name),
+        shared=shared_recent_events(config, name),
     )
 
 

@@ -469,6 +469,8 @@ class C2SSession(XmlStreamSession):
 
     def sasl_failed(self, failure: Failure) -> None:
         """Tell the modules (`authentication-failure`); the caller answers the client."""
+        if failure.condition == "not-authorized":  # a wrong credential, not a refusal
+            self.services.throttle.failed(self.transport.peer[0], self.services.clock())
         if self.host is not None:
             self.host.fire("authentication-failure", session=self, condition=failure.condition)
 

@@ -179,6 +179,7 @@ class ComponentSession(XmlStreamSession):
         if not hmac.compare_digest(supplied.encode(), expected.encode()):
             log.info("Component authentication failed for %s from %s", self.host.name,
                      self.transport.peer[0])
+            self.throttle.failed(address, self.clock())
             raise StreamError("not-authorized", "Given token does not match calculated token")
         self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
         # The host's component module accepts us or raises `conflict`.

@@ -73,14 +73,19 @@ class MemoryRecentEvents:
         self._times.pop(key, None)
 
 
-def recent_events(config: Config | HostConfig, name: str,
-                  max_tracked: int = DEFAULT_MAX_TRACKED) -> RecentEvents:
+def recent_events(config: Config | HostConfig, name: str) -> RecentEvents:
     """Where the limit `name` keeps its times: in Redis when `config` makes this
     node a cluster member, else in memory."""
+    return shared_recent_events(config, name) or MemoryRecentEvents()
+
+
+def shared_recent_events(config: Config | HostConfig, name: str) -> RecentEvents | None:
+    """The cluster's times of the limit `name` (in Redis), None when `config`
+    does not make this node a cluster member."""
     root = getattr(config, "config", config)  # a HostConfig's global section
     options = cluster_options(root)
     if options is None:
-        return MemoryRecentEvents(max_tracked)
+        return None
     from xmpp.cluster.recent_events import RedisRecentEvents  # redis only for clusters
     return RedisRecentEvents(options.redis, f"{options.prefix}limits:{name}:",
-                             fallback=MemoryRecentEvents(max_tracked))
+                             fallback=MemoryRecentEvents())

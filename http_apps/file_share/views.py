@@ -115,6 +115,7 @@ def upload(share: FileShare, slot: str) -> flask.Response:
         return refuse(410, "Authorization token expired")
     except tokens.TokenInvalid as error:
         log.debug("%s: refused upload token: %s", share.host, error)
+        share.throttle.failed(address, now)
         return refuse(401, "Unauthorized or invalid token",
                       {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     share.throttle.record_success(address, now)

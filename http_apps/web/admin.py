@@ -179,6 +179,7 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
         except InvalidJID:
             jid = None
         if jid is None or not jid.local or not service.check_password(jid, password):
+            service.throttle.failed(address, now)
             return login_page(401, error="Wrong address or password.", jid=text)
         service.throttle.record_success(address, now)
         if not service.is_admin(jid):
