@@ -127,6 +127,17 @@ class StreamParser:
         self._resume_header: bytes | None = None
         self._parser: expat.XMLParserType | None = self._new_expat()
 
+    @property
+    def between_stanzas(self) -> bool:
+        """Whether every stanza fed so far is complete (nothing half-parsed)."""
+        parser = self._parser
+        return not self._stack and (parser is None or parser.CurrentByteIndex == self._fed)
+
+    @property
+    def fed(self) -> int:
+        """Bytes given to the current expat parser."""
+        return self._fed
+
     def release(self) -> bool:
         """Drop the expat parser (some 13 KiB, most of an idle stream) when it
         holds nothing: between stanzas, no partial token kept. The next feed
@@ -303,12 +314,42 @@ def _resume_header(declarations: dict[str, str]) -> bytes | None:
     return f"<{roots[0]}:stream{attrs}>".encode()
 
 
+class _StanzaReader:
+    """parse_stanza's parser for one default namespace: a stream kept open and
+    each stanza fed to it in turn (a new parser per stanza cost more than the
+    parsing: stanzas from other nodes, offline storage, the smacks queue)."""
+
+    RENEW_AFTER = 64 * 1024 * 1024  # bytes fed before a fresh parser
+
+    def __init__(self, default_ns: str) -> None:
+        self.default_ns = default_ns
+        self.header = (f"<stream:stream xmlns='{default_ns}' "
+                       f"xmlns:stream='{ns.STREAMS}'>").encode()
+        self.parser: StreamParser | None = None
+
+    def parse(self, xml: str) -> Element:
+        parser, self.parser = self.parser, None  # taken: a failure leaves none half-fed
+        if parser is None or parser.fed > self.RENEW_AFTER:
+            parser = StreamParser(default_ns=self.default_ns, max_stanza_size=2 ** 31)
+            parser.feed(self.header)
+        events = parser.feed(xml.encode())
+        stanzas = [event.element for event in events if isinstance(event, StanzaEvent)]
+        if parser.between_stanzas and len(stanzas) == len(events):
+            self.parser = parser  # else it is closed, or holds half a stanza
+        if not stanzas:
+            self.parser = None
+            raise ValueError("no complete stanza in stored text")
+        return stanzas[0]
+
+
+_READERS: dict[str, _StanzaReader] = {}
+
+
 def parse_stanza(xml: str, default_ns: str = ns.CLIENT) -> Element:
-    """Parse one stanza kept as text (offline messages, pending subscriptions)
-    with the same restricted-XML rules as a live stream."""
-    parser = StreamParser(default_ns=default_ns, max_stanza_size=len(xml.encode()) + 1)
-    header = f"<stream:stream xmlns='{default_ns}' xmlns:stream='{ns.STREAMS}'>"
-    for event in parser.feed((header + xml).encode()):
-        if isinstance(event, StanzaEvent):
-            return event.element
-    raise ValueError("no complete stanza in stored text")
+    """Parse one stanza kept as text (offline messages, pending subscriptions,
+    stanzas from other cluster nodes) with the same restricted-XML rules as a
+    live stream; the first, if the text holds several."""
+    reader = _READERS.get(default_ns)
+    if reader is None:
+        reader = _READERS[default_ns] = _StanzaReader(default_ns)
+    return reader.parse(xml)

@@ -9,7 +9,7 @@ import pytest
 from xmpp import namespaces as ns
 from xmpp.errors import StreamError
 from xmpp.stanza import serialize
-from xmpp.stream import XML_NS, StanzaEvent, StreamEnd, StreamOpen, StreamParser
+from xmpp.stream import XML_NS, StanzaEvent, StreamEnd, StreamOpen, StreamParser, parse_stanza
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' to='example.com' "
@@ -513,3 +513,20 @@ def test_the_size_limit_holds_after_release():
     after.feed(HEADER)
     after.release()
     assert len(after.feed(stanza_of_size(1000))) == 1
+
+
+def test_parse_stanza_one_after_another_and_after_bad_text():
+    """parse_stanza keeps one parser across calls; a bad or partial text never
+    leaves it half-fed for the next."""
+    message = "<message to='a@b/c' type='chat'><body>hi</body></message>"
+    assert parse_stanza(message).find(f"{{{ns.CLIENT}}}body").text == "hi"
+    with pytest.raises(ValueError):
+        parse_stanza("<message><body>cut off")
+    with pytest.raises(StreamError):
+        parse_stanza("<a><b></a>")
+    with pytest.raises(ValueError):
+        parse_stanza("</stream:stream>")
+    first = parse_stanza("<presence type='probe'/><message/>")
+    assert first.tag == f"{{{ns.CLIENT}}}presence"
+    assert parse_stanza(message).get("to") == "a@b/c"
+    assert parse_stanza("<handshake/>", ns.COMPONENT).tag == f"{{{ns.COMPONENT}}}handshake"
