@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import os
@@ -86,6 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     pidfile = write_pidfile(server.config)
     try:
         server.start()
+        # What startup made (modules, SQLAlchemy's mappers, config) lives as long
+        # as the process: out of the collector's sight, a full collection scans
+        # only what serving made. Items waiting in the archive queue live long
+        # enough to reach the old generation and trigger those often (c2s_msgs
+        # with mam: 1.7 s of full collections, 0.2 s frozen).
+        gc.freeze()
         log.info("Vireo started")
         server.stopping.wait()
         log.info("Shutting down")

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
@@ -253,16 +254,11 @@ class ArchiveStore(_Store):
                 connection.execute(insert(table), _as_params(rows))
                 connection.commit()
                 return
-            dialect = connection.dialect
-            compiled = insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
-            # The dialect's own processors, as Core would use: SQLite's datetime text.
-            processors = [(_COLUMNS.index(name),
-                           table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-                          for name in compiled.positiontup or ()]
+            statement, processors = _sqlite_insert(connection.dialect)
             params = [process(row[index]) if process else row[index]
                       for row in rows for index, process in processors]
             run_blocking(_insert_rows_and_commit,
-                         (connection.connection.dbapi_connection, compiled.string,
+                         (connection.connection.dbapi_connection, statement,
                           len(processors), params))
 
     def replace(self, user: str | None, value: Any, when: datetime, key: str,
@@ -366,6 +362,18 @@ def _encode_once(value: Any, encoded: dict[int, tuple[str, str]]) -> tuple[str, 
     if pair is None:
         pair = encoded[id(value)] = encode(value)
     return pair
+
+
+@lru_cache(maxsize=4)
+def _sqlite_insert(dialect: Any) -> tuple[str, list[tuple[int, Any]]]:
+    """The one-row INSERT of archive items for `dialect` and, per parameter, its
+    column's index in _COLUMNS and the dialect's bind processor (SQLite's
+    datetime text), as Core would use them: compiled once, not per batch."""
+    table = ArchiveItem.__table__
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
+    return compiled.string, [
+        (_COLUMNS.index(name), table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in compiled.positiontup or ()]
 
 
 # SQLite's bound on the parameters of one statement (3.32 and later).

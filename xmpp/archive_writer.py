@@ -21,6 +21,11 @@ from gevent.lock import Semaphore
 from storage.stores import ArchiveEntry
 
 MAX_ATTEMPTS = 5
+# Rows per transaction. A batch's wall time is mostly waiting (for the thread
+# to be scheduled, for the hub to take the result back), not rows, so under a
+# load of a few thousand messages a second 1000-row batches fell behind and the
+# full queue refused messages; SQLite takes ~4000 rows of 8 values in one statement.
+BATCH_SIZE = 4000
 GATHER_DELAY = 0.05  # seconds the worker waits for more items before writing
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 30.0
@@ -30,7 +35,7 @@ class ArchiveWriter:
     """Appends items to one archive store from a worker greenlet."""
 
     def __init__(self, store: Any, log: logging.Logger, *, capacity: int = 10000,
-                 batch_size: int = 1000, gather_delay: float = GATHER_DELAY) -> None:
+                 batch_size: int = BATCH_SIZE, gather_delay: float = GATHER_DELAY) -> None:
         self._store = store
         self._log = log
         self.capacity = capacity
@@ -58,7 +63,8 @@ class ArchiveWriter:
                                   self.capacity, self.refused)
             return False
         self._pending.append(entry)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
         if self._worker is None or self._worker.dead:
             self._worker = gevent.spawn(self._run)
         return True

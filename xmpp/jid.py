@@ -24,6 +24,11 @@ class JID:
         return JID(self.local, self.domain) if self.resource else self
 
     @property
+    def bare_text(self) -> str:
+        """str(self.bare), without making the bare JID (hot paths)."""
+        return f"{self.local}@{self.domain}" if self.local else self.domain
+
+    @property
     def is_bare(self) -> bool:
         return self.resource is None
 
@@ -81,3 +86,10 @@ def nodeprep(username: str) -> str:
     if jid.local is None or jid.resource is not None or "@" in username:
         raise InvalidJID(f"invalid username {username!r}")
     return jid.local
+
+
+@lru_cache(maxsize=65536)
+def bare_of(text: str) -> str:
+    """The normalised bare JID of JID `text` (InvalidJID when malformed): per
+    message in hot paths, hence cached like parse_jid."""
+    return parse_jid(text).bare_text

@@ -20,13 +20,13 @@ from xml.etree.ElementTree import Element, SubElement
 
 import gevent
 
-from storage.stores import ArchiveEntry
+from storage.stores import ArchiveEntry, new_archive_key
 from xmpp import dataforms
 from xmpp import mam as core
 from xmpp.archive_writer import ArchiveWriter
 from xmpp.errors import StanzaError
 from xmpp.hosts import IqRequest
-from xmpp.jid import InvalidJID, parse_jid
+from xmpp.jid import InvalidJID, bare_of, parse_jid
 from xmpp.moduleapi import ModuleContext
 
 DEFAULT_MAX_RESULTS = 50  # Prosody's max_archive_query_results
@@ -160,10 +160,10 @@ class Archive:
     def outgoing(self, event: Any) -> None:
         """A message a local client sends: into the sender's archive."""
         stanza, jid = event.stanza, event.origin.jid
-        own = str(jid.bare)
+        own = jid.bare_text
         core.strip_stanza_ids(stanza, own)
         try:
-            with_ = str(parse_jid(stanza.get("to") or own).bare)
+            with_ = bare_of(stanza.get("to") or own)
         except InvalidJID:
             return  # the router refuses it
         self._archive(jid.local, own, stanza, with_)
@@ -171,20 +171,20 @@ class Archive:
     def strip_own_ids(self, event: Any) -> None:
         """After the other handlers (carbons) saw it: the sender's archive id is
         the sender's business, not the recipient's."""
-        core.strip_stanza_ids(event.stanza, str(event.origin.jid.bare))
+        core.strip_stanza_ids(event.stanza, event.origin.jid.bare_text)
 
     def incoming(self, event: Any) -> None:
         """A message for a local user: into the recipient's archive."""
         stanza, to = event.stanza, event.to
         if to.resource is None and "/" in stanza.get("to", ""):
             return  # for a resource that has gone: handled already as message/full
-        own = str(to.bare)
+        own = to.bare_text
         core.strip_stanza_ids(stanza, own)
         try:
-            with_ = str(parse_jid(stanza.get("from", "")).bare)
+            with_ = bare_of(stanza.get("from", ""))
         except InvalidJID:
             return
-        if not self.m.sessions(to.bare) and not self.m.users.exists(to.local):
+        if not self.m.sessions(parse_jid(own)) and not self.m.users.exists(to.local):
             return
         self._archive(to.local, own, stanza, with_)
 
@@ -198,7 +198,8 @@ class Archive:
         if stored is stanza:
             # Handlers after this one add the id and may strip parts in place.
             stored = self._copy(stanza)
-        entry = ArchiveEntry(user, stored, datetime.fromtimestamp(self.m.now(), UTC), with_)
+        entry = ArchiveEntry(user, stored, datetime.fromtimestamp(self.m.now(), UTC), with_,
+                             new_archive_key())
         if self.writer.offer(entry):
             core.add_stanza_id(stanza, entry.key, own)
 
