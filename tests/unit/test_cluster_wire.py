@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_options
-from xmpp.cluster.wire import DELIVER, SESSION, DedupWindow, Envelope, SessionEntry
+from xmpp.cluster.wire import (
+    DELIVER,
+    SESSION,
+    DedupWindow,
+    Envelope,
+    SessionEntry,
+    entry_fields,
+    envelopes_of,
+)
 from xmpp.config import Config, ConfigError, load_config
 from xmpp.modules import global_modules
 from xmpp.workers import check_workers
@@ -78,21 +86,23 @@ def test_the_later_login_replaces_the_earlier():
     assert not early.replaces(early)
 
 
-def test_envelope_round_trips_through_stream_fields():
-    envelope = Envelope("n1.ab.7", DELIVER, "bob@example.com/phone", "n1", b"<message/>")
-    as_read = {key.encode(): value for key, value in envelope.fields().items()}
-    assert Envelope.from_fields(as_read) == envelope
-    session = Envelope("n1.ab.8", SESSION, "bob@example.com/phone", "n1")
-    assert Envelope.from_fields(session.fields()) == session
+def test_envelopes_round_trip_through_one_stream_entry():
+    envelopes = [Envelope("n1.ab.7", DELIVER, "bob@example.com/phone", "n1",
+                          "<message><body>é \"x\"</body></message>".encode()),
+                 Envelope("n1.ab.8", SESSION, "bob@example.com/phone", "n1")]
+    as_read = {key.encode(): value for key, value in entry_fields(envelopes).items()}
+    assert envelopes_of(as_read) == envelopes
+    assert envelopes_of(entry_fields(envelopes)) == envelopes
 
 
 @pytest.mark.parametrize("fields", [
-    {}, {b"id": b"1", b"kind": b"teleport", b"jid": b"a@b", b"origin": b"n"},
-    {b"id": b"1", b"kind": b"deliver", b"origin": b"n"},
-    {b"id": b"1", b"kind": b"deliver", b"jid": b"a@b", b"origin": b"n", b"data": 5}])
-def test_malformed_envelope_is_a_value_error(fields):
+    {}, {b"batch": b"not json"}, {b"batch": b"{}"},
+    {b"batch": b'[["1", "teleport", "a@b", "n", ""]]'},
+    {b"batch": b'[["1", "deliver", "a@b", "n"]]'},
+    {b"batch": b'[["1", "deliver", "a@b", "n", 5]]'}])
+def test_malformed_entry_is_a_value_error(fields):
     with pytest.raises(ValueError):
-        Envelope.from_fields(fields)
+        envelopes_of(fields)
 
 
 def test_dedup_window_acts_once_per_id_within_its_size():

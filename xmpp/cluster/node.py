@@ -21,7 +21,7 @@ import gevent
 import redis
 
 from xmpp.cluster.options import ClusterOptions
-from xmpp.cluster.wire import Envelope, SessionEntry
+from xmpp.cluster.wire import MAX_PER_ENTRY, Envelope, SessionEntry, entry_fields, envelopes_of
 from xmpp.jid import JID, InvalidJID, parse_jid
 
 GROUP = "vireo"
@@ -141,30 +141,35 @@ class ClusterNode:
         return next(self._ids)
 
     def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
-        """XADD each (node, envelope) to the node's inbox, in order, in one round
-        trip; retried once on a lost answer with the same ids (consumers drop
-        the duplicates)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """Append each (node, envelope) to the node's inbox, in order, in one
+        round trip: a node's envelopes in as few entries as MAX_PER_ENTRY lets.
+        A RedisError means the batch may not have been written: the caller
+        sends it again with the same ids (consumers drop the duplicates)."""
+        by_node: dict[str, list[Envelope]] = {}
         for node, envelope in batch:
-            pipe.xadd(self.key("stream", node), envelope.fields())
-        try:
-            pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
-            pipe.execute()
+            by_node.setdefault(node, []).append(envelope)
+        pipe = self.redis.pipeline(transaction=False)
+        for node, envelopes in by_node.items():
+            for start in range(0, len(envelopes), MAX_PER_ENTRY):
+                pipe.xadd(self.key("stream", node),
+                          entry_fields(envelopes[start:start + MAX_PER_ENTRY]))
+        pipe.execute()
 
     def receive(self, block_ms: int, *, pending: bool = False
-                ) -> list[tuple[bytes, Envelope | None]]:
-        """New entries of this node's inbox (None for a malformed one, acked anyway).
+                ) -> list[tuple[bytes, list[Envelope] | None]]:
+        """New entries of this node's inbox, each with its envelopes (None for a
+        malformed one, acked anyway).
         With `pending`, instead those already given to this consumer and never
         acknowledged: after a lost connection, the answer that carried them may
         never have arrived."""
         stream = {self.key("stream", self.name): "0" if pending else ">"}
         answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH,
                                        block=None if pending else block_ms)
-        return [(entry_id, _envelope(fields) if fields else None)
+        return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 
-    def orphans(self, node: str, min_idle_ms: int) -> list[tuple[bytes, Envelope | None]]:
+    def orphans(self, node: str, min_idle_ms: int
+                ) -> list[tuple[bytes, list[Envelope] | None]]:
         """Entries of `node`'s inbox nobody will handle: those its consumer took
         and never acknowledged (idle at least `min_idle_ms`), then those never read."""
         stream = self.key("stream", node)
@@ -177,7 +182,7 @@ class ClusterNode:
                 return []
             raise
         entries = [*claimed, *(entry for _s, batch in unread or () for entry in batch)]
-        return [(entry_id, _envelope(fields)) for entry_id, fields in entries if fields]
+        return [(entry_id, _envelopes(fields)) for entry_id, fields in entries if fields]
 
     def ack(self, node: str, entry_ids: list[bytes]) -> None:
         """Acknowledge handled entries and drop them (the stream stays small)."""
@@ -189,9 +194,9 @@ class ClusterNode:
             pipe.execute()
 
 
-def _envelope(fields: dict) -> Envelope | None:
+def _envelopes(fields: dict) -> list[Envelope] | None:
     try:
-        return Envelope.from_fields(fields)
+        return envelopes_of(fields)
     except ValueError:
         return None
 

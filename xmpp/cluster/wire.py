@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,9 +60,9 @@ class SessionEntry:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One stream entry: `id` (unique per envelope, kept on retries), `kind`, the
-    full JID it is about, the sender (`origin`, a node) and the payload bytes
-    (a serialized stanza, an encoded entry, a session id)."""
+    """One message between nodes: `id` (unique per envelope, kept on retries),
+    `kind`, the full JID it is about, the sender (`origin`, a node) and the
+    payload (a serialized stanza, an encoded entry, a session id: all text)."""
 
     id: str
     kind: str
@@ -69,27 +70,35 @@ class Envelope:
     origin: str
     data: bytes = b""
 
-    def fields(self) -> dict[str, bytes]:
-        return {"id": self.id.encode(), "kind": self.kind.encode(), "jid": self.jid.encode(),
-                "origin": self.origin.encode(), "data": self.data}
 
-    @classmethod
-    def from_fields(cls, fields: dict[Any, Any]) -> Envelope:
-        """An envelope from XREADGROUP's field map; ValueError when malformed."""
-        def text(name: str) -> str:
-            value = fields.get(name.encode(), fields.get(name))
-            if not isinstance(value, bytes | str):
-                raise ValueError(f"envelope without {name!r}")
-            return value.decode() if isinstance(value, bytes) else value
+# Envelopes per stream entry: a sender's batch for one node goes as few entries,
+# since an entry each cost an XADD to pack and a field map to read per stanza.
+MAX_PER_ENTRY = 256
 
-        kind = text("kind")
-        if kind not in KINDS:
-            raise ValueError(f"unknown envelope kind {kind!r}")
-        data = fields.get(b"data", fields.get("data", b""))
-        if not isinstance(data, bytes | str):
-            raise ValueError("envelope data is no bytes")
-        return cls(text("id"), kind, text("jid"), text("origin"),
-                   data.encode() if isinstance(data, str) else data)
+
+def entry_fields(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
+    """The fields of one stream entry carrying `envelopes`, in order."""
+    return {"batch": json.dumps([[e.id, e.kind, e.jid, e.origin, e.data.decode()]
+                                 for e in envelopes], separators=(",", ":")).encode()}
+
+
+def envelopes_of(fields: dict[Any, Any]) -> list[Envelope]:
+    """The envelopes of one stream entry, as XREADGROUP gives its fields;
+    ValueError when it is malformed (a foreign or corrupt entry)."""
+    raw = fields.get(b"batch", fields.get("batch"))
+    try:
+        items = json.loads(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"stream entry without a batch: {error}") from error
+    if not isinstance(items, list):
+        raise ValueError("stream entry batch is not a list")
+    envelopes = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 5
+                and all(isinstance(value, str) for value in item) and item[1] in KINDS):
+            raise ValueError(f"malformed envelope in a stream entry: {item!r:.80}")
+        envelopes.append(Envelope(item[0], item[1], item[2], item[3], item[4].encode()))
+    return envelopes
 
 
 class DedupWindow:

@@ -47,7 +47,7 @@ from xmpp.stream import parse_stanza
 MESSAGE = f"{{{ns.CLIENT}}}message"
 RECEIVE_BLOCK_MS = 1000
 RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
-WRITE_WAIT = 2.0  # seconds a batch's entries wait for their stanzas to be written
+WRITE_WAIT = 30.0  # seconds entries wait for their stanzas to be written before their ack
 
 
 @dataclass(slots=True)
@@ -237,13 +237,16 @@ class Cluster:
                 self.m.log.exception("Cluster stream consumer failed; retrying")
                 gevent.sleep(RETRY_DELAY)
 
-    def handle_all(self, node: str, entries: list[tuple[bytes, Envelope | None]],
+    def handle_all(self, node: str, entries: list[tuple[bytes, list[Envelope] | None]],
                    *, orphaned: bool) -> None:
         written: dict[int, Any] = {}  # the transports stanzas were written to
-        for _entry_id, envelope in entries:
-            if envelope is None:
+        for _entry_id, envelopes in entries:
+            if envelopes is None:
                 self.m.log.warning("Malformed entry on the stream of %s dropped", node)
-            elif self.dedup.first_time(envelope.id):
+                continue
+            for envelope in envelopes:
+                if not self.dedup.first_time(envelope.id):
+                    continue
                 try:
                     transport = self.handle(envelope, orphaned)
                 except Exception:
@@ -252,19 +255,29 @@ class Cluster:
                 else:
                     if transport is not None:
                         written[id(transport)] = transport
-        self.wait_written(written.values())
-        self.node.ack(node, [entry_id for entry_id, _ in entries])
+        entry_ids = [entry_id for entry_id, _ in entries]
+        if written:
+            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()))
+        else:
+            self.node.ack(node, entry_ids)
 
-    def wait_written(self, transports: Iterable[Any]) -> None:
+    def ack_when_written(self, node: str, entry_ids: list[bytes],
+                         transports: Iterable[Any]) -> None:
         """Entries count as handled once their stanzas are in the kernel's
-        socket buffers, so a node killed now loses none of them; a client that
-        stops reading holds the consumer for WRITE_WAIT at most."""
+        socket buffers: until then a node killed leaves them pending, for the
+        reaper to deliver elsewhere. A client that does not read holds its
+        entries back for WRITE_WAIT at most, and nobody else's meanwhile."""
         deadline = self.m.now() + WRITE_WAIT
         gevent.sleep(0)  # the writers of transports without `drained` run once
         for transport in transports:
             drained = getattr(transport, "drained", None)
             if drained is not None:
                 drained(max(0.0, deadline - self.m.now()))
+        try:
+            self.node.ack(node, entry_ids)
+        except RedisError as error:
+            # Still pending: read again after a reconnection (de-duplicated).
+            self.m.log.warning("Cluster entries not acknowledged: %s", error)
 
     def handle(self, envelope: Envelope, orphaned: bool) -> Any:
         """Act on one envelope; the transport a stanza was written to, if any."""
