@@ -1,6 +1,7 @@
 """Several Vireo nodes as one server (issue 21): three node processes on loopback
 share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
-see presence, and a node killed with SIGKILL loses no accepted message."""
+see presence, get carbons and roster pushes from other nodes, and a node killed
+with SIGKILL loses no accepted message."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import redis
 
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import close, login, run
+from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import (
     ROOT,
@@ -40,12 +41,13 @@ NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
 WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
-    "kate", "leo",
+    "kate", "leo", "mia", "nick", "olga",
     *(user for pair in WORKER_PAIRS for user in pair))}
 MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
-          ("kate", "leo"),
+          ("kate", "leo"), ("mia", "nick"),
           *WORKER_PAIRS]
 BURST = 2000
+CARBONS = ("xep_0030", "xep_0280")
 
 
 class Cluster:
@@ -62,7 +64,8 @@ class Cluster:
         option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS, http=True, modules=("http_openmetrics",))
+                           extra=option + STATISTICS, http=True,
+                           modules=("http_openmetrics", "carbons"))
         node.users.update(USERS)
         self.nodes[name] = node
         return node
@@ -252,6 +255,59 @@ def test_metrics_of_every_node_on_any_nodes_scrape(cluster):
     nodes = {dict(labels).get("node") for (name, labels) in samples
              if name == "process_resident_memory_bytes"}
     assert nodes == {"n1", "n2", "n3"}
+
+
+def test_carbons_reach_a_resource_on_another_node(cluster):
+    n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
+
+    async def scenario():
+        one = await login(n1, "mia", resource="one", plugins=CARBONS)
+        two = await login(n2, "mia", resource="two")
+        nick = await login(n3, "nick")
+        await one.plugin["xep_0280"].enable(timeout=TIMEOUT)
+        # Sent after enabling, this presence reaches n2 and n3 behind the news
+        # that carbons are on (each node's stream keeps n1's order).
+        one.send_presence(pstatus="carbons on")
+        def carbons_on(presence) -> bool:
+            return from_(str(one.boundjid))(presence) and presence["status"] == "carbons on"
+
+        await two.next_presence(carbons_on)
+        await nick.next_presence(carbons_on)
+        # n2 routes what the resource on n2 sends: a <sent/> copy to n1.
+        two.send_message(mto=n1.jid("nick"), mbody="sent from two", mtype="chat")
+        sent = await asyncio.wait_for(one.carbons_sent.get(), TIMEOUT)
+        assert sent["carbon_sent"]["body"] == "sent from two"
+        assert sent["carbon_sent"]["from"] == two.boundjid
+        # n3 routes what Nick sends to the resource on n2: a <received/> copy to n1.
+        nick.send_message(mto=str(two.boundjid), mbody="to two", mtype="chat")
+        assert (await two.next_message())["body"] == "to two"
+        received = await asyncio.wait_for(one.carbons_received.get(), TIMEOUT)
+        assert received["carbon_received"]["body"] == "to two"
+        await close(one, two, nick)
+
+    run(scenario())
+
+
+def test_roster_pushes_reach_a_resource_on_another_node(cluster):
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        one = await login(n1, "olga", resource="one")
+        two = await login(n2, "olga", resource="two", presence=False)
+        await two.get_roster()  # from now on it gets pushes
+        pushes: asyncio.Queue = asyncio.Queue()  # (slixmpp's event for the result, too)
+        two.add_event_handler("roster_update", pushes.put_nowait)
+        two.send_presence()
+        # The presence reaches n1 behind the news that the resource asked.
+        await one.next_presence(from_(str(two.boundjid)))
+        contact = n1.jid("quinn")
+        await one.update_roster(contact, name="Quinn")
+        push = await asyncio.wait_for(pushes.get(), TIMEOUT)
+        assert [(str(jid), item["name"]) for jid, item in push["roster"]["items"].items()] == \
+            [(contact, "Quinn")]
+        await close(one, two)
+
+    run(scenario())
 
 
 def test_a_killed_node_loses_no_accepted_message(cluster):
