@@ -1,7 +1,7 @@
 """Several Vireo nodes as one server (issue 21): three node processes on loopback
 share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
-see presence, get carbons and roster pushes from other nodes, and a node killed
-with SIGKILL loses no accepted message."""
+see presence, get carbons, roster pushes and PEP notifications from other
+nodes, and a node killed with SIGKILL loses no accepted message."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ from tests.integration.server_fixture import (
     wait_for_port,
 )
 from tests.integration.test_http_metrics import STATISTICS, scrape
+from tests.integration.test_pep import MOOD, interested_login, payload, published_text
+from tests.integration.test_pep import PLUGINS as PEP_PLUGINS
 from tests.unit.storage_fixtures import POSTGRES_ENV
 from xmpp.stream import parse_stanza
 
@@ -41,10 +43,10 @@ NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
 WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
-    "kate", "leo", "mia", "nick", "olga",
+    "kate", "leo", "mia", "nick", "olga", "pam", "pat",
     *(user for pair in WORKER_PAIRS for user in pair))}
 MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
-          ("kate", "leo"), ("mia", "nick"),
+          ("kate", "leo"), ("mia", "nick"), ("pam", "pat"),
           *WORKER_PAIRS]
 BURST = 2000
 CARBONS = ("xep_0030", "xep_0280")
@@ -65,7 +67,7 @@ class Cluster:
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
                            extra=option + STATISTICS, http=True,
-                           modules=("http_openmetrics", "carbons"))
+                           modules=("http_openmetrics", "carbons", "pep"))
         node.users.update(USERS)
         self.nodes[name] = node
         return node
@@ -306,6 +308,26 @@ def test_roster_pushes_reach_a_resource_on_another_node(cluster):
         assert [(str(jid), item["name"]) for jid, item in push["roster"]["items"].items()] == \
             [(contact, "Quinn")]
         await close(one, two)
+
+    run(scenario())
+
+
+def test_pep_notifications_reach_a_contact_on_another_node(cluster):
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        pam = await login(n1, "pam", plugins=PEP_PLUGINS)
+        await pam["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "first"))
+        # n2 sees Pat's caps and sends him the last item once it has noted what
+        # he wants on his session (which n1 then learns).
+        pat, events = await interested_login(n2, "pat", MOOD)
+        assert published_text(await asyncio.wait_for(events.get(), TIMEOUT)) == "first"
+        pat.send_presence(pstatus="ready")
+        await pam.next_presence(lambda p: from_(str(pat.boundjid))(p)
+                                and p["status"] == "ready")
+        await pam["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "second"))
+        assert published_text(await asyncio.wait_for(events.get(), TIMEOUT)) == "second"
+        await close(pam, pat)
 
     run(scenario())
 
