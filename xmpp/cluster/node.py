@@ -142,15 +142,13 @@ class ClusterNode:
 
     def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
         """XADD each (node, envelope) to the node's inbox, in order, in one round
-        trip; retried once on a lost answer with the same ids (consumers drop
-        the duplicates)."""
+        trip. A RedisError means the batch may not have been written: the
+        caller sends it again with the same ids (consumers drop the duplicates).
+        (No retry here: a pipeline is empty after a failed execute.)"""
         pipe = self.redis.pipeline(transaction=False)
         for node, envelope in batch:
             pipe.xadd(self.key("stream", node), envelope.fields())
-        try:
-            pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
-            pipe.execute()
+        pipe.execute()
 
     def receive(self, block_ms: int, *, pending: bool = False
                 ) -> list[tuple[bytes, Envelope | None]]:
