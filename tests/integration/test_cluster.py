@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,17 @@ class Cluster:
         wait_for_port(node.c2s_port, node.process)
         return node
 
+    def wait_joined(self) -> None:
+        """Until every node counts each other one as a peer: a node learns of a
+        new one at its next watch, and what it announces before that reaches
+        the new node only by a resync seconds later."""
+        deadline = time.monotonic() + 3 * NODE_TIMEOUT + 10
+        for name, node in self.nodes.items():
+            peers = "Cluster peers: " + ", ".join(sorted(set(self.nodes) - {name}))
+            while peers not in node.log_path.read_text():
+                assert time.monotonic() < deadline, f"node {name} never saw its peers"
+                time.sleep(0.1)
+
     def stop(self) -> None:
         for node in self.nodes.values():
             node.stop()
@@ -117,6 +129,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         seed(cluster.start_node("n1"))
         cluster.start_node("n2")
         cluster.start_node("n3")
+        cluster.wait_joined()
         yield cluster
     finally:
         cluster.stop()
@@ -126,6 +139,15 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 def from_(jid: str, kind: str = "available"):
     kinds = ("available", "away", "chat", "dnd", "xa") if kind == "available" else (kind,)
     return lambda p: str(p["from"]) == jid and p["type"] in kinds
+
+
+async def available_from(client, *jids: str) -> None:
+    """Available presence from each of `jids`, in whatever order it comes (a
+    node answers a probe in the order it learnt of the resources)."""
+    waiting = set(jids)
+    while waiting:
+        presence = await client.next_presence(lambda p: any(from_(jid)(p) for jid in waiting))
+        waiting.discard(str(presence["from"]))
 
 
 def test_users_on_different_nodes_exchange_messages(cluster):
@@ -180,8 +202,7 @@ def test_a_users_resources_on_two_nodes_see_each_other_and_share_by_priority(clu
         await high.next_presence(from_(str(low.boundjid)))
         await low.next_presence(from_(str(high.boundjid)))
         frank = await login(n3, "frank")
-        await frank.next_presence(from_(str(high.boundjid)))
-        await frank.next_presence(from_(str(low.boundjid)))
+        await available_from(frank, str(high.boundjid), str(low.boundjid))
         frank.send_message(mto=n1.jid("erin"), mbody="first", mtype="chat")
         assert (await high.next_message())["body"] == "first"
         await close(high)

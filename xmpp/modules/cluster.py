@@ -342,7 +342,11 @@ class Cluster:
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
-        self.peers = [name for name in live if name != self.node.name]
+        peers = [name for name in live if name != self.node.name]
+        if peers != self.peers:
+            # Until this line names a new node, what changes here does not reach it.
+            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        self.peers = peers
         for name in dead:
             self.reap(name)
 
