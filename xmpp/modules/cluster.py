@@ -7,13 +7,14 @@ stream and whose `close` asks that node to close it. The router and the modules
 probes, admin kicks) then work across nodes unchanged; a remote session carries
 mod_presence's state (priority, availability, last presence) from the registry,
 and the state other modules declared shared (`m.share_session_data`: carbons
-enabled, roster requested), so roster pushes and carbons reach it too.
+enabled, roster requested, PEP's +notify nodes), so carbons, roster pushes and
+PEP notifications reach it too.
 
 What this module does itself:
 - keeps the registry in Redis (`xmpp.cluster.node`) from the session events
   (`resource-bind`, outbound presence, `session-data-changed`,
-  `resource-unbind`) and tells the other
-  nodes through their streams, in order with the stanzas;
+  `resource-unbind`) and tells the other nodes through their streams, in
+  order with the stanzas;
 - consumes its own stream (one greenlet): delivers stanzas to local sessions,
   mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
