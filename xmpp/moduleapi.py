@@ -22,6 +22,7 @@ from xmpp.filters import Filter, add_filter, remove_filter
 from xmpp.hosts import GLOBAL, Identity, IqHandler, LocalHost, hook_iq
 from xmpp.jid import JID
 from xmpp.providers import Providers
+from xmpp.shared_session_data import SharedSessionData
 from xmpp.timers import Timer, start_timer
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class ModuleServices:
     providers: Providers = field(default_factory=Providers)
     # Objects one module keeps for the whole server (Prosody's shared tables).
     shared: dict[str, Any] = field(default_factory=dict)
+    # Which modules' per-session state other cluster nodes see (share_session_data).
+    shared_session_data: SharedSessionData = field(default_factory=SharedSessionData)
     # Service objects other parts of the core hand to modules ("c2s": C2SServices).
     extra: dict[str, Any] = field(default_factory=dict)
     load_module: Callable[[LocalHost, str, ModuleServices], None] | None = None
@@ -233,6 +236,24 @@ class ModuleContext:
         if state is None:
             state = data[self.name] = factory()
         return state
+
+    def share_session_data(self, encode: Callable[[Any], Any],
+                           decode: Callable[[Any], Any]) -> None:
+        """Declare this module's state on a session (`session_data`) as read by
+        other nodes of a cluster, where the session stands in for one bound
+        elsewhere: `encode` turns it into a small JSON value, `decode` back.
+        Call `session_data_changed` after each change."""
+        self._services.shared_session_data.declare(self.name, encode, decode)
+
+    @property
+    def shared_session_data(self) -> SharedSessionData:
+        """The declarations of `share_session_data`, for the module that carries them."""
+        return self._services.shared_session_data
+
+    def session_data_changed(self, session: Any) -> None:
+        """This module's shared state on `session` changed: `session-data-changed`
+        lets a cluster announce it (nothing listens on a lone node)."""
+        self.fire("session-data-changed", session=session, module=self.name)
 
     # -- time ---------------------------------------------------------------------
 

@@ -49,6 +49,9 @@ class TestClient(ClientXMPP):
             self.register_plugin(plugin)
         self.messages: asyncio.Queue = asyncio.Queue()
         self.presences: asyncio.Queue = asyncio.Queue()
+        # XEP-0280 copies, once the xep_0280 plugin has enabled them.
+        self.carbons_sent: asyncio.Queue = asyncio.Queue()
+        self.carbons_received: asyncio.Queue = asyncio.Queue()
         self.started = asyncio.get_event_loop().create_future()
         self.ended = asyncio.get_event_loop().create_future()
         self.stream_errors: list[str] = []
@@ -58,6 +61,8 @@ class TestClient(ClientXMPP):
         self.add_event_handler("failed_auth", self._sasl_failure)
         self.add_event_handler("message", self.messages.put_nowait)
         self.add_event_handler("presence", self.presences.put_nowait)
+        self.add_event_handler("carbon_sent", self.carbons_sent.put_nowait)
+        self.add_event_handler("carbon_received", self.carbons_received.put_nowait)
         self.add_event_handler("stream_error", self._stream_error)
         self.add_event_handler("disconnected", self._disconnected)
 

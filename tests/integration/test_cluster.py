@@ -1,6 +1,7 @@
 """Several Vireo nodes as one server (issue 21): three node processes on loopback
 share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
-see presence, and a node killed with SIGKILL loses no accepted message."""
+see presence, get carbons, roster pushes and PEP notifications from other
+nodes, and a node killed with SIGKILL loses no accepted message."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import redis
 
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import close, login, run
+from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import (
     ROOT,
@@ -32,6 +34,8 @@ from tests.integration.server_fixture import (
     wait_for_port,
 )
 from tests.integration.test_http_metrics import STATISTICS, scrape
+from tests.integration.test_pep import MOOD, interested_login, payload, published_text
+from tests.integration.test_pep import PLUGINS as PEP_PLUGINS
 from tests.unit.storage_fixtures import POSTGRES_ENV
 from xmpp.stream import parse_stanza
 
@@ -40,12 +44,13 @@ NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
 WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
-    "kate", "leo",
+    "kate", "leo", "mia", "nick", "olga", "pam", "pat",
     *(user for pair in WORKER_PAIRS for user in pair))}
 MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
-          ("kate", "leo"),
+          ("kate", "leo"), ("mia", "nick"), ("pam", "pat"),
           *WORKER_PAIRS]
 BURST = 2000
+CARBONS = ("xep_0030", "xep_0280")
 
 
 class Cluster:
@@ -62,7 +67,8 @@ class Cluster:
         option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS, http=True, modules=("http_openmetrics",))
+                           extra=option + STATISTICS, http=True,
+                           modules=("http_openmetrics", "carbons", "pep"))
         node.users.update(USERS)
         self.nodes[name] = node
         return node
@@ -80,6 +86,17 @@ class Cluster:
                                     node.directory, cwd=ROOT)
         wait_for_port(node.c2s_port, node.process)
         return node
+
+    def wait_joined(self) -> None:
+        """Until every node counts each other one as a peer: a node learns of a
+        new one at its next watch, and what it announces before that reaches
+        the new node only by a resync seconds later."""
+        deadline = time.monotonic() + 3 * NODE_TIMEOUT + 10
+        for name, node in self.nodes.items():
+            peers = "Cluster peers: " + ", ".join(sorted(set(self.nodes) - {name}))
+            while peers not in node.log_path.read_text():
+                assert time.monotonic() < deadline, f"node {name} never saw its peers"
+                time.sleep(0.1)
 
     def stop(self) -> None:
         for node in self.nodes.values():
@@ -112,6 +129,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         seed(cluster.start_node("n1"))
         cluster.start_node("n2")
         cluster.start_node("n3")
+        cluster.wait_joined()
         yield cluster
     finally:
         cluster.stop()
@@ -121,6 +139,15 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 def from_(jid: str, kind: str = "available"):
     kinds = ("available", "away", "chat", "dnd", "xa") if kind == "available" else (kind,)
     return lambda p: str(p["from"]) == jid and p["type"] in kinds
+
+
+async def available_from(client, *jids: str) -> None:
+    """Available presence from each of `jids`, in whatever order it comes (a
+    node answers a probe in the order it learnt of the resources)."""
+    waiting = set(jids)
+    while waiting:
+        presence = await client.next_presence(lambda p: any(from_(jid)(p) for jid in waiting))
+        waiting.discard(str(presence["from"]))
 
 
 def test_users_on_different_nodes_exchange_messages(cluster):
@@ -175,8 +202,7 @@ def test_a_users_resources_on_two_nodes_see_each_other_and_share_by_priority(clu
         await high.next_presence(from_(str(low.boundjid)))
         await low.next_presence(from_(str(high.boundjid)))
         frank = await login(n3, "frank")
-        await frank.next_presence(from_(str(high.boundjid)))
-        await frank.next_presence(from_(str(low.boundjid)))
+        await available_from(frank, str(high.boundjid), str(low.boundjid))
         frank.send_message(mto=n1.jid("erin"), mbody="first", mtype="chat")
         assert (await high.next_message())["body"] == "first"
         await close(high)
@@ -252,6 +278,79 @@ def test_metrics_of_every_node_on_any_nodes_scrape(cluster):
     nodes = {dict(labels).get("node") for (name, labels) in samples
              if name == "process_resident_memory_bytes"}
     assert nodes == {"n1", "n2", "n3"}
+
+
+def test_carbons_reach_a_resource_on_another_node(cluster):
+    n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
+
+    async def scenario():
+        one = await login(n1, "mia", resource="one", plugins=CARBONS)
+        two = await login(n2, "mia", resource="two")
+        nick = await login(n3, "nick")
+        await one.plugin["xep_0280"].enable(timeout=TIMEOUT)
+        # Sent after enabling, this presence reaches n2 and n3 behind the news
+        # that carbons are on (each node's stream keeps n1's order).
+        one.send_presence(pstatus="carbons on")
+        def carbons_on(presence) -> bool:
+            return from_(str(one.boundjid))(presence) and presence["status"] == "carbons on"
+
+        await two.next_presence(carbons_on)
+        await nick.next_presence(carbons_on)
+        # n2 routes what the resource on n2 sends: a <sent/> copy to n1.
+        two.send_message(mto=n1.jid("nick"), mbody="sent from two", mtype="chat")
+        sent = await asyncio.wait_for(one.carbons_sent.get(), TIMEOUT)
+        assert sent["carbon_sent"]["body"] == "sent from two"
+        assert sent["carbon_sent"]["from"] == two.boundjid
+        # n3 routes what Nick sends to the resource on n2: a <received/> copy to n1.
+        nick.send_message(mto=str(two.boundjid), mbody="to two", mtype="chat")
+        assert (await two.next_message())["body"] == "to two"
+        received = await asyncio.wait_for(one.carbons_received.get(), TIMEOUT)
+        assert received["carbon_received"]["body"] == "to two"
+        await close(one, two, nick)
+
+    run(scenario())
+
+
+def test_roster_pushes_reach_a_resource_on_another_node(cluster):
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        one = await login(n1, "olga", resource="one")
+        two = await login(n2, "olga", resource="two", presence=False)
+        await two.get_roster()  # from now on it gets pushes
+        pushes: asyncio.Queue = asyncio.Queue()  # (slixmpp's event for the result, too)
+        two.add_event_handler("roster_update", pushes.put_nowait)
+        two.send_presence()
+        # The presence reaches n1 behind the news that the resource asked.
+        await one.next_presence(from_(str(two.boundjid)))
+        contact = n1.jid("quinn")
+        await one.update_roster(contact, name="Quinn")
+        push = await asyncio.wait_for(pushes.get(), TIMEOUT)
+        assert [(str(jid), item["name"]) for jid, item in push["roster"]["items"].items()] == \
+            [(contact, "Quinn")]
+        await close(one, two)
+
+    run(scenario())
+
+
+def test_pep_notifications_reach_a_contact_on_another_node(cluster):
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        pam = await login(n1, "pam", plugins=PEP_PLUGINS)
+        await pam["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "first"))
+        # n2 sees Pat's caps and sends him the last item once it has noted what
+        # he wants on his session (which n1 then learns).
+        pat, events = await interested_login(n2, "pat", MOOD)
+        assert published_text(await asyncio.wait_for(events.get(), TIMEOUT)) == "first"
+        pat.send_presence(pstatus="ready")
+        await pam.next_presence(lambda p: from_(str(pat.boundjid))(p)
+                                and p["status"] == "ready")
+        await pam["xep_0060"].publish(None, MOOD, payload=payload("{urn:example}mood", "second"))
+        assert published_text(await asyncio.wait_for(events.get(), TIMEOUT)) == "second"
+        await close(pam, pat)
+
+    run(scenario())
 
 
 def test_a_killed_node_loses_no_accepted_message(cluster):

@@ -36,10 +36,6 @@ def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 async def mam_login(server, user: str, resource: str):
     client = await login(server, user, resource=resource, plugins=PLUGINS)
-    client.carbons_sent = asyncio.Queue()
-    client.carbons_received = asyncio.Queue()
-    client.add_event_handler("carbon_sent", client.carbons_sent.put_nowait)
-    client.add_event_handler("carbon_received", client.carbons_received.put_nowait)
     await client.plugin["xep_0280"].enable(timeout=TIMEOUT)
     return client
 

@@ -1,5 +1,5 @@
 """The cluster's pure parts: its option, registry entries, stream envelopes, the
-de-duplication window (issue 21)."""
+de-duplication window (issue 21); and a batch Redis lost staying an error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import redis
 
+from xmpp.cluster.node import ClusterNode
 from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_options
 from xmpp.cluster.wire import (
     DELIVER,
@@ -63,7 +65,8 @@ def test_bad_cluster_option_is_refused_clearly(tmp_path, value, problem):
 
 
 def test_session_entry_round_trips():
-    entry = SessionEntry("n1", "abc", 12.5, -3, True, "<presence/>")
+    entry = SessionEntry("n1", "abc", 12.5, -3, True, "<presence/>",
+                         {"carbons": True, "pep": ["urn:xmpp:avatar:metadata"]})
     assert SessionEntry.decode(entry.encode()) == entry
     assert SessionEntry.decode(entry.encode().encode()) == entry
     assert json.loads(entry.encode())["node"] == "n1"
@@ -71,7 +74,8 @@ def test_session_entry_round_trips():
 
 @pytest.mark.parametrize("raw", [b"", b"\xff", b"[]", b"{}", b'{"node": "n", "sid": 1}',
                                  b'{"node": "n", "sid": "s", "since": "x"}',
-                                 b'{"node": "n", "sid": "s", "since": 1, "priority": 1.5}'])
+                                 b'{"node": "n", "sid": "s", "since": 1, "priority": 1.5}',
+                                 b'{"node": "n", "sid": "s", "since": 1, "module_data": []}'])
 def test_malformed_session_entry_is_a_value_error(raw):
     with pytest.raises(ValueError):
         SessionEntry.decode(raw)
@@ -122,3 +126,29 @@ def test_workers_need_the_cluster_option(tmp_path):
     check_workers(clustered, 2)
     with pytest.raises(ConfigError):
         check_workers(clustered, -1)
+
+
+class BrokenPipeline:
+    """redis-py's pipeline when the connection breaks mid-write: an error, and
+    its commands gone with it (execute() empties the stack, even on failure)."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple] = []
+
+    def xadd(self, *args) -> None:
+        self.stack.append(args)
+
+    def execute(self) -> list:
+        if not self.stack:
+            return []
+        self.stack = []
+        raise redis.ConnectionError("Connection closed by server.")
+
+
+def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry(monkeypatch):
+    node = ClusterNode(ClusterOptions("redis://127.0.0.1:1/5", "n1"))
+    monkeypatch.setattr(node.redis, "pipeline", lambda transaction: BrokenPipeline())
+    envelope = Envelope("n1.ab.1", DELIVER, "bob@example.com/phone", "n1", b"<message/>")
+    # A silent return would make the outbox drop the batch.
+    with pytest.raises(redis.ConnectionError):
+        node.send([("n2", envelope)])

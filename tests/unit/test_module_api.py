@@ -247,6 +247,25 @@ def test_session_data_is_per_module(core, m):
     assert m.session_data(session, dict) == {"x": 1}
 
 
+def test_shared_session_data_is_exported_and_each_change_announced_once(tmp_path):
+    core = core_with_modules(tmp_path, HOST, ("saslauth", "roster", "carbons"), {"alice": "pw"})
+    m = ModuleContext("test", core.router.hosts[HOST], core.services)
+    changed = []
+    m.hook("session-data-changed", lambda event: changed.append(event.module))
+    session, _ = bound_session(core)
+    shared = core.services.shared_session_data
+    assert shared.export(session.module_data) == {}
+    for _ in range(2):
+        session.data_received(f"<iq type='get' id='r'><query xmlns='{ns.ROSTER}'/></iq>"
+                              "<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>"
+                              .encode())
+    assert changed == ["roster", "carbons"]
+    assert shared.export(session.module_data) == {"roster": True, "carbons": True}
+    session.data_received(b"<iq type='set' id='d'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
+    assert changed == ["roster", "carbons", "carbons"]
+    assert shared.export(session.module_data) == {"roster": True, "carbons": False}
+
+
 # -- the architecture --------------------------------------------------------------------
 
 def _imports(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Envelope kinds: a stanza for one session, a session bound or changed, a session
@@ -24,7 +24,8 @@ class SessionEntry:
 
     `sid` tells apart two sessions that had the same full JID in turn (only the
     one that wrote an entry may delete it); `since` orders two logins with the
-    same full JID on different nodes (the later one wins)."""
+    same full JID on different nodes (the later one wins). `module_data` is the
+    modules' shared state on the session (xmpp.shared_session_data), by module."""
 
     node: str
     sid: str
@@ -32,6 +33,7 @@ class SessionEntry:
     priority: int = 0
     available: bool = False
     presence: str | None = None  # the last available presence, serialized
+    module_data: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -47,11 +49,14 @@ class SessionEntry:
             raise ValueError("not a session entry: not an object")
         node, sid, since = data.get("node"), data.get("sid"), data.get("since")
         priority, presence = data.get("priority", 0), data.get("presence")
+        module_data = data.get("module_data", {})
         if not (isinstance(node, str) and isinstance(sid, str)
                 and isinstance(since, int | float) and isinstance(priority, int)
-                and (presence is None or isinstance(presence, str))):
+                and (presence is None or isinstance(presence, str))
+                and isinstance(module_data, dict)):
             raise ValueError("not a session entry: fields missing or of the wrong type")
-        return cls(node, sid, float(since), priority, bool(data.get("available")), presence)
+        return cls(node, sid, float(since), priority, bool(data.get("available")), presence,
+                   module_data)
 
     def replaces(self, other: SessionEntry) -> bool:
         """Whether this login wins over `other` for the same full JID."""

@@ -15,7 +15,6 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
-from xmpp.hosts import IqRequest
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.message import bare_targets
 from xmpp.modules.sasl2_bind2 import offer_inline
@@ -37,10 +36,13 @@ class CarbonsState:
 
 def setup(m: ModuleContext) -> None:
     m.add_feature(NS)
+    # Whoever routes a message copies it, on whichever node the resource is.
+    m.share_session_data(lambda state: state.enabled, lambda enabled: CarbonsState(bool(enabled)))
     m.add_feature(RULES)
     for action, enabled in (("enable", True), ("disable", False)):
         m.hook_iq("set", f"{{{NS}}}{action}",
-                  lambda request, enabled=enabled: toggle(m, request, enabled), target="self")
+                  lambda request, enabled=enabled: toggle(m, request.origin, enabled),
+                  target="self")
     for kind in ("host", "bare", "full"):
         m.hook(f"pre-message/{kind}", lambda event: copy_sent(m, event), PRIORITY)
     m.hook("message/bare", lambda event: copy_received(m, event), PRIORITY)
@@ -50,13 +52,16 @@ def setup(m: ModuleContext) -> None:
 
     def enable_inline(event: Any) -> None:
         if event.features.find(f"{{{NS}}}enable") is not None:
-            m.session_data(event.session, CarbonsState).enabled = True
+            toggle(m, event.session, True)
 
     m.hook("enable-bind-features", enable_inline)
 
 
-def toggle(m: ModuleContext, request: IqRequest, enabled: bool) -> None:
-    m.session_data(request.origin, CarbonsState).enabled = enabled
+def toggle(m: ModuleContext, session: Any, enabled: bool) -> None:
+    state = m.session_data(session, CarbonsState)
+    if state.enabled != enabled:
+        state.enabled = enabled
+        m.session_data_changed(session)
 
 
 def wants_carbons(m: ModuleContext, session: Any) -> bool:

@@ -5,12 +5,16 @@ session: a `RemoteSession` whose `send` puts the stanza on that node's Redis
 stream and whose `close` asks that node to close it. The router and the modules
 (bare-JID delivery by priority, presence broadcast to the user's own resources,
 probes, admin kicks) then work across nodes unchanged; a remote session carries
-mod_presence's state (priority, availability, last presence) from the registry.
+mod_presence's state (priority, availability, last presence) from the registry,
+and the state other modules declared shared (`m.share_session_data`: carbons
+enabled, roster requested, PEP's +notify nodes), so carbons, roster pushes and
+PEP notifications reach it too.
 
 What this module does itself:
 - keeps the registry in Redis (`xmpp.cluster.node`) from the session events
-  (`resource-bind`, outbound presence, `resource-unbind`) and tells the other
-  nodes through their streams, in order with the stanzas;
+  (`resource-bind`, outbound presence, `session-data-changed`,
+  `resource-unbind`) and tells the other nodes through their streams, in
+  order with the stanzas;
 - consumes its own stream (one greenlet): delivers stanzas to local sessions,
   mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
@@ -75,11 +79,13 @@ class RemoteSession:
         return self.entry.node
 
     def update(self, entry: SessionEntry) -> None:
-        """Take the presence the registry entry carries (mod_presence's state)."""
+        """Take the presence the registry entry carries (mod_presence's state)
+        and the modules' shared state."""
         self.entry = entry
         self.module_data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
             presence=parse_stanza(entry.presence) if entry.presence else None)
+        self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
         self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
@@ -117,11 +123,14 @@ class Cluster:
         return getattr(session, "module_data", {}).get(self.m.name)
 
     def publish_session(self, session: Any, state: PresenceState | None = None) -> None:
+        """Write a local session's entry and announce it; `state` is the presence
+        it is about to have (by default the one it has)."""
         note = self.local(session)
-        state = state or PresenceState()
+        state = state or session.module_data.get(PRESENCE_MODULE) or PresenceState()
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
-                             serialize(state.presence) if state.presence is not None else None)
+                             serialize(state.presence) if state.presence is not None else None,
+                             self.m.shared_session_data.export(session.module_data))
         self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
 
@@ -147,6 +156,12 @@ class Cluster:
         else:
             state = PresenceState(priority_of(stanza), False)
         self.publish_session(session, state)
+
+    def data_changed(self, event: Any) -> None:
+        """A module's shared state on a local session changed: announce it (a
+        session not yet bound is announced whole at `resource-bind`)."""
+        if self.note_of(event.session) is not None:
+            self.publish_session(event.session)
 
     def unbound(self, session: Any) -> None:
         note = self.local(session)
@@ -337,11 +352,15 @@ class Cluster:
             for resources in list(self.router.sessions.values()):
                 for session in list(resources.values()):
                     if self.note_of(session) is not None:
-                        self.publish_session(session, session.module_data.get(PRESENCE_MODULE))
+                        self.publish_session(session)
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
-        self.peers = [name for name in live if name != self.node.name]
+        peers = [name for name in live if name != self.node.name]
+        if peers != self.peers:
+            # Until this line names a new node, what changes here does not reach it.
+            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        self.peers = peers
         for name in dead:
             self.reap(name)
 
@@ -392,6 +411,7 @@ def setup(m: ModuleContext) -> None:
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
     m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    m.hook_each_host("session-data-changed", cluster.data_changed)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence

@@ -3,6 +3,11 @@
 the contacts whose entity capabilities (XEP-0115) ask for `NODE+notify`, and
 the last item of a node sent when a contact's interest starts.
 
+Who wants what is learnt from presence, on the node of a cluster that routes
+it (the sender's); so the nodes a bound resource wants are also kept on its
+session, shared with the other nodes, where a publisher's contacts' sessions
+(and the publisher's own) say it.
+
 Storage as mod_pep's: node configurations in the map store "pep", items in
 the archive store "pep_<node>", all rows of the account (they go with it).
 """
@@ -50,6 +55,7 @@ DISCO_ID = "disco"  # mod_pep's id for caps queries, so results find their event
 
 def setup(m: ModuleContext) -> None:
     pep = m.shared(f"pep:{m.host.name}", lambda: Pep(m))
+    m.share_session_data(sorted, frozenset)
     for iq_type in ("get", "set"):
         for namespace in (NS, NS_OWNER):
             m.hook_iq(iq_type, f"{{{namespace}}}pubsub", pep.answer, target="bare")
@@ -158,18 +164,6 @@ class Pep:
         host = self.m.host.name
         return _contacts_of(lambda bare: rosters.get_item(host, username, bare))
 
-    def _roster_snapshot(self, username: str) -> Contacts:
-        """Contacts read from one roster load, made on first use (for a
-        broadcast to many; open nodes need none)."""
-        loaded: list[dict[str, Any]] = []
-
-        def item_of(bare: str) -> Any:
-            if not loaded:
-                loaded.append(self._roster(username))
-            return loaded[0].get(bare)
-
-        return _contacts_of(item_of)
-
     def _roster(self, username: str) -> dict[str, Any]:
         """The owner's roster, loaded again only when its version has moved (any
         writer, in any process, bumps it). The version is read first, so a write
@@ -241,7 +235,10 @@ class Pep:
             return
         interested = [jid for jid, nodes in (self.recipients.get(username) or {}).items()
                       if node.name in nodes]
-        recipients = service.recipients(node, interested, self._roster_snapshot(username))
+        # One roster load for a broadcast to many.
+        roster = self._roster(username)
+        interested += self._sessions_wanting(username, node.name, roster)
+        recipients = service.recipients(node, interested, _contacts_of(roster.get))
         if recipients:
             # One message, readdressed for each recipient (as Prosody's broadcaster).
             message = event_message(service.owner, recipients[0], notification)
@@ -256,6 +253,22 @@ class Pep:
             kind = "published" if notification.kind == "items" else "retracted"
             self.m.fire(f"item-{kind}/{node.name}", username=username, node=node.name,
                         item=notification.item, item_id=notification.item_id)
+
+    def _sessions_wanting(self, username: str, node: str, roster: dict[str, Any]) -> list[str]:
+        """The bound resources of the owner and of the contacts it lets see its
+        presence whose sessions want `node`: with several nodes, also those on
+        other nodes, whose presence went elsewhere."""
+        contacts = [bare for bare, item in roster.items()
+                    if item.subscription in ("from", "both")]
+        wanting = []
+        for bare in (f"{username}@{self.m.host.name}", *contacts):
+            try:
+                sessions = self.m.sessions(parse_jid(bare))
+            except InvalidJID:
+                continue
+            wanting += [str(session.jid) for session in sessions.values()
+                        if node in session.module_data.get(self.m.name, ())]
+        return wanting
 
     # -- who wants notifications (XEP-0163 4.3, XEP-0115) ------------------------------
 
@@ -319,9 +332,13 @@ class Pep:
         self.update_interest(str(contact), username, nodes)
         return True
 
-    def update_interest(self, recipient: str, username: str, nodes: frozenset[str]) -> None:
-        """Record which nodes `recipient` wants; the last item of each new one
-        goes to it at once (send_last_published_item = on_sub_and_presence)."""
+    def update_interest(self, recipient: str, username: str, nodes: frozenset[str], *,
+                        session_too: bool = True) -> None:
+        """Record which nodes `recipient` wants (and, `session_too`, on its session
+        when it is bound); the last item of each new one goes to it at once
+        (send_last_published_item = on_sub_and_presence)."""
+        if session_too:
+            self._note_on_session(recipient, nodes)
         by_recipient = self.recipients.get(username)
         current = by_recipient.get(recipient, frozenset()) if by_recipient else frozenset()
         if not nodes and not current:
@@ -343,6 +360,17 @@ class Pep:
                     "on_sub_and_presence" and service.may_read(recipient, node):
                 self._send_last(service, node, recipient)
 
+    def _note_on_session(self, recipient: str, nodes: frozenset[str]) -> None:
+        try:
+            jid = parse_jid(recipient)
+        except InvalidJID:
+            return
+        session = self.m.sessions(jid.bare).get(jid.resource) if jid.resource else None
+        if session is None or session.module_data.get(self.m.name, frozenset()) == nodes:
+            return
+        session.module_data[self.m.name] = nodes
+        self.m.session_data_changed(session)
+
     def _send_last(self, service: Service, node: Node, recipient: str) -> None:
         last = service.last_item(node.name)
         if last is not None:
@@ -351,7 +379,8 @@ class Pep:
 
     def forget_recipient(self, jid: JID | None) -> None:
         if jid is not None and jid.local:
-            self.update_interest(str(jid), jid.local, frozenset())
+            # Its session is going: nothing to tell the other nodes.
+            self.update_interest(str(jid), jid.local, frozenset(), session_too=False)
 
     def _forget_contact(self, username: str, contact: str) -> None:
         by_recipient = self.recipients.get(username)

@@ -28,6 +28,8 @@ MODULE = "roster"
 
 def setup(m: ModuleContext) -> None:
     m.add_feature(ns.ROSTER)
+    # Pushes go to the resources that asked for the roster, on whichever node.
+    m.share_session_data(bool, bool)
     m.hook("stream-features", announce_versioning)
     m.hook_iq("get", QUERY, lambda request: roster_get(m, request), target="self")
     m.hook_iq("set", QUERY, lambda request: roster_set(m, request), target="self")
@@ -68,7 +70,9 @@ def roster_get(m: ModuleContext, request: IqRequest) -> Element | None:
     cached copy (its `ver`) is current (RFC 6121 2.6.3): changes come as pushes."""
     session = request.origin
     user: JID = session.jid
-    session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
+    if not session.module_data.get(MODULE):
+        session.module_data[MODULE] = True  # it asked for the roster: it gets pushes
+        m.session_data_changed(session)
     store = m.typed_store("rosters")
     # The version is read before the items: a change in between gives newer
     # items under an older version, which the client merely fetches again.
