@@ -26,6 +26,9 @@ from xmpp.jid import JID, InvalidJID, parse_jid
 
 GROUP = "vireo"
 BATCH = 200
+# Entries a survivor takes from a dead node's inbox at a time: each may hold
+# MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
+ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
 OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
 
@@ -175,8 +178,9 @@ class ClusterNode:
         stream = self.key("stream", node)
         try:
             claimed = self.redis.xautoclaim(stream, GROUP, self.name, min_idle_ms, "0-0",
-                                            count=BATCH)[1]
-            unread = self.redis.xreadgroup(GROUP, self.name, {stream: ">"}, count=BATCH)
+                                            count=ORPHAN_ENTRIES)[1]
+            unread = self.redis.xreadgroup(GROUP, self.name, {stream: ">"},
+                                           count=ORPHAN_ENTRIES)
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
                 return []
