@@ -75,6 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = build_server(args.config, getattr(args, "worker", None))
     import gevent
 
+    from xmpp.heap import freeze_startup_objects
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stopping.set)
     # Prosody's mod_posix (Vireo's is built in).
@@ -86,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pidfile = write_pidfile(server.config)
     try:
         server.start()
+        freeze_startup_objects()
         log.info("Vireo started")
         server.stopping.wait()
         log.info("Shutting down")
