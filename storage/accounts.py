@@ -178,13 +178,11 @@ class AccountStore:
         user = stored_username(username)
         if user is None:
             return None
-        # A login's one read: a prebuilt Core statement on a pooled connection,
-        # so no ORM unit of work and no per-call statement construction.
-        with self._db.engine.connect() as connection:
-            row = connection.execute(_SCRAM_QUERIES[hash_name],
-                                     {"host": host, "username": user}).first()
+        # A login's one read: a prebuilt statement on a pooled DB-API connection,
+        # without SQLAlchemy's per-execution machinery (its columns need no conversion).
+        rows = self._db.fetch_rows(_SCRAM_QUERIES[hash_name], {"host": host, "username": user})
         # A NULL stored key: the account has no material for this hash (yet).
-        return None if row is None or row[2] is None else ScramCredentials(*row)
+        return None if not rows or rows[0][2] is None else ScramCredentials(*rows[0])
 
     def check_password(self, host: str, username: str, password: str) -> bool:
         """Whether the clear password (SASL PLAIN) is the account's.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -13,6 +13,10 @@ from xmpp.jid import nodeprep
 
 # Bound on bound parameters per DELETE (SQLite and drivers have limits).
 DELETE_BATCH = 500
+# Whether a user has anything queued: asked at every initial presence, and
+# mostly answered "no", on a pooled DB-API connection (Database.fetch_rows).
+_ANY_QUEUED = select(exists().where(
+    OfflineMessage.host == bindparam("host"), OfflineMessage.username == bindparam("username")))
 
 
 class OfflineStore:
@@ -39,6 +43,10 @@ class OfflineStore:
     def pop_all(self, host: str, username: str) -> list[tuple[str, datetime]]:
         """Take every queued message, oldest first, removing exactly those returned."""
         user = nodeprep(username)
+        if not self._db.fetch_rows(_ANY_QUEUED, {"host": host, "username": user})[0][0]:
+            # An empty queue needs no transaction; a message stored after this
+            # read is one the locked read below could have missed as well.
+            return []
         with self._db.session() as session:
             # FOR UPDATE (where the backend has it): two logins popping at
             # once must not both deliver the same messages.

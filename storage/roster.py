@@ -59,6 +59,17 @@ def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
 
 _VERSION = select(RosterVersion.version).where(
     RosterVersion.host == bindparam("host"), RosterVersion.username == bindparam("username"))
+# Every initial presence reads the roster and the pending requests: prebuilt
+# statements run on a pooled DB-API connection (Database.fetch_rows), each
+# item with its groups in one row per group, ordered as the unique index reads.
+_ROSTER_ROWS = select(
+    RosterEntry.contact, RosterEntry.name, RosterEntry.subscription, RosterEntry.ask,
+    RosterEntry.approved, RosterGroup.name,
+).outerjoin(RosterGroup, RosterGroup.item_id == RosterEntry.id).where(
+    RosterEntry.host == bindparam("host"), RosterEntry.username == bindparam("username"),
+).order_by(RosterEntry.contact, RosterGroup.name)
+_PENDING_ROWS = select(RosterPending.contact, RosterPending.stanza).where(
+    RosterPending.host == bindparam("host"), RosterPending.username == bindparam("username"))
 
 
 def _bump_version(session: Session, host: str, username: str) -> None:
@@ -77,10 +88,17 @@ class RosterStore:
 
     def get_roster(self, host: str, username: str) -> dict[str, RosterItem]:
         """Every item of the roster, by contact JID."""
-        with self._db.session() as session:
-            entries = session.scalars(select(RosterEntry).where(
-                RosterEntry.host == host, RosterEntry.username == nodeprep(username)))
-            return {entry.contact: _to_item(entry) for entry in entries}
+        items: dict[str, RosterItem] = {}
+        for contact, name, subscription, ask, approved, group in self._db.fetch_rows(
+                _ROSTER_ROWS, {"host": host, "username": nodeprep(username)}):
+            item = items.get(contact)
+            if item is None:
+                # Raw rows: a Boolean column comes back as 0/1 from SQLite and MySQL.
+                item = items[contact] = RosterItem(contact, name, subscription, bool(ask), [],
+                                                   bool(approved))
+            if group is not None:
+                item.groups.append(group)
+        return items
 
     def get_item(self, host: str, username: str, contact: str) -> RosterItem | None:
         """One item, or None when the contact is not in the roster."""
@@ -121,10 +139,8 @@ class RosterStore:
 
     def pending_in(self, host: str, username: str) -> dict[str, str | None]:
         """Inbound subscription requests awaiting an answer: contact -> subscribe stanza XML."""
-        with self._db.session() as session:
-            rows = session.execute(select(RosterPending.contact, RosterPending.stanza).where(
-                RosterPending.host == host, RosterPending.username == nodeprep(username)))
-            return {contact: stanza for contact, stanza in rows}
+        return dict(self._db.fetch_rows(_PENDING_ROWS,
+                                        {"host": host, "username": nodeprep(username)}))
 
     def set_pending_in(self, host: str, username: str, contact: str,
                        stanza_xml: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Giving freed C heap memory back to the operating system.
+"""The process's heap: what the cyclic garbage collector walks, and giving
+freed C heap memory back to the operating system.
 
 glibc's malloc keeps the pages of freed chunks mapped unless the free space
 is at the top of the heap; the buffers of connections that ended (expat
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from collections.abc import Callable
 
 
@@ -29,3 +31,20 @@ def release_free_heap() -> None:
     """Return the C heap's free pages to the system (a few ms on a large heap)."""
     if _TRIM is not None:
         _TRIM(0)
+
+
+def freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, the config, SQLAlchemy's mappers, the
+    hosts' modules and HTTP apps, objects that live as long as the process) out
+    of every later garbage collection.
+
+    Why: a full collection walks every tracked object, and while sessions are
+    being set up one comes every thousand or so logins; with the start-up
+    objects in it each took some 170 ms (2,000 logins paid two: 0.17 ms a
+    login, a tenth of its CPU), without them half that. Items waiting in the
+    archive queue live long enough to reach the oldest generation and trigger
+    full collections often (c2s_msgs with mam: 1.7 s of them, 0.2 s frozen).
+    What is garbage already is collected first, so none of it is kept for ever.
+    """
+    gc.collect()
+    gc.freeze()

@@ -155,14 +155,16 @@ def available(m: ModuleContext, stanza: Element, session: Any) -> None:
     state.priority = priority_of(stanza)
     initial = not state.available
     state.available = True
-    broadcast(m, stanza, session.jid)
+    user: JID = session.jid
+    # One read serves the broadcast and an initial presence's probes.
+    roster = _rosters(m).get_roster(user.domain, user.local)
+    broadcast(m, stanza, user, roster)
     # Replayed later (to probes, new subscribers, new resources) with when it was sent.
     state.presence = with_delay(stanza, m.host.name, m.now())
     if initial:
         m.fire("presence/initial", origin=session, stanza=stanza)
-        user: JID = session.jid
         bare = str(user.bare)
-        for contact, item in _rosters(m).get_roster(user.domain, user.local).items():
+        for contact, item in roster.items():
             if item.subscription in ("to", "both"):
                 m.route(presence("probe", bare, contact))
         # The new resource learns of the user's other available ones (as Prosody does).
@@ -196,11 +198,14 @@ def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
     state.directed.clear()
 
 
-def broadcast(m: ModuleContext, stanza: Element, user: JID) -> set[str]:
-    """To contacts subscribed to the user, and to all the user's own available
-    resources; the contacts it went to."""
+def broadcast(m: ModuleContext, stanza: Element, user: JID,
+              roster: dict[str, RosterItem] | None = None) -> set[str]:
+    """To contacts subscribed to the user (in `roster`, read when not given), and
+    to all the user's own available resources; the contacts it went to."""
     informed = set()
-    for contact, item in _rosters(m).get_roster(user.domain, user.local).items():
+    if roster is None:
+        roster = _rosters(m).get_roster(user.domain, user.local)
+    for contact, item in roster.items():
         if item.subscription in ("from", "both"):
             m.route(_addressed(stanza, contact))
             informed.add(contact)
