@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.dburl import database_url  # noqa: F401 - the URL helper callers know from here
@@ -116,15 +116,21 @@ class Database:
             compiled = self._compiled[statement] = statement.compile(dialect=self.engine.dialect)
         bound = ([params[name] for name in compiled.positiontup] if compiled.positional
                  else params)
-        if self.backend == "sqlite":
-            if self._reader is None:
-                self._reader = self.engine.raw_connection()
-            return _rows(self._reader, compiled.string, bound)
-        connection = self.engine.raw_connection()
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
-            return _rows(connection, compiled.string, bound)
-        finally:
-            connection.close()  # back to the pool, rolled back
+            if self.backend == "sqlite":
+                if self._reader is None:
+                    self._reader = self.engine.raw_connection()
+                return _rows(self._reader, compiled.string, bound)
+            connection = self.engine.raw_connection()
+            try:
+                return _rows(connection, compiled.string, bound)
+            finally:
+                connection.close()  # back to the pool, rolled back
+        except dbapi_error as error:
+            # As from any other query: a storage failure (counted, answered with
+            # its stanza condition), not a bug of ours.
+            raise DBAPIError.instance(compiled.string, bound, error, dbapi_error) from error
 
     @contextmanager
     def session(self) -> Iterator[Session]:
