@@ -4,42 +4,27 @@ each node's families once, every sample labelled with its node."""
 from __future__ import annotations
 
 import logging
-import os
-import uuid
-from collections.abc import Iterator
 
-import pytest
-import redis
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from tests.unit import redis_fixtures
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode
 from xmpp.cluster.options import ClusterOptions
 
-REDIS_ENV = "VIREO_TEST_REDIS_URL"
+redis_url = redis_fixtures.redis_url
+redis_prefix = redis_fixtures.redis_prefix
+
 log = logging.getLogger(__name__)
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"{REDIS_ENV} is needed")
-    prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-def node_with_metrics(name: str, prefix: str, peers: list[str], logins: int) -> ClusterMetrics:
+def node_with_metrics(url: str, prefix: str, name: str, peers: list[str],
+                      logins: int) -> ClusterMetrics:
     registry = CollectorRegistry()
     Counter("vireo_logins", "Logins", ["host"], registry=registry).labels("a.test").inc(logins)
-    node = ClusterNode(ClusterOptions(os.environ[REDIS_ENV], name, 10.0, prefix))
+    node = ClusterNode(ClusterOptions(url, name, 10.0, prefix))
     return ClusterMetrics(node, registry, lambda: peers, log)
 
 
@@ -51,21 +36,21 @@ def samples(metrics: ClusterMetrics) -> dict[tuple[str, str], float]:
             if sample.name == "vireo_logins_total"}
 
 
-def test_a_scrape_shows_every_live_node_by_label(prefix):
-    n1 = node_with_metrics("n1", prefix, ["n2", "n3"], logins=3)
-    n2 = node_with_metrics("n2", prefix, ["n1", "n3"], logins=5)
+def test_a_scrape_shows_every_live_node_by_label(redis_url, redis_prefix):
+    n1 = node_with_metrics(redis_url, redis_prefix, "n1", ["n2", "n3"], logins=3)
+    n2 = node_with_metrics(redis_url, redis_prefix, "n2", ["n1", "n3"], logins=5)
     n2.publish()
     # n3 is live but has not published yet: left out, not an error.
     assert samples(n1) == {("n1", "vireo_logins_total"): 3.0,
                            ("n2", "vireo_logins_total"): 5.0}
 
 
-def test_a_node_alone_shows_itself(prefix):
-    assert samples(node_with_metrics("n1", prefix, [], logins=2)) == {
+def test_a_node_alone_shows_itself(redis_url, redis_prefix):
+    assert samples(node_with_metrics(redis_url, redis_prefix, "n1", [], logins=2)) == {
         ("n1", "vireo_logins_total"): 2.0}
 
 
-def test_garbage_from_a_peer_is_left_out(prefix):
-    n1 = node_with_metrics("n1", prefix, ["n2"], logins=1)
+def test_garbage_from_a_peer_is_left_out(redis_url, redis_prefix):
+    n1 = node_with_metrics(redis_url, redis_prefix, "n1", ["n2"], logins=1)
     n1.node.redis.set(n1.node.key("metrics", "n2"), b"not openmetrics {{{")
     assert samples(n1) == {("n1", "vireo_logins_total"): 1.0}

@@ -3,18 +3,18 @@ cluster, so a failed-login throttle or registration pacing holds on every node."
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
+from tests.unit import redis_fixtures
 from xmpp.auth_throttle import FailureThrottle, failure_throttle
-from xmpp.config import load_config
+from xmpp.config import Config, load_config
 from xmpp.recent_events import MemoryRecentEvents, recent_events
 
-REDIS_ENV = "VIREO_TEST_REDIS_URL"
+redis_url = redis_fixtures.redis_url
+redis_prefix = redis_fixtures.redis_prefix
 
 
 def test_memory_keeps_the_latest_and_drops_the_old():
@@ -39,32 +39,16 @@ def test_alone_the_times_stay_in_memory(tmp_path):
 
 
 @pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"{REDIS_ENV} is needed")
-    return url
+def cluster_config(tmp_path, redis_url, redis_prefix) -> Callable[[str], Config]:
+    """Configs of nodes of one cluster (a key prefix of its own)."""
 
-
-@pytest.fixture
-def cluster_config(tmp_path, redis_url) -> Iterator:
-    """Two nodes' configs of one cluster (a fresh key prefix), and cleanup."""
-    import redis
-
-    prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
-
-    def node(name: str):
+    def node(name: str) -> Config:
         path = tmp_path / f"{name}.cfg.lua"
         path.write_text(f'cluster = {{ redis = "{redis_url}", node = "{name}", '
-                        f'prefix = "{prefix}" }}\n')
+                        f'prefix = "{redis_prefix}" }}\n')
         return load_config(path)
 
-    yield node
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    return node
 
 
 def test_failures_confirmed_on_one_node_slow_down_the_next_attempt_on_another(cluster_config):
