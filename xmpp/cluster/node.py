@@ -7,6 +7,10 @@ Keys (under the configured prefix):
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo")
   reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+  claim:KIND:NAME        the node holding what one node at a time may hold (an
+                         external component's domain, an outgoing s2s link, a BOSH
+                         sid); expires with the holder's heartbeat, renewed at each beat
+  http:NAME              the URL node NAME takes forwarded HTTP requests at
 """
 
 from __future__ import annotations
@@ -45,6 +49,28 @@ redis.call('SREM', KEYS[2], ARGV[4])
 return 1
 """
 
+# Renew the claims this node still holds (KEYS) for ARGV[2] seconds (one that
+# expired unclaimed, after a lapsed heartbeat, is taken again); the keys another
+# node holds now come back.
+_RENEW = """
+local lost = {}
+for _, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == ARGV[1] or not holder then
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+  else
+    table.insert(lost, key)
+  end
+end
+return lost
+"""
+
+# Delete a claim only if this node holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 RedisError = redis.RedisError
 
 
@@ -58,6 +84,10 @@ class ClusterNode:
         self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
                                           socket_connect_timeout=SOCKET_TIMEOUT)
         self._remove = self.redis.register_script(_REMOVE)
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+        # claim key -> (kind, name) of what this node holds
+        self.claims: dict[str, tuple[str, str]] = {}
         # Envelope ids: unique across restarts of a node with the same name.
         self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
 
@@ -102,6 +132,64 @@ class ClusterNode:
         """Whether this node is the one to reap dead `node` now."""
         return bool(self.redis.set(self.key("reaping", node), self.name, nx=True,
                                    ex=math.ceil(self.timeout) * 3))
+
+    # -- claims: what one node at a time holds -------------------------------------------
+
+    def claim(self, kind: str, name: str, *, take: bool = False) -> str | None:
+        """Hold `kind`/`name` for as long as this node beats. Without `take`, the
+        other node that holds it already (None: this one holds it now); with
+        `take`, this node holds it whatever, and the one that held it before
+        comes back (None: nobody else)."""
+        key = self.key("claim", kind, name)
+        ttl = math.ceil(self.timeout)
+        if take:
+            before = self.redis.set(key, self.name, ex=ttl, get=True)
+            holder = before.decode() if before is not None else None
+        elif self.redis.set(key, self.name, ex=ttl, nx=True):
+            holder = None
+        else:
+            found = self.redis.get(key)
+            holder = found.decode() if found is not None else None
+            if holder is None:  # expired between the two calls: try once more
+                holder = None if self.redis.set(key, self.name, ex=ttl, nx=True) else \
+                    (self.redis.get(key) or b"").decode() or None
+        if holder is None or holder == self.name:
+            self.claims[key] = (kind, name)
+            return None
+        return holder
+
+    def holder(self, kind: str, name: str) -> str | None:
+        """The node holding `kind`/`name`, None when nobody does."""
+        key = self.key("claim", kind, name)
+        if key in self.claims:
+            return self.name
+        found = self.redis.get(key)
+        return found.decode() if found is not None else None
+
+    def release(self, kind: str, name: str) -> None:
+        key = self.key("claim", kind, name)
+        if self.claims.pop(key, None) is not None:
+            self._release(keys=[key], args=[self.name])
+
+    def renew_claims(self) -> list[tuple[str, str]]:
+        """Extend every claim this node holds by a heartbeat; those another node
+        took meanwhile are dropped and returned (kind, name)."""
+        keys = list(self.claims)
+        lost: list[tuple[str, str]] = []
+        for start in range(0, len(keys), BATCH):
+            for key in self._renew(keys=keys[start:start + BATCH],
+                                   args=[self.name, math.ceil(self.timeout)]):
+                found = self.claims.pop(key.decode(), None)
+                if found is not None:
+                    lost.append(found)
+        return lost
+
+    def publish_http(self, url: str) -> None:
+        self.redis.set(self.key("http", self.name), url)
+
+    def http_of(self, node: str) -> str | None:
+        found = self.redis.get(self.key("http", node))
+        return found.decode() if found is not None else None
 
     # -- the session registry ----------------------------------------------------------
 

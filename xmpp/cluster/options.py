@@ -12,7 +12,8 @@ from xmpp.config import Config, ConfigError
 DEFAULT_NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
 DEFAULT_PREFIX = "vireo:"
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-KEYS = ("redis", "node", "node_timeout", "prefix")
+DEFAULT_ADDRESS = "127.0.0.1"
+KEYS = ("redis", "node", "node_timeout", "prefix", "address")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,9 @@ class ClusterOptions:
     node: str
     node_timeout: float = DEFAULT_NODE_TIMEOUT
     prefix: str = DEFAULT_PREFIX
+    # The interface other nodes reach this one at for HTTP requests it holds
+    # (a BOSH session's): loopback for nodes of one machine.
+    address: str = DEFAULT_ADDRESS
 
 
 def cluster_options(config: Config) -> ClusterOptions | None:
@@ -49,7 +53,10 @@ def cluster_options(config: Config) -> ClusterOptions | None:
     prefix = value.get("prefix", DEFAULT_PREFIX)
     if not isinstance(prefix, str):
         raise invalid("'prefix' must be a string")
-    return ClusterOptions(url, node, float(timeout), prefix)
+    address = value.get("address", DEFAULT_ADDRESS)
+    if not isinstance(address, str) or not address or address == "*":
+        raise invalid("'address' must be the IP address other nodes reach this one at")
+    return ClusterOptions(url, node, float(timeout), prefix, address)
 
 
 def _number(value: Any) -> float | None:

@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Envelope kinds: a stanza for one session, a session bound or changed, a session
-# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin).
+# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin);
+# a stanza for something the receiving node holds (a claim: its `jid` field is
+# "KIND NAME"), and a claim another node took over ("KIND NAME" too).
 DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
-KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE))
+ROUTE, LOST = "route", "lost"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, LOST))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,15 @@ What this module does itself:
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
   its sessions are removed and announced unavailable, and its stream's pending
   and unread entries are delivered to the users' remaining sessions or to
-  offline storage.
+  offline storage;
+- answers the `ownership-*` events (xmpp.ownership) with claims in Redis that
+  live as long as the holder's heartbeat: an external component's domain, a
+  BOSH sid; stanzas for what another node holds go on that node's stream and
+  are routed again there. It claims each remote domain's outgoing s2s link on
+  `route/remote`, so one node at a time federates with a domain;
+- opens an HTTP listener of its own (the `address` of the option, a free port)
+  serving every HTTP app, and publishes its URL, so another node can pass on
+  a request for something this one holds (a BOSH session's next request).
 """
 
 from __future__ import annotations
@@ -38,7 +46,17 @@ from xmpp import namespaces as ns
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
-from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
+from xmpp.cluster.wire import (
+    CLOSE,
+    DELIVER,
+    LOST,
+    ROUTE,
+    SESSION,
+    UNBIND,
+    DedupWindow,
+    Envelope,
+    SessionEntry,
+)
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import REGISTRY
@@ -100,6 +118,19 @@ class RemoteSession:
                 "port": None, "secure": None, "listener": None}
 
 
+class Forwarded:
+    """The origin of a stanza another node passed on to this one, the holder:
+    answers and bounces go through the router, and it is not passed on again."""
+
+    jid = None
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    def send(self, stanza: Element) -> None:
+        self.router.route(stanza)
+
+
 class Cluster:
     """This node as a member: registry writes, its stream's consumer, the reaper."""
 
@@ -111,6 +142,7 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.http: Any = None  # the listener for requests other nodes pass on
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -296,6 +328,15 @@ class Cluster:
 
     def handle(self, envelope: Envelope, orphaned: bool) -> Any:
         """Act on one envelope; the transport a stanza was written to, if any."""
+        if envelope.kind in (ROUTE, LOST):
+            kind, _, name = envelope.jid.partition(" ")
+            if envelope.kind == ROUTE:
+                # What a dead node held may be held elsewhere now: routed afresh.
+                self.router.route(parse_stanza(envelope.data.decode()),
+                                  None if orphaned else Forwarded(self.router))
+            elif not orphaned:
+                self.fire_everywhere("ownership-lost", kind=kind, key=name)
+            return None
         try:
             jid = parse_jid(envelope.jid)
         except InvalidJID:
@@ -340,11 +381,110 @@ class Cluster:
             condition = reason.get("condition")
             session.close(StreamError(condition, reason.get("text")) if condition else None)
 
+    # -- claims: what one node at a time holds (xmpp.ownership) ---------------------
+
+    def claim(self, event: Any) -> None:
+        """`ownership-claim`; while Redis cannot be reached a node holds what it
+        asks for (serving beats refusing), and says so."""
+        try:
+            holder = self.node.claim(event.kind, event.key, take=event.replace)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim of %s %s not recorded: %s", event.kind,
+                               event.key, error)
+            return
+        if holder is None:
+            return
+        if event.replace:
+            self.send_claim(holder, LOST, event.kind, event.key, b"")
+        else:
+            event.holder = holder
+
+    def release(self, event: Any) -> None:
+        self.write(self.node.release, event.kind, event.key)
+
+    def holder(self, kind: str, name: str) -> str | None:
+        """The live peer holding `kind`/`name` (None: this node, nobody, or a dead one)."""
+        try:
+            holder = self.node.holder(kind, name)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim lookup failed: %s", error)
+            return None
+        return holder if holder in self.peers else None
+
+    def forward(self, event: Any) -> bool:
+        """`ownership-forward`: the stanza goes to the holder's stream."""
+        if isinstance(event.origin, Forwarded):
+            return False  # this node was named the holder: no second hop
+        holder = self.holder(event.kind, event.key)
+        if holder is None:
+            return False
+        self.send_claim(holder, ROUTE, event.kind, event.key,
+                        serialize(event.stanza).encode())
+        return True
+
+    def locate(self, event: Any) -> None:
+        """`ownership-locate`: the holder's HTTP URL, for a request to be passed on."""
+        holder = self.holder(event.kind, event.key)
+        if holder is not None:
+            try:
+                event.http = self.node.http_of(holder)
+            except RedisError as error:
+                self.m.log.warning("Cluster HTTP address lookup failed: %s", error)
+
+    def route_remote(self, event: Any) -> bool:
+        """`route/remote`: one node at a time links to a remote domain; the
+        others pass it what they have for there."""
+        if isinstance(event.origin, Forwarded) or self.router.remote is None:
+            return False  # held here already, or no federation at all
+        try:
+            holder = self.node.claim("s2s", event.to_host)
+        except RedisError as error:
+            self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
+            return False
+        if holder is None or holder not in self.peers:
+            return False
+        self.send_claim(holder, ROUTE, "s2s", event.to_host, serialize(event.stanza).encode())
+        return True
+
+    def send_claim(self, node: str, kind: str, claim: str, name: str, data: bytes) -> None:
+        self.outbox.put(node, Envelope(self.node.new_id(), kind, f"{claim} {name}",
+                                       self.node.name, data))
+
+    def fire_everywhere(self, event: str, **fields: Any) -> None:
+        self.m.fire(event, **fields)
+        for host in list(self.m.hosts().values()):
+            host.fire(event, **fields)
+
+    def renew_claims(self) -> None:
+        for kind, name in self.node.renew_claims():
+            self.m.log.info("Cluster: %s %s is held by another node now", kind, name)
+            self.fire_everywhere("ownership-lost", kind=kind, key=name)
+
+    def serve_http(self, address: str) -> None:
+        """The listener other nodes pass HTTP requests to, and its URL published."""
+        app = self.m.service("wsgi_app")()
+        if app is None:
+            return
+        from http_apps.server import HttpServer
+        from xmpp.listeners import bind_socket
+
+        sock = bind_socket(address, 0)
+        if sock is None:
+            return
+        self.http = HttpServer(sock, app, service="http")
+        self.http.start()
+        host = f"[{address}]" if ":" in address else address
+        url = f"http://{host}:{self.http.port}"
+        self.write(self.node.publish_http, url)
+        self.m.log.info("Cluster: forwarded HTTP requests at %s", url)
+
     # -- heartbeat and dead nodes -------------------------------------------------
 
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
-        if self.node.beat():
+        lapsed = self.node.beat()
+        self.renew_claims()
+        if lapsed:
             # Too long without a beat (an overloaded node): the others have
             # reaped its sessions or will, so it writes them again.
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
@@ -402,6 +542,8 @@ class Cluster:
     def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.kill(block=False)
+        if self.http is not None:
+            self.http.stop(timeout=1)
 
 
 def setup(m: ModuleContext) -> None:
@@ -415,7 +557,16 @@ def setup(m: ModuleContext) -> None:
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
+    for event, handler in (("ownership-claim", cluster.claim),
+                           ("ownership-release", cluster.release),
+                           ("ownership-forward", cluster.forward),
+                           ("ownership-locate", cluster.locate)):
+        m.hook(event, handler)
+        m.hook_each_host(event, handler)
+    # After the hosts' own modules (blocklist, anonymous), before mod_s2s (-1).
+    m.hook_each_host("route/remote", cluster.route_remote, 0)
     m.hook("server-started", lambda event: cluster.start())
+    m.hook("server-started", lambda event: cluster.serve_http(options.address))
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
     interval = options.node_timeout / 3
