@@ -5,10 +5,11 @@ slot (checked and charged in one locked transaction, see storage.uploads),
 where files live, and pruning expired ones. Shared by the XMPP module (slot
 requests, the expiry job) and the HTTP routes (uploads and downloads).
 
-Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`;
-an upload in progress goes to a temporary `<slot>.bin~XXXX` beside it. A PUT is
-answered 201 only once the file is in place and its row marked complete, so
-after a crash `recover` can undo every upload that did not get there.
+Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`
+(`store_directory`), or in `http_file_share_path`; an upload in progress goes to
+a temporary `<slot>.bin~XXXX` beside it. A PUT is answered 201 only once the
+file is in place and its row marked complete, so after a crash `recover` can
+undo every upload that did not get there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ PRUNE_BATCH = 100
 SLOT_BYTES = 12  # 16 URL-safe characters, as long as Prosody's slot ids
 
 _NOT_WORD = re.compile(r"[^A-Za-z0-9]")
+
+
+def store_directory(data_dir: Path, host: str) -> Path:
+    """Where a host's files are kept without `http_file_share_path`."""
+    return data_dir / encode_host(host) / MODULE_NAME
 
 
 def encode_host(host: str) -> str:
@@ -65,13 +71,13 @@ class FileShare:
     """
 
     def __init__(self, *, host: str, policy: Policy, secret: str, store: UploadStore,
-                 data_dir: Path, base_url: Callable[[], str], external: bool,
+                 directory: Path, base_url: Callable[[], str], external: bool,
                  clock: Callable[[], float], throttle: FailureThrottle) -> None:
         self.host = host
         self.policy = policy
         self.secret = secret
         self.store = store
-        self.directory = data_dir / encode_host(host) / MODULE_NAME
+        self.directory = directory
         self.base_url = base_url
         self.external = external
         self.now = clock

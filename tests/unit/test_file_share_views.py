@@ -10,7 +10,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from http_apps.file_share import tokens, views
 from http_apps.file_share.policy import Policy, Refusal, SlotRequest
-from http_apps.file_share.service import FileShare, to_datetime
+from http_apps.file_share.service import FileShare, store_directory, to_datetime
 from http_apps.provider import HttpProvider
 from storage.db import Database
 from storage.uploads import UploadStore
@@ -41,7 +41,8 @@ def share(tmp_path: Path, clock: Clock):
     database.migrate()
     service = FileShare(
         host=HOST, policy=Policy(size_limit=1000, expires_after=3600, local_hosts={"example.com"}),
-        secret=SECRET, store=UploadStore(database), data_dir=tmp_path / "data",
+        secret=SECRET, store=UploadStore(database),
+        directory=store_directory(tmp_path / "data", HOST),
         base_url=lambda: f"http://{HOST}/file_share", external=False, clock=clock,
         throttle=FailureThrottle())  # 5 failures, then 2 s doubling
     yield service
