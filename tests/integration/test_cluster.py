@@ -56,10 +56,15 @@ CARBONS = ("xep_0030", "xep_0280")
 class Cluster:
     """Node processes of one cluster: one database, one Redis key prefix."""
 
-    def __init__(self, root: Path, redis_url: str, database_lines: str) -> None:
+    def __init__(self, root: Path, redis_url: str, database_lines: str, *,
+                 modules: tuple[str, ...] = ("http_openmetrics", "carbons", "pep"),
+                 extra: str = "", host_extra: str = "") -> None:
         self.root = root
         self.redis_url = redis_url
         self.database_lines = database_lines
+        self.modules = modules
+        self.extra = extra  # more global options, and a VirtualHost's or sections after it
+        self.host_extra = host_extra
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
@@ -67,8 +72,8 @@ class Cluster:
         option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS, http=True,
-                           modules=("http_openmetrics", "carbons", "pep"))
+                           extra=option + STATISTICS + self.extra, http=True,
+                           modules=self.modules, host_extra=self.host_extra)
         node.users.update(USERS)
         self.nodes[name] = node
         return node

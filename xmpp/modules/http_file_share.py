@@ -92,11 +92,9 @@ def setup(m: ModuleContext) -> None:
         return external_url or http_url(config.config, host, HTTP_APP, DEFAULT_PATH)
 
     shared_path = config.get_str("http_file_share_path", None)
+    configured_secret = config.get_str("http_file_share_secret", None)
     share = FileShare(
-        host=host, policy=policy,
-        # Kept in the database when not configured: every node of a cluster (and
-        # the process after a restart) takes the tokens another one signed.
-        secret=page_secret(config.get_str("http_file_share_secret", None), m.open_store()),
+        host=host, policy=policy, secret=configured_secret or "",
         store=m.typed_store("uploads"),
         directory=(config.config.resolve_path(shared_path) if shared_path else
                    store_directory(config.config.resolve_path(
@@ -104,6 +102,13 @@ def setup(m: ModuleContext) -> None:
         base_url=base_url, external=external_url is not None, clock=m.now,
         throttle=failure_throttle(config, f"http_file_share:{host}"))
 
+    def starting(event: Any) -> None:
+        # Kept in the database when not configured (read once it is migrated):
+        # every node of a cluster, and the process after a restart, takes the
+        # tokens another one signed.
+        share.secret = page_secret(configured_secret, m.open_store())
+
+    m.hook("server-starting", starting, 10)
     # The web admin lists and deletes uploads through the service.
     m.shared(f"file_share:{host}", lambda: share)
     m.depends("disco")
