@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -58,13 +59,14 @@ class Cluster:
 
     def __init__(self, root: Path, redis_url: str, database_lines: str, *,
                  modules: tuple[str, ...] = ("http_openmetrics", "carbons", "pep"),
-                 extra: str = "", host_extra: str = "") -> None:
+                 extra: str = "", host_extra: str = "", **server_options: Any) -> None:
         self.root = root
         self.redis_url = redis_url
         self.database_lines = database_lines
         self.modules = modules
         self.extra = extra  # more global options, and a VirtualHost's or sections after it
         self.host_extra = host_extra
+        self.server_options = server_options  # more make_server arguments (domain, s2s ...)
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
@@ -73,7 +75,8 @@ class Cluster:
                   f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
                            extra=option + STATISTICS + self.extra, http=True,
-                           modules=self.modules, host_extra=self.host_extra)
+                           modules=self.modules, host_extra=self.host_extra,
+                           **self.server_options)
         node.users.update(USERS)
         self.nodes[name] = node
         return node

@@ -1,7 +1,8 @@
 """What one node of a cluster holds and the others reach there (issue 21): an
 external component connected to one node, a BOSH session whose requests land on
-every node, and an upload slot asked for on one node, filled through a second
-and fetched from a third (a shared `http_file_share_path`)."""
+every node, an upload slot asked for on one node, filled through a second and
+fetched from a third (a shared `http_file_share_path`), and the one s2s link to
+a remote domain that users on two nodes share."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
+from tests.certs import make_self_signed
 from tests.integration.bosh_client import BoshClient, local
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import Databases
 from tests.integration.test_cluster import NODE_TIMEOUT, REDIS_ENV, Cluster, from_, seed
 from tests.integration.test_components import connect, disconnect, try_connect
+from tests.integration.test_s2s import federated
+from tests.integration.websocket_client import WsClient
 from tests.unit.storage_fixtures import POSTGRES_ENV
 
 SECRETS = {"comp.localhost": "comp-secret", "kicknew.localhost": "kicknew-secret",
@@ -50,7 +54,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
     databases = Databases("postgresql", postgres)
     root = tmp_path_factory.mktemp("cluster-owned")
-    cluster = Cluster(root, redis_url, databases.config(), modules=("bosh",),
+    cluster = Cluster(root, redis_url, databases.config(), modules=("bosh", "websocket"),
                       host_extra=sections(str(root / "uploads")))
     try:
         seed(cluster.start_node("n1"))
@@ -184,6 +188,28 @@ def test_a_bosh_sessions_requests_may_land_on_any_node(cluster):
     run(scenario())
 
 
+def test_a_websocket_user_on_one_node_talks_with_a_user_on_another(cluster):
+    """One TCP connection, so one node: nothing cluster-specific, and it works."""
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        leo = await login(n1, "leo")
+        web = await WsClient.connect(n2, https=True)
+        try:
+            bound = await web.login("kate", "pw-kate")
+            await web.send(f"<message xmlns='jabber:client' to='{n1.jid('leo')}' type='chat'>"
+                           "<body>over a websocket</body></message>")
+            assert (await leo.next_message())["body"] == "over a websocket"
+            leo.send_message(mto=bound, mbody="over tcp", mtype="chat")
+            got = await web.until(lambda element: local(element) == "message")
+            assert got.findtext("{jabber:client}body") == "over tcp"
+        finally:
+            await web.close()
+        await close(leo)
+
+    run(scenario())
+
+
 # -- file share -----------------------------------------------------------------------------
 
 def on_node(url: str, node) -> str:
@@ -215,3 +241,63 @@ def test_a_slot_from_one_node_is_filled_through_a_second_and_served_by_a_third(c
         await close(client)
 
     run(scenario())
+
+
+# -- s2s ----------------------------------------------------------------------------------
+
+def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
+    """c.example is two nodes (one certificate, an SRV record each); d.example is
+    a lone server. Both trust the two certificates, so links use SASL EXTERNAL."""
+    postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
+    if not postgres or not redis_url:
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    bundle = tmp_path / "trusted.pem"
+    cert, key = make_self_signed(tmp_path / "c", "c.example")
+    trust = f's2s_ssl = {{ cafile = "{bundle}" }}\ns2s_secure_auth = true\n'
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, redis_url, databases.config(), modules=(), domain="c.example",
+                      address="127.0.0.5", s2s=True,
+                      extra=f'unbound = {{ forward = "{dns.forward}" }}\n{trust}'
+                            f'ssl = {{ certificate = "{cert}", key = "{key}" }}\n')
+    remote = federated(tmp_path / "d", dns, "d.example", "127.0.0.6", extra=trust)
+    bundle.write_text(cert.read_text() + remote.cert.read_text())
+    remote.create_users({"dave": "pw-dave"})
+    try:
+        first = cluster.configure("c1")
+        second = cluster.configure("c2")
+        for number, node in enumerate((first, second)):
+            dns.add_srv("c.example", f"xmpp{number}.c.example", node.ports["s2s"])
+            dns.add_address(f"xmpp{number}.c.example", "127.0.0.5")
+        first.start()
+        seed(first)
+        second.start()
+        remote.start()
+        cluster.wait_joined()
+
+        async def scenario():
+            dave = await login(remote, "dave")
+            alice = await login(first, "alice")
+            bob = await login(second, "bob")
+            for user in (alice, bob):
+                user.send_message(mto="dave@d.example", mbody=f"from {user.boundjid.user}",
+                                  mtype="chat")
+                got = await dave.next_message(TIMEOUT)
+                assert got["body"] == f"from {user.boundjid.user}"
+                assert got["from"] == user.boundjid
+                # The answer comes in on whichever node d.example reached.
+                dave.send_message(mto=str(user.boundjid), mbody="back", mtype="chat")
+                assert (await user.next_message(TIMEOUT))["body"] == "back"
+            await close(dave, alice, bob)
+
+        run(scenario(), timeout=90)
+        incoming = [s for s in remote.sessions() if s["kind"] == "s2sin"
+                    and s["id"] == "c.example"]
+        assert len(incoming) == 1, incoming
+        outgoing = [node for node in (first, second)
+                    for s in node.sessions() if s["kind"] == "s2sout"
+                    and s["id"] == "d.example"]
+        assert outgoing == [first], "the first node to route there holds the link"
+    finally:
+        cluster.stop()
+        remote.stop()
+        databases.drop_all()

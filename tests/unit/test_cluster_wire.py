@@ -57,6 +57,7 @@ def test_cluster_option_is_read_and_loads_the_module(tmp_path):
     ('{ redis = "redis://r", node = "a", node_timeout = 0 }', "'node_timeout'"),
     ('{ redis = "redis://r", node = "a", node_timeout = "5" }', "'node_timeout'"),
     ('{ redis = "redis://r", node = "a", nodes = 3 }', "unknown field(s) nodes"),
+    ('{ redis = "redis://r", node = "a", address = "*" }', "'address'"),
 ])
 def test_bad_cluster_option_is_refused_clearly(tmp_path, value, problem):
     with pytest.raises(ConfigError) as raised:

@@ -142,6 +142,8 @@ class ClusterNode:
         comes back (None: nobody else)."""
         key = self.key("claim", kind, name)
         ttl = math.ceil(self.timeout)
+        if key in self.claims and not take:
+            return None  # renewed at each beat; a loss is found there
         if take:
             before = self.redis.set(key, self.name, ex=ttl, get=True)
             holder = before.decode() if before is not None else None

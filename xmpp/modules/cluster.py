@@ -143,6 +143,7 @@ class Cluster:
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
         self.http: Any = None  # the listener for requests other nodes pass on
+        self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -436,13 +437,18 @@ class Cluster:
         others pass it what they have for there."""
         if isinstance(event.origin, Forwarded) or self.router.remote is None:
             return False  # held here already, or no federation at all
-        try:
-            holder = self.node.claim("s2s", event.to_host)
-        except RedisError as error:
-            self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
-            return False
-        if holder is None or holder not in self.peers:
-            return False
+        # An s2s claim is never released, so the holder is asked once while it lives.
+        holder = self.s2s_holders.get(event.to_host)
+        if holder not in self.peers:
+            try:
+                holder = self.node.claim("s2s", event.to_host)
+            except RedisError as error:
+                self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
+                return False
+            if holder is None or holder not in self.peers:
+                self.s2s_holders.pop(event.to_host, None)
+                return False
+            self.s2s_holders[event.to_host] = holder
         self.send_claim(holder, ROUTE, "s2s", event.to_host, serialize(event.stanza).encode())
         return True
 
