@@ -42,6 +42,7 @@ from xml.etree.ElementTree import Element
 
 import gevent
 
+from http_apps.server import HttpServer
 from xmpp import namespaces as ns
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
@@ -59,6 +60,7 @@ from xmpp.cluster.wire import (
 )
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.listeners import bind_socket
 from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
@@ -471,9 +473,6 @@ class Cluster:
         app = self.m.service("wsgi_app")()
         if app is None:
             return
-        from http_apps.server import HttpServer
-        from xmpp.listeners import bind_socket
-
         sock = bind_socket(address, 0)
         if sock is None:
             return
