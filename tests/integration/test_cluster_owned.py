@@ -10,6 +10,7 @@ import asyncio
 import io
 import itertools
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from tests.certs import make_self_signed
 from tests.integration.bosh_client import BoshClient, local
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import Databases
@@ -252,19 +252,20 @@ def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
     if not postgres or not redis_url:
         pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
     bundle = tmp_path / "trusted.pem"
-    cert, key = make_self_signed(tmp_path / "c", "c.example")
     trust = f's2s_ssl = {{ cafile = "{bundle}" }}\ns2s_secure_auth = true\n'
     databases = Databases("postgresql", postgres)
-    cluster = Cluster(tmp_path, redis_url, databases.config(), modules=(), domain="c.example",
+    cluster = Cluster(tmp_path, redis_url, databases.config(), domain="c.example",
                       address="127.0.0.5", s2s=True,
-                      extra=f'unbound = {{ forward = "{dns.forward}" }}\n{trust}'
-                            f'ssl = {{ certificate = "{cert}", key = "{key}" }}\n')
+                      extra=f'unbound = {{ forward = "{dns.forward}" }}\n{trust}')
     remote = federated(tmp_path / "d", dns, "d.example", "127.0.0.6", extra=trust)
-    bundle.write_text(cert.read_text() + remote.cert.read_text())
     remote.create_users({"dave": "pw-dave"})
     try:
         first = cluster.configure("c1")
         second = cluster.configure("c2")
+        # One domain, one certificate on every node.
+        for mine, shared in ((second.cert, first.cert), (second.key, first.key)):
+            shutil.copyfile(shared, mine)
+        bundle.write_text(first.cert.read_text() + remote.cert.read_text())
         for number, node in enumerate((first, second)):
             dns.add_srv("c.example", f"xmpp{number}.c.example", node.ports["s2s"])
             dns.add_address(f"xmpp{number}.c.example", "127.0.0.5")

@@ -437,7 +437,7 @@ class Cluster:
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
         others pass it what they have for there."""
-        if isinstance(event.origin, Forwarded) or self.router.remote is None:
+        if isinstance(event.origin, Forwarded) or not self.m.provided("net", "s2s"):
             return False  # held here already, or no federation at all
         # An s2s claim is never released, so the holder is asked once while it lives.
         holder = self.s2s_holders.get(event.to_host)
