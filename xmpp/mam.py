@@ -198,10 +198,11 @@ def run_query(store: Any, user: str | None, query: ArchiveQuery, *,
               include_total: bool) -> tuple[list[Any], Element]:
     """One page of an archive (ArchiveStore) for `query`: its records in the
     order to send them, and the <fin/> that ends the answer. Shared by the
-    archives of users (mod_mam) and of rooms (mod_muc_mam)."""
+    archives of users (mod_mam) and of rooms (mod_muc_mam). The archived
+    stanzas are only forwarded (result_message), so they come unparsed."""
     try:
         records = store.find(user, **query.filters(), limit=query.limit + 1,
-                             reverse=query.reverse) if query.limit else []
+                             reverse=query.reverse, as_sent=True) if query.limit else []
     except KeyError:
         raise StanzaError("item-not-found", "No such archive item") from None
     more = len(records) > query.limit
