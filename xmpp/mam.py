@@ -200,16 +200,18 @@ def run_query(store: Any, user: str | None, query: ArchiveQuery, *,
     order to send them, and the <fin/> that ends the answer. Shared by the
     archives of users (mod_mam) and of rooms (mod_muc_mam). The archived
     stanzas are only forwarded (result_message), so they come unparsed."""
-    try:
-        records = store.find(user, **query.filters(), limit=query.limit + 1,
-                             reverse=query.reverse, as_sent=True) if query.limit else []
-    except KeyError:
-        raise StanzaError("item-not-found", "No such archive item") from None
+    with store.reading() as connection:
+        try:
+            records = store.find(user, **query.filters(), limit=query.limit + 1,
+                                 reverse=query.reverse, as_sent=True,
+                                 connection=connection) if query.limit else []
+        except KeyError:
+            raise StanzaError("item-not-found", "No such archive item") from None
+        total = None
+        if include_total or query.limit == 0:
+            total = store.count(user, connection, **query.filters(paged=False))
     more = len(records) > query.limit
     records = records[:query.limit]
-    total = None
-    if include_total or query.limit == 0:
-        total = store.count(user, **query.filters(paged=False))
     chronological = records[::-1] if query.reverse else records
     first = chronological[0].key if chronological else None
     last = chronological[-1].key if chronological else None
