@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Envelope kinds: a stanza for one session, a session bound or changed, a session
-# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin).
+# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin),
+# a stanza for an entity living on the receiver (a MUC room), to be routed there,
+# and a module's cached data gone stale (`jid` the host, `data` {"module", "key"}).
 DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
-KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE))
+ROUTE, STALE = "route", "stale"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE))
 
 
 @dataclass(frozen=True, slots=True)

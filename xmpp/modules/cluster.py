@@ -20,7 +20,12 @@ What this module does itself:
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
   its sessions are removed and announced unavailable, and its stream's pending
   and unread entries are delivered to the users' remaining sessions or to
-  offline storage.
+  offline storage;
+- on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
+  rooms), passes each stanza for an entity to the node it lives on
+  (xmpp.cluster.homes);
+- tells the other nodes when a module's cached data went stale
+  (`cached-data-changed` here, `cached-data-stale` there: PEP services).
 """
 
 from __future__ import annotations
@@ -35,10 +40,21 @@ from xml.etree.ElementTree import Element
 import gevent
 
 from xmpp import namespaces as ns
+from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
-from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
+from xmpp.cluster.wire import (
+    CLOSE,
+    DELIVER,
+    ROUTE,
+    SESSION,
+    STALE,
+    UNBIND,
+    DedupWindow,
+    Envelope,
+    SessionEntry,
+)
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import REGISTRY
@@ -111,6 +127,7 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -175,6 +192,30 @@ class Cluster:
 
     def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
+
+    def forward(self, node: str, stanza: Element, to: JID) -> None:
+        self.send_to(node, ROUTE, to, serialize(stanza).encode())
+
+    def fire_on(self, host: str, event: str, jid: JID) -> None:
+        local = self.router.hosts.get(host)
+        if local is not None:
+            local.fire(event, jid=jid)
+
+    def route_to_home(self, event: Any) -> bool:
+        """`route/local` on hosts whose entities live on one node: a stanza for
+        an entity living elsewhere goes there. Without Redis to say where, it is
+        refused at once rather than served by a second copy of the room."""
+        try:
+            return self.homes.route(event)
+        except RedisError as error:
+            self.m.log.warning("Cluster: no home for %s (%s)", event.to, error)
+            self.router.bounce(event.stanza, event.origin,
+                               StanzaError("service-unavailable", "Cluster store unreachable"))
+            return True
+
+    def cache_changed(self, event: Any) -> None:
+        data = json.dumps({"module": event.module, "key": event.key}).encode()
+        self.broadcast(STALE, JID(None, event.host), data)
 
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
@@ -302,6 +343,10 @@ class Cluster:
             return None
         if envelope.kind == DELIVER:
             return self.deliver(jid, parse_stanza(envelope.data.decode()))
+        if envelope.kind == ROUTE:
+            # Routed here afresh: to this node's entity, or on to where it lives now.
+            self.router.route(parse_stanza(envelope.data.decode()))
+            return None
         if orphaned:
             return None  # what a dead node was told about sessions no longer matters
         if envelope.kind == SESSION:
@@ -312,6 +357,11 @@ class Cluster:
             self.unmirror(jid, envelope.data.decode())
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
+        elif envelope.kind == STALE:
+            host = self.router.hosts.get(jid.domain)
+            stale = json.loads(envelope.data)
+            if host is not None:
+                host.fire("cached-data-stale", module=stale["module"], key=stale["key"])
         return None
 
     def deliver(self, jid: JID, stanza: Element) -> Any:
@@ -353,6 +403,7 @@ class Cluster:
                 for session in list(resources.values()):
                     if self.note_of(session) is not None:
                         self.publish_session(session)
+            self.homes.verify()
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
@@ -379,6 +430,7 @@ class Cluster:
                 if entry.available:
                     broadcast(self.m, presence("unavailable", str(jid), ""), jid)
             self.node.forget_node(dead)
+            self.node.free_homes(dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
@@ -389,6 +441,9 @@ class Cluster:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        for host in self.m.one_node_hosts:
+            # Above the host's own module, which would serve its copy of the entity.
+            self.router.hosts[host].events.hook("route/local", self.route_to_home, 100)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
         self.node.join()
@@ -415,6 +470,7 @@ def setup(m: ModuleContext) -> None:
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
+    m.hook_each_host("cached-data-changed", cluster.cache_changed)
     m.hook("server-started", lambda event: cluster.start())
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
