@@ -581,7 +581,8 @@ def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
 
 def test_a_persistent_room_outlives_the_node_it_lived_on(cluster):
     """The room lives on n5 (its first joiner's node); n5 is killed, and the
-    next join through a survivor brings the room back from the database there."""
+    next join through a survivor brings the room back from the database there.
+    Uma, joined through n5 to a room on n2 too, leaves that room with n5."""
     n2, n3 = cluster.nodes["n2"], cluster.nodes["n3"]
     victim = cluster.start_node("n5")
     assert victim.process is not None
@@ -600,10 +601,16 @@ def test_a_persistent_room_outlives_the_node_it_lived_on(cluster):
         for client in (vic, tina):
             await next_matching(client.all_messages, groupchat("still here"))
         await vic.next_presence(from_(str(uma.boundjid)))
+        await instant_room(vic, "elsewhere", "Vic")
+        await join(uma, "elsewhere", "Uma")
+        await next_matching(vic.all_presences, occupant_presence("elsewhere", "Uma"))
         os.kill(victim.process.pid, signal.SIGKILL)
-        # The survivors reap n5 within the heartbeat timeout.
+        # The survivors reap n5 within the heartbeat timeout: Uma's contacts and
+        # the room she joined from there learn that she left.
         await vic.next_presence(from_(str(uma.boundjid), "unavailable"),
                                 timeout=4 * NODE_TIMEOUT + 10)
+        await next_matching(vic.all_presences,
+                            occupant_presence("elsewhere", "Uma", "unavailable"))
         # As after a restart: the occupants join again, the room is as stored.
         own, subject, occupants, _history = await join(vic, "lasting", "Vic")
         assert subject["subject"] == "Before the crash"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -60,7 +60,14 @@ from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
-from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
+from xmpp.modules.presence import (
+    PresenceState,
+    broadcast,
+    presence,
+    presence_of,
+    priority_of,
+    tell_directed,
+)
 from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 
@@ -100,7 +107,8 @@ class RemoteSession:
         self.entry = entry
         self.module_data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
-            presence=parse_stanza(entry.presence) if entry.presence else None)
+            presence=parse_stanza(entry.presence) if entry.presence else None,
+            directed=set(entry.directed))
         self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
@@ -147,7 +155,8 @@ class Cluster:
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
                              serialize(state.presence) if state.presence is not None else None,
-                             self.m.shared_session_data.export(session.module_data))
+                             self.m.shared_session_data.export(session.module_data),
+                             sorted(state.directed))
         self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
 
@@ -161,15 +170,25 @@ class Cluster:
             self.m.log.warning("Cluster registry not updated: %s", error)
 
     def presence_sent(self, event: Any) -> None:
-        """A local client's broadcast presence: the registry carries its new state
-        (written before mod_presence broadcasts it, so peers see it first)."""
+        """A local client's presence: the registry carries the state it gives the
+        session (written before mod_presence sends it, so peers see it first).
+        Broadcast presence sets availability (unavailable ends directed presence
+        too); directed presence adds or removes its recipient, for the reaper to
+        tell should this node die."""
         stanza, session = event.stanza, event.origin
-        kind = stanza.get("type")
-        if stanza.get("to") or kind not in (None, "unavailable") or session.jid is None:
+        kind, to = stanza.get("type"), stanza.get("to")
+        if kind not in (None, "unavailable") or session.jid is None:
             return
-        if kind is None:
+        current = presence_of(session)
+        if to:
+            directed = current.directed | {to} if kind is None else current.directed - {to}
+            if directed == current.directed:
+                return
+            state = replace(current, directed=directed)
+        elif kind is None:
             state = PresenceState(priority_of(stanza), True,
-                                  with_delay(stanza, session.jid.domain, self.m.now()))
+                                  with_delay(stanza, session.jid.domain, self.m.now()),
+                                  set(current.directed))
         else:
             state = PresenceState(priority_of(stanza), False)
         self.publish_session(session, state)
@@ -427,8 +446,9 @@ class Cluster:
                 self.node.remove_session(jid, entry.sid, dead)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
-                if entry.available:
-                    broadcast(self.m, presence("unavailable", str(jid), ""), jid)
+                gone_presence = presence("unavailable", str(jid), "")
+                informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
+                tell_directed(self.m, gone_presence, entry.directed, informed)
             self.node.forget_node(dead)
             self.node.free_homes(dead)
         self.drain(dead)
@@ -465,7 +485,8 @@ def setup(m: ModuleContext) -> None:
     cluster = Cluster(m, ClusterNode(options))
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
-    m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    for kind in ("bare", "full", "host"):
+        m.hook_each_host(f"pre-presence/{kind}", cluster.presence_sent, 100)
     m.hook_each_host("session-data-changed", cluster.data_changed)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
