@@ -263,8 +263,10 @@ class ModuleContext:
         process: in a cluster each lives on one node at a time, and stanzas for
         it are passed to that node (mod_cluster). The host then hears
         `entity-claimed` (`jid`: this node took the entity over, what it cached of
-        it before is stale) and `entity-released` (another node holds it now).
-        Alone, a node holds them all and hears neither."""
+        it before is stale) and `entity-released` (another node holds it now);
+        the module fires `entity-ended` (`jid`) when one no longer exists here
+        (a temporary room emptied), so the cluster frees its claim. Alone, a
+        node holds them all and nobody listens."""
         self._services.one_node_hosts.add(self.host.name)
 
     @property

@@ -89,3 +89,14 @@ def test_a_dead_home_is_claimed_by_the_next_node_routing_there(nodes):
     a.homes.verify()
     assert a.fired[-1] == ("entity-released", str(ROOM))
     assert a.route(str(ROOM)) is True and a.forwarded == [("b", str(ROOM))]
+
+
+def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
+    a, b = Recorder(nodes["a"], ["b"]), Recorder(nodes["b"], ["a"])
+    a.route(str(ROOM))
+    b.homes.ended(ROOM)  # not b's: nothing changes
+    assert nodes["a"].claim_home(str(ROOM)) == "a"
+    a.homes.ended(ROOM)
+    assert not nodes["a"].redis.sismember(nodes["a"].key("homes", "a"), str(ROOM))
+    assert b.route(str(ROOM)) is False  # the next node to route there claims it
+    assert b.fired == [("entity-claimed", str(ROOM))]

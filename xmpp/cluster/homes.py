@@ -73,6 +73,13 @@ class Homes:
             self.fire(entity.domain, "entity-claimed", entity)
         return home
 
+    def ended(self, entity: JID) -> None:
+        """The module has no such entity (any more): free the claim, if it was this
+        node's. A stanza still on its way here claims it again, or finds where it went."""
+        if self.known.get(entity) == self.node.name:
+            del self.known[entity]
+            self.node.release_home(str(entity))
+
     def verify(self) -> None:
         """After this node's heartbeat lapsed: survivors may have claimed its
         entities meanwhile; those are released here (and the rest kept)."""

@@ -62,6 +62,12 @@ redis.call('SADD', KEYS[2], ARGV[2])
 return ARGV[1]
 """
 
+# Give up this node's claim on entity ARGV[2], if it still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+"""
+
 # Free the claims of reaped node ARGV[1] that still name it.
 _FREE_HOMES = """
 for _, entity in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -86,6 +92,7 @@ class ClusterNode:
         self._remove = self.redis.register_script(_REMOVE)
         self._claim = self.redis.register_script(_CLAIM)
         self._free_homes = self.redis.register_script(_FREE_HOMES)
+        self._release = self.redis.register_script(_RELEASE)
         # Envelope ids: unique across restarts of a node with the same name.
         self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
 
@@ -174,6 +181,11 @@ class ClusterNode:
         owner = self._claim(keys=[self.key("home", entity), self.key("homes", self.name)],
                             args=[self.name, entity, self.key("node", "")])
         return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    def release_home(self, entity: str) -> None:
+        """This node no longer has `entity` (a temporary room ended)."""
+        self._release(keys=[self.key("home", entity), self.key("homes", self.name)],
+                      args=[self.name, entity])
 
     def free_homes(self, node: str) -> None:
         """Forget the claims of a node that is gone (or restarts: its entities

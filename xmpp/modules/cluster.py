@@ -232,6 +232,12 @@ class Cluster:
                                StanzaError("service-unavailable", "Cluster store unreachable"))
             return True
 
+    def entity_ended(self, event: Any) -> None:
+        try:
+            self.homes.ended(event.jid)
+        except RedisError as error:  # the claim stays: harmless, freed with the node
+            self.m.log.warning("Cluster: claim on %s not freed (%s)", event.jid, error)
+
     def cache_changed(self, event: Any) -> None:
         data = json.dumps({"module": event.module, "key": event.key}).encode()
         self.broadcast(STALE, JID(None, event.host), data)
@@ -463,7 +469,9 @@ class Cluster:
     def start(self) -> None:
         for host in self.m.one_node_hosts:
             # Above the host's own module, which would serve its copy of the entity.
-            self.router.hosts[host].events.hook("route/local", self.route_to_home, 100)
+            events = self.router.hosts[host].events
+            events.hook("route/local", self.route_to_home, 100)
+            events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
         self.node.join()

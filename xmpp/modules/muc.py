@@ -125,11 +125,14 @@ def setup(m: ModuleContext) -> None:
             m.route(answer)
         if outcome.archive:
             m.fire("muc-archive", room=room, items=outcome.archive)
+        if to.local not in service.rooms:
+            m.fire("entity-ended", jid=to.bare)  # no room (any more): a cluster forgets where
         return True
 
     m.hook("route/local", to_room)
     # In a cluster each room lives on one node (mod_cluster passes its stanzas
     # there); a room that came or went is read afresh from storage when next used.
+    # `entity-ended` above lets the cluster free the room's claim.
     m.keep_entities_on_one_node()
     for moved in ("entity-claimed", "entity-released"):
         m.hook(moved, lambda event: service.forget(event.jid.local or ""))
