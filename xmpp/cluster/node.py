@@ -7,6 +7,9 @@ Keys (under the configured prefix):
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo")
   reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+  home:JID               the node an entity (a MUC room) lives on; the claim holds
+                         while that node's heartbeat does (no expiry of its own)
+  homes:NAME             set of the entities node NAME claimed (freed when reaped)
 """
 
 from __future__ import annotations
@@ -45,6 +48,35 @@ redis.call('SREM', KEYS[2], ARGV[4])
 return 1
 """
 
+# An entity's home: the node named, while it beats; else (never claimed, or its
+# node's heartbeat expired) the caller, in one atomic step so two nodes asking at
+# once agree. Tying the claim to the heartbeat renews every claim of a node with
+# its one beat, where a lease per entity would cost a write per room per beat.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and (owner == ARGV[1] or redis.call('EXISTS', ARGV[3] .. owner) == 1) then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return ARGV[1]
+"""
+
+# Give up this node's claim on entity ARGV[2], if it still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+"""
+
+# Free the claims of reaped node ARGV[1] that still name it.
+_FREE_HOMES = """
+for _, entity in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. entity
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+redis.call('DEL', KEYS[1])
+"""
+
 RedisError = redis.RedisError
 
 
@@ -58,6 +90,9 @@ class ClusterNode:
         self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
                                           socket_connect_timeout=SOCKET_TIMEOUT)
         self._remove = self.redis.register_script(_REMOVE)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._free_homes = self.redis.register_script(_FREE_HOMES)
+        self._release = self.redis.register_script(_RELEASE)
         # Envelope ids: unique across restarts of a node with the same name.
         self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
 
@@ -137,6 +172,25 @@ class ClusterNode:
 
     def forget_node(self, node: str) -> None:
         self.redis.delete(self.key("users", node))
+
+    # -- entities that live on one node -------------------------------------------------
+
+    def claim_home(self, entity: str) -> str:
+        """The node `entity` lives on: the live one that claimed it, else this one
+        (claimed now)."""
+        owner = self._claim(keys=[self.key("home", entity), self.key("homes", self.name)],
+                            args=[self.name, entity, self.key("node", "")])
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    def release_home(self, entity: str) -> None:
+        """This node no longer has `entity` (a temporary room ended)."""
+        self._release(keys=[self.key("home", entity), self.key("homes", self.name)],
+                      args=[self.name, entity])
+
+    def free_homes(self, node: str) -> None:
+        """Forget the claims of a node that is gone (or restarts: its entities
+        went with its memory)."""
+        self._free_homes(keys=[self.key("homes", node)], args=[node, self.key("home", "")])
 
     # -- streams ---------------------------------------------------------------------
 

@@ -20,7 +20,12 @@ What this module does itself:
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
   its sessions are removed and announced unavailable, and its stream's pending
   and unread entries are delivered to the users' remaining sessions or to
-  offline storage.
+  offline storage;
+- on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
+  rooms), passes each stanza for an entity to the node it lives on
+  (xmpp.cluster.homes);
+- tells the other nodes when a module's cached data went stale
+  (`cached-data-changed` here, `cached-data-stale` there: PEP services).
 """
 
 from __future__ import annotations
@@ -28,23 +33,41 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
 
 import gevent
 
 from xmpp import namespaces as ns
+from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
-from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
+from xmpp.cluster.wire import (
+    CLOSE,
+    DELIVER,
+    ROUTE,
+    SESSION,
+    STALE,
+    UNBIND,
+    DedupWindow,
+    Envelope,
+    SessionEntry,
+)
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
-from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
+from xmpp.modules.presence import (
+    PresenceState,
+    broadcast,
+    presence,
+    presence_of,
+    priority_of,
+    tell_directed,
+)
 from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 
@@ -84,7 +107,8 @@ class RemoteSession:
         self.entry = entry
         self.module_data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
-            presence=parse_stanza(entry.presence) if entry.presence else None)
+            presence=parse_stanza(entry.presence) if entry.presence else None,
+            directed=set(entry.directed))
         self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
@@ -111,6 +135,7 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -130,7 +155,8 @@ class Cluster:
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
                              serialize(state.presence) if state.presence is not None else None,
-                             self.m.shared_session_data.export(session.module_data))
+                             self.m.shared_session_data.export(session.module_data),
+                             sorted(state.directed))
         self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
 
@@ -144,15 +170,25 @@ class Cluster:
             self.m.log.warning("Cluster registry not updated: %s", error)
 
     def presence_sent(self, event: Any) -> None:
-        """A local client's broadcast presence: the registry carries its new state
-        (written before mod_presence broadcasts it, so peers see it first)."""
+        """A local client's presence: the registry carries the state it gives the
+        session (written before mod_presence sends it, so peers see it first).
+        Broadcast presence sets availability (unavailable ends directed presence
+        too); directed presence adds or removes its recipient, for the reaper to
+        tell should this node die."""
         stanza, session = event.stanza, event.origin
-        kind = stanza.get("type")
-        if stanza.get("to") or kind not in (None, "unavailable") or session.jid is None:
+        kind, to = stanza.get("type"), stanza.get("to")
+        if kind not in (None, "unavailable") or session.jid is None:
             return
-        if kind is None:
+        current = presence_of(session)
+        if to:
+            directed = current.directed | {to} if kind is None else current.directed - {to}
+            if directed == current.directed:
+                return
+            state = replace(current, directed=directed)
+        elif kind is None:
             state = PresenceState(priority_of(stanza), True,
-                                  with_delay(stanza, session.jid.domain, self.m.now()))
+                                  with_delay(stanza, session.jid.domain, self.m.now()),
+                                  set(current.directed))
         else:
             state = PresenceState(priority_of(stanza), False)
         self.publish_session(session, state)
@@ -175,6 +211,36 @@ class Cluster:
 
     def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
+
+    def forward(self, node: str, stanza: Element, to: JID) -> None:
+        self.send_to(node, ROUTE, to, serialize(stanza).encode())
+
+    def fire_on(self, host: str, event: str, jid: JID) -> None:
+        local = self.router.hosts.get(host)
+        if local is not None:
+            local.fire(event, jid=jid)
+
+    def route_to_home(self, event: Any) -> bool:
+        """`route/local` on hosts whose entities live on one node: a stanza for
+        an entity living elsewhere goes there. Without Redis to say where, it is
+        refused at once rather than served by a second copy of the room."""
+        try:
+            return self.homes.route(event)
+        except RedisError as error:
+            self.m.log.warning("Cluster: no home for %s (%s)", event.to, error)
+            self.router.bounce(event.stanza, event.origin,
+                               StanzaError("service-unavailable", "Cluster store unreachable"))
+            return True
+
+    def entity_ended(self, event: Any) -> None:
+        try:
+            self.homes.ended(event.jid)
+        except RedisError as error:  # the claim stays: harmless, freed with the node
+            self.m.log.warning("Cluster: claim on %s not freed (%s)", event.jid, error)
+
+    def cache_changed(self, event: Any) -> None:
+        data = json.dumps({"module": event.module, "key": event.key}).encode()
+        self.broadcast(STALE, JID(None, event.host), data)
 
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
@@ -302,6 +368,10 @@ class Cluster:
             return None
         if envelope.kind == DELIVER:
             return self.deliver(jid, parse_stanza(envelope.data.decode()))
+        if envelope.kind == ROUTE:
+            # Routed here afresh: to this node's entity, or on to where it lives now.
+            self.router.route(parse_stanza(envelope.data.decode()))
+            return None
         if orphaned:
             return None  # what a dead node was told about sessions no longer matters
         if envelope.kind == SESSION:
@@ -312,6 +382,11 @@ class Cluster:
             self.unmirror(jid, envelope.data.decode())
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
+        elif envelope.kind == STALE:
+            host = self.router.hosts.get(jid.domain)
+            stale = json.loads(envelope.data)
+            if host is not None:
+                host.fire("cached-data-stale", module=stale["module"], key=stale["key"])
         return None
 
     def deliver(self, jid: JID, stanza: Element) -> Any:
@@ -353,6 +428,7 @@ class Cluster:
                 for session in list(resources.values()):
                     if self.note_of(session) is not None:
                         self.publish_session(session)
+            self.homes.verify()
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
@@ -376,9 +452,11 @@ class Cluster:
                 self.node.remove_session(jid, entry.sid, dead)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
-                if entry.available:
-                    broadcast(self.m, presence("unavailable", str(jid), ""), jid)
+                gone_presence = presence("unavailable", str(jid), "")
+                informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
+                tell_directed(self.m, gone_presence, entry.directed, informed)
             self.node.forget_node(dead)
+            self.node.free_homes(dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
@@ -389,6 +467,11 @@ class Cluster:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        for host in self.m.one_node_hosts:
+            # Above the host's own module, which would serve its copy of the entity.
+            events = self.router.hosts[host].events
+            events.hook("route/local", self.route_to_home, 100)
+            events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
         self.node.join()
@@ -410,11 +493,13 @@ def setup(m: ModuleContext) -> None:
     cluster = Cluster(m, ClusterNode(options))
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
-    m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    for kind in ("bare", "full", "host"):
+        m.hook_each_host(f"pre-presence/{kind}", cluster.presence_sent, 100)
     m.hook_each_host("session-data-changed", cluster.data_changed)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
+    m.hook_each_host("cached-data-changed", cluster.cache_changed)
     m.hook("server-started", lambda event: cluster.start())
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
