@@ -18,6 +18,7 @@ from xmpp import namespaces as ns
 from xmpp.dataforms import Field
 from xmpp.errors import StanzaError
 from xmpp.jid import InvalidJID, parse_jid
+from xmpp.stanza import namespace_of
 
 NS = "urn:xmpp:mam:2"
 NS_EXTENDED = "urn:xmpp:mam:2#extended"
@@ -86,7 +87,7 @@ def for_storage(stanza: Element, dont_archive: frozenset[str]) -> Element | None
     (chat states by default); None when nothing would be left."""
     if not dont_archive:
         return stanza
-    kept = [child for child in stanza if _namespace(child.tag) not in dont_archive]
+    kept = [child for child in stanza if namespace_of(child.tag) not in dont_archive]
     if not kept:
         return None
     if len(kept) == len(stanza):
@@ -118,10 +119,6 @@ def _same_jid(text: str, bare: str) -> bool:
         return str(parse_jid(text)) == bare
     except InvalidJID:
         return False
-
-
-def _namespace(tag: str) -> str:
-    return tag[1:tag.index("}")] if tag[:1] == "{" else ""
 
 
 # -- queries ---------------------------------------------------------------------------

@@ -45,6 +45,11 @@ def _split(tag: str) -> tuple[str, str]:
     return split
 
 
+def namespace_of(tag: str) -> str:
+    """`namespace(tag)`, from the bounded cache the serialiser keeps (for hot paths)."""
+    return _split(tag)[0]
+
+
 def escape_text(text: str) -> str:
     """Character data escaped for element content."""
     if "&" in text:
