@@ -144,7 +144,7 @@ c2s_require_encryption = false
 --max_archive_query_results = 50
 --dont_archive_namespaces = { "http://jabber.org/protocol/chatstates" }
 --mam_smart_enable = false -- true: archive only once a user's client has used MAM
---vireo_mam_queue_size = 10000 -- archive writes waiting for the database
+--vireo_mam_queue_size = 50000 -- archive writes waiting for the database
 
 
 ---------- Certificates ----------

@@ -67,7 +67,8 @@ def test_bad_cluster_option_is_refused_clearly(tmp_path, value, problem):
 
 def test_session_entry_round_trips():
     entry = SessionEntry("n1", "abc", 12.5, -3, True, "<presence/>",
-                         {"carbons": True, "pep": ["urn:xmpp:avatar:metadata"]})
+                         {"carbons": True, "pep": ["urn:xmpp:avatar:metadata"]},
+                         ["room@conference.example.com/nick"])
     assert SessionEntry.decode(entry.encode()) == entry
     assert SessionEntry.decode(entry.encode().encode()) == entry
     assert json.loads(entry.encode())["node"] == "n1"
@@ -76,7 +77,9 @@ def test_session_entry_round_trips():
 @pytest.mark.parametrize("raw", [b"", b"\xff", b"[]", b"{}", b'{"node": "n", "sid": 1}',
                                  b'{"node": "n", "sid": "s", "since": "x"}',
                                  b'{"node": "n", "sid": "s", "since": 1, "priority": 1.5}',
-                                 b'{"node": "n", "sid": "s", "since": 1, "module_data": []}'])
+                                 b'{"node": "n", "sid": "s", "since": 1, "module_data": []}',
+                                 b'{"node": "n", "sid": "s", "since": 1, "directed": "r@c"}',
+                                 b'{"node": "n", "sid": "s", "since": 1, "directed": [1]}'])
 def test_malformed_session_entry_is_a_value_error(raw):
     with pytest.raises(ValueError):
         SessionEntry.decode(raw)

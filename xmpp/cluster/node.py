@@ -7,6 +7,9 @@ Keys (under the configured prefix):
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo")
   reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+  home:JID               the node an entity (a MUC room) lives on; the claim holds
+                         while that node's heartbeat does (no expiry of its own)
+  homes:NAME             set of the entities node NAME claimed (freed when reaped)
   claim:KIND:NAME        the node holding what one node at a time may hold (an
                          external component's domain, an outgoing s2s link, a BOSH
                          sid); expires with the holder's heartbeat, renewed at each beat
@@ -49,10 +52,39 @@ redis.call('SREM', KEYS[2], ARGV[4])
 return 1
 """
 
+# An entity's home: the node named, while it beats; else (never claimed, or its
+# node's heartbeat expired) the caller, in one atomic step so two nodes asking at
+# once agree. Tying the claim to the heartbeat renews every claim of a node with
+# its one beat, where a lease per entity would cost a write per room per beat.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and (owner == ARGV[1] or redis.call('EXISTS', ARGV[3] .. owner) == 1) then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return ARGV[1]
+"""
+
+# Give up this node's claim on entity ARGV[2], if it still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+"""
+
+# Free the claims of reaped node ARGV[1] that still name it.
+_FREE_HOMES = """
+for _, entity in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. entity
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+redis.call('DEL', KEYS[1])
+"""
+
 # Renew the claims this node still holds (KEYS) for ARGV[2] seconds (one that
 # expired unclaimed, after a lapsed heartbeat, is taken again); the keys another
 # node holds now come back.
-_RENEW = """
+_RENEW_CLAIMS = """
 local lost = {}
 for _, key in ipairs(KEYS) do
   local holder = redis.call('GET', key)
@@ -66,7 +98,7 @@ return lost
 """
 
 # Delete a claim only if this node holds it.
-_RELEASE = """
+_RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -84,8 +116,11 @@ class ClusterNode:
         self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
                                           socket_connect_timeout=SOCKET_TIMEOUT)
         self._remove = self.redis.register_script(_REMOVE)
-        self._renew = self.redis.register_script(_RENEW)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._free_homes = self.redis.register_script(_FREE_HOMES)
         self._release = self.redis.register_script(_RELEASE)
+        self._renew_claims = self.redis.register_script(_RENEW_CLAIMS)
+        self._release_claim = self.redis.register_script(_RELEASE_CLAIM)
         # claim key -> (kind, name) of what this node holds
         self.claims: dict[str, tuple[str, str]] = {}
         # Envelope ids: unique across restarts of a node with the same name.
@@ -171,7 +206,7 @@ class ClusterNode:
     def release(self, kind: str, name: str) -> None:
         key = self.key("claim", kind, name)
         if self.claims.pop(key, None) is not None:
-            self._release(keys=[key], args=[self.name])
+            self._release_claim(keys=[key], args=[self.name])
 
     def renew_claims(self) -> list[tuple[str, str]]:
         """Extend every claim this node holds by a heartbeat; those another node
@@ -179,7 +214,7 @@ class ClusterNode:
         keys = list(self.claims)
         lost: list[tuple[str, str]] = []
         for start in range(0, len(keys), BATCH):
-            for key in self._renew(keys=keys[start:start + BATCH],
+            for key in self._renew_claims(keys=keys[start:start + BATCH],
                                    args=[self.name, math.ceil(self.timeout)]):
                 found = self.claims.pop(key.decode(), None)
                 if found is not None:
@@ -227,6 +262,25 @@ class ClusterNode:
 
     def forget_node(self, node: str) -> None:
         self.redis.delete(self.key("users", node))
+
+    # -- entities that live on one node -------------------------------------------------
+
+    def claim_home(self, entity: str) -> str:
+        """The node `entity` lives on: the live one that claimed it, else this one
+        (claimed now)."""
+        owner = self._claim(keys=[self.key("home", entity), self.key("homes", self.name)],
+                            args=[self.name, entity, self.key("node", "")])
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    def release_home(self, entity: str) -> None:
+        """This node no longer has `entity` (a temporary room ended)."""
+        self._release(keys=[self.key("home", entity), self.key("homes", self.name)],
+                      args=[self.name, entity])
+
+    def free_homes(self, node: str) -> None:
+        """Forget the claims of a node that is gone (or restarts: its entities
+        went with its memory)."""
+        self._free_homes(keys=[self.key("homes", node)], args=[node, self.key("home", "")])
 
     # -- streams ---------------------------------------------------------------------
 

@@ -21,6 +21,11 @@ What this module does itself:
   its sessions are removed and announced unavailable, and its stream's pending
   and unread entries are delivered to the users' remaining sessions or to
   offline storage;
+- on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
+  rooms), passes each stanza for an entity to the node it lives on
+  (xmpp.cluster.homes);
+- tells the other nodes when a module's cached data went stale
+  (`cached-data-changed` here, `cached-data-stale` there: PEP services);
 - answers the `ownership-*` events (xmpp.ownership) with claims in Redis that
   live as long as the holder's heartbeat: an external component's domain, a
   BOSH sid; stanzas for what another node holds go on that node's stream and
@@ -36,7 +41,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -44,6 +49,7 @@ import gevent
 
 from http_apps.server import HttpServer
 from xmpp import namespaces as ns
+from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
@@ -53,6 +59,7 @@ from xmpp.cluster.wire import (
     LOST,
     ROUTE,
     SESSION,
+    STALE,
     UNBIND,
     DedupWindow,
     Envelope,
@@ -64,7 +71,14 @@ from xmpp.listeners import bind_socket
 from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
-from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
+from xmpp.modules.presence import (
+    PresenceState,
+    broadcast,
+    presence,
+    presence_of,
+    priority_of,
+    tell_directed,
+)
 from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 
@@ -104,7 +118,8 @@ class RemoteSession:
         self.entry = entry
         self.module_data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
-            presence=parse_stanza(entry.presence) if entry.presence else None)
+            presence=parse_stanza(entry.presence) if entry.presence else None,
+            directed=set(entry.directed))
         self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
@@ -120,19 +135,6 @@ class RemoteSession:
                 "port": None, "secure": None, "listener": None}
 
 
-class Forwarded:
-    """The origin of a stanza another node passed on to this one, the holder:
-    answers and bounces go through the router, and it is not passed on again."""
-
-    jid = None
-
-    def __init__(self, router: Any) -> None:
-        self.router = router
-
-    def send(self, stanza: Element) -> None:
-        self.router.route(stanza)
-
-
 class Cluster:
     """This node as a member: registry writes, its stream's consumer, the reaper."""
 
@@ -144,6 +146,7 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
 
@@ -165,7 +168,8 @@ class Cluster:
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
                              serialize(state.presence) if state.presence is not None else None,
-                             self.m.shared_session_data.export(session.module_data))
+                             self.m.shared_session_data.export(session.module_data),
+                             sorted(state.directed))
         self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
 
@@ -179,15 +183,25 @@ class Cluster:
             self.m.log.warning("Cluster registry not updated: %s", error)
 
     def presence_sent(self, event: Any) -> None:
-        """A local client's broadcast presence: the registry carries its new state
-        (written before mod_presence broadcasts it, so peers see it first)."""
+        """A local client's presence: the registry carries the state it gives the
+        session (written before mod_presence sends it, so peers see it first).
+        Broadcast presence sets availability (unavailable ends directed presence
+        too); directed presence adds or removes its recipient, for the reaper to
+        tell should this node die."""
         stanza, session = event.stanza, event.origin
-        kind = stanza.get("type")
-        if stanza.get("to") or kind not in (None, "unavailable") or session.jid is None:
+        kind, to = stanza.get("type"), stanza.get("to")
+        if kind not in (None, "unavailable") or session.jid is None:
             return
-        if kind is None:
+        current = presence_of(session)
+        if to:
+            directed = current.directed | {to} if kind is None else current.directed - {to}
+            if directed == current.directed:
+                return
+            state = replace(current, directed=directed)
+        elif kind is None:
             state = PresenceState(priority_of(stanza), True,
-                                  with_delay(stanza, session.jid.domain, self.m.now()))
+                                  with_delay(stanza, session.jid.domain, self.m.now()),
+                                  set(current.directed))
         else:
             state = PresenceState(priority_of(stanza), False)
         self.publish_session(session, state)
@@ -210,6 +224,36 @@ class Cluster:
 
     def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
+
+    def forward(self, node: str, stanza: Element, to: JID) -> None:
+        self.send_to(node, ROUTE, to, serialize(stanza).encode())
+
+    def fire_on(self, host: str, event: str, jid: JID) -> None:
+        local = self.router.hosts.get(host)
+        if local is not None:
+            local.fire(event, jid=jid)
+
+    def route_to_home(self, event: Any) -> bool:
+        """`route/local` on hosts whose entities live on one node: a stanza for
+        an entity living elsewhere goes there. Without Redis to say where, it is
+        refused at once rather than served by a second copy of the room."""
+        try:
+            return self.homes.route(event)
+        except RedisError as error:
+            self.m.log.warning("Cluster: no home for %s (%s)", event.to, error)
+            self.router.bounce(event.stanza, event.origin,
+                               StanzaError("service-unavailable", "Cluster store unreachable"))
+            return True
+
+    def entity_ended(self, event: Any) -> None:
+        try:
+            self.homes.ended(event.jid)
+        except RedisError as error:  # the claim stays: harmless, freed with the node
+            self.m.log.warning("Cluster: claim on %s not freed (%s)", event.jid, error)
+
+    def cache_changed(self, event: Any) -> None:
+        data = json.dumps({"module": event.module, "key": event.key}).encode()
+        self.broadcast(STALE, JID(None, event.host), data)
 
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
@@ -331,13 +375,9 @@ class Cluster:
 
     def handle(self, envelope: Envelope, orphaned: bool) -> Any:
         """Act on one envelope; the transport a stanza was written to, if any."""
-        if envelope.kind in (ROUTE, LOST):
+        if envelope.kind == LOST:  # its `jid` is "KIND NAME", no JID
             kind, _, name = envelope.jid.partition(" ")
-            if envelope.kind == ROUTE:
-                # What a dead node held may be held elsewhere now: routed afresh.
-                self.router.route(parse_stanza(envelope.data.decode()),
-                                  None if orphaned else Forwarded(self.router))
-            elif not orphaned:
+            if not orphaned:
                 self.fire_everywhere("ownership-lost", kind=kind, key=name)
             return None
         try:
@@ -346,6 +386,10 @@ class Cluster:
             return None
         if envelope.kind == DELIVER:
             return self.deliver(jid, parse_stanza(envelope.data.decode()))
+        if envelope.kind == ROUTE:
+            # Routed here afresh: to this node's entity, or on to where it lives now.
+            self.router.route(parse_stanza(envelope.data.decode()))
+            return None
         if orphaned:
             return None  # what a dead node was told about sessions no longer matters
         if envelope.kind == SESSION:
@@ -356,6 +400,11 @@ class Cluster:
             self.unmirror(jid, envelope.data.decode())
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
+        elif envelope.kind == STALE:
+            host = self.router.hosts.get(jid.domain)
+            stale = json.loads(envelope.data)
+            if host is not None:
+                host.fire("cached-data-stale", module=stale["module"], key=stale["key"])
         return None
 
     def deliver(self, jid: JID, stanza: Element) -> Any:
@@ -398,7 +447,7 @@ class Cluster:
         if holder is None:
             return
         if event.replace:
-            self.send_claim(holder, LOST, event.kind, event.key, b"")
+            self.send_lost(holder, event.kind, event.key)
         else:
             event.holder = holder
 
@@ -414,15 +463,20 @@ class Cluster:
             return None
         return holder if holder in self.peers else None
 
-    def forward(self, event: Any) -> bool:
-        """`ownership-forward`: the stanza goes to the holder's stream."""
-        if isinstance(event.origin, Forwarded):
-            return False  # this node was named the holder: no second hop
+    def pass_on(self, event: Any) -> bool:
+        """`ownership-forward`: the stanza goes to the holder, routed again there
+        (where the holder finds itself named and delivers)."""
         holder = self.holder(event.kind, event.key)
         if holder is None:
             return False
-        self.send_claim(holder, ROUTE, event.kind, event.key,
-                        serialize(event.stanza).encode())
+        return self.route_on(holder, event.stanza)
+
+    def route_on(self, node: str, stanza: Element) -> bool:
+        try:
+            to = parse_jid(stanza.get("to", ""))
+        except InvalidJID:
+            return False  # the router bounces it here
+        self.forward(node, stanza, to)
         return True
 
     def locate(self, event: Any) -> None:
@@ -437,8 +491,8 @@ class Cluster:
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
         others pass it what they have for there."""
-        if isinstance(event.origin, Forwarded) or not self.m.provided("net", "s2s"):
-            return False  # held here already, or no federation at all
+        if not self.m.provided("net", "s2s"):
+            return False  # no federation at all
         # An s2s claim is never released, so the holder is asked once while it lives.
         holder = self.s2s_holders.get(event.to_host)
         if holder not in self.peers:
@@ -451,12 +505,11 @@ class Cluster:
                 self.s2s_holders.pop(event.to_host, None)
                 return False
             self.s2s_holders[event.to_host] = holder
-        self.send_claim(holder, ROUTE, "s2s", event.to_host, serialize(event.stanza).encode())
-        return True
+        return self.route_on(holder, event.stanza)
 
-    def send_claim(self, node: str, kind: str, claim: str, name: str, data: bytes) -> None:
-        self.outbox.put(node, Envelope(self.node.new_id(), kind, f"{claim} {name}",
-                                       self.node.name, data))
+    def send_lost(self, node: str, kind: str, name: str) -> None:
+        self.outbox.put(node, Envelope(self.node.new_id(), LOST, f"{kind} {name}",
+                                       self.node.name))
 
     def fire_everywhere(self, event: str, **fields: Any) -> None:
         self.m.fire(event, **fields)
@@ -498,6 +551,7 @@ class Cluster:
                 for session in list(resources.values()):
                     if self.note_of(session) is not None:
                         self.publish_session(session)
+            self.homes.verify()
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
@@ -521,9 +575,11 @@ class Cluster:
                 self.node.remove_session(jid, entry.sid, dead)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
-                if entry.available:
-                    broadcast(self.m, presence("unavailable", str(jid), ""), jid)
+                gone_presence = presence("unavailable", str(jid), "")
+                informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
+                tell_directed(self.m, gone_presence, entry.directed, informed)
             self.node.forget_node(dead)
+            self.node.free_homes(dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
@@ -534,6 +590,11 @@ class Cluster:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        for host in self.m.one_node_hosts:
+            # Above the host's own module, which would serve its copy of the entity.
+            events = self.router.hosts[host].events
+            events.hook("route/local", self.route_to_home, 100)
+            events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
         self.node.join()
@@ -557,14 +618,16 @@ def setup(m: ModuleContext) -> None:
     cluster = Cluster(m, ClusterNode(options))
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
-    m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    for kind in ("bare", "full", "host"):
+        m.hook_each_host(f"pre-presence/{kind}", cluster.presence_sent, 100)
     m.hook_each_host("session-data-changed", cluster.data_changed)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
+    m.hook_each_host("cached-data-changed", cluster.cache_changed)
     for event, handler in (("ownership-claim", cluster.claim),
                            ("ownership-release", cluster.release),
-                           ("ownership-forward", cluster.forward),
+                           ("ownership-forward", cluster.pass_on),
                            ("ownership-locate", cluster.locate)):
         m.hook(event, handler)
         m.hook_each_host(event, handler)

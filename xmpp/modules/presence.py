@@ -190,12 +190,18 @@ def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
         state.available = False
         state.presence = None
         informed = broadcast(m, stanza, session.jid)
-    # Directed presence may precede initial presence; its recipients still
-    # learn that the sender left (as Prosody's mod_presence does), once.
-    for target in state.directed:
+    tell_directed(m, stanza, state.directed, informed)
+    state.directed.clear()
+
+
+def tell_directed(m: ModuleContext, stanza: Element, directed: Iterable[str],
+                  informed: set[str]) -> None:
+    """Send unavailable `stanza` to those that got directed presence (which may
+    precede initial presence: they still learn that the sender left, as with
+    Prosody's mod_presence), but once: not to contacts `informed` already."""
+    for target in directed:
         if _bare(target) not in informed:
             m.route(_addressed(stanza, target))
-    state.directed.clear()
 
 
 def broadcast(m: ModuleContext, stanza: Element, user: JID,
