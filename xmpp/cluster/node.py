@@ -81,6 +81,16 @@ end
 redis.call('DEL', KEYS[1])
 """
 
+# Claim KEYS[1] for node ARGV[1] for ARGV[2] seconds if it is free or its own,
+# or whatever with ARGV[3] (a take-over); the holder before comes back.
+_CLAIM_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' or not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return holder
+"""
+
 # Renew the claims this node still holds (KEYS) for ARGV[2] seconds (one that
 # expired unclaimed, after a lapsed heartbeat, is taken again); the keys another
 # node holds now come back.
@@ -119,6 +129,7 @@ class ClusterNode:
         self._claim = self.redis.register_script(_CLAIM)
         self._free_homes = self.redis.register_script(_FREE_HOMES)
         self._release = self.redis.register_script(_RELEASE)
+        self._claim_lease = self.redis.register_script(_CLAIM_LEASE)
         self._renew_claims = self.redis.register_script(_RENEW_CLAIMS)
         self._release_claim = self.redis.register_script(_RELEASE_CLAIM)
         # claim key -> (kind, name) of what this node holds
@@ -176,24 +187,21 @@ class ClusterNode:
         `take`, this node holds it whatever, and the one that held it before
         comes back (None: nobody else)."""
         key = self.key("claim", kind, name)
-        ttl = math.ceil(self.timeout)
         if key in self.claims and not take:
             return None  # renewed at each beat; a loss is found there
-        if take:
-            before = self.redis.set(key, self.name, ex=ttl, get=True)
-            holder = before.decode() if before is not None else None
-        elif self.redis.set(key, self.name, ex=ttl, nx=True):
-            holder = None
-        else:
-            found = self.redis.get(key)
-            holder = found.decode() if found is not None else None
-            if holder is None:  # expired between the two calls: try once more
-                holder = None if self.redis.set(key, self.name, ex=ttl, nx=True) else \
-                    (self.redis.get(key) or b"").decode() or None
-        if holder is None or holder == self.name:
+        try:
+            found = self._claim_lease(keys=[key], args=[self.name, math.ceil(self.timeout),
+                                                        "1" if take else ""])
+        except redis.RedisError:
+            # Held here meanwhile: the next beat's renewal writes it if still free.
             self.claims[key] = (kind, name)
-            return None
-        return holder
+            raise
+        other = found.decode() if found is not None else None
+        if other == self.name:
+            other = None
+        if other is None or take:
+            self.claims[key] = (kind, name)
+        return other
 
     def holder(self, kind: str, name: str) -> str | None:
         """The node holding `kind`/`name`, None when nobody does."""
