@@ -8,11 +8,11 @@ Keys (under the configured prefix):
   stream:NAME            the node's inbox (consumer group "vireo")
   reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
   home:JID               the node an entity (a MUC room) lives on; the claim holds
-                         while that node's heartbeat does (no expiry of its own)
+                         while that node's heartbeat does (no expiry of its own);
+                         home:KIND:NAME the same for what one node at a time holds
+                         (an external component's domain, an outgoing s2s link, a
+                         BOSH sid: xmpp.ownership)
   homes:NAME             set of the entities node NAME claimed (freed when reaped)
-  claim:KIND:NAME        the node holding what one node at a time may hold (an
-                         external component's domain, an outgoing s2s link, a BOSH
-                         sid); expires with the holder's heartbeat, renewed at each beat
   http:NAME              the URL node NAME takes forwarded HTTP requests at
 """
 
@@ -81,36 +81,12 @@ end
 redis.call('DEL', KEYS[1])
 """
 
-# Claim KEYS[1] for node ARGV[1] for ARGV[2] seconds if it is free or its own,
-# or whatever with ARGV[3] (a take-over); the holder before comes back.
-_CLAIM_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if ARGV[3] == '1' or not holder or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-end
-return holder
-"""
-
-# Renew the claims this node still holds (KEYS) for ARGV[2] seconds (one that
-# expired unclaimed, after a lapsed heartbeat, is taken again); the keys another
-# node holds now come back.
-_RENEW_CLAIMS = """
-local lost = {}
-for _, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if holder == ARGV[1] or not holder then
-    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
-  else
-    table.insert(lost, key)
-  end
-end
-return lost
-"""
-
-# Delete a claim only if this node holds it.
-_RELEASE_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
+_TAKE = """
+local before = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return before
 """
 
 RedisError = redis.RedisError
@@ -129,11 +105,10 @@ class ClusterNode:
         self._claim = self.redis.register_script(_CLAIM)
         self._free_homes = self.redis.register_script(_FREE_HOMES)
         self._release = self.redis.register_script(_RELEASE)
-        self._claim_lease = self.redis.register_script(_CLAIM_LEASE)
-        self._renew_claims = self.redis.register_script(_RENEW_CLAIMS)
-        self._release_claim = self.redis.register_script(_RELEASE_CLAIM)
-        # claim key -> (kind, name) of what this node holds
+        self._take = self.redis.register_script(_TAKE)
+        # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
+        self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
         # Envelope ids: unique across restarts of a node with the same name.
         self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
 
@@ -179,54 +154,59 @@ class ClusterNode:
         return bool(self.redis.set(self.key("reaping", node), self.name, nx=True,
                                    ex=math.ceil(self.timeout) * 3))
 
-    # -- claims: what one node at a time holds -------------------------------------------
+    # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
+    # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
 
     def claim(self, kind: str, name: str, *, take: bool = False) -> str | None:
-        """Hold `kind`/`name` for as long as this node beats. Without `take`, the
-        other node that holds it already (None: this one holds it now); with
+        """Hold `kind`/`name` while this node beats. Without `take`, the other
+        live node that holds it already (None: this one holds it now); with
         `take`, this node holds it whatever, and the one that held it before
         comes back (None: nobody else)."""
-        key = self.key("claim", kind, name)
-        if key in self.claims and not take:
-            return None  # renewed at each beat; a loss is found there
+        entity = f"{kind}:{name}"
+        if entity in self.claims and not take:
+            return None
         try:
-            found = self._claim_lease(keys=[key], args=[self.name, math.ceil(self.timeout),
-                                                        "1" if take else ""])
+            if take:
+                found = self._take(keys=[self.key("home", entity), self.key("homes", self.name)],
+                                   args=[self.name, entity])
+                other = found.decode() if found is not None else None
+            else:
+                other = self.claim_home(entity)
         except redis.RedisError:
-            # Held here meanwhile: the next beat's renewal writes it if still free.
-            self.claims[key] = (kind, name)
+            # Held here meanwhile; the next beat tells Redis.
+            self.claims[entity] = (kind, name)
+            self.unrecorded.add(entity)
             raise
-        other = found.decode() if found is not None else None
         if other == self.name:
             other = None
         if other is None or take:
-            self.claims[key] = (kind, name)
+            self.claims[entity] = (kind, name)
         return other
 
     def holder(self, kind: str, name: str) -> str | None:
-        """The node holding `kind`/`name`, None when nobody does."""
-        key = self.key("claim", kind, name)
-        if key in self.claims:
+        """The node named as holding `kind`/`name` (maybe a dead one), None when none is."""
+        entity = f"{kind}:{name}"
+        if entity in self.claims:
             return self.name
-        found = self.redis.get(key)
+        found = self.redis.get(self.key("home", entity))
         return found.decode() if found is not None else None
 
     def release(self, kind: str, name: str) -> None:
-        key = self.key("claim", kind, name)
-        if self.claims.pop(key, None) is not None:
-            self._release_claim(keys=[key], args=[self.name])
+        entity = f"{kind}:{name}"
+        if self.claims.pop(entity, None) is not None:
+            self.unrecorded.discard(entity)
+            self.release_home(entity)
 
-    def renew_claims(self) -> list[tuple[str, str]]:
-        """Extend every claim this node holds by a heartbeat; those another node
-        took meanwhile are dropped and returned (kind, name)."""
-        keys = list(self.claims)
-        lost: list[tuple[str, str]] = []
-        for start in range(0, len(keys), BATCH):
-            for key in self._renew_claims(keys=keys[start:start + BATCH],
-                                   args=[self.name, math.ceil(self.timeout)]):
-                found = self.claims.pop(key.decode(), None)
-                if found is not None:
-                    lost.append(found)
+    def verify_claims(self, *, every: bool) -> list[tuple[str, str]]:
+        """Claim again what Redis was not told (`every`: all this node holds,
+        after its heartbeat lapsed and others may have taken them); those
+        another node holds now are dropped and returned (kind, name)."""
+        entities = list(self.claims) if every else list(self.unrecorded)
+        lost = []
+        for entity in entities:
+            if self.claim_home(entity) != self.name:
+                lost.append(self.claims.pop(entity))
+            self.unrecorded.discard(entity)
         return lost
 
     def publish_http(self, url: str) -> None:

@@ -27,10 +27,11 @@ What this module does itself:
 - tells the other nodes when a module's cached data went stale
   (`cached-data-changed` here, `cached-data-stale` there: PEP services);
 - answers the `ownership-*` events (xmpp.ownership) with claims in Redis that
-  live as long as the holder's heartbeat: an external component's domain, a
-  BOSH sid; stanzas for what another node holds go on that node's stream and
-  are routed again there. It claims each remote domain's outgoing s2s link on
-  `route/remote`, so one node at a time federates with a domain;
+  live as long as the holder's heartbeat (homes of entities "KIND:NAME"): an
+  external component's domain, a BOSH sid; stanzas for what another node
+  holds go on that node's stream and are routed again there. It claims each
+  remote domain's outgoing s2s link on `route/remote`, so one node at a time
+  federates with a domain;
 - opens an HTTP listener of its own (the `address` of the option, a free port)
   serving every HTTP app, and publishes its URL, so another node can pass on
   a request for something this one holds (a BOSH session's next request).
@@ -516,8 +517,8 @@ class Cluster:
         for host in list(self.m.hosts().values()):
             host.fire(event, **fields)
 
-    def renew_claims(self) -> None:
-        for kind, name in self.node.renew_claims():
+    def verify_claims(self, lapsed: bool) -> None:
+        for kind, name in self.node.verify_claims(every=lapsed):
             self.m.log.info("Cluster: %s %s is held by another node now", kind, name)
             self.fire_everywhere("ownership-lost", kind=kind, key=name)
 
@@ -541,7 +542,7 @@ class Cluster:
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
         lapsed = self.node.beat()
-        self.renew_claims()
+        self.verify_claims(lapsed)
         if lapsed:
             # Too long without a beat (an overloaded node): the others have
             # reaped its sessions or will, so it writes them again.
