@@ -121,11 +121,11 @@ class AccountStore:
     def create(self, host: str, username: str, password: str) -> None:
         """Add an account; raise AccountExists if taken, InvalidJID for a bad username."""
         user = prep_username(username)
-        material = self._material(password)
         try:
             with self._db.session() as session:
                 if self._get(session, host, user) is not None:
-                    raise AccountExists(f"{user}@{host}")
+                    raise AccountExists(f"{user}@{host}")  # before hashing: a taken name is cheap
+                material = self._material(password)
                 session.add(Account(host=host, username=user, **material))
         except IntegrityError as exc:  # created concurrently by another process
             raise AccountExists(f"{user}@{host}") from exc
