@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,20 @@ class _MovedPermanently(RequestRedirect):
 
 class HostApp(flask.Flask):
     """The Flask app of one host: Prosody's 301 to the slash-terminated path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # Flask asks inspect whether each view and hook is a coroutine function, on
+        # every request; functions don't change, so their answer is kept.
+        if type(func) is not types.FunctionType:
+            return super().ensure_sync(func)
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = self._sync[func] = super().ensure_sync(func)
+        return sync
 
     def raise_routing_exception(self, request: flask.Request) -> None:
         error = request.routing_exception

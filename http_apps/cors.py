@@ -10,6 +10,7 @@ including Flask's automatic OPTIONS answer (the preflight: 200, empty body).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,15 +36,19 @@ class CorsPolicy:
         """The CORS response headers for a request from `origin`; none for a refused origin."""
         if self.origins is not None and origin not in self.origins:
             return {}
-        headers = {
-            "Access-Control-Allow-Methods": ", ".join(self.methods),
-            "Access-Control-Allow-Headers": ", ".join(self.headers),
-            "Access-Control-Max-Age": str(self.max_age),
-            "Access-Control-Allow-Origin": origin or "*",
-        }
+        headers = {**self._fixed, "Access-Control-Allow-Origin": origin or "*"}
         if self.credentials:
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
+
+    @functools.cached_property
+    def _fixed(self) -> dict[str, str]:
+        # The same for every request: joined once, not per response.
+        return {
+            "Access-Control-Allow-Methods": ", ".join(self.methods),
+            "Access-Control-Allow-Headers": ", ".join(self.headers),
+            "Access-Control-Max-Age": str(self.max_age),
+        }
 
 
 def _origin_set(origins: Any) -> frozenset[str] | None:
@@ -128,11 +133,19 @@ def install_cors(app: flask.Flask, policies: Mapping[str, CorsPolicy]) -> None:
     replaced rather than duplicated.
     """
     def add_cors_headers(response: flask.Response) -> flask.Response:
-        blueprint = flask.request.blueprint
+        request = flask.request._get_current_object()  # one proxy lookup, not three
+        blueprint = request.blueprint
         policy = policies.get(blueprint.split(".", 1)[0]) if blueprint else None
         if policy is not None:
-            for name, value in policy.headers_for(flask.request.headers.get("Origin")).items():
-                response.headers[name] = value
+            headers = response.headers
+            # Headers iterates over pairs; keys() gives the names.
+            present = {name.lower() for name in headers.keys()}  # noqa: SIM118
+            for name, value in policy.headers_for(request.environ.get("HTTP_ORIGIN")).items():
+                # Adding is a third of the cost of setting, which looks for the name first.
+                if name.lower() in present:
+                    headers[name] = value
+                else:
+                    headers.add(name, value)
         return response
 
     app.after_request(add_cors_headers)
