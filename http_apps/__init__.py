@@ -141,6 +141,8 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> Hos
     def limit_request_body() -> None:
         request = flask.request._get_current_object()  # one proxy lookup, not six
         environ = request.environ
+        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+            return  # the usual GET, told without parsing anything
         length = request.content_length
         if length is None and "HTTP_TRANSFER_ENCODING" not in environ:
             return  # no body at all (RFC 9112 6.3), as for most GETs

@@ -245,14 +245,19 @@ class VireoHandler(WSGIHandler):
             result = super().handle_one_request()
         finally:
             self._head_deadline.cancel()
-        if result is True:
-            # A keep-alive client with its next request already waiting would otherwise
-            # be served again before any other connection gets a turn.
-            gevent.sleep(0)
         return result
 
     def _next_request_arrives(self) -> bool:
-        """Wait up to the idle timeout for the first byte of a request; False closes."""
+        """Wait up to the idle timeout for the first byte of a request; False closes.
+
+        A request that is here already waits one turn of the loop: a keep-alive client
+        sending its requests back to back would otherwise be served again and again
+        before any other connection gets a turn. Any other request is waited for, and
+        that yields anyway.
+        """
+        if self._early_data():
+            gevent.sleep(0)
+            return True
         self.socket.settimeout(self.server.idle_timeout)
         try:
             return bool(self.rfile.peek(1))
