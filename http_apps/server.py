@@ -268,12 +268,40 @@ class VireoHandler(WSGIHandler):
                 self.socket.settimeout(self.server.io_timeout)
 
     def read_request(self, raw_requestline: str) -> bool:
+        # pywsgi's, in one pass: it split the line twice, checked the version through a
+        # generator and read each framing field from the headers more than once.
         try:
-            words = raw_requestline.split()
-            if len(words) == 3 and not _HTTP_VERSION.fullmatch(words[2]):
-                # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
-                raise BadHead(f"HTTP version {words[2][:20]!r}")
-            return super().read_request(raw_requestline)
+            self.requestline = raw_requestline.rstrip()
+            words = self.requestline.split()
+            if len(words) == 3:
+                self.command, self.path, version = words
+                if not _HTTP_VERSION.fullmatch(version):
+                    # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
+                    raise BadHead(f"HTTP version {version[:20]!r}")
+                if version[5] >= "2" or version < "HTTP/0.9":
+                    raise BadHead(f"HTTP version {version!r}")
+            elif len(words) == 2 and words[0] == "GET":
+                self.command, self.path = words
+                version = "HTTP/0.9"
+            else:
+                raise BadHead(f"request line {raw_requestline[:100]!r}")
+            self.request_version = version
+            self.headers = fields = self.MessageClass(self.rfile, 0)
+            if fields.get("transfer-encoding", "").lower() == "chunked":
+                del fields["content-length"]  # check_framing refused a head with both
+            length = fields.get("content-length")
+            if length is not None:
+                length = int(length)  # digits only, as check_framing saw
+                if length and self.command == "HEAD":
+                    raise BadHead("a HEAD request with a body")
+            self.content_length = length
+            if version == "HTTP/1.1":
+                self.close_connection = fields.get("connection", "").lower() == "close"
+            elif version == "HTTP/1.0":
+                self.close_connection = fields.get("connection", "close").lower() != "keep-alive"
+            else:
+                self.close_connection = True
+            return True
         finally:
             # The head is in: the application runs without the head deadline.
             self._head_deadline.cancel()
