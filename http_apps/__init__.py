@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -55,8 +56,20 @@ class _MovedPermanently(RequestRedirect):
     code = 301
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with one null session shared by every request: an app
+    without a secret key (all of ours) made a new one per request to refuse writes."""
+
+    _null = NullSession()
+
+    def make_null_session(self, app: flask.Flask) -> NullSession:
+        return self._null
+
+
 class HostApp(flask.Flask):
     """The Flask app of one host: Prosody's 301 to the slash-terminated path."""
+
+    session_interface = _SessionInterface()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
