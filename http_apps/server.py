@@ -228,12 +228,16 @@ class VireoHandler(WSGIHandler):
 
     def handle(self) -> None:
         HTTP_CONNECTIONS[self.server.service] += 1
-        # One timer per connection, started again for each request head.
+        # One timer each per connection, started again for each request (a socket
+        # timeout would make a new one for every wait).
+        self._idle_deadline = gevent.Timeout(self.server.idle_timeout,
+                                             TimeoutError("connection idle"))
         self._head_deadline = gevent.Timeout(self.server.head_timeout,
                                              TimeoutError("request head too slow"))
         try:
             super().handle()
         finally:
+            self._idle_deadline.close()
             self._head_deadline.close()
             HTTP_CONNECTIONS[self.server.service] -= 1
 
@@ -258,12 +262,14 @@ class VireoHandler(WSGIHandler):
         if self._early_data():
             gevent.sleep(0)
             return True
-        self.socket.settimeout(self.server.idle_timeout)
+        self.socket.settimeout(None)
+        self._idle_deadline.start()
         try:
             return bool(self.rfile.peek(1))
         except OSError:  # timed out, reset, or a TLS error
             return False
         finally:
+            self._idle_deadline.cancel()
             if self.socket is not None:
                 self.socket.settimeout(self.server.io_timeout)
 
