@@ -44,7 +44,7 @@ class VireoServer:
         self.config = config
         self.now = clock
         self.db = Database(database_url(config))
-        self.accounts = AccountStore(self.db)
+        self.accounts = AccountStore(self.db, run_blocking=gevent.get_hub().threadpool.apply)
         self.rosters = RosterStore(self.db)
         self.offline = OfflineStore(self.db)
         self.uploads = UploadStore(self.db)
