@@ -73,11 +73,15 @@ class Cluster:
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
+    def option(self, name: str, redis_url: str | None = None) -> str:
+        """The `cluster` option line of node `name` (reaching Redis at `redis_url`,
+        by default the cluster's)."""
+        return (f'cluster = {{ redis = "{redis_url or self.redis_url}", node = "{name}", '
+                f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
+
     def configure(self, name: str) -> ServerProcess:
-        option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
-                  f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS, http=True,
+                           extra=self.option(name) + STATISTICS, http=True,
                            modules=("http_openmetrics", "carbons", "pep"),
                            host_extra=f'Component "{MUC_HOST}" "muc"\n')
         node.users.update(USERS)

@@ -252,7 +252,9 @@ class Cluster:
         of two logins with one full JID wins, the other is closed (conflict)."""
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession):
-            if current.entry.sid == entry.sid:
+            if current.node == entry.node:
+                # One node holds one session per full JID: its latest word counts
+                # (a new sid is what it writes on coming back from a partition).
                 current.update(entry)
                 return
             if not entry.replaces(current.entry):
@@ -292,12 +294,22 @@ class Cluster:
             return current
         return None
 
-    def resync(self) -> None:
+    def resync(self, *, prune: bool = False) -> None:
         """Mirror every live peer's registry entries (on joining: updates sent
-        before the peers knew of this node are in the registry, not the stream)."""
+        before the peers knew of this node are in the registry, not the stream).
+        With `prune`, also drop the mirrored sessions the registry no longer
+        has (after a partition: their unbinds went to a reaper, not here)."""
+        listed: set[tuple[JID, str]] = set()
         for peer in self.peers:
             for jid, entry in self.node.sessions_of(peer):
                 self.mirror(jid, entry)
+                listed.add((jid, entry.sid))
+        if prune:
+            for resources in list(self.router.sessions.values()):
+                for session in list(resources.values()):
+                    if isinstance(session, RemoteSession) \
+                            and (session.jid, session.entry.sid) not in listed:
+                        self.router.unbind(session)
 
     # -- this node's stream ------------------------------------------------------------
 
@@ -420,19 +432,38 @@ class Cluster:
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
         if self.node.beat():
-            # Too long without a beat (an overloaded node): the others have
-            # reaped its sessions or will, so it writes them again.
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
-            self.node.join()
-            for resources in list(self.router.sessions.values()):
-                for session in list(resources.values()):
-                    if self.note_of(session) is not None:
-                        self.publish_session(session)
-            self.homes.verify()
+            self.rejoin()
+
+    def rejoin(self) -> None:
+        """Back after too long without a beat (cut off by the network, or
+        overloaded): the others have reaped this node's sessions, or will find
+        it alive before they do (the reaper removes nothing once it beats again).
+        Its sessions are written again, each under a new sid so that an unbind a
+        reaper sent meanwhile matches none of them, and announced to their
+        contacts, who were told they left; what it mirrors is read afresh, as
+        the changes peers sent meanwhile went to the reaper. What it queued for
+        its peers meanwhile follows from the outbox (de-duplicated there)."""
+        self.node.join()
+        self.watch()
+        for resources in list(self.router.sessions.values()):
+            for session in list(resources.values()):
+                note = self.note_of(session)
+                if note is None:
+                    continue
+                note.sid = secrets.token_hex(8)
+                self.publish_session(session)
+                state = presence_of(session)
+                if state.available and state.presence is not None:
+                    broadcast(self.m, state.presence, session.jid)
+        self.resync(prune=True)
+        self.homes.verify()
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
         peers = [name for name in live if name != self.node.name]
+        # This node silent is its own to handle (`rejoin`), never its own reaper.
+        dead = [name for name in dead if name != self.node.name]
         if peers != self.peers:
             # Until this line names a new node, what changes here does not reach it.
             self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
@@ -448,15 +479,17 @@ class Cluster:
             gone = list(self.node.sessions_of(dead))
             if gone:
                 self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
+            # A restart reaps its previous run, whose heartbeat may not have expired.
+            while_dead = dead != self.node.name
             for jid, entry in gone:
-                self.node.remove_session(jid, entry.sid, dead)
+                if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
+                    continue  # back meanwhile (or already gone)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
                 gone_presence = presence("unavailable", str(jid), "")
                 informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
                 tell_directed(self.m, gone_presence, entry.directed, informed)
-            self.node.forget_node(dead)
-            self.node.free_homes(dead)
+            self.node.forget_node(dead, while_dead=while_dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
