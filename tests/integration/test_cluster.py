@@ -73,11 +73,13 @@ class Cluster:
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
-    def option(self, name: str, redis_url: str | None = None) -> str:
+    def option(self, name: str, redis_url: str | None = None, *more: str) -> str:
         """The `cluster` option line of node `name` (reaching Redis at `redis_url`,
-        by default the cluster's)."""
-        return (f'cluster = {{ redis = "{redis_url or self.redis_url}", node = "{name}", '
-                f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
+        by default the cluster's), with `more` fields."""
+        fields = ", ".join((f'redis = "{redis_url or self.redis_url}"', f'node = "{name}"',
+                            f"node_timeout = {NODE_TIMEOUT}", f'prefix = "{self.prefix}"',
+                            *more))
+        return f"cluster = {{ {fields} }}\n"
 
     def configure(self, name: str) -> ServerProcess:
         node = make_server(self.root / name, database=self.database_lines,

@@ -18,7 +18,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import gevent
 import redis
@@ -33,7 +33,6 @@ BATCH = 200
 # MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
-OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
 
 # Delete the resource's entry only if this session wrote it (and, for a reaper,
 # only while its node is still silent: ARGV[5] its heartbeat key), and forget
@@ -284,37 +283,48 @@ class Outbox:
     pipeline (a Redis round trip per batch, not per stanza; order kept).
 
     While Redis cannot be reached the envelopes wait, retried with their ids
-    (consumers drop what arrives twice), up to `limit`; beyond it the oldest
-    are dropped, and logged."""
+    (consumers drop what arrives twice), up to `limit`; beyond it an envelope
+    is handed to `refused` at once (its stanza is bounced to its sender),
+    never queued: one that was tried may have reached Redis already."""
 
-    def __init__(self, node: ClusterNode, log: logging.Logger, *,
-                 limit: int = OUTBOX_LIMIT, retry_delay: float = 1.0) -> None:
+    def __init__(self, node: ClusterNode, log: logging.Logger,
+                 refused: Callable[[str, Envelope], None], *, limit: int,
+                 retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
+        self.refused = refused
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
+        self.sending = 0  # envelopes of the batch being written
         self.flusher: gevent.Greenlet | None = None
 
     def put(self, node: str, envelope: Envelope) -> None:
+        if len(self.queue) + self.sending >= self.limit:
+            self.refused(node, envelope)
+            return
         self.queue.append((node, envelope))
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush)
+
+    def wait_empty(self, timeout: float) -> None:
+        """Until what is queued has been written (or `timeout` seconds passed)."""
+        if self.flusher is not None:
+            self.flusher.join(timeout)
 
     def flush(self) -> None:
         try:
             while self.queue:
                 batch, self.queue = self.queue, []
+                self.sending = len(batch)
                 try:
                     self.node.send(batch)
                 except redis.RedisError as error:
                     self.queue = batch + self.queue
-                    overflow = len(self.queue) - self.limit
-                    if overflow > 0:
-                        del self.queue[:overflow]
-                        self.log.error("Cluster outbox full: %d envelope(s) dropped", overflow)
+                    self.sending = 0
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
+                self.sending = 0
         finally:
             self.flusher = None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -127,10 +128,10 @@ class RemoteSession:
 class Cluster:
     """This node as a member: registry writes, its stream's consumer, the reaper."""
 
-    def __init__(self, m: ModuleContext, node: ClusterNode) -> None:
+    def __init__(self, m: ModuleContext, node: ClusterNode, queue_limit: int) -> None:
         self.m = m
         self.node = node
-        self.outbox = Outbox(node, m.log)
+        self.outbox = Outbox(node, m.log, self.refused, limit=queue_limit)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
@@ -242,6 +243,17 @@ class Cluster:
         data = json.dumps({"module": event.module, "key": event.key}).encode()
         self.broadcast(STALE, JID(None, event.host), data)
 
+    def refused(self, node: str, envelope: Envelope) -> None:
+        """The outbox is full (Redis unreachable too long): a stanza for another
+        node goes back to its sender now, as an error, rather than be lost
+        later; the registry's state is written afresh once Redis is back."""
+        if envelope.kind in (DELIVER, ROUTE):
+            self.router.bounce(parse_stanza(envelope.data.decode()), None,
+                               StanzaError("resource-constraint", "Cluster queue full"))
+        else:
+            self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
+                             envelope.kind, envelope.jid, node)
+
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
@@ -317,7 +329,16 @@ class Cluster:
         recovering = False  # after a Redis error: first what was read but not handled
         while True:
             try:
+                asked = time.monotonic()
                 entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering)
+                if entries and time.monotonic() - asked > self.node.timeout / 2:
+                    # An answer that long on its way (the network cut meanwhile)
+                    # may hold entries a reaper has taken since: only those still
+                    # this node's are handled, read again (which makes them fresh,
+                    # so no reaper takes them while they are).
+                    self.m.log.warning("Cluster stream read came late; reading it again")
+                    recovering = True
+                    continue
                 if recovering and not entries:
                     recovering = False
                     continue
@@ -443,7 +464,9 @@ class Cluster:
         reaper sent meanwhile matches none of them, and announced to their
         contacts, who were told they left; what it mirrors is read afresh, as
         the changes peers sent meanwhile went to the reaper. What it queued for
-        its peers meanwhile follows from the outbox (de-duplicated there)."""
+        its peers meanwhile goes first (de-duplicated there), so the outbox has
+        room for the sessions' entries (within a third of the heartbeat's time)."""
+        self.outbox.wait_empty(self.node.timeout / 3)
         self.node.join()
         self.watch()
         for resources in list(self.router.sessions.values()):
@@ -523,7 +546,7 @@ class Cluster:
 def setup(m: ModuleContext) -> None:
     options = cluster_options(m.global_config)
     assert options is not None, "loaded only when the cluster option is set"
-    cluster = Cluster(m, ClusterNode(options))
+    cluster = Cluster(m, ClusterNode(options), options.queue_limit)
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
     for kind in ("bare", "full", "host"):
