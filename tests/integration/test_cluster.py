@@ -66,8 +66,10 @@ CARBONS = ("xep_0030", "xep_0280")
 class Cluster:
     """Node processes of one cluster: one database, one Redis key prefix."""
 
-    def __init__(self, root: Path, redis_url: str, database_lines: str) -> None:
+    def __init__(self, root: Path, redis_url: str, database_lines: str,
+                 node_timeout: int = NODE_TIMEOUT) -> None:
         self.root = root
+        self.node_timeout = node_timeout
         self.redis_url = redis_url
         self.database_lines = database_lines
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
@@ -77,7 +79,7 @@ class Cluster:
         """The `cluster` option line of node `name` (reaching Redis at `redis_url`,
         by default the cluster's), with `more` fields."""
         fields = ", ".join((f'redis = "{redis_url or self.redis_url}"', f'node = "{name}"',
-                            f"node_timeout = {NODE_TIMEOUT}", f'prefix = "{self.prefix}"',
+                            f"node_timeout = {self.node_timeout}", f'prefix = "{self.prefix}"',
                             *more))
         return f"cluster = {{ {fields} }}\n"
 
@@ -582,6 +584,35 @@ def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
     finally:
         cluster.stop()
         store.stop()
+        databases.drop_all()
+
+
+def test_a_just_started_node_reaches_a_resource_bound_on_a_peer_since(tmp_path):
+    """Node s1 learns of s2 at its next watch (a third of a 30 s timeout), and s2
+    reads s1's entries again 21 s after it started: a resource bound on s1 in
+    between is announced to nobody on s2, yet presence to its full JID from s2
+    reaches it (the router asks `session-missing` for presence too)."""
+    postgres = os.environ.get(POSTGRES_ENV)
+    if not postgres or not os.environ.get(REDIS_ENV):
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, os.environ[REDIS_ENV], databases.config(), node_timeout=30)
+    try:
+        first = cluster.start_node("s1")
+        seed(first)
+        second = cluster.start_node("s2")
+
+        async def scenario():
+            quinn = await login(first, "quinn", resource="q")
+            rosa = await login(second, "rosa")
+            rosa.send_presence(pto=str(quinn.boundjid), pstatus="directed")
+            got = await quinn.next_presence(lambda p: p["status"] == "directed")
+            assert got["from"] == rosa.boundjid
+            await close(quinn, rosa)
+
+        run(scenario())
+    finally:
+        cluster.stop()
         databases.drop_all()
 
 
