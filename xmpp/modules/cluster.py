@@ -136,6 +136,7 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
 
     # -- local sessions -> registry and peers --------------------------------------
@@ -454,7 +455,10 @@ class Cluster:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
         if self.node.beat():
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
+            self.lapsed = True
+        if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
             self.rejoin()
+            self.lapsed = False
 
     def rejoin(self) -> None:
         """Back after too long without a beat (cut off by the network, or
