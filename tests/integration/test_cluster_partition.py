@@ -219,7 +219,20 @@ def stored_ids(node: ServerProcess, user: str) -> list[str]:
                 in OfflineStore(database).pop_all(node.domain, user)]
 
 
-def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned):
+async def logged(node: ServerProcess, text: str, timeout: float = REJOIN_WAIT) -> None:
+    """Until the node's log has `text`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in node.log_path.read_text():
+        assert loop.time() < deadline, f"never logged: {text}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("until", ["reaped", "timed out"])
+def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned, until):
+    """The link comes back once the others reaped the node (its connections to
+    Redis stalled, then go on), or once its Redis client also timed out (it
+    reconnects)."""
     cluster, namespace = partitioned
     n1, n2, cut = (cluster.nodes[name] for name in ("n1", "n2", "cut"))
 
@@ -269,6 +282,8 @@ def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned):
         await hank.next_presence(from_(str(gina.boundjid), "unavailable"), timeout=REAP_WAIT)
         # After they reaped it: Alice's other resource or offline storage.
         both_ways("late")
+        if until == "timed out":
+            await logged(cut, "Cluster stream read failed")
         namespace.mend()
         # The cut-off node re-registers its sessions: its contacts see them again.
         await bob.next_presence(from_(str(alice.boundjid)), timeout=REJOIN_WAIT)
