@@ -244,8 +244,11 @@ def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned, u
         alice_other = await login(n2, "alice", resource="other", presence=False)
         alice_other.send_presence(ppriority=1)
         gina = await login(cut, "gina", resource="cut")
+        jack = await login(cut, "jack", resource="cut")
         bob = await login(n1, "bob")
         hank = await login(n2, "hank")
+        ivy = await login(n1, "ivy")
+        await jack.next_presence(from_(str(ivy.boundjid)))
         await available_from(bob, str(alice.boundjid), str(alice_other.boundjid))
         await hank.next_presence(from_(str(gina.boundjid)))
         got: dict[str, list[str]] = {}  # receiver -> message ids, as they came
@@ -282,12 +285,15 @@ def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned, u
         await hank.next_presence(from_(str(gina.boundjid), "unavailable"), timeout=REAP_WAIT)
         # After they reaped it: Alice's other resource or offline storage.
         both_ways("late")
+        await close(ivy)  # Jack's contact leaves: the news goes to the reaper
         if until == "timed out":
             await logged(cut, "Cluster stream read failed")
         namespace.mend()
         # The cut-off node re-registers its sessions: its contacts see them again.
         await bob.next_presence(from_(str(alice.boundjid)), timeout=REJOIN_WAIT)
         await hank.next_presence(from_(str(gina.boundjid)), timeout=REJOIN_WAIT)
+        # ... and its clients see what changed meanwhile.
+        await jack.next_presence(from_(str(ivy.boundjid), "unavailable"), timeout=REJOIN_WAIT)
 
         # Markers, each after its pair's queue in order: once they arrive, what
         # came before on that path has too (duplicates included).
@@ -325,6 +331,6 @@ def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned, u
         assert len(errors["alice"]) + len(errors["gina"]) == 4 * MESSAGES - QUEUE_LIMIT
         assert any(i.startswith("hank-") for i in stored["gina"])
         assert any(i.startswith("bob-late") for i in got["alice_other"])
-        await close(alice, alice_other, gina, bob, hank)
+        await close(alice, alice_other, gina, jack, bob, hank)
 
     run(scenario(), timeout=180)

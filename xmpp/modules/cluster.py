@@ -323,6 +323,9 @@ class Cluster:
                     if isinstance(session, RemoteSession) \
                             and (session.jid, session.entry.sid) not in listed:
                         self.router.unbind(session)
+                        if session.entry.available:  # its unavailable went to a reaper
+                            broadcast(self.m, presence("unavailable", str(session.jid), ""),
+                                      session.jid)
 
     # -- this node's stream ------------------------------------------------------------
 
