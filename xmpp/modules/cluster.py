@@ -137,6 +137,7 @@ class Cluster:
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
+        self.beaten = time.monotonic()  # when the last beat that went through was sent
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
 
     # -- local sessions -> registry and peers --------------------------------------
@@ -311,21 +312,25 @@ class Cluster:
         """Mirror every live peer's registry entries (on joining: updates sent
         before the peers knew of this node are in the registry, not the stream).
         With `prune`, also drop the mirrored sessions the registry no longer
-        has (after a partition: their unbinds went to a reaper, not here)."""
+        has (after a partition: their unbinds went to a reaper, not here), and
+        tell this node's clients they left; only those mirrored before the
+        registry was read, as the stream may bring newer ones meanwhile."""
+        before = [session for resources in list(self.router.sessions.values())
+                  for session in resources.values() if isinstance(session, RemoteSession)]
         listed: set[tuple[JID, str]] = set()
         for peer in self.peers:
             for jid, entry in self.node.sessions_of(peer):
                 self.mirror(jid, entry)
                 listed.add((jid, entry.sid))
-        if prune:
-            for resources in list(self.router.sessions.values()):
-                for session in list(resources.values()):
-                    if isinstance(session, RemoteSession) \
-                            and (session.jid, session.entry.sid) not in listed:
-                        self.router.unbind(session)
-                        if session.entry.available:  # its unavailable went to a reaper
-                            broadcast(self.m, presence("unavailable", str(session.jid), ""),
-                                      session.jid)
+        if not prune:
+            return
+        for session in before:
+            bound = self.router.resources(session.jid.bare).get(session.jid.resource or "")
+            if bound is session and (session.jid, session.entry.sid) not in listed:
+                self.router.unbind(session)
+                if session.entry.available:
+                    broadcast(self.m, presence("unavailable", str(session.jid), ""),
+                              session.jid)
 
     # -- this node's stream ------------------------------------------------------------
 
@@ -456,9 +461,14 @@ class Cluster:
 
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
-        if self.node.beat():
+        sent = time.monotonic()
+        # Redis says whether the key had expired; but a beat whose answer was
+        # lost (the link cut) may have renewed it since, so the time since the
+        # last beat known to have gone through counts too.
+        if self.node.beat() or sent - self.beaten >= self.node.timeout:
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
             self.lapsed = True
+        self.beaten = sent
         if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
             self.rejoin()
             self.lapsed = False
@@ -488,6 +498,8 @@ class Cluster:
                     broadcast(self.m, state.presence, session.jid)
         self.resync(prune=True)
         self.homes.verify()
+        # As on joining: what peers changed before they saw this node again.
+        self.m.add_timer(2 * self.node.timeout / 3 + 1, lambda: self.resync(prune=True))
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
@@ -537,6 +549,7 @@ class Cluster:
             events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
+        self.beaten = time.monotonic()
         self.node.join()
         self.watch()
         self.resync()
