@@ -66,7 +66,7 @@ CARBONS = ("xep_0030", "xep_0280")
 class Cluster:
     """Node processes of one cluster: one database, one Redis key prefix."""
 
-    def __init__(self, root: Path, redis_url: str, database_lines: str,
+    def __init__(self, root: Path, redis_url: str, database_lines: str, *,
                  node_timeout: int = NODE_TIMEOUT) -> None:
         self.root = root
         self.node_timeout = node_timeout
