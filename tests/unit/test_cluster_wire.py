@@ -44,7 +44,7 @@ def test_cluster_option_is_read_and_loads_the_module(tmp_path):
                                    'node = "n1", node_timeout = 3, prefix = "t:", '
                                    'queue_limit = 500 }')
     assert cluster_options(config) == ClusterOptions("redis://127.0.0.1:6379/0", "n1", 3.0, "t:",
-                                                     500)
+                                                     queue_limit=500)
     assert global_modules(config)[-1] == "cluster"
     assert not config.warnings  # a known option
     defaults = cluster_options(config_with(tmp_path, 'cluster = { redis = "redis://r", '
