@@ -171,9 +171,17 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
     return result[0]
 
 
-def _open_tag(attrs: Mapping[str, str]) -> bytes:
+def open_tag(attrs: Mapping[str, str]) -> bytes:
+    """The start of a response <body/> with `attrs`, unclosed: for `wrap_payload`."""
     extra = "".join(f" {key}='{escape_attr(value)}'" for key, value in attrs.items())
     return _OPEN + extra.encode()
+
+
+def wrap_payload(tag: bytes, payload: bytes) -> bytes:
+    """A response <body/> from its `open_tag` and `payload`."""
+    if not payload:
+        return tag + b"/>"
+    return b"".join((tag, b">", payload, b"</body>"))
 
 
 def response_body(payload: bytes, attrs: Mapping[str, str]) -> bytes:
@@ -182,9 +190,7 @@ def response_body(payload: bytes, attrs: Mapping[str, str]) -> bytes:
     The wrapper declares the `stream` prefix, so <stream:features/> and
     <stream:error/> can go in as the c2s session writes them.
     """
-    if not payload:
-        return _open_tag(attrs) + b"/>"
-    return b"".join((_open_tag(attrs), b">", payload, b"</body>"))
+    return wrap_payload(open_tag(attrs), payload)
 
 
 def terminate_body(condition: str | None = None, payload: bytes = b"",
