@@ -119,23 +119,9 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
     parser.ProcessingInstructionHandler = _refuse
     parser.CommentHandler = _refuse
     stack: list[Element] = []
-    text: list[str] = []
     result: list[Body] = []
 
-    def flush_text() -> None:
-        value = "".join(text)
-        text.clear()
-        if len(stack) < 2:
-            return  # whitespace (or stray text) between the wrapper's children
-        element = stack[-1]
-        if len(element):
-            element[-1].tail = (element[-1].tail or "") + value
-        else:
-            element.text = (element.text or "") + value
-
     def start(name: str, attrs: dict[str, str]) -> None:
-        if text:
-            flush_text()
         if not stack:
             if name != HTTPBIND + _SEP + "body":
                 raise BoshError("bad-request", "the root element is not a BOSH <body/>")
@@ -155,13 +141,22 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
         stack.append(element)
 
     def end(_name: str) -> None:
-        if text:
-            flush_text()
         stack.pop()
+
+    def characters(value: str) -> None:
+        # Text runs come whole (buffer_text), or in pieces when over the buffer.
+        if len(stack) < 2:
+            return  # whitespace (or stray text) between the wrapper's children
+        element = stack[-1]
+        if len(element):
+            last = element[-1]
+            last.tail = (last.tail or "") + value
+        else:
+            element.text = (element.text or "") + value
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
+    parser.CharacterDataHandler = characters
     try:
         parser.Parse(data, True)
     except expat.ExpatError as error:
