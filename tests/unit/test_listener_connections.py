@@ -11,8 +11,9 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.socket
+import greenlet
 
-from xmpp.listeners import SocketTransport, XmppListener, bind_socket
+from xmpp.listeners import READERS, SocketTransport, XmppListener, bind_socket
 
 WAIT = 5.0
 
@@ -38,7 +39,7 @@ class EchoSession:
 
 
 def greenlets() -> int:
-    return sum(isinstance(obj, gevent.Greenlet) and not obj.dead for obj in gc.get_objects())
+    return sum(isinstance(obj, greenlet.greenlet) and not obj.dead for obj in gc.get_objects())
 
 
 @contextmanager
@@ -71,12 +72,13 @@ def exchange(sock: gevent.socket.socket, data: bytes) -> bytes:
 def test_idle_connections_hold_no_greenlet_and_read_on():
     with listening() as (listener, sessions):
         before = greenlets()
-        clients = [client(listener) for _ in range(20)]
+        clients = [client(listener) for _ in range(40)]
         for sock in clients:
             assert exchange(sock, b"hello") == b"HELLO"
         gevent.sleep(0)  # the answered readers finish
-        assert greenlets() == before
-        assert len(listener.sessions) == 20
+        # At most the process's few idle readers, whatever the number of connections.
+        assert greenlets() - before <= READERS.keep < len(clients)
+        assert len(listener.sessions) == 40
         for sock in clients:  # each idle connection reads again
             assert exchange(sock, b"again") == b"AGAIN"
         clients[0].sendall(b"bye")  # closed by our side
@@ -84,7 +86,7 @@ def test_idle_connections_hold_no_greenlet_and_read_on():
         assert sessions[0].lost.wait(WAIT)
         clients[1].close()  # closed by the peer while idle
         assert sessions[1].lost.wait(WAIT)
-        assert len(listener.sessions) == 18
+        assert len(listener.sessions) == 38
         for sock in clients[2:]:
             sock.close()
 
