@@ -58,9 +58,13 @@ def build_server(config_path: str, worker: int | None = None) -> VireoServer:
     """The composition root, shared by `run`, the gunicorn deploy and tests."""
     # Here and not at import: the account commands run without gevent. First,
     # before the server's imports (ssl, psycopg) can see unpatched modules.
+    import gevent
     from gevent import monkey
 
     monkey.patch_all()
+    # Nothing reads a greenlet's spawning tree; recording it walks the spawner's stack
+    # on every spawn (each flush of a session's output fed by another greenlet).
+    gevent.config.track_greenlet_tree = False
     from xmpp.server import VireoServer
 
     return VireoServer(load_checked_config(config_path, worker))

@@ -144,7 +144,7 @@ c2s_require_encryption = false
 --max_archive_query_results = 50
 --dont_archive_namespaces = { "http://jabber.org/protocol/chatstates" }
 --mam_smart_enable = false -- true: archive only once a user's client has used MAM
---vireo_mam_queue_size = 10000 -- archive writes waiting for the database
+--vireo_mam_queue_size = 50000 -- archive writes waiting for the database
 
 
 ---------- Certificates ----------
@@ -236,7 +236,9 @@ c2s_require_encryption = false
 ---------- Several nodes (Vireo's own; see README.md) ----------
 -- Nodes sharing the sql database above and one Redis; each names itself.
 -- `app.py run --workers N` makes N such nodes on this machine ("<node>-<I>").
---cluster = { redis = "redis://127.0.0.1:6379/0", node = "node1", node_timeout = 10 }
+-- `address`: where the other nodes pass this one HTTP requests (BOSH) it holds.
+--cluster = { redis = "redis://127.0.0.1:6379/0", node = "node1", node_timeout = 10,
+--            address = "127.0.0.1" }
 
 
 ----------- Virtual hosts -----------
@@ -264,6 +266,7 @@ VirtualHost "localhost"
 --	http_file_share_allowed_file_types = { } -- e.g. { "image/*" }; empty: any
 --	http_file_share_safe_file_types = { "image/*", "video/*", "audio/*", "text/plain" }
 --	http_file_share_access = { } -- extra JIDs or hosts allowed to upload
+--	http_file_share_path = "/srv/vireo/uploads" -- a directory every cluster node shares
 
 --- An external component (default component port 5347):
 --Component "gateway.localhost"

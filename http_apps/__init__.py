@@ -25,11 +25,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -54,8 +56,34 @@ class _MovedPermanently(RequestRedirect):
     code = 301
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with one null session shared by every request: an app
+    without a secret key (all of ours) made a new one per request to refuse writes."""
+
+    _null = NullSession()
+
+    def make_null_session(self, app: flask.Flask) -> NullSession:
+        return self._null
+
+
 class HostApp(flask.Flask):
     """The Flask app of one host: Prosody's 301 to the slash-terminated path."""
+
+    session_interface = _SessionInterface()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # Flask asks inspect whether each view and hook is a coroutine function, on
+        # every request; functions don't change, so their answer is kept.
+        if type(func) is not types.FunctionType:
+            return super().ensure_sync(func)
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = self._sync[func] = super().ensure_sync(func)
+        return sync
 
     def raise_routing_exception(self, request: flask.Request) -> None:
         error = request.routing_exception
@@ -126,6 +154,8 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> Hos
     def limit_request_body() -> None:
         request = flask.request._get_current_object()  # one proxy lookup, not six
         environ = request.environ
+        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+            return  # the usual GET, told without parsing anything
         length = request.content_length
         if length is None and "HTTP_TRANSFER_ENCODING" not in environ:
             return  # no body at all (RFC 9112 6.3), as for most GETs

@@ -18,19 +18,21 @@ malformed header line) gets 400 (501 for the coding) and the connection closes.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
-from email.message import Message
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
 import gevent
 import gevent.ssl
 from gevent.pool import Pool
-from gevent.pywsgi import OldMessage, WSGIHandler, WSGIServer
+from gevent.pywsgi import Input, WSGIHandler, WSGIServer
 from gevent.socket import wait_write
 
 from http_apps import urls
@@ -62,6 +64,18 @@ MAX_CONNECTIONS = 10000
 COALESCE_SIZE = 64 * 1024
 
 
+#: The second and its Date value last formatted.
+_date: list[Any] = [-1, b""]
+
+
+def _http_date_now() -> bytes:
+    """The Date field's value (RFC 9110 5.6.7) of this second, formatted once per second."""
+    now = int(time.time())
+    if now != _date[0]:
+        _date[:] = now, email.utils.formatdate(now, usegmt=True).encode("latin-1")
+    return _date[1]
+
+
 class HeadTooLarge(ValueError):
     """The request line and headers exceed the server's limit."""
 
@@ -81,25 +95,76 @@ _DIGITS = re.compile(r"[0-9]+")
 _HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 
 
-def parse_fields(lines: Iterable[bytes]) -> OldMessage:
+class RequestFields:
+    """The header fields of a request head in arrival order, looked up by name without
+    regard to case: the part of email's Message that pywsgi and this module use (get,
+    get_all, deletion, `headers` lines), without its per-field policy work."""
+
+    __slots__ = ("_by_name", "_fields")
+    #: pywsgi refuses a head whose status is set; parse_fields raises instead.
+    status = ""
+
+    def __init__(self) -> None:
+        self._fields: list[tuple[str, str]] = []
+        self._by_name: dict[str, list[str]] = {}
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((name, value))
+        self._by_name.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The first value of field `name`, else `default`."""
+        values = self._by_name.get(name.lower())
+        return values[0] if values else default
+
+    __getitem__ = get
+    getheader = get
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        """Every value of field `name` in arrival order, else `default`."""
+        values = self._by_name.get(name.lower())
+        return list(values) if values else default
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._by_name
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        if self._by_name.pop(key, None) is not None:
+            self._fields = [(k, v) for k, v in self._fields if k.lower() != key]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    @property
+    def typeheader(self) -> str | None:
+        return self.get("content-type")
+
+    @property
+    def headers(self) -> Iterator[str]:
+        """The fields as header lines, as pywsgi's own message class gives them."""
+        return (f"{name}: {value}\r\n" for name, value in self._fields)
+
+
+def parse_fields(lines: Iterable[bytes]) -> RequestFields:
     """The header fields of a request head (its lines after the request line).
 
     Strict where a lenient parser would differ from a proxy in front: obs-fold
     continuation lines, whitespace before the colon and lines that are not fields
     are refused (RFC 9112 5), as are CR and NUL in values.
     """
-    fields = OldMessage()
+    fields = RequestFields()
     for line in lines:
         if line in (b"\r\n", b"\n", b""):
             break
         match = _FIELD_LINE.fullmatch(line.decode("latin-1"))
         if match is None:
             raise BadHead(f"malformed header line {line[:100]!r}")
-        fields[match.group(1)] = match.group(2).rstrip(" \t")
+        fields.add(match.group(1), match.group(2).rstrip(" \t"))
     return fields
 
 
-def check_framing(headers: Message) -> None:
+def check_framing(headers: RequestFields) -> None:
     """Refuse a head that a proxy in front could frame differently (request smuggling).
 
     pywsgi would take the first of several Content-Length fields, read "1_0" as
@@ -115,6 +180,20 @@ def check_framing(headers: Message) -> None:
             raise BadHead(f"transfer coding {', '.join(codings)!r}", 501)
     elif len(lengths) > 1 or (lengths and not _DIGITS.fullmatch(lengths[0].strip())):
         raise BadHead(f"Content-Length {', '.join(lengths)!r}")
+
+
+#: Field name -> its environ key ("" for fields the environ leaves out), as seen so far.
+_ENVIRON_KEYS: dict[str, str] = {}
+_ENVIRON_KEYS_KEPT = 1000
+
+
+def _environ_key(name: str) -> str:
+    """The environ key of a field (PEP 3333): none for names with "_", which could pass
+    for another field's; Content-Type and -Length have keys without HTTP_."""
+    if "_" in name:
+        return ""
+    key = name.replace("-", "_").upper()
+    return "" if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 class FileBody:
@@ -149,12 +228,16 @@ class VireoHandler(WSGIHandler):
 
     def handle(self) -> None:
         HTTP_CONNECTIONS[self.server.service] += 1
-        # One timer per connection, started again for each request head.
+        # One timer each per connection, started again for each request (a socket
+        # timeout would make a new one for every wait).
+        self._idle_deadline = gevent.Timeout(self.server.idle_timeout,
+                                             TimeoutError("connection idle"))
         self._head_deadline = gevent.Timeout(self.server.head_timeout,
                                              TimeoutError("request head too slow"))
         try:
             super().handle()
         finally:
+            self._idle_deadline.close()
             self._head_deadline.close()
             HTTP_CONNECTIONS[self.server.service] -= 1
 
@@ -166,30 +249,65 @@ class VireoHandler(WSGIHandler):
             result = super().handle_one_request()
         finally:
             self._head_deadline.cancel()
-        if result is True:
-            # A keep-alive client with its next request already waiting would otherwise
-            # be served again before any other connection gets a turn.
-            gevent.sleep(0)
         return result
 
     def _next_request_arrives(self) -> bool:
-        """Wait up to the idle timeout for the first byte of a request; False closes."""
-        self.socket.settimeout(self.server.idle_timeout)
+        """Wait up to the idle timeout for the first byte of a request; False closes.
+
+        A request that is here already waits one turn of the loop: a keep-alive client
+        sending its requests back to back would otherwise be served again and again
+        before any other connection gets a turn. Any other request is waited for, and
+        that yields anyway.
+        """
+        if self._early_data():
+            gevent.sleep(0)
+            return True
+        self.socket.settimeout(None)
+        self._idle_deadline.start()
         try:
             return bool(self.rfile.peek(1))
         except OSError:  # timed out, reset, or a TLS error
             return False
         finally:
+            self._idle_deadline.cancel()
             if self.socket is not None:
                 self.socket.settimeout(self.server.io_timeout)
 
     def read_request(self, raw_requestline: str) -> bool:
+        # pywsgi's, in one pass: it split the line twice, checked the version through a
+        # generator and read each framing field from the headers more than once.
         try:
-            words = raw_requestline.split()
-            if len(words) == 3 and not _HTTP_VERSION.fullmatch(words[2]):
-                # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
-                raise BadHead(f"HTTP version {words[2][:20]!r}")
-            return super().read_request(raw_requestline)
+            self.requestline = raw_requestline.rstrip()
+            words = self.requestline.split()
+            if len(words) == 3:
+                self.command, self.path, version = words
+                if not _HTTP_VERSION.fullmatch(version):
+                    # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
+                    raise BadHead(f"HTTP version {version[:20]!r}")
+                if version[5] >= "2" or version < "HTTP/0.9":
+                    raise BadHead(f"HTTP version {version!r}")
+            elif len(words) == 2 and words[0] == "GET":
+                self.command, self.path = words
+                version = "HTTP/0.9"
+            else:
+                raise BadHead(f"request line {raw_requestline[:100]!r}")
+            self.request_version = version
+            self.headers = fields = self.MessageClass(self.rfile, 0)
+            if fields.get("transfer-encoding", "").lower() == "chunked":
+                del fields["content-length"]  # check_framing refused a head with both
+            length = fields.get("content-length")
+            if length is not None:
+                length = int(length)  # digits only, as check_framing saw
+                if length and self.command == "HEAD":
+                    raise BadHead("a HEAD request with a body")
+            self.content_length = length
+            if version == "HTTP/1.1":
+                self.close_connection = fields.get("connection", "").lower() == "close"
+            elif version == "HTTP/1.0":
+                self.close_connection = fields.get("connection", "close").lower() != "keep-alive"
+            else:
+                self.close_connection = True
+            return True
         finally:
             # The head is in: the application runs without the head deadline.
             self._head_deadline.cancel()
@@ -210,6 +328,12 @@ class VireoHandler(WSGIHandler):
         check_framing(headers)
         return headers
 
+    def finalize_headers(self) -> None:
+        if self.provided_date is None:
+            self.response_headers.append((b"Date", _http_date_now()))
+            self.provided_date = True  # pywsgi would format the date again
+        super().finalize_headers()
+
     #: The response head while it waits to leave with the first piece of the body.
     _held_head: bytes | bytearray | None = None
 
@@ -224,17 +348,31 @@ class VireoHandler(WSGIHandler):
         finally:
             head, self._held_head = self._held_head, None
             if head:  # an empty body: no send came to carry the head
-                super()._sendall(head)
+                self._send(head)
 
     def _sendall(self, data) -> None:
         head = self._held_head
         if head is None:
-            return super()._sendall(data)
+            return self._send(data)
         if not head:
             self._held_head = data
             return None
         self._held_head = None
-        return super()._sendall(head + data)
+        return self._send(head + data)
+
+    def _send(self, data) -> None:
+        """pywsgi's _sendall, trying one send() first: gevent's sendall() asks the
+        kernel for the socket's buffer size first, a syscall per response."""
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as error:
+            self.status = f"socket error: {error}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
 
     def process_result(self) -> None:
         body = self.result
@@ -285,7 +423,46 @@ class VireoHandler(WSGIHandler):
         return ("400", raw_error(400, "The request could not be understood."))
 
     def get_environ(self) -> dict:
-        environ = super().get_environ()
+        # pywsgi's environ (PEP 3333), built from the parsed fields at once: its own
+        # formats each field as a line again and splits it back.
+        environ = self.server.get_environ()
+        environ["REQUEST_METHOD"] = self.command
+        environ["SCRIPT_NAME"] = ""
+        path, _, environ["QUERY_STRING"] = self.path.partition("?")
+        environ["PATH_INFO"] = unquote(path, encoding="latin-1")
+        environ["SERVER_PROTOCOL"] = self.request_version
+        fields = self.headers
+        content_type = fields.get("content-type")
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        length = fields.get("content-length")
+        if length:
+            environ["CONTENT_LENGTH"] = length
+        address = self.client_address
+        if isinstance(address, tuple):
+            environ["REMOTE_ADDR"] = str(address[0])
+            environ["REMOTE_PORT"] = str(address[1])
+        for name, value in fields.items():
+            key = _ENVIRON_KEYS.get(name)
+            if key is None:
+                key = _environ_key(name)
+                if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_KEPT:  # names are the client's choice
+                    _ENVIRON_KEYS[name] = key
+            if not key:
+                continue
+            value = value.strip()
+            if key in environ:  # a repeated field: one value, as pywsgi joins them
+                environ[key] += ("; " if "COOKIE" in key else ",") + value
+            else:
+                environ[key] = value
+        reads = not self._connection_upgrade_requested()
+        self.wsgi_input = Input(
+            self.rfile, self.content_length,
+            socket=self.socket if environ.get("HTTP_EXPECT") == "100-continue" else None,
+            chunked_input=environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked")
+        # pywsgi hands an upgrade request the raw stream (it has no body to frame).
+        environ["wsgi.input"] = self.wsgi_input if reads else self.rfile
+        environ["wsgi.input_terminated"] = reads
         # For routes that take the connection over after a 101 (http_apps.upgrade).
         environ[SOCKET] = self.socket
         environ[EARLY_DATA] = self._early_data

@@ -7,6 +7,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +36,10 @@ _SCRAM_QUERIES = {
     for hash_name in SCRAM_HASHES.values()
 }
 _LACKING_SHA256 = (Account.host == bindparam("host"), Account.sha256_stored_key.is_(None))
+
+
+def _call(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    return function(*args)
 
 
 class _VerifiedPasswords:
@@ -89,15 +95,21 @@ class AccountStore:
     can have (not a valid localpart) finds nothing.
     """
 
-    def __init__(self, db: Database, iterations: int = DEFAULT_ITERATIONS) -> None:
+    def __init__(self, db: Database, iterations: int = DEFAULT_ITERATIONS,
+                 run_blocking: Callable[..., Any] | None = None) -> None:
+        """`run_blocking(function, args)` runs the PBKDF2 of a password (a few ms
+        of CPU, more with a large iteration count) off the calling thread: the
+        server passes its hub's thread pool, so logins and registrations never
+        stall the sessions it serves (hashlib releases the GIL meanwhile)."""
         self._db = db
         self._iterations = iterations
+        self._run = run_blocking or _call
         self._verified = _VerifiedPasswords(PASSWORD_CACHE_SIZE)
         # host -> (valid until, mechanisms): see scram_mechanisms.
         self._scram_policy: dict[str, tuple[float, frozenset[str]]] = {}
 
     def _material(self, password: str) -> dict[str, bytes | int]:
-        return scram_material(password, self._iterations)
+        return self._run(scram_material, (password, self._iterations))
 
     @staticmethod
     def _get(session: Session, host: str, username: str | None) -> Account | None:
@@ -109,11 +121,11 @@ class AccountStore:
     def create(self, host: str, username: str, password: str) -> None:
         """Add an account; raise AccountExists if taken, InvalidJID for a bad username."""
         user = prep_username(username)
-        material = self._material(password)
         try:
             with self._db.session() as session:
                 if self._get(session, host, user) is not None:
-                    raise AccountExists(f"{user}@{host}")
+                    raise AccountExists(f"{user}@{host}")  # before hashing: a taken name is cheap
+                material = self._material(password)
                 session.add(Account(host=host, username=user, **material))
         except IntegrityError as exc:  # created concurrently by another process
             raise AccountExists(f"{user}@{host}") from exc
@@ -198,16 +210,16 @@ class AccountStore:
         account = (host, prep_username(username))
         if self._verified.matches(account, password, creds.stored_key):
             return True
-        if not password_matches(password, "sha256", creds):
+        if not self._run(password_matches, (password, "sha256", creds)):
             return False
         self._verified.remember(account, password, creds.stored_key)
         return True
 
     def _check_and_upgrade(self, host: str, username: str, password: str) -> bool:
         sha1 = self.scram_credentials(host, username, "SCRAM-SHA-1")
-        if sha1 is None or not password_matches(password, "sha1", sha1):
+        if sha1 is None or not self._run(password_matches, (password, "sha1", sha1)):
             return False
-        sha256 = derive(password, "sha256", sha1.salt, sha1.iterations)
+        sha256 = self._run(derive, (password, "sha256", sha1.salt, sha1.iterations))
         self.add_sha256(host, username, sha256, sha1.stored_key)
         self._verified.remember((host, prep_username(username)), password, sha256.stored_key)
         return True

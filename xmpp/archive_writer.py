@@ -85,7 +85,11 @@ class ArchiveWriter:
         messages are not archived."""
         self._stopped = True
         if self._worker is not None:
-            self._worker.kill()
+            # Not in the middle of a batch: killed while it waited for the
+            # database, the worker would leave rows committed but still queued,
+            # and the final flush would write them again and fail on their keys.
+            with self._writing:
+                self._worker.kill()
             self._worker = None
         try:
             self.flush()

@@ -100,6 +100,7 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "http_file_share_global_quota", "http_file_share_allowed_file_types",
     "http_file_share_safe_file_types", "http_file_share_expires_after",
     "http_file_share_access", "http_file_share_base_url", "http_file_share_secret",
+    "http_file_share_path",
     # PROXY protocol (mod_net_proxy)
     "proxy_ports", "proxy_interfaces", "proxy_port_mappings", "proxy_trusted_proxies",
     # Statistics and metrics

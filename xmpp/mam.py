@@ -18,6 +18,7 @@ from xmpp import namespaces as ns
 from xmpp.dataforms import Field
 from xmpp.errors import StanzaError
 from xmpp.jid import InvalidJID, parse_jid
+from xmpp.stanza import namespace_of
 
 NS = "urn:xmpp:mam:2"
 NS_EXTENDED = "urn:xmpp:mam:2#extended"
@@ -86,7 +87,7 @@ def for_storage(stanza: Element, dont_archive: frozenset[str]) -> Element | None
     (chat states by default); None when nothing would be left."""
     if not dont_archive:
         return stanza
-    kept = [child for child in stanza if _namespace(child.tag) not in dont_archive]
+    kept = [child for child in stanza if namespace_of(child.tag) not in dont_archive]
     if not kept:
         return None
     if len(kept) == len(stanza):
@@ -118,10 +119,6 @@ def _same_jid(text: str, bare: str) -> bool:
         return str(parse_jid(text)) == bare
     except InvalidJID:
         return False
-
-
-def _namespace(tag: str) -> str:
-    return tag[1:tag.index("}")] if tag[:1] == "{" else ""
 
 
 # -- queries ---------------------------------------------------------------------------
@@ -198,17 +195,20 @@ def run_query(store: Any, user: str | None, query: ArchiveQuery, *,
               include_total: bool) -> tuple[list[Any], Element]:
     """One page of an archive (ArchiveStore) for `query`: its records in the
     order to send them, and the <fin/> that ends the answer. Shared by the
-    archives of users (mod_mam) and of rooms (mod_muc_mam)."""
-    try:
-        records = store.find(user, **query.filters(), limit=query.limit + 1,
-                             reverse=query.reverse) if query.limit else []
-    except KeyError:
-        raise StanzaError("item-not-found", "No such archive item") from None
+    archives of users (mod_mam) and of rooms (mod_muc_mam). The archived
+    stanzas are only forwarded (result_message), so they come unparsed."""
+    with store.reading() as connection:
+        try:
+            records = store.find(user, **query.filters(), limit=query.limit + 1,
+                                 reverse=query.reverse, as_sent=True,
+                                 connection=connection) if query.limit else []
+        except KeyError:
+            raise StanzaError("item-not-found", "No such archive item") from None
+        total = None
+        if include_total or query.limit == 0:
+            total = store.count(user, connection, **query.filters(paged=False))
     more = len(records) > query.limit
     records = records[:query.limit]
-    total = None
-    if include_total or query.limit == 0:
-        total = store.count(user, **query.filters(paged=False))
     chronological = records[::-1] if query.reverse else records
     first = chronological[0].key if chronological else None
     last = chronological[-1].key if chronological else None

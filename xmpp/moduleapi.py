@@ -110,6 +110,8 @@ class ModuleServices:
     shared: dict[str, Any] = field(default_factory=dict)
     # Which modules' per-session state other cluster nodes see (share_session_data).
     shared_session_data: SharedSessionData = field(default_factory=SharedSessionData)
+    # Hosts whose entities live on one node of a cluster (keep_entities_on_one_node).
+    one_node_hosts: set[str] = field(default_factory=set)
     # Service objects other parts of the core hand to modules ("c2s": C2SServices).
     extra: dict[str, Any] = field(default_factory=dict)
     load_module: Callable[[LocalHost, str, ModuleServices], None] | None = None
@@ -254,6 +256,30 @@ class ModuleContext:
         """This module's shared state on `session` changed: `session-data-changed`
         lets a cluster announce it (nothing listens on a lone node)."""
         self.fire("session-data-changed", session=session, module=self.name)
+
+    def keep_entities_on_one_node(self) -> None:
+        """Declare that the entities of this (component) host, its addresses with
+        a local part (MUC rooms and their occupants), have live state in the
+        process: in a cluster each lives on one node at a time, and stanzas for
+        it are passed to that node (mod_cluster). The host then hears
+        `entity-claimed` (`jid`: this node took the entity over, what it cached of
+        it before is stale) and `entity-released` (another node holds it now);
+        the module fires `entity-ended` (`jid`) when one no longer exists here
+        (a temporary room emptied), so the cluster frees its claim. Alone, a
+        node holds them all and nobody listens."""
+        self._services.one_node_hosts.add(self.host.name)
+
+    @property
+    def one_node_hosts(self) -> frozenset[str]:
+        """The hosts declared by `keep_entities_on_one_node`."""
+        return frozenset(self._services.one_node_hosts)
+
+    def cached_data_changed(self, key: str) -> None:
+        """Stored data this module caches under `key` was written (an account's
+        pubsub nodes): `cached-data-changed` (`host`, `module`, `key`) lets a
+        cluster tell the other nodes, which fire `cached-data-stale` (`module`,
+        `key`) on this host for their copies (nothing listens on a lone node)."""
+        self.fire("cached-data-changed", host=self.host.name, module=self.name, key=key)
 
     # -- time ---------------------------------------------------------------------
 

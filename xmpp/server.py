@@ -44,7 +44,7 @@ class VireoServer:
         self.config = config
         self.now = clock
         self.db = Database(database_url(config))
-        self.accounts = AccountStore(self.db)
+        self.accounts = AccountStore(self.db, run_blocking=gevent.get_hub().threadpool.apply)
         self.rosters = RosterStore(self.db)
         self.offline = OfflineStore(self.db)
         self.uploads = UploadStore(self.db)
@@ -67,6 +67,10 @@ class VireoServer:
         self.core.services.extra["shutdown"] = self.request_shutdown
         # Every live session (the web admin's listing), as the admin socket sees them.
         self.core.services.extra["sessions"] = lambda: list(live_sessions(self))
+        # Every HTTP app as one WSGI callable (None when nothing serves HTTP), for a
+        # module opening a listener of its own (a cluster node's for passed-on requests).
+        self.core.services.extra["wsgi_app"] = \
+            lambda: self.wsgi_app if self.serves_http() else None
         watch_server(sessions=lambda: (row["kind"] for row in describe_sessions(self)),
                      connections=lambda: ((listener.service, len(listener.sessions))
                                           for listener in self.listeners))

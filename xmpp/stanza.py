@@ -45,6 +45,11 @@ def _split(tag: str) -> tuple[str, str]:
     return split
 
 
+def namespace_of(tag: str) -> str:
+    """`namespace(tag)`, from the bounded cache the serialiser keeps (for hot paths)."""
+    return _split(tag)[0]
+
+
 def escape_text(text: str) -> str:
     """Character data escaped for element content."""
     if "&" in text:
@@ -95,9 +100,52 @@ class SharedElement(Element):
         return wire
 
 
+class SerializedElement(Element):
+    """A `jabber:client` element known by its serialisation (as `serialize`
+    wrote it to storage), sent back unchanged, e.g. an archived message inside
+    a MAM result: written as that text, never parsed. It has no attributes or
+    children to read or change: only its tag."""
+
+    def __init__(self, local_name: str, wire: str, *, declared: bool) -> None:
+        super().__init__(f"{{{ns.CLIENT}}}{local_name}")
+        self.wire = wire
+        # Where a namespace declaration goes when the text has none.
+        self._name_end = 0 if declared else len(local_name) + 1
+
+    def wire_form(self, scope: str) -> str:
+        cut = self._name_end
+        if scope == ns.CLIENT or not cut:
+            return self.wire
+        # In another scope (inside <forwarded/>) the root declares its namespace.
+        return f"{self.wire[:cut]} xmlns='{ns.CLIENT}'{self.wire[cut:]}"
+
+
+_CLIENT_DECLARATION = f" xmlns='{ns.CLIENT}'"
+
+
+def serialized_element(wire: str) -> SerializedElement | None:
+    """`wire` as a SerializedElement, or None unless its root is a plain
+    `<name ...>` in the client namespace (undeclared, or declared as such)."""
+    end = 1
+    while end < len(wire) and wire[end] not in " />":
+        end += 1
+    root_end = wire.find(">")
+    if wire[:1] != "<" or end == 1 or root_end < 0:
+        return None
+    root_attributes = wire[end:root_end]
+    declared = _CLIENT_DECLARATION in root_attributes
+    if root_attributes.count(" xmlns=") != declared:
+        return None  # another default namespace, or one we cannot tell
+    return SerializedElement(wire[1:end], wire, declared=declared)
+
+
 def _write(element: Element, scope: str, prefixes: Mapping[str, str], out: list[str]) -> None:
-    if type(element) is SharedElement:
+    kind = type(element)
+    if kind is SharedElement:
         out.append(element.wire_form(scope, prefixes))
+        return
+    if kind is SerializedElement:
+        out.append(element.wire_form(scope))
         return
     uri, name = _split(element.tag)
     if uri and uri != scope:

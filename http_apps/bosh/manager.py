@@ -6,6 +6,10 @@ greenlet blocked on a gevent AsyncResult, woken when output is queued for the
 session, when its `wait` runs out or when the session ends: no thread, no
 polling. One sweeper greenlet, alive while sessions exist, ends sessions with
 no request open for `bosh_max_inactivity` seconds, as if terminated.
+
+In a cluster each session is claimed by the node that holds it (xmpp.ownership);
+a request for a sid held by another node comes back as `Elsewhere`, for the
+HTTP layer to pass on to that node.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 from gevent.event import AsyncResult
@@ -39,6 +43,34 @@ log = logging.getLogger(__name__)
 #: rid values are positive integers below 2**53 (XEP-0124 section 14.1).
 MAX_RID = 2**53 - 1
 _DIGITS = re.compile(r"[0-9]{1,16}")
+
+
+class Claims(Protocol):
+    """Where sessions are held (xmpp.ownership.Ownership, of kind "bosh")."""
+
+    def claim(self, name: str) -> str | None: ...
+    def release(self, name: str) -> None: ...
+    def locate(self, name: str) -> str | None: ...
+
+
+class LoneClaims:
+    """One process: every session is here."""
+
+    def claim(self, name: str) -> str | None:
+        return None
+
+    def release(self, name: str) -> None:
+        return None
+
+    def locate(self, name: str) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """A request for a session another node holds, at base URL `url`."""
+
+    url: str
 
 
 @dataclass(frozen=True)
@@ -102,9 +134,10 @@ class BoshManager:
     """Every BOSH session of one server, whichever host and HTTP app its requests arrive on."""
 
     def __init__(self, c2s: C2SServices, options: BoshOptions,
-                 serves: Callable[[str], bool]) -> None:
+                 serves: Callable[[str], bool], claims: Claims | None = None) -> None:
         """`serves(domain)` says whether BOSH sessions may be opened to that host."""
         self.c2s = c2s
+        self.claims = claims or LoneClaims()
         self.options = options
         self.serves = serves
         self.now = c2s.clock
@@ -113,8 +146,10 @@ class BoshManager:
 
     # -- requests ------------------------------------------------------------------
 
-    def handle(self, data: bytes, *, secure: bool, peer: str) -> bytes | Parked:
-        """Take one request body; its response, or a Parked request to wait on."""
+    def handle(self, data: bytes, *, secure: bool, peer: str,
+               forwarded: bool = False) -> bytes | Parked | Elsewhere:
+        """Take one request body; its response, a Parked request to wait on, or
+        where to pass it on (unless another node `forwarded` it here already)."""
         try:
             body = parse_body(data)
             sid = body.get("sid")
@@ -122,6 +157,9 @@ class BoshManager:
                 return self._create(body, secure, peer)
             stream = self.streams.get(sid)
             if stream is None:
+                url = None if forwarded else self.claims.locate(sid)
+                if url is not None:
+                    return Elsewhere(url)
                 raise BoshError("item-not-found", "unknown sid")
             rid = _number(body.get("rid"), "rid", minimum=1, maximum=MAX_RID)
             try:
@@ -157,6 +195,7 @@ class BoshManager:
         transport = BoshTransport(stream, (peer, 0), secure or options.consider_secure)
         stream.c2s = BoshC2SSession(self.c2s, transport)
         self.streams[sid] = stream
+        self.claims.claim(sid)
         self._start_sweeper()
         log.info("New BOSH session %s to %s from %s (%s)", sid, to, peer,
                  "secure" if transport.secure else "insecure")
@@ -246,6 +285,7 @@ class BoshManager:
         self.wake(stream, stream.state.terminate(self.now(), condition))
         if self.streams.get(stream.state.sid) is stream:
             del self.streams[stream.state.sid]
+            self.claims.release(stream.state.sid)
 
     def _start_sweeper(self) -> None:
         if self.sweeper is None or self.sweeper.dead:

@@ -8,18 +8,27 @@ frequent, and Flask's request machinery cost more than the rest of it.
 A held request parks its greenlet until the manager answers it: not inside the
 handler, but when the WSGI server iterates the response body, after the
 middlewares have returned, so the parked greenlet keeps only a shallow stack.
+A request for a session another cluster node holds is passed on to that node
+(http_apps.forward) and its answer given back.
 """
 
 from __future__ import annotations
 
+import http.client
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from http_apps.bosh.manager import BoshManager, Parked
+from http_apps.bosh.body import BoshError, bosh_error_body
+from http_apps.bosh.manager import BoshManager, Elsewhere, Parked
+from http_apps.forward import pass_on, was_forwarded
 from http_apps.limits import read_body
 from http_apps.plain import WsgiApp
 
+log = logging.getLogger(__name__)
+
 CONTENT_TYPE = "text/xml; charset=utf-8"
+PASS_ON_MARGIN = 30  # seconds a passed-on request may take beyond the longest wait
 #: URL schemes werkzeug's `Request.is_secure` counts as secure.
 SECURE_SCHEMES = frozenset({"https", "wss"})
 
@@ -41,15 +50,32 @@ def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
         return [page]
 
     def post(environ: dict, start_response: Any) -> Iterable[bytes]:
-        result = manager.handle(read_body(environ),
-                                secure=environ.get("wsgi.url_scheme") in SECURE_SCHEMES,
-                                peer=environ.get("REMOTE_ADDR") or "")
+        data = read_body(environ)
+        result = manager.handle(data, secure=environ.get("wsgi.url_scheme") in SECURE_SCHEMES,
+                                peer=environ.get("REMOTE_ADDR") or "",
+                                forwarded=was_forwarded(environ))
+        if isinstance(result, Elsewhere):
+            result = held_elsewhere(result, environ, data)
         if isinstance(result, Parked):
             start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
             return HeldBody(manager, result)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE),
                                   ("Content-Length", str(len(result)))])
         return [result]
+
+    def held_elsewhere(elsewhere: Elsewhere, environ: dict, data: bytes) -> bytes:
+        """The answer of the node holding the session; if that node cannot be
+        reached, the session is over for the client."""
+        try:
+            status, _type, answer = pass_on(elsewhere.url, environ, data,
+                                            manager.options.max_wait + PASS_ON_MARGIN)
+        except (OSError, http.client.HTTPException) as error:
+            log.warning("BOSH request not passed on to %s: %s", elsewhere.url, error)
+            return bosh_error_body(BoshError("remote-connection-failed", "node gone"))
+        if status != 200:
+            log.warning("BOSH request passed on to %s answered %d", elsewhere.url, status)
+            return bosh_error_body(BoshError("remote-connection-failed", f"HTTP {status}"))
+        return answer
 
     return {"GET": get, "POST": post}
 

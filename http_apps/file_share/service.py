@@ -5,14 +5,16 @@ slot (checked and charged in one locked transaction, see storage.uploads),
 where files live, and pruning expired ones. Shared by the XMPP module (slot
 requests, the expiry job) and the HTTP routes (uploads and downloads).
 
-Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`;
-an upload in progress goes to a temporary `<slot>.bin~XXXX` beside it. A PUT is
-answered 201 only once the file is in place and its row marked complete, so
-after a crash `recover` can undo every upload that did not get there.
+Files live where Prosody keeps them, `<data_path>/<host, %-encoded>/http_file_share/<slot>.bin`
+(`store_directory`), or in `http_file_share_path`; an upload in progress goes to
+a temporary `<slot>.bin~XXXX` beside it. A PUT is answered 201 only once the
+file is in place and its row marked complete, so after a crash `recover` can
+undo every upload that did not get there.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
 import secrets
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 from http_apps.file_share import tokens
@@ -34,6 +37,31 @@ PRUNE_BATCH = 100
 SLOT_BYTES = 12  # 16 URL-safe characters, as long as Prosody's slot ids
 
 _NOT_WORD = re.compile(r"[^A-Za-z0-9]")
+
+
+def hold_while_writing(file: BinaryIO) -> None:
+    """Mark an upload's file as being written, until it is closed: a node that
+    starts on a shared `http_file_share_path` recovers after its own crash,
+    not over the uploads other nodes are writing (an flock(2) lock; one on
+    NFS is taken as an fcntl lock by Linux)."""
+    fcntl.flock(file, fcntl.LOCK_EX)
+
+
+def being_written(path: Path) -> bool:
+    """Whether a live process holds `path`'s lock (`hold_while_writing`)."""
+    try:
+        with path.open("rb") as file:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # gone already, or unreadable: deleting it will say
+    return False
+
+
+def store_directory(data_dir: Path, host: str) -> Path:
+    """Where a host's files are kept without `http_file_share_path`."""
+    return data_dir / encode_host(host) / MODULE_NAME
 
 
 def encode_host(host: str) -> str:
@@ -65,13 +93,13 @@ class FileShare:
     """
 
     def __init__(self, *, host: str, policy: Policy, secret: str, store: UploadStore,
-                 data_dir: Path, base_url: Callable[[], str], external: bool,
+                 directory: Path, base_url: Callable[[], str], external: bool,
                  clock: Callable[[], float], throttle: FailureThrottle) -> None:
         self.host = host
         self.policy = policy
         self.secret = secret
         self.store = store
-        self.directory = data_dir / encode_host(host) / MODULE_NAME
+        self.directory = directory
         self.base_url = base_url
         self.external = external
         self.now = clock
@@ -141,7 +169,8 @@ class FileShare:
         Run before the HTTP ports open. Partial files (`<slot>.bin~*`) go, and
         so does the whole file of a slot whose row was never marked complete:
         the process died between moving the file into place and recording it,
-        so its PUT got no 201, and the client may PUT again.
+        so its PUT got no 201, and the client may PUT again. A file whose
+        writer still holds its lock (`hold_while_writing`) is left alone.
         """
         if self.external or not self.directory.is_dir():
             return 0
@@ -150,6 +179,8 @@ class FileShare:
                       if record.path and (path := Path(record.path)).exists()]
         removed = 0
         for path in leftovers:
+            if being_written(path):
+                continue  # another node's upload, on a directory they share
             try:
                 path.unlink(missing_ok=True)
                 removed += 1

@@ -37,7 +37,7 @@ from werkzeug.http import http_date, parse_date
 from http_apps.file_share import tokens
 from http_apps.file_share.policy import served_content_type
 from http_apps.file_share.ranges import RangeNotSatisfiable, parse_range, unsatisfied_range
-from http_apps.file_share.service import FileShare, to_datetime
+from http_apps.file_share.service import FileShare, hold_while_writing, to_datetime
 from xmpp.auth_throttle import wait_text, whole_seconds
 
 log = logging.getLogger(__name__)
@@ -139,20 +139,23 @@ def receive(share: FileShare, slot: str, filesize: int, stream: BinaryIO,
     share.directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=share.directory, prefix=f"{slot}.bin~")
     try:
+        # Open, and locked, until the upload is recorded (see FileShare.recover).
         with open(fd, "wb") as out:
+            hold_while_writing(out)
             received = copy_body(stream, out, content_length, limit=filesize)
-        if received != filesize:
-            log.debug("%s: upload to %s was %d bytes, not %d", share.host, slot, received,
-                      filesize)
-            return refuse(413, "File size does not match the slot")
-        try:
-            # A link, not a rename: a concurrent upload that finished first keeps its file.
-            os.link(temporary, share.path_for(slot))
-        except FileExistsError:
-            return refuse(409, "Upload already completed")
-        if not share.store.complete(share.host, slot, to_datetime(share.now())):
-            share.path_for(slot).unlink(missing_ok=True)
-            return refuse(409, "Upload already completed or slot gone")
+            if received != filesize:
+                log.debug("%s: upload to %s was %d bytes, not %d", share.host, slot,
+                          received, filesize)
+                return refuse(413, "File size does not match the slot")
+            out.flush()
+            try:
+                # A link, not a rename: a concurrent upload that finished first keeps its file.
+                os.link(temporary, share.path_for(slot))
+            except FileExistsError:
+                return refuse(409, "Upload already completed")
+            if not share.store.complete(share.host, slot, to_datetime(share.now())):
+                share.path_for(slot).unlink(missing_ok=True)
+                return refuse(409, "Upload already completed or slot gone")
     except ClientGone as error:
         log.debug("%s: upload to %s aborted: %s", share.host, slot, error)
         return refuse(400, "Incomplete upload")

@@ -143,12 +143,10 @@ def explain(engine, statements: list[tuple[str, object]]) -> None:
 
 
 def page_cost(store, user: str, query: mam.ArchiveQuery) -> tuple[float, float]:
-    """One page as mod_mam makes it (find limit+1, count, result stanzas):
+    """One page as mod_mam makes it (run_query: find limit+1 and count; result stanzas):
     wall-clock and this process's CPU milliseconds."""
     started, cpu = time.perf_counter(), time.process_time()
-    records = store.find(user, **query.filters(), limit=query.limit + 1,
-                         reverse=query.reverse)[:query.limit]
-    store.count(user, **query.filters(paged=False))
+    records, _done = mam.run_query(store, user, query, include_total=True)
     for record in records:
         serialize(mam.result_message(f"{user}@{HOST}/r", "q", record.key, record.when,
                                      record.value))

@@ -1,7 +1,8 @@
 """Several Vireo nodes as one server (issue 21): three node processes on loopback
 share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
 see presence, get carbons, roster pushes and PEP notifications from other
-nodes, and a node killed with SIGKILL loses no accepted message."""
+nodes, share MUC rooms and fresh PEP items, and a node killed with SIGKILL loses
+no accepted message and leaves its persistent rooms to the others."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -22,6 +24,14 @@ import redis
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
 from tests.integration.clients import TIMEOUT, close, login, run
+from tests.integration.muc_fixtures import (
+    MUC_HOST,
+    instant_room,
+    join,
+    muc_login,
+    next_matching,
+    status_codes,
+)
 from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import (
     ROOT,
@@ -44,10 +54,11 @@ NODE_TIMEOUT = 3  # seconds without a heartbeat before the others reap a node
 WORKER_PAIRS = [(f"w{n}a", f"w{n}b") for n in range(6)]
 USERS = {name: f"pw-{name}" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "jack",
-    "kate", "leo", "mia", "nick", "olga", "pam", "pat",
+    "kate", "leo", "mia", "nick", "olga", "pam", "pat", "quinn", "rosa", "sven", "tina",
+    "uma", "vic", "rita",
     *(user for pair in WORKER_PAIRS for user in pair))}
 MUTUAL = [("alice", "bob"), ("erin", "frank"), ("gina", "hank"), ("ivy", "jack"),
-          ("kate", "leo"), ("mia", "nick"), ("pam", "pat"),
+          ("kate", "leo"), ("mia", "nick"), ("pam", "pat"), ("uma", "vic"),
           *WORKER_PAIRS]
 BURST = 2000
 CARBONS = ("xep_0030", "xep_0280")
@@ -56,19 +67,34 @@ CARBONS = ("xep_0030", "xep_0280")
 class Cluster:
     """Node processes of one cluster: one database, one Redis key prefix."""
 
-    def __init__(self, root: Path, redis_url: str, database_lines: str) -> None:
+    def __init__(self, root: Path, redis_url: str, database_lines: str, *,
+                 modules: tuple[str, ...] = ("http_openmetrics", "carbons", "pep"),
+                 extra: str = "", host_extra: str = f'Component "{MUC_HOST}" "muc"\n',
+                 node_timeout: int = NODE_TIMEOUT, **server_options: Any) -> None:
         self.root = root
+        self.node_timeout = node_timeout
         self.redis_url = redis_url
         self.database_lines = database_lines
+        self.modules = modules
+        self.extra = extra  # more global options, and a VirtualHost's or sections after it
+        self.host_extra = host_extra
+        self.server_options = server_options  # more make_server arguments (domain, s2s ...)
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
+    def option(self, name: str, redis_url: str | None = None, *more: str) -> str:
+        """The `cluster` option line of node `name` (reaching Redis at `redis_url`,
+        by default the cluster's), with `more` fields."""
+        fields = ", ".join((f'redis = "{redis_url or self.redis_url}"', f'node = "{name}"',
+                            f"node_timeout = {self.node_timeout}", f'prefix = "{self.prefix}"',
+                            *more))
+        return f"cluster = {{ {fields} }}\n"
+
     def configure(self, name: str) -> ServerProcess:
-        option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
-                  f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS, http=True,
-                           modules=("http_openmetrics", "carbons", "pep"))
+                           extra=self.option(name) + STATISTICS + self.extra, http=True,
+                           modules=self.modules, host_extra=self.host_extra,
+                           **self.server_options)
         node.users.update(USERS)
         self.nodes[name] = node
         return node
@@ -87,13 +113,15 @@ class Cluster:
         wait_for_port(node.c2s_port, node.process)
         return node
 
-    def wait_joined(self) -> None:
-        """Until every node counts each other one as a peer: a node learns of a
-        new one at its next watch, and what it announces before that reaches
-        the new node only by a resync seconds later."""
+    def wait_joined(self, *names: str) -> None:
+        """Until each of the nodes `names` (by default all) counts each other one
+        as a peer: a node learns of a new one at its next watch, and what it
+        announces before that reaches the new node only by a resync seconds later."""
         deadline = time.monotonic() + 3 * NODE_TIMEOUT + 10
-        for name, node in self.nodes.items():
-            peers = "Cluster peers: " + ", ".join(sorted(set(self.nodes) - {name}))
+        live = set(names or self.nodes)
+        for name in sorted(live):
+            node = self.nodes[name]
+            peers = "Cluster peers: " + ", ".join(sorted(live - {name}))
             while peers not in node.log_path.read_text():
                 assert time.monotonic() < deadline, f"node {name} never saw its peers"
                 time.sleep(0.1)
@@ -353,6 +381,73 @@ def test_pep_notifications_reach_a_contact_on_another_node(cluster):
     run(scenario())
 
 
+def groupchat(body: str):
+    return lambda m: m["type"] == "groupchat" and m["body"] == body
+
+
+def occupant_presence(room: str, nick: str, kind: str = "available"):
+    return lambda p: str(p["from"]) == f"{room}@{MUC_HOST}/{nick}" and \
+        (p["type"] == "unavailable") == (kind == "unavailable")
+
+
+def test_occupants_joined_through_three_nodes_share_one_room(cluster):
+    n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
+
+    async def scenario():
+        quinn = await muc_login(n1, "quinn")
+        rosa = await muc_login(n2, "rosa")
+        sven = await muc_login(n3, "sven")
+        await instant_room(quinn, "across", "Quinn")
+        _self, _subject, occupants, _history = await join(rosa, "across", "Rosa")
+        assert sorted(p["from"].resource for p in occupants) == ["Quinn", "Rosa"]
+        _self, _subject, occupants, _history = await join(sven, "across", "Sven")
+        assert sorted(p["from"].resource for p in occupants) == ["Quinn", "Rosa", "Sven"]
+        for client in (quinn, rosa):
+            await next_matching(client.all_presences, occupant_presence("across", "Sven"))
+        for sender, others in ((rosa, (quinn, sven)), (sven, (quinn, rosa)),
+                               (quinn, (rosa, sven))):
+            body = f"from {sender.boundjid.user}"
+            sender.send_message(mto=f"across@{MUC_HOST}", mbody=body, mtype="groupchat")
+            for client in (sender, *others):  # the sender gets its echo too
+                await next_matching(client.all_messages, groupchat(body))
+        await close(rosa)
+        for client in (quinn, sven):
+            await next_matching(client.all_presences,
+                                occupant_presence("across", "Rosa", "unavailable"))
+        await close(quinn, sven)
+
+    run(scenario())
+
+
+def test_pep_items_read_through_another_node_are_fresh(cluster):
+    """n3 answers a read of Rita's items from what it cached; a publish through
+    n1 must make it read them again."""
+    n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+
+    def texts(iq) -> list[str]:
+        return [mood.text for mood in iq.xml.iter("{urn:example}mood")]
+
+    async def scenario():
+        writer = await login(n1, "rita", resource="writer", plugins=PEP_PLUGINS)
+        await writer["xep_0060"].publish(None, MOOD, id="current",
+                                         payload=payload("{urn:example}mood", "first"))
+        reader, events = await interested_login(n3, "rita", MOOD, resource="reader")
+        owner = n1.jid("rita")
+        assert texts(await reader["xep_0060"].get_items(owner, MOOD)) == ["first"]
+        reader.send_presence(pstatus="reading")
+        await writer.next_presence(lambda p: from_(str(reader.boundjid))(p)
+                                   and p["status"] == "reading")
+        await writer["xep_0060"].publish(None, MOOD, id="current",
+                                         payload=payload("{urn:example}mood", "second"))
+        # The notification travels behind n1's word that n3's copy is stale.
+        while published_text(await asyncio.wait_for(events.get(), TIMEOUT)) != "second":
+            pass
+        assert texts(await reader["xep_0060"].get_items(owner, MOOD)) == ["second"]
+        await close(writer, reader)
+
+    run(scenario())
+
+
 def test_a_killed_node_loses_no_accepted_message(cluster):
     n1 = cluster.nodes["n1"]
     victim = cluster.start_node("n4")
@@ -497,3 +592,79 @@ def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
         cluster.stop()
         store.stop()
         databases.drop_all()
+
+
+def test_a_just_started_node_reaches_a_resource_bound_on_a_peer_since(tmp_path):
+    """Node s1 learns of s2 at its next watch (a third of a 30 s timeout), and s2
+    reads s1's entries again 21 s after it started: a resource bound on s1 in
+    between is announced to nobody on s2, yet presence to its full JID from s2
+    reaches it (the router asks `session-missing` for presence too)."""
+    postgres = os.environ.get(POSTGRES_ENV)
+    if not postgres or not os.environ.get(REDIS_ENV):
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, os.environ[REDIS_ENV], databases.config(), node_timeout=30)
+    try:
+        first = cluster.start_node("s1")
+        seed(first)
+        second = cluster.start_node("s2")
+
+        async def scenario():
+            quinn = await login(first, "quinn", resource="q")
+            rosa = await login(second, "rosa")
+            rosa.send_presence(pto=str(quinn.boundjid), pstatus="directed")
+            got = await quinn.next_presence(lambda p: p["status"] == "directed")
+            assert got["from"] == rosa.boundjid
+            await close(quinn, rosa)
+
+        run(scenario())
+    finally:
+        cluster.stop()
+        databases.drop_all()
+
+
+def test_a_persistent_room_outlives_the_node_it_lived_on(cluster):
+    """The room lives on n5 (its first joiner's node); n5 is killed, and the
+    next join through a survivor brings the room back from the database there.
+    Uma, joined through n5 to a room on n2 too, leaves that room with n5."""
+    n2, n3 = cluster.nodes["n2"], cluster.nodes["n3"]
+    victim = cluster.start_node("n5")
+    assert victim.process is not None
+    cluster.wait_joined("n1", "n2", "n3", "n5")
+
+    async def scenario():
+        uma = await muc_login(victim, "uma")
+        await instant_room(uma, "lasting", "Uma", **{"muc#roomconfig_persistentroom": True})
+        uma["xep_0045"].set_subject(f"lasting@{MUC_HOST}", "Before the crash")
+        vic = await muc_login(n2, "vic")
+        tina = await muc_login(n3, "tina")
+        _self, subject, _occupants, _history = await join(vic, "lasting", "Vic")
+        assert subject["subject"] == "Before the crash"
+        await join(tina, "lasting", "Tina")
+        uma.send_message(mto=f"lasting@{MUC_HOST}", mbody="still here", mtype="groupchat")
+        for client in (vic, tina):
+            await next_matching(client.all_messages, groupchat("still here"))
+        await vic.next_presence(from_(str(uma.boundjid)))
+        await instant_room(vic, "elsewhere", "Vic")
+        await join(uma, "elsewhere", "Uma")
+        await next_matching(vic.all_presences, occupant_presence("elsewhere", "Uma"))
+        os.kill(victim.process.pid, signal.SIGKILL)
+        # The survivors reap n5 within the heartbeat timeout: Uma's contacts and
+        # the room she joined from there learn that she left.
+        await vic.next_presence(from_(str(uma.boundjid), "unavailable"),
+                                timeout=4 * NODE_TIMEOUT + 10)
+        await next_matching(vic.all_presences,
+                            occupant_presence("elsewhere", "Uma", "unavailable"))
+        # As after a restart: the occupants join again, the room is as stored.
+        own, subject, occupants, _history = await join(vic, "lasting", "Vic")
+        assert subject["subject"] == "Before the crash"
+        assert [p["from"].resource for p in occupants] == ["Vic"]
+        assert 201 not in status_codes(own)  # restored, not created anew
+        await join(tina, "lasting", "Tina")
+        await next_matching(vic.all_presences, occupant_presence("lasting", "Tina"))
+        tina.send_message(mto=f"lasting@{MUC_HOST}", mbody="after the crash",
+                          mtype="groupchat")
+        await next_matching(vic.all_messages, groupchat("after the crash"))
+        await close(vic, tina)
+
+    run(scenario(), timeout=120)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import gevent
 import pytest
+from gevent.event import Event
 
 from storage.stores import ArchiveEntry
 from xmpp import archive_writer
@@ -97,3 +99,32 @@ def test_a_deleted_users_queued_items_are_forgotten() -> None:
     writer.stop()
     assert store.keys == ["k1"]
     assert not writer.offer(entry(3)), "nothing is archived once stopped"
+
+
+class SlowStore(FakeStore):
+    """A database whose batches take a while, in a thread (as SQLite's do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = Event()
+
+    def append_many(self, entries: list[ArchiveEntry], run_blocking=None) -> None:
+        keys = [entry.key for entry in entries]
+        if set(keys) & set(self.keys):
+            raise ValueError("UNIQUE constraint failed")
+        self.writing.set()
+
+        def commit() -> None:  # in the thread: committed even if its caller is killed
+            time.sleep(0.05)
+            self.batches.append(keys)
+        gevent.get_hub().threadpool.apply(commit)
+
+
+def test_stopping_while_a_batch_is_written_writes_everything_once() -> None:
+    store = SlowStore()
+    writer = ArchiveWriter(store, log, batch_size=4, gather_delay=0)
+    for n in range(10):
+        writer.offer(entry(n))
+    assert store.writing.wait(5)
+    writer.stop()  # at shutdown, with the worker inside its first batch
+    assert store.keys == [f"k{n}" for n in range(10)]

@@ -10,7 +10,12 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from http_apps.file_share import tokens, views
 from http_apps.file_share.policy import Policy, Refusal, SlotRequest
-from http_apps.file_share.service import FileShare, to_datetime
+from http_apps.file_share.service import (
+    FileShare,
+    hold_while_writing,
+    store_directory,
+    to_datetime,
+)
 from http_apps.provider import HttpProvider
 from storage.db import Database
 from storage.uploads import UploadStore
@@ -41,7 +46,8 @@ def share(tmp_path: Path, clock: Clock):
     database.migrate()
     service = FileShare(
         host=HOST, policy=Policy(size_limit=1000, expires_after=3600, local_hosts={"example.com"}),
-        secret=SECRET, store=UploadStore(database), data_dir=tmp_path / "data",
+        secret=SECRET, store=UploadStore(database),
+        directory=store_directory(tmp_path / "data", HOST),
         base_url=lambda: f"http://{HOST}/file_share", external=False, clock=clock,
         throttle=FailureThrottle())  # 5 failures, then 2 s doubling
     yield service
@@ -218,6 +224,23 @@ def test_recover_removes_what_a_killed_process_left_half_done(client, share):
     # The slot whose PUT got no 201 can be uploaded again.
     assert put(client, moved, b"0123456789").status_code == 201
     assert share.recover() == 0
+
+
+def test_recover_leaves_the_uploads_another_node_is_writing(client, share):
+    """A shared `http_file_share_path`: a node starting while another receives
+    a body (or is recording it) keeps that node's files."""
+    receiving, recording = slot(share), slot(share)
+    share.directory.mkdir(parents=True, exist_ok=True)
+    partial = share.directory / f"{receiving.slot}.bin~a1b2"
+    whole = share.path_for(recording.slot)
+    with partial.open("wb") as writing, whole.open("wb") as moved:
+        for file in (writing, moved):
+            hold_while_writing(file)  # another open file: as another process's
+            file.write(b"01234")
+        assert share.recover() == 0
+        assert partial.exists() and whole.exists()
+    # Their writer gone (killed): what it left goes.
+    assert share.recover() == 2
 
 
 def test_no_slot_for_an_empty_file(share):

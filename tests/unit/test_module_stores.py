@@ -194,3 +194,31 @@ def test_archive_batch_serialises_a_shared_element_once(stores, monkeypatch):
     assert len(calls) == 1
     assert [r.value.findtext("{jabber:client}body") for r in archive.find("bob")] == ["hi"]
     assert archive.find("alice")[0].with_ == "bob@example.org"
+
+
+def test_a_mam_page_reads_on_one_connection_without_a_transaction(stores, db):
+    """A page's items and count share one pool checkout; on a database server
+    no BEGIN or ROLLBACK goes with them (round trips a page does not need).
+    Its stanzas come as written, for forwarding."""
+    from sqlalchemy import event
+
+    from xmpp import mam
+    from xmpp.stanza import SerializedElement, serialize
+
+    archive = stores.open(HOST, "archive", "archive")
+    keys = _fill(archive)
+    checkouts, in_transaction = [], []
+    event.listen(db.engine.pool, "checkout", lambda *_: checkouts.append(1))
+    event.listen(db.engine, "before_cursor_execute", lambda connection, *_: in_transaction.append(
+        not getattr(connection.connection.dbapi_connection, "autocommit", False)))
+    query = mam.ArchiveQuery(after=(keys[1],), limit=3)
+    records, done = mam.run_query(archive, "alice", query, include_total=True)
+    assert [record.key for record in records] == keys[2:5]
+    assert done.find("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}count")\
+        .text == "10"
+    assert len(checkouts) == 1
+    assert len(in_transaction) == 3  # the after-id key, the items, the count
+    if db.backend != "sqlite":  # SQLite's reads begin no transaction anyway
+        assert not any(in_transaction)
+    assert type(records[0].value) is SerializedElement
+    assert "<body>m2</body>" in serialize(records[0].value)

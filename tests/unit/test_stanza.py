@@ -8,12 +8,14 @@ from xmpp import namespaces as ns
 from xmpp.stanza import (
     STREAM_CLOSE,
     XML_NS,
+    SerializedElement,
     SharedElement,
     escape_attr,
     local_name,
     make_iq_result,
     namespace,
     serialize,
+    serialized_element,
     stream_header,
     with_delay,
 )
@@ -162,6 +164,30 @@ def test_a_shared_element_is_written_as_the_original_in_every_stanza_and_scope()
             assert serialize(copy, default_ns, **kwargs) == \
                 serialize(message, default_ns, **kwargs)
     assert shape(roundtrip(copy)) == shape(roundtrip(message))
+
+
+def test_a_stored_stanza_is_forwarded_as_written_without_a_parse():
+    archived = Element(f"{{{ns.CLIENT}}}message", {"from": "a@example.com/r", "id": "x>'"})
+    SubElement(archived, f"{{{ns.CLIENT}}}body").text = "<hi> & bye"
+    SubElement(archived, "{urn:xmpp:sid:0}origin-id", {"id": "o"})
+    for stored in (serialize(archived, prefixes={}),
+                   serialize(archived, "", prefixes={})):  # declared: as Prosody stores it
+        element = serialized_element(stored)
+        assert type(element) is SerializedElement and element.tag == archived.tag
+        for scope in (ns.CLIENT, ns.SERVER, ns.COMPONENT):
+            wrapper = Element("{urn:xmpp:forward:0}forwarded")
+            wrapper.append(element)
+            plain = Element("{urn:xmpp:forward:0}forwarded")
+            plain.append(archived)
+            assert shape(roundtrip(wrapper, scope)) == shape(roundtrip(plain, scope))
+        assert serialize(element) == stored
+
+
+def test_a_stored_stanza_in_another_namespace_is_not_taken_as_written():
+    assert serialized_element("<item xmlns='urn:example'><x/></item>") is None
+    assert serialized_element("<message xmlns='jabber:client' xmlns='x'/>") is None
+    assert serialized_element("not xml") is None
+    assert serialized_element("<>") is None
 
 
 def test_empty_and_text_only_elements():

@@ -7,6 +7,13 @@ Keys (under the configured prefix):
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo")
   reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+  home:JID               the node an entity (a MUC room) lives on; the claim holds
+                         while that node's heartbeat does (no expiry of its own);
+                         home:KIND:NAME the same for what one node at a time holds
+                         (an external component's domain, an outgoing s2s link, a
+                         BOSH sid: xmpp.ownership)
+  homes:NAME             set of the entities node NAME claimed (freed when reaped)
+  http:NAME              the URL node NAME takes forwarded HTTP requests at
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import gevent
 import redis
@@ -30,11 +37,12 @@ BATCH = 200
 # MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
-OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
 
-# Delete the resource's entry only if this session wrote it, and forget the user
-# in the node's set once the node holds none of the user's resources.
+# Delete the resource's entry only if this session wrote it (and, for a reaper,
+# only while its node is still silent: ARGV[5] its heartbeat key), and forget
+# the user in the node's set once the node holds none of the user's resources.
 _REMOVE = """
+if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw or cjson.decode(raw)['sid'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -43,6 +51,47 @@ for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
 end
 redis.call('SREM', KEYS[2], ARGV[4])
 return 1
+"""
+
+# An entity's home: the node named, while it beats; else (never claimed, or its
+# node's heartbeat expired) the caller, in one atomic step so two nodes asking at
+# once agree. Tying the claim to the heartbeat renews every claim of a node with
+# its one beat, where a lease per entity would cost a write per room per beat.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and (owner == ARGV[1] or redis.call('EXISTS', ARGV[3] .. owner) == 1) then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return ARGV[1]
+"""
+
+# Give up this node's claim on entity ARGV[2], if it still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+"""
+
+# Forget reaped node ARGV[1]'s users and free its claims that still name it;
+# nothing while it beats again (ARGV[3] its heartbeat key, or '' not to check).
+_FORGET = """
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+for _, entity in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local key = ARGV[2] .. entity
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+# Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
+_TAKE = """
+local before = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return before
 """
 
 RedisError = redis.RedisError
@@ -58,6 +107,13 @@ class ClusterNode:
         self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
                                           socket_connect_timeout=SOCKET_TIMEOUT)
         self._remove = self.redis.register_script(_REMOVE)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._forget = self.redis.register_script(_FORGET)
+        self._release = self.redis.register_script(_RELEASE)
+        self._take = self.redis.register_script(_TAKE)
+        # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
+        self.claims: dict[str, tuple[str, str]] = {}
+        self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
         # Envelope ids: unique across restarts of a node with the same name.
         self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
 
@@ -103,6 +159,68 @@ class ClusterNode:
         return bool(self.redis.set(self.key("reaping", node), self.name, nx=True,
                                    ex=math.ceil(self.timeout) * 3))
 
+    # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
+    # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
+
+    def claim(self, kind: str, name: str, *, take: bool = False) -> str | None:
+        """Hold `kind`/`name` while this node beats. Without `take`, the other
+        live node that holds it already (None: this one holds it now); with
+        `take`, this node holds it whatever, and the one that held it before
+        comes back (None: nobody else)."""
+        entity = f"{kind}:{name}"
+        if entity in self.claims and not take:
+            return None
+        try:
+            if take:
+                found = self._take(keys=[self.key("home", entity), self.key("homes", self.name)],
+                                   args=[self.name, entity])
+                other = found.decode() if found is not None else None
+            else:
+                other = self.claim_home(entity)
+        except redis.RedisError:
+            # Held here meanwhile; the next beat tells Redis.
+            self.claims[entity] = (kind, name)
+            self.unrecorded.add(entity)
+            raise
+        if other == self.name:
+            other = None
+        if other is None or take:
+            self.claims[entity] = (kind, name)
+        return other
+
+    def holder(self, kind: str, name: str) -> str | None:
+        """The node named as holding `kind`/`name` (maybe a dead one), None when none is."""
+        entity = f"{kind}:{name}"
+        if entity in self.claims:
+            return self.name
+        found = self.redis.get(self.key("home", entity))
+        return found.decode() if found is not None else None
+
+    def release(self, kind: str, name: str) -> None:
+        entity = f"{kind}:{name}"
+        if self.claims.pop(entity, None) is not None:
+            self.unrecorded.discard(entity)
+            self.release_home(entity)
+
+    def verify_claims(self, *, every: bool) -> list[tuple[str, str]]:
+        """Claim again what Redis was not told (`every`: all this node holds,
+        after its heartbeat lapsed and others may have taken them); those
+        another node holds now are dropped and returned (kind, name)."""
+        entities = list(self.claims) if every else list(self.unrecorded)
+        lost = []
+        for entity in entities:
+            if self.claim_home(entity) != self.name:
+                lost.append(self.claims.pop(entity))
+            self.unrecorded.discard(entity)
+        return lost
+
+    def publish_http(self, url: str) -> None:
+        self.redis.set(self.key("http", self.name), url)
+
+    def http_of(self, node: str) -> str | None:
+        found = self.redis.get(self.key("http", node))
+        return found.decode() if found is not None else None
+
     # -- the session registry ----------------------------------------------------------
 
     def put_session(self, jid: JID, entry: SessionEntry) -> None:
@@ -111,9 +229,15 @@ class ClusterNode:
         pipe.sadd(self.key("users", entry.node), str(jid.bare))
         pipe.execute()
 
-    def remove_session(self, jid: JID, sid: str, node: str) -> None:
-        self._remove(keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
-                     args=[jid.resource or "", sid, node, str(jid.bare)])
+    def remove_session(self, jid: JID, sid: str, node: str, *, while_dead: bool = False
+                       ) -> bool:
+        """Delete the entry session `sid` of `node` wrote; with `while_dead`, only
+        while `node` is silent (a reaper's removal must not undo a node that came
+        back and wrote its sessions again). Whether it was deleted."""
+        alive_key = self.key("node", node) if while_dead else ""
+        return bool(self._remove(
+            keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
+            args=[jid.resource or "", sid, node, str(jid.bare), alive_key]))
 
     def sessions_of(self, node: str) -> Iterator[tuple[JID, SessionEntry]]:
         """Every registry entry node `node` wrote (malformed ones are skipped)."""
@@ -135,8 +259,27 @@ class ClusterNode:
         return [found for resource, raw in resources.items()
                 if (found := _entry(str(bare), resource.decode(), raw)) is not None]
 
-    def forget_node(self, node: str) -> None:
-        self.redis.delete(self.key("users", node))
+    def forget_node(self, node: str, *, while_dead: bool = False) -> bool:
+        """Forget a node that is gone (or restarts: its sessions and entities went
+        with its memory): its set of users, and its claims; with `while_dead`,
+        only while it is silent. Whether it was forgotten."""
+        alive_key = self.key("node", node) if while_dead else ""
+        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node)],
+                                 args=[node, self.key("home", ""), alive_key]))
+
+    # -- entities that live on one node -------------------------------------------------
+
+    def claim_home(self, entity: str) -> str:
+        """The node `entity` lives on: the live one that claimed it, else this one
+        (claimed now)."""
+        owner = self._claim(keys=[self.key("home", entity), self.key("homes", self.name)],
+                            args=[self.name, entity, self.key("node", "")])
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    def release_home(self, entity: str) -> None:
+        """This node no longer has `entity` (a temporary room ended)."""
+        self._release(keys=[self.key("home", entity), self.key("homes", self.name)],
+                      args=[self.name, entity])
 
     # -- streams ---------------------------------------------------------------------
 
@@ -218,37 +361,48 @@ class Outbox:
     pipeline (a Redis round trip per batch, not per stanza; order kept).
 
     While Redis cannot be reached the envelopes wait, retried with their ids
-    (consumers drop what arrives twice), up to `limit`; beyond it the oldest
-    are dropped, and logged."""
+    (consumers drop what arrives twice), up to `limit`; beyond it an envelope
+    is handed to `refused` at once (its stanza is bounced to its sender),
+    never queued: one that was tried may have reached Redis already."""
 
-    def __init__(self, node: ClusterNode, log: logging.Logger, *,
-                 limit: int = OUTBOX_LIMIT, retry_delay: float = 1.0) -> None:
+    def __init__(self, node: ClusterNode, log: logging.Logger,
+                 refused: Callable[[str, Envelope], None], *, limit: int,
+                 retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
+        self.refused = refused
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
+        self.sending = 0  # envelopes of the batch being written
         self.flusher: gevent.Greenlet | None = None
 
     def put(self, node: str, envelope: Envelope) -> None:
+        if len(self.queue) + self.sending >= self.limit:
+            self.refused(node, envelope)
+            return
         self.queue.append((node, envelope))
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush)
+
+    def wait_empty(self, timeout: float) -> None:
+        """Until what is queued has been written (or `timeout` seconds passed)."""
+        if self.flusher is not None:
+            self.flusher.join(timeout)
 
     def flush(self) -> None:
         try:
             while self.queue:
                 batch, self.queue = self.queue, []
+                self.sending = len(batch)
                 try:
                     self.node.send(batch)
                 except redis.RedisError as error:
                     self.queue = batch + self.queue
-                    overflow = len(self.queue) - self.limit
-                    if overflow > 0:
-                        del self.queue[:overflow]
-                        self.log.error("Cluster outbox full: %d envelope(s) dropped", overflow)
+                    self.sending = 0
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
+                self.sending = 0
         finally:
             self.flusher = None

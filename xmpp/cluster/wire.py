@@ -13,9 +13,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Envelope kinds: a stanza for one session, a session bound or changed, a session
-# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin).
+# gone, a session to be closed (replaced by a login elsewhere, kicked by an admin),
+# a stanza for something living on the receiver (a MUC room, an external
+# component's connection, an s2s link), to be routed there, a module's cached data
+# gone stale (`jid` the host, `data` {"module", "key"}), and a claim another node
+# took over (`jid` "KIND NAME", xmpp.ownership).
 DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
-KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE))
+ROUTE, STALE, LOST = "route", "stale", "lost"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE, LOST))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class SessionEntry:
     available: bool = False
     presence: str | None = None  # the last available presence, serialized
     module_data: dict[str, Any] = field(default_factory=dict)
+    # Who got directed presence from it (MUC rooms): told it left if its node dies.
+    directed: list[str] = field(default_factory=list)
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -49,14 +56,15 @@ class SessionEntry:
             raise ValueError("not a session entry: not an object")
         node, sid, since = data.get("node"), data.get("sid"), data.get("since")
         priority, presence = data.get("priority", 0), data.get("presence")
-        module_data = data.get("module_data", {})
+        module_data, directed = data.get("module_data", {}), data.get("directed", [])
         if not (isinstance(node, str) and isinstance(sid, str)
                 and isinstance(since, int | float) and isinstance(priority, int)
                 and (presence is None or isinstance(presence, str))
-                and isinstance(module_data, dict)):
+                and isinstance(module_data, dict) and isinstance(directed, list)
+                and all(isinstance(jid, str) for jid in directed)):
             raise ValueError("not a session entry: fields missing or of the wrong type")
         return cls(node, sid, float(since), priority, bool(data.get("available")), presence,
-                   module_data)
+                   module_data, directed)
 
     def replaces(self, other: SessionEntry) -> bool:
         """Whether this login wins over `other` for the same full JID."""

@@ -20,31 +20,67 @@ What this module does itself:
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
   its sessions are removed and announced unavailable, and its stream's pending
   and unread entries are delivered to the users' remaining sessions or to
-  offline storage.
+  offline storage;
+- on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
+  rooms), passes each stanza for an entity to the node it lives on
+  (xmpp.cluster.homes);
+- tells the other nodes when a module's cached data went stale
+  (`cached-data-changed` here, `cached-data-stale` there: PEP services);
+- answers the `ownership-*` events (xmpp.ownership) with claims in Redis that
+  live as long as the holder's heartbeat (homes of entities "KIND:NAME"): an
+  external component's domain, a BOSH sid; stanzas for what another node
+  holds go on that node's stream and are routed again there. It claims each
+  remote domain's outgoing s2s link on `route/remote`, so one node at a time
+  federates with a domain;
+- opens an HTTP listener of its own (the `address` of the option, a free port)
+  serving every HTTP app, and publishes its URL, so another node can pass on
+  a request for something this one holds (a BOSH session's next request).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
 
 import gevent
 
+from http_apps.server import HttpServer
 from xmpp import namespaces as ns
+from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
-from xmpp.cluster.wire import CLOSE, DELIVER, SESSION, UNBIND, DedupWindow, Envelope, SessionEntry
+from xmpp.cluster.wire import (
+    CLOSE,
+    DELIVER,
+    LOST,
+    ROUTE,
+    SESSION,
+    STALE,
+    UNBIND,
+    DedupWindow,
+    Envelope,
+    SessionEntry,
+)
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
+from xmpp.listeners import bind_socket
 from xmpp.metrics import REGISTRY
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
-from xmpp.modules.presence import PresenceState, broadcast, presence, priority_of
+from xmpp.modules.presence import (
+    PresenceState,
+    broadcast,
+    presence,
+    presence_of,
+    priority_of,
+    tell_directed,
+)
 from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
 
@@ -84,7 +120,8 @@ class RemoteSession:
         self.entry = entry
         self.module_data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
-            presence=parse_stanza(entry.presence) if entry.presence else None)
+            presence=parse_stanza(entry.presence) if entry.presence else None,
+            directed=set(entry.directed))
         self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
@@ -103,14 +140,19 @@ class RemoteSession:
 class Cluster:
     """This node as a member: registry writes, its stream's consumer, the reaper."""
 
-    def __init__(self, m: ModuleContext, node: ClusterNode) -> None:
+    def __init__(self, m: ModuleContext, node: ClusterNode, queue_limit: int) -> None:
         self.m = m
         self.node = node
-        self.outbox = Outbox(node, m.log)
+        self.outbox = Outbox(node, m.log, self.refused, limit=queue_limit)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
+        self.beaten = time.monotonic()  # when the last beat that went through was sent
+        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
+        self.http: Any = None  # the listener for requests other nodes pass on
+        self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -130,7 +172,8 @@ class Cluster:
         entry = SessionEntry(self.node.name, note.sid, note.since, state.priority,
                              state.available,
                              serialize(state.presence) if state.presence is not None else None,
-                             self.m.shared_session_data.export(session.module_data))
+                             self.m.shared_session_data.export(session.module_data),
+                             sorted(state.directed))
         self.write(self.node.put_session, session.jid, entry)
         self.broadcast(SESSION, session.jid, entry.encode().encode())
 
@@ -144,15 +187,25 @@ class Cluster:
             self.m.log.warning("Cluster registry not updated: %s", error)
 
     def presence_sent(self, event: Any) -> None:
-        """A local client's broadcast presence: the registry carries its new state
-        (written before mod_presence broadcasts it, so peers see it first)."""
+        """A local client's presence: the registry carries the state it gives the
+        session (written before mod_presence sends it, so peers see it first).
+        Broadcast presence sets availability (unavailable ends directed presence
+        too); directed presence adds or removes its recipient, for the reaper to
+        tell should this node die."""
         stanza, session = event.stanza, event.origin
-        kind = stanza.get("type")
-        if stanza.get("to") or kind not in (None, "unavailable") or session.jid is None:
+        kind, to = stanza.get("type"), stanza.get("to")
+        if kind not in (None, "unavailable") or session.jid is None:
             return
-        if kind is None:
+        current = presence_of(session)
+        if to:
+            directed = current.directed | {to} if kind is None else current.directed - {to}
+            if directed == current.directed:
+                return
+            state = replace(current, directed=directed)
+        elif kind is None:
             state = PresenceState(priority_of(stanza), True,
-                                  with_delay(stanza, session.jid.domain, self.m.now()))
+                                  with_delay(stanza, session.jid.domain, self.m.now()),
+                                  set(current.directed))
         else:
             state = PresenceState(priority_of(stanza), False)
         self.publish_session(session, state)
@@ -176,6 +229,47 @@ class Cluster:
     def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
 
+    def forward(self, node: str, stanza: Element, to: JID) -> None:
+        self.send_to(node, ROUTE, to, serialize(stanza).encode())
+
+    def fire_on(self, host: str, event: str, jid: JID) -> None:
+        local = self.router.hosts.get(host)
+        if local is not None:
+            local.fire(event, jid=jid)
+
+    def route_to_home(self, event: Any) -> bool:
+        """`route/local` on hosts whose entities live on one node: a stanza for
+        an entity living elsewhere goes there. Without Redis to say where, it is
+        refused at once rather than served by a second copy of the room."""
+        try:
+            return self.homes.route(event)
+        except RedisError as error:
+            self.m.log.warning("Cluster: no home for %s (%s)", event.to, error)
+            self.router.bounce(event.stanza, event.origin,
+                               StanzaError("service-unavailable", "Cluster store unreachable"))
+            return True
+
+    def entity_ended(self, event: Any) -> None:
+        try:
+            self.homes.ended(event.jid)
+        except RedisError as error:  # the claim stays: harmless, freed with the node
+            self.m.log.warning("Cluster: claim on %s not freed (%s)", event.jid, error)
+
+    def cache_changed(self, event: Any) -> None:
+        data = json.dumps({"module": event.module, "key": event.key}).encode()
+        self.broadcast(STALE, JID(None, event.host), data)
+
+    def refused(self, node: str, envelope: Envelope) -> None:
+        """The outbox is full (Redis unreachable too long): a stanza for another
+        node goes back to its sender now, as an error, rather than be lost
+        later; the registry's state is written afresh once Redis is back."""
+        if envelope.kind in (DELIVER, ROUTE):
+            self.router.bounce(parse_stanza(envelope.data.decode()), None,
+                               StanzaError("resource-constraint", "Cluster queue full"))
+        else:
+            self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
+                             envelope.kind, envelope.jid, node)
+
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
@@ -186,7 +280,9 @@ class Cluster:
         of two logins with one full JID wins, the other is closed (conflict)."""
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession):
-            if current.entry.sid == entry.sid:
+            if current.node == entry.node:
+                # One node holds one session per full JID: its latest word counts
+                # (a new sid is what it writes on coming back from a partition).
                 current.update(entry)
                 return
             if not entry.replaces(current.entry):
@@ -226,12 +322,29 @@ class Cluster:
             return current
         return None
 
-    def resync(self) -> None:
+    def resync(self, *, prune: bool = False) -> None:
         """Mirror every live peer's registry entries (on joining: updates sent
-        before the peers knew of this node are in the registry, not the stream)."""
+        before the peers knew of this node are in the registry, not the stream).
+        With `prune`, also drop the mirrored sessions the registry no longer
+        has (after a partition: their unbinds went to a reaper, not here), and
+        tell this node's clients they left; only those mirrored before the
+        registry was read, as the stream may bring newer ones meanwhile."""
+        before = [session for resources in list(self.router.sessions.values())
+                  for session in resources.values() if isinstance(session, RemoteSession)]
+        listed: set[tuple[JID, str]] = set()
         for peer in self.peers:
             for jid, entry in self.node.sessions_of(peer):
                 self.mirror(jid, entry)
+                listed.add((jid, entry.sid))
+        if not prune:
+            return
+        for session in before:
+            bound = self.router.resources(session.jid.bare).get(session.jid.resource or "")
+            if bound is session and (session.jid, session.entry.sid) not in listed:
+                self.router.unbind(session)
+                if session.entry.available:
+                    broadcast(self.m, presence("unavailable", str(session.jid), ""),
+                              session.jid)
 
     # -- this node's stream ------------------------------------------------------------
 
@@ -239,7 +352,16 @@ class Cluster:
         recovering = False  # after a Redis error: first what was read but not handled
         while True:
             try:
+                asked = time.monotonic()
                 entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering)
+                if entries and time.monotonic() - asked > self.node.timeout / 2:
+                    # An answer that long on its way (the network cut meanwhile)
+                    # may hold entries a reaper has taken since: only those still
+                    # this node's are handled, read again (which makes them fresh,
+                    # so no reaper takes them while they are).
+                    self.m.log.warning("Cluster stream read came late; reading it again")
+                    recovering = True
+                    continue
                 if recovering and not entries:
                     recovering = False
                     continue
@@ -296,12 +418,21 @@ class Cluster:
 
     def handle(self, envelope: Envelope, orphaned: bool) -> Any:
         """Act on one envelope; the transport a stanza was written to, if any."""
+        if envelope.kind == LOST:  # its `jid` is "KIND NAME", no JID
+            kind, _, name = envelope.jid.partition(" ")
+            if not orphaned:
+                self.fire_everywhere("ownership-lost", kind=kind, key=name)
+            return None
         try:
             jid = parse_jid(envelope.jid)
         except InvalidJID:
             return None
         if envelope.kind == DELIVER:
             return self.deliver(jid, parse_stanza(envelope.data.decode()))
+        if envelope.kind == ROUTE:
+            # Routed here afresh: to this node's entity, or on to where it lives now.
+            self.router.route(parse_stanza(envelope.data.decode()))
+            return None
         if orphaned:
             return None  # what a dead node was told about sessions no longer matters
         if envelope.kind == SESSION:
@@ -312,6 +443,11 @@ class Cluster:
             self.unmirror(jid, envelope.data.decode())
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
+        elif envelope.kind == STALE:
+            host = self.router.hosts.get(jid.domain)
+            stale = json.loads(envelope.data)
+            if host is not None:
+                host.fire("cached-data-stale", module=stale["module"], key=stale["key"])
         return None
 
     def deliver(self, jid: JID, stanza: Element) -> Any:
@@ -340,23 +476,160 @@ class Cluster:
             condition = reason.get("condition")
             session.close(StreamError(condition, reason.get("text")) if condition else None)
 
+    # -- claims: what one node at a time holds (xmpp.ownership) ---------------------
+
+    def claim(self, event: Any) -> None:
+        """`ownership-claim`; while Redis cannot be reached a node holds what it
+        asks for (serving beats refusing), and says so."""
+        try:
+            holder = self.node.claim(event.kind, event.key, take=event.replace)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim of %s %s not recorded: %s", event.kind,
+                               event.key, error)
+            return
+        if holder is None:
+            return
+        if event.replace:
+            self.send_lost(holder, event.kind, event.key)
+        else:
+            event.holder = holder
+
+    def release(self, event: Any) -> None:
+        self.write(self.node.release, event.kind, event.key)
+
+    def holder(self, kind: str, name: str) -> str | None:
+        """The live peer holding `kind`/`name` (None: this node, nobody, or a dead one)."""
+        try:
+            holder = self.node.holder(kind, name)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim lookup failed: %s", error)
+            return None
+        return holder if holder in self.peers else None
+
+    def pass_on(self, event: Any) -> bool:
+        """`ownership-forward`: the stanza goes to the holder, routed again there
+        (where the holder finds itself named and delivers)."""
+        holder = self.holder(event.kind, event.key)
+        if holder is None:
+            return False
+        return self.route_on(holder, event.stanza)
+
+    def route_on(self, node: str, stanza: Element) -> bool:
+        try:
+            to = parse_jid(stanza.get("to", ""))
+        except InvalidJID:
+            return False  # the router bounces it here
+        self.forward(node, stanza, to)
+        return True
+
+    def locate(self, event: Any) -> None:
+        """`ownership-locate`: the holder's HTTP URL, for a request to be passed on."""
+        holder = self.holder(event.kind, event.key)
+        if holder is not None:
+            try:
+                event.http = self.node.http_of(holder)
+            except RedisError as error:
+                self.m.log.warning("Cluster HTTP address lookup failed: %s", error)
+
+    def route_remote(self, event: Any) -> bool:
+        """`route/remote`: one node at a time links to a remote domain; the
+        others pass it what they have for there."""
+        if not self.m.provided("net", "s2s"):
+            return False  # no federation at all
+        # An s2s claim is never released, so the holder is asked once while it lives.
+        holder = self.s2s_holders.get(event.to_host)
+        if holder not in self.peers:
+            try:
+                holder = self.node.claim("s2s", event.to_host)
+            except RedisError as error:
+                self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
+                return False
+            if holder is None or holder not in self.peers:
+                self.s2s_holders.pop(event.to_host, None)
+                return False
+            self.s2s_holders[event.to_host] = holder
+        return self.route_on(holder, event.stanza)
+
+    def send_lost(self, node: str, kind: str, name: str) -> None:
+        self.outbox.put(node, Envelope(self.node.new_id(), LOST, f"{kind} {name}",
+                                       self.node.name))
+
+    def fire_everywhere(self, event: str, **fields: Any) -> None:
+        self.m.fire(event, **fields)
+        for host in list(self.m.hosts().values()):
+            host.fire(event, **fields)
+
+    def verify_claims(self, lapsed: bool) -> None:
+        for kind, name in self.node.verify_claims(every=lapsed):
+            self.m.log.info("Cluster: %s %s is held by another node now", kind, name)
+            self.fire_everywhere("ownership-lost", kind=kind, key=name)
+
+    def serve_http(self, address: str) -> None:
+        """The listener other nodes pass HTTP requests to, and its URL published."""
+        app = self.m.service("wsgi_app")()
+        if app is None:
+            return
+        sock = bind_socket(address, 0)
+        if sock is None:
+            return
+        self.http = HttpServer(sock, app, service="http")
+        self.http.start()
+        host = f"[{address}]" if ":" in address else address
+        url = f"http://{host}:{self.http.port}"
+        self.write(self.node.publish_http, url)
+        self.m.log.info("Cluster: forwarded HTTP requests at %s", url)
+
     # -- heartbeat and dead nodes -------------------------------------------------
 
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
-        if self.node.beat():
-            # Too long without a beat (an overloaded node): the others have
-            # reaped its sessions or will, so it writes them again.
+        sent = time.monotonic()
+        # Redis says whether the key had expired; but a beat whose answer was
+        # lost (the link cut) may have renewed it since, so the time since the
+        # last beat known to have gone through counts too.
+        lapsed = self.node.beat() or sent - self.beaten >= self.node.timeout
+        self.verify_claims(lapsed)
+        if lapsed:
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
-            self.node.join()
-            for resources in list(self.router.sessions.values()):
-                for session in list(resources.values()):
-                    if self.note_of(session) is not None:
-                        self.publish_session(session)
+            self.lapsed = True
+        self.beaten = sent
+        if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
+            self.rejoin()
+            self.lapsed = False
+
+    def rejoin(self) -> None:
+        """Back after too long without a beat (cut off by the network, or
+        overloaded): the others have reaped this node's sessions, or will find
+        it alive before they do (the reaper removes nothing once it beats again).
+        Its sessions are written again, each under a new sid so that an unbind a
+        reaper sent meanwhile matches none of them, and announced to their
+        contacts, who were told they left; what it mirrors is read afresh, as
+        the changes peers sent meanwhile went to the reaper. What it queued for
+        its peers meanwhile goes first (de-duplicated there), so the outbox has
+        room for the sessions' entries (within a third of the heartbeat's time)."""
+        self.outbox.wait_empty(self.node.timeout / 3)
+        self.node.join()
+        self.watch()
+        for resources in list(self.router.sessions.values()):
+            for session in list(resources.values()):
+                note = self.note_of(session)
+                if note is None:
+                    continue
+                note.sid = secrets.token_hex(8)
+                self.publish_session(session)
+                state = presence_of(session)
+                if state.available and state.presence is not None:
+                    broadcast(self.m, state.presence, session.jid)
+        self.resync(prune=True)
+        self.homes.verify()
+        # As on joining: what peers changed before they saw this node again.
+        self.m.add_timer(2 * self.node.timeout / 3 + 1, lambda: self.resync(prune=True))
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
         peers = [name for name in live if name != self.node.name]
+        # This node silent is its own to handle (`rejoin`), never its own reaper.
+        dead = [name for name in dead if name != self.node.name]
         if peers != self.peers:
             # Until this line names a new node, what changes here does not reach it.
             self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
@@ -372,13 +645,17 @@ class Cluster:
             gone = list(self.node.sessions_of(dead))
             if gone:
                 self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
+            # A restart reaps its previous run, whose heartbeat may not have expired.
+            while_dead = dead != self.node.name
             for jid, entry in gone:
-                self.node.remove_session(jid, entry.sid, dead)
+                if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
+                    continue  # back meanwhile (or already gone)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
-                if entry.available:
-                    broadcast(self.m, presence("unavailable", str(jid), ""), jid)
-            self.node.forget_node(dead)
+                gone_presence = presence("unavailable", str(jid), "")
+                informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
+                tell_directed(self.m, gone_presence, entry.directed, informed)
+            self.node.forget_node(dead, while_dead=while_dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
@@ -389,8 +666,14 @@ class Cluster:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        for host in self.m.one_node_hosts:
+            # Above the host's own module, which would serve its copy of the entity.
+            events = self.router.hosts[host].events
+            events.hook("route/local", self.route_to_home, 100)
+            events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
+        self.beaten = time.monotonic()
         self.node.join()
         self.watch()
         self.resync()
@@ -402,20 +685,33 @@ class Cluster:
     def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.kill(block=False)
+        if self.http is not None:
+            self.http.stop(timeout=1)
 
 
 def setup(m: ModuleContext) -> None:
     options = cluster_options(m.global_config)
     assert options is not None, "loaded only when the cluster option is set"
-    cluster = Cluster(m, ClusterNode(options))
+    cluster = Cluster(m, ClusterNode(options), options.queue_limit)
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
-    m.hook_each_host("pre-presence/bare", cluster.presence_sent, 100)
+    for kind in ("bare", "full", "host"):
+        m.hook_each_host(f"pre-presence/{kind}", cluster.presence_sent, 100)
     m.hook_each_host("session-data-changed", cluster.data_changed)
     m.hook_each_host("resource-unbind", lambda event: cluster.unbound(event.session))
     m.hook_each_host("session-missing", cluster.look_up)
     m.hook_each_host("presence/bare", cluster.refresh_for_probe, 100)  # before mod_presence
+    m.hook_each_host("cached-data-changed", cluster.cache_changed)
+    for event, handler in (("ownership-claim", cluster.claim),
+                           ("ownership-release", cluster.release),
+                           ("ownership-forward", cluster.pass_on),
+                           ("ownership-locate", cluster.locate)):
+        m.hook(event, handler)
+        m.hook_each_host(event, handler)
+    # After the hosts' own modules (blocklist, anonymous), before mod_s2s (-1).
+    m.hook_each_host("route/remote", cluster.route_remote, 0)
     m.hook("server-started", lambda event: cluster.start())
+    m.hook("server-started", lambda event: cluster.serve_http(options.address))
     m.hook("server-stopping", lambda event: cluster.stop())
     # The first beat comes from start().
     interval = options.node_timeout / 3

@@ -5,6 +5,9 @@ The host's `component_handler` sends each stanza for the domain to the
 component's live stream; while none is connected, stanzas bounce with
 `remote-server-timeout`. `component_conflict_resolve` decides what a second
 authenticated connection does: `kick_new` (refused) or `kick_old`.
+In a cluster (xmpp.ownership) the domain is claimed by the node the component
+connected to, with the same policy against a connection on another node, and
+stanzas for it arriving elsewhere are passed on to that node.
 It declares the `component` listener (`component_ports`, 5347, on loopback),
 which opens when any such host exists, as in Prosody; its connections share
 one throttle of failed handshakes per address.
@@ -29,6 +32,7 @@ from xmpp.component import (
 from xmpp.errors import StanzaError, StreamError
 from xmpp.hosts import LocalHost
 from xmpp.moduleapi import ModuleContext
+from xmpp.ownership import Ownership
 from xmpp.providers import NetProvider
 from xmpp.stanza import make_iq_result
 
@@ -48,6 +52,7 @@ class ComponentLink:
         self.host = host
         self.policy = policy
         self.session: ComponentSession | None = None
+        self.ownership = Ownership(m, "component")
 
     def attach(self, event: Any) -> bool:
         """Make the session the component's stream, or raise `conflict` (kick_new)."""
@@ -59,18 +64,33 @@ class ComponentLink:
                             self.host.name)
                 raise StreamError("conflict", "Component already connected")
             old.close(StreamError("conflict", "Replaced by a new connection"))
+        elsewhere = self.ownership.claim(self.host.name, replace=self.policy == "kick_old")
+        if elsewhere is not None:
+            log.warning("%s: a second component connection was refused (kick_new; "
+                        "connected to node %s)", self.host.name, elsewhere)
+            raise StreamError("conflict", "Component already connected")
         self.session = session
         return True
 
     def detach(self, event: Any) -> bool:
         if self.session is event.session:
             self.session = None
+            self.ownership.release(self.host.name)
         return False
+
+    def lost(self, event: Any) -> None:
+        """A connection on another node took the domain over (kick_old)."""
+        if event.kind == "component" and event.key == self.host.name \
+                and self.session is not None:
+            session, self.session = self.session, None
+            session.close(StreamError("conflict", "Replaced by a new connection"))
 
     def deliver(self, stanza: Element, origin: Any) -> None:
         """The host's component_handler: every stanza addressed to the domain."""
         if self.session is not None:
             self.session.send(stanza)
+            return
+        if self.ownership.forward(self.host.name, stanza, origin):
             return
         answer = self._offline_disco_info(stanza)
         if answer is not None:
@@ -107,6 +127,7 @@ def setup(m: ModuleContext) -> None:
     m.host.component_handler = link.deliver
     m.hook(AUTHENTICATED_EVENT, link.attach)
     m.hook(DISCONNECTED_EVENT, link.detach)
+    m.hook("ownership-lost", link.lost)
     config = m.global_config
     limit = stanza_size_limit(config)
     router = m.service("router")

@@ -8,11 +8,13 @@ form with max-file-size), serves uploads and downloads at `/file_share`
 
 With `http_file_share_base_url` an external service stores the files: slots
 point there, and there are no local HTTP routes and no local expiry.
+`http_file_share_path` puts the files in a directory of its own: one that
+several cluster nodes share, so any of them stores or serves any file (the
+slots are in the shared database, the signing secret too when not configured).
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -31,9 +33,10 @@ from http_apps.file_share.policy import (
     Refusal,
     SlotRequest,
 )
-from http_apps.file_share.service import MODULE_NAME, FileShare
+from http_apps.file_share.service import MODULE_NAME, FileShare, store_directory
 from http_apps.provider import HttpProvider
 from http_apps.urls import http_url
+from http_apps.web.csrf import page_secret
 from xmpp import namespaces as ns
 from xmpp.auth_throttle import failure_throttle
 from xmpp.errors import StanzaError
@@ -88,14 +91,24 @@ def setup(m: ModuleContext) -> None:
     def base_url() -> str:
         return external_url or http_url(config.config, host, HTTP_APP, DEFAULT_PATH)
 
+    shared_path = config.get_str("http_file_share_path", None)
+    configured_secret = config.get_str("http_file_share_secret", None)
     share = FileShare(
-        host=host, policy=policy,
-        secret=config.get_str("http_file_share_secret", None) or secrets.token_urlsafe(20),
+        host=host, policy=policy, secret=configured_secret or "",
         store=m.typed_store("uploads"),
-        data_dir=config.config.resolve_path(config.get_str("data_path", "data")),
+        directory=(config.config.resolve_path(shared_path) if shared_path else
+                   store_directory(config.config.resolve_path(
+                       config.get_str("data_path", "data")), host)),
         base_url=base_url, external=external_url is not None, clock=m.now,
         throttle=failure_throttle(config, f"http_file_share:{host}"))
 
+    def starting(event: Any) -> None:
+        # Kept in the database when not configured (read once it is migrated):
+        # every node of a cluster, and the process after a restart, takes the
+        # tokens another one signed.
+        share.secret = page_secret(configured_secret, m.open_store())
+
+    m.hook("server-starting", starting, 10)
     # The web admin lists and deletes uploads through the service.
     m.shared(f"file_share:{host}", lambda: share)
     m.depends("disco")

@@ -6,7 +6,8 @@ is addressed to the service itself (disco, ping) goes on to the host's IQ
 events, and so do IQs to a room that the room core does not answer (MAM,
 moderation), for mod_muc_mam. Persistent rooms (configuration, affiliations,
 subject) and tombstones live in the `config` keyval store and the
-`persistent` map, as Prosody names them; occupants live in memory only.
+`persistent` map, as Prosody names them; occupants live in memory only. In a
+cluster, each room lives on one node at a time (xmpp.cluster.homes).
 """
 
 from __future__ import annotations
@@ -124,9 +125,17 @@ def setup(m: ModuleContext) -> None:
             m.route(answer)
         if outcome.archive:
             m.fire("muc-archive", room=room, items=outcome.archive)
+        if to.local not in service.rooms:
+            m.fire("entity-ended", jid=to.bare)  # no room (any more): a cluster forgets where
         return True
 
     m.hook("route/local", to_room)
+    # In a cluster each room lives on one node (mod_cluster passes its stanzas
+    # there); a room that came or went is read afresh from storage when next used.
+    # `entity-ended` above lets the cluster free the room's claim.
+    m.keep_entities_on_one_node()
+    for moved in ("entity-claimed", "entity-released"):
+        m.hook(moved, lambda event: service.forget(event.jid.local or ""))
     m.hook(iq_event("get", "host", ITEMS), lambda event: room_list(service, event.stanza),
            priority=10)
 

@@ -70,6 +70,9 @@ def setup(m: ModuleContext) -> None:
     m.hook("account-disco-info-node", lambda event: pep.disco_node(event.stanza, event.node,
                                                                    event.reply))
     m.hook("user-deleted", lambda event: pep.forget_account(event.username))
+    # Another node of a cluster wrote an account's nodes (before its notifications
+    # of the change, which travel after this on the same stream).
+    m.hook("cached-data-stale", pep.cache_stale)
 
 
 def pep_of(m: ModuleContext) -> Pep:
@@ -184,6 +187,8 @@ class Pep:
         service = self.service(username)
         result, notifications = handle_request(service, stanza.get("from", ""),
                                                request.type, request.payload)
+        if request.type == "set":
+            self.m.cached_data_changed(username)
         for notification in notifications:
             self.broadcast(username, service, notification)
         return result
@@ -197,18 +202,23 @@ class Pep:
             service.create(service.owner, node, defaults)
         item = Element(f"{{{NS}}}item", {"id": item_id})
         item.append(payload)
-        self.broadcast(username, service, service.publish(service.owner, node, item))
+        notification = service.publish(service.owner, node, item)
+        self.m.cached_data_changed(username)
+        self.broadcast(username, service, notification)
 
     def retract(self, username: str, node: str, item_id: str) -> None:
         service = self.service(username)
         notification = service.retract(service.owner, node, item_id)
+        self.m.cached_data_changed(username)
         if notification.node.config["notify_retract"]:
             self.broadcast(username, service, notification)
 
     def purge(self, username: str, node: str) -> None:
         service = self.service(username)
         if node in service.nodes:
-            self.broadcast(username, service, service.purge(service.owner, node))
+            notification = service.purge(service.owner, node)
+            self.m.cached_data_changed(username)
+            self.broadcast(username, service, notification)
 
     def payload(self, username: str, node: str, actor: str,
                 item_id: str | None = None) -> Element | None:
@@ -388,6 +398,13 @@ class Pep:
             bare = _bare(contact)
             for recipient in [r for r in by_recipient if _bare(r) == bare]:
                 del by_recipient[recipient]
+
+    def cache_stale(self, event: Any) -> None:
+        """`cached-data-stale`: another node wrote the account's nodes, read them
+        afresh (`self.m` is whichever module made the shared Pep, and the one
+        that announces changes)."""
+        if event.module == self.m.name:
+            self.services.pop(event.key)
 
     def forget_account(self, username: str) -> None:
         """The account is gone (its rows went with it): so are its services."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
@@ -37,9 +37,7 @@ class PresenceState:
     priority: int = 0
     available: bool = False
     presence: Element | None = None  # the last available presence broadcast, stamped
-    # Who got directed presence; None until someone does (most sessions never
-    # send any: an empty set each was a tenth of what mod_presence kept).
-    directed: set[str] | None = None
+    directed: set[str] = field(default_factory=set)  # who got directed presence
 
 
 _UNAVAILABLE = PresenceState()
@@ -139,14 +137,9 @@ def outbound_presence(m: ModuleContext, stanza: Element, session: Any) -> bool:
 def track_directed(m: ModuleContext, stanza: Element, session: Any) -> None:
     kind = stanza.get("type")
     if kind is None:
-        state = _state(m, session)
-        if state.directed is None:
-            state.directed = set()
-        state.directed.add(stanza.get("to"))
+        _state(m, session).directed.add(stanza.get("to"))
     elif kind == "unavailable":
-        directed = _state(m, session).directed
-        if directed:
-            directed.discard(stanza.get("to"))
+        _state(m, session).directed.discard(stanza.get("to"))
 
 
 def priority_of(stanza: Element) -> int:
@@ -197,12 +190,18 @@ def unavailable(m: ModuleContext, stanza: Element, session: Any) -> None:
         state.available = False
         state.presence = None
         informed = broadcast(m, stanza, session.jid)
-    # Directed presence may precede initial presence; its recipients still
-    # learn that the sender left (as Prosody's mod_presence does), once.
-    for target in state.directed or ():
+    tell_directed(m, stanza, state.directed, informed)
+    state.directed.clear()
+
+
+def tell_directed(m: ModuleContext, stanza: Element, directed: Iterable[str],
+                  informed: set[str]) -> None:
+    """Send unavailable `stanza` to those that got directed presence (which may
+    precede initial presence: they still learn that the sender left, as with
+    Prosody's mod_presence), but once: not to contacts `informed` already."""
+    for target in directed:
         if _bare(target) not in informed:
             m.route(_addressed(stanza, target))
-    state.directed = None
 
 
 def broadcast(m: ModuleContext, stanza: Element, user: JID,

@@ -89,6 +89,13 @@ class MucService:
         self._loaded(node, room)
         return room
 
+    def forget(self, node: str) -> None:
+        """Drop what memory holds of a room, occupants included: another node
+        of a cluster held it meanwhile, so storage has the room as it is now."""
+        room = self.rooms.get(node)
+        if room is not None:
+            self._drop(node, room)
+
     def _loaded(self, node: str, room: Room) -> None:
         self.rooms[node] = room
         if self.on_room_loaded is not None:

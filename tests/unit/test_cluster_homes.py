@@ -1,0 +1,122 @@
+"""Where entities that live on one node (MUC rooms) live: the claim in Redis
+follows the claiming node's heartbeat, and each node's memory of homes
+(xmpp.cluster.homes) asks Redis again only once a home is dead."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tests.unit import redis_fixtures
+from xmpp.cluster.homes import Homes
+from xmpp.cluster.node import ClusterNode
+from xmpp.cluster.options import ClusterOptions
+from xmpp.cluster.wire import SessionEntry
+from xmpp.jid import parse_jid
+
+redis_url = redis_fixtures.redis_url
+redis_prefix = redis_fixtures.redis_prefix
+ROOM = parse_jid("room@conference.example.com")
+
+
+@pytest.fixture
+def nodes(redis_url, redis_prefix):
+    made = {name: ClusterNode(ClusterOptions(redis_url, name, 1.0, redis_prefix))
+            for name in ("a", "b")}
+    for node in made.values():
+        node.join()
+    yield made
+    for node in made.values():
+        node.redis.close()
+
+
+def test_the_first_claim_wins_while_its_node_beats(nodes):
+    a, b = nodes["a"], nodes["b"]
+    assert a.claim_home(str(ROOM)) == "a"
+    assert b.claim_home(str(ROOM)) == "a"
+    a.redis.delete(a.key("node", "a"))  # a's heartbeat expired
+    assert b.claim_home(str(ROOM)) == "b"
+    assert a.claim_home(str(ROOM)) == "b"
+
+
+def test_a_reaped_node_frees_only_the_claims_still_its_own(nodes):
+    a, b = nodes["a"], nodes["b"]
+    other = "other@conference.example.com"
+    a.claim_home(str(ROOM))
+    a.claim_home(other)
+    a.redis.delete(a.key("node", "a"))
+    assert b.claim_home(other) == "b"
+    assert b.forget_node("a", while_dead=True)
+    assert not b.redis.exists(b.key("home", str(ROOM)))
+    assert b.redis.get(b.key("home", other)) == b"b"
+
+
+class Recorder:
+    def __init__(self, node: ClusterNode, peers: list[str]) -> None:
+        self.forwarded: list[tuple[str, str]] = []
+        self.fired: list[tuple[str, str]] = []
+        self.homes = Homes(node, lambda: peers,
+                           lambda home, stanza, to: self.forwarded.append((home, str(to))),
+                           lambda host, event, jid: self.fired.append((event, str(jid))))
+
+    def route(self, to: str) -> bool:
+        return self.homes.route(SimpleNamespace(to=parse_jid(to), stanza=None))
+
+
+def test_stanzas_go_to_the_rooms_node_and_the_service_stays_local(nodes):
+    a, b = Recorder(nodes["a"], ["b"]), Recorder(nodes["b"], ["a"])
+    assert a.route(f"{ROOM}/nick") is False  # a claims it: mod_muc serves it here
+    assert a.fired == [("entity-claimed", str(ROOM))]
+    assert b.route(str(ROOM)) is True
+    assert b.forwarded == [("a", str(ROOM))]
+    assert b.route("conference.example.com") is False
+    assert b.fired == []
+
+
+def test_a_dead_home_is_claimed_by_the_next_node_routing_there(nodes):
+    peers_of_b = ["a"]
+    a, b = Recorder(nodes["a"], ["b"]), Recorder(nodes["b"], peers_of_b)
+    a.route(str(ROOM))
+    assert b.route(str(ROOM)) is True
+    nodes["a"].redis.delete(nodes["a"].key("node", "a"))
+    b.route(str(ROOM))  # remembered: a still counts as a peer
+    assert b.forwarded == [("a", str(ROOM))] * 2
+    peers_of_b.clear()  # b's watch found a dead
+    assert b.route(str(ROOM)) is False
+    assert b.fired == [("entity-claimed", str(ROOM))]
+    # a, back after a lapse, finds the room gone and lets its copy go.
+    nodes["a"].beat()
+    a.homes.verify()
+    assert a.fired[-1] == ("entity-released", str(ROOM))
+    assert a.route(str(ROOM)) is True and a.forwarded == [("b", str(ROOM))]
+
+
+def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
+    a, b = Recorder(nodes["a"], ["b"]), Recorder(nodes["b"], ["a"])
+    a.route(str(ROOM))
+    b.homes.ended(ROOM)  # not b's: nothing changes
+    assert nodes["a"].claim_home(str(ROOM)) == "a"
+    a.homes.ended(ROOM)
+    assert not nodes["a"].redis.sismember(nodes["a"].key("homes", "a"), str(ROOM))
+    assert b.route(str(ROOM)) is False  # the next node to route there claims it
+    assert b.fired == [("entity-claimed", str(ROOM))]
+
+
+def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
+    """A node cut off long enough to be reaped, back before the reaper got to
+    its entries: what it wrote again stays (and so do its claims)."""
+    a, b = nodes["a"], nodes["b"]
+    alice = parse_jid("alice@example.com/phone")
+    a.put_session(alice, SessionEntry("a", "s1", 1.0))
+    a.claim_home(str(ROOM))
+    a.redis.delete(a.key("node", "a"))  # silent: b may reap it
+    a.beat()  # back
+    assert not b.remove_session(alice, "s1", "a", while_dead=True)
+    assert not b.forget_node("a", while_dead=True)
+    assert [jid for jid, _ in b.sessions_of("a")] == [alice]
+    assert b.claim_home(str(ROOM)) == "a"
+    a.redis.delete(a.key("node", "a"))  # silent again
+    assert b.remove_session(alice, "s1", "a", while_dead=True)
+    assert b.forget_node("a", while_dead=True)
+    assert not list(b.sessions_of("a"))
