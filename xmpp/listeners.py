@@ -385,9 +385,11 @@ class _Readers:
     switched to, torn down), a third of a c2s message; switching to a waiting
     one costs a tenth of that. One that blocks (a database call, a full
     socket) just leaves the next wake to another. Beyond `keep` idle ones,
-    a greenlet ends when its connection parks."""
+    a greenlet ends when its connection parks: enough for bursts of logins
+    (50 at once in the bench's idle scenario; with 16, most of their wakes
+    made a new greenlet), some 3 KiB each while idle."""
 
-    def __init__(self, keep: int = 16) -> None:
+    def __init__(self, keep: int = 128) -> None:
         self.keep = keep
         self.idle: list[Any] = []
 
