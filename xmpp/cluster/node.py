@@ -22,7 +22,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import gevent
 import redis
@@ -290,16 +290,25 @@ class ClusterNode:
                           entry_fields(envelopes[start:start + MAX_PER_ENTRY]))
         pipe.execute()
 
-    def receive(self, block_ms: int, *, pending: bool = False
+    def receive(self, block_ms: int, *, pending: bool = False, ack: Sequence[bytes] = ()
                 ) -> list[tuple[bytes, list[Envelope] | None]]:
         """New entries of this node's inbox, each with its envelopes (None for a
         malformed one, acked anyway).
         With `pending`, instead those already given to this consumer and never
         acknowledged: after a lost connection, the answer that carried them may
-        never have arrived."""
-        stream = {self.key("stream", self.name): "0" if pending else ">"}
-        answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH,
-                                       block=None if pending else block_ms)
+        never have arrived. `ack`: entries handled meanwhile, acknowledged and
+        dropped first, in the same round trip."""
+        stream_key = self.key("stream", self.name)
+        stream = {stream_key: "0" if pending else ">"}
+        block = None if pending else block_ms
+        if ack:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(stream_key, GROUP, *ack)
+            pipe.xdel(stream_key, *ack)
+            pipe.xreadgroup(GROUP, self.name, stream, count=BATCH, block=block)
+            answer = pipe.execute()[-1]
+        else:
+            answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH, block=block)
         return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 

@@ -147,6 +147,8 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.acks: list[bytes] = []  # entries of this node's stream handled, for the next read
+        self.reading = False  # whether the consumer waits for Redis's answer to a read
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
@@ -318,14 +320,21 @@ class Cluster:
     def consume(self) -> None:
         recovering = False  # after a Redis error: first what was read but not handled
         while True:
+            # Entries handled since the last read are acknowledged with this one.
+            acks, self.acks = self.acks, []
             try:
-                entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering)
+                self.reading = True
+                try:
+                    entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
+                finally:
+                    self.reading = False
                 if recovering and not entries:
                     recovering = False
                     continue
                 self.handle_all(self.node.name, entries, orphaned=False)
             except RedisError as error:
                 self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                self.acks[:0] = acks  # maybe not acknowledged: again with the next read
                 recovering = True
                 gevent.sleep(RETRY_DELAY)
             except Exception:
@@ -352,12 +361,22 @@ class Cluster:
                         written[id(transport)] = transport
         entry_ids = [entry_id for entry_id, _ in entries]
         if written:
-            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()))
+            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()),
+                         orphaned)
+        else:
+            self.acknowledge(node, entry_ids, orphaned)
+
+    def acknowledge(self, node: str, entry_ids: list[bytes], orphaned: bool) -> None:
+        """Handled entries of this node's own stream go with the consumer's next
+        read (one round trip for both, where an ack of its own cost a second),
+        unless it waits in a read already; a dead node's at once."""
+        if not orphaned and node == self.node.name and not self.reading:
+            self.acks.extend(entry_ids)
         else:
             self.node.ack(node, entry_ids)
 
     def ack_when_written(self, node: str, entry_ids: list[bytes],
-                         transports: Iterable[Any]) -> None:
+                         transports: Iterable[Any], orphaned: bool) -> None:
         """Entries count as handled once their stanzas are in the kernel's
         socket buffers: until then a node killed leaves them pending, for the
         reaper to deliver elsewhere. A client that does not read holds its
@@ -369,7 +388,7 @@ class Cluster:
             if drained is not None:
                 drained(max(0.0, deadline - self.m.now()))
         try:
-            self.node.ack(node, entry_ids)
+            self.acknowledge(node, entry_ids, orphaned)
         except RedisError as error:
             # Still pending: read again after a reconnection (de-duplicated).
             self.m.log.warning("Cluster entries not acknowledged: %s", error)
@@ -611,6 +630,9 @@ class Cluster:
     def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.kill(block=False)
+        if self.acks:
+            # Else a restart under this name would take them for undelivered.
+            self.write(self.node.ack, self.node.name, self.acks)
         if self.http is not None:
             self.http.stop(timeout=1)
 
