@@ -110,7 +110,10 @@ class ClusterNode:
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
         # Envelope ids: unique across restarts of a node with the same name.
-        self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
+        # The random part is drawn once per run: in the generator's expression it
+        # was drawn (an os.urandom call) for every stanza sent.
+        run = f"{self.name}.{secrets.token_hex(4)}."
+        self._ids = map(run.__add__, map(str, itertools.count()))
 
     def key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
