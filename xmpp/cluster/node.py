@@ -38,6 +38,7 @@ BATCH = 200
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
 OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
+GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
 
 # Delete the resource's entry only if this session wrote it, and forget the user
 # in the node's set once the node holds none of the user's resources.
@@ -381,6 +382,9 @@ class Outbox:
 
     def flush(self) -> None:
         try:
+            # What else is routed meanwhile joins the batch: a write costs as much
+            # CPU for a few envelopes as for hundreds (and so does its reading).
+            gevent.sleep(GATHER_DELAY)
             while self.queue:
                 batch, self.queue = self.queue, []
                 try:
