@@ -9,6 +9,7 @@ they belong to a (host, username) pair whatever authenticates it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -26,8 +27,8 @@ from sqlalchemy import (
     TypeDecorator,
     false,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
 
 # Stable constraint names, so later Alembic revisions can refer to them.
 NAMING_CONVENTION = {
@@ -43,8 +44,27 @@ NAMING_CONVENTION = {
 JID_PART = String(1023)
 MYSQL_PREFIX = 255
 
-# MySQL's TEXT stops at 64 KiB, below Prosody's default c2s stanza size limit.
-STANZA_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+# The MySQL types below are imported when a MySQL engine first asks for them:
+# sqlalchemy.dialects.mysql loads the dialect of each MySQL driver, some
+# 1 MiB that a server on SQLite or PostgreSQL never uses.
+
+
+class StanzaText(TypeDecorator[str]):
+    """Text for stanzas; MEDIUMTEXT on MySQL, whose TEXT stops at 64 KiB,
+    below Prosody's default c2s stanza size limit."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            from sqlalchemy.dialects.mysql import MEDIUMTEXT
+
+            return dialect.type_descriptor(MEDIUMTEXT())
+        return super().load_dialect_impl(dialect)
+
+
+STANZA_TEXT = StanzaText()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -59,8 +79,15 @@ class UTCDateTime(TypeDecorator[datetime]):
     and given back aware; naive input is refused rather than guessed.
     """
 
-    impl = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")
+    impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":  # microseconds, as the other backends keep
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return super().load_dialect_impl(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -47,11 +46,17 @@ def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
     """
     dialect = session.get_bind().dialect.name
     update = values if update is None else update
+    # The dialect in use only: each package loads all its drivers' dialects.
     if dialect == "mysql":
-        statement = mysql.insert(model).values({**keys, **values}) \
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        statement = mysql_insert(model).values({**keys, **values}) \
             .on_duplicate_key_update(update)
     else:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         statement = insert(model).values({**keys, **values}).on_conflict_do_update(
             index_elements=list(keys), set_=update)
     session.execute(statement)

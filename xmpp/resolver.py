@@ -21,14 +21,14 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import dns.exception
-import dns.nameserver
-import dns.resolver
+from typing import TYPE_CHECKING, Any
 
 from xmpp.srv import SrvRecord, order_records, service_unavailable
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,17 @@ class Resolver:
     def __init__(self, settings: ResolverSettings, *, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.rng = rng
-        self._dns = self._make_dns(settings)
 
-    @staticmethod
-    def _make_dns(settings: ResolverSettings) -> dns.resolver.Resolver:
+    @cached_property
+    def _dns(self) -> dns.resolver.Resolver:
+        """dnspython's resolver, made at the first lookup: dnspython is some
+        2 MiB of a process's memory, which a server that never dials out
+        (no s2s, or no peer yet) does without."""
+        import dns.exception
+        import dns.nameserver
+        import dns.resolver
+
+        settings = self.settings
         resolver = dns.resolver.Resolver(configure=False)
         servers: list[Any] = []
         if settings.resolvconf is not None:
@@ -131,6 +138,8 @@ class Resolver:
         return resolver
 
     def _query(self, name: str, rdtype: str) -> list[Any]:
+        import dns.exception
+
         try:
             answer = self._dns.resolve(name, rdtype, search=False, raise_on_no_answer=False)
         except (dns.exception.DNSException, OSError) as error:

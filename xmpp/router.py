@@ -170,7 +170,7 @@ class Router:
                 "message/full", origin=origin, stanza=stanza, to=to):
             return
         session = self.sessions.get(to.bare, {}).get(to.resource or "")
-        if session is None and tag != PRESENCE:
+        if session is None:
             self._look_further(host, to)
             session = self.sessions.get(to.bare, {}).get(to.resource or "")
         if tag == MESSAGE:

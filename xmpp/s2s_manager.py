@@ -276,10 +276,10 @@ class S2SManager:
         # As the listeners' sessions (mod_limits installs its s2sout throttle).
         self.fire("session-opened", session=session)
         # What arrives may change the link's deadlines (authenticated: idle next).
-        run_connection(transport, session, lambda: self._start_tls(session, transport),
+        run_connection(transport, session, self._start_tls,
                        after_read=link.wake.set)
 
-    def _start_tls(self, session: S2SOutgoing, transport: SocketTransport) -> bool:
+    def _start_tls(self, transport: SocketTransport, session: S2SOutgoing) -> bool:
         if not start_tls_client(transport, self.tls.client_context(session.local),
                                 session.remote, self.timeout):
             return False

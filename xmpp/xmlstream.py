@@ -55,7 +55,9 @@ class XmlStreamSession:
         """The transport is gone: tidy up as if the stream had ended."""
         # The parser is the largest part of an idle session, and of no use now
         # (a session may outlive its connection: XEP-0198 hibernation).
-        self.parser = None
+        if self.parser is not None:
+            self.parser.close()
+            self.parser = None
         if not self.closed:
             self.closed = True
             self._ended()

@@ -119,23 +119,9 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
     parser.ProcessingInstructionHandler = _refuse
     parser.CommentHandler = _refuse
     stack: list[Element] = []
-    text: list[str] = []
     result: list[Body] = []
 
-    def flush_text() -> None:
-        value = "".join(text)
-        text.clear()
-        if len(stack) < 2:
-            return  # whitespace (or stray text) between the wrapper's children
-        element = stack[-1]
-        if len(element):
-            element[-1].tail = (element[-1].tail or "") + value
-        else:
-            element.text = (element.text or "") + value
-
     def start(name: str, attrs: dict[str, str]) -> None:
-        if text:
-            flush_text()
         if not stack:
             if name != HTTPBIND + _SEP + "body":
                 raise BoshError("bad-request", "the root element is not a BOSH <body/>")
@@ -155,13 +141,22 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
         stack.append(element)
 
     def end(_name: str) -> None:
-        if text:
-            flush_text()
         stack.pop()
+
+    def characters(value: str) -> None:
+        # Text runs come whole (buffer_text), or in pieces when over the buffer.
+        if len(stack) < 2:
+            return  # whitespace (or stray text) between the wrapper's children
+        element = stack[-1]
+        if len(element):
+            last = element[-1]
+            last.tail = (last.tail or "") + value
+        else:
+            element.text = (element.text or "") + value
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
+    parser.CharacterDataHandler = characters
     try:
         parser.Parse(data, True)
     except expat.ExpatError as error:
@@ -171,9 +166,17 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
     return result[0]
 
 
-def _open_tag(attrs: Mapping[str, str]) -> bytes:
+def open_tag(attrs: Mapping[str, str]) -> bytes:
+    """The start of a response <body/> with `attrs`, unclosed: for `wrap_payload`."""
     extra = "".join(f" {key}='{escape_attr(value)}'" for key, value in attrs.items())
     return _OPEN + extra.encode()
+
+
+def wrap_payload(tag: bytes, payload: bytes) -> bytes:
+    """A response <body/> from its `open_tag` and `payload`."""
+    if not payload:
+        return tag + b"/>"
+    return b"".join((tag, b">", payload, b"</body>"))
 
 
 def response_body(payload: bytes, attrs: Mapping[str, str]) -> bytes:
@@ -182,9 +185,7 @@ def response_body(payload: bytes, attrs: Mapping[str, str]) -> bytes:
     The wrapper declares the `stream` prefix, so <stream:features/> and
     <stream:error/> can go in as the c2s session writes them.
     """
-    if not payload:
-        return _open_tag(attrs) + b"/>"
-    return b"".join((_open_tag(attrs), b">", payload, b"</body>"))
+    return wrap_payload(open_tag(attrs), payload)
 
 
 def terminate_body(condition: str | None = None, payload: bytes = b"",

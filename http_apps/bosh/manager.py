@@ -266,7 +266,14 @@ class BoshManager:
             result = stream.waiters.get(rid)
             if result is None:
                 result = stream.waiters[rid] = AsyncResult()
-            response = result.wait(timeout)
+            # A bare loop timer wakes the request when its time is up: a gevent
+            # Timeout (what wait(timeout) makes) cost more than the rest of the wait.
+            timer = gevent.get_hub().loop.timer(timeout)
+            timer.start(self.wake, stream, [rid])
+            try:
+                response = result.wait()
+            finally:
+                timer.close()
             if response is not None:
                 return response
 

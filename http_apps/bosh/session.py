@@ -21,11 +21,10 @@ Rules (one place for all of them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from http_apps.bosh.body import BoshError, response_body, terminate_body
+from http_apps.bosh.body import BoshError, open_tag, response_body, terminate_body, wrap_payload
 
 P = TypeVar("P")
 
@@ -64,6 +63,8 @@ class BoshSession(Generic[P]):
         self.idle_since: float | None = now
         self.ended = False
         self.first_attrs: dict[str, str] | None = None
+        #: Every response after the first opens the same way: escaped once.
+        self.open_tag = open_tag({"sid": sid})
 
     # -- requests -------------------------------------------------------------
 
@@ -136,11 +137,13 @@ class BoshSession(Generic[P]):
 
     def _respond(self, rid: int, now: float, body: bytes | None = None) -> int:
         if body is None:
-            attrs: Mapping[str, str] = {"sid": self.sid}
-            if self.first_attrs is not None:
-                attrs, self.first_attrs = {**self.first_attrs, **attrs}, None
-            body = response_body(b"".join(self.outbox), attrs)
+            payload = b"".join(self.outbox)
             self.outbox.clear()
+            if self.first_attrs is not None:
+                attrs, self.first_attrs = {**self.first_attrs, "sid": self.sid}, None
+                body = response_body(payload, attrs)
+            else:
+                body = wrap_payload(self.open_tag, payload)
         del self.open[rid]
         self.responses[rid] = body
         oldest = self.rid - self.limits.requests

@@ -70,8 +70,9 @@ class Cluster:
     def __init__(self, root: Path, redis_url: str, database_lines: str, *,
                  modules: tuple[str, ...] = ("http_openmetrics", "carbons", "pep"),
                  extra: str = "", host_extra: str = f'Component "{MUC_HOST}" "muc"\n',
-                 **server_options: Any) -> None:
+                 node_timeout: int = NODE_TIMEOUT, **server_options: Any) -> None:
         self.root = root
+        self.node_timeout = node_timeout
         self.redis_url = redis_url
         self.database_lines = database_lines
         self.modules = modules
@@ -81,11 +82,17 @@ class Cluster:
         self.prefix = f"vireo-test-{uuid.uuid4().hex[:12]}:"
         self.nodes: dict[str, ServerProcess] = {}
 
+    def option(self, name: str, redis_url: str | None = None, *more: str) -> str:
+        """The `cluster` option line of node `name` (reaching Redis at `redis_url`,
+        by default the cluster's), with `more` fields."""
+        fields = ", ".join((f'redis = "{redis_url or self.redis_url}"', f'node = "{name}"',
+                            f"node_timeout = {self.node_timeout}", f'prefix = "{self.prefix}"',
+                            *more))
+        return f"cluster = {{ {fields} }}\n"
+
     def configure(self, name: str) -> ServerProcess:
-        option = (f'cluster = {{ redis = "{self.redis_url}", node = "{name}", '
-                  f'node_timeout = {NODE_TIMEOUT}, prefix = "{self.prefix}" }}\n')
         node = make_server(self.root / name, database=self.database_lines,
-                           extra=option + STATISTICS + self.extra, http=True,
+                           extra=self.option(name) + STATISTICS + self.extra, http=True,
                            modules=self.modules, host_extra=self.host_extra,
                            **self.server_options)
         node.users.update(USERS)
@@ -584,6 +591,35 @@ def test_a_redis_restart_mid_burst_loses_no_message(tmp_path):
     finally:
         cluster.stop()
         store.stop()
+        databases.drop_all()
+
+
+def test_a_just_started_node_reaches_a_resource_bound_on_a_peer_since(tmp_path):
+    """Node s1 learns of s2 at its next watch (a third of a 30 s timeout), and s2
+    reads s1's entries again 21 s after it started: a resource bound on s1 in
+    between is announced to nobody on s2, yet presence to its full JID from s2
+    reaches it (the router asks `session-missing` for presence too)."""
+    postgres = os.environ.get(POSTGRES_ENV)
+    if not postgres or not os.environ.get(REDIS_ENV):
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, os.environ[REDIS_ENV], databases.config(), node_timeout=30)
+    try:
+        first = cluster.start_node("s1")
+        seed(first)
+        second = cluster.start_node("s2")
+
+        async def scenario():
+            quinn = await login(first, "quinn", resource="q")
+            rosa = await login(second, "rosa")
+            rosa.send_presence(pto=str(quinn.boundjid), pstatus="directed")
+            got = await quinn.next_presence(lambda p: p["status"] == "directed")
+            assert got["from"] == rosa.boundjid
+            await close(quinn, rosa)
+
+        run(scenario())
+    finally:
+        cluster.stop()
         databases.drop_all()
 
 

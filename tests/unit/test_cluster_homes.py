@@ -12,6 +12,7 @@ from tests.unit import redis_fixtures
 from xmpp.cluster.homes import Homes
 from xmpp.cluster.node import ClusterNode
 from xmpp.cluster.options import ClusterOptions
+from xmpp.cluster.wire import SessionEntry
 from xmpp.jid import parse_jid
 
 redis_url = redis_fixtures.redis_url
@@ -46,7 +47,7 @@ def test_a_reaped_node_frees_only_the_claims_still_its_own(nodes):
     a.claim_home(other)
     a.redis.delete(a.key("node", "a"))
     assert b.claim_home(other) == "b"
-    b.free_homes("a")
+    assert b.forget_node("a", while_dead=True)
     assert not b.redis.exists(b.key("home", str(ROOM)))
     assert b.redis.get(b.key("home", other)) == b"b"
 
@@ -100,3 +101,22 @@ def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
     assert not nodes["a"].redis.sismember(nodes["a"].key("homes", "a"), str(ROOM))
     assert b.route(str(ROOM)) is False  # the next node to route there claims it
     assert b.fired == [("entity-claimed", str(ROOM))]
+
+
+def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
+    """A node cut off long enough to be reaped, back before the reaper got to
+    its entries: what it wrote again stays (and so do its claims)."""
+    a, b = nodes["a"], nodes["b"]
+    alice = parse_jid("alice@example.com/phone")
+    a.put_session(alice, SessionEntry("a", "s1", 1.0))
+    a.claim_home(str(ROOM))
+    a.redis.delete(a.key("node", "a"))  # silent: b may reap it
+    a.beat()  # back
+    assert not b.remove_session(alice, "s1", "a", while_dead=True)
+    assert not b.forget_node("a", while_dead=True)
+    assert [jid for jid, _ in b.sessions_of("a")] == [alice]
+    assert b.claim_home(str(ROOM)) == "a"
+    a.redis.delete(a.key("node", "a"))  # silent again
+    assert b.remove_session(alice, "s1", "a", while_dead=True)
+    assert b.forget_node("a", while_dead=True)
+    assert not list(b.sessions_of("a"))

@@ -4,12 +4,14 @@ de-duplication window (issue 21); and a batch Redis lost staying an error."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import gevent
 import pytest
 import redis
 
-from xmpp.cluster.node import ClusterNode
+from xmpp.cluster.node import ClusterNode, Outbox
 from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_options
 from xmpp.cluster.wire import (
     DELIVER,
@@ -39,8 +41,10 @@ def test_no_cluster_option_means_a_single_node(tmp_path):
 
 def test_cluster_option_is_read_and_loads_the_module(tmp_path):
     config = config_with(tmp_path, 'cluster = { redis = "redis://127.0.0.1:6379/0", '
-                                   'node = "n1", node_timeout = 3, prefix = "t:" }')
-    assert cluster_options(config) == ClusterOptions("redis://127.0.0.1:6379/0", "n1", 3.0, "t:")
+                                   'node = "n1", node_timeout = 3, prefix = "t:", '
+                                   'queue_limit = 500 }')
+    assert cluster_options(config) == ClusterOptions("redis://127.0.0.1:6379/0", "n1", 3.0, "t:",
+                                                     queue_limit=500)
     assert global_modules(config)[-1] == "cluster"
     assert not config.warnings  # a known option
     defaults = cluster_options(config_with(tmp_path, 'cluster = { redis = "redis://r", '
@@ -56,6 +60,8 @@ def test_cluster_option_is_read_and_loads_the_module(tmp_path):
     ('{ redis = "redis://r", node = "a b" }', "'node'"),
     ('{ redis = "redis://r", node = "a", node_timeout = 0 }', "'node_timeout'"),
     ('{ redis = "redis://r", node = "a", node_timeout = "5" }', "'node_timeout'"),
+    ('{ redis = "redis://r", node = "a", queue_limit = 0 }', "'queue_limit'"),
+    ('{ redis = "redis://r", node = "a", queue_limit = 2.5 }', "'queue_limit'"),
     ('{ redis = "redis://r", node = "a", nodes = 3 }', "unknown field(s) nodes"),
     ('{ redis = "redis://r", node = "a", address = "*" }', "'address'"),
 ])
@@ -156,3 +162,31 @@ def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry(monkeypa
     # A silent return would make the outbox drop the batch.
     with pytest.raises(redis.ConnectionError):
         node.send([("n2", envelope)])
+
+
+def test_a_full_outbox_refuses_new_envelopes_and_keeps_those_it_holds(monkeypatch):
+    """While Redis is unreachable the outbox holds `limit` envelopes; the next
+    ones are refused at once (the cluster bounces their stanzas), and what it
+    held goes out, in order, once Redis takes it."""
+    node = ClusterNode(ClusterOptions("redis://127.0.0.1:1/5", "n1"))
+    written: list[str] = []
+    reachable = False
+
+    def send(batch) -> None:
+        if not reachable:
+            raise redis.ConnectionError("unreachable")
+        written.extend(envelope.id for _node, envelope in batch)
+
+    monkeypatch.setattr(node, "send", send)
+    refused: list[str] = []
+    outbox = Outbox(node, logging.getLogger("test"),
+                    lambda _node, envelope: refused.append(envelope.id), limit=2,
+                    retry_delay=0.01)
+    for number in range(4):
+        outbox.put("n2", Envelope(f"e{number}", DELIVER, "bob@example.com/phone", "n1"))
+    gevent.sleep(0.05)  # a few failed tries
+    assert refused == ["e2", "e3"] and not written
+    reachable = True
+    assert outbox.flusher is not None
+    outbox.flusher.join(timeout=5)
+    assert written == ["e0", "e1"] and refused == ["e2", "e3"]

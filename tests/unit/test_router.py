@@ -186,6 +186,18 @@ def test_a_missing_session_may_be_bound_by_a_session_missing_handler(core, route
     assert len(found) == 1
 
 
+def test_presence_to_a_missing_full_jid_may_find_it_through_session_missing(core, router,
+                                                                           origin):
+    """A resource bound on another cluster node a moment ago (a MUC occupant,
+    a directed presence's recipient) gets presence too."""
+    found: list[FakeSession] = []
+    core.router.hosts[HOST].events.hook(
+        "session-missing", lambda event: found.append(bound(router, str(event.to))))
+    stanza = presence(f"user@{HOST}/elsewhere")
+    router.route(stanza, origin)
+    assert [session.received for session in found] == [[stanza]]
+
+
 def test_presence_to_a_missing_resource_is_dropped(router, origin):
     router.route(presence(f"user@{HOST}/gone"), origin)
     assert origin.received == []

@@ -663,7 +663,7 @@ def test_a_stalled_outgoing_tls_handshake_gives_up_after_s2s_timeout(env):
         transport = SocketTransport(ours, ("192.0.2.1", 5269), "outgoing", False)
         session = S2SOutgoing(env.manager, REMOTE, LOCAL, env.clock())
         started = time.monotonic()
-        assert not env.manager._start_tls(session, transport)
+        assert not env.manager._start_tls(transport, session)
         assert time.monotonic() - started < 5 and not transport.secure
     finally:
         hang_up.cancel()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
+from pyexpat import XMLParserType
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -476,6 +479,45 @@ def test_release_only_between_stanzas():
     (event,) = parser.feed(b"ble'/>")
     assert event.element.get("type") == "unavailable"
     assert parser.release()
+
+
+def cyclic_garbage_of(action: Callable[[], None]) -> list[object]:
+    """The parsers (ours and expat's) that `action` left for the cyclic collector."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        action()
+        gc.collect()
+        return [o for o in gc.garbage if isinstance(o, (StreamParser, XMLParserType))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+def test_dropped_parsers_are_freed_without_the_cyclic_collector():
+    """An idle server seldom runs a full collection: a released parser, the one
+    a stream restart replaces and a closed stream's must go at once."""
+    def release() -> None:
+        parser = StreamParser()
+        parser.feed(HEADER + b"<presence/>")
+        assert parser.release()
+        parser.feed(b"<presence/>")  # resumed: a second expat parser
+        assert parser.release()
+
+    def restart() -> None:
+        parser = StreamParser()
+        parser.feed(HEADER)
+        parser.reset()
+        parser.feed(HEADER)
+        parser.close()
+
+    def close() -> None:
+        parser = StreamParser()
+        parser.feed(HEADER + b"<message><body>cut")
+        parser.close()
+
+    for action in (release, restart, close):
+        assert cyclic_garbage_of(action) == [], action.__name__
 
 
 def test_a_resumed_stream_keeps_the_peers_prefixes():

@@ -22,7 +22,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import gevent
 import redis
@@ -37,12 +37,13 @@ BATCH = 200
 # MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
-OUTBOX_LIMIT = 100_000  # envelopes held while Redis is unreachable
 GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
 
-# Delete the resource's entry only if this session wrote it, and forget the user
-# in the node's set once the node holds none of the user's resources.
+# Delete the resource's entry only if this session wrote it (and, for a reaper,
+# only while its node is still silent: ARGV[5] its heartbeat key), and forget
+# the user in the node's set once the node holds none of the user's resources.
 _REMOVE = """
+if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw or cjson.decode(raw)['sid'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -73,13 +74,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], ARGV[2])
 """
 
-# Free the claims of reaped node ARGV[1] that still name it.
-_FREE_HOMES = """
-for _, entity in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+# Forget reaped node ARGV[1]'s users and free its claims that still name it;
+# nothing while it beats again (ARGV[3] its heartbeat key, or '' not to check).
+_FORGET = """
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+for _, entity in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local key = ARGV[2] .. entity
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 # Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
@@ -104,7 +109,7 @@ class ClusterNode:
                                           socket_connect_timeout=SOCKET_TIMEOUT)
         self._remove = self.redis.register_script(_REMOVE)
         self._claim = self.redis.register_script(_CLAIM)
-        self._free_homes = self.redis.register_script(_FREE_HOMES)
+        self._forget = self.redis.register_script(_FORGET)
         self._release = self.redis.register_script(_RELEASE)
         self._take = self.redis.register_script(_TAKE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
@@ -228,9 +233,15 @@ class ClusterNode:
         pipe.sadd(self.key("users", entry.node), str(jid.bare))
         pipe.execute()
 
-    def remove_session(self, jid: JID, sid: str, node: str) -> None:
-        self._remove(keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
-                     args=[jid.resource or "", sid, node, str(jid.bare)])
+    def remove_session(self, jid: JID, sid: str, node: str, *, while_dead: bool = False
+                       ) -> bool:
+        """Delete the entry session `sid` of `node` wrote; with `while_dead`, only
+        while `node` is silent (a reaper's removal must not undo a node that came
+        back and wrote its sessions again). Whether it was deleted."""
+        alive_key = self.key("node", node) if while_dead else ""
+        return bool(self._remove(
+            keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
+            args=[jid.resource or "", sid, node, str(jid.bare), alive_key]))
 
     def sessions_of(self, node: str) -> Iterator[tuple[JID, SessionEntry]]:
         """Every registry entry node `node` wrote (malformed ones are skipped)."""
@@ -252,8 +263,13 @@ class ClusterNode:
         return [found for resource, raw in resources.items()
                 if (found := _entry(str(bare), resource.decode(), raw)) is not None]
 
-    def forget_node(self, node: str) -> None:
-        self.redis.delete(self.key("users", node))
+    def forget_node(self, node: str, *, while_dead: bool = False) -> bool:
+        """Forget a node that is gone (or restarts: its sessions and entities went
+        with its memory): its set of users, and its claims; with `while_dead`,
+        only while it is silent. Whether it was forgotten."""
+        alive_key = self.key("node", node) if while_dead else ""
+        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node)],
+                                 args=[node, self.key("home", ""), alive_key]))
 
     # -- entities that live on one node -------------------------------------------------
 
@@ -268,11 +284,6 @@ class ClusterNode:
         """This node no longer has `entity` (a temporary room ended)."""
         self._release(keys=[self.key("home", entity), self.key("homes", self.name)],
                       args=[self.name, entity])
-
-    def free_homes(self, node: str) -> None:
-        """Forget the claims of a node that is gone (or restarts: its entities
-        went with its memory)."""
-        self._free_homes(keys=[self.key("homes", node)], args=[node, self.key("home", "")])
 
     # -- streams ---------------------------------------------------------------------
 
@@ -363,22 +374,34 @@ class Outbox:
     pipeline (a Redis round trip per batch, not per stanza; order kept).
 
     While Redis cannot be reached the envelopes wait, retried with their ids
-    (consumers drop what arrives twice), up to `limit`; beyond it the oldest
-    are dropped, and logged."""
+    (consumers drop what arrives twice), up to `limit`; beyond it an envelope
+    is handed to `refused` at once (its stanza is bounced to its sender),
+    never queued: one that was tried may have reached Redis already."""
 
-    def __init__(self, node: ClusterNode, log: logging.Logger, *,
-                 limit: int = OUTBOX_LIMIT, retry_delay: float = 1.0) -> None:
+    def __init__(self, node: ClusterNode, log: logging.Logger,
+                 refused: Callable[[str, Envelope], None], *, limit: int,
+                 retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
+        self.refused = refused
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
+        self.sending = 0  # envelopes of the batch being written
         self.flusher: gevent.Greenlet | None = None
 
     def put(self, node: str, envelope: Envelope) -> None:
+        if len(self.queue) + self.sending >= self.limit:
+            self.refused(node, envelope)
+            return
         self.queue.append((node, envelope))
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush)
+
+    def wait_empty(self, timeout: float) -> None:
+        """Until what is queued has been written (or `timeout` seconds passed)."""
+        if self.flusher is not None:
+            self.flusher.join(timeout)
 
     def flush(self) -> None:
         try:
@@ -387,16 +410,15 @@ class Outbox:
             gevent.sleep(GATHER_DELAY)
             while self.queue:
                 batch, self.queue = self.queue, []
+                self.sending = len(batch)
                 try:
                     self.node.send(batch)
                 except redis.RedisError as error:
                     self.queue = batch + self.queue
-                    overflow = len(self.queue) - self.limit
-                    if overflow > 0:
-                        del self.queue[:overflow]
-                        self.log.error("Cluster outbox full: %d envelope(s) dropped", overflow)
+                    self.sending = 0
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
+                self.sending = 0
         finally:
             self.flusher = None

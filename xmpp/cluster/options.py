@@ -11,9 +11,10 @@ from xmpp.config import Config, ConfigError
 
 DEFAULT_NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
 DEFAULT_PREFIX = "vireo:"
+DEFAULT_QUEUE_LIMIT = 100_000  # envelopes held for other nodes while Redis is unreachable
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_ADDRESS = "127.0.0.1"
-KEYS = ("redis", "node", "node_timeout", "prefix", "address")
+KEYS = ("redis", "node", "node_timeout", "prefix", "address", "queue_limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class ClusterOptions:
     # The interface other nodes reach this one at for HTTP requests it holds
     # (a BOSH session's): loopback for nodes of one machine.
     address: str = DEFAULT_ADDRESS
+    queue_limit: int = DEFAULT_QUEUE_LIMIT
 
 
 def cluster_options(config: Config) -> ClusterOptions | None:
@@ -56,7 +58,12 @@ def cluster_options(config: Config) -> ClusterOptions | None:
     address = value.get("address", DEFAULT_ADDRESS)
     if not isinstance(address, str) or not address or address == "*":
         raise invalid("'address' must be the IP address other nodes reach this one at")
-    return ClusterOptions(url, node, float(timeout), prefix, address)
+    queue_limit = value.get("queue_limit", DEFAULT_QUEUE_LIMIT)
+    if isinstance(queue_limit, float) and queue_limit.is_integer():
+        queue_limit = int(queue_limit)  # Lua numbers are read as floats
+    if isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 1:
+        raise invalid("'queue_limit' must be a whole number of stanzas, at least 1")
+    return ClusterOptions(url, node, float(timeout), prefix, address, queue_limit)
 
 
 def _number(value: Any) -> float | None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,16 +140,18 @@ class RemoteSession:
 class Cluster:
     """This node as a member: registry writes, its stream's consumer, the reaper."""
 
-    def __init__(self, m: ModuleContext, node: ClusterNode) -> None:
+    def __init__(self, m: ModuleContext, node: ClusterNode, queue_limit: int) -> None:
         self.m = m
         self.node = node
-        self.outbox = Outbox(node, m.log)
+        self.outbox = Outbox(node, m.log, self.refused, limit=queue_limit)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
         self.acks: list[bytes] = []  # entries of this node's stream handled, for the next read
         self.reading = False  # whether the consumer waits for Redis's answer to a read
+        self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
+        self.beaten = time.monotonic()  # when the last beat that went through was sent
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
@@ -258,6 +261,17 @@ class Cluster:
         data = json.dumps({"module": event.module, "key": event.key}).encode()
         self.broadcast(STALE, JID(None, event.host), data)
 
+    def refused(self, node: str, envelope: Envelope) -> None:
+        """The outbox is full (Redis unreachable too long): a stanza for another
+        node goes back to its sender now, as an error, rather than be lost
+        later; the registry's state is written afresh once Redis is back."""
+        if envelope.kind in (DELIVER, ROUTE):
+            self.router.bounce(parse_stanza(envelope.data.decode()), None,
+                               StanzaError("resource-constraint", "Cluster queue full"))
+        else:
+            self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
+                             envelope.kind, envelope.jid, node)
+
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
@@ -268,7 +282,9 @@ class Cluster:
         of two logins with one full JID wins, the other is closed (conflict)."""
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession):
-            if current.entry.sid == entry.sid:
+            if current.node == entry.node:
+                # One node holds one session per full JID: its latest word counts
+                # (a new sid is what it writes on coming back from a partition).
                 current.update(entry)
                 return
             if not entry.replaces(current.entry):
@@ -308,12 +324,29 @@ class Cluster:
             return current
         return None
 
-    def resync(self) -> None:
+    def resync(self, *, prune: bool = False) -> None:
         """Mirror every live peer's registry entries (on joining: updates sent
-        before the peers knew of this node are in the registry, not the stream)."""
+        before the peers knew of this node are in the registry, not the stream).
+        With `prune`, also drop the mirrored sessions the registry no longer
+        has (after a partition: their unbinds went to a reaper, not here), and
+        tell this node's clients they left; only those mirrored before the
+        registry was read, as the stream may bring newer ones meanwhile."""
+        before = [session for resources in list(self.router.sessions.values())
+                  for session in resources.values() if isinstance(session, RemoteSession)]
+        listed: set[tuple[JID, str]] = set()
         for peer in self.peers:
             for jid, entry in self.node.sessions_of(peer):
                 self.mirror(jid, entry)
+                listed.add((jid, entry.sid))
+        if not prune:
+            return
+        for session in before:
+            bound = self.router.resources(session.jid.bare).get(session.jid.resource or "")
+            if bound is session and (session.jid, session.entry.sid) not in listed:
+                self.router.unbind(session)
+                if session.entry.available:
+                    broadcast(self.m, presence("unavailable", str(session.jid), ""),
+                              session.jid)
 
     # -- this node's stream ------------------------------------------------------------
 
@@ -323,11 +356,20 @@ class Cluster:
             # Entries handled since the last read are acknowledged with this one.
             acks, self.acks = self.acks, []
             try:
+                asked = time.monotonic()
                 self.reading = True
                 try:
                     entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
                 finally:
                     self.reading = False
+                if entries and time.monotonic() - asked > self.node.timeout / 2:
+                    # An answer that long on its way (the network cut meanwhile)
+                    # may hold entries a reaper has taken since: only those still
+                    # this node's are handled, read again (which makes them fresh,
+                    # so no reaper takes them while they are).
+                    self.m.log.warning("Cluster stream read came late; reading it again")
+                    recovering = True
+                    continue
                 if recovering and not entries:
                     recovering = False
                     continue
@@ -562,22 +604,53 @@ class Cluster:
 
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
-        lapsed = self.node.beat()
+        sent = time.monotonic()
+        # Redis says whether the key had expired; but a beat whose answer was
+        # lost (the link cut) may have renewed it since, so the time since the
+        # last beat known to have gone through counts too.
+        lapsed = self.node.beat() or sent - self.beaten >= self.node.timeout
         self.verify_claims(lapsed)
         if lapsed:
-            # Too long without a beat (an overloaded node): the others have
-            # reaped its sessions or will, so it writes them again.
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
-            self.node.join()
-            for resources in list(self.router.sessions.values()):
-                for session in list(resources.values()):
-                    if self.note_of(session) is not None:
-                        self.publish_session(session)
-            self.homes.verify()
+            self.lapsed = True
+        self.beaten = sent
+        if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
+            self.rejoin()
+            self.lapsed = False
+
+    def rejoin(self) -> None:
+        """Back after too long without a beat (cut off by the network, or
+        overloaded): the others have reaped this node's sessions, or will find
+        it alive before they do (the reaper removes nothing once it beats again).
+        Its sessions are written again, each under a new sid so that an unbind a
+        reaper sent meanwhile matches none of them, and announced to their
+        contacts, who were told they left; what it mirrors is read afresh, as
+        the changes peers sent meanwhile went to the reaper. What it queued for
+        its peers meanwhile goes first (de-duplicated there), so the outbox has
+        room for the sessions' entries (within a third of the heartbeat's time)."""
+        self.outbox.wait_empty(self.node.timeout / 3)
+        self.node.join()
+        self.watch()
+        for resources in list(self.router.sessions.values()):
+            for session in list(resources.values()):
+                note = self.note_of(session)
+                if note is None:
+                    continue
+                note.sid = secrets.token_hex(8)
+                self.publish_session(session)
+                state = presence_of(session)
+                if state.available and state.presence is not None:
+                    broadcast(self.m, state.presence, session.jid)
+        self.resync(prune=True)
+        self.homes.verify()
+        # As on joining: what peers changed before they saw this node again.
+        self.m.add_timer(2 * self.node.timeout / 3 + 1, lambda: self.resync(prune=True))
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
         peers = [name for name in live if name != self.node.name]
+        # This node silent is its own to handle (`rejoin`), never its own reaper.
+        dead = [name for name in dead if name != self.node.name]
         if peers != self.peers:
             # Until this line names a new node, what changes here does not reach it.
             self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
@@ -593,15 +666,17 @@ class Cluster:
             gone = list(self.node.sessions_of(dead))
             if gone:
                 self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
+            # A restart reaps its previous run, whose heartbeat may not have expired.
+            while_dead = dead != self.node.name
             for jid, entry in gone:
-                self.node.remove_session(jid, entry.sid, dead)
+                if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
+                    continue  # back meanwhile (or already gone)
                 self.broadcast(UNBIND, jid, entry.sid.encode())
                 self.unmirror(jid, entry.sid)
                 gone_presence = presence("unavailable", str(jid), "")
                 informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
                 tell_directed(self.m, gone_presence, entry.directed, informed)
-            self.node.forget_node(dead)
-            self.node.free_homes(dead)
+            self.node.forget_node(dead, while_dead=while_dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
@@ -619,6 +694,7 @@ class Cluster:
             events.hook("entity-ended", self.entity_ended)
         # A restart under the same name: the previous run's sessions are gone.
         self.reap(self.node.name)
+        self.beaten = time.monotonic()
         self.node.join()
         self.watch()
         self.resync()
@@ -652,7 +728,7 @@ def as_sent(session: Any, wire: str) -> SerializedElement | None:
 def setup(m: ModuleContext) -> None:
     options = cluster_options(m.global_config)
     assert options is not None, "loaded only when the cluster option is set"
-    cluster = Cluster(m, ClusterNode(options))
+    cluster = Cluster(m, ClusterNode(options), options.queue_limit)
     m.hook_each_host("resource-bind", lambda event: cluster.publish_session(event.session))
     # Above mod_presence, which ends the chain.
     for kind in ("bare", "full", "host"):
