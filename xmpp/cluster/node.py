@@ -22,7 +22,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import gevent
 import redis
@@ -37,6 +37,7 @@ BATCH = 200
 # MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
+GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
 
 # Delete the resource's entry only if this session wrote it (and, for a reaper,
 # only while its node is still silent: ARGV[5] its heartbeat key), and forget
@@ -115,7 +116,10 @@ class ClusterNode:
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
         # Envelope ids: unique across restarts of a node with the same name.
-        self._ids = (f"{self.name}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
+        # The random part is drawn once per run: in the generator's expression it
+        # was drawn (an os.urandom call) for every stanza sent.
+        run = f"{self.name}.{secrets.token_hex(4)}."
+        self._ids = map(run.__add__, map(str, itertools.count()))
 
     def key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -301,16 +305,25 @@ class ClusterNode:
                           entry_fields(envelopes[start:start + MAX_PER_ENTRY]))
         pipe.execute()
 
-    def receive(self, block_ms: int, *, pending: bool = False
+    def receive(self, block_ms: int, *, pending: bool = False, ack: Sequence[bytes] = ()
                 ) -> list[tuple[bytes, list[Envelope] | None]]:
         """New entries of this node's inbox, each with its envelopes (None for a
         malformed one, acked anyway).
         With `pending`, instead those already given to this consumer and never
         acknowledged: after a lost connection, the answer that carried them may
-        never have arrived."""
-        stream = {self.key("stream", self.name): "0" if pending else ">"}
-        answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH,
-                                       block=None if pending else block_ms)
+        never have arrived. `ack`: entries handled meanwhile, acknowledged and
+        dropped first, in the same round trip."""
+        stream_key = self.key("stream", self.name)
+        stream = {stream_key: "0" if pending else ">"}
+        block = None if pending else block_ms
+        if ack:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(stream_key, GROUP, *ack)
+            pipe.xdel(stream_key, *ack)
+            pipe.xreadgroup(GROUP, self.name, stream, count=BATCH, block=block)
+            answer = pipe.execute()[-1]
+        else:
+            answer = self.redis.xreadgroup(GROUP, self.name, stream, count=BATCH, block=block)
         return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 
@@ -392,6 +405,9 @@ class Outbox:
 
     def flush(self) -> None:
         try:
+            # What else is routed meanwhile joins the batch: a write costs as much
+            # CPU for a few envelopes as for hundreds (and so does its reading).
+            gevent.sleep(GATHER_DELAY)
             while self.queue:
                 batch, self.queue = self.queue, []
                 self.sending = len(batch)

@@ -10,7 +10,7 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Envelope kinds: a stanza for one session, a session bound or changed, a session
 # gone, a session to be closed (replaced by a login elsewhere, kicked by an admin),
@@ -71,11 +71,12 @@ class SessionEntry:
         return (self.since, self.node, self.sid) > (other.since, other.node, other.sid)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """One message between nodes: `id` (unique per envelope, kept on retries),
     `kind`, the full JID it is about, the sender (`origin`, a node) and the
-    payload (a serialized stanza, an encoded entry, a session id: all text)."""
+    payload (a serialized stanza, an encoded entry, a session id: all text).
+    A tuple: one is made per stanza on each side, a frozen dataclass cost
+    several times as much."""
 
     id: str
     kind: str
@@ -107,10 +108,13 @@ def envelopes_of(fields: dict[Any, Any]) -> list[Envelope]:
         raise ValueError("stream entry batch is not a list")
     envelopes = []
     for item in items:
-        if not (isinstance(item, list) and len(item) == 5
-                and all(isinstance(value, str) for value in item) and item[1] in KINDS):
+        if type(item) is not list or len(item) != 5:
             raise ValueError(f"malformed envelope in a stream entry: {item!r:.80}")
-        envelopes.append(Envelope(item[0], item[1], item[2], item[3], item[4].encode()))
+        envelope_id, kind, jid, origin, data = item
+        if not (type(envelope_id) is str and type(kind) is str and kind in KINDS
+                and type(jid) is str and type(origin) is str and type(data) is str):
+            raise ValueError(f"malformed envelope in a stream entry: {item!r:.80}")
+        envelopes.append(Envelope(envelope_id, kind, jid, origin, data.encode()))
     return envelopes
 
 

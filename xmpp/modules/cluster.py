@@ -81,7 +81,7 @@ from xmpp.modules.presence import (
     priority_of,
     tell_directed,
 )
-from xmpp.stanza import serialize, with_delay
+from xmpp.stanza import SerializedElement, serialize, serialized_element, with_delay
 from xmpp.stream import parse_stanza
 
 MESSAGE = f"{{{ns.CLIENT}}}message"
@@ -148,6 +148,8 @@ class Cluster:
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
         self.consumer: gevent.Greenlet | None = None
+        self.acks: list[bytes] = []  # entries of this node's stream handled, for the next read
+        self.reading = False  # whether the consumer waits for Redis's answer to a read
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
         self.beaten = time.monotonic()  # when the last beat that went through was sent
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
@@ -351,9 +353,15 @@ class Cluster:
     def consume(self) -> None:
         recovering = False  # after a Redis error: first what was read but not handled
         while True:
+            # Entries handled since the last read are acknowledged with this one.
+            acks, self.acks = self.acks, []
             try:
                 asked = time.monotonic()
-                entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering)
+                self.reading = True
+                try:
+                    entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
+                finally:
+                    self.reading = False
                 if entries and time.monotonic() - asked > self.node.timeout / 2:
                     # An answer that long on its way (the network cut meanwhile)
                     # may hold entries a reaper has taken since: only those still
@@ -368,6 +376,7 @@ class Cluster:
                 self.handle_all(self.node.name, entries, orphaned=False)
             except RedisError as error:
                 self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                self.acks[:0] = acks  # maybe not acknowledged: again with the next read
                 recovering = True
                 gevent.sleep(RETRY_DELAY)
             except Exception:
@@ -394,12 +403,22 @@ class Cluster:
                         written[id(transport)] = transport
         entry_ids = [entry_id for entry_id, _ in entries]
         if written:
-            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()))
+            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()),
+                         orphaned)
+        else:
+            self.acknowledge(node, entry_ids, orphaned)
+
+    def acknowledge(self, node: str, entry_ids: list[bytes], orphaned: bool) -> None:
+        """Handled entries of this node's own stream go with the consumer's next
+        read (one round trip for both, where an ack of its own cost a second),
+        unless it waits in a read already; a dead node's at once."""
+        if not orphaned and node == self.node.name and not self.reading:
+            self.acks.extend(entry_ids)
         else:
             self.node.ack(node, entry_ids)
 
     def ack_when_written(self, node: str, entry_ids: list[bytes],
-                         transports: Iterable[Any]) -> None:
+                         transports: Iterable[Any], orphaned: bool) -> None:
         """Entries count as handled once their stanzas are in the kernel's
         socket buffers: until then a node killed leaves them pending, for the
         reaper to deliver elsewhere. A client that does not read holds its
@@ -411,7 +430,7 @@ class Cluster:
             if drained is not None:
                 drained(max(0.0, deadline - self.m.now()))
         try:
-            self.node.ack(node, entry_ids)
+            self.acknowledge(node, entry_ids, orphaned)
         except RedisError as error:
             # Still pending: read again after a reconnection (de-duplicated).
             self.m.log.warning("Cluster entries not acknowledged: %s", error)
@@ -428,7 +447,7 @@ class Cluster:
         except InvalidJID:
             return None
         if envelope.kind == DELIVER:
-            return self.deliver(jid, parse_stanza(envelope.data.decode()))
+            return self.deliver(jid, envelope.data.decode())
         if envelope.kind == ROUTE:
             # Routed here afresh: to this node's entity, or on to where it lives now.
             self.router.route(parse_stanza(envelope.data.decode()))
@@ -450,15 +469,17 @@ class Cluster:
                 host.fire("cached-data-stale", module=stale["module"], key=stale["key"])
         return None
 
-    def deliver(self, jid: JID, stanza: Element) -> Any:
-        """A stanza for one of this node's sessions (the transport it was written
-        to); when that has gone, a chat message goes to the user's bare JID
-        (remaining sessions, else offline storage, RFC 6121 8.5.3.2.1) and the
-        rest is bounced."""
+    def deliver(self, jid: JID, wire: str) -> Any:
+        """A stanza (as the sender serialized it) for one of this node's
+        sessions (the transport it was written to); when that has gone, a chat
+        message goes to the user's bare JID (remaining sessions, else offline
+        storage, RFC 6121 8.5.3.2.1) and the rest is bounced."""
         session = self.router.resources(jid.bare).get(jid.resource or "")
         if session is not None and not isinstance(session, RemoteSession):
-            session.send(stanza)
+            stanza = as_sent(session, wire)
+            session.send(stanza if stanza is not None else parse_stanza(wire))
             return getattr(session, "transport", None)
+        stanza = parse_stanza(wire)
         host = self.router.hosts.get(jid.domain)
         if host is not None and stanza.tag == MESSAGE and \
                 stanza.get("type", "normal") in ("normal", "chat", "headline"):
@@ -685,8 +706,23 @@ class Cluster:
     def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.kill(block=False)
+        if self.acks:
+            # Else a restart under this name would take them for undelivered.
+            self.write(self.node.ack, self.node.name, self.acks)
         if self.http is not None:
             self.http.stop(timeout=1)
+
+
+def as_sent(session: Any, wire: str) -> SerializedElement | None:
+    """`wire` to be written to `session` as it is, neither parsed nor written
+    anew (half of a cross-node message's cost was both), where nothing on the
+    way reads the element: a c2s session (one with filters) without
+    "stanzas/out" filters (stream management keeps a stamped copy, CSI may
+    hold it) writes a stanza by serializing it, nothing more. None otherwise."""
+    filters = getattr(session, "filters", None)
+    if filters is None or filters.get("stanzas/out"):
+        return None
+    return serialized_element(wire)
 
 
 def setup(m: ModuleContext) -> None:
