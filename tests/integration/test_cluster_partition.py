@@ -225,11 +225,12 @@ def stored_ids(node: ServerProcess, user: str) -> list[str]:
                 in OfflineStore(database).pop_all(node.domain, user)]
 
 
-async def logged(node: ServerProcess, text: str, timeout: float = REJOIN_WAIT) -> None:
-    """Until the node's log has `text`."""
+async def logged(node: ServerProcess, text: str, timeout: float = REJOIN_WAIT, *,
+                 since: int = 0) -> None:
+    """Until the node's log has `text` (after its first `since` characters)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while text not in node.log_path.read_text():
+    while text not in node.log_path.read_text()[since:]:
         assert loop.time() < deadline, f"never logged: {text}"
         await asyncio.sleep(0.1)
 
@@ -284,11 +285,18 @@ def test_a_node_cut_off_by_the_network_rejoins_without_duplicates(partitioned, u
             burst(phase, "alice", alice, n1.jid("bob"))
             burst(phase, "gina", gina, n1.jid("hank"))
 
+        survivors = ((n1, "n2", len(n1.log_path.read_text())),
+                     (n2, "n1", len(n2.log_path.read_text())))  # and their logs so far
         namespace.cut()
         # Before the survivors notice: the cut-off node's sessions still look alive.
         both_ways("early")
         await bob.next_presence(from_(str(alice.boundjid), "unavailable"), timeout=REAP_WAIT)
         await hank.next_presence(from_(str(gina.boundjid), "unavailable"), timeout=REAP_WAIT)
+        # Those came from the reaper alone: the other survivor counts the node out
+        # at its own next watch, and until then sends Ivy's leaving (below) to the
+        # cut-off node's stream rather than to the reaper as the test means.
+        for survivor, other, before_cut in survivors:
+            await logged(survivor, f"Cluster peers: {other}\n", REAP_WAIT, since=before_cut)
         # After they reaped it: Alice's other resource or offline storage.
         both_ways("late")
         await close(ivy)  # Jack's contact leaves: the news goes to the reaper
