@@ -7,6 +7,7 @@ no accepted message and leaves its persistent rooms to the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -146,13 +147,15 @@ def seed(node: ServerProcess) -> None:
             store.put_item(node.domain, other, RosterItem(node.jid(one), subscription="both"))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def three_nodes(root: Path, **options: Any) -> Iterator[Cluster]:
+    """Nodes n1, n2 and n3 on the CI machine's PostgreSQL and Redis, the test
+    accounts seeded through n1; stopped, and their tables dropped, after."""
     postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
     if not postgres or not redis_url:
         pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
     databases = Databases("postgresql", postgres)
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"), redis_url, databases.config())
+    cluster = Cluster(root, redis_url, databases.config(), **options)
     try:
         seed(cluster.start_node("n1"))
         cluster.start_node("n2")
@@ -162,6 +165,12 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     finally:
         cluster.stop()
         databases.drop_all()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with three_nodes(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 def from_(jid: str, kind: str = "available"):

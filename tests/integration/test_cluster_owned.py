@@ -23,7 +23,14 @@ import pytest
 from tests.integration.bosh_client import BoshClient, local
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import Databases
-from tests.integration.test_cluster import NODE_TIMEOUT, REDIS_ENV, Cluster, from_, seed
+from tests.integration.test_cluster import (
+    NODE_TIMEOUT,
+    REDIS_ENV,
+    Cluster,
+    from_,
+    seed,
+    three_nodes,
+)
 from tests.integration.test_components import connect, disconnect, try_connect
 from tests.integration.test_s2s import federated
 from tests.integration.websocket_client import WsClient
@@ -49,22 +56,10 @@ Component "{UPLOAD}" "http_file_share"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
-    if not postgres or not redis_url:
-        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
-    databases = Databases("postgresql", postgres)
     root = tmp_path_factory.mktemp("cluster-owned")
-    cluster = Cluster(root, redis_url, databases.config(), modules=("bosh", "websocket"),
-                      host_extra=sections(str(root / "uploads")))
-    try:
-        seed(cluster.start_node("n1"))
-        cluster.start_node("n2")
-        cluster.start_node("n3")
-        cluster.wait_joined()
+    with three_nodes(root, modules=("bosh", "websocket"),
+                     host_extra=sections(str(root / "uploads"))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        databases.drop_all()
 
 
 def component_secrets(monkeypatch) -> None:
