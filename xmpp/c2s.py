@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree.ElementTree import Element, SubElement
 
 from xmpp import namespaces as ns
-from xmpp.auth_throttle import wait_text
+from xmpp.auth_throttle import Attempt, wait_text
 from xmpp.errors import StanzaError, StreamError
 from xmpp.filters import NO_FILTERS, add_filter, run_filters
 from xmpp.hosts import payload_name
@@ -168,6 +168,8 @@ class C2SSession(XmlStreamSession):
         self.user_agent: UserAgent | None = None  # XEP-0388, when the client gave one
         self.jid: JID | None = None
         self.sasl: SaslExchange | None = None
+        # The failure throttle's turn of the SASL exchange under way, until its verdict.
+        self.sasl_attempt: Attempt | None = None
         self.closed = False
         # Still bound with no connection: a module kept it at `pre-resource-unbind`
         # (XEP-0198 hibernation). Stanzas sent to it go through its filters only.
@@ -341,6 +343,7 @@ class C2SSession(XmlStreamSession):
             # RFC 6120 6.5.13: the client may try again later. Not a failed
             # password, so the failure throttle does not count it.
             self.sasl = None
+            self.sasl_abandoned()
             self.transport.write(
                 f"<failure xmlns='{ns.SASL}'><temporary-auth-failure/></failure>".encode())
         elif element.tag in (IQ, MESSAGE) and element.get("type") not in ("error", "result"):
@@ -377,6 +380,7 @@ class C2SSession(XmlStreamSession):
                 and self.sasl_needs_encryption(element.get("mechanism", "")):
             # RFC 6120 6.4.3, as Prosody answers: the client may STARTTLS and retry.
             self.sasl = None
+            self.sasl_abandoned()
             self.transport.write(
                 f"<failure xmlns='{ns.SASL}'><encryption-required/></failure>".encode())
             return
@@ -435,14 +439,25 @@ class C2SSession(XmlStreamSession):
         """The refusal for an attempt from an address past its failure limit, or None.
 
         Slows password guessing from one address (Prosody has no such limit):
-        every attempt counts until one succeeds; past the limit it is refused
-        at once, unchecked, and the client is told how long to wait."""
-        wait = self.services.throttle.attempt(self.transport.peer[0], self.services.clock())
-        if wait <= 0:
+        past the limit an attempt is refused at once, unchecked, and the client
+        is told how long to wait; attempts from one address in flight take
+        turns (xmpp.auth_throttle), so this may wait for one."""
+        self.sasl_abandoned()  # a new exchange replaces one that checked nothing yet
+        self.sasl_attempt = None
+        attempt = self.services.throttle.attempt(self.transport.peer[0], self.services.clock)
+        if not attempt.refused:
+            self.sasl_attempt = attempt
             return None
-        log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0], wait)
+        log.info("Authentication from %s refused for %.1f s more", self.transport.peer[0],
+                 attempt.wait)
         return Failure("temporary-auth-failure", wait_text(
-            "Too many failed authentication attempts from your address", wait))
+            "Too many failed authentication attempts from your address", attempt.wait))
+
+    def sasl_abandoned(self) -> None:
+        """The exchange under way ended unchecked: its throttle turn goes to the
+        next (a check still under way gives its verdict all the same)."""
+        if self.sasl_attempt is not None:
+            self.sasl_attempt.abandoned()
 
     def sasl_needs_encryption(self, mechanism: str) -> bool:
         """Whether authenticating with `mechanism` on this insecure stream waits for TLS
@@ -458,7 +473,9 @@ class C2SSession(XmlStreamSession):
         """The stream is now `username`'s: lift the pre-authentication limits and
         tell the modules (`authentication-success`)."""
         address = self.transport.peer[0]
-        self.services.throttle.record_success(address, self.services.clock())
+        attempt, self.sasl_attempt = self.sasl_attempt, None
+        if attempt is not None:
+            attempt.succeeded()
         self.username = username
         self.auth_mechanism = mechanism
         log.info("Authenticated %s@%s from %s", username, self.host and self.host.name, address)
@@ -468,9 +485,11 @@ class C2SSession(XmlStreamSession):
             self.host.fire("authentication-success", session=self)
 
     def sasl_failed(self, failure: Failure) -> None:
-        """Tell the modules (`authentication-failure`); the caller answers the client."""
-        if failure.condition == "not-authorized":  # a wrong credential, not a refusal
-            self.services.throttle.failed(self.transport.peer[0], self.services.clock())
+        """Count the exchange's attempt as failed and tell the modules
+        (`authentication-failure`); the caller answers the client."""
+        attempt, self.sasl_attempt = self.sasl_attempt, None
+        if attempt is not None:  # none for a refusal: that attempt was not checked
+            attempt.failed()
         if self.host is not None:
             self.host.fire("authentication-failure", session=self, condition=failure.condition)
 
@@ -630,6 +649,7 @@ class C2SSession(XmlStreamSession):
         self.host.fire("resource-unbind", session=self)
 
     def _ended(self) -> None:
+        self.sasl_abandoned()
         self.destroy()
 
 

@@ -159,14 +159,30 @@ class ComponentSession(XmlStreamSession):
     def _handshake(self, element: Element) -> None:
         assert self.host is not None
         address = self.transport.peer[0]
-        # Slows secret guessing (Prosody has no such limit): a handshake counts
-        # until one succeeds; past the limit it is refused unchecked, with the wait.
-        wait = self.throttle.attempt(address, self.clock())
-        if wait > 0:
-            log.info("Component handshake for %s from %s refused for %.1f s more",
-                     self.host.name, address, wait)
-            raise StreamError("policy-violation", wait_text(
-                "Too many failed handshakes from your address", wait))
+        # Slows secret guessing (Prosody has no such limit): past the limit a
+        # handshake is refused unchecked, with the wait; one that ends without
+        # success counts as failed.
+        with self.throttle.attempt(address, self.clock) as attempt:
+            if attempt.refused:
+                log.info("Component handshake for %s from %s refused for %.1f s more",
+                         self.host.name, address, attempt.wait)
+                raise StreamError("policy-violation", wait_text(
+                    "Too many failed handshakes from your address", attempt.wait))
+            self._check_handshake(element)
+            attempt.succeeded()
+        self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
+        # The host's component module accepts us or raises `conflict`.
+        self.host.fire(AUTHENTICATED_EVENT, session=self)
+        self.jid = JID(None, self.host.name)
+        # The stream's default namespace already is jabber:component:accept.
+        self.transport.write(b"<handshake/>")
+        log.info("External component %s connected from %s", self.host.name,
+                 self.transport.peer[0])
+
+    def _check_handshake(self, element: Element) -> None:
+        """StreamError("not-authorized") unless `element` is the digest of this
+        stream's id and the component's secret."""
+        assert self.host is not None
         if len(element):
             raise StreamError("not-authorized", "Invalid handshake")
         secret = self.host.config.get_str("component_secret", None)
@@ -179,17 +195,7 @@ class ComponentSession(XmlStreamSession):
         if not hmac.compare_digest(supplied.encode(), expected.encode()):
             log.info("Component authentication failed for %s from %s", self.host.name,
                      self.transport.peer[0])
-            self.throttle.failed(address, self.clock())
             raise StreamError("not-authorized", "Given token does not match calculated token")
-        self.validate_from = self.host.config.get_bool("validate_from_addresses", True)
-        # The host's component module accepts us or raises `conflict`.
-        self.throttle.record_success(address, self.clock())
-        self.host.fire(AUTHENTICATED_EVENT, session=self)
-        self.jid = JID(None, self.host.name)
-        # The stream's default namespace already is jabber:component:accept.
-        self.transport.write(b"<handshake/>")
-        log.info("External component %s connected from %s", self.host.name,
-                 self.transport.peer[0])
 
     # -- established session ------------------------------------------------------
 

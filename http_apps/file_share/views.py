@@ -99,26 +99,28 @@ def refuse(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def upload(share: FileShare, slot: str) -> flask.Response:
     request = flask.request
-    address, now = request.remote_addr or "", share.now()
-    wait = share.throttle.attempt(address, now)
-    if wait > 0:
-        log.info("%s: upload from %s refused for %.1f s more", share.host, address, wait)
-        return refuse(429, wait_text("Too many failed uploads from your address", wait),
-                      {"Retry-After": str(whole_seconds(wait))})
-    match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
-    if match is None:
-        return refuse(401, "Missing or malformed Authorization header",
-                      {"WWW-Authenticate": "Bearer"})
-    try:
-        claims = tokens.verify(share.secret, match.group(1), now)
-    except tokens.TokenExpired:
-        return refuse(410, "Authorization token expired")
-    except tokens.TokenInvalid as error:
-        log.debug("%s: refused upload token: %s", share.host, error)
-        share.throttle.failed(address, now)
-        return refuse(401, "Unauthorized or invalid token",
-                      {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    share.throttle.record_success(address, now)
+    address = request.remote_addr or ""
+    # A PUT that ends without a verified token counts as failed (an expired one too).
+    with share.throttle.attempt(address, share.now) as attempt:
+        if attempt.refused:
+            log.info("%s: upload from %s refused for %.1f s more", share.host, address,
+                     attempt.wait)
+            return refuse(429, wait_text("Too many failed uploads from your address",
+                                         attempt.wait),
+                          {"Retry-After": str(whole_seconds(attempt.wait))})
+        match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
+        if match is None:
+            return refuse(401, "Missing or malformed Authorization header",
+                          {"WWW-Authenticate": "Bearer"})
+        try:
+            claims = tokens.verify(share.secret, match.group(1), share.now())
+        except tokens.TokenExpired:
+            return refuse(410, "Authorization token expired")
+        except tokens.TokenInvalid as error:
+            log.debug("%s: refused upload token: %s", share.host, error)
+            return refuse(401, "Unauthorized or invalid token",
+                          {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        attempt.succeeded()
     if claims.slot != slot:
         return refuse(400, "Invalid upload slot")
     if request.content_length is not None and request.content_length != claims.filesize:

@@ -164,28 +164,27 @@ def make_blueprint(service: AdminService, tokens: CsrfTokens) -> flask.Blueprint
     @blueprint.post("/login")
     def login_submit() -> Any:
         address = client_address()
-        now = service.clock()
-        wait = service.throttle.attempt(address, now)
-        if wait > 0:
-            return refuse(wait_text("Too many failed logins", wait), 429,
-                          {"Retry-After": str(whole_seconds(wait))})
-        if not nonce_token_valid(tokens):
-            return refuse("The login form has expired or did not come from this site. "
-                          "Reload the page and try again.", 403)
-        text = flask.request.form.get("jid", "").strip()
-        password = flask.request.form.get("password", "")
-        try:
-            jid = parse_jid(text if "@" in text else f"{text}@{service.host}").bare
-        except InvalidJID:
-            jid = None
-        if jid is None or not jid.local or not service.check_password(jid, password):
-            service.throttle.failed(address, now)
-            return login_page(401, error="Wrong address or password.", jid=text)
-        service.throttle.record_success(address, now)
+        # A login that ends without success counts as failed (an expired form too).
+        with service.throttle.attempt(address, service.clock) as attempt:
+            if attempt.refused:
+                return refuse(wait_text("Too many failed logins", attempt.wait), 429,
+                              {"Retry-After": str(whole_seconds(attempt.wait))})
+            if not nonce_token_valid(tokens):
+                return refuse("The login form has expired or did not come from this site. "
+                              "Reload the page and try again.", 403)
+            text = flask.request.form.get("jid", "").strip()
+            password = flask.request.form.get("password", "")
+            try:
+                jid = parse_jid(text if "@" in text else f"{text}@{service.host}").bare
+            except InvalidJID:
+                jid = None
+            if jid is None or not jid.local or not service.check_password(jid, password):
+                return login_page(401, error="Wrong address or password.", jid=text)
+            attempt.succeeded()
         if not service.is_admin(jid):
             service.log.warning("Web admin login refused for %s: not an admin", jid)
             return refuse(f"{jid} is not an administrator of this server.", 403)
-        _session_id, cookie = service.logins.open(str(jid), now)
+        _session_id, cookie = service.logins.open(str(jid), service.clock())
         service.log.info("Web admin login of %s from %s", jid, address)
         response = flask.redirect(flask.url_for(".users"), 303)
         response.set_cookie(COOKIE, cookie, secure=True, httponly=True, samesite="Strict",

@@ -81,13 +81,15 @@ def make_blueprint(service: SignupService, tokens: CsrfTokens) -> flask.Blueprin
     @blueprint.post("")
     @blueprint.post("/")
     def submit() -> Any:
-        # Every POST counts, checked before its body is even read: a flood costs little.
-        address = client_address()
-        wait = service.throttle.attempt(address, service.clock())
+        # Every POST let through counts (sign-ups are paced, not checked), before
+        # its body is even read: a flood costs little.
+        address, now = client_address(), service.clock()
+        wait = service.throttle.delay_for(address, now)
         if wait > 0:
             body = flask.render_template("refused.html", site_name=service.site_name,
                                          reason=wait_text("Too many sign-up attempts", wait))
             return body, 429, {"Retry-After": str(whole_seconds(wait))}
+        service.throttle.record_failure(address, now)
         fields = flask.request.form
         if not nonce_token_valid(tokens):
             return flask.render_template("refused.html", site_name=service.site_name,

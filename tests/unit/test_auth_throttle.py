@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gevent
 import pytest
 
 from xmpp.auth_throttle import FailureThrottle, failure_throttle, wait_text, whole_seconds
@@ -114,23 +115,149 @@ def test_zero_delay_never_waits():
     assert t.delay_for(ADDR, 0.0) == 0.0
 
 
-def test_attempts_count_until_a_success_and_past_the_limit_are_refused():
-    t = FailureThrottle(max_failures=2, window=600.0, delay=2.0, max_delay=30.0)
-    assert [t.attempt(ADDR, 0.0) for _ in range(2)] == [0.0, 0.0]
-    # Checked or refused, each attempt counts: the wait doubles from now.
-    assert [t.attempt(ADDR, 1.0) for _ in range(3)] == [4.0, 8.0, 16.0]
-    assert t.attempt(ADDR, 16.9) == 30.0  # refused: 0.1 s was still to wait
-    assert t.attempt(ADDR, 46.9) == 0.0  # exactly when the wait is over: checked
-    t.record_success(ADDR, 46.9)
-    assert t.attempt(ADDR, 46.9) == 0.0
+class Clock:
+    """Wall-clock seconds, moved by hand."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_past_the_limit_attempts_are_refused_unchecked_until_the_wait_is_over():
+    t, clock = FailureThrottle(max_failures=2, window=600.0, delay=2.0, max_delay=30.0), Clock()
+    for _ in range(2):
+        t.attempt(ADDR, clock).failed()
+    clock.now = 1.0
+    refused = t.attempt(ADDR, clock)
+    assert refused.refused and refused.wait == 1.0  # 2 s from the latest failure
+    refused.failed()  # no verdict for an attempt that was not checked
+    assert t.delay_for(ADDR, 1.0) == 1.0
+    clock.now = 2.0  # exactly when the wait is over: checked
+    t.attempt(ADDR, clock).failed()
+    assert t.attempt(ADDR, clock).wait == 4.0
+    clock.now = 6.0
+    t.attempt(ADDR, clock).succeeded()
+    assert [t.attempt(ADDR, clock).refused for _ in range(2)] == [False, False]
+
+
+def test_attempts_in_flight_are_no_failures_but_take_turns():
+    """A burst of right passwords: never refused, at most the limit checked at once."""
+    t, clock = FailureThrottle(max_failures=5), Clock()
+    burst = [t.begin(ADDR, clock) for _ in range(20)]
+    assert [a.refused for a in burst] == [False] * 20
+    assert [a.waiting for a in burst] == [False] * 5 + [True] * 15
+    assert t.delay_for(ADDR, 0.0) == 0.0
+    for checked in range(20):
+        burst[checked].succeeded()
+        for waiting in burst[checked + 1:]:
+            if waiting.turn is not None and waiting.turn.is_set():
+                waiting.turn.clear()
+                t.judge(waiting)
+        assert sum(1 for a in burst[checked + 1:] if not a.waiting) == min(5, 19 - checked)
+    assert not t._turns  # nothing kept once all are done
+
+
+def test_a_failure_tells_the_next_which_is_judged_on_the_failures_so_far():
+    t, clock = FailureThrottle(max_failures=2, delay=2.0), Clock()
+    first, second, third = (t.begin(ADDR, clock) for _ in range(3))
+    assert third.waiting and third.turn is not None and not third.turn.is_set()
+    first.failed()  # one failure: one turn left, and second holds it
+    assert third.turn.is_set()
+    third.turn.clear()
+    t.judge(third)
+    assert third.waiting
+    second.failed()  # the limit: the waiting one is refused with the wait
+    assert third.turn.is_set()
+    t.judge(third)
+    assert third.refused and third.wait == 2.0 and not t._turns
 
 
 def test_attempts_in_parallel_gain_no_checks():
-    """Streams that all begin at once past the limit: one is checked, not all."""
-    t = FailureThrottle(max_failures=3, window=600.0, delay=2.0)
+    """Attempts that all begin at once past the limit: one is checked, not all."""
+    t, clock = FailureThrottle(max_failures=3, window=600.0, delay=2.0), Clock()
     fail(t, ADDR, 3, now=0.0)
-    waits = [t.attempt(ADDR, 2.0) for _ in range(10)]
-    assert waits[0] == 0.0 and all(wait > 0 for wait in waits[1:])
+    clock.now = 2.0
+    attempts = [t.begin(ADDR, clock) for _ in range(10)]
+    assert not attempts[0].waiting and all(a.waiting for a in attempts[1:])
+    attempts[0].failed()
+    for waiting in attempts[1:]:
+        t.judge(waiting)
+    assert all(a.refused and a.wait == 4.0 for a in attempts[1:])
+
+
+def test_a_success_lets_the_waiting_ones_proceed():
+    t, clock = FailureThrottle(max_failures=3), Clock()
+    fail(t, ADDR, 2, now=0.0)
+    first, second = t.begin(ADDR, clock), t.begin(ADDR, clock)
+    assert second.waiting
+    first.succeeded()
+    t.judge(second)
+    assert not second.waiting and not second.refused and t.delay_for(ADDR, 0.0) == 0.0
+
+
+def test_the_line_is_bounded_beyond_it_attempts_are_refused_with_the_delay():
+    t, clock = FailureThrottle(max_failures=1, delay=3.0, max_waiting=2), Clock()
+    attempts = [t.begin(ADDR, clock) for _ in range(4)]
+    assert [(a.waiting, a.refused) for a in attempts] == \
+        [(False, False), (True, False), (True, False), (False, True)]
+    assert attempts[3].wait == 3.0
+
+
+def test_an_abandoned_attempt_frees_its_turn_and_counts_nothing():
+    t, clock = FailureThrottle(max_failures=1), Clock()
+    first, second = t.begin(ADDR, clock), t.begin(ADDR, clock)
+    first.abandoned()
+    t.judge(second)
+    assert not second.waiting and t.delay_for(ADDR, 0.0) == 0.0
+    first.failed()  # a check that was under way still gives its verdict
+    assert t.delay_for(ADDR, 0.0) == 2.0
+
+
+def test_a_turn_held_past_the_window_lapses():
+    t, clock = FailureThrottle(max_failures=1, window=60.0), Clock()
+    t.begin(ADDR, clock)  # an exchange the client never finishes
+    waiting = t.begin(ADDR, clock)
+    clock.now = 59.0
+    t.judge(waiting)
+    assert waiting.waiting
+    clock.now = 60.0
+    t.judge(waiting)
+    assert not waiting.waiting and not waiting.refused
+
+
+def test_as_a_context_an_attempt_without_a_verdict_counts_as_failed():
+    t, clock = FailureThrottle(max_failures=1), Clock()
+    with t.attempt(ADDR, clock) as attempt:
+        assert not attempt.refused
+    assert t.delay_for(ADDR, 0.0) == 2.0
+    with t.attempt("192.0.2.8", clock) as attempt:
+        attempt.succeeded()
+    assert not t._turns
+
+
+def test_attempt_waits_for_its_turn_and_no_longer_than_max_delay():
+    t, clock = FailureThrottle(max_failures=1, delay=0.05, max_delay=0.05), Clock()
+    first = t.attempt(ADDR, clock)
+    second = gevent.spawn(t.attempt, ADDR, clock)
+    third = gevent.spawn(t.attempt, ADDR, clock)
+    gevent.idle()
+    assert not second.ready() and not third.ready()
+    first.succeeded()
+    assert not second.get(timeout=5).refused  # its turn came
+    refused = third.get(timeout=5)  # second never ends: max_delay is the limit
+    assert refused.refused and refused.wait == 0.05
+
+
+def test_an_attempt_killed_while_waiting_leaves_the_line():
+    t, clock = FailureThrottle(max_failures=1), Clock()
+    first = t.attempt(ADDR, clock)
+    killed = gevent.spawn(t.attempt, ADDR, clock)
+    gevent.idle()
+    killed.kill()
+    first.succeeded()
+    assert not t.begin(ADDR, clock).waiting
 
 
 def seconds_for_guesses_before(guesses: int) -> float:
@@ -147,17 +274,18 @@ def seconds_for_guesses_before(guesses: int) -> float:
 def seconds_for_guesses_now(guesses: int, *, knows_the_wait: bool) -> tuple[float, int]:
     """Now, for a guesser that either knows to the instant when the next attempt
     is checked, or sends at once and waits what a refusal tells it; (time, refusals)."""
-    t, now, checked, refused = FailureThrottle(), 0.0, 0, 0
+    t, clock, checked, refused = FailureThrottle(), Clock(), 0, 0
     while checked < guesses:
         if knows_the_wait:
-            now += t.delay_for(ADDR, now)
-        wait = t.attempt(ADDR, now)
-        if wait > 0:
+            clock.now += t.delay_for(ADDR, clock.now)
+        attempt = t.attempt(ADDR, clock)
+        if attempt.refused:
             refused += 1
-            now += whole_seconds(wait)
+            clock.now += whole_seconds(attempt.wait)
         else:
+            attempt.failed()
             checked += 1
-    return now, refused
+    return clock.now, refused
 
 
 def test_a_thousand_guesses_take_at_least_as_long_as_before():

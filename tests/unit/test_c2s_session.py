@@ -10,6 +10,7 @@ import base64
 import itertools
 from xml.etree.ElementTree import Element
 
+import gevent
 import pytest
 
 from tests.certs import make_self_signed
@@ -425,18 +426,18 @@ def test_a_throttled_attempt_is_answered_at_once_with_the_wait(server, clock):
     for _ in range(3):  # vireo_auth_failure_limit
         session.data_received(plain_auth("alice", "wrong"))
     assert len(reader.elements()) == 3
-    # Past the limit the attempt is refused unchecked, the right password too,
-    # and counted: 2 s doubled once is the wait from now.
+    # Past the limit the attempt is refused unchecked, the right password too:
+    # 2 s from the latest failure.
     session.data_received(plain_auth("alice", PASSWORD))
-    assert "wait 4 s" in temporary_failure_text(reader)
+    assert "wait 2 s" in temporary_failure_text(reader)
     assert session.username is None and transport.timers == [] and not transport.closed
-    # Answers do not have to be awaited: each attempt is refused and counted.
+    # Answers do not have to be awaited: each attempt is refused, unchecked.
     session.data_received(plain_auth("alice", "wrong") + plain_auth("alice", PASSWORD))
     first, second = reader.elements()
-    assert "wait 8 s" in (first.findtext(f"{SASL}text") or "")
-    assert "wait 16 s" in (second.findtext(f"{SASL}text") or "")
+    assert "wait 2 s" in (first.findtext(f"{SASL}text") or "")
+    assert "wait 2 s" in (second.findtext(f"{SASL}text") or "")
     assert session.username is None
-    clock.now += 16  # as soon as the wait has passed, the right password is accepted
+    clock.now += 2  # as soon as the wait has passed, the right password is accepted
     session.data_received(plain_auth("alice", PASSWORD))
     assert reader.one().tag == f"{SASL}success"
     assert session.username == "alice"
@@ -467,21 +468,28 @@ def test_throttle_is_per_address_and_forgotten_after_a_while(server, clock):
     assert fresh_reader.one().tag == f"{SASL}success"
 
 
-def test_an_exchange_counts_from_its_auth_so_parallel_ones_gain_nothing(server):
-    """SCRAM's guess arrives in a later <response/>: the <auth/> already counted,
-    so streams that all start before any of them fails are still limited."""
+def test_exchanges_in_parallel_take_turns_so_they_gain_nothing(server):
+    """SCRAM's guess arrives in a later <response/>: exchanges from one address
+    past the limit in flight wait for a turn, and once the limit has failed
+    the waiting ones are refused unchecked."""
     address = "198.51.100.9"
     first = base64.b64encode(b"n,,n=alice,r=clientnonce").decode()
     scram_auth = f"<auth xmlns='{ns.SASL}' mechanism='SCRAM-SHA-256'>{first}</auth>".encode()
-    answers = []
-    for _ in range(5):
-        session, _transport, reader = open_stream(server, secure=True, address=address)
+    streams = [open_stream(server, secure=True, address=address) for _ in range(5)]
+    for _session, _transport, reader in streams:
         reader.elements()
+    for session, _transport, reader in streams[:3]:  # vireo_auth_failure_limit
         session.data_received(scram_auth)
-        answers.append(reader.one())
-    assert [answer.tag for answer in answers] == [f"{SASL}challenge"] * 3 + [f"{SASL}failure"] * 2
-    assert all(answer.find(f"{SASL}temporary-auth-failure") is not None
-               for answer in answers[3:])
+        assert reader.one().tag == f"{SASL}challenge"
+    waiting = [gevent.spawn(session.data_received, scram_auth) for session, _, _ in streams[3:]]
+    gevent.idle()
+    assert not any(greenlet.ready() for greenlet in waiting)
+    for session, _transport, reader in streams[:3]:  # each a wrong final message
+        session.data_received(f"<response xmlns='{ns.SASL}'>bm9wZQ==</response>".encode())
+        assert reader.one().tag == f"{SASL}failure"
+    gevent.joinall(waiting, timeout=5, raise_error=True)
+    for _session, _transport, reader in streams[3:]:
+        assert "wait 2 s" in temporary_failure_text(reader)
 
 
 def test_auth_on_insecure_stream_with_encryption_required_is_encryption_required(server):
