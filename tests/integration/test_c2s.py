@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 
 import pytest
 
@@ -15,7 +17,9 @@ from tests.integration.clients import (
     subscription_with,
     tls_version,
 )
+from tests.integration.raw_client import RawClient
 from tests.integration.server_fixture import make_server
+from xmpp import namespaces as ns
 
 USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
 
@@ -185,3 +189,41 @@ def test_iq_nobody_handles_gets_service_unavailable(server):
         await close(client)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-256"])
+def test_a_burst_of_logins_from_one_address_is_not_refused(server, mech):
+    """Twenty right passwords at once from 127.0.0.1, past vireo_auth_failure_limit
+    (5): checks that wait on the database, and SCRAM exchanges that wait on the
+    client, overlap; the attempts take turns and every login succeeds."""
+    async def scenario():
+        clients = await asyncio.gather(*(
+            attempt_login(server, "user12", USERS["user12"], mech=mech, resource=f"burst-{i}")
+            for i in range(20)))
+        assert [client.sasl_failures for client in clients] == [[]] * 20
+        assert all(client.started.result() for client in clients)
+        await close(*clients)
+
+    run(scenario())
+
+
+def test_wrong_passwords_sent_at_once_are_checked_up_to_the_limit(server):
+    """A guesser's twenty <auth/>s on twenty streams, sent without awaiting any
+    answer: the first vireo_auth_failure_limit (5) are checked, the others wait
+    their turn and are then refused unchecked, told the wait."""
+    streams = [RawClient(server.c2s_port, source_address="127.0.0.9") for _ in range(20)]
+    try:
+        for raw in streams:
+            raw.starttls(server.domain, server.cert)
+        token = base64.b64encode(b"\0user11\0wrong").decode()
+        for raw in streams:
+            raw.send(f"<auth xmlns='{ns.SASL}' mechanism='PLAIN'>{token}</auth>")
+        answers = [raw.read_until(rb"</failure>") for raw in streams]
+    finally:
+        for raw in streams:
+            raw.close()
+    checked = sum(b"<not-authorized/>" in answer for answer in answers)
+    refused = [answer for answer in answers if b"<temporary-auth-failure/>" in answer]
+    # 0.2 s after the fifth failure a sixth may be checked: a slow machine may get there.
+    assert 5 <= checked <= 7 and len(refused) == 20 - checked
+    assert all(re.search(rb"wait \d+ s", answer) for answer in refused)
