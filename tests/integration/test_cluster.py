@@ -24,7 +24,7 @@ import redis
 
 from storage.offline import OfflineStore
 from storage.roster import RosterItem, RosterStore
-from tests.integration.clients import TIMEOUT, close, login, run
+from tests.integration.clients import TIMEOUT, attempt_login, close, login, run
 from tests.integration.muc_fixtures import (
     MUC_HOST,
     instant_room,
@@ -289,6 +289,24 @@ def test_failed_logins_on_one_node_slow_down_the_next_on_another(cluster):
     finally:
         again.close()
     assert b"<temporary-auth-failure/>" in answer and re.search(rb"wait \d+ s", answer)
+
+
+def test_a_burst_of_logins_from_one_address_over_two_nodes_is_not_refused(cluster):
+    """Twenty SCRAM logins at once from 127.0.0.1, ten on n1 and ten on n2, past
+    vireo_auth_failure_limit (5): each check reads the failures shared in Redis
+    and waits on the client, so they overlap; they take turns, none is refused."""
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+
+    async def scenario():
+        clients = await asyncio.gather(*(
+            attempt_login((n1, n2)[i % 2], "tina", USERS["tina"], mech="SCRAM-SHA-256",
+                          resource=f"burst-{i}")
+            for i in range(20)))
+        assert [client.sasl_failures for client in clients] == [[]] * 20
+        assert all(client.started.result() for client in clients)
+        await close(*clients)
+
+    run(scenario())
 
 
 def test_metrics_of_every_node_on_any_nodes_scrape(cluster):
