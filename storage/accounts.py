@@ -97,15 +97,10 @@ class AccountStore:
 
     def __init__(self, db: Database, iterations: int = DEFAULT_ITERATIONS,
                  run_blocking: Callable[..., Any] | None = None) -> None:
-        """`run_blocking(function, args)` runs the PBKDF2 of a new password (a
-        few ms of CPU) off the calling thread: the server passes its hub's
-        thread pool, so registrations and password changes never stall the
-        sessions it serves (hashlib releases the GIL meanwhile).
-
-        A login's check stays in the caller: the failure throttle counts an
-        attempt as failed until it succeeds, so checks that yielded would
-        overlap and a burst of first logins from one address (a NAT) would be
-        refused past `vireo_auth_failure_limit` in flight."""
+        """`run_blocking(function, args)` runs the PBKDF2 of a password (a few ms
+        of CPU, more with a large iteration count) off the calling thread: the
+        server passes its hub's thread pool, so logins and registrations never
+        stall the sessions it serves (hashlib releases the GIL meanwhile)."""
         self._db = db
         self._iterations = iterations
         self._run = run_blocking or _call
@@ -215,16 +210,16 @@ class AccountStore:
         account = (host, prep_username(username))
         if self._verified.matches(account, password, creds.stored_key):
             return True
-        if not password_matches(password, "sha256", creds):
+        if not self._run(password_matches, (password, "sha256", creds)):
             return False
         self._verified.remember(account, password, creds.stored_key)
         return True
 
     def _check_and_upgrade(self, host: str, username: str, password: str) -> bool:
         sha1 = self.scram_credentials(host, username, "SCRAM-SHA-1")
-        if sha1 is None or not password_matches(password, "sha1", sha1):
+        if sha1 is None or not self._run(password_matches, (password, "sha1", sha1)):
             return False
-        sha256 = derive(password, "sha256", sha1.salt, sha1.iterations)
+        sha256 = self._run(derive, (password, "sha256", sha1.salt, sha1.iterations))
         self.add_sha256(host, username, sha256, sha1.stored_key)
         self._verified.remember((host, prep_username(username)), password, sha256.stored_key)
         return True

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 
 import pytest
 
+from storage.accounts import AccountStore
 from tests.integration.clients import (
     attempt_login,
     close,
@@ -17,7 +19,7 @@ from tests.integration.clients import (
     subscription_with,
     tls_version,
 )
-from tests.integration.raw_client import RawClient
+from tests.integration.raw_client import RawClient, raw_iq, raw_login
 from tests.integration.server_fixture import make_server
 from xmpp import namespaces as ns
 
@@ -227,3 +229,30 @@ def test_wrong_passwords_sent_at_once_are_checked_up_to_the_limit(server):
     # 0.2 s after the fifth failure a sixth may be checked: a slow machine may get there.
     assert 5 <= checked <= 7 and len(refused) == 20 - checked
     assert all(re.search(rb"wait \d+ s", answer) for answer in refused)
+
+
+def test_a_slow_password_hash_stalls_no_other_session(server):
+    """A PLAIN login's PBKDF2 runs off the hub: with an iteration count that
+    makes it take about a second, another session's ping is answered while
+    that login is still being checked."""
+    with server.database() as database:
+        if not AccountStore(database).exists(server.domain, "slowhash"):
+            AccountStore(database, iterations=4_000_000).create(server.domain, "slowhash", "pw")
+    online, _features = raw_login(server, "user12")
+    slow = RawClient(server.c2s_port)
+    try:
+        slow.starttls(server.domain, server.cert)
+        slow.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  "AHNsb3doYXNoAHB3</auth>")  # \0slowhash\0pw
+        time.sleep(0.1)  # the server has the <auth/> and is hashing
+        started = time.monotonic()
+        raw_iq(online, "p1", "<ping xmlns='urn:xmpp:ping'/>")
+        online.read_until(rb"id='p1'")
+        ping_seconds = time.monotonic() - started
+        answer = slow.read_until(rb"<success[^>]*>|</failure>", timeout=60)
+        login_seconds = time.monotonic() - started
+    finally:
+        online.close()
+        slow.close()
+    assert b"<success" in answer
+    assert ping_seconds < 0.5 < login_seconds, (ping_seconds, login_seconds)
