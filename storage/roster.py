@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
@@ -30,6 +32,16 @@ class RosterItem:
     ask: bool = False             # pending outbound subscription ("Pending Out")
     groups: list[str] = field(default_factory=list)
     approved: bool = False        # subscription pre-approved (RFC 6121 3.4)
+
+
+@dataclass
+class ContactRecord:
+    """One contact as a roster stores it, to change in RosterStore.contact_for_update."""
+
+    item: RosterItem | None       # None: the contact is not in the roster
+    pending_in: bool              # a subscription request from the contact awaits an answer
+    request: str | None = None    # the request's stanza XML, kept when one is recorded
+    version: int = 0              # the roster version once the change is written
 
 
 def _to_item(entry: RosterEntry) -> RosterItem:
@@ -77,9 +89,44 @@ _PENDING_ROWS = select(RosterPending.contact, RosterPending.stanza).where(
     RosterPending.host == bindparam("host"), RosterPending.username == bindparam("username"))
 
 
+def _lock_roster(session: Session, host: str, username: str) -> None:
+    """Hold the user's roster until the transaction ends: its version row, written
+    unchanged (made at 0 for a roster never changed). A second writer's statement
+    waits for the first to commit (a row lock; SQLite's write lock) and then reads
+    what the first wrote."""
+    _upsert(session, RosterVersion, {"host": host, "username": username},
+            {"version": 0}, {"version": RosterVersion.version})
+
+
 def _bump_version(session: Session, host: str, username: str) -> None:
     _upsert(session, RosterVersion, {"host": host, "username": username},
             {"version": 1}, {"version": RosterVersion.version + 1})
+
+
+def _copied(item: RosterItem | None) -> RosterItem | None:
+    return None if item is None else replace(item, groups=list(item.groups))
+
+
+def _write_entry(session: Session, host: str, user: str, contact: str,
+                 entry: RosterEntry | None, item: RosterItem | None) -> None:
+    """Make the stored entry (None: none yet) what `item` says (None: no entry)."""
+    if item is None:
+        if entry is not None:
+            session.delete(entry)
+        return
+    if item.subscription not in SUBSCRIPTIONS:
+        raise ValueError(f"bad subscription state {item.subscription!r}")
+    if entry is None:
+        entry = RosterEntry(host=host, username=user, contact=contact)
+        session.add(entry)
+    entry.name = item.name
+    entry.subscription = item.subscription
+    entry.ask = item.ask
+    entry.approved = item.approved
+    wanted = set(item.groups)
+    kept = [group for group in entry.groups if group.name in wanted]
+    have = {group.name for group in kept}
+    entry.groups = kept + [RosterGroup(name=name) for name in sorted(wanted - have)]
 
 
 class RosterStore:
@@ -112,35 +159,49 @@ class RosterStore:
             return _to_item(entry) if entry is not None else None
 
     def put_item(self, host: str, username: str, item: RosterItem) -> None:
-        """Insert or replace an item with its groups; bumps the roster version."""
-        if item.subscription not in SUBSCRIPTIONS:
-            raise ValueError(f"bad subscription state {item.subscription!r}")
-        user = nodeprep(username)
-        with self._db.session() as session:
-            entry = self._entry(session, host, user, item.jid)
-            if entry is None:
-                entry = RosterEntry(host=host, username=user, contact=item.jid)
-                session.add(entry)
-            entry.name = item.name
-            entry.subscription = item.subscription
-            entry.ask = item.ask
-            entry.approved = item.approved
-            wanted = set(item.groups)
-            kept = [group for group in entry.groups if group.name in wanted]
-            have = {group.name for group in kept}
-            entry.groups = kept + [RosterGroup(name=name) for name in sorted(wanted - have)]
-            _bump_version(session, host, user)
+        """Insert or replace an item with its groups; a change bumps the roster version."""
+        with self.contact_for_update(host, username, item.jid) as record:
+            record.item = item
 
     def remove_item(self, host: str, username: str, contact: str) -> bool:
         """Remove an item; False when it was not there (the version is then unchanged)."""
+        with self.contact_for_update(host, username, contact) as record:
+            found = record.item is not None
+            record.item = None
+        return found
+
+    @contextmanager
+    def contact_for_update(self, host: str, username: str,
+                           contact: str) -> Iterator[ContactRecord]:
+        """The contact's record, to change in the block; written when it ends, in
+        one transaction that holds the user's roster from before the read: a
+        concurrent change of the roster (a stanza another greenlet or node
+        handles) waits and then starts from this one's result, where two
+        separate reads and writes would have the later undo the earlier.
+        A changed item bumps the version; `record.version` is then the version
+        this change made (the current one when the item did not change), for
+        the roster push. No network I/O in the block (see storage.db)."""
         user = nodeprep(username)
         with self._db.session() as session:
+            _lock_roster(session, host, user)
             entry = self._entry(session, host, user, contact)
-            if entry is None:
-                return False
-            session.delete(entry)
-            _bump_version(session, host, user)
-            return True
+            stored = _to_item(entry) if entry is not None else None
+            pending = session.scalar(select(RosterPending.id).where(
+                RosterPending.host == host, RosterPending.username == user,
+                RosterPending.contact == contact)) is not None
+            record = ContactRecord(_copied(stored), pending)
+            yield record
+            if record.item != stored:
+                _write_entry(session, host, user, contact, entry, record.item)
+                _bump_version(session, host, user)
+            if record.pending_in and not pending:
+                _upsert(session, RosterPending, {"host": host, "username": user,
+                                                 "contact": contact}, {"stanza": record.request})
+            elif pending and not record.pending_in:
+                session.execute(delete(RosterPending).where(
+                    RosterPending.host == host, RosterPending.username == user,
+                    RosterPending.contact == contact))
+            record.version = session.scalar(_VERSION, {"host": host, "username": user}) or 0
 
     def pending_in(self, host: str, username: str) -> dict[str, str | None]:
         """Inbound subscription requests awaiting an answer: contact -> subscribe stanza XML."""

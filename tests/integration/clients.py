@@ -167,6 +167,16 @@ async def fetched_roster(client) -> dict:
     return {jid: roster[jid] for jid in roster}
 
 
+async def stored_roster(client) -> dict:
+    """The roster as the server stores it, by JID: fetched whole (no `ver`), so
+    whatever copy the client keeps plays no part."""
+    iq = client.Iq()
+    iq["type"] = "get"
+    iq.enable("roster")
+    result = await iq.send(timeout=TIMEOUT)
+    return dict(result["roster"]["items"])
+
+
 async def subscription_with(client, jid: str, expected: str, timeout: float = 10.0) -> str:
     """The subscription `client` keeps for `jid`, once it is `expected` or the time
     is up: the roster push that changes it travels apart from the presence a test

@@ -16,6 +16,7 @@ from tests.integration.clients import (
     local_port,
     login,
     run,
+    stored_roster,
     subscription_with,
     tls_version,
 )
@@ -23,7 +24,11 @@ from tests.integration.raw_client import RawClient, raw_iq, raw_login
 from tests.integration.server_fixture import make_server
 from xmpp import namespaces as ns
 
-USERS = {f"user{i}": f"secret-{i}" for i in range(1, 13)}
+USERS = {f"user{i}": f"secret-{i}" for i in range(1, 15)}
+# Rounds of an approval sent while the contact repeats its request so many times:
+# on PostgreSQL, without the roster lock, most runs lost an approval in some round.
+RACES = 8
+REPEATED_REQUESTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,41 @@ def test_subscription_handshake_ends_in_both_with_presence(server):
         bob.send_presence(pstatus="busy", pshow="dnd")
         update = await alice.next_presence(lambda p: p["show"] == "dnd")
         assert update["status"] == "busy"
+        await close(alice, bob)
+
+    run(scenario())
+
+
+def test_an_approval_is_not_undone_by_requests_handled_meanwhile(server):
+    """Each subscription stanza reads, changes and writes the stored state, and
+    the user's own stanzas and those of the contact are handled side by side:
+    the contact's repeated requests, each of which finds the request pending
+    and leaves it so, must not write back the state they read over the user's
+    approval that came in between (a lost update that left the user at `to`)."""
+    async def scenario():
+        alice = await login(server, "user13")
+        bob = await login(server, "user14")
+        for client in (alice, bob):
+            client.roster.auto_authorize = None  # only the stanzas the test sends
+            await client.get_roster()
+        alice_bare, bob_bare = alice.boundjid.bare, bob.boundjid.bare
+        alice.send_presence(pto=bob_bare, ptype="subscribe")
+        await bob.next_presence(lambda p: p["type"] == "subscribe")
+        bob.send_presence(pto=alice_bare, ptype="subscribed")
+        await alice.next_presence(lambda p: p["type"] == "subscribed")
+        for _ in range(RACES):  # alice: to, bob: from
+            bob.send_presence(pto=alice_bare, ptype="subscribe")
+            await alice.next_presence(lambda p: p["type"] == "subscribe")
+            for _ in range(REPEATED_REQUESTS):
+                bob.send_presence(pto=alice_bare, ptype="subscribe")
+            alice.send_presence(pto=bob_bare, ptype="subscribed")
+            # Each stream is handled in order: after these answers, all of it was.
+            await bob.plugin["xep_0199"].ping(server.domain)
+            await alice.plugin["xep_0199"].ping(server.domain)
+            assert (await stored_roster(alice))[bob_bare]["subscription"] == "both"
+            assert (await stored_roster(bob))[alice_bare]["subscription"] == "both"
+            alice.send_presence(pto=bob_bare, ptype="unsubscribed")
+            await bob.next_presence(lambda p: p["type"] == "unsubscribed")
         await close(alice, bob)
 
     run(scenario())

@@ -6,13 +6,15 @@ usernames, SCRAM material only, a pending-in list per user) and nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from storage.accounts import AccountExists
-from storage.roster import RosterItem
+from storage.roster import ContactRecord, RosterItem
 from xmpp.config import Config, load_config
 from xmpp.core import ServerCore
 from xmpp.jid import InvalidJID, nodeprep
@@ -94,14 +96,35 @@ class MemoryRosters:
         return self.items.get((host, username), {}).get(contact)
 
     def put_item(self, host: str, username: str, item: RosterItem) -> None:
-        self.items.setdefault((host, username), {})[item.jid] = item
-        self._bump(host, username)
+        with self.contact_for_update(host, username, item.jid) as record:
+            record.item = item
 
     def remove_item(self, host: str, username: str, contact: str) -> bool:
-        removed = self.items.get((host, username), {}).pop(contact, None) is not None
-        if removed:
+        with self.contact_for_update(host, username, contact) as record:
+            found = record.item is not None
+            record.item = None
+        return found
+
+    @contextlib.contextmanager
+    def contact_for_update(self, host: str, username: str,
+                           contact: str) -> Iterator[ContactRecord]:
+        items = self.items.setdefault((host, username), {})
+        pending = self.pending.setdefault((host, username), {})
+        stored = items.get(contact)
+        record = ContactRecord(stored and replace(stored, groups=list(stored.groups)),
+                               contact in pending)
+        yield record
+        if record.item != stored:
+            if record.item is None:
+                del items[contact]
+            else:
+                items[contact] = record.item
             self._bump(host, username)
-        return removed
+        if record.pending_in and contact not in pending:
+            pending[contact] = record.request
+        elif not record.pending_in:
+            pending.pop(contact, None)
+        record.version = self.version(host, username)
 
     def _bump(self, host: str, username: str) -> None:
         self.versions[host, username] = self.versions.get((host, username), 0) + 1

@@ -430,6 +430,54 @@ def test_roster_version(roster: RosterStore) -> None:
     assert roster.version(HOST, "romeo") == 0
 
 
+def test_contact_for_update_writes_changes_only(roster: RosterStore) -> None:
+    romeo = "romeo@montague.lit"
+    with roster.contact_for_update(HOST, "Juliet", romeo) as record:
+        assert (record.item, record.pending_in) == (None, False)
+        record.pending_in, record.request = True, "<presence type='subscribe'/>"
+    assert record.version == 0  # a pending request is no roster change
+    assert roster.pending_in(HOST, "juliet") == {romeo: "<presence type='subscribe'/>"}
+    with roster.contact_for_update(HOST, "juliet", romeo) as record:
+        assert record.pending_in
+        record.item, record.pending_in = RosterItem(romeo, subscription="from"), False
+    assert record.version == roster.version(HOST, "juliet") == 1
+    assert roster.pending_in(HOST, "juliet") == {}
+    with roster.contact_for_update(HOST, "juliet", romeo) as record:
+        record.item.groups.append("Verona")
+        record.item.groups.remove("Verona")
+    assert record.version == 1
+    with pytest.raises(RuntimeError), roster.contact_for_update(HOST, "juliet", romeo) as record:
+        record.item = None
+        raise RuntimeError("the change fails: nothing is written")
+    assert roster.get_item(HOST, "juliet", romeo) == RosterItem(romeo, subscription="from")
+
+
+def test_changes_of_one_roster_wait_for_each_other(roster: RosterStore) -> None:
+    """A change that starts while another is between its read and its write waits
+    for that write and starts from it: it cannot write back the state it would
+    have read before (a lost update, as when a contact's repeated request undid
+    the user's approval of it)."""
+    romeo = "romeo@montague.lit"
+    roster.put_item(HOST, "juliet", RosterItem(romeo, subscription="to"))
+    roster.set_pending_in(HOST, "juliet", romeo, None)
+    second_read: list[tuple[str, bool]] = []
+    second_done = threading.Event()
+
+    def second_change() -> None:
+        with roster.contact_for_update(HOST, "juliet", romeo) as record:
+            second_read.append((record.item.subscription, record.pending_in))
+        second_done.set()
+
+    second = threading.Thread(target=second_change)
+    with roster.contact_for_update(HOST, "juliet", romeo) as record:
+        second.start()
+        assert not second_done.wait(0.3), "the second change did not wait for the first"
+        record.item.subscription, record.pending_in = "both", False
+    second.join(10)
+    assert second_read == [("both", False)]
+    assert record.version == 2
+
+
 # --- offline messages -----------------------------------------------------------
 
 def test_offline_store_and_pop_oldest_first(db: Database) -> None:

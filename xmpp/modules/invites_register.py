@@ -139,7 +139,8 @@ def befriend(m: ModuleContext, first: str, second: str) -> None:
     host = m.host.name
     for user, contact in ((first, second), (second, first)):
         contact_jid = f"{contact}@{host}"
-        item = rosters.get_item(host, user, contact_jid) or RosterItem(contact_jid)
-        item.subscription, item.ask = "both", False
-        rosters.put_item(host, user, item)
-        roster.push(m, JID(user, host, None), item)
+        with rosters.contact_for_update(host, user, contact_jid) as record:
+            item = record.item or RosterItem(contact_jid)
+            item.subscription, item.ask = "both", False
+            record.item = item
+        roster.push(m, JID(user, host, None), item, record.version)

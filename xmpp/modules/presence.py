@@ -8,7 +8,7 @@ stanzas they call for and keeps each session's presence.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -20,7 +20,14 @@ from xmpp.moduleapi import ModuleContext
 from xmpp.modules.roster import item_state, push
 from xmpp.stanza import serialize, with_delay
 from xmpp.stream import parse_stanza
-from xmpp.subscription import KINDS, SUBSCRIBE, SubscriptionState, inbound, outbound
+from xmpp.subscription import (
+    KINDS,
+    SUBSCRIBE,
+    Outcome,
+    SubscriptionState,
+    inbound,
+    outbound,
+)
 
 PRESENCE = f"{{{ns.CLIENT}}}presence"
 PRIORITY = f"{{{ns.CLIENT}}}priority"
@@ -89,21 +96,35 @@ def load_state(m: ModuleContext, user: JID, contact: str) -> tuple[SubscriptionS
     return item_state(item, pending), item
 
 
-def save_state(m: ModuleContext, user: JID, contact: str, old: SubscriptionState,
-               new: SubscriptionState, item: RosterItem | None,
-               stanza: Element | None = None) -> RosterItem | None:
-    store = _rosters(m)
-    if new.in_roster:
-        item = item or RosterItem(jid=contact)
-        item.subscription, item.ask, item.approved = new.subscription, new.ask, new.approved
-        store.put_item(user.domain, user.local, item)
-    elif old.in_roster:
-        store.remove_item(user.domain, user.local, contact)
-    if new.pending_in and not old.pending_in:
-        store.set_pending_in(user.domain, user.local, contact,
-                             serialize(stanza) if stanza is not None else None)
-    elif old.pending_in and not new.pending_in:
-        store.clear_pending_in(user.domain, user.local, contact)
+Transition = Callable[[SubscriptionState, str], Outcome]
+
+
+def apply_subscription(m: ModuleContext, user: JID, contact: str, transition: Transition,
+                       kind: str, request: Element | None = None) -> Outcome:
+    """Apply a subscription stanza of `kind` to the user's stored state for the
+    contact, and push the roster item when it changed. The state is read and
+    written as one locked change: the user's stanzas and the contact's are
+    handled side by side (each connection in its greenlet, database calls
+    yield), and a stanza that read the state before another wrote it would
+    otherwise write back what it read (an approval undone: `both` back to `to`).
+    `request`: an inbound 'subscribe', kept while it waits for an answer."""
+    request_xml = serialize(request) if request is not None else None
+    with _rosters(m).contact_for_update(user.domain, user.local, contact) as record:
+        outcome = transition(item_state(record.item, record.pending_in), kind)
+        record.item = stored_item(record.item, contact, outcome.state)
+        record.pending_in, record.request = outcome.state.pending_in, request_xml
+    if outcome.changed and record.item is not None:
+        push(m, user, record.item, record.version)
+    return outcome
+
+
+def stored_item(item: RosterItem | None, contact: str,
+                state: SubscriptionState) -> RosterItem | None:
+    """The roster item (None: none) that keeps `state`, from the stored one."""
+    if not state.in_roster:
+        return None
+    item = item or RosterItem(jid=contact)
+    item.subscription, item.ask, item.approved = state.subscription, state.ask, state.approved
     return item
 
 
@@ -240,11 +261,7 @@ def outbound_subscription(m: ModuleContext, stanza: Element, user: JID, kind: st
         return
     if contact == user.bare:
         return
-    state, item = load_state(m, user, str(contact))
-    outcome = outbound(state, kind)
-    item = save_state(m, user, str(contact), state, outcome.state, item)
-    if outcome.changed and item is not None:
-        push(m, user, item)
+    outcome = apply_subscription(m, user, str(contact), outbound, kind)
     if not outcome.deliver:
         return
     # Subscription stanzas travel between bare JIDs (RFC 6121 3.1.2).
@@ -317,12 +334,8 @@ def inbound_subscription(m: ModuleContext, stanza: Element, user: JID, contact: 
         if kind == SUBSCRIBE:
             acknowledge_request(m, user, contact)  # nothing is stored
         return
-    state, item = load_state(m, user, str(contact))
-    outcome = inbound(state, kind)
     forwarded = _stamped(stanza, str(contact), str(user))
-    item = save_state(m, user, str(contact), state, outcome.state, item, forwarded)
-    if outcome.changed and item is not None:
-        push(m, user, item)
+    outcome = apply_subscription(m, user, str(contact), inbound, kind, forwarded)
     if outcome.deliver:
         for resource in available_sessions(m, user):
             resource.send(forwarded)

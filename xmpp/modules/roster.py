@@ -106,44 +106,54 @@ def roster_set(m: ModuleContext, request: IqRequest) -> bool:
     if element.get("subscription") == "remove":
         if existing is None:
             raise StanzaError("item-not-found")
-        remove_contact(m, user, existing)
+        version = remove_contact(m, user, existing)
         m.reply(request.origin, make_iq_result(request.stanza))
-        push(m, user, existing, removed=True)
+        push(m, user, existing, version, removed=True)
         return True
     groups = [g.text or "" for g in element.findall(GROUP)]
     if len(set(groups)) != len(groups) or "" in groups:
         raise StanzaError("bad-request", "Duplicate or empty group")
-    item = existing or RosterItem(jid=str(contact.bare))
-    item.name = element.get("name") or None
-    item.groups = groups
-    store.put_item(user.domain, user.local, item)
+    # The subscription is kept as stored when written: a subscription stanza
+    # handled meanwhile is not undone.
+    with store.contact_for_update(user.domain, user.local, str(contact.bare)) as record:
+        item = record.item or RosterItem(jid=str(contact.bare))
+        item.name = element.get("name") or None
+        item.groups = groups
+        record.item = item
     m.reply(request.origin, make_iq_result(request.stanza))
-    push(m, user, item)
+    push(m, user, item, record.version)
     return True
 
 
-def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> None:
+def remove_contact(m: ModuleContext, user: JID, item: RosterItem) -> int:
     """Drop the item and any pending request from the contact. Before that,
     `roster-item-removed` (Prosody's event) lets mod_presence cancel both
-    subscription directions (RFC 6121 2.5.2). The caller pushes the removal."""
+    subscription directions (RFC 6121 2.5.2). The caller pushes the removal,
+    with the roster version returned."""
     store = m.typed_store("rosters")
     pending = item.jid in store.pending_in(user.domain, user.local)
     m.fire("roster-item-removed", username=user.local, jid=item.jid, item=item,
            pending_in=pending, user=user)
-    store.remove_item(user.domain, user.local, item.jid)
-    store.clear_pending_in(user.domain, user.local, item.jid)
+    with store.contact_for_update(user.domain, user.local, item.jid) as record:
+        record.item, record.pending_in = None, False
+    return record.version
 
 
-def push(m: ModuleContext, user: JID, item: RosterItem, *, removed: bool = False) -> None:
-    """Send a roster push, with the roster's version, to every resource of
-    `user` that asked for the roster."""
+def push(m: ModuleContext, user: JID, item: RosterItem, version: int, *,
+         removed: bool = False) -> None:
+    """Send a roster push to every resource of `user` that asked for the roster.
+
+    `version` is the one the change's own write made (RosterStore.contact_for_update),
+    not the roster's version read now: a later change may have been written
+    meanwhile, and this older item under its newer version would leave a
+    client that got the later push first with the older item, and a `ver` that
+    the server finds current, so that no roster get ever fixes it."""
     interested = [s for s in m.sessions(user.bare).values() if s.module_data.get(MODULE)]
     if not interested:
         return
-    version = str(m.typed_store("rosters").version(user.domain, user.local))
     for session in interested:
         iq = Element(IQ, {"type": "set", "id": "push" + secrets.token_hex(4),
                           "to": str(session.jid)})
-        query = SubElement(iq, QUERY, {"ver": version})
+        query = SubElement(iq, QUERY, {"ver": str(version)})
         query.append(item_element(item, "remove" if removed else None))
         session.send(iq)
