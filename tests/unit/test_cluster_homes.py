@@ -92,6 +92,24 @@ def test_a_dead_home_is_claimed_by_the_next_node_routing_there(nodes):
     assert a.route(str(ROOM)) is True and a.forwarded == [("b", str(ROOM))]
 
 
+def test_two_claims_of_a_dead_home_at_once_tell_the_module_once(nodes, monkeypatch):
+    """Two stanzas for a room whose home died, routed at once (each waits for
+    Redis): the claim answered second must not tell mod_muc again, which would
+    drop the room the first one brought back and the occupants it took since."""
+    b = Recorder(nodes["b"], [])
+    claim = nodes["b"].claim_home
+
+    def answered_after_another_claim(entity: str) -> str:
+        monkeypatch.setattr(nodes["b"], "claim_home", claim)
+        home = claim(entity)
+        assert b.route(str(ROOM)) is False  # the other stanza, answered first
+        return home
+
+    monkeypatch.setattr(nodes["b"], "claim_home", answered_after_another_claim)
+    assert b.route(f"{ROOM}/nick") is False
+    assert b.fired == [("entity-claimed", str(ROOM))]
+
+
 def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
     a, b = Recorder(nodes["a"], ["b"]), Recorder(nodes["b"], ["a"])
     a.route(str(ROOM))

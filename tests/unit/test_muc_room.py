@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from xml.etree.ElementTree import Element, SubElement
 
 import pytest
@@ -276,6 +277,50 @@ def test_rooms_come_back_from_storage_without_occupants():
     assert back is not None and back.affiliation("bob@localhost") == "member"
     mine = to(outcome, "bob@localhost/b")
     assert n.CREATED not in codes(mine[0]) and list(back.occupants) == ["Bob"]
+
+
+class YieldingStore(DictStore):
+    """Storage whose answer comes after other stanzas were handled, as a database
+    read lets other greenlets run: `meanwhile` runs during the next load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: list[Callable[[], object]] = []
+
+    def load(self, node: str):
+        data = super().load(node)  # as read before the others ran
+        while self.meanwhile:
+            self.meanwhile.pop(0)()
+        return data
+
+
+def test_a_room_brought_back_while_storage_answered_another_stanza_is_the_one_kept():
+    """Two stanzas for a stored room at once (a reaped occupant's unavailable, a
+    join): the room the join brought back meanwhile keeps its occupant."""
+    store = YieldingStore()
+    stored = make_room(persistent=True)
+    store.save("room", stored.to_json())
+    service = MucService("conference.localhost", policy=ServicePolicy(),
+                         room_policy=RoomPolicy(), defaults=RoomConfig(), store=store,
+                         new_id=ids())
+    store.meanwhile.append(lambda: service.handle(presence("vic@localhost/v", "Vic"), NOW))
+    service.handle(presence("uma@localhost/u", "Uma", "unavailable", join=False), NOW)
+    _room, outcome = service.handle(presence("tina@localhost/t", "Tina"), NOW)
+    assert list(service.rooms["room"].occupants) == ["Vic", "Tina"]
+    assert [s.get("from") for s in to(outcome, "vic@localhost/v")] == [f"{ROOM}/Tina"]
+
+
+def test_a_room_created_while_storage_answered_another_join_is_joined_not_made_again():
+    store = YieldingStore()
+    service = MucService("conference.localhost", policy=ServicePolicy(locking=False),
+                         room_policy=RoomPolicy(), defaults=RoomConfig(), store=store,
+                         new_id=ids())
+    store.meanwhile.append(lambda: service.handle(presence("owner@localhost/a", "Owner"), NOW))
+    room, outcome = service.handle(presence("bob@localhost/b", "Bob"), NOW)
+    assert room is service.rooms["room"] and list(room.occupants) == ["Owner", "Bob"]
+    assert room.affiliation("bob@localhost") == "none"
+    own = to(outcome, "bob@localhost/b")[-2]
+    assert n.SELF in codes(own) and n.CREATED not in codes(own)
 
 
 def test_restrict_room_creation_values():

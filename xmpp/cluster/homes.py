@@ -67,8 +67,12 @@ class Homes:
         if home is not None and (home == self.node.name or home in self.peers()):
             return home
         home = self.node.claim_home(str(entity))
+        # Another stanza's claim (both found the home dead) may have been answered
+        # while this one waited: the module has taken the entity up since, and
+        # told again it would drop what it holds now (a room's occupants).
+        claimed_meanwhile = self.known.get(entity) == self.node.name
         self.known[entity] = home
-        if home == self.node.name:
+        if home == self.node.name and not claimed_meanwhile:
             # What this node kept of the entity dates from before another held it.
             self.fire(entity.domain, "entity-claimed", entity)
         return home

@@ -83,8 +83,17 @@ class MucService:
         if room is not None:
             return room
         data = self.store.load(node)
-        if data is None or "destroyed" in data:
-            return None
+        return self._bring_back(node, None if data is None or "destroyed" in data else data)
+
+    def _bring_back(self, node: str, data: dict[str, Any] | None) -> Room | None:
+        """The room in memory once storage answered `data` (None: no room stored).
+        Other stanzas ran while it answered (a database read yields to other
+        greenlets): a room one of them brought back or created meanwhile is the
+        room, and one made from `data` now would replace it, dropping the
+        occupants who joined it."""
+        live = self.rooms.get(node)
+        if live is not None or data is None:
+            return live
         room = Room.from_json(f"{node}@{self.host}", data, self.room_policy, self.new_id)
         self._loaded(node, room)
         return room
@@ -148,22 +157,19 @@ class MucService:
         return now > deadline
 
     def _restore(self, node: str, stanza: Element, now: float) -> Room | None:
-        """A stored room, or None; a tombstone answers `gone` until it expires
-        (or a service admin joins, as in Prosody)."""
+        """The stored room (or the one another stanza brought back or created
+        while storage answered), or None; a tombstone answers `gone` until it
+        expires (or a service admin joins, as in Prosody)."""
         data = self.store.load(node)
-        if data is None:
-            return None
-        tombstone = data.get("destroyed")
+        tombstone = data.get("destroyed") if data is not None else None
         if tombstone is not None:
             admin_join = stanza.tag == n.PRESENCE and stanza.get("type") is None \
                 and self.is_admin(stanza.get("from", ""))
             if now < tombstone.get("until", 0) and not admin_join:
                 raise Gone(tombstone.get("reason"), tombstone.get("alternate"))
             self.store.delete(node)
-            return None
-        room = Room.from_json(f"{node}@{self.host}", data, self.room_policy, self.new_id)
-        self._loaded(node, room)
-        return room
+            data = None
+        return self._bring_back(node, data)
 
     def _create(self, node: str, stanza: Element, now: float, outcome: Outcome) -> Room | None:
         """A presence joining a room that does not exist creates it (XEP-0045 10.1)."""
