@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -502,23 +502,65 @@ def test_a_killed_node_loses_no_accepted_message(cluster):
         await hank.next_presence(from_(str(gina.boundjid), "unavailable"),
                                  timeout=4 * NODE_TIMEOUT + 10)
         assert victim.process.poll() == -signal.SIGKILL
-        stored: set[str] = set()
         expected = {f"burst-{number}" for number in range(BURST)}
-        # The survivors store what the dead node held, one offline message at a
-        # time: a loaded machine takes a while, so the wait lasts while they progress.
-        loop = asyncio.get_running_loop()
-        give_up, progressed = loop.time() + 150, loop.time()
-        while not expected <= received | stored and loop.time() - progressed < 20 \
-                and loop.time() < give_up:
-            with n1.database() as database:
-                for xml, _stamp in OfflineStore(database).pop_all(n1.domain, "gina"):
-                    stored.add(parse_stanza(xml).get("id", ""))
-                    progressed = loop.time()
-            await asyncio.sleep(0.2)
+        stored = set(await offline_ids(n1, "gina", lambda ids: expected <= received | set(ids)))
         missing = expected - received - stored
         assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
         assert received and stored  # the kill fell mid-burst
         await close(hank)
+
+    run(scenario(), timeout=240)
+
+
+async def offline_ids(node: ServerProcess, user: str,
+                      enough: Callable[[list[str]], bool]) -> list[str]:
+    """The ids of the messages stored offline for `user`, in storage order, as
+    they come until `enough` of them are there. The survivors store what a dead
+    node held one offline message at a time: a loaded machine takes a while, so
+    the wait lasts while they progress."""
+    stored: list[str] = []
+    loop = asyncio.get_running_loop()
+    give_up, progressed = loop.time() + 150, loop.time()
+    while not enough(stored) and loop.time() - progressed < 20 and loop.time() < give_up:
+        with node.database() as database:
+            for xml, _stamp in OfflineStore(database).pop_all(node.domain, user):
+                stored.append(parse_stanza(xml).get("id", ""))
+                progressed = loop.time()
+        await asyncio.sleep(0.2)
+    return stored
+
+
+def test_a_dead_nodes_inbox_reaches_its_users_in_the_order_sent(cluster):
+    """Jack (on n1) writes to Olga on n6 while n6 is frozen: his messages wait in
+    n6's inbox, over many stream entries. Once n6 is killed the survivors drain
+    its inbox, and Olga's offline storage holds the messages in the order Jack
+    sent them (every survivor taking a few entries at a time swapped them)."""
+    n1 = cluster.nodes["n1"]
+    victim = cluster.start_node("n6")
+    assert victim.process is not None
+    count = 400
+
+    async def scenario():
+        olga = await login(victim, "olga", resource="doomed")
+        jack = await login(n1, "jack")
+        ready = jack.make_message(mto=olga.boundjid, mbody="ready", mtype="chat")
+        ready["id"] = "ready"
+        ready.send()
+        assert (await olga.next_message())["body"] == "ready"  # n1 routes to n6
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        for number in range(count):
+            message = jack.make_message(mto=olga.boundjid, mbody=str(number), mtype="chat")
+            message["id"] = f"ordered-{number}"
+            message.send()
+            if number % 4 == 3:
+                # n1 has routed them: the next ones go in another stream entry.
+                await jack.plugin["xep_0199"].ping(n1.domain)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        ordered = [f"ordered-{number}" for number in range(count)]
+        stored = await offline_ids(n1, "olga", lambda ids: set(ordered) <= set(ids))
+        # "ready" may come again: n6 may have died before it acknowledged it.
+        assert [stored_id for stored_id in stored if stored_id != "ready"] == ordered
+        await close(jack)
 
     run(scenario(), timeout=240)
 

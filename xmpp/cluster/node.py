@@ -6,7 +6,8 @@ Keys (under the configured prefix):
   sessions:BARE          hash resource -> SessionEntry (JSON)
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo")
-  reaping:NAME           held (NX, with expiry) by the node that reaps dead NAME
+  reaping:NAME           held (with expiry, renewed while it works) by the one node
+                         that reaps dead NAME and drains its inbox in stream order
   home:JID               the node an entity (a MUC room) lives on; the claim holds
                          while that node's heartbeat does (no expiry of its own);
                          home:KIND:NAME the same for what one node at a time holds
@@ -33,8 +34,9 @@ from xmpp.jid import JID, InvalidJID, parse_jid
 
 GROUP = "vireo"
 BATCH = 200
-# Entries a survivor takes from a dead node's inbox at a time: each may hold
-# MAX_PER_ENTRY stanzas, and in small takes every survivor shares the draining.
+# Entries the drainer of a dead node's inbox takes at a time (each may hold
+# MAX_PER_ENTRY stanzas): its claim is renewed before each take, so a take is
+# what it must handle within the claim's lifetime.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
 GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
@@ -87,6 +89,17 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+# The reaping of dead node ARGV[1]'s inbox (KEYS[1]) for node ARGV[2], for
+# ARGV[3] seconds more: taken when nobody holds it, renewed when this node does;
+# refused while another does, or once the dead node beats again (KEYS[2]).
+_REAP = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
 # Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
 _TAKE = """
 local before = redis.call('GET', KEYS[1])
@@ -112,6 +125,7 @@ class ClusterNode:
         self._forget = self.redis.register_script(_FORGET)
         self._release = self.redis.register_script(_RELEASE)
         self._take = self.redis.register_script(_TAKE)
+        self._reap = self.redis.register_script(_REAP)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -159,9 +173,15 @@ class ClusterNode:
                 [n for n, up in zip(names, beating, strict=True) if not up])
 
     def claim_reaping(self, node: str) -> bool:
-        """Whether this node is the one to reap dead `node` now."""
-        return bool(self.redis.set(self.key("reaping", node), self.name, nx=True,
-                                   ex=math.ceil(self.timeout) * 3))
+        """Whether this node is the one to reap dead `node` (and drain its inbox)
+        now; its claim, if it held it already, lasts longer from now on. Its own
+        name (a restart: the previous run's inbox) it takes from whoever had it."""
+        key, lifetime = self.key("reaping", node), math.ceil(self.timeout) * 3
+        if node == self.name:
+            self.redis.set(key, self.name, ex=lifetime)
+            return True
+        return bool(self._reap(keys=[key, self.key("node", node)],
+                               args=[node, self.name, lifetime]))
 
     # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
     # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
@@ -327,22 +347,44 @@ class ClusterNode:
         return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 
-    def orphans(self, node: str, min_idle_ms: int
-                ) -> list[tuple[bytes, list[Envelope] | None]]:
-        """Entries of `node`'s inbox nobody will handle: those its consumer took
-        and never acknowledged (idle at least `min_idle_ms`), then those never read."""
+    def orphans(self, node: str, min_idle_ms: int, after: bytes
+                ) -> tuple[bytes, list[tuple[bytes, list[Envelope] | None]]] | None:
+        """The next entries of dead `node`'s inbox after entry `after` ("0-0": from
+        the start), in stream order, given to this node now: first those a
+        consumer took and never acknowledged (the dead node's own, or an earlier
+        drainer's), then those never read. With them the last entry id they
+        reach (past deleted ones). None when there is nothing to take now: none
+        left, or the next one is not idle for `min_idle_ms` yet (its consumer may
+        still be at it), and no later one may overtake it."""
         stream = self.key("stream", node)
         try:
-            claimed = self.redis.xautoclaim(stream, GROUP, self.name, min_idle_ms, "0-0",
-                                            count=ORPHAN_ENTRIES)[1]
+            pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
+                                                count=ORPHAN_ENTRIES)
+            if pending:
+                ripe = list(itertools.takewhile(lambda entry: self._ripe(entry, min_idle_ms),
+                                                pending))
+                if not ripe:
+                    return None
+                ids = [entry["message_id"] for entry in ripe]
+                # Claimed only if still idle: a live consumer may read one again
+                # meanwhile; and this node's own young ones stay in its hands.
+                entries = self.redis.xclaim(stream, GROUP, self.name, min_idle_ms, ids)
+                return ids[-1], _decoded(entries)
             unread = self.redis.xreadgroup(GROUP, self.name, {stream: ">"},
                                            count=ORPHAN_ENTRIES)
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
-                return []
+                return None
             raise
-        entries = [*claimed, *(entry for _s, batch in unread or () for entry in batch)]
-        return [(entry_id, _envelopes(fields)) for entry_id, fields in entries if fields]
+        entries = [entry for _s, batch in unread or () for entry in batch]
+        return (entries[-1][0], _decoded(entries)) if entries else None
+
+    def _ripe(self, pending: dict, min_idle_ms: int) -> bool:
+        """Whether a pending entry is the drainer's to take: idle long enough, or
+        taken by this node already (handled in an earlier pass, its ack waiting
+        for the stanzas to be written), which later entries need not wait for."""
+        return pending["consumer"] == self.name.encode() or \
+            pending["time_since_delivered"] >= min_idle_ms
 
     def ack(self, node: str, entry_ids: list[bytes]) -> None:
         """Acknowledge handled entries and drop them (the stream stays small)."""
@@ -352,6 +394,11 @@ class ClusterNode:
             pipe.xack(stream, GROUP, *entry_ids)
             pipe.xdel(stream, *entry_ids)
             pipe.execute()
+
+
+def _decoded(entries: list) -> list[tuple[bytes, list[Envelope] | None]]:
+    """Stream entries with their envelopes; those deleted meanwhile left out."""
+    return [(entry_id, _envelopes(fields)) for entry_id, fields in entries if fields]
 
 
 def _envelopes(fields: dict) -> list[Envelope] | None:

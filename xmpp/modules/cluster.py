@@ -155,6 +155,7 @@ class Cluster:
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
+        self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -656,33 +657,60 @@ class Cluster:
             self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
         self.peers = peers
         for name in dead:
-            self.reap(name)
+            # In a greenlet of its own, one per dead node: a long drain delays
+            # neither this watch nor another node's reaping, and a watch from
+            # `rejoin` never drains the same inbox a second time at once.
+            if name not in self.reapers:
+                self.reapers[name] = gevent.spawn(self.reap_in_turn, name)
+
+    def reap_in_turn(self, dead: str) -> None:
+        try:
+            self.reap(dead)
+        except RedisError as error:
+            self.m.log.warning("Cluster: reaping %s failed (%s); again at the next watch",
+                               dead, error)
+        except Exception:
+            self.m.log.exception("Cluster: reaping %s failed", dead)
+        finally:
+            self.reapers.pop(dead, None)
 
     def reap(self, dead: str) -> None:
-        """A node stopped beating: one survivor removes its sessions and tells
-        their contacts and the users' other resources they are gone; every node
-        then helps drain what was queued for it."""
-        if self.node.claim_reaping(dead):
-            gone = list(self.node.sessions_of(dead))
-            if gone:
-                self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
-            # A restart reaps its previous run, whose heartbeat may not have expired.
-            while_dead = dead != self.node.name
-            for jid, entry in gone:
-                if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
-                    continue  # back meanwhile (or already gone)
-                self.broadcast(UNBIND, jid, entry.sid.encode())
-                self.unmirror(jid, entry.sid)
-                gone_presence = presence("unavailable", str(jid), "")
-                informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
-                tell_directed(self.m, gone_presence, entry.directed, informed)
-            self.node.forget_node(dead, while_dead=while_dead)
+        """A node stopped beating: one survivor, the holder of its reaping claim,
+        removes its sessions and tells their contacts and the users' other
+        resources they are gone, then drains what was queued for it; at each
+        watch again while it holds the claim, for what senders that have not
+        noticed the death yet still write there."""
+        if not self.node.claim_reaping(dead):
+            return
+        gone = list(self.node.sessions_of(dead))
+        if gone:
+            self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
+        # A restart reaps its previous run, whose heartbeat may not have expired.
+        while_dead = dead != self.node.name
+        for jid, entry in gone:
+            if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
+                continue  # back meanwhile (or already gone)
+            self.broadcast(UNBIND, jid, entry.sid.encode())
+            self.unmirror(jid, entry.sid)
+            gone_presence = presence("unavailable", str(jid), "")
+            informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
+            tell_directed(self.m, gone_presence, entry.directed, informed)
+        self.node.forget_node(dead, while_dead=while_dead)
         self.drain(dead)
 
     def drain(self, node: str) -> None:
+        """Hand on what `node`'s inbox holds, in stream order (so in order per
+        sender and recipient), while this node holds the claim to; a drainer
+        that dies leaves its unacknowledged entries to the next one."""
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
-        while entries := self.node.orphans(node, min_idle_ms):
+        after = b"0-0"
+        while taken := self.node.orphans(node, min_idle_ms, after):
+            after, entries = taken
             self.handle_all(node, entries, orphaned=True)
+            if not self.node.claim_reaping(node):
+                # Another node took over (this one was too slow), or `node` is back.
+                self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
+                return
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -706,6 +734,8 @@ class Cluster:
     def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.kill(block=False)
+        for reaper in list(self.reapers.values()):
+            reaper.kill(block=False)  # its claim lapses; the next drainer goes on
         if self.acks:
             # Else a restart under this name would take them for undelivered.
             self.write(self.node.ack, self.node.name, self.acks)

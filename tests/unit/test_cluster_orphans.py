@@ -1,0 +1,104 @@
+"""The inbox of a dead node (issue 21): one survivor at a time drains it, in
+stream order: the entries the dead node took and never acknowledged, then those
+it never read; a drainer that dies leaves the rest, from its first
+unacknowledged entry, to the next (Redis at $VIREO_TEST_REDIS_URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.unit import redis_fixtures
+from xmpp.cluster.node import GROUP, ClusterNode
+from xmpp.cluster.options import ClusterOptions
+from xmpp.cluster.wire import DELIVER, Envelope
+
+redis_url = redis_fixtures.redis_url
+redis_prefix = redis_fixtures.redis_prefix
+
+TIMEOUT = 2.0
+MESSAGES = 10
+
+
+@pytest.fixture
+def nodes(redis_url, redis_prefix) -> Iterator[dict[str, ClusterNode]]:
+    """Nodes "dead" (its inbox holds MESSAGES entries from "sender", the first
+    three taken by its consumer and never acknowledged; its heartbeat gone) and
+    the survivors "sender", "one" and "two"."""
+    made = {name: ClusterNode(ClusterOptions(redis_url, name, TIMEOUT, redis_prefix))
+            for name in ("dead", "sender", "one", "two")}
+    for node in made.values():
+        node.join()
+    for number in range(MESSAGES):  # an entry each
+        made["sender"].send([("dead", Envelope(str(number), DELIVER, "olga@example.com/doomed",
+                                               "sender", b"<message/>"))])
+    dead = made["dead"]
+    dead.redis.xreadgroup(GROUP, "dead", {dead.key("stream", "dead"): ">"}, count=3)
+    dead.redis.delete(dead.key("node", "dead"))  # then it died
+    yield made
+    for node in made.values():
+        node.redis.close()
+
+
+def drain(node: ClusterNode, min_idle_ms: int = 0, *, takes: int = MESSAGES
+          ) -> tuple[list[str], list[bytes]]:
+    """Up to `takes` takes of the dead inbox by `node`: the envelope ids in the
+    order taken, and the entry ids, acknowledged."""
+    envelopes, entries, after = [], [], b"0-0"
+    for _ in range(takes):
+        taken = node.orphans("dead", min_idle_ms, after)
+        if taken is None:
+            break
+        after, batch = taken
+        envelopes += [envelope.id for _entry, found in batch for envelope in found or ()]
+        entries += [entry for entry, _found in batch]
+        node.ack("dead", [entry for entry, _found in batch])
+    return envelopes, entries
+
+
+def test_a_dead_inbox_is_taken_in_stream_order(nodes):
+    assert nodes["one"].claim_reaping("dead")
+    taken, _entries = drain(nodes["one"])
+    assert taken == [str(number) for number in range(MESSAGES)]
+    assert nodes["one"].orphans("dead", 0, b"0-0") is None  # all acknowledged
+
+
+def test_one_survivor_at_a_time_drains_until_it_dies(nodes):
+    one, two = nodes["one"], nodes["two"]
+    assert one.claim_reaping("dead")
+    assert not two.claim_reaping("dead")
+    assert one.claim_reaping("dead")  # renewed while it drains
+    first, _entries = drain(one, takes=1)
+    after = one.orphans("dead", 0, b"0-0")  # taken, then "one" died too
+    assert after is not None
+    one.redis.delete(one.key("reaping", "dead"))  # its claim expired
+    assert two.claim_reaping("dead")
+    rest, _entries = drain(two)
+    # What "one" took and never acknowledged comes again, in its place.
+    assert first + rest == [str(number) for number in range(MESSAGES)]
+
+
+def test_a_pending_entry_not_idle_yet_holds_back_the_later_ones(nodes):
+    one = nodes["one"]
+    assert one.claim_reaping("dead")
+    # The dead node read three entries a moment ago: its consumer may be alive
+    # still; neither they nor the unread ones behind them are taken yet.
+    assert one.orphans("dead", int(TIMEOUT * 1000), b"0-0") is None
+    taken, _entries = drain(one, 0)
+    assert taken == [str(number) for number in range(MESSAGES)]
+
+
+def test_the_drainers_entries_in_hand_do_not_hold_back_its_next_pass(nodes):
+    one = nodes["one"]
+    first = one.orphans("dead", 0, b"0-0")  # handled, the ack waits for the writes
+    assert first is not None
+    taken, _entries = drain(one, int(TIMEOUT * 1000))
+    assert taken == [str(number) for number in range(len(first[1]), MESSAGES)]
+
+
+def test_nobody_reaps_a_node_that_beats_again(nodes):
+    assert nodes["one"].claim_reaping("dead")
+    nodes["dead"].join()  # back: its claim is dropped, and its inbox its own
+    assert not nodes["two"].claim_reaping("dead")
+    assert not nodes["one"].claim_reaping("dead")
