@@ -89,14 +89,14 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
-# The reaping of dead node ARGV[1]'s inbox (KEYS[1]) for node ARGV[2], for
-# ARGV[3] seconds more: taken when nobody holds it, renewed when this node does;
-# refused while another does, or once the dead node beats again (KEYS[2]).
+# The claim to reap a dead node (KEYS[1]) for node ARGV[1], for ARGV[2] seconds
+# more: taken when nobody holds it, renewed when this node does; refused while
+# another does, or once the dead node beats again (KEYS[2], its heartbeat).
 _REAP = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
@@ -181,7 +181,7 @@ class ClusterNode:
             self.redis.set(key, self.name, ex=lifetime)
             return True
         return bool(self._reap(keys=[key, self.key("node", node)],
-                               args=[node, self.name, lifetime]))
+                               args=[self.name, lifetime]))
 
     # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
     # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
