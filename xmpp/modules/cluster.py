@@ -17,10 +17,17 @@ What this module does itself:
   order with the stanzas;
 - consumes its own stream (one greenlet): delivers stanzas to local sessions,
   mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
-- beats a heartbeat; a node whose heartbeat expired is reaped by one survivor:
-  its sessions are removed and announced unavailable, and its stream's pending
-  and unread entries are delivered to the users' remaining sessions or to
-  offline storage;
+- beats a heartbeat; a node whose heartbeat expired is reaped by one survivor,
+  the holder of its `reaping` claim: its sessions are removed and announced
+  unavailable, and its inbox is drained in stream order (the entries it took
+  and never acknowledged, then those it never read) to the users' remaining
+  sessions or to offline storage, so in order per sender and recipient. The
+  drainer renews its claim before each take and keeps it while the node stays
+  dead, draining at each watch what senders that have not noticed the death
+  still write there; should it die too, its claim lapses and the next survivor
+  goes on from the first unacknowledged entry. A pending entry not idle for a
+  heartbeat timeout yet (its node may be alive after all) holds back the
+  later ones rather than be overtaken;
 - on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
   rooms), passes each stanza for an entity to the node it lives on
   (xmpp.cluster.homes);
@@ -35,6 +42,26 @@ What this module does itself:
 - opens an HTTP listener of its own (the `address` of the option, a free port)
   serving every HTTP app, and publishes its URL, so another node can pass on
   a request for something this one holds (a BOSH session's next request).
+
+Order across a node's death, a window left open on purpose: a sender's node
+routes a stanza directly (to the user's other resources or offline storage, to
+a room's new home) once it has the reaper's unbind of the recipient's session,
+or, for a room or a held domain, once its own watch finds the node dead; an
+older stanza of the same sender and recipient still in the dead inbox then
+arrives after it. No stanza is lost; only the order across the failover is not
+kept, once per death, for pairs with stanzas on both sides of the notice, for
+as long as the drain of what is ahead of them in the dead inbox (about a
+heartbeat timeout of traffic). The recipient lost its session or room with the
+node (it reconnects and reads offline storage; the room comes back without
+occupants), which is the disruption that matters. Holding new stanzas instead
+would need every node to know which recipients' traffic went through the dead
+node (mirrored sessions, homes, claims) and a "drained" mark that survives the
+drainer's own death, and it would delay all their traffic by the whole drain,
+held in a sender's memory. Should the window matter, the way to close it: the
+reaper sends the unbinds and a "drained" mark only once a pass emptied the
+inbox, and until then peers go on routing to the dead node's inbox (its
+sessions mirrored, homes named), so the inbox itself is the hold, drained in
+order and routed afresh.
 """
 
 from __future__ import annotations
