@@ -361,13 +361,11 @@ class ClusterNode:
             pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
                                                 count=ORPHAN_ENTRIES)
             if pending:
-                ripe = list(itertools.takewhile(lambda entry: self._ripe(entry, min_idle_ms),
-                                                pending))
-                if not ripe:
+                ids = [entry["message_id"] for entry in itertools.takewhile(
+                    lambda entry: entry["time_since_delivered"] >= min_idle_ms, pending)]
+                if not ids:
                     return None
-                ids = [entry["message_id"] for entry in ripe]
-                # Claimed only if still idle: a live consumer may read one again
-                # meanwhile; and this node's own young ones stay in its hands.
+                # Claimed only if still idle: a live consumer may read one again meanwhile.
                 entries = self.redis.xclaim(stream, GROUP, self.name, min_idle_ms, ids)
                 return ids[-1], _decoded(entries)
             unread = self.redis.xreadgroup(GROUP, self.name, {stream: ">"},
@@ -378,13 +376,6 @@ class ClusterNode:
             raise
         entries = [entry for _s, batch in unread or () for entry in batch]
         return (entries[-1][0], _decoded(entries)) if entries else None
-
-    def _ripe(self, pending: dict, min_idle_ms: int) -> bool:
-        """Whether a pending entry is the drainer's to take: idle long enough, or
-        taken by this node already (handled in an earlier pass, its ack waiting
-        for the stanzas to be written), which later entries need not wait for."""
-        return pending["consumer"] == self.name.encode() or \
-            pending["time_since_delivered"] >= min_idle_ms
 
     def ack(self, node: str, entry_ids: list[bytes]) -> None:
         """Acknowledge handled entries and drop them (the stream stays small)."""

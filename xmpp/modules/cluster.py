@@ -183,6 +183,10 @@ class Cluster:
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
         self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
+        # Dead node -> the last entry of its inbox this node handled: the next
+        # pass goes on after it, not held back by entries whose acks wait for
+        # their stanzas to be written.
+        self.drained_to: dict[str, bytes] = {}
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -730,10 +734,11 @@ class Cluster:
         sender and recipient), while this node holds the claim to; a drainer
         that dies leaves its unacknowledged entries to the next one."""
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
-        after = b"0-0"
-        while taken := self.node.orphans(node, min_idle_ms, after):
+        while taken := self.node.orphans(node, min_idle_ms,
+                                         self.drained_to.get(node, b"0-0")):
             after, entries = taken
             self.handle_all(node, entries, orphaned=True)
+            self.drained_to[node] = after
             if not self.node.claim_reaping(node):
                 # Another node took over (this one was too slow), or `node` is back.
                 self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
