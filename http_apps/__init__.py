@@ -22,6 +22,7 @@ Route code sees, per request:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -32,8 +33,10 @@ from urllib.parse import urlsplit
 
 import flask
 from flask.sessions import NullSession, SecureCookieSessionInterface
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import RequestRedirect
+from werkzeug.routing import MapAdapter, RequestRedirect
+from werkzeug.utils import get_content_type
 
 from http_apps.cors import cors_policy, install_cors
 from http_apps.errors import install_error_handlers, wsgi_error
@@ -50,6 +53,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTENT_SIZE = 10 * 1024 * 1024
 
 _PORT = re.compile(r":\d+$")
+
+
+#: What werkzeug's Map.bind_to_environ reads of the environ (get_host included).
+_BIND_KEYS = ("HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme", "HTTP_CONNECTION",
+              "HTTP_UPGRADE", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_METHOD")
+_ADAPTERS_KEPT = 1000
 
 
 class _MovedPermanently(RequestRedirect):
@@ -74,6 +83,7 @@ class HostApp(flask.Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._adapters: dict[tuple[Any, ...], MapAdapter] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # Flask asks inspect whether each view and hook is a coroutine function, on
@@ -84,6 +94,43 @@ class HostApp(flask.Flask):
         if sync is None:
             sync = self._sync[func] = super().ensure_sync(func)
         return sync
+
+    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
+        # Binding the URL map IDNA-encodes the host and decodes the path on every request;
+        # an adapter is only read after, so requests alike (polls, probes) share one.
+        if request is None or not self._adapters_shareable:
+            return super().create_url_adapter(request)
+        environ = request.environ
+        key = tuple(environ.get(name) for name in _BIND_KEYS)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = super().create_url_adapter(request)
+            if len(self._adapters) >= _ADAPTERS_KEPT:  # paths are the client's choice
+                self._adapters.clear()
+            self._adapters[key] = adapter
+        return adapter
+
+    @property
+    def _adapters_shareable(self) -> bool:
+        """Whether the adapter depends on the environ's _BIND_KEYS alone (no trusted
+        hosts to check, no server name or host matching configured)."""
+        return (self.config["TRUSTED_HOSTS"] is None and self.config["SERVER_NAME"] is None
+                and not self.url_map.host_matching and not self.subdomain_matching)
+
+    def make_response(self, rv: Any) -> flask.Response:
+        # A view returning text (the usual case) gets Flask's response with its Content-Type
+        # given up front: werkzeug would look for one in the empty headers first, at the
+        # price of an exception raised and caught inside the lookup.
+        if type(rv) is str or type(rv) is bytes:
+            headers = Headers()
+            headers.add("Content-Type", self._text_type)
+            return self.response_class(rv, headers=headers)
+        return super().make_response(rv)
+
+    @functools.cached_property
+    def _text_type(self) -> str:
+        """The Content-Type werkzeug gives a response without one."""
+        return get_content_type(self.response_class.default_mimetype, "utf-8")
 
     def raise_routing_exception(self, request: flask.Request) -> None:
         error = request.routing_exception

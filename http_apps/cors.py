@@ -157,8 +157,9 @@ def install_cors(app: flask.Flask, policies: Mapping[str, CorsPolicy]) -> None:
         policy = policies.get(blueprint.split(".", 1)[0]) if blueprint else None
         if policy is not None:
             headers = response.headers
-            # Headers iterates over pairs; keys() gives the names.
-            present = {name.lower() for name in headers.keys()}  # noqa: SIM118
+            # Iterating Headers gives its pairs as stored; keys() would go through two
+            # generators per name.
+            present = {name.lower() for name, _ in headers}
             for name, value in policy.header_items(request.environ.get("HTTP_ORIGIN")):
                 # Adding is a third of the cost of setting, which looks for the name first.
                 if name.lower() in present:

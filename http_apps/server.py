@@ -483,6 +483,14 @@ class VireoHandler(WSGIHandler):
             self.socket.settimeout(self.server.io_timeout)
 
     def start_response(self, status: str, headers: list, exc_info=None):
+        """pywsgi's, in one pass over the headers: it checked and encoded them in one loop
+        and looked for the Connection, Date and Content-Length fields in another."""
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no cycle through the traceback
         if status.startswith("101 "):
             # The connection now belongs to another protocol, until it closes.
             self.close_connection = True
@@ -492,7 +500,57 @@ class VireoHandler(WSGIHandler):
             headers.append(("Connection", "close"))
             self.wsgi_input.content_length = self.wsgi_input.position
             self.wsgi_input.chunked_input = False
-        return super().start_response(status, headers, exc_info)
+        encoded, connection, date, length = _encoded_headers(headers)
+        if not isinstance(status, str):
+            raise UnicodeError("The status string must be a native string")
+        if "\r" in status or "\n" in status:
+            raise ValueError("carriage return or newline in status", status)
+        code = int(status.split(" ", 1)[0])
+        self.status = status.encode("latin-1")
+        self._orig_status = status  # for the access log
+        self.response_headers = encoded
+        self.code = code
+        self.provided_date = date
+        self.provided_content_length = length
+        if self.request_version == "HTTP/1.0" and connection is None:
+            encoded.append((b"Connection", b"close" if self.close_connection else b"keep-alive"))
+        elif connection == "close":
+            self.close_connection = True
+        if code in (304, 204) and length is not None and length != "0":
+            raise self.ApplicationError(
+                f"Invalid Content-Length for {code} response: {length!r} "
+                "(must be absent or zero)".encode("latin-1"))
+        return self.write
+
+
+def _encoded_headers(headers: Iterable[tuple[str, str]]
+                     ) -> tuple[list[tuple[bytes, bytes]], str | None, str | None, str | None]:
+    """A response's header fields in latin-1, as pywsgi checks them (native strings
+    without CR or LF), and the values of its Connection, Date and Content-Length."""
+    encoded = []
+    connection = date = length = None
+    name = value = None
+    try:
+        for name, value in headers:
+            if not isinstance(name, str):
+                raise UnicodeError("The header must be a native string", name, value)
+            if not isinstance(value, str):
+                raise UnicodeError("The value must be a native string", name, value)
+            if "\r" in name or "\n" in name:
+                raise ValueError("carriage return or newline in header name", name)
+            if "\r" in value or "\n" in value:
+                raise ValueError("carriage return or newline in header value", value)
+            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
+            lowered = name.lower()
+            if lowered == "connection":
+                connection = value
+            elif lowered == "date":
+                date = value
+            elif lowered == "content-length":
+                length = value
+    except UnicodeEncodeError:
+        raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
+    return encoded, connection, date, length
 
 
 class HttpServer(WSGIServer):
