@@ -41,7 +41,7 @@ from werkzeug.utils import get_content_type
 from http_apps.cors import cors_policy, install_cors
 from http_apps.errors import install_error_handlers, wsgi_error
 from http_apps.limits import limit_body
-from http_apps.plain import PlainRoute, plain_paths
+from http_apps.plain import Answer, DirectRoute, PlainRequest, PlainRoute, plain_paths
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
@@ -166,6 +166,17 @@ class HostSite:
         """Whether a route answers this path (or redirects it, or wants another method)."""
         return environ.get("PATH_INFO", "") in self.routes or _handles(self.app, environ)
 
+    def claims(self, path: str) -> bool | None:
+        """`handles` told from the path alone; None when only the environ can tell."""
+        if path in self.routes:
+            return True
+        return None if path.startswith(self.app.config["VIREO_MOUNT_PATHS"]) else False
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The direct route (http_apps.plain) of the plain route at the request's path."""
+        route = self.routes.get(request.path)
+        return route.direct_route(request) if route is not None else None
+
 
 def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> HostSite:
     """The app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps."""
@@ -253,8 +264,7 @@ class HostDispatcher:
     def __call__(self, environ, start_response):
         if self.global_app is not None and self.global_app.handles(environ):
             return self.global_app(environ, start_response)
-        name = _PORT.sub("", environ.get("HTTP_HOST", "").strip()).lower()
-        apps = self.hosts.get(name) or self.hosts.get(self.default_host or "")
+        name, apps = self._apps(environ.get("HTTP_HOST", ""))
         if not apps:
             if not name:
                 return wsgi_error(start_response, 400, "Missing or invalid 'Host' header")
@@ -263,6 +273,35 @@ class HostDispatcher:
             return next((app for app in apps if app.handles(environ)), apps[0])(
                 environ, start_response)
         return apps[0](environ, start_response)
+
+    def _apps(self, host_field: str) -> tuple[str, list[HostSite] | None]:
+        """The host name a Host field gives, and the apps of that host, else of the
+        default host."""
+        name = _PORT.sub("", host_field.strip()).lower()
+        return name, self.hosts.get(name) or self.hosts.get(self.default_host or "")
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The direct route of the app __call__ would pick, when the path and Host
+        alone pick it (a Flask route needs the environ to tell)."""
+        if self.global_app is not None:
+            claimed = self.global_app.claims(request.path)
+            if claimed is None:
+                return None
+            if claimed:
+                return self.global_app.direct_route(request)
+        _name, apps = self._apps(request.host or "")
+        if not apps:
+            return None  # an error page, through WSGI
+        site = apps[0]
+        if len(apps) > 1:
+            for app in apps:
+                claimed = app.claims(request.path)
+                if claimed is None:
+                    return None
+                if claimed:
+                    site = app
+                    break
+        return site.direct_route(request)
 
 
 class _CountStatus:
@@ -277,6 +316,20 @@ class _CountStatus:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, counting_start_response)
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The app's direct route (http_apps.plain), its answers counted."""
+        find = getattr(self.app, "direct_route", None)
+        route = find(request) if find is not None else None
+        if route is None:
+            return None
+
+        def counted_route(read: Callable[[], bytes]) -> Answer:
+            status, headers, body = route(read)
+            HTTP_RESPONSES[status.split(" ", 1)[0]] += 1
+            return status, headers, body
+
+        return counted_route
 
 
 def _served_hosts(config: Any, providers: list[HttpProvider]) -> list[str]:

@@ -19,6 +19,7 @@ malformed header line) gets 400 (501 for the coding) and the connection closes.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import os
 import re
@@ -37,9 +38,12 @@ from gevent.socket import wait_write
 
 from http_apps import urls
 from http_apps.errors import raw_error
+from http_apps.limits import read_length
+from http_apps.plain import PlainRequest
 from http_apps.upgrade import EARLY_DATA, SOCKET
 from xmpp.listeners import bind_socket
 from xmpp.metrics import HTTP_CONNECTIONS
+from xmpp.ownership import FORWARDED_HEADER
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -135,6 +139,14 @@ class RequestFields:
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._fields)
+
+    def joined(self, name: str) -> str | None:
+        """The value the WSGI environ gives field `name`: its values stripped and
+        joined by commas (see VireoHandler.get_environ); None when absent."""
+        values = self._by_name.get(name)
+        if not values:
+            return None
+        return values[0].strip() if len(values) == 1 else ",".join(v.strip() for v in values)
 
     @property
     def typeheader(self) -> str | None:
@@ -310,10 +322,50 @@ class VireoHandler(WSGIHandler):
                 self.close_connection = fields.get("connection", "close").lower() != "keep-alive"
             else:
                 self.close_connection = True
+            self._direct = self._direct_route()
             return True
         finally:
             # The head is in: the application runs without the head deadline.
             self._head_deadline.cancel()
+
+    #: The direct route (http_apps.plain) of the request being served, if it has one.
+    _direct: Any = None
+
+    def _direct_route(self) -> Any:
+        """The application's direct route for this request: one with a body of known
+        length, without Expect (100-continue needs the WSGI input) or an upgrade."""
+        find = getattr(self.server.application, "direct_route", None)
+        length = self.content_length
+        fields = self.headers
+        if (find is None or length is None or "expect" in fields
+                or self._connection_upgrade_requested()):
+            return None
+        path, _, query = self.path.partition("?")
+        address = self.client_address
+        peer = str(address[0]) if isinstance(address, tuple) else ""
+        # The values the WSGI environ would give (get_environ), before trusted_proxies.
+        return find(PlainRequest(
+            method=self.command, script_name="", path=unquote(path, encoding="latin-1"),
+            query=query, host=fields.joined("host"), content_type=fields.get("content-type"),
+            content_length=length, origin=fields.joined("origin"), remote_addr=peer,
+            peer=peer, secure=self.server.tls_context is not None,
+            forwarded=FORWARDED_HEADER in fields,
+            forwarded_for=fields.joined("x-forwarded-for"),
+            forwarded_proto=fields.joined("x-forwarded-proto")))
+
+    def handle_one_response(self):
+        route, self._direct = self._direct, None
+        if route is not None:
+            self.application = functools.partial(self._serve_directly, route)
+        return super().handle_one_response()
+
+    def _serve_directly(self, route: Any, _environ: dict, start_response: Any):
+        """A request with a direct route, as a WSGI app for pywsgi's response handling:
+        the route's answer, reading the body from the same input the environ would hold."""
+        length = self.content_length
+        status, headers, body = route(lambda: read_length(self.wsgi_input, length))
+        start_response(status, headers)
+        return body
 
     def MessageClass(self, fp, *_args):
         """Read the header lines within what is left of the head budget, then parse them."""
@@ -426,6 +478,11 @@ class VireoHandler(WSGIHandler):
         return ("400", raw_error(400, "The request could not be understood."))
 
     def get_environ(self) -> dict:
+        if self._direct is not None:
+            # Served without an environ (handle_one_response): only the body's input,
+            # which pywsgi discards the rest of after the response.
+            self.wsgi_input = Input(self.rfile, self.content_length)
+            return {}
         # pywsgi's environ (PEP 3333), built from the parsed fields at once: its own
         # formats each field as a line again and splits it back.
         environ = self.server.get_environ()
