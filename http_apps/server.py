@@ -628,28 +628,46 @@ def _encoded_headers(headers: Iterable[tuple[str, str]]
     without CR or LF), and the values of its Connection, Date and Content-Length."""
     encoded = []
     connection = date = length = None
-    name = value = None
+    for field in headers:
+        known = _ENCODED_FIELDS.get(field) if type(field) is tuple else None
+        name, value = field
+        if known is None:
+            known = _encoded_field(name, value)
+        pair, lowered = known
+        encoded.append(pair)
+        if lowered == "connection":
+            connection = value
+        elif lowered == "date":
+            date = value
+        elif lowered == "content-length":
+            length = value
+    return encoded, connection, date, length
+
+
+#: Response fields encoded lately, with their names in lower case: apps answer with the
+#: same ones (Content-Type, the CORS fields) again and again.
+_ENCODED_FIELDS: dict[tuple[str, str], tuple[tuple[bytes, bytes], str]] = {}
+_ENCODED_FIELDS_KEPT = 1000
+
+
+def _encoded_field(name: str, value: str) -> tuple[tuple[bytes, bytes], str]:
+    if not isinstance(name, str):
+        raise UnicodeError("The header must be a native string", name, value)
+    if not isinstance(value, str):
+        raise UnicodeError("The value must be a native string", name, value)
+    if "\r" in name or "\n" in name:
+        raise ValueError("carriage return or newline in header name", name)
+    if "\r" in value or "\n" in value:
+        raise ValueError("carriage return or newline in header value", value)
     try:
-        for name, value in headers:
-            if not isinstance(name, str):
-                raise UnicodeError("The header must be a native string", name, value)
-            if not isinstance(value, str):
-                raise UnicodeError("The value must be a native string", name, value)
-            if "\r" in name or "\n" in name:
-                raise ValueError("carriage return or newline in header name", name)
-            if "\r" in value or "\n" in value:
-                raise ValueError("carriage return or newline in header value", value)
-            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
-            lowered = name.lower()
-            if lowered == "connection":
-                connection = value
-            elif lowered == "date":
-                date = value
-            elif lowered == "content-length":
-                length = value
+        known = (name.encode("latin-1"), value.encode("latin-1")), name.lower()
     except UnicodeEncodeError:
         raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
-    return encoded, connection, date, length
+    if type(name) is str and type(value) is str:  # a subclass could encode otherwise
+        if len(_ENCODED_FIELDS) >= _ENCODED_FIELDS_KEPT:  # values such as lengths vary
+            _ENCODED_FIELDS.clear()
+        _ENCODED_FIELDS[name, value] = known
+    return known
 
 
 class HttpServer(WSGIServer):
