@@ -6,6 +6,10 @@
     metrics count -> TrustedProxies -> HostDispatcher -> the host's HostSite
         -> a plain WSGI route (http_apps.plain) or the host's Flask app
 
+Each layer also has a `direct_route(PlainRequest)`: the HTTP server asks it, once a
+request head is in, for a plain route's BodyHandler it may call without an environ
+(http_apps.plain), giving the same answer as the WSGI path.
+
 Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
 blueprints of its providers, each mounted at its path (http_apps.urls.base_path),
 with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it.

@@ -14,6 +14,10 @@ connection pool. Body size limits are per route (http_apps.create_app). A head
 whose body length a proxy could read differently (repeated or non-numeric
 Content-Length, both framings, a transfer coding other than chunked, a
 malformed header line) gets 400 (501 for the coding) and the connection closes.
+
+A request the application can answer without a WSGI environ (its `direct_route`, see
+http_apps.plain; BOSH's POST) is served from the parsed head: no environ, no
+middleware calls, the same response handling.
 """
 
 from __future__ import annotations
