@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.wsgi import get_content_length
 
 from http_apps.cors import CorsPolicy, cors_headers, with_cors
 from http_apps.errors import error_answer, with_error_pages
@@ -66,12 +67,11 @@ class PlainRequest:
 
     @classmethod
     def from_environ(cls, environ: dict) -> PlainRequest:
-        length = environ.get("CONTENT_LENGTH")
         return cls(method=environ.get("REQUEST_METHOD", ""),
                    script_name=environ.get("SCRIPT_NAME", ""),
                    path=environ.get("PATH_INFO", ""), query=environ.get("QUERY_STRING", ""),
                    host=environ.get("HTTP_HOST"), content_type=environ.get("CONTENT_TYPE"),
-                   content_length=int(length) if length else None,
+                   content_length=get_content_length(environ),
                    origin=environ.get("HTTP_ORIGIN"),
                    remote_addr=environ.get("REMOTE_ADDR") or "",
                    peer=environ.get(PEER_ADDR, environ.get("REMOTE_ADDR", "")),
@@ -95,6 +95,7 @@ class BodyHandler:
         status, headers, body = self.answer(PlainRequest.from_environ(environ), data)
         start_response(status, headers)
         return body
+
 
 _OPTIONS_HEADERS = (("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0"))
 
