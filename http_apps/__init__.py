@@ -6,6 +6,10 @@
     metrics count -> TrustedProxies -> HostDispatcher -> the host's HostSite
         -> a plain WSGI route (http_apps.plain) or the host's Flask app
 
+Each layer also has a `direct_route(PlainRequest)`: the HTTP server asks it, once a
+request head is in, for a plain route's BodyHandler it may call without an environ
+(http_apps.plain), giving the same answer as the WSGI path.
+
 Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
 blueprints of its providers, each mounted at its path (http_apps.urls.base_path),
 with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it.
@@ -22,6 +26,7 @@ Route code sees, per request:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -32,13 +37,15 @@ from urllib.parse import urlsplit
 
 import flask
 from flask.sessions import NullSession, SecureCookieSessionInterface
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import RequestRedirect
+from werkzeug.routing import MapAdapter, RequestRedirect
+from werkzeug.utils import get_content_type
 
 from http_apps.cors import cors_policy, install_cors
 from http_apps.errors import install_error_handlers, wsgi_error
 from http_apps.limits import limit_body
-from http_apps.plain import PlainRoute, plain_paths
+from http_apps.plain import Answer, DirectRoute, PlainRequest, PlainRoute, plain_paths
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
@@ -50,6 +57,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTENT_SIZE = 10 * 1024 * 1024
 
 _PORT = re.compile(r":\d+$")
+
+
+#: What werkzeug's Map.bind_to_environ reads of the environ (get_host included).
+_BIND_KEYS = ("HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme", "HTTP_CONNECTION",
+              "HTTP_UPGRADE", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_METHOD")
+_ADAPTERS_KEPT = 1000
 
 
 class _MovedPermanently(RequestRedirect):
@@ -74,6 +87,7 @@ class HostApp(flask.Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._adapters: dict[tuple[Any, ...], MapAdapter] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # Flask asks inspect whether each view and hook is a coroutine function, on
@@ -84,6 +98,43 @@ class HostApp(flask.Flask):
         if sync is None:
             sync = self._sync[func] = super().ensure_sync(func)
         return sync
+
+    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
+        # Binding the URL map IDNA-encodes the host and decodes the path on every request;
+        # an adapter is only read after, so requests alike (polls, probes) share one.
+        if request is None or not self._adapters_shareable:
+            return super().create_url_adapter(request)
+        environ = request.environ
+        key = tuple(environ.get(name) for name in _BIND_KEYS)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = super().create_url_adapter(request)
+            if len(self._adapters) >= _ADAPTERS_KEPT:  # paths are the client's choice
+                self._adapters.clear()
+            self._adapters[key] = adapter
+        return adapter
+
+    @property
+    def _adapters_shareable(self) -> bool:
+        """Whether the adapter depends on the environ's _BIND_KEYS alone (no trusted
+        hosts to check, no server name or host matching configured)."""
+        return (self.config["TRUSTED_HOSTS"] is None and self.config["SERVER_NAME"] is None
+                and not self.url_map.host_matching and not self.subdomain_matching)
+
+    def make_response(self, rv: Any) -> flask.Response:
+        # A view returning text (the usual case) gets Flask's response with its Content-Type
+        # given up front: werkzeug would look for one in the empty headers first, at the
+        # price of an exception raised and caught inside the lookup.
+        if type(rv) is str or type(rv) is bytes:
+            headers = Headers()
+            headers.add("Content-Type", self._text_type)
+            return self.response_class(rv, headers=headers)
+        return super().make_response(rv)
+
+    @functools.cached_property
+    def _text_type(self) -> str:
+        """The Content-Type werkzeug gives a response without one."""
+        return get_content_type(self.response_class.default_mimetype, "utf-8")
 
     def raise_routing_exception(self, request: flask.Request) -> None:
         error = request.routing_exception
@@ -118,6 +169,17 @@ class HostSite:
     def handles(self, environ: dict) -> bool:
         """Whether a route answers this path (or redirects it, or wants another method)."""
         return environ.get("PATH_INFO", "") in self.routes or _handles(self.app, environ)
+
+    def claims(self, path: str) -> bool | None:
+        """`handles` told from the path alone; None when only the environ can tell."""
+        if path in self.routes:
+            return True
+        return None if path.startswith(self.app.config["VIREO_MOUNT_PATHS"]) else False
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The direct route (http_apps.plain) of the plain route at the request's path."""
+        route = self.routes.get(request.path)
+        return route.direct_route(request) if route is not None else None
 
 
 def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> HostSite:
@@ -206,8 +268,7 @@ class HostDispatcher:
     def __call__(self, environ, start_response):
         if self.global_app is not None and self.global_app.handles(environ):
             return self.global_app(environ, start_response)
-        name = _PORT.sub("", environ.get("HTTP_HOST", "").strip()).lower()
-        apps = self.hosts.get(name) or self.hosts.get(self.default_host or "")
+        name, apps = self._apps(environ.get("HTTP_HOST", ""))
         if not apps:
             if not name:
                 return wsgi_error(start_response, 400, "Missing or invalid 'Host' header")
@@ -216,6 +277,35 @@ class HostDispatcher:
             return next((app for app in apps if app.handles(environ)), apps[0])(
                 environ, start_response)
         return apps[0](environ, start_response)
+
+    def _apps(self, host_field: str) -> tuple[str, list[HostSite] | None]:
+        """The host name a Host field gives, and the apps of that host, else of the
+        default host."""
+        name = _PORT.sub("", host_field.strip()).lower()
+        return name, self.hosts.get(name) or self.hosts.get(self.default_host or "")
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The direct route of the app __call__ would pick, when the path and Host
+        alone pick it (a Flask route needs the environ to tell)."""
+        if self.global_app is not None:
+            claimed = self.global_app.claims(request.path)
+            if claimed is None:
+                return None
+            if claimed:
+                return self.global_app.direct_route(request)
+        _name, apps = self._apps(request.host or "")
+        if not apps:
+            return None  # an error page, through WSGI
+        site = apps[0]
+        if len(apps) > 1:
+            for app in apps:
+                claimed = app.claims(request.path)
+                if claimed is None:
+                    return None
+                if claimed:
+                    site = app
+                    break
+        return site.direct_route(request)
 
 
 class _CountStatus:
@@ -230,6 +320,20 @@ class _CountStatus:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, counting_start_response)
+
+    def direct_route(self, request: PlainRequest) -> DirectRoute | None:
+        """The app's direct route (http_apps.plain), its answers counted."""
+        find = getattr(self.app, "direct_route", None)
+        route = find(request) if find is not None else None
+        if route is None:
+            return None
+
+        def counted_route(read: Callable[[], bytes]) -> Answer:
+            status, headers, body = route(read)
+            HTTP_RESPONSES[status.split(" ", 1)[0]] += 1
+            return status, headers, body
+
+        return counted_route
 
 
 def _served_hosts(config: Any, providers: list[HttpProvider]) -> list[str]:

@@ -86,14 +86,26 @@ def with_error_pages(app: Any, host: str) -> Any:
     def error_pages_app(environ: dict, start_response: Any) -> Any:
         try:
             return app(environ, start_response)
-        except HTTPException as error:
-            page_error = error
-        except Exception as error:  # every bug becomes a 500, as in Flask
-            page_error = _log_unexpected(environ.get("REQUEST_METHOD", ""),
-                                         environ.get("PATH_INFO", ""), host, error)
-        headers = [(k, v) for k, v in page_error.get_headers(environ)
-                   if k.lower() != "content-type"]
-        return wsgi_error(start_response, page_error.code or 500, page_error.description,
-                          headers)
+        except Exception as error:  # every error is a page, as in Flask
+            status, headers, body = error_answer(error, environ,
+                                                 environ.get("REQUEST_METHOD", ""),
+                                                 environ.get("PATH_INFO", ""), host)
+        start_response(status, headers)
+        return body
 
     return error_pages_app
+
+
+def error_answer(error: Exception, environ: dict | None, method: str, path: str,
+                 host: str) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+    """The error page (status, headers, body) answering `error` as Flask's handlers
+    (install_error_handlers) would: an HTTPException's status with its headers (such
+    as Allow), anything else a logged 500."""
+    if not isinstance(error, HTTPException):
+        error = _log_unexpected(method, path, host, error)
+    code = error.code or 500
+    body = error_page(code, error.description)
+    return status_line(code), [
+        ("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
+        *((k, v) for k, v in error.get_headers(environ) if k.lower() != "content-type"),
+    ], [body]

@@ -72,10 +72,15 @@ def read_body(environ: dict) -> bytes:
     is ClientDisconnected (400)."""
     length = get_content_length(environ)
     if length is not None:
-        data = environ["wsgi.input"].read(length) if length else b""
-        if len(data) < length:
-            raise ClientDisconnected()
-        return data
+        return read_length(environ["wsgi.input"], length)
     if environ.get("wsgi.input_terminated"):
         return environ["wsgi.input"].read()
     return b""
+
+
+def read_length(stream: Any, length: int) -> bytes:
+    """A body of `length` bytes from `stream`; ClientDisconnected (400) when cut short."""
+    data = stream.read(length) if length else b""
+    if len(data) < length:
+        raise ClientDisconnected()
+    return data

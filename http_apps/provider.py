@@ -41,7 +41,9 @@ class HttpProvider:
         path itself, with or without a trailing slash, ahead of Flask: for hot routes
         whose handlers are cheaper than Flask's request machinery (http_apps.plain
         gives them the same body limit, CORS headers and error pages). They see
-        REMOTE_ADDR and wsgi.url_scheme as trusted_proxies leaves them.
+        REMOTE_ADDR and wsgi.url_scheme as trusted_proxies leaves them. A handler
+        answering from the whole body can be an http_apps.plain.BodyHandler, which
+        the HTTP server serves without building a WSGI environ.
     """
 
     name: str

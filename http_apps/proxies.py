@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from xmpp.netmatch import AddressMatcher
 
@@ -67,10 +68,30 @@ class TrustedProxies:
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR", "")
         environ[PEER_ADDR] = peer
-        if self.is_trusted(peer):
-            forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
-            if forwarded_for:
-                environ["REMOTE_ADDR"] = forwarded_client(peer, forwarded_for, self.trusted)
-            if environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower() == "https":
-                environ["wsgi.url_scheme"] = "https"
+        client, https = self.believed(peer, environ.get("HTTP_X_FORWARDED_FOR"),
+                                      environ.get("HTTP_X_FORWARDED_PROTO"))
+        if client != peer:
+            environ["REMOTE_ADDR"] = client
+        if https:
+            environ["wsgi.url_scheme"] = "https"
         return self.app(environ, start_response)
+
+    def believed(self, peer: str, forwarded_for: str | None,
+                 forwarded_proto: str | None) -> tuple[str, bool]:
+        """The client address, and whether the client's side was https, after the
+        forwarding headers of a request from `peer`: (peer, False) unless it is trusted."""
+        if not self.is_trusted(peer):
+            return peer, False
+        client = forwarded_client(peer, forwarded_for, self.trusted) if forwarded_for else peer
+        return client, (forwarded_proto or "").strip().lower() == "https"
+
+    def direct_route(self, request: Any) -> Any:
+        """The app's direct route (http_apps.plain) of `request`, whose client address
+        and security this sets as __call__ sets them in the environ."""
+        find = getattr(self.app, "direct_route", None)
+        if find is None:
+            return None
+        request.remote_addr, https = self.believed(request.peer, request.forwarded_for,
+                                                   request.forwarded_proto)
+        request.secure = request.secure or https
+        return find(request)

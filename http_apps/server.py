@@ -14,11 +14,16 @@ connection pool. Body size limits are per route (http_apps.create_app). A head
 whose body length a proxy could read differently (repeated or non-numeric
 Content-Length, both framings, a transfer coding other than chunked, a
 malformed header line) gets 400 (501 for the coding) and the connection closes.
+
+A request the application can answer without a WSGI environ (its `direct_route`, see
+http_apps.plain; BOSH's POST) is served from the parsed head: no environ, no
+middleware calls, the same response handling.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import os
 import re
@@ -37,9 +42,12 @@ from gevent.socket import wait_write
 
 from http_apps import urls
 from http_apps.errors import raw_error
+from http_apps.limits import read_length
+from http_apps.plain import PlainRequest
 from http_apps.upgrade import EARLY_DATA, SOCKET
 from xmpp.listeners import bind_socket
 from xmpp.metrics import HTTP_CONNECTIONS
+from xmpp.ownership import FORWARDED_HEADER
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -136,6 +144,14 @@ class RequestFields:
     def items(self) -> list[tuple[str, str]]:
         return list(self._fields)
 
+    def joined(self, name: str) -> str | None:
+        """The value the WSGI environ gives field `name`: its values stripped and
+        joined by commas (see VireoHandler.get_environ); None when absent."""
+        values = self._by_name.get(name)
+        if not values:
+            return None
+        return values[0].strip() if len(values) == 1 else ",".join(v.strip() for v in values)
+
     @property
     def typeheader(self) -> str | None:
         return self.get("content-type")
@@ -157,11 +173,31 @@ def parse_fields(lines: Iterable[bytes]) -> RequestFields:
     for line in lines:
         if line in (b"\r\n", b"\n", b""):
             break
-        match = _FIELD_LINE.fullmatch(line.decode("latin-1"))
-        if match is None:
-            raise BadHead(f"malformed header line {line[:100]!r}")
-        fields.add(match.group(1), match.group(2).rstrip(" \t"))
+        field = _PARSED_LINES.get(line)
+        if field is None:
+            field = _parse_field_line(line)
+        fields.add(*field)
     return fields
+
+
+#: Header lines parsed lately, as (name, value): a client sends the same ones with each
+#: request (Host, User-Agent, Content-Type), and a dictionary lookup costs a fifth of
+#: decoding and matching a line.
+_PARSED_LINES: dict[bytes, tuple[str, str]] = {}
+_PARSED_LINES_KEPT = 1000
+_PARSED_LINE_MAX = 256
+
+
+def _parse_field_line(line: bytes) -> tuple[str, str]:
+    match = _FIELD_LINE.fullmatch(line.decode("latin-1"))
+    if match is None:
+        raise BadHead(f"malformed header line {line[:100]!r}")
+    field = match.group(1), match.group(2).rstrip(" \t")
+    if len(line) <= _PARSED_LINE_MAX:
+        if len(_PARSED_LINES) >= _PARSED_LINES_KEPT:  # lines are the client's choice
+            _PARSED_LINES.clear()
+        _PARSED_LINES[line] = field
+    return field
 
 
 def check_framing(headers: RequestFields) -> None:
@@ -214,6 +250,28 @@ class FileBody:
         self.filelike.close()
 
 
+class _Deadline:
+    """What a gevent Timeout does for one greenlet at a time, restarted twice per
+    request: its loop timer throws `error` into the greenlet that started it. (The
+    Timeout checks its state and the kind of its exception on each start.)"""
+
+    __slots__ = ("error", "timer")
+
+    def __init__(self, seconds: float, error: BaseException) -> None:
+        self.timer = gevent.get_hub().loop.timer(seconds)
+        self.error = error
+
+    def start(self) -> None:
+        # The loop's time brought up to date first, so the deadline does not come early.
+        self.timer.start(gevent.getcurrent().throw, self.error, update=True)
+
+    def cancel(self) -> None:
+        self.timer.stop()
+
+    def close(self) -> None:
+        self.timer.close()
+
+
 class VireoHandler(WSGIHandler):
     """pywsgi's handler with a bounded head, deadlines and plain error answers."""
 
@@ -230,10 +288,10 @@ class VireoHandler(WSGIHandler):
         HTTP_CONNECTIONS[self.server.service] += 1
         # One timer each per connection, started again for each request (a socket
         # timeout would make a new one for every wait).
-        self._idle_deadline = gevent.Timeout(self.server.idle_timeout,
-                                             TimeoutError("connection idle"))
-        self._head_deadline = gevent.Timeout(self.server.head_timeout,
-                                             TimeoutError("request head too slow"))
+        self._idle_deadline = _Deadline(self.server.idle_timeout,
+                                        TimeoutError("connection idle"))
+        self._head_deadline = _Deadline(self.server.head_timeout,
+                                        TimeoutError("request head too slow"))
         try:
             super().handle()
         finally:
@@ -310,10 +368,50 @@ class VireoHandler(WSGIHandler):
                 self.close_connection = fields.get("connection", "close").lower() != "keep-alive"
             else:
                 self.close_connection = True
+            self._direct = self._direct_route()
             return True
         finally:
             # The head is in: the application runs without the head deadline.
             self._head_deadline.cancel()
+
+    #: The direct route (http_apps.plain) of the request being served, if it has one.
+    _direct: Any = None
+
+    def _direct_route(self) -> Any:
+        """The application's direct route for this request: one with a body of known
+        length, without Expect (100-continue needs the WSGI input) or an upgrade."""
+        find = getattr(self.server.application, "direct_route", None)
+        length = self.content_length
+        fields = self.headers
+        if (find is None or length is None or "expect" in fields
+                or self._connection_upgrade_requested()):
+            return None
+        path, _, query = self.path.partition("?")
+        address = self.client_address
+        peer = str(address[0]) if isinstance(address, tuple) else ""
+        # The values the WSGI environ would give (get_environ), before trusted_proxies.
+        return find(PlainRequest(
+            method=self.command, script_name="", path=unquote(path, encoding="latin-1"),
+            query=query, host=fields.joined("host"), content_type=fields.get("content-type"),
+            content_length=length, origin=fields.joined("origin"), remote_addr=peer,
+            peer=peer, secure=self.server.tls_context is not None,
+            forwarded=FORWARDED_HEADER in fields,
+            forwarded_for=fields.joined("x-forwarded-for"),
+            forwarded_proto=fields.joined("x-forwarded-proto")))
+
+    def handle_one_response(self):
+        route, self._direct = self._direct, None
+        if route is not None:
+            self.application = functools.partial(self._serve_directly, route)
+        return super().handle_one_response()
+
+    def _serve_directly(self, route: Any, _environ: dict, start_response: Any):
+        """A request with a direct route, as a WSGI app for pywsgi's response handling:
+        the route's answer, reading the body from the same input the environ would hold."""
+        length = self.content_length
+        status, headers, body = route(lambda: read_length(self.wsgi_input, length))
+        start_response(status, headers)
+        return body
 
     def MessageClass(self, fp, *_args):
         """Read the header lines within what is left of the head budget, then parse them."""
@@ -426,6 +524,11 @@ class VireoHandler(WSGIHandler):
         return ("400", raw_error(400, "The request could not be understood."))
 
     def get_environ(self) -> dict:
+        if self._direct is not None:
+            # Served without an environ (handle_one_response): only the body's input,
+            # which pywsgi discards the rest of after the response.
+            self.wsgi_input = Input(self.rfile, self.content_length)
+            return {}
         # pywsgi's environ (PEP 3333), built from the parsed fields at once: its own
         # formats each field as a line again and splits it back.
         environ = self.server.get_environ()
@@ -483,6 +586,14 @@ class VireoHandler(WSGIHandler):
             self.socket.settimeout(self.server.io_timeout)
 
     def start_response(self, status: str, headers: list, exc_info=None):
+        """pywsgi's, in one pass over the headers: it checked and encoded them in one loop
+        and looked for the Connection, Date and Content-Length fields in another."""
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no cycle through the traceback
         if status.startswith("101 "):
             # The connection now belongs to another protocol, until it closes.
             self.close_connection = True
@@ -492,7 +603,75 @@ class VireoHandler(WSGIHandler):
             headers.append(("Connection", "close"))
             self.wsgi_input.content_length = self.wsgi_input.position
             self.wsgi_input.chunked_input = False
-        return super().start_response(status, headers, exc_info)
+        encoded, connection, date, length = _encoded_headers(headers)
+        if not isinstance(status, str):
+            raise UnicodeError("The status string must be a native string")
+        if "\r" in status or "\n" in status:
+            raise ValueError("carriage return or newline in status", status)
+        code = int(status.split(" ", 1)[0])
+        self.status = status.encode("latin-1")
+        self._orig_status = status  # for the access log
+        self.response_headers = encoded
+        self.code = code
+        self.provided_date = date
+        self.provided_content_length = length
+        if self.request_version == "HTTP/1.0" and connection is None:
+            encoded.append((b"Connection", b"close" if self.close_connection else b"keep-alive"))
+        elif connection == "close":
+            self.close_connection = True
+        if code in (304, 204) and length is not None and length != "0":
+            raise self.ApplicationError(
+                f"Invalid Content-Length for {code} response: {length!r} "
+                "(must be absent or zero)".encode("latin-1"))
+        return self.write
+
+
+def _encoded_headers(headers: Iterable[tuple[str, str]]
+                     ) -> tuple[list[tuple[bytes, bytes]], str | None, str | None, str | None]:
+    """A response's header fields in latin-1, as pywsgi checks them (native strings
+    without CR or LF), and the values of its Connection, Date and Content-Length."""
+    encoded = []
+    connection = date = length = None
+    for field in headers:
+        known = _ENCODED_FIELDS.get(field) if type(field) is tuple else None
+        name, value = field
+        if known is None:
+            known = _encoded_field(name, value)
+        pair, lowered = known
+        encoded.append(pair)
+        if lowered == "connection":
+            connection = value
+        elif lowered == "date":
+            date = value
+        elif lowered == "content-length":
+            length = value
+    return encoded, connection, date, length
+
+
+#: Response fields encoded lately, with their names in lower case: apps answer with the
+#: same ones (Content-Type, the CORS fields) again and again.
+_ENCODED_FIELDS: dict[tuple[str, str], tuple[tuple[bytes, bytes], str]] = {}
+_ENCODED_FIELDS_KEPT = 1000
+
+
+def _encoded_field(name: str, value: str) -> tuple[tuple[bytes, bytes], str]:
+    if not isinstance(name, str):
+        raise UnicodeError("The header must be a native string", name, value)
+    if not isinstance(value, str):
+        raise UnicodeError("The value must be a native string", name, value)
+    if "\r" in name or "\n" in name:
+        raise ValueError("carriage return or newline in header name", name)
+    if "\r" in value or "\n" in value:
+        raise ValueError("carriage return or newline in header value", value)
+    try:
+        known = (name.encode("latin-1"), value.encode("latin-1")), name.lower()
+    except UnicodeEncodeError:
+        raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
+    if type(name) is str and type(value) is str:  # a subclass could encode otherwise
+        if len(_ENCODED_FIELDS) >= _ENCODED_FIELDS_KEPT:  # values such as lengths vary
+            _ENCODED_FIELDS.clear()
+        _ENCODED_FIELDS[name, value] = known
+    return known
 
 
 class HttpServer(WSGIServer):

@@ -4,7 +4,9 @@ Every answer to a POST is HTTP 200 with `text/xml; charset=utf-8`, errors
 included (type='terminate' bodies); a body over the route's size limit is
 refused by the HTTP layer (413). GET shows a short page saying what this is.
 The handlers are plain WSGI (http_apps.plain): a BOSH request is small and
-frequent, and Flask's request machinery cost more than the rest of it.
+frequent, and Flask's request machinery cost more than the rest of it. The POST
+handler takes the whole body (a BodyHandler), so the HTTP server serves it
+straight from the request head, without building a WSGI environ.
 A held request parks its greenlet until the manager answers it: not inside the
 handler, but when the WSGI server iterates the response body, after the
 middlewares have returned, so the parked greenlet keeps only a shallow stack.
@@ -21,16 +23,13 @@ from typing import Any
 
 from http_apps.bosh.body import BoshError, bosh_error_body
 from http_apps.bosh.manager import BoshManager, Elsewhere, Parked
-from http_apps.forward import pass_on, was_forwarded
-from http_apps.limits import read_body
-from http_apps.plain import WsgiApp
+from http_apps.forward import pass_on
+from http_apps.plain import Answer, BodyHandler, PlainRequest, WsgiApp
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 PASS_ON_MARGIN = 30  # seconds a passed-on request may take beyond the longest wait
-#: URL schemes werkzeug's `Request.is_secure` counts as secure.
-SECURE_SCHEMES = frozenset({"https", "wss"})
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>BOSH endpoint</title></head>
@@ -49,25 +48,21 @@ def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
         start_response("200 OK", list(page_headers))
         return [page]
 
-    def post(environ: dict, start_response: Any) -> Iterable[bytes]:
-        data = read_body(environ)
-        result = manager.handle(data, secure=environ.get("wsgi.url_scheme") in SECURE_SCHEMES,
-                                peer=environ.get("REMOTE_ADDR") or "",
-                                forwarded=was_forwarded(environ))
+    def post(request: PlainRequest, data: bytes) -> Answer:
+        result = manager.handle(data, secure=request.secure, peer=request.remote_addr,
+                                forwarded=request.forwarded)
         if isinstance(result, Elsewhere):
-            result = held_elsewhere(result, environ, data)
+            result = held_elsewhere(result, request, data)
         if isinstance(result, Parked):
-            start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
-            return HeldBody(manager, result)
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE),
-                                  ("Content-Length", str(len(result)))])
-        return [result]
+            return "200 OK", [("Content-Type", CONTENT_TYPE)], HeldBody(manager, result)
+        return "200 OK", [("Content-Type", CONTENT_TYPE),
+                          ("Content-Length", str(len(result)))], [result]
 
-    def held_elsewhere(elsewhere: Elsewhere, environ: dict, data: bytes) -> bytes:
+    def held_elsewhere(elsewhere: Elsewhere, request: PlainRequest, data: bytes) -> bytes:
         """The answer of the node holding the session; if that node cannot be
         reached, the session is over for the client."""
         try:
-            status, _type, answer = pass_on(elsewhere.url, environ, data,
+            status, _type, answer = pass_on(elsewhere.url, request, data,
                                             manager.options.max_wait + PASS_ON_MARGIN)
         except (OSError, http.client.HTTPException) as error:
             log.warning("BOSH request not passed on to %s: %s", elsewhere.url, error)
@@ -77,7 +72,7 @@ def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
             return bosh_error_body(BoshError("remote-connection-failed", f"HTTP {status}"))
         return answer
 
-    return {"GET": get, "POST": post}
+    return {"GET": get, "POST": BodyHandler(post)}
 
 
 class HeldBody:

@@ -13,9 +13,8 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
-from http_apps.bosh.views import SECURE_SCHEMES
 from http_apps.errors import wsgi_error
-from http_apps.plain import WsgiApp
+from http_apps.plain import SECURE_SCHEMES, WsgiApp
 from http_apps.upgrade import SwitchedProtocols, connection_socket, early_data
 from http_apps.websocket.handshake import HandshakeError, accept_headers, wants_upgrade
 from http_apps.websocket.service import WebSocketService

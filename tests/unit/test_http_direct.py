@@ -1,0 +1,113 @@
+"""A plain route's BodyHandler (http_apps.plain) is served by the HTTP server without a
+WSGI environ; over a socket its answers are those the same app gives through WSGI."""
+
+from __future__ import annotations
+
+from http.client import HTTPResponse
+from pathlib import Path
+
+import gevent.socket
+import pytest
+
+from http_apps import build_wsgi_app
+from http_apps.plain import BodyHandler, PlainRequest
+from http_apps.provider import HttpProvider
+from http_apps.server import HttpServer
+from tests.http_fixtures import HostClient, write_config
+from xmpp.metrics import HTTP_RESPONSES
+
+BASE = 'VirtualHost "example.com"\nVirtualHost "other.example"\n'
+
+
+def echo(request: PlainRequest, body: bytes) -> tuple:
+    """What the handler saw; a body "boom" is a bug in it (a 500 page)."""
+    if body == b"boom":
+        raise RuntimeError("secret internal detail")
+    seen = repr((request.method, request.script_name, request.path, request.query,
+                 request.host, request.content_type, request.content_length,
+                 request.origin, request.remote_addr, request.peer, request.secure,
+                 request.forwarded, body)).encode()
+    return "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(seen))),
+                      ("Access-Control-Allow-Origin", "https://own.example")], [seen]
+
+
+def provider(**options) -> HttpProvider:
+    return HttpProvider("app", "example.com", None, max_body_size=16,
+                        wsgi_handlers={"POST": BodyHandler(echo)}, **options)
+
+
+CONFIGS = [
+    BASE,
+    'access_control_allow_origins = { "https://web.example" }\n' + BASE,
+    "http_cors_override = { app = { enabled = false } }\n" + BASE,
+]
+HEADERS = [
+    {},
+    {"Origin": "https://web.example"},
+    {"Origin": "https://evil.example", "Content-Type": "text/xml"},
+    {"X-Forwarded-For": "192.0.2.7, 198.51.100.2", "X-Forwarded-Proto": "https"},
+    {"X-Forwarded-For": "192.0.2.7", "X-Forwarded-Proto": "http", "X-Vireo-Forwarded": "1"},
+]
+REQUESTS = [
+    (path, host, headers, body)
+    for path in ("/app", "/app/", "/app?q=%2F", "/ap%70", "/app/more")
+    for host in ("example.com", "EXAMPLE.com:5280", "other.example", "unknown.example")
+    for headers in HEADERS
+    for body in (b"x" * 12, b"x" * 30, b"boom")
+]
+
+
+def by_socket(port: int, path: str, host: str, headers: dict, body: bytes) -> tuple:
+    sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=10)
+    with sock:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{fields}"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        response = HTTPResponse(sock, method="POST")
+        response.begin()
+        return (f"{response.status} {response.reason}", _fields(response.getheaders()),
+                response.read())
+
+
+def by_wsgi(client: HostClient, path: str, host: str, headers: dict, body: bytes) -> tuple:
+    reply = client.open(path, method="POST", data=body,
+                        headers={"Host": host, **headers})
+    return reply.status, _fields(reply.headers.items()), reply.data
+
+
+def _fields(pairs) -> list:
+    # Fields the server adds: Date, and Connection closing after a 413.
+    return sorted((name, value) for name, value in pairs if name not in ("Date", "Connection"))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("global_", [False, True])
+def test_answers_without_wsgi_are_those_through_wsgi(tmp_path: Path, config: str,
+                                                      global_: bool) -> None:
+    app = build_wsgi_app(write_config(tmp_path, config), [provider(global_=global_)])
+    served_directly = []
+    find = app.direct_route
+
+    def recording_find(request: PlainRequest):
+        route = find(request)
+        if route is not None:
+            served_directly.append(request.path)
+        return route
+
+    app.direct_route = recording_find
+    client = HostClient(app)
+    server = HttpServer(("127.0.0.1", 0), app, service="http")
+    server.start()
+    try:
+        for path, host, headers, body in REQUESTS:
+            counts = dict(HTTP_RESPONSES)
+            direct = by_socket(server.port, path, host, headers, body)
+            counted = {code: n - counts.get(code, 0) for code, n in HTTP_RESPONSES.items()
+                       if n != counts.get(code, 0)}
+            through_wsgi = by_wsgi(client, path, host, headers, body)
+            assert direct == through_wsgi, (path, host, headers, body)
+            assert counted == {direct[0].split()[0]: 1}
+    finally:
+        server.stop(timeout=1)
+    # The handler's own path is served without WSGI (the rest falls back to it).
+    assert {"/app", "/app/"} <= set(served_directly)
