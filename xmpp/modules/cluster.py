@@ -394,11 +394,12 @@ class Cluster:
                     entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
                 finally:
                     self.reading = False
-                if entries and time.monotonic() - asked > self.node.timeout / 2:
+                if time.monotonic() - asked > self.node.timeout / 2:
                     # An answer that long on its way (the network cut meanwhile)
                     # may hold entries a reaper has taken since: only those still
                     # this node's are handled, read again (which makes them fresh,
-                    # so no reaper takes them while they are).
+                    # so no reaper takes them while they are). An empty one too:
+                    # it may answer a read sent again, the first one's entries lost.
                     self.m.log.warning("Cluster stream read came late; reading it again")
                     recovering = True
                     continue
