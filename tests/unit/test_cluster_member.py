@@ -99,6 +99,76 @@ def stale(sender: ClusterNode, to: str, count: int) -> list[str]:
     return ids
 
 
+def beats(member: Cluster, clock: Clock) -> Callable[[], None]:
+    """A beat of the member a third of the timeout after the previous one."""
+    def beat() -> None:
+        clock.now += TIMEOUT / 3
+        member.beat()
+    return beat
+
+
+def counting_rejoins(member: Cluster, monkeypatch) -> list[int]:
+    rejoins: list[int] = []
+    rejoin = member.rejoin
+
+    def counted() -> None:
+        rejoins.append(1)
+        rejoin()
+
+    monkeypatch.setattr(member, "rejoin", counted)
+    return rejoins
+
+
+def test_a_beat_that_hung_through_a_lapse_rejoins_once(nodes, member, clock, monkeypatch):
+    """The beat's SET waits out a network cut longer than the timeout, the
+    heartbeat expires meanwhile, then it goes through: one rejoin, not a
+    second one at the next beat for the time that beat took."""
+    rejoins = counting_rejoins(member, monkeypatch)
+    beat = beats(member, clock)
+    beat()
+    assert rejoins == []
+    node = nodes["b"]
+    real_beat = node.beat
+
+    def hung() -> bool:
+        clock.now += 10.0
+        node.redis.delete(node.key("node", "b"))  # expired while it hung
+        return real_beat()
+
+    monkeypatch.setattr(node, "beat", hung)
+    beat()
+    assert len(rejoins) == 1
+    monkeypatch.setattr(node, "beat", real_beat)
+    beat()
+    beat()
+    assert len(rejoins) == 1
+
+
+def test_a_beat_whose_answer_was_lost_is_made_up_for_once(nodes, member, clock, monkeypatch):
+    """The SET went through but its answer was lost, after the heartbeat had
+    expired: the next beat, finding the key, rejoins for the time since the
+    last answered beat; the one after it does not."""
+    rejoins = counting_rejoins(member, monkeypatch)
+    beat = beats(member, clock)
+    node = nodes["b"]
+    real_beat = node.beat
+
+    def answer_lost() -> bool:
+        clock.now += TIMEOUT
+        node.redis.delete(node.key("node", "b"))
+        real_beat()
+        raise cluster_module.RedisError("Timeout reading from socket")
+
+    monkeypatch.setattr(node, "beat", answer_lost)
+    with pytest.raises(cluster_module.RedisError):
+        beat()
+    monkeypatch.setattr(node, "beat", real_beat)
+    beat()
+    assert len(rejoins) == 1
+    beat()
+    assert len(rejoins) == 1
+
+
 def consuming(member: Cluster, receive: Callable[..., Any], reads: int) -> list[str]:
     """The envelope ids the member's consumer handles, reading through
     `receive`, until it handled some or read `reads` times."""

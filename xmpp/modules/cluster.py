@@ -178,7 +178,8 @@ class Cluster:
         self.acks: list[bytes] = []  # entries of this node's stream handled, for the next read
         self.reading = False  # whether the consumer waits for Redis's answer to a read
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
-        self.beaten = time.monotonic()  # when the last beat that went through was sent
+        self.beaten = time.monotonic()  # when the last answered beat was sent
+        self.unanswered = False  # whether a beat's answer was lost since that one
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
@@ -638,16 +639,25 @@ class Cluster:
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
         sent = time.monotonic()
+        try:
+            expired = self.node.beat()
+        except RedisError:
+            self.unanswered = True
+            raise
         # Redis says whether the key had expired; but a beat whose answer was
-        # lost (the link cut) may have renewed it since, so the time since the
-        # last beat known to have gone through counts too.
-        lapsed = self.node.beat() or sent - self.beaten >= self.node.timeout
-        self.verify_claims(lapsed)
+        # lost (the link cut) may have renewed it since, so then the time since
+        # the last answered beat counts too. Only then: a beat answered late
+        # (it hung through a cut) renewed the key when it went through, so the
+        # beat after it, answered, has no lapse to make up for (a second rejoin).
+        lapsed = expired or (self.unanswered and sent - self.beaten >= self.node.timeout)
+        self.unanswered = False
+        self.beaten = sent
         if lapsed:
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
             self.lapsed = True
-        self.beaten = sent
-        if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
+        # Until a rejoin went through (Redis may fail again meanwhile).
+        self.verify_claims(self.lapsed)
+        if self.lapsed:
             self.rejoin()
             self.lapsed = False
 
