@@ -16,7 +16,7 @@ import xmpp.modules.cluster as cluster_module
 from tests.unit import redis_fixtures
 from xmpp.cluster.node import GROUP, ClusterNode
 from xmpp.cluster.options import ClusterOptions
-from xmpp.cluster.wire import STALE, Envelope
+from xmpp.cluster.wire import STALE, UNBIND, Envelope, SessionEntry
 from xmpp.jid import parse_jid
 from xmpp.modules.cluster import Cluster
 from xmpp.router import Router
@@ -90,6 +90,34 @@ def member(nodes, clock) -> Cluster:
     return made
 
 
+def sent_to(member: Cluster) -> set[str]:
+    return {node for node, _envelope in member.outbox.sent}  # type: ignore[attr-defined]
+
+
+def test_a_reapers_unbind_makes_its_node_no_peer_until_it_beats_again(nodes, member):
+    """Node "c" was silent for a moment that "b" missed between two watches,
+    and "a" reaped it: what "b" sends "c" now would be drained by "a" (and
+    news of sessions dropped), so "b" counts "c" out until it beats again."""
+    nodes["c"].put_session(GINA, SessionEntry("c", "old-sid", 0.0))
+    member.resync()
+    assert member.router.resources(GINA.bare)["phone"].node == "c"
+    member.handle(Envelope("1", UNBIND, str(GINA), "a", b"old-sid"), orphaned=False)
+    assert member.router.resources(GINA.bare) == {}
+    assert member.peers == ["a"]
+    member.broadcast(STALE, parse_jid("example.com"), b"{}")
+    assert sent_to(member) == {"a"}
+    member.watch()  # "c" beats again (it rejoins: its news comes from the registry)
+    assert member.peers == ["a", "c"]
+
+
+def test_a_nodes_own_unbind_leaves_it_a_peer(nodes, member):
+    nodes["c"].put_session(GINA, SessionEntry("c", "sid", 0.0))
+    member.resync()
+    member.handle(Envelope("1", UNBIND, str(GINA), "c", b"sid"), orphaned=False)
+    assert member.router.resources(GINA.bare) == {}
+    assert member.peers == ["a", "c"]
+
+
 def stale(sender: ClusterNode, to: str, count: int) -> list[str]:
     """`count` STALE envelopes from `sender` in `to`'s inbox, an entry each; their ids."""
     ids = [f"{sender.name}-{number}" for number in range(count)]
@@ -97,6 +125,19 @@ def stale(sender: ClusterNode, to: str, count: int) -> list[str]:
         sender.send([(to, Envelope(envelope_id, STALE, "example.com", sender.name,
                                    b'{"module": "pep", "key": "x"}'))])
     return ids
+
+
+def test_a_drainer_takes_nothing_from_a_node_beating_again(nodes, member):
+    """"b" reaps "c", which beats again before the drain: what "a" sent "c"
+    is left for "c" to read (taken, it was dropped: news of sessions)."""
+    ids = stale(nodes["a"], "c", 6)
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    assert nodes["b"].claim_reaping("c")
+    nodes["c"].beat()  # back before the drain began
+    member.drain("c")
+    read = [envelope.id for _entry, envelopes in nodes["c"].receive(1)
+            for envelope in envelopes or ()]
+    assert read == ids
 
 
 def beats(member: Cluster, clock: Clock) -> Callable[[], None]:

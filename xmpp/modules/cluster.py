@@ -493,7 +493,9 @@ class Cluster:
             if entry.node != self.node.name:
                 self.mirror(jid, entry)
         elif envelope.kind == UNBIND:
-            self.unmirror(jid, envelope.data.decode())
+            gone = self.unmirror(jid, envelope.data.decode())
+            if gone is not None and gone.node != envelope.origin:
+                self.counted_dead(gone.node)
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
         elif envelope.kind == STALE:
@@ -694,16 +696,30 @@ class Cluster:
         peers = [name for name in live if name != self.node.name]
         # This node silent is its own to handle (`rejoin`), never its own reaper.
         dead = [name for name in dead if name != self.node.name]
-        if peers != self.peers:
-            # Until this line names a new node, what changes here does not reach it.
-            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
-        self.peers = peers
+        self.set_peers(peers)
         for name in dead:
             # In a greenlet of its own, one per dead node: a long drain delays
             # neither this watch nor another node's reaping, and a watch from
             # `rejoin` never drains the same inbox a second time at once.
             if name not in self.reapers:
                 self.reapers[name] = gevent.spawn(self.reap_in_turn, name)
+
+    def counted_dead(self, node: str) -> None:
+        """A reaper removed a session of `node`: this node may have missed the
+        short while `node` counted as dead (between two of its watches), but
+        what it sends there now would be drained by the reaper and dropped
+        (news of sessions) or passed on, not read by `node`. So `node` is no
+        peer until the next watch finds it beating; should it rejoin, it reads
+        what changed meanwhile from the registry."""
+        if node in self.peers:
+            self.m.log.info("Cluster: %s was reaped", node)
+            self.set_peers([peer for peer in self.peers if peer != node])
+
+    def set_peers(self, peers: list[str]) -> None:
+        if peers != self.peers:
+            # Until this line names a new node, what changes here does not reach it.
+            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        self.peers = peers
 
     def reap_in_turn(self, dead: str) -> None:
         try:
@@ -745,15 +761,17 @@ class Cluster:
         sender and recipient), while this node holds the claim to; a drainer
         that dies leaves its unacknowledged entries to the next one."""
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
-        while taken := self.node.orphans(node, min_idle_ms,
-                                         self.drained_to.get(node, b"0-0")):
+        # The claim before each take: `node` may be back since the last one (or
+        # since `reap` began), and what its peers send it now is its own to read.
+        while self.node.claim_reaping(node):
+            taken = self.node.orphans(node, min_idle_ms, self.drained_to.get(node, b"0-0"))
+            if taken is None:
+                return
             after, entries = taken
             self.handle_all(node, entries, orphaned=True)
             self.drained_to[node] = after
-            if not self.node.claim_reaping(node):
-                # Another node took over (this one was too slow), or `node` is back.
-                self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
-                return
+        # Another node took over (this one was too slow), or `node` is back.
+        self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
 
     # -- life cycle -------------------------------------------------------------------
 
