@@ -672,15 +672,21 @@ class Cluster:
         contacts, who were told they left; what it mirrors is read afresh, as
         the changes peers sent meanwhile went to the reaper. What it queued for
         its peers meanwhile goes first (de-duplicated there), so the outbox has
-        room for the sessions' entries (within a third of the heartbeat's time)."""
+        room for the sessions' entries (within a third of the heartbeat's time).
+        A session the reaper removed had its directed presence ended too."""
         self.outbox.wait_empty(self.node.timeout / 3)
         self.node.join()
+        # Once this node beats, no reaper removes anything of it: what the
+        # registry has of it now was not reaped.
+        kept = {(jid, entry.sid) for jid, entry in self.node.sessions_of(self.node.name)}
         self.watch()
         for resources in list(self.router.sessions.values()):
             for session in list(resources.values()):
                 note = self.note_of(session)
                 if note is None:
                     continue
+                if (session.jid, note.sid) not in kept:
+                    self.end_directed(session)
                 note.sid = secrets.token_hex(8)
                 self.publish_session(session)
                 state = presence_of(session)
@@ -690,6 +696,25 @@ class Cluster:
         self.homes.verify()
         # As on joining: what peers changed before they saw this node again.
         self.m.add_timer(2 * self.node.timeout / 3 + 1, lambda: self.resync(prune=True))
+
+    def end_directed(self, session: Any) -> None:
+        """A reaper removed this local session while the node was silent and told
+        the recipients of its directed presence that it left (rooms took it
+        out): that presence is over, and each recipient this server hosts hears
+        so (`directed-presence-ended`: a room tells the client it is no longer
+        an occupant, so that it joins again)."""
+        state = presence_of(session)
+        if not state.directed:
+            return
+        session.module_data[PRESENCE_MODULE] = replace(state, directed=set())
+        for to in sorted(state.directed):
+            try:
+                target = parse_jid(to)
+            except InvalidJID:
+                continue
+            host = self.router.hosts.get(target.domain)
+            if host is not None:
+                host.fire("directed-presence-ended", session=session, to=target)
 
     def watch(self) -> None:
         live, dead = self.node.nodes()
