@@ -737,3 +737,38 @@ def test_a_persistent_room_outlives_the_node_it_lived_on(cluster):
         await close(vic, tina)
 
     run(scenario(), timeout=120)
+
+
+def test_a_node_back_from_a_freeze_tells_its_clients_which_rooms_they_left(cluster):
+    """n7 is frozen longer than the heartbeat's timeout: a survivor reaps
+    Rita's session there, and the room she joined through n7 (living on n2)
+    takes her out. Once n7 runs again it rejoins, and Rita hears that she is
+    out of the room (XEP-0045: self-presence, 110 and 333, removed for a
+    technical problem), so she joins again; she thought she was in before."""
+    n2 = cluster.nodes["n2"]
+    victim = cluster.start_node("n7")
+    assert victim.process is not None
+    cluster.wait_joined("n1", "n2", "n3", "n7")
+
+    async def scenario():
+        sven = await muc_login(n2, "sven")
+        await instant_room(sven, "thawed", "Sven")
+        rita = await muc_login(victim, "rita")
+        await join(rita, "thawed", "Rita")
+        await next_matching(sven.all_presences, occupant_presence("thawed", "Rita"))
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        try:
+            await next_matching(sven.all_presences,
+                                occupant_presence("thawed", "Rita", "unavailable"),
+                                timeout=4 * NODE_TIMEOUT + 10)
+        finally:
+            os.kill(victim.process.pid, signal.SIGCONT)
+        left = await next_matching(rita.all_presences,
+                                   occupant_presence("thawed", "Rita", "unavailable"),
+                                   timeout=30)
+        assert {110, 333} <= status_codes(left)
+        await join(rita, "thawed", "Rita")
+        await next_matching(sven.all_presences, occupant_presence("thawed", "Rita"))
+        await close(sven, rita)
+
+    run(scenario(), timeout=120)

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import gevent
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from xmpp.cluster.options import ClusterOptions
 from xmpp.cluster.wire import MAX_PER_ENTRY, Envelope, SessionEntry, entry_fields, envelopes_of
@@ -118,8 +120,15 @@ class ClusterNode:
         self.name = options.node
         self.timeout = options.node_timeout
         self._prefix = options.prefix
+        # No command is tried again by the client (redis-py does so when the URL
+        # says `retry_on_timeout`, and its defaults have changed before): a
+        # stream read retried after a timeout may hide that the first one's
+        # entries were given to this consumer and lost on the way, which only
+        # the consumer's recovery (reading its pending entries) makes good.
+        # Every caller handles a RedisError itself.
         self.redis = redis.Redis.from_url(options.redis, socket_timeout=SOCKET_TIMEOUT,
-                                          socket_connect_timeout=SOCKET_TIMEOUT)
+                                          socket_connect_timeout=SOCKET_TIMEOUT,
+                                          retry=Retry(NoBackoff(), 0))
         self._remove = self.redis.register_script(_REMOVE)
         self._claim = self.redis.register_script(_CLAIM)
         self._forget = self.redis.register_script(_FORGET)

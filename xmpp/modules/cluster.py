@@ -178,7 +178,8 @@ class Cluster:
         self.acks: list[bytes] = []  # entries of this node's stream handled, for the next read
         self.reading = False  # whether the consumer waits for Redis's answer to a read
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
-        self.beaten = time.monotonic()  # when the last beat that went through was sent
+        self.beaten = time.monotonic()  # when the last answered beat was sent
+        self.unanswered = False  # whether a beat's answer was lost since that one
         self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
@@ -394,11 +395,12 @@ class Cluster:
                     entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
                 finally:
                     self.reading = False
-                if entries and time.monotonic() - asked > self.node.timeout / 2:
+                if time.monotonic() - asked > self.node.timeout / 2:
                     # An answer that long on its way (the network cut meanwhile)
                     # may hold entries a reaper has taken since: only those still
                     # this node's are handled, read again (which makes them fresh,
-                    # so no reaper takes them while they are).
+                    # so no reaper takes them while they are). An empty one too:
+                    # it may answer a read sent again, the first one's entries lost.
                     self.m.log.warning("Cluster stream read came late; reading it again")
                     recovering = True
                     continue
@@ -491,7 +493,9 @@ class Cluster:
             if entry.node != self.node.name:
                 self.mirror(jid, entry)
         elif envelope.kind == UNBIND:
-            self.unmirror(jid, envelope.data.decode())
+            gone = self.unmirror(jid, envelope.data.decode())
+            if gone is not None and gone.node != envelope.origin:
+                self.counted_dead(gone.node)
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
         elif envelope.kind == STALE:
@@ -637,16 +641,25 @@ class Cluster:
     def beat(self) -> None:
         """The heartbeat, in a loop of its own so that reaping work never delays it."""
         sent = time.monotonic()
+        try:
+            expired = self.node.beat()
+        except RedisError:
+            self.unanswered = True
+            raise
         # Redis says whether the key had expired; but a beat whose answer was
-        # lost (the link cut) may have renewed it since, so the time since the
-        # last beat known to have gone through counts too.
-        lapsed = self.node.beat() or sent - self.beaten >= self.node.timeout
-        self.verify_claims(lapsed)
+        # lost (the link cut) may have renewed it since, so then the time since
+        # the last answered beat counts too. Only then: a beat answered late
+        # (it hung through a cut) renewed the key when it went through, so the
+        # beat after it, answered, has no lapse to make up for (a second rejoin).
+        lapsed = expired or (self.unanswered and sent - self.beaten >= self.node.timeout)
+        self.unanswered = False
+        self.beaten = sent
         if lapsed:
             self.m.log.warning("Cluster heartbeat had lapsed; registering sessions again")
             self.lapsed = True
-        self.beaten = sent
-        if self.lapsed:  # until a rejoin went through (Redis may fail again meanwhile)
+        # Until a rejoin went through (Redis may fail again meanwhile).
+        self.verify_claims(self.lapsed)
+        if self.lapsed:
             self.rejoin()
             self.lapsed = False
 
@@ -659,15 +672,21 @@ class Cluster:
         contacts, who were told they left; what it mirrors is read afresh, as
         the changes peers sent meanwhile went to the reaper. What it queued for
         its peers meanwhile goes first (de-duplicated there), so the outbox has
-        room for the sessions' entries (within a third of the heartbeat's time)."""
+        room for the sessions' entries (within a third of the heartbeat's time).
+        A session the reaper removed had its directed presence ended too."""
         self.outbox.wait_empty(self.node.timeout / 3)
         self.node.join()
+        # Once this node beats, no reaper removes anything of it: what the
+        # registry has of it now was not reaped.
+        kept = {(jid, entry.sid) for jid, entry in self.node.sessions_of(self.node.name)}
         self.watch()
         for resources in list(self.router.sessions.values()):
             for session in list(resources.values()):
                 note = self.note_of(session)
                 if note is None:
                     continue
+                if (session.jid, note.sid) not in kept:
+                    self.end_directed(session)
                 note.sid = secrets.token_hex(8)
                 self.publish_session(session)
                 state = presence_of(session)
@@ -678,21 +697,54 @@ class Cluster:
         # As on joining: what peers changed before they saw this node again.
         self.m.add_timer(2 * self.node.timeout / 3 + 1, lambda: self.resync(prune=True))
 
+    def end_directed(self, session: Any) -> None:
+        """A reaper removed this local session while the node was silent and told
+        the recipients of its directed presence that it left (rooms took it
+        out): that presence is over, and each recipient this server hosts hears
+        so (`directed-presence-ended`: a room tells the client it is no longer
+        an occupant, so that it joins again)."""
+        state = presence_of(session)
+        if not state.directed:
+            return
+        session.module_data[PRESENCE_MODULE] = replace(state, directed=set())
+        for to in sorted(state.directed):
+            try:
+                target = parse_jid(to)
+            except InvalidJID:
+                continue
+            host = self.router.hosts.get(target.domain)
+            if host is not None:
+                host.fire("directed-presence-ended", session=session, to=target)
+
     def watch(self) -> None:
         live, dead = self.node.nodes()
         peers = [name for name in live if name != self.node.name]
         # This node silent is its own to handle (`rejoin`), never its own reaper.
         dead = [name for name in dead if name != self.node.name]
-        if peers != self.peers:
-            # Until this line names a new node, what changes here does not reach it.
-            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
-        self.peers = peers
+        self.set_peers(peers)
         for name in dead:
             # In a greenlet of its own, one per dead node: a long drain delays
             # neither this watch nor another node's reaping, and a watch from
             # `rejoin` never drains the same inbox a second time at once.
             if name not in self.reapers:
                 self.reapers[name] = gevent.spawn(self.reap_in_turn, name)
+
+    def counted_dead(self, node: str) -> None:
+        """A reaper removed a session of `node`: this node may have missed the
+        short while `node` counted as dead (between two of its watches), but
+        what it sends there now would be drained by the reaper and dropped
+        (news of sessions) or passed on, not read by `node`. So `node` is no
+        peer until the next watch finds it beating; should it rejoin, it reads
+        what changed meanwhile from the registry."""
+        if node in self.peers:
+            self.m.log.info("Cluster: %s was reaped", node)
+            self.set_peers([peer for peer in self.peers if peer != node])
+
+    def set_peers(self, peers: list[str]) -> None:
+        if peers != self.peers:
+            # Until this line names a new node, what changes here does not reach it.
+            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        self.peers = peers
 
     def reap_in_turn(self, dead: str) -> None:
         try:
@@ -734,15 +786,17 @@ class Cluster:
         sender and recipient), while this node holds the claim to; a drainer
         that dies leaves its unacknowledged entries to the next one."""
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
-        while taken := self.node.orphans(node, min_idle_ms,
-                                         self.drained_to.get(node, b"0-0")):
+        # The claim before each take: `node` may be back since the last one (or
+        # since `reap` began), and what its peers send it now is its own to read.
+        while self.node.claim_reaping(node):
+            taken = self.node.orphans(node, min_idle_ms, self.drained_to.get(node, b"0-0"))
+            if taken is None:
+                return
             after, entries = taken
             self.handle_all(node, entries, orphaned=True)
             self.drained_to[node] = after
-            if not self.node.claim_reaping(node):
-                # Another node took over (this one was too slow), or `node` is back.
-                self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
-                return
+        # Another node took over (this one was too slow), or `node` is back.
+        self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element, SubElement
 from storage.stores import new_archive_key
 from xmpp import namespaces as ns
 from xmpp.hosts import IqAnswer, iq_event
-from xmpp.jid import InvalidJID, parse_jid
+from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
 from xmpp.muc import names as n
 from xmpp.muc.room import UNBOUNDED_HISTORY, RoomPolicy
@@ -136,8 +136,27 @@ def setup(m: ModuleContext) -> None:
     m.keep_entities_on_one_node()
     for moved in ("entity-claimed", "entity-released"):
         m.hook(moved, lambda event: service.forget(event.jid.local or ""))
+    m.hook("directed-presence-ended", lambda event: occupancy_ended(event.session, event.to))
     m.hook(iq_event("get", "host", ITEMS), lambda event: room_list(service, event.stanza),
            priority=10)
+
+
+def occupancy_ended(session: Any, occupant: JID) -> None:
+    """The session was taken out of the room as occupant `occupant` without
+    its client being told (a cluster node reaped it while it was cut off, and
+    it is back): it hears so as a room says it of an occupant removed for a
+    technical problem (XEP-0045 15.6: self-presence, 110 and 333), so that it
+    joins again. The room may live on another node, so the affiliation is
+    not known here; the one the room gives on joining again counts."""
+    if occupant.local is None or occupant.resource is None:
+        return
+    notice = Element(n.PRESENCE, {"from": str(occupant), "to": str(session.jid),
+                                  "type": "unavailable"})
+    x = SubElement(notice, n.X_USER)
+    SubElement(x, f"{{{n.MUC_USER}}}item", {"affiliation": "none", "role": "none"})
+    for code in (n.SELF, n.SHUTDOWN_ERROR):
+        SubElement(x, f"{{{n.MUC_USER}}}status", {"code": code})
+    session.send(notice)
 
 
 def room_list(service: MucService, stanza: Element) -> IqAnswer | None:
