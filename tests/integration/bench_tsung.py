@@ -1,7 +1,7 @@
 """Benchmark (not a test): Tsung 1.7, an independent load tool, against one server.
 
     .venv/bin/python -m tests.integration.bench_tsung --target vireo|prosody|ejabberd
-        [--users 100] [--reps 3] [--port-base 25800]
+        [--users 100] [--reps 3] [--port-base 25800] [--hashed] [--warm]
 
 The server is started and its accounts made by `../shared/bench/xmppbench.py`
 (the same generated config as every other scenario). Tsung logs in `--users`
@@ -9,6 +9,12 @@ users (SASL PLAIN, bind, session), each sends initial presence, gets its
 roster, waits and closes. Tsung's own transaction timers give the mean login
 (from the SASL `<auth/>` to the session result) and roster get, in ms.
 Needs Debian's `tsung` package.
+
+`--hashed` gives every server `authentication = "internal_hashed"` (Vireo
+hashes either way; Prosody then checks a PBKDF2 of 10,000 rounds too, instead
+of comparing plain text). `--warm` runs Tsung once, unmeasured, before the
+measured run on the same server: Vireo then answers from its cache of verified
+passwords, without PBKDF2 (storage/accounts.py).
 """
 
 from __future__ import annotations
@@ -74,7 +80,8 @@ def load_xmppbench():
 
 def start_server(xb, args: argparse.Namespace):
     options = xb.build_parser().parse_args(
-        ["idle", "--target", args.target, "--port-base", str(args.port_base)])
+        ["idle", "--target", args.target, "--port-base", str(args.port_base)]
+        + (["--hashed"] if args.hashed else []))
     xb.resolve(options)
     server = xb.Server(options, "idle")
     server.start()
@@ -122,6 +129,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--port-base", type=int, default=25800)
+    parser.add_argument("--hashed", action="store_true",
+                        help="authentication = internal_hashed on every server")
+    parser.add_argument("--warm", action="store_true",
+                        help="one unmeasured Tsung run first, on the same server")
     parser.add_argument("--keep", action="store_true", help="keep Tsung's logs")
     args = parser.parse_args()
     xb = load_xmppbench()
@@ -129,6 +140,8 @@ def main() -> None:
     for rep in range(args.reps):
         server, options = start_server(xb, args)
         try:
+            if args.warm:
+                run_tsung(options, args, xb.ports(options))
             stats = run_tsung(options, args, xb.ports(options))
         finally:
             server.stop()
