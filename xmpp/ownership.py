@@ -10,7 +10,10 @@ and asks where the rest is through general events, fired on its host:
 - `ownership-release` (`kind`, `key`);
 - `ownership-lost` (`kind`, `key`), fired on every host: another node took over;
 - `ownership-forward` (`kind`, `key`, `stanza`, `origin`): truthy when a handler
-  sent the stanza to the node holding it (which routes it again there);
+  sent the stanza to the node holding it;
+- `ownership-forwarded` (`kind`, `key`, `stanza`), fired globally on the holder
+  with what another node forwarded: truthy when the holding module took it
+  (a `<db:verify/>` for the s2s link), else the stanza is routed again there;
 - `ownership-locate` (`kind`, `key`): a handler sets `http` to the base URL of
   the node holding it, for an HTTP request to be passed on.
 

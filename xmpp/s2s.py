@@ -84,7 +84,7 @@ def stream_domain(value: str | None) -> str | None:
     return jid.domain
 
 
-def _dialback(tag: str, sender: str, to: str, *, kind: str | None = None,
+def dialback_element(tag: str, sender: str, to: str, *, kind: str | None = None,
               stream_id: str | None = None, key: str | None = None) -> Element:
     element = Element(tag, {"from": sender, "to": to})
     if stream_id is not None:
@@ -310,9 +310,9 @@ class S2SIncoming(_Stream):
         self._check_certificate(remote)
         key = (element.text or "").strip()
         if (remote, local) in self.pairs:
-            self.write(_dialback(DB_RESULT, local, remote, kind="valid"))
+            self.write(dialback_element(DB_RESULT, local, remote, kind="valid"))
         elif not key:
-            self.write(_dialback(DB_RESULT, local, remote, kind="invalid"))
+            self.write(dialback_element(DB_RESULT, local, remote, kind="invalid"))
         else:
             self.pending[(remote, local)] = key
             self.manager.request_verify(self, local, remote, key)
@@ -321,7 +321,7 @@ class S2SIncoming(_Stream):
         """The authoritative server's answer about the key `remote` gave for `local`."""
         if self.closed or self.pending.pop((remote, local), None) is None:
             return
-        self.write(_dialback(DB_RESULT, local, remote, kind="valid" if valid else "invalid"))
+        self.write(dialback_element(DB_RESULT, local, remote, kind="valid" if valid else "invalid"))
         if valid:
             self._authenticated(remote, local, "dialback")
         else:
@@ -341,7 +341,7 @@ class S2SIncoming(_Stream):
         if not valid:
             log.warning("Asked to verify a dialback key for %s that is not ours "
                         "(an impostor claiming to be %s?)", receiving, originating)
-        self.write(_dialback(DB_VERIFY, originating, receiving, stream_id=stream_id,
+        self.write(dialback_element(DB_VERIFY, originating, receiving, stream_id=stream_id,
                              kind="valid" if valid else "invalid"))
 
     def _authenticated(self, remote: str, local: str, method: str) -> None:
@@ -450,7 +450,7 @@ class S2SOutgoing(_Stream):
 
     def send_verify(self, local: str, stream_id: str, key: str) -> None:
         """Ask this (authoritative) server whether `key` is one it gave for `local`."""
-        element = _dialback(DB_VERIFY, local, self.remote, stream_id=stream_id, key=key)
+        element = dialback_element(DB_VERIFY, local, self.remote, stream_id=stream_id, key=key)
         if self.ready:
             self.write(element)
         else:
@@ -573,7 +573,7 @@ class S2SOutgoing(_Stream):
 
     def _start_dialback(self, local: str) -> None:
         self.domains[local] = "dialback"
-        self.write(_dialback(DB_RESULT, local, self.remote,
+        self.write(dialback_element(DB_RESULT, local, self.remote,
                              key=self.manager.keys.key(self.remote, local, self.stream_id)))
 
     def _dialback_result(self, element: Element) -> None:

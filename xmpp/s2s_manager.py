@@ -12,7 +12,12 @@ and reads the policy options once, with Prosody's names and defaults:
 `s2s_secure_domains`, `s2s_insecure_domains`,
 `s2s_allow_encryption` (true), `s2s_timeout` (90 s),
 `s2s_stanza_size_limit` (512 KiB), `s2s_unauthed_stanza_size_limit`
-(10000), `dialback_secret` (random per process). `modules_disabled = {
+(10000), `dialback_secret` (random per process; the nodes of a cluster share one).
+In a cluster the link to a domain is one node's (`ownership-claim` of kind
+`s2s`): a `<db:verify/>` asked on another node goes to that node
+(`ownership-forward`), and its answer comes back to the asking node through
+a claim of kind `dialback` on the verification ("REMOTE LOCAL STREAM-ID"),
+held while it waits. `modules_disabled = {
 "s2s" }` turns federation off: the router then bounces remote stanzas with
 service-unavailable.
 """
@@ -42,11 +47,12 @@ from xmpp.resolver import (
     ResolverSettings,
     settings_from_config,
 )
-from xmpp.s2s import S2SIncoming, S2SOutgoing
+from xmpp.s2s import DB_VERIFY, S2SIncoming, S2SOutgoing, dialback_element
 from xmpp.s2s_tls import PeerCertificate, S2STls, peer_certificate
 
 if TYPE_CHECKING:
     from xmpp.config import Config
+    from xmpp.ownership import Ownership
     from xmpp.router import Router
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,10 @@ DEFAULT_IDLE_TIMEOUT = 300.0               # mod_s2s_idle_timeout's default
 DEFAULT_STANZA_SIZE = 512 * 1024           # Prosody's s2s_stanza_size_limit
 DEFAULT_UNAUTHED_STANZA_SIZE = 10000       # Prosody's s2s_unauthed_stanza_size_limit
 CONNECT_TIMEOUT = 20.0                     # per address tried
+
+
+#: (remote, local, stream id): one dialback key to verify.
+Verification = tuple[str, str, str]
 
 
 @dataclass(eq=False)
@@ -74,13 +84,19 @@ class S2SManager:
 
     def __init__(self, config: Config, router: Router, clock: Callable[[], float], *,
                  resolver: Resolver | None = None, tls: S2STls | None = None,
-                 fire: Callable[..., Any] | None = None) -> None:
+                 fire: Callable[..., Any] | None = None,
+                 links: Ownership | None = None,
+                 verifications: Ownership | None = None) -> None:
         self.config = config
         self.router = router
         self.now = clock
         # fire(name, local=None, **fields): a server-wide event, also on local
         # host `local` when given (the s2s module's; modules see links through it).
         self.fire = fire if fire is not None else _no_event
+        # Where a cluster's other nodes hold links and wait for verifications
+        # (xmpp.ownership); None for a manager that is alone (unit tests).
+        self.links = links
+        self.verifications = verifications
         self.secure_auth = bool(config.get_bool("s2s_secure_auth", False))
         self.require_encryption = bool(config.get_bool("s2s_require_encryption", True))
         # Prosody's mod_tls marks STARTTLS <required/> under s2s_secure_auth too,
@@ -101,8 +117,10 @@ class S2SManager:
         self.tls = tls if tls is not None else S2STls(config)
         self.resolver = resolver if resolver is not None else _resolver(config)
         self.outgoing: dict[str, _Link] = {}
-        # (remote, local, stream id) -> the incoming stream waiting for the answer
-        self._verifying: dict[tuple[str, str, str], S2SIncoming] = {}
+        # The incoming stream waiting for each verification's answer, None when
+        # it waits on another node; those of ours that went over another node's link.
+        self._verifying: dict[Verification, S2SIncoming | None] = {}
+        self._waiting_elsewhere: set[Verification] = set()
 
     # -- policy ------------------------------------------------------------------
 
@@ -179,21 +197,86 @@ class S2SManager:
     # -- dialback across connections ---------------------------------------------
 
     def request_verify(self, session: S2SIncoming, local: str, remote: str, key: str) -> None:
-        """Ask `remote`'s authoritative server whether `key` is its own (XEP-0220 2.3)."""
-        self._verifying[(remote, local, session.stream_id)] = session
+        """Ask `remote`'s authoritative server whether `key` is its own (XEP-0220 2.3),
+        over the one link to `remote`: ours, or another node's."""
+        verification = (remote, local, session.stream_id)
+        self._verifying[verification] = session
+        if not self._verify_elsewhere(verification, key):
+            self._send_verify(verification, key)
+
+    def _verify_elsewhere(self, verification: Verification, key: str) -> bool:
+        """Whether the request went to the node holding the link to `remote`;
+        the claim on the verification tells that node where to answer."""
+        remote, local, stream_id = verification
+        if self.links is None or self.verifications is None or remote in self.outgoing \
+                or self.links.claim(remote) is None:
+            return False
+        name = " ".join(verification)
+        if self.verifications.claim(name) is not None:
+            return False  # stream ids are random: another node waiting for it is not ours
+        request = dialback_element(DB_VERIFY, local, remote, stream_id=stream_id, key=key)
+        if self.links.forward(remote, request, None):
+            self._waiting_elsewhere.add(verification)
+            return True
+        self.verifications.release(name)
+        return False
+
+    def _send_verify(self, verification: Verification, key: str) -> None:
+        remote, local, stream_id = verification
         link = self._link(remote, local)
-        link.session.send_verify(local, session.stream_id, key)
+        link.session.send_verify(local, stream_id, key)
         link.wake.set()
 
+    def verify_for_peer(self, request: Element) -> bool:
+        """A `<db:verify/>` another node of the cluster asked to go over our
+        link; the answer goes back to it (`verify_answered`)."""
+        remote, local = request.get("to") or "", request.get("from") or ""
+        stream_id = request.get("id") or ""
+        if request.tag != DB_VERIFY or not self.serves(local) or self.serves(remote) \
+                or not stream_id:
+            return False
+        verification = (remote, local, stream_id)
+        self._verifying.setdefault(verification, None)
+        self._send_verify(verification, request.text or "")
+        return True
+
     def verify_answered(self, remote: str, local: str, stream_id: str, valid: bool) -> None:
-        session = self._verifying.pop((remote, local, stream_id), None)
-        if session is not None:
-            session.dialback_verified(remote, local, valid)
+        verification = (remote, local, stream_id)
+        if verification not in self._verifying:
+            return
+        session = self._verifying.pop(verification)
+        if session is None:
+            self._answer_peer(verification, valid)
+            return
+        self._stop_waiting_elsewhere(verification)
+        session.dialback_verified(remote, local, valid)
+
+    def _answer_peer(self, verification: Verification, valid: bool) -> None:
+        """To the node whose incoming stream waits for the answer."""
+        remote, local, stream_id = verification
+        if self.verifications is not None:
+            answer = dialback_element(DB_VERIFY, remote, local, stream_id=stream_id,
+                                      kind="valid" if valid else "invalid")
+            self.verifications.forward(" ".join(verification), answer, None)
+
+    def peer_answered(self, answer: Element) -> bool:
+        """The answer to a verification this node asked another one to send."""
+        verification = (answer.get("from") or "", answer.get("to") or "", answer.get("id") or "")
+        if answer.tag != DB_VERIFY or verification not in self._waiting_elsewhere:
+            return False
+        self.verify_answered(*verification, valid=answer.get("type") == "valid")
+        return True
+
+    def _stop_waiting_elsewhere(self, verification: Verification) -> None:
+        if verification in self._waiting_elsewhere and self.verifications is not None:
+            self._waiting_elsewhere.discard(verification)
+            self.verifications.release(" ".join(verification))
 
     def incoming_closed(self, session: S2SIncoming) -> None:
-        for key, waiting in list(self._verifying.items()):
+        for verification, waiting in list(self._verifying.items()):
             if waiting is session:
-                del self._verifying[key]
+                del self._verifying[verification]
+                self._stop_waiting_elsewhere(verification)
 
     def outgoing_closed(self, session: S2SOutgoing) -> None:
         link = self.outgoing.get(session.remote)
@@ -204,8 +287,10 @@ class S2SManager:
                     and link.connector is not gevent.getcurrent():
                 link.connector.kill(block=False)
         # Verifications that were to travel on this link will get no answer.
-        for key in [key for key in self._verifying if key[0] == session.remote]:
-            self.verify_answered(*key, valid=False)
+        for verification in [verification for verification in self._verifying
+                             if verification[0] == session.remote
+                             and verification not in self._waiting_elsewhere]:
+            self.verify_answered(*verification, valid=False)
 
     # -- incoming connections --------------------------------------------------------
 

@@ -14,7 +14,9 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -22,7 +24,7 @@ import pytest
 
 from tests.integration.bosh_client import BoshClient, local
 from tests.integration.clients import TIMEOUT, close, login, run
-from tests.integration.server_fixture import Databases
+from tests.integration.server_fixture import Databases, ServerProcess
 from tests.integration.test_cluster import (
     NODE_TIMEOUT,
     REDIS_ENV,
@@ -240,28 +242,29 @@ def test_a_slot_from_one_node_is_filled_through_a_second_and_served_by_a_third(c
 
 # -- s2s ----------------------------------------------------------------------------------
 
-def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
-    """c.example is two nodes (one certificate, an SRV record each); d.example is
-    a lone server. Both trust the two certificates, so links use SASL EXTERNAL."""
+@contextmanager
+def federating_cluster(root: Path, dns, *, extra: str, remote_extra: str,
+                       published: tuple[int, ...]) -> Iterator[tuple[ServerProcess, ...]]:
+    """c.example as two nodes (one certificate; an SRV record for each node
+    numbered in `published`) and d.example a lone server, all started; the
+    nodes trust what `root/trusted.pem` holds (their certificate and d's)."""
     postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
     if not postgres or not redis_url:
         pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
-    bundle = tmp_path / "trusted.pem"
-    trust = f's2s_ssl = {{ cafile = "{bundle}" }}\ns2s_secure_auth = true\n'
     databases = Databases("postgresql", postgres)
-    cluster = Cluster(tmp_path, redis_url, databases.config(), domain="c.example",
+    cluster = Cluster(root, redis_url, databases.config(), domain="c.example",
                       address="127.0.0.5", s2s=True,
-                      extra=f'unbound = {{ forward = "{dns.forward}" }}\n{trust}')
-    remote = federated(tmp_path / "d", dns, "d.example", "127.0.0.6", extra=trust)
+                      extra=f'unbound = {{ forward = "{dns.forward}" }}\n{extra}')
+    remote = federated(root / "d", dns, "d.example", "127.0.0.6", extra=remote_extra)
     remote.create_users({"dave": "pw-dave"})
     try:
         first = cluster.configure("c1")
         second = cluster.configure("c2")
-        # One domain, one certificate on every node.
         for mine, shared in ((second.cert, first.cert), (second.key, first.key)):
             shutil.copyfile(shared, mine)
-        bundle.write_text(first.cert.read_text() + remote.cert.read_text())
-        for number, node in enumerate((first, second)):
+        (root / "trusted.pem").write_text(first.cert.read_text() + remote.cert.read_text())
+        for number in published:
+            node = (first, second)[number]
             dns.add_srv("c.example", f"xmpp{number}.c.example", node.ports["s2s"])
             dns.add_address(f"xmpp{number}.c.example", "127.0.0.5")
         first.start()
@@ -269,31 +272,60 @@ def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
         second.start()
         remote.start()
         cluster.wait_joined()
-
-        async def scenario():
-            dave = await login(remote, "dave")
-            alice = await login(first, "alice")
-            bob = await login(second, "bob")
-            for user in (alice, bob):
-                user.send_message(mto="dave@d.example", mbody=f"from {user.boundjid.user}",
-                                  mtype="chat")
-                got = await dave.next_message(TIMEOUT)
-                assert got["body"] == f"from {user.boundjid.user}"
-                assert got["from"] == user.boundjid
-                # The answer comes in on whichever node d.example reached.
-                dave.send_message(mto=str(user.boundjid), mbody="back", mtype="chat")
-                assert (await user.next_message(TIMEOUT))["body"] == "back"
-            await close(dave, alice, bob)
-
-        run(scenario(), timeout=90)
-        incoming = [s for s in remote.sessions() if s["kind"] == "s2sin"
-                    and s["id"] == "c.example"]
-        assert len(incoming) == 1, incoming
-        outgoing = [node for node in (first, second)
-                    for s in node.sessions() if s["kind"] == "s2sout"
-                    and s["id"] == "d.example"]
-        assert outgoing == [first], "the first node to route there holds the link"
+        yield first, second, remote
     finally:
         cluster.stop()
         remote.stop()
         databases.drop_all()
+
+
+def exchange_with_dave(first: ServerProcess, second: ServerProcess,
+                       remote: ServerProcess) -> None:
+    """alice (on the first node), then bob (on the second) write to dave, who answers."""
+    async def scenario():
+        dave = await login(remote, "dave")
+        alice = await login(first, "alice")
+        bob = await login(second, "bob")
+        for user in (alice, bob):
+            user.send_message(mto="dave@d.example", mbody=f"from {user.boundjid.user}",
+                              mtype="chat")
+            got = await dave.next_message(TIMEOUT)
+            assert got["body"] == f"from {user.boundjid.user}"
+            assert got["from"] == user.boundjid
+            # The answer comes in on whichever node d.example reached.
+            dave.send_message(mto=str(user.boundjid), mbody="back", mtype="chat")
+            assert (await user.next_message(TIMEOUT))["body"] == "back"
+        await close(dave, alice, bob)
+
+    run(scenario(), timeout=90)
+
+
+def assert_one_link(first: ServerProcess, second: ServerProcess,
+                    remote: ServerProcess) -> None:
+    incoming = [s for s in remote.sessions() if s["kind"] == "s2sin"]
+    assert len(incoming) == 1, incoming
+    assert incoming[0]["id"] == "c.example", incoming
+    outgoing = [node for node in (first, second)
+                for s in node.sessions() if s["kind"] == "s2sout"
+                and s["id"] == "d.example"]
+    assert outgoing == [first], "the first node to route there holds the link"
+
+
+def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
+    """Both sides trust the two certificates, so links use SASL EXTERNAL."""
+    trust = f's2s_ssl = {{ cafile = "{tmp_path / "trusted.pem"}" }}\ns2s_secure_auth = true\n'
+    with federating_cluster(tmp_path, dns, extra=trust, remote_extra=trust,
+                            published=(0, 1)) as (first, second, remote):
+        exchange_with_dave(first, second, remote)
+        assert_one_link(first, second, remote)
+
+
+def test_dialback_verifications_go_over_the_link_another_node_holds(tmp_path, dns):
+    """No certificate is trusted, so links use dialback (the nodes share their
+    secret). d.example reaches c.example on the second node only: to verify
+    d's key there, the second node asks the first, which holds the link to d,
+    to send the <db:verify/> and hand back the answer."""
+    with federating_cluster(tmp_path, dns, extra='dialback_secret = "shared-by-nodes"\n',
+                            remote_extra="", published=(1,)) as (first, second, remote):
+        exchange_with_dave(first, second, remote)
+        assert_one_link(first, second, remote)

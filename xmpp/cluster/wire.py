@@ -16,11 +16,12 @@ from typing import Any, NamedTuple
 # gone, a session to be closed (replaced by a login elsewhere, kicked by an admin),
 # a stanza for something living on the receiver (a MUC room, an external
 # component's connection, an s2s link), to be routed there, a module's cached data
-# gone stale (`jid` the host, `data` {"module", "key"}), and a claim another node
-# took over (`jid` "KIND NAME", xmpp.ownership).
+# gone stale (`jid` the host, `data` {"module", "key"}), a claim another node
+# took over (`jid` "KIND NAME", xmpp.ownership), and a stanza for what the
+# receiver holds (`jid` "KIND NAME"), for the holding module first.
 DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
-ROUTE, STALE, LOST = "route", "stale", "lost"
-KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE, LOST))
+ROUTE, STALE, LOST, HELD = "route", "stale", "lost", "held"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE, LOST, HELD))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,7 @@ from xmpp.cluster.options import cluster_options
 from xmpp.cluster.wire import (
     CLOSE,
     DELIVER,
+    HELD,
     LOST,
     ROUTE,
     SESSION,
@@ -298,10 +299,12 @@ class Cluster:
         """The outbox is full (Redis unreachable too long): a stanza for another
         node goes back to its sender now, as an error, rather than be lost
         later; the registry's state is written afresh once Redis is back."""
-        if envelope.kind in (DELIVER, ROUTE):
-            self.router.bounce(parse_stanza(envelope.data.decode()), None,
+        stanza = parse_stanza(envelope.data.decode()) if envelope.kind in (DELIVER, ROUTE, HELD) \
+            else None
+        if stanza is not None and stanza.tag.startswith(f"{{{ns.CLIENT}}}"):
+            self.router.bounce(stanza, None,
                                StanzaError("resource-constraint", "Cluster queue full"))
-        else:
+        else:  # a server's own element (<db:verify/>) waits for its timeout
             self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
                              envelope.kind, envelope.jid, node)
 
@@ -476,6 +479,9 @@ class Cluster:
             if not orphaned:
                 self.fire_everywhere("ownership-lost", kind=kind, key=name)
             return None
+        if envelope.kind == HELD:  # its `jid` is "KIND NAME" too
+            self.take_held(envelope)
+            return None
         try:
             jid = parse_jid(envelope.jid)
         except InvalidJID:
@@ -564,12 +570,21 @@ class Cluster:
         return holder if holder in self.peers else None
 
     def pass_on(self, event: Any) -> bool:
-        """`ownership-forward`: the stanza goes to the holder, routed again there
-        (where the holder finds itself named and delivers)."""
+        """`ownership-forward`: the stanza goes to the holder (`take_held` there)."""
         holder = self.holder(event.kind, event.key)
         if holder is None:
             return False
-        return self.route_on(holder, event.stanza)
+        self.outbox.put(holder, Envelope(self.node.new_id(), HELD, f"{event.kind} {event.key}",
+                                         self.node.name, serialize(event.stanza).encode()))
+        return True
+
+    def take_held(self, envelope: Envelope) -> None:
+        """A stanza for what this node holds: the holding module's, unless it
+        leaves it to the router (which finds this node the holder and delivers)."""
+        kind, _, name = envelope.jid.partition(" ")
+        stanza = parse_stanza(envelope.data.decode())
+        if not self.m.fire("ownership-forwarded", kind=kind, key=name, stanza=stanza):
+            self.router.route(stanza)
 
     def route_on(self, node: str, stanza: Element) -> bool:
         try:

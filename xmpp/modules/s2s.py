@@ -3,7 +3,9 @@
 A global module, loaded unless `modules_disabled = { "s2s" }`; without it
 stanzas to other domains bounce with service-unavailable. It hooks
 `route/remote` on every host and declares the `s2s` listener (`s2s_ports`,
-5269); xmpp.s2s_manager holds the links and the policy.
+5269); xmpp.s2s_manager holds the links and the policy. In a cluster it
+takes the `<db:verify/>` requests and answers other nodes pass on
+(`ownership-forwarded` of kinds `s2s` and `dialback`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from xmpp.jid import InvalidJID, parse_jid
 from xmpp.moduleapi import ModuleContext
+from xmpp.ownership import Ownership
 from xmpp.providers import NetProvider
 from xmpp.resolver import DEFAULT_PORT
 from xmpp.s2s_manager import S2SManager
@@ -26,7 +29,9 @@ def setup(m: ModuleContext) -> None:
             host.fire(name, **fields)
 
     manager: S2SManager = m.shared(
-        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now, fire=fire))
+        "s2s", lambda: S2SManager(m.global_config, m.service("router"), m.now, fire=fire,
+                                  links=Ownership(m, "s2s"),
+                                  verifications=Ownership(m, "dialback")))
 
     def route_remote(event: Any) -> bool:
         try:
@@ -36,6 +41,14 @@ def setup(m: ModuleContext) -> None:
         manager.route(event.stanza, to, event.origin)
         return True
 
+    def forwarded(event: Any) -> bool:
+        if event.kind == "s2s":
+            return manager.verify_for_peer(event.stanza)
+        if event.kind == "dialback":
+            return manager.peer_answered(event.stanza)
+        return False
+
+    m.hook("ownership-forwarded", forwarded)
     # Last, so modules of the host may take a remote stanza first.
     m.hook_each_host("route/remote", route_remote, -1)
     m.hook("server-stopping", lambda event: manager.stop())
