@@ -361,6 +361,91 @@ def test_outgoing_sends_verify_requests_before_authenticating(env):
     assert (verify.get("from"), verify.get("to"), verify.get("id")) == (LOCAL, REMOTE, "their-sid")
 
 
+# -- dialback in a cluster: the verify goes over the one link, on another node ------------
+
+class FakeOwnership:
+    """One kind of claim as a cluster answers it: `held` names what other nodes hold."""
+
+    def __init__(self, held: dict[str, str] | None = None) -> None:
+        self.held = held or {}
+        self.claimed: list[str] = []
+        self.released: list[str] = []
+        self.forwarded: list[tuple[str, Element]] = []
+
+    def claim(self, name: str, *, replace: bool = False) -> str | None:
+        self.claimed.append(name)
+        return self.held.get(name)
+
+    def release(self, name: str) -> None:
+        self.released.append(name)
+
+    def forward(self, name: str, stanza: Element, origin: object) -> bool:
+        self.forwarded.append((name, stanza))
+        return True
+
+
+def clustered(env, links: FakeOwnership) -> FakeOwnership:
+    """The manager's own request_verify, with a cluster's claims; the verifications' claims."""
+    del env.manager.request_verify
+    env.manager.links, env.manager.verifications = links, FakeOwnership()
+    return env.manager.verifications
+
+
+def waiting_incoming(env) -> tuple[S2SIncoming, FakeTransport]:
+    session, transport = incoming(env)
+    session.data_received(f"<db:result from='{REMOTE}' to='{LOCAL}'>k3y</db:result>".encode())
+    return session, transport
+
+
+def test_a_verify_goes_to_the_node_holding_the_link_and_its_answer_comes_back(env):
+    links = FakeOwnership({REMOTE: "node-2"})
+    verifications = clustered(env, links)
+    session, transport = waiting_incoming(env)
+    assert env.manager.outgoing == {}, "no link of our own"
+    [(name, request)] = links.forwarded
+    assert name == REMOTE and request.tag == DB_VERIFY and request.text == "k3y"
+    assert (request.get("from"), request.get("to"), request.get("id")) == \
+        (LOCAL, REMOTE, session.stream_id)
+    waiting = f"{REMOTE} {LOCAL} {session.stream_id}"
+    assert verifications.claimed == [waiting]
+    answer = Element(DB_VERIFY, {"from": REMOTE, "to": LOCAL, "id": session.stream_id,
+                                 "type": "valid"})
+    assert env.manager.peer_answered(answer)
+    result = transport.elements()[-1]
+    assert result.tag == DB_RESULT and result.get("type") == "valid"
+    assert verifications.released == [waiting]
+    assert not env.manager.peer_answered(answer), "answered once"
+
+
+def test_the_node_holding_the_link_sends_a_peers_verify_and_forwards_the_answer(env):
+    verifications = clustered(env, FakeOwnership())
+    link, transport = outgoing(env)
+    open_remote(link)
+    env.manager.outgoing[REMOTE] = SimpleNamespace(session=link, wake=threading.Event())
+    request = Element(DB_VERIFY, {"from": LOCAL, "to": REMOTE, "id": "their-sid"})
+    request.text = "k3y"
+    assert env.manager.verify_for_peer(request)
+    sent = transport.elements()[-1]
+    assert sent.tag == DB_VERIFY and sent.text == "k3y" and sent.get("id") == "their-sid"
+    link.data_received(f"<db:verify from='{REMOTE}' to='{LOCAL}' id='their-sid' "
+                       "type='invalid'/>".encode())
+    [(name, answer)] = verifications.forwarded
+    assert name == f"{REMOTE} {LOCAL} their-sid"
+    assert (answer.get("from"), answer.get("to"), answer.get("id"), answer.get("type")) == \
+        (REMOTE, LOCAL, "their-sid", "invalid")
+
+
+def test_a_node_holding_the_link_verifies_over_it_itself(env):
+    links = FakeOwnership()
+    verifications = clustered(env, links)
+    link, transport = outgoing(env)
+    open_remote(link)
+    env.manager.outgoing[REMOTE] = SimpleNamespace(session=link, wake=threading.Event())
+    waiting_incoming(env)
+    assert transport.elements()[-1].tag == DB_VERIFY
+    assert links.forwarded == [] and verifications.claimed == []
+
+
 def test_refused_dialback_bounces_messages_and_drops_presence(env):
     session, _transport = outgoing(env)
     session.send_stanza(LOCAL, message(f"u@{LOCAL}/r", f"v@{REMOTE}", "m"), env.clock())
