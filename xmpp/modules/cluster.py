@@ -587,12 +587,13 @@ class Cluster:
 
     def locate(self, event: Any) -> None:
         """`ownership-locate`: the holder's HTTP URL, for a request to be passed on."""
-        holder = self.holder(event.kind, event.key)
-        if holder is not None:
-            try:
-                event.http = self.node.http_of(holder)
-            except RedisError as error:
-                self.m.log.warning("Cluster HTTP address lookup failed: %s", error)
+        try:
+            holder, url = self.node.located(event.kind, event.key)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim lookup failed: %s", error)
+            return
+        if holder in self.peers:
+            event.http = url
 
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
