@@ -57,6 +57,7 @@ class ForwardPool:
         self.clock = clock
         # base URL -> (connection, when it was put back), the newest last
         self.idle: dict[str, list[tuple[http.client.HTTPConnection, float]]] = {}
+        self.swept = clock()
 
     def pass_on(self, url: str, request: PlainRequest, body: bytes,
                 timeout: float) -> Answered:
@@ -101,11 +102,30 @@ class ForwardPool:
         return answered
 
     def put_back(self, url: str, connection: http.client.HTTPConnection) -> None:
+        now = self.clock()
+        if now - self.swept > self.max_idle:
+            self.sweep(now)
         idle = self.idle.setdefault(url, [])
         if len(idle) >= self.idle_per_node:
             connection.close()
             return
-        idle.append((connection, self.clock()))
+        idle.append((connection, now))
+
+    def sweep(self, now: float) -> None:
+        """Close the connections idle too long, to any node: a node that restarted
+        takes requests at a new URL, and nothing asks for the old one again."""
+        self.swept = now
+        for url, idle in list(self.idle.items()):
+            fresh = []
+            for connection, since in idle:
+                if now - since <= self.max_idle:
+                    fresh.append((connection, since))
+                else:
+                    connection.close()
+            if fresh:
+                self.idle[url] = fresh
+            else:
+                del self.idle[url]
 
     def close(self) -> None:
         """Close every kept connection."""

@@ -3,6 +3,7 @@ never sends one twice: against a small HTTP/1.1 server that counts what it gets.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 from collections.abc import Iterator
@@ -66,14 +67,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def running_node() -> Iterator[Node]:
+    server = Node()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def node() -> Iterator[Node]:
-    server = Node()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_node() as server:
+        yield server
 
 
 def request(body: bytes) -> tuple[PlainRequest, bytes]:
@@ -137,3 +147,17 @@ def test_connections_beyond_the_idle_bound_are_closed_once_answered(node):
     assert [kept for kept, _since in pool.idle[node.url]] == connections[:2]
     assert connections[2].sock is None
     pool.close()
+
+
+def test_connections_to_a_node_nobody_asks_for_again_are_closed_in_time(node):
+    """A node that restarted takes requests at a new URL: what was kept for
+    the old one is closed once idle too long, as requests go to the new one."""
+    now = [0.0]
+    pool = ForwardPool(max_idle=10.0, clock=lambda: now[0])
+    pool.pass_on(node.url, *request(b"first"), TIMEOUT)
+    with running_node() as other:
+        now[0] = 11.0
+        pool.pass_on(other.url, *request(b"elsewhere"), TIMEOUT)
+        assert node.url not in pool.idle
+        assert node.closed.acquire(timeout=TIMEOUT)
+        pool.close()
