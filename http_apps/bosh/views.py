@@ -11,7 +11,7 @@ A held request parks its greenlet until the manager answers it: not inside the
 handler, but when the WSGI server iterates the response body, after the
 middlewares have returned, so the parked greenlet keeps only a shallow stack.
 A request for a session another cluster node holds is passed on to that node
-(http_apps.forward) and its answer given back.
+(http_apps.forward, over connections kept to it) and its answer given back.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from http_apps.bosh.body import BoshError, bosh_error_body
 from http_apps.bosh.manager import BoshManager, Elsewhere, Parked
-from http_apps.forward import pass_on
+from http_apps.forward import ForwardPool
 from http_apps.plain import Answer, BodyHandler, PlainRequest, WsgiApp
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
     page = PAGE.encode()
     page_headers = [("Content-Type", "text/html; charset=utf-8"),
                     ("Content-Length", str(len(page)))]
+    forwarding = ForwardPool()
 
     def get(_environ: dict, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", list(page_headers))
@@ -62,8 +63,8 @@ def wsgi_handlers(manager: BoshManager) -> dict[str, WsgiApp]:
         """The answer of the node holding the session; if that node cannot be
         reached, the session is over for the client."""
         try:
-            status, _type, answer = pass_on(elsewhere.url, request, data,
-                                            manager.options.max_wait + PASS_ON_MARGIN)
+            status, _type, answer = forwarding.pass_on(elsewhere.url, request, data,
+                                                        manager.options.max_wait + PASS_ON_MARGIN)
         except (OSError, http.client.HTTPException) as error:
             log.warning("BOSH request not passed on to %s: %s", elsewhere.url, error)
             return bosh_error_body(BoshError("remote-connection-failed", "node gone"))

@@ -69,3 +69,15 @@ def test_a_claim_redis_was_not_told_of_is_written_at_the_next_beat(nodes, redis_
     assert n2.holder("component", "c.example") is None
     assert n1.verify_claims(every=False) == []
     assert n2.claim("component", "c.example") == "n1"
+
+
+def test_a_claim_is_located_with_its_holders_http_url_in_one_answer(nodes):
+    n1, n2 = nodes
+    assert n2.located("bosh", "sid1") == (None, None)
+    n1.claim("bosh", "sid1")
+    assert n1.located("bosh", "sid1") == ("n1", None)  # here: nothing to pass on
+    assert n2.located("bosh", "sid1") == ("n1", None)  # no URL published
+    n1.publish_http("http://127.0.0.1:4321")
+    assert n2.located("bosh", "sid1") == ("n1", "http://127.0.0.1:4321")
+    n1.release("bosh", "sid1")
+    assert n2.located("bosh", "sid1") == (None, None)

@@ -110,6 +110,14 @@ redis.call('SADD', KEYS[2], ARGV[2])
 return before
 """
 
+# The node named as holding entity KEYS[1] and the URL it takes forwarded HTTP
+# requests at (ARGV[1] the prefix of those keys): one round trip for both.
+_LOCATE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then return false end
+return {holder, redis.call('GET', ARGV[1] .. holder)}
+"""
+
 RedisError = redis.RedisError
 
 
@@ -135,6 +143,7 @@ class ClusterNode:
         self._release = self.redis.register_script(_RELEASE)
         self._take = self.redis.register_script(_TAKE)
         self._reap = self.redis.register_script(_REAP)
+        self._locate = self.redis.register_script(_LOCATE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -250,9 +259,18 @@ class ClusterNode:
     def publish_http(self, url: str) -> None:
         self.redis.set(self.key("http", self.name), url)
 
-    def http_of(self, node: str) -> str | None:
-        found = self.redis.get(self.key("http", node))
-        return found.decode() if found is not None else None
+    def located(self, kind: str, name: str) -> tuple[str | None, str | None]:
+        """The node named as holding `kind`/`name` (as `holder` tells) and the
+        URL that node takes forwarded HTTP requests at (None: not published, or
+        this node is the holder)."""
+        entity = f"{kind}:{name}"
+        if entity in self.claims:
+            return self.name, None
+        found = self._locate(keys=[self.key("home", entity)], args=[self.key("http", "")])
+        if not found:
+            return None, None
+        holder, url = found
+        return holder.decode(), url.decode() if url is not None else None
 
     # -- the session registry ----------------------------------------------------------
 

@@ -116,6 +116,11 @@ MESSAGE = f"{{{ns.CLIENT}}}message"
 RECEIVE_BLOCK_MS = 1000
 RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
 WRITE_WAIT = 30.0  # seconds entries wait for their stanzas to be written before their ack
+# Seconds the consumer waits for what it read to be written before it reads again,
+# so that the acknowledgement goes with that read: stanzas are commonly in the
+# kernel's hands within a turn of the loop, and an acknowledgement of its own
+# cost a Redis round trip, a third of those of a stanza between two nodes.
+ACK_WAIT = 0.005
 
 
 @dataclass(slots=True)
@@ -410,7 +415,9 @@ class Cluster:
                 if recovering and not entries:
                     recovering = False
                     continue
-                self.handle_all(self.node.name, entries, orphaned=False)
+                acking = self.handle_all(self.node.name, entries, orphaned=False)
+                if acking is not None:
+                    acking.join(ACK_WAIT)
             except RedisError as error:
                 self.m.log.warning("Cluster stream read failed (%s); retrying", error)
                 self.acks[:0] = acks  # maybe not acknowledged: again with the next read
@@ -421,7 +428,10 @@ class Cluster:
                 gevent.sleep(RETRY_DELAY)
 
     def handle_all(self, node: str, entries: list[tuple[bytes, list[Envelope] | None]],
-                   *, orphaned: bool) -> None:
+                   *, orphaned: bool) -> gevent.Greenlet | None:
+        """Act on the envelopes of `entries` read from `node`'s stream; the
+        greenlet that acknowledges them once their stanzas are written, if any
+        were (else they are acknowledged already)."""
         written: dict[int, Any] = {}  # the transports stanzas were written to
         for _entry_id, envelopes in entries:
             if envelopes is None:
@@ -440,10 +450,10 @@ class Cluster:
                         written[id(transport)] = transport
         entry_ids = [entry_id for entry_id, _ in entries]
         if written:
-            gevent.spawn(self.ack_when_written, node, entry_ids, list(written.values()),
-                         orphaned)
-        else:
-            self.acknowledge(node, entry_ids, orphaned)
+            return gevent.spawn(self.ack_when_written, node, entry_ids,
+                                list(written.values()), orphaned)
+        self.acknowledge(node, entry_ids, orphaned)
+        return None
 
     def acknowledge(self, node: str, entry_ids: list[bytes], orphaned: bool) -> None:
         """Handled entries of this node's own stream go with the consumer's next
@@ -596,12 +606,13 @@ class Cluster:
 
     def locate(self, event: Any) -> None:
         """`ownership-locate`: the holder's HTTP URL, for a request to be passed on."""
-        holder = self.holder(event.kind, event.key)
-        if holder is not None:
-            try:
-                event.http = self.node.http_of(holder)
-            except RedisError as error:
-                self.m.log.warning("Cluster HTTP address lookup failed: %s", error)
+        try:
+            holder, url = self.node.located(event.kind, event.key)
+        except RedisError as error:
+            self.m.log.warning("Cluster claim lookup failed: %s", error)
+            return
+        if holder in self.peers:
+            event.http = url
 
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
