@@ -238,3 +238,29 @@ def test_a_mam_page_reads_on_one_connection_without_a_transaction(stores, db):
         assert not any(in_transaction)
     assert type(records[0].value) is SerializedElement
     assert "<body>m2</body>" in serialize(records[0].value)
+
+
+def test_a_page_by_with_seeks_the_jids_items_in_an_index(stores, db):
+    """A page by `with` and its count read the (with, when, id) index from the
+    JID's first item on, rather than filtering the user's whole archive."""
+    from sqlalchemy import event
+
+    if db.backend != "sqlite":
+        pytest.skip("PostgreSQL's planner reads a table this small whole")
+    archive = stores.open(HOST, "archive", "archive")
+    _fill(archive)
+    statements = []
+
+    def record(_connection, _cursor, statement, parameters, *_):
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    archive.find("alice", with_="bob@example.org", limit=3)
+    archive.count("alice", with_="bob@example.org")
+    event.remove(db.engine, "before_cursor_execute", record)
+    with db.engine.connect() as connection:
+        plans = [" ".join(row[-1] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)) for statement, parameters in statements]
+    assert len(plans) == 2
+    assert all("ix_archive_host_username_store_with_when_id (host=? AND username=? AND "
+               "store=? AND with=?)" in plan for plan in plans), plans
