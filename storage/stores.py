@@ -221,6 +221,8 @@ new_archive_key = _KeyMaker()
 
 # Items are kept and paged in (when, id) order; the indexes end with both.
 _ORDER = (ArchiveItem.when, ArchiveItem.id)
+# The item an RSM cursor names, in a subquery of the statement paging from it.
+_KEYED = aliased(ArchiveItem, name="keyed")
 
 Keys = str | Sequence[str] | None
 
@@ -378,9 +380,8 @@ class ArchiveStore(_Store):
         that pages from it: the database seeks the key and then the page in one
         round trip. For an unknown key it is NULL and the statement finds
         nothing; _check_keys then tells why."""
-        keyed = aliased(ArchiveItem)
-        return select(keyed.when, keyed.id).where(
-            *self._where(keyed, user), keyed.key == key).scalar_subquery()
+        return select(_KEYED.when, _KEYED.id).where(
+            *self._where(_KEYED, user), _KEYED.key == key).scalar_subquery()
 
     def _check_keys(self, reader: Connection, user: str | None, after: Keys,
                     before: Keys) -> None:
