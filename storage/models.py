@@ -278,10 +278,15 @@ class ArchiveItem(Base):
         Index("uq_archive_host_username_store_key", "host", "username", "store", "key",
               unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
                                          "store": MYSQL_PREFIX}),
-        # Pages in (when, id) order, by time or by `with` (read from the index):
-        # one index written per message besides the key's (migration 0007).
+        # Pages in (when, id) order by time (migration 0007) ...
         Index("ix_archive_host_username_store_when_id_with", "host", "username", "store",
               "when", "id", "with", mysql_length={"host": MYSQL_PREFIX,
+                                                  "username": MYSQL_PREFIX,
+                                                  "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
+        # ... and by `with`, seeking the JID's items instead of filtering the
+        # user's whole archive (migration 0008).
+        Index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
+              "with", "when", "id", mysql_length={"host": MYSQL_PREFIX,
                                                   "username": MYSQL_PREFIX,
                                                   "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
     )

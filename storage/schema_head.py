@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 VERSION_QUERY = "SELECT version_num FROM alembic_version"
 
 

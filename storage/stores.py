@@ -26,11 +26,12 @@ from functools import lru_cache
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, literal, select, tuple_
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from storage.db import Database
-from storage.models import BIG_ID, ArchiveItem, KeyValItem
+from storage.models import ArchiveItem, KeyValItem
 from xmpp import namespaces as ns
 from xmpp.stanza import serialize, serialized_element
 
@@ -220,6 +221,8 @@ new_archive_key = _KeyMaker()
 
 # Items are kept and paged in (when, id) order; the indexes end with both.
 _ORDER = (ArchiveItem.when, ArchiveItem.id)
+# The item an RSM cursor names, in a subquery of the statement paging from it.
+_KEYED = aliased(ArchiveItem, name="keyed")
 
 Keys = str | Sequence[str] | None
 
@@ -306,19 +309,25 @@ class ArchiveStore(_Store):
         with self._reading(connection) as reader:
             query = select(ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
                            ArchiveItem.type, ArchiveItem.value).where(
-                *self._filters(reader, user, start, end, with_, after, before, ids))
+                *self._filters(user, start, end, with_, after, before, ids))
             query = query.order_by(*(column.desc() for column in _ORDER) if reverse else _ORDER)
             if limit is not None:
                 query = query.limit(limit)
-            return [ArchiveRecord(key, when, with_value, load(kind, text))
-                    for key, when, with_value, kind, text in reader.execute(query)]
+            records = [ArchiveRecord(key, when, with_value, load(kind, text))
+                       for key, when, with_value, kind, text in reader.execute(query)]
+            if not records:
+                self._check_keys(reader, user, after, before)
+            return records
 
     def count(self, user: str | None, connection: Connection | None = None,
               **filters: Any) -> int:
         """How many items `find` would give without a limit."""
         with self._reading(connection) as reader:
-            return reader.scalar(select(func.count()).select_from(ArchiveItem).where(
-                *self._filters(reader, user, **filters))) or 0
+            total = reader.scalar(select(func.count()).select_from(ArchiveItem).where(
+                *self._filters(user, **filters))) or 0
+            if not total:
+                self._check_keys(reader, user, filters.get("after"), filters.get("before"))
+            return total
 
     def reading(self) -> AbstractContextManager[Connection]:
         """A connection for several reads (a page's items, then their count): a
@@ -344,9 +353,9 @@ class ArchiveStore(_Store):
         """Remove items (all of the user's, or those up to `end`, `with_`, `ids`)."""
         with self.db.session() as session:
             return session.execute(delete(ArchiveItem).where(*self._filters(
-                session, user, None, end, with_, None, None, ids))).rowcount
+                user, None, end, with_, None, None, ids))).rowcount
 
-    def _filters(self, session: Any, user: str | None, start: datetime | None = None,
+    def _filters(self, user: str | None, start: datetime | None = None,
                  end: datetime | None = None, with_: str | None = None,
                  after: Keys = None, before: Keys = None,
                  ids: Iterable[str] | None = None) -> list[Any]:
@@ -361,18 +370,31 @@ class ArchiveStore(_Store):
             where.append(ArchiveItem.key.in_(list(ids)))
         item = tuple_(*_ORDER)
         for key in _keys(after):
-            where.append(item > self._position(session, user, key))
+            where.append(item > self._position(user, key))
         for key in _keys(before):
-            where.append(item < self._position(session, user, key))
+            where.append(item < self._position(user, key))
         return where
 
-    def _position(self, session: Any, user: str | None, key: str) -> Any:
-        row = session.execute(select(*_ORDER).where(
-            *self._where(ArchiveItem, user), ArchiveItem.key == key)).first()
-        if row is None:
-            raise KeyError(key)
-        when, position = row
-        return tuple_(literal(when, ArchiveItem.when.type), literal(position, BIG_ID))
+    def _position(self, user: str | None, key: str) -> Any:
+        """The (when, id) of the item keyed `key`, as a subquery of the statement
+        that pages from it: the database seeks the key and then the page in one
+        round trip. For an unknown key it is NULL and the statement finds
+        nothing; _check_keys then tells why."""
+        return select(_KEYED.when, _KEYED.id).where(
+            *self._where(_KEYED, user), _KEYED.key == key).scalar_subquery()
+
+    def _check_keys(self, reader: Connection, user: str | None, after: Keys,
+                    before: Keys) -> None:
+        """KeyError for the first of the cursor keys that no item of `user` has
+        (asked only when a statement paging from them found nothing)."""
+        keys = [*_keys(after), *_keys(before)]
+        if not keys:
+            return
+        known = set(reader.scalars(select(ArchiveItem.key).where(
+            *self._where(ArchiveItem, user), ArchiveItem.key.in_(keys))))
+        for key in keys:
+            if key not in known:
+                raise KeyError(key)
 
 
 _COLUMNS = ("host", "username", "store", "key", "when", "with", "type", "value")

@@ -99,6 +99,22 @@ def test_archive_filters_by_time_with_and_ids(stores):
         archive.find("alice", after="no-such-key")
 
 
+def test_archive_tells_an_unknown_cursor_key_from_an_empty_page(stores):
+    """The cursor key is sought inside the page's statement; a page that is
+    empty because nothing follows a known key is no error, and another user's
+    key is unknown to this one."""
+    archive = stores.open(HOST, "archive", "archive")
+    keys = _fill(archive)
+    bobs = archive.append("bob", "b", T0)
+    assert archive.find("alice", after=keys[9]) == []
+    assert archive.count("alice", after=keys[9]) == 0
+    assert archive.find("alice", with_="bob@example.org", after=keys[2], before=keys[3]) == []
+    with pytest.raises(KeyError):
+        archive.find("alice", after=keys[9], before=bobs)
+    with pytest.raises(KeyError):
+        archive.count("alice", after=bobs)
+
+
 def test_archive_delete_and_account_deletion(stores, db):
     archive = stores.open(HOST, "archive", "archive")
     _fill(archive)
@@ -217,8 +233,34 @@ def test_a_mam_page_reads_on_one_connection_without_a_transaction(stores, db):
     assert done.find("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}count")\
         .text == "10"
     assert len(checkouts) == 1
-    assert len(in_transaction) == 3  # the after-id key, the items, the count
+    assert len(in_transaction) == 2  # the items (seeking the after-id key), the count
     if db.backend != "sqlite":  # SQLite's reads begin no transaction anyway
         assert not any(in_transaction)
     assert type(records[0].value) is SerializedElement
     assert "<body>m2</body>" in serialize(records[0].value)
+
+
+def test_a_page_by_with_seeks_the_jids_items_in_an_index(stores, db):
+    """A page by `with` and its count read the (with, when, id) index from the
+    JID's first item on, rather than filtering the user's whole archive."""
+    from sqlalchemy import event
+
+    if db.backend != "sqlite":
+        pytest.skip("PostgreSQL's planner reads a table this small whole")
+    archive = stores.open(HOST, "archive", "archive")
+    _fill(archive)
+    statements = []
+
+    def record(_connection, _cursor, statement, parameters, *_):
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    archive.find("alice", with_="bob@example.org", limit=3)
+    archive.count("alice", with_="bob@example.org")
+    event.remove(db.engine, "before_cursor_execute", record)
+    with db.engine.connect() as connection:
+        plans = [" ".join(row[-1] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)) for statement, parameters in statements]
+    assert len(plans) == 2
+    assert all("ix_archive_host_username_store_with_when_id (host=? AND username=? AND "
+               "store=? AND with=?)" in plan for plan in plans), plans

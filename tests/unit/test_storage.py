@@ -34,7 +34,7 @@ HOST = "example.com"
 ITERATIONS = 64  # keep PBKDF2 cheap in tests
 TABLES = {"accounts", "roster_items", "roster_groups", "roster_pending", "roster_versions",
           "offline_messages", "uploads", "keyval", "archive"}
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 class FakeConfig:
