@@ -245,8 +245,6 @@ def test_a_page_by_with_seeks_the_jids_items_in_an_index(stores, db):
     JID's first item on, rather than filtering the user's whole archive."""
     from sqlalchemy import event
 
-    if db.backend != "sqlite":
-        pytest.skip("PostgreSQL's planner reads a table this small whole")
     archive = stores.open(HOST, "archive", "archive")
     _fill(archive)
     statements = []
@@ -259,8 +257,16 @@ def test_a_page_by_with_seeks_the_jids_items_in_an_index(stores, db):
     archive.count("alice", with_="bob@example.org")
     event.remove(db.engine, "before_cursor_execute", record)
     with db.engine.connect() as connection:
-        plans = [" ".join(row[-1] for row in connection.exec_driver_sql(
-            f"EXPLAIN QUERY PLAN {statement}", parameters)) for statement, parameters in statements]
+        if db.backend == "postgresql":
+            # A table this small is read whole unless the planner is told not to;
+            # what is checked is that the index serves these statements at all.
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        plans = [" ".join(str(row[-1]) for row in connection.exec_driver_sql(
+            f"EXPLAIN {'QUERY PLAN ' if db.backend == 'sqlite' else ''}{statement}", parameters))
+            for statement, parameters in statements]
     assert len(plans) == 2
-    assert all("ix_archive_host_username_store_with_when_id (host=? AND username=? AND "
-               "store=? AND with=?)" in plan for plan in plans), plans
+    if db.backend == "sqlite":
+        assert all("ix_archive_host_username_store_with_when_id (host=? AND username=? AND "
+                   "store=? AND with=?)" in plan for plan in plans), plans
+    else:
+        assert all("ix_archive_host_username_store_with_when_id" in plan for plan in plans), plans
