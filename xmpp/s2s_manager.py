@@ -12,7 +12,8 @@ and reads the policy options once, with Prosody's names and defaults:
 `s2s_secure_domains`, `s2s_insecure_domains`,
 `s2s_allow_encryption` (true), `s2s_timeout` (90 s),
 `s2s_stanza_size_limit` (512 KiB), `s2s_unauthed_stanza_size_limit`
-(10000), `dialback_secret` (random per process; the nodes of a cluster share one).
+(10000), `dialback_secret` (random per process; in a cluster the same on
+every node, kept in the database unless set: xmpp.modules.s2s).
 In a cluster the link to a domain is one node's (`ownership-claim` of kind
 `s2s`): a `<db:verify/>` asked on another node goes to that node
 (`ownership-forward`), and its answer comes back to the asking node through

@@ -81,3 +81,23 @@ def test_a_claim_is_located_with_its_holders_http_url_in_one_answer(nodes):
     assert n2.located("bosh", "sid1") == ("n1", "http://127.0.0.1:4321")
     n1.release("bosh", "sid1")
     assert n2.located("bosh", "sid1") == (None, None)
+
+
+def test_a_shared_setting_is_compared_with_the_live_nodes_only(nodes, redis_url, redis_prefix):
+    n1, n2 = nodes
+    assert n1.agree("dialback_secret", "fp-a") == []
+    assert n2.agree("dialback_secret", "fp-b") == ["n1"]
+    assert n2.agree("dialback_secret", "fp-a") == []
+    # n1 restarted with another value: its own record is no obstacle, n2's is.
+    assert n1.agree("dialback_secret", "fp-c") == ["n2"]
+    n3 = ClusterNode(ClusterOptions(redis_url, "n3", 2.0, redis_prefix))
+    try:
+        assert n3.agree("dialback_secret", "fp-b") == ["n1", "n2"]
+        # Once they are dead, their records no longer count: n3's is recorded.
+        for node in (n1, n2):
+            node.redis.delete(node.key("node", node.name))
+        assert n3.agree("dialback_secret", "fp-b") == []
+        n3.join()
+        assert n1.agree("dialback_secret", "fp-a") == ["n3"]
+    finally:
+        n3.redis.close()

@@ -15,6 +15,8 @@ Keys (under the configured prefix):
                          BOSH sid: xmpp.ownership)
   homes:NAME             set of the entities node NAME claimed (freed when reaped)
   http:NAME              the URL node NAME takes forwarded HTTP requests at
+  setting:NAME           hash node -> fingerprint of a setting every node must share
+                         (`dialback_secret`), as each node had it when it started
 """
 
 from __future__ import annotations
@@ -118,6 +120,22 @@ if not holder then return false end
 return {holder, redis.call('GET', ARGV[1] .. holder)}
 """
 
+# Record node ARGV[1]'s fingerprint ARGV[2] of a setting all nodes must share
+# (KEYS[1]: node -> fingerprint) unless a live node (ARGV[3] the prefix of the
+# heartbeat keys) recorded another one: those nodes come back, nothing is written.
+_AGREE = """
+local differ = {}
+local recorded = redis.call('HGETALL', KEYS[1])
+for i = 1, #recorded, 2 do
+  local node, value = recorded[i], recorded[i + 1]
+  if node ~= ARGV[1] and value ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. node) == 1 then
+    table.insert(differ, node)
+  end
+end
+if #differ == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return differ
+"""
+
 RedisError = redis.RedisError
 
 
@@ -144,6 +162,7 @@ class ClusterNode:
         self._take = self.redis.register_script(_TAKE)
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
+        self._agree = self.redis.register_script(_AGREE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -189,6 +208,15 @@ class ClusterNode:
         beating = pipe.execute()
         return ([n for n, up in zip(names, beating, strict=True) if up],
                 [n for n, up in zip(names, beating, strict=True) if not up])
+
+    def agree(self, setting: str, fingerprint: str) -> list[str]:
+        """The live nodes (but this one) whose `setting` has another fingerprint
+        than this node's; when none, this node's is recorded, for nodes joining
+        later to compare theirs with. A node stopped counts until its heartbeat
+        expires, so a setting changed on every node may need that long."""
+        differ = self._agree(keys=[self.key("setting", setting)],
+                             args=[self.name, fingerprint, self.key("node", "")])
+        return sorted(name.decode() for name in differ)
 
     def claim_reaping(self, node: str) -> bool:
         """Whether this node is the one to reap dead `node` (and drain its inbox)

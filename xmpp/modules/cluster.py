@@ -614,6 +614,17 @@ class Cluster:
         if holder in self.peers:
             event.http = url
 
+    def agree(self, event: Any) -> None:
+        """`shared-setting` (`setting`, `fingerprint`): a setting every node must
+        have alike (`dialback_secret`); `differs` names the live nodes that have
+        it otherwise. Without Redis to ask, the node starts unchecked (serving
+        beats refusing), and says so."""
+        try:
+            event.differs = self.node.agree(event.setting, event.fingerprint)
+        except RedisError as error:
+            self.m.log.warning("Cluster: %s not compared with the other nodes' (%s)",
+                               event.setting, error)
+
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
         others pass it what they have for there."""
@@ -886,6 +897,7 @@ def setup(m: ModuleContext) -> None:
                            ("ownership-locate", cluster.locate)):
         m.hook(event, handler)
         m.hook_each_host(event, handler)
+    m.hook("shared-setting", cluster.agree)
     # After the hosts' own modules (blocklist, anonymous), before mod_s2s (-1).
     m.hook_each_host("route/remote", cluster.route_remote, 0)
     m.hook("server-started", lambda event: cluster.start())
