@@ -579,14 +579,15 @@ class Cluster:
             return None
         return holder if holder in self.peers else None
 
-    def pass_on(self, event: Any) -> bool:
-        """`ownership-forward`: the stanza goes to the holder (`take_held` there)."""
+    def pass_on(self, event: Any) -> str | None:
+        """`ownership-forward`: the stanza goes to the holder (`take_held` there),
+        whose name comes back."""
         holder = self.holder(event.kind, event.key)
         if holder is None:
-            return False
+            return None
         self.outbox.put(holder, Envelope(self.node.new_id(), HELD, f"{event.kind} {event.key}",
                                          self.node.name, serialize(event.stanza).encode()))
-        return True
+        return holder
 
     def take_held(self, envelope: Envelope) -> None:
         """A stanza for what this node holds: the holding module's, unless it
@@ -778,10 +779,15 @@ class Cluster:
             self.set_peers([peer for peer in self.peers if peer != node])
 
     def set_peers(self, peers: list[str]) -> None:
-        if peers != self.peers:
-            # Until this line names a new node, what changes here does not reach it.
-            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        if peers == self.peers:
+            return
+        # Until this line names a new node, what changes here does not reach it.
+        self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        gone = [peer for peer in self.peers if peer not in peers]
         self.peers = peers
+        for node in gone:
+            # What waits for an answer from there (a <db:verify/>) is asked again.
+            self.fire_everywhere("ownership-holder-gone", node=node)
 
     def reap_in_turn(self, dead: str) -> None:
         try:

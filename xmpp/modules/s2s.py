@@ -58,6 +58,7 @@ def setup(m: ModuleContext) -> None:
             manager.keys = DialbackKeys(cluster_secret(m))
 
     m.hook("ownership-forwarded", forwarded)
+    m.hook("ownership-holder-gone", lambda event: manager.holder_gone(event.node))
     # Once the database is migrated, before any port opens.
     m.hook("server-starting", starting)
     # Last, so modules of the host may take a remote stanza first.
