@@ -93,11 +93,17 @@ def test_a_shared_setting_is_compared_with_the_live_nodes_only(nodes, redis_url,
     n3 = ClusterNode(ClusterOptions(redis_url, "n3", 2.0, redis_prefix))
     try:
         assert n3.agree("dialback_secret", "fp-b") == ["n1", "n2"]
-        # Once they are dead, their records no longer count: n3's is recorded.
+        # Once they are dead (and started long ago), their records no longer count.
+        setting = n1.key("setting", "dialback_secret")
         for node in (n1, n2):
             node.redis.delete(node.key("node", node.name))
+            record = n1.redis.hget(setting, node.name).decode().split()[0]
+            n1.redis.hset(setting, node.name, f"{record} 1000")
         assert n3.agree("dialback_secret", "fp-b") == []
+        # n3 starts, not beating yet: another node starting at once compares with it.
+        assert n1.agree("dialback_secret", "fp-a") == ["n3"]
         n3.join()
         assert n1.agree("dialback_secret", "fp-a") == ["n3"]
+        assert n1.agree("dialback_secret", "fp-b") == []
     finally:
         n3.redis.close()

@@ -121,18 +121,22 @@ return {holder, redis.call('GET', ARGV[1] .. holder)}
 """
 
 # Record node ARGV[1]'s fingerprint ARGV[2] of a setting all nodes must share
-# (KEYS[1]: node -> fingerprint) unless a live node (ARGV[3] the prefix of the
-# heartbeat keys) recorded another one: those nodes come back, nothing is written.
+# (KEYS[1]: node -> "FINGERPRINT TIME") unless another one was recorded by a live
+# node (ARGV[3] the prefix of the heartbeat keys) or less than ARGV[4] seconds ago
+# (a node starting too, not beating yet): those nodes come back, nothing is written.
 _AGREE = """
+local now = tonumber(redis.call('TIME')[1])
 local differ = {}
 local recorded = redis.call('HGETALL', KEYS[1])
 for i = 1, #recorded, 2 do
-  local node, value = recorded[i], recorded[i + 1]
-  if node ~= ARGV[1] and value ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. node) == 1 then
+  local node = recorded[i]
+  local value, at = string.match(recorded[i + 1], '^(%S+) (%d+)$')
+  if node ~= ARGV[1] and value ~= ARGV[2] and (now - tonumber(at or 0) < tonumber(ARGV[4])
+      or redis.call('EXISTS', ARGV[3] .. node) == 1) then
     table.insert(differ, node)
   end
 end
-if #differ == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if #differ == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. now) end
 return differ
 """
 
@@ -212,10 +216,13 @@ class ClusterNode:
     def agree(self, setting: str, fingerprint: str) -> list[str]:
         """The live nodes (but this one) whose `setting` has another fingerprint
         than this node's; when none, this node's is recorded, for nodes joining
-        later to compare theirs with. A node stopped counts until its heartbeat
-        expires, so a setting changed on every node may need that long."""
+        later to compare theirs with. A node that recorded its own less than a
+        heartbeat's timeout ago counts too (two nodes starting at once, before
+        either beats), and a node stopped counts until its heartbeat expires:
+        a setting changed on every node may need that long."""
         differ = self._agree(keys=[self.key("setting", setting)],
-                             args=[self.name, fingerprint, self.key("node", "")])
+                             args=[self.name, fingerprint, self.key("node", ""),
+                                   math.ceil(self.timeout)])
         return sorted(name.decode() for name in differ)
 
     def claim_reaping(self, node: str) -> bool:
