@@ -204,6 +204,9 @@ class S2SManager:
         over the one link to `remote`: ours, or another node's."""
         verification = (remote, local, session.stream_id)
         self._verifying[verification] = session
+        self._ask(verification, key)
+
+    def _ask(self, verification: Verification, key: str) -> None:
         if not self._verify_elsewhere(verification, key):
             self._send_verify(verification, key)
 
@@ -238,8 +241,7 @@ class S2SManager:
             self._stop_waiting_elsewhere(verification)
             log.info("Dialback verification for %s asked again: node %s is gone",
                      verification[0], node)
-            if not self._verify_elsewhere(verification, key):
-                self._send_verify(verification, key)
+            self._ask(verification, key)
 
     def _send_verify(self, verification: Verification, key: str) -> None:
         remote, local, stream_id = verification
