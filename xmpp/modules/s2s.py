@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_apps.web.csrf import page_secret
+from storage.kept_secret import kept_secret
 from xmpp.cluster.options import cluster_options
 from xmpp.config import ConfigError
 from xmpp.dialback import DialbackKeys, fingerprint
@@ -77,7 +77,7 @@ def cluster_secret(m: ModuleContext) -> str:
     shared database (Prosody's random secret per process would fail those
     checks). ConfigError when a live node has another: refused at start,
     rather than federation failing now and then."""
-    secret = page_secret(m.global_config.get_str("dialback_secret", None), m.open_store())
+    secret = kept_secret(m.global_config.get_str("dialback_secret", None), m.open_store())
     differs = m.fire_event("shared-setting", setting="dialback_secret",
                            fingerprint=fingerprint(secret), differs=[]).differs
     if differs:
