@@ -130,8 +130,8 @@ c2s_require_encryption = false
 --s2s_idle_timeout = 300 -- close an outgoing link unused this long (reopened on demand)
 
 -- Federation (server-to-server). Disable it with modules_disabled = { "s2s" }.
--- Dialback keys use a random secret per process; set one shared secret when
--- several processes serve one domain.
+-- Dialback keys use a random secret per process; the nodes of a cluster share
+-- one kept in the database unless this sets it (then the same on every node).
 --dialback_secret = "a long random string"
 -- DNS for finding other servers: the system's resolv.conf unless told otherwise.
 --unbound = { forward = "192.0.2.53@53" }

@@ -14,7 +14,8 @@ guesses either: at most `max_failures` minus the recent failures may be
 checked at once (one past the limit), so attempts made in parallel, or sent
 without waiting for answers, gain no guesses. Further ones wait their turn,
 first come first served, up to `max_delay` seconds and at most `max_waiting`
-of them per address; beyond that they are refused with the wait `delay`.
+of them per address (`vireo_auth_failure_max_waiting`); beyond that they are
+refused with the wait `delay`.
 A success lets the waiting ones proceed; a failure tells the next one,
 which is then judged on the failures so far.
 
@@ -279,6 +280,8 @@ def failure_throttle(config: Config | HostConfig, name: str) -> FailureThrottle:
         delay=delay,
         max_delay=config.get_number("vireo_auth_failure_max_delay", max(30.0, delay), min=delay),
         shared=shared_recent_events(config, name),
+        # 0: an attempt finding no free turn is refused at once.
+        max_waiting=config.get_int("vireo_auth_failure_max_waiting", DEFAULT_MAX_WAITING, min=0),
     )
 
 

@@ -160,7 +160,8 @@ KNOWN_OPTIONS: frozenset[str] = frozenset({
     "bosh_interfaces", "bosh_ssl", "legacy_ssl_port",
     # Vireo's own options (no Prosody equivalent)
     "vireo_auth_failure_limit", "vireo_auth_failure_window", "vireo_auth_failure_delay",
-    "vireo_auth_failure_max_delay", "c2s_unauthenticated_stanza_size_limit",
+    "vireo_auth_failure_max_delay", "vireo_auth_failure_max_waiting",
+    "c2s_unauthenticated_stanza_size_limit",
     "vireo_http_file_share_prune_interval",
     "vireo_register_web_secret", "vireo_register_web_attempts", "vireo_register_web_window",
     "vireo_register_web_delay", "vireo_admin_web_secret", "vireo_admin_web_idle_timeout",

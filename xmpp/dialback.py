@@ -4,7 +4,8 @@ key = hex(HMAC-SHA-256(hex(SHA-256(secret)), "<receiving> <originating> <stream 
 
 The secret is `dialback_secret` when configured (so several processes
 behind one domain accept each other's keys), otherwise a random one made
-once per process. Pure: no I/O, no clock.
+once per process (in a cluster, one kept in the shared database: see
+xmpp.modules.s2s). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ import secrets
 def new_secret() -> str:
     """A random secret for a process that has no `dialback_secret`."""
     return secrets.token_hex(32)
+
+
+# What a secret's fingerprint is the HMAC of (any fixed text would do).
+FINGERPRINT_LABEL = b"vireo dialback_secret fingerprint"
+
+
+def fingerprint(secret: str) -> str:
+    """What the nodes of a cluster compare to tell whether they share one
+    secret without showing it to each other or to Redis: an HMAC of a fixed
+    label keyed with the secret."""
+    return hmac.new(secret.encode("utf-8"), FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
 
 
 class DialbackKeys:

@@ -9,13 +9,16 @@ and asks where the rest is through general events, fired on its host:
   which takes it over (that node then gets `ownership-lost`);
 - `ownership-release` (`kind`, `key`);
 - `ownership-lost` (`kind`, `key`), fired on every host: another node took over;
-- `ownership-forward` (`kind`, `key`, `stanza`, `origin`): truthy when a handler
-  sent the stanza to the node holding it;
+- `ownership-forward` (`kind`, `key`, `stanza`, `origin`): a handler that sent
+  the stanza to the node holding it returns that node's name;
 - `ownership-forwarded` (`kind`, `key`, `stanza`), fired globally on the holder
   with what another node forwarded: truthy when the holding module took it
   (a `<db:verify/>` for the s2s link), else the stanza is routed again there;
 - `ownership-locate` (`kind`, `key`): a handler sets `http` to the base URL of
-  the node holding it, for an HTTP request to be passed on.
+  the node holding it, for an HTTP request to be passed on;
+- `ownership-holder-gone` (`node`), fired on every host: that node stopped
+  beating, so what was forwarded to it and waits for an answer gets none (its
+  claims have lapsed: a module may ask again, of whoever holds them now).
 
 On a lone server nobody answers: every claim succeeds and nothing is elsewhere.
 """
@@ -46,10 +49,10 @@ class Ownership:
     def release(self, name: str) -> None:
         self.m.fire("ownership-release", kind=self.kind, key=name)
 
-    def forward(self, name: str, stanza: Element, origin: Any) -> bool:
-        """Whether the stanza went to the node holding `name`."""
-        return bool(self.m.fire("ownership-forward", kind=self.kind, key=name,
-                                stanza=stanza, origin=origin))
+    def forward(self, name: str, stanza: Element, origin: Any) -> str | None:
+        """The node holding `name` the stanza went to (None: it went nowhere)."""
+        return self.m.fire("ownership-forward", kind=self.kind, key=name,
+                           stanza=stanza, origin=origin) or None
 
     def locate(self, name: str) -> str | None:
         """The base URL of the node holding `name`, when another one does."""

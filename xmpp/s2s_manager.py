@@ -12,12 +12,14 @@ and reads the policy options once, with Prosody's names and defaults:
 `s2s_secure_domains`, `s2s_insecure_domains`,
 `s2s_allow_encryption` (true), `s2s_timeout` (90 s),
 `s2s_stanza_size_limit` (512 KiB), `s2s_unauthed_stanza_size_limit`
-(10000), `dialback_secret` (random per process; the nodes of a cluster share one).
+(10000), `dialback_secret` (random per process; in a cluster the same on
+every node, kept in the database unless set: xmpp.modules.s2s).
 In a cluster the link to a domain is one node's (`ownership-claim` of kind
 `s2s`): a `<db:verify/>` asked on another node goes to that node
 (`ownership-forward`), and its answer comes back to the asking node through
 a claim of kind `dialback` on the verification ("REMOTE LOCAL STREAM-ID"),
-held while it waits. `modules_disabled = {
+held while it waits. Should that node die first, the verification is asked
+again over the link as it is then (`holder_gone`). `modules_disabled = {
 "s2s" }` turns federation off: the router then bounces remote stanzas with
 service-unavailable.
 """
@@ -118,9 +120,10 @@ class S2SManager:
         self.resolver = resolver if resolver is not None else _resolver(config)
         self.outgoing: dict[str, _Link] = {}
         # The incoming stream waiting for each verification's answer, None when
-        # it waits on another node; those of ours that went over another node's link.
+        # it waits on another node; those of ours that went over another node's
+        # link, with that node and the key (to ask again should it die).
         self._verifying: dict[Verification, S2SIncoming | None] = {}
-        self._waiting_elsewhere: set[Verification] = set()
+        self._waiting_elsewhere: dict[Verification, tuple[str, str]] = {}
 
     # -- policy ------------------------------------------------------------------
 
@@ -201,6 +204,9 @@ class S2SManager:
         over the one link to `remote`: ours, or another node's."""
         verification = (remote, local, session.stream_id)
         self._verifying[verification] = session
+        self._ask(verification, key)
+
+    def _ask(self, verification: Verification, key: str) -> None:
         if not self._verify_elsewhere(verification, key):
             self._send_verify(verification, key)
 
@@ -215,11 +221,27 @@ class S2SManager:
         if self.verifications.claim(name) is not None:
             return False  # stream ids are random: another node waiting for it is not ours
         request = dialback_element(DB_VERIFY, local, remote, stream_id=stream_id, key=key)
-        if self.links.forward(remote, request, None):
-            self._waiting_elsewhere.add(verification)
+        node = self.links.forward(remote, request, None)
+        if node is not None:
+            self._waiting_elsewhere[verification] = (node, key)
             return True
         self.verifications.release(name)
         return False
+
+    def holder_gone(self, node: str) -> None:
+        """Node `node` of the cluster stopped beating: the verifications it was
+        asked to send get no answer from it. Each is asked again over the link
+        to its remote domain as it is now (claimed afresh, maybe by this node):
+        XEP-0220 waits for the authoritative server's word on the key, which
+        one of our nodes dying does not give (nor should the remote server wait
+        for `s2s_timeout` to try again)."""
+        for verification, (asked, key) in list(self._waiting_elsewhere.items()):
+            if asked != node:
+                continue
+            self._stop_waiting_elsewhere(verification)
+            log.info("Dialback verification for %s asked again: node %s is gone",
+                     verification[0], node)
+            self._ask(verification, key)
 
     def _send_verify(self, verification: Verification, key: str) -> None:
         remote, local, stream_id = verification
@@ -269,7 +291,7 @@ class S2SManager:
 
     def _stop_waiting_elsewhere(self, verification: Verification) -> None:
         if verification in self._waiting_elsewhere and self.verifications is not None:
-            self._waiting_elsewhere.discard(verification)
+            del self._waiting_elsewhere[verification]
             self.verifications.release(" ".join(verification))
 
     def incoming_closed(self, session: S2SIncoming) -> None:

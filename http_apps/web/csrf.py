@@ -5,7 +5,6 @@ kept in a cookie), so a form posted from another site cannot present one."""
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import flask
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -16,7 +15,7 @@ NONCE_COOKIE = "vireo_csrf"
 
 
 class CsrfTokens:
-    """Issues and checks the tokens of one app (`secret`: see `page_secret`)."""
+    """Issues and checks the tokens of one app (`secret`: see storage.kept_secret)."""
 
     def __init__(self, secret: str, salt: str) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt=salt)
@@ -32,21 +31,6 @@ class CsrfTokens:
         except BadSignature:  # SignatureExpired included
             return False
         return isinstance(value, str) and secrets.compare_digest(value, binding)
-
-
-def page_secret(configured: str | None, store: Any) -> str:
-    """The secret signing a module's tokens and cookies: `configured` if the
-    option is set, else one made on first use and kept in the module's keyval
-    store (`store`, for the host itself), so that tokens and logins outlive a
-    restart and hold in every worker process on the same database."""
-    if configured:
-        return configured
-    kept = store.get(None)
-    if not isinstance(kept, dict) or not isinstance(kept.get("secret"), str):
-        # Of workers starting together, the first to add wins; all read its value.
-        store.add(None, "", {"secret": secrets.token_urlsafe(32)})
-        kept = store.get(None)
-    return kept["secret"]
 
 
 def new_nonce() -> str:

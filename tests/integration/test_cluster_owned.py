@@ -320,12 +320,41 @@ def test_users_on_two_nodes_reach_a_remote_server_over_one_link(tmp_path, dns):
         assert_one_link(first, second, remote)
 
 
-def test_dialback_verifications_go_over_the_link_another_node_holds(tmp_path, dns):
+@pytest.mark.parametrize("secret", ['dialback_secret = "shared-by-nodes"\n', ""],
+                         ids=["configured", "kept-in-the-database"])
+def test_dialback_verifications_go_over_the_link_another_node_holds(tmp_path, dns, secret):
     """No certificate is trusted, so links use dialback (the nodes share their
-    secret). d.example reaches c.example on the second node only: to verify
-    d's key there, the second node asks the first, which holds the link to d,
-    to send the <db:verify/> and hand back the answer."""
-    with federating_cluster(tmp_path, dns, extra='dialback_secret = "shared-by-nodes"\n',
+    secret: configured, or made by the first and kept in the database).
+    d.example reaches c.example on the second node only: to verify d's key
+    there, the second node asks the first, which holds the link to d, to send
+    the <db:verify/> and hand back the answer. The key d checks so on c2 (for
+    c's stream to d) is one c1 made."""
+    with federating_cluster(tmp_path, dns, extra=secret,
                             remote_extra="", published=(1,)) as (first, second, remote):
         exchange_with_dave(first, second, remote)
         assert_one_link(first, second, remote)
+
+
+def test_a_node_with_another_dialback_secret_refuses_to_start(tmp_path):
+    postgres, redis_url = os.environ.get(POSTGRES_ENV), os.environ.get(REDIS_ENV)
+    if not postgres or not redis_url:
+        pytest.skip(f"{POSTGRES_ENV} and {REDIS_ENV} are needed")
+    databases = Databases("postgresql", postgres)
+    cluster = Cluster(tmp_path, redis_url, databases.config(), s2s=True,
+                      extra='dialback_secret = "secret-of-c1"\n')
+    try:
+        cluster.start_node("c1")
+        # Another secret, or none (the database's then): refused, the option named.
+        for name, extra in (("c2", 'dialback_secret = "secret-of-c2"\n'), ("c3", "")):
+            cluster.extra = extra
+            node = cluster.configure(name)
+            with pytest.raises(RuntimeError, match="exited with 1"):
+                node.start()
+            output = (node.directory / "stderr.log").read_text()
+            assert "option 'dialback_secret' differs from that of node(s) c1" in output
+            assert "secret-of" not in output
+        cluster.extra = 'dialback_secret = "secret-of-c1"\n'
+        cluster.start_node("c4")
+    finally:
+        cluster.stop()
+        databases.drop_all()

@@ -12,10 +12,36 @@ import pytest
 
 from tests.http_fixtures import ROOT, connect, http_request
 from tests.integration.clients import run
-from tests.integration.server_fixture import free_port, make_server, wait_for_port
+from tests.integration.server_fixture import ServerProcess, free_port, make_server, wait_for_port
 from tests.integration.websocket_client import FRAMING, WsClient
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def start_gunicorn(vireo: ServerProcess, http_port: int) -> subprocess.Popen:
+    """`vireo`'s config served by gunicorn's gevent worker (binding `http_port`),
+    once it listens there and on the c2s port; output in gunicorn.log."""
+    with (vireo.directory / "gunicorn.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(GUNICORN), "-k", "gevent", "-w", "1", "-c", str(ROOT / "gunicorn.conf.py")],
+            cwd=ROOT, env={**os.environ, "VIREO_CONFIG": str(vireo.config_path)},
+            stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_for_port(http_port, process)
+        wait_for_port(vireo.c2s_port, process)
+    except BaseException:
+        stop_gunicorn(process)
+        raise
+    return process
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 @pytest.fixture
@@ -26,24 +52,12 @@ def deployed(tmp_path):
                                          'https_ports = { }\nstatistics = "internal"\n'),
                         modules=("http_openmetrics", "websocket"))
     vireo.create_users({"web": "pw-web"})
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen(
-        [str(GUNICORN), "-k", "gevent", "-w", "1", "-c", str(ROOT / "gunicorn.conf.py")],
-        cwd=ROOT, env={**os.environ, "VIREO_CONFIG": str(vireo.config_path)},
-        stdout=log, stderr=log, start_new_session=True)
-    log.close()
+    process = start_gunicorn(vireo, http_port)
     try:
-        wait_for_port(http_port, process)
-        wait_for_port(vireo.c2s_port, process)
         vireo.ports["http"] = http_port
         yield http_port, vireo.c2s_port, vireo
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        stop_gunicorn(process)
 
 
 def test_gunicorn_serves_http_and_xmpp(deployed):

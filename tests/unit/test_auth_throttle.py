@@ -309,6 +309,24 @@ def test_failure_throttle_reads_the_options(tmp_path):
     t = failure_throttle(load_config(path), "c2s")
     assert (t.max_failures, t.window, t.delay) == (2, 10, 5)
     assert t.max_delay == 5  # below the delay: raised to it, with a warning
+    assert t.max_waiting == 100
+
+
+def test_failure_throttle_reads_how_many_may_wait_for_a_turn(tmp_path):
+    path = tmp_path / "vireo.cfg.lua"
+    path.write_text("vireo_auth_failure_limit = 1\nvireo_auth_failure_max_waiting = 1\n")
+    config = load_config(path)
+    assert not [w for w in config.warnings if "vireo_auth_failure_max_waiting" in w]
+    t, clock = failure_throttle(config, "c2s"), Clock()
+    checked, waiting, refused = (t.begin("1.2.3.4", clock) for _ in range(3))
+    assert not checked.waiting and waiting.waiting
+    assert refused.refused and refused.wait == t.delay
+    path.write_text("vireo_auth_failure_max_waiting = 0\n")
+    assert failure_throttle(load_config(path), "c2s").max_waiting == 0
+    path.write_text("vireo_auth_failure_max_waiting = -3\n")
+    config = load_config(path)
+    assert failure_throttle(config, "c2s").max_waiting == 0  # clamped, with a warning
+    assert [w for w in config.warnings if "vireo_auth_failure_max_waiting" in w]
 
 
 @pytest.mark.parametrize("kwargs", [

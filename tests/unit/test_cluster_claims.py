@@ -81,3 +81,29 @@ def test_a_claim_is_located_with_its_holders_http_url_in_one_answer(nodes):
     assert n2.located("bosh", "sid1") == ("n1", "http://127.0.0.1:4321")
     n1.release("bosh", "sid1")
     assert n2.located("bosh", "sid1") == (None, None)
+
+
+def test_a_shared_setting_is_compared_with_the_live_nodes_only(nodes, redis_url, redis_prefix):
+    n1, n2 = nodes
+    assert n1.agree("dialback_secret", "fp-a") == []
+    assert n2.agree("dialback_secret", "fp-b") == ["n1"]
+    assert n2.agree("dialback_secret", "fp-a") == []
+    # n1 restarted with another value: its own record is no obstacle, n2's is.
+    assert n1.agree("dialback_secret", "fp-c") == ["n2"]
+    n3 = ClusterNode(ClusterOptions(redis_url, "n3", 2.0, redis_prefix))
+    try:
+        assert n3.agree("dialback_secret", "fp-b") == ["n1", "n2"]
+        # Once they are dead (and started long ago), their records no longer count.
+        setting = n1.key("setting", "dialback_secret")
+        for node in (n1, n2):
+            node.redis.delete(node.key("node", node.name))
+            record = n1.redis.hget(setting, node.name).decode().split()[0]
+            n1.redis.hset(setting, node.name, f"{record} 1000")
+        assert n3.agree("dialback_secret", "fp-b") == []
+        # n3 starts, not beating yet: another node starting at once compares with it.
+        assert n1.agree("dialback_secret", "fp-a") == ["n3"]
+        n3.join()
+        assert n1.agree("dialback_secret", "fp-a") == ["n3"]
+        assert n1.agree("dialback_secret", "fp-b") == []
+    finally:
+        n3.redis.close()

@@ -79,10 +79,12 @@ def clock(monkeypatch) -> Clock:
 def member(nodes, clock) -> Cluster:
     """Node "b" as a member, its peers known."""
     router = Router()
+    fired: list[tuple[str, dict[str, Any]]] = []
     context = SimpleNamespace(
         name="cluster", log=logging.getLogger("test-cluster"),
         service=lambda name: router, shared_session_data=SharedSessionData(),
-        add_timer=lambda delay, job: None, one_node_hosts=set())
+        add_timer=lambda delay, job: None, one_node_hosts=set(), hosts=dict,
+        fire=lambda event, **fields: fired.append((event, fields)), fired=fired)
     made = Cluster(context, nodes["b"], queue_limit=1000)  # type: ignore[arg-type]
     made.outbox = Outbox()  # type: ignore[assignment]
     made.watch()
@@ -108,6 +110,16 @@ def test_a_reapers_unbind_makes_its_node_no_peer_until_it_beats_again(nodes, mem
     assert sent_to(member) == {"a"}
     member.watch()  # "c" beats again (it rejoins: its news comes from the registry)
     assert member.peers == ["a", "c"]
+
+
+def test_a_peer_gone_is_told_to_what_waits_for_its_answers(nodes, member):
+    """A <db:verify/> asked of a node that died is asked again (xmpp.s2s_manager)."""
+    member.watch()
+    assert member.m.fired == []
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))  # "c" stopped beating
+    member.watch()
+    assert member.peers == ["a"]
+    assert ("ownership-holder-gone", {"node": "c"}) in member.m.fired
 
 
 def test_a_nodes_own_unbind_leaves_it_a_peer(nodes, member):

@@ -1,6 +1,9 @@
 """XEP-0185 dialback keys: the XEP's worked example, and what must not verify."""
 
-from xmpp.dialback import DialbackKeys, new_secret
+import hashlib
+import hmac
+
+from xmpp.dialback import FINGERPRINT_LABEL, DialbackKeys, fingerprint, new_secret
 
 # XEP-0185 section 3 (Example): secret, domains, stream id and the resulting key.
 XEP_SECRET = "s3cr3tf0rd14lb4ck"
@@ -30,3 +33,13 @@ def test_verify_refuses_other_stream_domains_or_secret():
 def test_per_process_secrets_differ():
     assert new_secret() != new_secret()
     assert len(new_secret()) >= 32
+
+
+def test_a_fingerprint_tells_secrets_apart_without_being_one():
+    assert fingerprint(XEP_SECRET) == fingerprint(XEP_SECRET)
+    assert fingerprint(XEP_SECRET) != fingerprint(XEP_SECRET + "x")
+    assert XEP_SECRET not in fingerprint(XEP_SECRET)
+    # Keyed with the secret, so neither its hash nor a dialback key.
+    assert fingerprint(XEP_SECRET) == hmac.new(XEP_SECRET.encode(), FINGERPRINT_LABEL,
+                                               hashlib.sha256).hexdigest()
+    assert fingerprint(XEP_SECRET) != hashlib.sha256(XEP_SECRET.encode()).hexdigest()

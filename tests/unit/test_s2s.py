@@ -379,9 +379,9 @@ class FakeOwnership:
     def release(self, name: str) -> None:
         self.released.append(name)
 
-    def forward(self, name: str, stanza: Element, origin: object) -> bool:
+    def forward(self, name: str, stanza: Element, origin: object) -> str | None:
         self.forwarded.append((name, stanza))
-        return True
+        return self.held.get(name)
 
 
 def clustered(env, links: FakeOwnership) -> FakeOwnership:
@@ -444,6 +444,51 @@ def test_a_node_holding_the_link_verifies_over_it_itself(env):
     waiting_incoming(env)
     assert transport.elements()[-1].tag == DB_VERIFY
     assert links.forwarded == [] and verifications.claimed == []
+
+
+def verify_answer(session: S2SIncoming, kind: str) -> Element:
+    return Element(DB_VERIFY, {"from": REMOTE, "to": LOCAL, "id": session.stream_id,
+                               "type": kind})
+
+
+def test_a_verify_asked_of_a_node_that_dies_is_asked_again_of_the_links_new_holder(env):
+    links = FakeOwnership({REMOTE: "node-2"})
+    verifications = clustered(env, links)
+    session, transport = waiting_incoming(env)
+    waiting = f"{REMOTE} {LOCAL} {session.stream_id}"
+    env.manager.holder_gone("node-3")
+    assert len(links.forwarded) == 1, "asked of node-2, which lives"
+    links.held[REMOTE] = "node-3"  # node-2's claim lapsed with it; node-3 took the link
+    env.manager.holder_gone("node-2")
+    [_first, (name, request)] = links.forwarded
+    assert name == REMOTE and request.text == "k3y" and request.get("id") == session.stream_id
+    assert verifications.claimed == [waiting, waiting]
+    assert env.manager.peer_answered(verify_answer(session, "valid"))  # node-3's answer
+    result = transport.elements()[-1]
+    assert result.tag == DB_RESULT and result.get("type") == "valid"
+    env.manager.holder_gone("node-3")
+    assert len(links.forwarded) == 2, "answered: nothing to ask again"
+
+
+def test_a_verify_asked_of_a_node_that_dies_goes_over_the_link_this_node_takes(env):
+    links = FakeOwnership({REMOTE: "node-2"})
+    verifications = clustered(env, links)
+    session, transport = waiting_incoming(env)
+    waiting = f"{REMOTE} {LOCAL} {session.stream_id}"
+    # node-2 dies; this node links to the remote domain now.
+    link, link_transport = outgoing(env)
+    open_remote(link)
+    env.manager.outgoing[REMOTE] = SimpleNamespace(session=link, wake=threading.Event())
+    env.manager.holder_gone("node-2")
+    assert len(links.forwarded) == 1
+    assert verifications.released == [waiting], "no claim kept for an answer from elsewhere"
+    sent = link_transport.elements()[-1]
+    assert sent.tag == DB_VERIFY and sent.text == "k3y" and sent.get("id") == session.stream_id
+    link.data_received(f"<db:verify from='{REMOTE}' to='{LOCAL}' id='{session.stream_id}' "
+                       "type='valid'/>".encode())
+    result = transport.elements()[-1]
+    assert result.tag == DB_RESULT and result.get("type") == "valid"
+    assert session.authenticated
 
 
 def test_refused_dialback_bounces_messages_and_drops_presence(env):

@@ -9,10 +9,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from http_apps.web.admin import page_of
 from http_apps.web.admin_sessions import MAX_SESSIONS, AdminSessions
 from http_apps.web.clients import by_platform, load_clients
-from http_apps.web.csrf import CsrfTokens, page_secret
+from http_apps.web.csrf import CsrfTokens
 from http_apps.web.qr import qr_svg
 from http_apps.web.signup import password_problem
 from http_apps.web.sparklines import MAX_SERIES, MetricHistory, sparkline, totals
+from storage.kept_secret import kept_secret
 from storage.stores import StoreFactory
 from tests.unit import storage_fixtures
 from xmpp.config import load_config
@@ -134,13 +135,13 @@ def test_users_are_paged():
 
 def test_page_secret_is_made_once_and_kept_in_the_database(db):
     store = StoreFactory(db).open("example.com", "admin_web")
-    secret = page_secret(None, store)
+    secret = kept_secret(None, store)
     assert len(secret) >= 32
-    assert page_secret(None, StoreFactory(db).open("example.com", "admin_web")) == secret
-    assert page_secret("configured", store) == "configured"
-    assert page_secret(None, StoreFactory(db).open("example.com", "register_web")) != secret
+    assert kept_secret(None, StoreFactory(db).open("example.com", "admin_web")) == secret
+    assert kept_secret("configured", store) == "configured"
+    assert kept_secret(None, StoreFactory(db).open("example.com", "register_web")) != secret
     assert not store.add(None, "", {"secret": "another"})
-    assert page_secret(None, store) == secret
+    assert kept_secret(None, store) == secret
 
 
 def test_metric_history_keeps_the_last_hour_per_series():

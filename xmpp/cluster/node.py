@@ -15,6 +15,8 @@ Keys (under the configured prefix):
                          BOSH sid: xmpp.ownership)
   homes:NAME             set of the entities node NAME claimed (freed when reaped)
   http:NAME              the URL node NAME takes forwarded HTTP requests at
+  setting:NAME           hash node -> fingerprint of a setting every node must share
+                         (`dialback_secret`), as each node had it when it started
 """
 
 from __future__ import annotations
@@ -118,6 +120,26 @@ if not holder then return false end
 return {holder, redis.call('GET', ARGV[1] .. holder)}
 """
 
+# Record node ARGV[1]'s fingerprint ARGV[2] of a setting all nodes must share
+# (KEYS[1]: node -> "FINGERPRINT TIME") unless another one was recorded by a live
+# node (ARGV[3] the prefix of the heartbeat keys) or less than ARGV[4] seconds ago
+# (a node starting too, not beating yet): those nodes come back, nothing is written.
+_AGREE = """
+local now = tonumber(redis.call('TIME')[1])
+local differ = {}
+local recorded = redis.call('HGETALL', KEYS[1])
+for i = 1, #recorded, 2 do
+  local node = recorded[i]
+  local value, at = string.match(recorded[i + 1], '^(%S+) (%d+)$')
+  if node ~= ARGV[1] and value ~= ARGV[2] and (now - tonumber(at or 0) < tonumber(ARGV[4])
+      or redis.call('EXISTS', ARGV[3] .. node) == 1) then
+    table.insert(differ, node)
+  end
+end
+if #differ == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. now) end
+return differ
+"""
+
 RedisError = redis.RedisError
 
 
@@ -144,6 +166,7 @@ class ClusterNode:
         self._take = self.redis.register_script(_TAKE)
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
+        self._agree = self.redis.register_script(_AGREE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -189,6 +212,18 @@ class ClusterNode:
         beating = pipe.execute()
         return ([n for n, up in zip(names, beating, strict=True) if up],
                 [n for n, up in zip(names, beating, strict=True) if not up])
+
+    def agree(self, setting: str, fingerprint: str) -> list[str]:
+        """The live nodes (but this one) whose `setting` has another fingerprint
+        than this node's; when none, this node's is recorded, for nodes joining
+        later to compare theirs with. A node that recorded its own less than a
+        heartbeat's timeout ago counts too (two nodes starting at once, before
+        either beats), and a node stopped counts until its heartbeat expires:
+        a setting changed on every node may need that long."""
+        differ = self._agree(keys=[self.key("setting", setting)],
+                             args=[self.name, fingerprint, self.key("node", ""),
+                                   math.ceil(self.timeout)])
+        return sorted(name.decode() for name in differ)
 
     def claim_reaping(self, node: str) -> bool:
         """Whether this node is the one to reap dead `node` (and drain its inbox)

@@ -20,8 +20,9 @@ from typing import Any
 from http_apps.provider import HttpProvider
 from http_apps.web import admin
 from http_apps.web.admin_sessions import AdminSessions
-from http_apps.web.csrf import CsrfTokens, page_secret
+from http_apps.web.csrf import CsrfTokens
 from http_apps.web.sparklines import MetricHistory, totals
+from storage.kept_secret import kept_secret
 from xmpp.auth_throttle import failure_throttle
 from xmpp.jid import JID
 from xmpp.metrics import REGISTRY
@@ -46,7 +47,7 @@ def metric_history(m: ModuleContext) -> MetricHistory:
 
 def setup(m: ModuleContext) -> None:
     config = m.config
-    secret = page_secret(config.get_str("vireo_admin_web_secret", None), m.open_store())
+    secret = kept_secret(config.get_str("vireo_admin_web_secret", None), m.open_store())
     rosters = m.typed_store("rosters")
     host = m.host.name
 

@@ -579,14 +579,15 @@ class Cluster:
             return None
         return holder if holder in self.peers else None
 
-    def pass_on(self, event: Any) -> bool:
-        """`ownership-forward`: the stanza goes to the holder (`take_held` there)."""
+    def pass_on(self, event: Any) -> str | None:
+        """`ownership-forward`: the stanza goes to the holder (`take_held` there),
+        whose name comes back."""
         holder = self.holder(event.kind, event.key)
         if holder is None:
-            return False
+            return None
         self.outbox.put(holder, Envelope(self.node.new_id(), HELD, f"{event.kind} {event.key}",
                                          self.node.name, serialize(event.stanza).encode()))
-        return True
+        return holder
 
     def take_held(self, envelope: Envelope) -> None:
         """A stanza for what this node holds: the holding module's, unless it
@@ -613,6 +614,17 @@ class Cluster:
             return
         if holder in self.peers:
             event.http = url
+
+    def agree(self, event: Any) -> None:
+        """`shared-setting` (`setting`, `fingerprint`): a setting every node must
+        have alike (`dialback_secret`); `differs` names the live nodes that have
+        it otherwise. Without Redis to ask, the node starts unchecked (serving
+        beats refusing), and says so."""
+        try:
+            event.differs = self.node.agree(event.setting, event.fingerprint)
+        except RedisError as error:
+            self.m.log.warning("Cluster: %s not compared with the other nodes' (%s)",
+                               event.setting, error)
 
     def route_remote(self, event: Any) -> bool:
         """`route/remote`: one node at a time links to a remote domain; the
@@ -767,10 +779,15 @@ class Cluster:
             self.set_peers([peer for peer in self.peers if peer != node])
 
     def set_peers(self, peers: list[str]) -> None:
-        if peers != self.peers:
-            # Until this line names a new node, what changes here does not reach it.
-            self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        if peers == self.peers:
+            return
+        # Until this line names a new node, what changes here does not reach it.
+        self.m.log.info("Cluster peers: %s", ", ".join(peers) or "none")
+        gone = [peer for peer in self.peers if peer not in peers]
         self.peers = peers
+        for node in gone:
+            # What waits for an answer from there (a <db:verify/>) is asked again.
+            self.fire_everywhere("ownership-holder-gone", node=node)
 
     def reap_in_turn(self, dead: str) -> None:
         try:
@@ -886,6 +903,7 @@ def setup(m: ModuleContext) -> None:
                            ("ownership-locate", cluster.locate)):
         m.hook(event, handler)
         m.hook_each_host(event, handler)
+    m.hook("shared-setting", cluster.agree)
     # After the hosts' own modules (blocklist, anonymous), before mod_s2s (-1).
     m.hook_each_host("route/remote", cluster.route_remote, 0)
     m.hook("server-started", lambda event: cluster.start())

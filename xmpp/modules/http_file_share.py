@@ -36,7 +36,7 @@ from http_apps.file_share.policy import (
 from http_apps.file_share.service import MODULE_NAME, FileShare, store_directory
 from http_apps.provider import HttpProvider
 from http_apps.urls import http_url
-from http_apps.web.csrf import page_secret
+from storage.kept_secret import kept_secret
 from xmpp import namespaces as ns
 from xmpp.auth_throttle import failure_throttle
 from xmpp.errors import StanzaError
@@ -106,7 +106,7 @@ def setup(m: ModuleContext) -> None:
         # Kept in the database when not configured (read once it is migrated):
         # every node of a cluster, and the process after a restart, takes the
         # tokens another one signed.
-        share.secret = page_secret(configured_secret, m.open_store())
+        share.secret = kept_secret(configured_secret, m.open_store())
 
     m.hook("server-starting", starting, 10)
     # The web admin lists and deletes uploads through the service.

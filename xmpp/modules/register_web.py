@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from http_apps.provider import HttpProvider
 from http_apps.web import signup
-from http_apps.web.csrf import CsrfTokens, page_secret
+from http_apps.web.csrf import CsrfTokens
+from storage.kept_secret import kept_secret
 from xmpp.auth_throttle import FailureThrottle
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.invites import invites_for
@@ -53,7 +54,7 @@ def setup(m: ModuleContext) -> None:
             delay=delay, max_delay=max(MAX_DELAY, delay),
             events=recent_events(config, f"register_web:{m.host.name}")),
         min_password_length=min_length)
-    secret = page_secret(config.get_str("vireo_register_web_secret", None), m.open_store())
+    secret = kept_secret(config.get_str("vireo_register_web_secret", None), m.open_store())
     tokens = CsrfTokens(secret, salt=f"register_web:{m.host.name}")
     m.provides("http", HttpProvider(
         name="register_web", host=m.host.name, default_path="/register", methods=("GET", "POST"),
