@@ -1,5 +1,6 @@
 """What a server loads before its first client: Flask waits for the first request
-a Flask route may answer (http_apps.flask_host); BOSH's plain routes never need it.
+a Flask route may answer (http_apps.flask_host), and BOSH's plain routes never need
+it; the OpenSSL verify hook of federation waits for the first TLS context.
 
 Run in a child process: this one has imported everything the other tests use.
 """
@@ -17,6 +18,7 @@ import sys
 from gevent import monkey
 monkey.patch_all()
 from werkzeug.test import Client
+from xmpp import s2s_tls
 from xmpp.config import load_config
 from xmpp.server import VireoServer
 
@@ -26,7 +28,7 @@ def flask_loaded():
 server = VireoServer(load_config(sys.argv[1]))
 server.db.migrate()
 client = Client(server.wsgi_app)
-print("built", flask_loaded())
+print("built", flask_loaded(), "openssl hook", s2s_tls._openssl.cache_info().currsize)
 body = ("<body xmlns='http://jabber.org/protocol/httpbind' rid='1000' to='example.com' "
         "wait='1' hold='1' ver='1.6' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>")
 bosh = client.post("/http-bind", data=body, headers={"Host": "example.com"})
@@ -37,7 +39,7 @@ server.db.close()
 """
 
 
-def test_flask_is_loaded_at_the_first_request_for_a_flask_route(tmp_path: Path) -> None:
+def test_flask_and_openssl_wait_for_their_first_use(tmp_path: Path) -> None:
     config = tmp_path / "vireo.cfg.lua"
     config.write_text(f"""
 data_path = "{tmp_path}"
@@ -49,7 +51,7 @@ Component "upload.example.com" "http_file_share"
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "built []",
+        "built [] openssl hook 0",
         "bosh 200 []",
         "file_share 200 ['click', 'flask', 'jinja2']",
     ]
