@@ -12,7 +12,9 @@ request head is in, for a plain route's BodyHandler it may call without an envir
 
 Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
 blueprints of its providers, each mounted at its path (http_apps.urls.base_path),
-with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it.
+with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it. The
+Flask app (http_apps.flask_host) is made at the first request that may reach it,
+so a server whose HTTP is plain routes alone (BOSH, WebSocket) never loads Flask.
 HTTP apps of global modules are served on every host, before host selection.
 
 Route code sees, per request:
