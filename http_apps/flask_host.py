@@ -122,8 +122,7 @@ def host_app(config: Any, host: str, app_limit: int,
     """The Flask app of `host` with the blueprints of its providers, each mounted at
     its path; `policies` are their CORS policies (by provider name), to which the
     methods of the blueprint's routes are added."""
-    # The package's name: Flask's root path and app name stay what they were before
-    # the app moved to this module.
+    # Named after the package: Flask's root path and app name are the package's.
     app = HostApp("http_apps", static_folder=None)
     app.url_map.merge_slashes = False
     app.config.update(VIREO_HOST=host, VIREO_CONFIG=config, MAX_CONTENT_LENGTH=app_limit)
