@@ -12,7 +12,9 @@ request head is in, for a plain route's BodyHandler it may call without an envir
 
 Each host with HTTP apps gets its own Flask app (`create_app`) carrying the
 blueprints of its providers, each mounted at its path (http_apps.urls.base_path),
-with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it.
+with their plain WSGI routes (`HttpProvider.wsgi_handlers`) in front of it. The
+Flask app (http_apps.flask_host) is made at the first request that may reach it,
+so a server whose HTTP is plain routes alone (BOSH, WebSocket) never loads Flask.
 HTTP apps of global modules are served on every host, before host selection.
 
 Route code sees, per request:
@@ -29,27 +31,19 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import sys
-import types
 from collections.abc import Callable, Iterable
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-import flask
-from flask.sessions import NullSession, SecureCookieSessionInterface
-from werkzeug.datastructures import Headers
-from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import MapAdapter, RequestRedirect
-from werkzeug.utils import get_content_type
-
-from http_apps.cors import cors_policy, install_cors
-from http_apps.errors import install_error_handlers, wsgi_error
-from http_apps.limits import limit_body
+from http_apps.cors import CorsPolicy, cors_policy
+from http_apps.errors import wsgi_error
 from http_apps.plain import Answer, DirectRoute, PlainRequest, PlainRoute, plain_paths
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
 from xmpp.metrics import HTTP_RESPONSES
+
+if TYPE_CHECKING:
+    import flask
 
 log = logging.getLogger(__name__)
 
@@ -59,108 +53,19 @@ DEFAULT_MAX_CONTENT_SIZE = 10 * 1024 * 1024
 _PORT = re.compile(r":\d+$")
 
 
-#: What werkzeug's Map.bind_to_environ reads of the environ (get_host included).
-_BIND_KEYS = ("HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme", "HTTP_CONNECTION",
-              "HTTP_UPGRADE", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_METHOD")
-_ADAPTERS_KEPT = 1000
+class HostSite:
+    """The WSGI app of one host: its plain routes (http_apps.plain) ahead of its Flask
+    app, which is built (http_apps.flask_host) at the first request it may answer."""
 
-
-class _MovedPermanently(RequestRedirect):
-    code = 301
-
-
-class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's cookie sessions, with one null session shared by every request: an app
-    without a secret key (all of ours) made a new one per request to refuse writes."""
-
-    _null = NullSession()
-
-    def make_null_session(self, app: flask.Flask) -> NullSession:
-        return self._null
-
-
-class HostApp(flask.Flask):
-    """The Flask app of one host: Prosody's 301 to the slash-terminated path."""
-
-    session_interface = _SessionInterface()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self._adapters: dict[tuple[Any, ...], MapAdapter] = {}
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        # Flask asks inspect whether each view and hook is a coroutine function, on
-        # every request; functions don't change, so their answer is kept.
-        if type(func) is not types.FunctionType:
-            return super().ensure_sync(func)
-        sync = self._sync.get(func)
-        if sync is None:
-            sync = self._sync[func] = super().ensure_sync(func)
-        return sync
-
-    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
-        # Binding the URL map IDNA-encodes the host and decodes the path on every request;
-        # an adapter is only read after, so requests alike (polls, probes) share one.
-        if request is None or not self._adapters_shareable:
-            return super().create_url_adapter(request)
-        environ = request.environ
-        key = tuple(environ.get(name) for name in _BIND_KEYS)
-        adapter = self._adapters.get(key)
-        if adapter is None:
-            adapter = super().create_url_adapter(request)
-            if len(self._adapters) >= _ADAPTERS_KEPT:  # paths are the client's choice
-                self._adapters.clear()
-            self._adapters[key] = adapter
-        return adapter
-
-    @property
-    def _adapters_shareable(self) -> bool:
-        """Whether the adapter depends on the environ's _BIND_KEYS alone (no trusted
-        hosts to check, no server name or host matching configured)."""
-        return (self.config["TRUSTED_HOSTS"] is None and self.config["SERVER_NAME"] is None
-                and not self.url_map.host_matching and not self.subdomain_matching)
-
-    def make_response(self, rv: Any) -> flask.Response:
-        # A view returning text (the usual case) gets Flask's response with its Content-Type
-        # given up front: werkzeug would look for one in the empty headers first, at the
-        # price of an exception raised and caught inside the lookup.
-        if type(rv) is str or type(rv) is bytes:
-            headers = Headers()
-            headers.add("Content-Type", self._text_type)
-            return self.response_class(rv, headers=headers)
-        return super().make_response(rv)
+    def __init__(self, make_app: Callable[[], flask.Flask], routes: dict[str, PlainRoute],
+                 mount_paths: tuple[str, ...]) -> None:
+        self._make_app = make_app
+        self.routes = routes
+        self.mount_paths = mount_paths  # of the blueprints
 
     @functools.cached_property
-    def _text_type(self) -> str:
-        """The Content-Type werkzeug gives a response without one."""
-        return get_content_type(self.response_class.default_mimetype, "utf-8")
-
-    def raise_routing_exception(self, request: flask.Request) -> None:
-        error = request.routing_exception
-        if isinstance(error, RequestRedirect):
-            # "/base" on a "/base/" route: a relative Location keeping the query.
-            target = urlsplit(error.new_url)
-            location = target.path + (f"?{target.query}" if target.query else "")
-            raise _MovedPermanently(location) from None
-        super().raise_routing_exception(request)
-
-
-def _route_methods(app: flask.Flask, blueprint: str) -> set[str]:
-    methods: set[str] = set()
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".", 1)[0] == blueprint:
-            # HEAD comes implicitly with GET and OPTIONS from Flask; neither is a route method.
-            methods |= (rule.methods or set()) - {"HEAD", "OPTIONS"}
-    return methods
-
-
-class HostSite:
-    """The WSGI app of one host: its plain routes (http_apps.plain) ahead of its Flask app."""
-
-    def __init__(self, app: flask.Flask, routes: dict[str, PlainRoute]) -> None:
-        self.app = app
-        self.routes = routes
+    def app(self) -> flask.Flask:
+        return self._make_app()
 
     def __call__(self, environ, start_response):
         route = self.routes.get(environ.get("PATH_INFO", ""))
@@ -168,13 +73,20 @@ class HostSite:
 
     def handles(self, environ: dict) -> bool:
         """Whether a route answers this path (or redirects it, or wants another method)."""
-        return environ.get("PATH_INFO", "") in self.routes or _handles(self.app, environ)
+        path = environ.get("PATH_INFO", "")
+        if path in self.routes:
+            return True
+        if not path.startswith(self.mount_paths):
+            return False
+        from http_apps.flask_host import handles  # loaded with the app
+
+        return handles(self.app, environ)
 
     def claims(self, path: str) -> bool | None:
         """`handles` told from the path alone; None when only the environ can tell."""
         if path in self.routes:
             return True
-        return None if path.startswith(self.app.config["VIREO_MOUNT_PATHS"]) else False
+        return None if path.startswith(self.mount_paths) else False
 
     def direct_route(self, request: PlainRequest) -> DirectRoute | None:
         """The direct route (http_apps.plain) of the plain route at the request's path."""
@@ -183,70 +95,37 @@ class HostSite:
 
 
 def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> HostSite:
-    """The app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps."""
-    app = HostApp(__name__, static_folder=None)
-    app.url_map.merge_slashes = False
+    """The app of `host` (a VirtualHost, a Component or "*") carrying its providers' apps.
+
+    The config is read now (its warnings come at start); the Flask app serving the
+    blueprints is made when a request first needs it.
+    """
     app_limit = config.get_int("http_max_content_size", DEFAULT_MAX_CONTENT_SIZE, min=0)
-    app.config.update(VIREO_HOST=host, VIREO_CONFIG=config, MAX_CONTENT_LENGTH=app_limit)
-    body_limits: dict[str, int] = {}
-    cors = {}
-    mount_paths = []
+    blueprints: list[tuple[HttpProvider, str]] = []
+    policies: dict[str, CorsPolicy] = {}
     routes: dict[str, PlainRoute] = {}
     for provider in providers:
         path = base_path(config, host, provider.name, provider.default_path)
-        if provider.make_blueprint is not None:
-            mount_paths.append(path)
-            app.register_blueprint(provider.make_blueprint(), name=provider.name,
-                                   url_prefix=path)
-        if provider.max_body_size is not None:
-            body_limits[provider.name] = provider.max_body_size
         handlers = provider.wsgi_handlers or {}
         policy = cors_policy(config, provider.name, provider.cors,
-                             [*provider.methods, *_route_methods(app, provider.name),
+                             [*provider.methods,
                               *(m for m in handlers if m not in ("HEAD", "OPTIONS"))])
-        if policy is not None:
-            cors[provider.name] = policy
+        if provider.make_blueprint is not None:
+            blueprints.append((provider, path))
+            if policy is not None:
+                policies[provider.name] = policy
         if handlers:
-            route = PlainRoute(handlers, host=host, limit=body_limits.get(provider.name, app_limit),
-                               app_limit=app_limit, cors=policy)
+            limit = app_limit if provider.max_body_size is None else provider.max_body_size
+            route = PlainRoute(handlers, host=host, limit=limit, app_limit=app_limit, cors=policy)
             routes.update(dict.fromkeys(plain_paths(path), route))
         log.debug("Serving HTTP app %r on %s at %s", provider.name, host, path)
 
-    @app.before_request
-    def limit_request_body() -> None:
-        request = flask.request._get_current_object()  # one proxy lookup, not six
-        environ = request.environ
-        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
-            return  # the usual GET, told without parsing anything
-        length = request.content_length
-        if length is None and "HTTP_TRANSFER_ENCODING" not in environ:
-            return  # no body at all (RFC 9112 6.3), as for most GETs
-        blueprint = request.blueprint
-        limit = body_limits.get(blueprint.split(".", 1)[0]) if blueprint else None
-        if limit is not None:
-            request.max_content_length = limit
-        limit = request.max_content_length
-        if limit is not None and limit_body(environ, limit):
-            # None would mean MAX_CONTENT_LENGTH again; the capped input enforces the limit.
-            request.max_content_length = sys.maxsize
+    def make_app() -> flask.Flask:
+        from http_apps.flask_host import host_app
 
-    app.config["VIREO_MOUNT_PATHS"] = tuple(mount_paths)
-    install_cors(app, cors)
-    install_error_handlers(app)
-    return HostSite(app, routes)
+        return host_app(config, host, app_limit, blueprints, policies)
 
-
-def _handles(app: flask.Flask, environ: dict) -> bool:
-    """Whether a route of `app` answers this path (or redirects it, or wants another method)."""
-    if not environ.get("PATH_INFO", "").startswith(app.config["VIREO_MOUNT_PATHS"]):
-        return False
-    try:
-        app.url_map.bind_to_environ(environ).match(method=environ.get("REQUEST_METHOD"))
-    except NotFound:
-        return False
-    except HTTPException:
-        return True
-    return True
+    return HostSite(make_app, routes, tuple(path for _, path in blueprints))
 
 
 class HostDispatcher:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-
-import flask
 
 DEFAULT_METHODS = ("GET", "OPTIONS")
 DEFAULT_HEADERS = ("Content-Type",)
@@ -45,6 +43,12 @@ class CorsPolicy:
             if len(self._by_origin) < _ORIGINS_KEPT:  # origins are the client's choice
                 self._by_origin[origin] = items
         return items
+
+    def allowing(self, methods: Iterable[str]) -> CorsPolicy:
+        """This policy with `methods` allowed too (those of a blueprint's routes, known
+        once the blueprint is registered), after its own."""
+        return replace(self, methods=_unique([*self.methods,
+                                                          *(m.upper() for m in methods)]))
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
@@ -145,35 +149,10 @@ def cors_policy(config: Any, app_name: str, module_cors: bool | Mapping[str, Any
     )
 
 
-def install_cors(app: flask.Flask, policies: Mapping[str, CorsPolicy]) -> None:
-    """Add CORS headers to responses of the blueprints named in `policies`.
-
-    Headers are set, never added, so a route's own Access-Control-Allow-Origin is
-    replaced rather than duplicated.
-    """
-    def add_cors_headers(response: flask.Response) -> flask.Response:
-        request = flask.request._get_current_object()  # one proxy lookup, not three
-        blueprint = request.blueprint
-        policy = policies.get(blueprint.split(".", 1)[0]) if blueprint else None
-        if policy is not None:
-            headers = response.headers
-            # Iterating Headers gives its pairs as stored; keys() would go through two
-            # generators per name.
-            present = {name.lower() for name, _ in headers}
-            for name, value in policy.header_items(request.environ.get("HTTP_ORIGIN")):
-                # Adding is a third of the cost of setting, which looks for the name first.
-                if name.lower() in present:
-                    headers[name] = value
-                else:
-                    headers.add(name, value)
-        return response
-
-    app.after_request(add_cors_headers)
-
-
 def with_cors(app: Any, policy: CorsPolicy) -> Any:
     """WSGI middleware: `policy`'s headers on every response of `app` (errors included),
-    set as install_cors sets them on a blueprint's responses. For plain WSGI routes."""
+    set as install_cors (http_apps.flask_host) sets them on a blueprint's responses.
+    For plain WSGI routes."""
     def cors_app(environ: dict, start_response: Any) -> Any:
         origin = environ.get("HTTP_ORIGIN")
         if not policy.header_items(origin):

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-import flask
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -52,36 +51,18 @@ def raw_error(code: int, message: str | None = None) -> bytes:
     return head.encode("latin-1") + body
 
 
-def _http_error(error: HTTPException) -> flask.Response:
-    code = error.code or 500
-    response = error.get_response()  # keeps headers such as Allow on 405
-    response.status = status_line(code)
-    response.set_data(error_page(code, error.description))
-    response.content_type = CONTENT_TYPE
-    return response
-
-
-def _log_unexpected(method: str, path: str, host: str | None, error: Exception) -> HTTPException:
-    # Our own bug: the client gets a plain 500, the log gets the traceback and context.
+def unexpected_error(method: str, path: str, host: str | None, error: Exception) -> HTTPException:
+    """The 500 answering an exception that is our own bug: the client gets a plain
+    page, the log gets the traceback and context."""
     log.error("Error handling %s %s on %s", method, path, host, exc_info=error)
     return InternalServerError(description="Check the server log for details.")
 
 
-def _unexpected_error(error: Exception) -> flask.Response:
-    return _http_error(_log_unexpected(flask.request.method, flask.request.path,
-                                       flask.current_app.config.get("VIREO_HOST"), error))
-
-
-def install_error_handlers(app: flask.Flask) -> None:
-    """Make every error response of `app` a small page; unexpected exceptions become 500."""
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected_error)
-
-
 def with_error_pages(app: Any, host: str) -> Any:
     """WSGI middleware answering the exceptions `app` raises before its response starts
-    as install_error_handlers does in Flask: an HTTPException is its status page (with
-    its headers, such as Allow), anything else a logged 500. For plain WSGI routes of `host`.
+    as Flask's handlers (http_apps.flask_host.install_error_handlers) do: an HTTPException
+    is its status page (with its headers, such as Allow), anything else a logged 500.
+    For plain WSGI routes of `host`.
     """
     def error_pages_app(environ: dict, start_response: Any) -> Any:
         try:
@@ -99,10 +80,10 @@ def with_error_pages(app: Any, host: str) -> Any:
 def error_answer(error: Exception, environ: dict | None, method: str, path: str,
                  host: str) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """The error page (status, headers, body) answering `error` as Flask's handlers
-    (install_error_handlers) would: an HTTPException's status with its headers (such
-    as Allow), anything else a logged 500."""
+    (http_apps.flask_host.install_error_handlers) would: an HTTPException's status
+    with its headers (such as Allow), anything else a logged 500."""
     if not isinstance(error, HTTPException):
-        error = _log_unexpected(method, path, host, error)
+        error = unexpected_error(method, path, host, error)
     code = error.code or 500
     body = error_page(code, error.description)
     return status_line(code), [

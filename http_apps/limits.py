@@ -2,7 +2,7 @@
 
 A body whose Content-Length is over the limit is refused before any of it is
 read; a body of unknown length (chunked) is cut off with 413 once past it. The
-Flask apps apply this before each request (http_apps.create_app), plain WSGI
+Flask apps apply this before each request (http_apps.flask_host), plain WSGI
 routes (http_apps.plain) in front of their handlers; both then read the body as
 werkzeug would.
 """

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import flask
+if TYPE_CHECKING:
+    import flask
 
 #: The host of apps served on every HTTP host (Prosody's global HTTP apps).
 GLOBAL_HOST = "*"
@@ -20,10 +21,11 @@ class HttpProvider:
         ("bosh", "file_share", "openmetrics", ...).
     host: the VirtualHost or Component whose module provides it; ignored (read as
         "*") when `global_` is set.
-    make_blueprint: called once per Flask app that mounts it; should return a fresh
-        blueprint. Its routes are relative to the mount path: a route "" is the
-        mount path itself, "/" the mount path with a trailing slash. None for an
-        app made of `wsgi_handlers` alone.
+    make_blueprint: called once per Flask app that mounts it (when a request first
+        needs that app); should return a fresh blueprint. Its routes are relative to
+        the mount path: a route "" is the mount path itself, "/" the mount path with
+        a trailing slash. None for an app made of `wsgi_handlers`, which then has no
+        blueprint.
     default_path: the mount path unless `http_paths` says otherwise; None means
         "/" + name. May contain "$host".
     cors: the module's CORS settings, Prosody's `cors` table: True or False
@@ -55,6 +57,13 @@ class HttpProvider:
     max_body_size: int | None = None
     global_: bool = False
     wsgi_handlers: Mapping[str, Callable[[dict, Callable[..., Any]], Iterable[bytes]]] | None = None
+
+    def __post_init__(self) -> None:
+        # The CORS headers of plain routes are settled at start, before Flask is loaded
+        # (http_apps.flask_host), so they cannot include a blueprint's route methods.
+        if self.make_blueprint is not None and self.wsgi_handlers:
+            raise ValueError(f"HTTP app {self.name!r} has both a blueprint and "
+                             "wsgi_handlers; make them two apps")
 
     @property
     def served_host(self) -> str:

@@ -11,10 +11,9 @@ test client) there is no socket: `connection_socket` is None.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
-
-from gunicorn.http.wsgi import Response as GunicornResponse
 
 #: The environ key of the connection's socket, set by http_apps.server.
 SOCKET = "vireo.socket"
@@ -45,7 +44,10 @@ class SwitchedProtocols:
 
     def __iter__(self) -> Iterator[bytes]:
         owner = getattr(self.write, "__self__", None)
-        if isinstance(owner, GunicornResponse):
+        # Only a process gunicorn serves has loaded gunicorn (2.4 MiB of imports the
+        # others need not pay for).
+        gunicorn_wsgi = sys.modules.get("gunicorn.http.wsgi")
+        if gunicorn_wsgi is not None and isinstance(owner, gunicorn_wsgi.Response):
             # COMPAT: gunicorn 23 would frame a 101 as chunked (it exempts only 204 and
             # 304) and wait for another request on the connection afterwards.
             owner.chunked = False

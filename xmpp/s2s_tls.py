@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import _ssl
 import ctypes
+import functools
 import logging
 import ssl
 import sys
@@ -150,7 +151,12 @@ def _load_openssl() -> _OpenSSL | None:
     return None
 
 
-_OPENSSL = _load_openssl()
+@functools.cache
+def _openssl() -> _OpenSSL | None:
+    """The libssl calls, loaded and checked at first use: the check makes an SSL
+    context, and OpenSSL's first one costs some 1.4 MiB of memory that a server
+    without TLS (no certificate, no federation) need not hold."""
+    return _load_openssl()
 
 
 def ssl_pointer(sock: Any) -> int | None:
@@ -158,10 +164,11 @@ def ssl_pointer(sock: Any) -> int | None:
     Python lacks (xmpp.channel_binding); None when it cannot be read safely."""
     sslobj = getattr(sock, "_sslobj", None)
     context = getattr(sslobj, "context", None)
-    if _OPENSSL is None or sslobj is None or context is None:
+    openssl = _openssl()
+    if openssl is None or sslobj is None or context is None:
         return None
-    pointer = _OPENSSL.ssl_pointer(sslobj)
-    if not pointer or _OPENSSL.lib.SSL_get_SSL_CTX(pointer) != _OPENSSL.ctx_pointer(context):
+    pointer = openssl.ssl_pointer(sslobj)
+    if not pointer or openssl.lib.SSL_get_SSL_CTX(pointer) != openssl.ctx_pointer(context):
         return None
     return pointer
 
@@ -218,7 +225,8 @@ def certificate_names(decoded: dict[str, Any]) -> tuple[str, ...]:
 
 def peer_certificate(sock: Any) -> PeerCertificate:
     """Judge the certificate the peer of TLS socket `sock` presented."""
-    if _OPENSSL is None or not hasattr(sock, "getpeercert"):
+    openssl = _openssl()
+    if openssl is None or not hasattr(sock, "getpeercert"):
         return NO_CERTIFICATE
     try:
         if sock.getpeercert(binary_form=True) is None:
@@ -226,7 +234,7 @@ def peer_certificate(sock: Any) -> PeerCertificate:
         decoded = sock.getpeercert() or {}
     except (ValueError, OSError):
         return NO_CERTIFICATE
-    result = _OPENSSL.verify_result(sock)
+    result = openssl.verify_result(sock)
     if result is None:
         return PeerCertificate(present=True, error="verification result unavailable")
     names = certificate_names(decoded)
@@ -274,8 +282,9 @@ class S2STls:
                                  protocol=settings.get("protocol"),
                                  cafile=settings.get("cafile"), profile=self._profile)
         _trust(context, None)
-        if _OPENSSL is not None:
-            _OPENSSL.request_and_continue(context, server_side=True)
+        openssl = _openssl()
+        if openssl is not None:
+            openssl.request_and_continue(context, server_side=True)
         return context
 
     def _make_client(self, settings: dict[str, Any] | None) -> ssl.SSLContext:
@@ -293,8 +302,9 @@ class S2STls:
             except (OSError, ssl.SSLError) as error:
                 raise TlsConfigError(f"cannot load {settings['certificate']}: {error}") from error
         _trust(context, settings.get("cafile") if settings else None)
-        if _OPENSSL is not None:
-            _OPENSSL.request_and_continue(context, server_side=False)
+        openssl = _openssl()
+        if openssl is not None:
+            openssl.request_and_continue(context, server_side=False)
         return context
 
     def server_context(self, host: str) -> ssl.SSLContext | None:

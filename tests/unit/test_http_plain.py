@@ -134,3 +134,9 @@ def test_read_body_as_werkzeug_reads_it():
     assert read_body(environ(b"abc")) == b""  # no length, input not terminated
     with pytest.raises(ClientDisconnected):
         read_body(environ(b"ab", CONTENT_LENGTH="3"))
+
+
+def test_an_app_has_a_blueprint_or_plain_routes_not_both() -> None:
+    # The plain routes' CORS headers are settled before the blueprint exists.
+    with pytest.raises(ValueError, match="both a blueprint and wsgi_handlers"):
+        HttpProvider("app", "example.com", reference_blueprint, wsgi_handlers=HANDLERS)

@@ -108,7 +108,7 @@ def test_a_peer_without_certificate(tmp_path, certs):
 
 
 def test_the_struct_reads_check_the_layout_first(tmp_path, certs):
-    openssl = s2s_tls._OPENSSL
+    openssl = s2s_tls._openssl()
     assert openssl is not None  # CPython with the layout the module expects
     a = tls_for(tmp_path, "a.example", *certs["a.example"])
     b = tls_for(tmp_path, "b.example", *certs["b.example"])
@@ -122,7 +122,7 @@ def test_the_struct_reads_check_the_layout_first(tmp_path, certs):
 
 def test_without_the_hook_handshakes_still_finish_and_nothing_validates(
         tmp_path, certs, monkeypatch):
-    monkeypatch.setattr(s2s_tls, "_OPENSSL", None)
+    monkeypatch.setattr(s2s_tls, "_openssl", lambda: None)
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(certs["a.example"][0].read_text() + certs["b.example"][0].read_text())
     a = tls_for(tmp_path, "a.example", *certs["a.example"], cafile=bundle)

@@ -21,7 +21,6 @@ from xml.etree.ElementTree import Element, SubElement
 
 import gevent
 
-from http_apps.file_share import views
 from http_apps.file_share.policy import (
     DAILY_QUOTA_FACTOR,
     DAY,
@@ -122,7 +121,7 @@ def setup(m: ModuleContext) -> None:
                                                     "service at %s", external_url))
         return
     m.provides("http", HttpProvider(
-        name=HTTP_APP, host=host, make_blueprint=lambda: views.make_blueprint(share),
+        name=HTTP_APP, host=host, make_blueprint=lambda: _blueprint(share),
         default_path=DEFAULT_PATH, methods=("GET", "HEAD", "PUT", "OPTIONS"),
         max_body_size=policy.size_limit,
         cors={"enabled": True, "credentials": True, "headers": {"Authorization": True}}))
@@ -133,6 +132,14 @@ def setup(m: ModuleContext) -> None:
     if policy.expires_after >= 0:
         m.add_periodic(interval, lambda: share.prune(pause=gevent.sleep),
                        first_delay=FIRST_PRUNE_DELAY, what="Pruning expired uploads")
+
+
+def _blueprint(share: FileShare) -> Any:
+    """The service's routes, made at the first request for them: with Flask, which
+    a server need not load before (http_apps.flask_host)."""
+    from http_apps.file_share import views
+
+    return views.make_blueprint(share)
 
 
 def slot_request(m: ModuleContext, share: FileShare, request: IqRequest) -> Element:
