@@ -145,7 +145,7 @@ class BrokenPipeline:
     def __init__(self) -> None:
         self.stack: list[tuple] = []
 
-    def xadd(self, *args) -> None:
+    def xadd(self, *args, **options) -> None:
         self.stack.append(args)
 
     def execute(self) -> list:
@@ -172,16 +172,17 @@ def test_a_full_outbox_refuses_new_envelopes_and_keeps_those_it_holds(monkeypatc
     written: list[str] = []
     reachable = False
 
-    def send(batch) -> None:
+    def send(batch) -> list:
         if not reachable:
             raise redis.ConnectionError("unreachable")
         written.extend(envelope.id for _node, envelope in batch)
+        return []
 
     monkeypatch.setattr(node, "send", send)
     refused: list[str] = []
     outbox = Outbox(node, logging.getLogger("test"),
-                    lambda _node, envelope: refused.append(envelope.id), limit=2,
-                    retry_delay=0.01)
+                    lambda _node, envelope: refused.append(envelope.id),
+                    lambda _node, envelopes: None, limit=2, retry_delay=0.01)
     for number in range(4):
         outbox.put("n2", Envelope(f"e{number}", DELIVER, "bob@example.com/phone", "n1"))
     gevent.sleep(0.05)  # a few failed tries

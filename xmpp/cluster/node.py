@@ -5,7 +5,10 @@ Keys (under the configured prefix):
   node:NAME              heartbeat, expires after `node_timeout` seconds
   sessions:BARE          hash resource -> SessionEntry (JSON)
   users:NAME             set of bare JIDs with an entry of node NAME
-  stream:NAME            the node's inbox (consumer group "vireo")
+  stream:NAME            the node's inbox (consumer group "vireo"); senders never
+                         create it (XADD NOMKSTREAM): the reaper of dead NAME
+                         deletes it once drained, closing it, and NAME's joining
+                         makes it again
   reaping:NAME           held (with expiry, renewed while it works) by the one node
                          that reaps dead NAME and drains its inbox in stream order
   home:JID               the node an entity (a MUC room) lives on; the claim holds
@@ -104,6 +107,17 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
+# Close a dead node's inbox (KEYS[1]) by deleting it, once nothing is left in it
+# beyond entry ARGV[1], the last its drainer handed on: senders' XADD NOMKSTREAM
+# fail from then on, so nothing comes after what was drained. Not while the node
+# beats again (ARGV[2] its heartbeat key, '' not to check): its inbox is its own.
+_CLOSE = """
+if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2]) == 1 then return 0 end
+if #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) > 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 # Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
 _TAKE = """
 local before = redis.call('GET', KEYS[1])
@@ -167,6 +181,7 @@ class ClusterNode:
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
         self._agree = self.redis.register_script(_AGREE)
+        self._close = self.redis.register_script(_CLOSE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -372,20 +387,28 @@ class ClusterNode:
     def new_id(self) -> str:
         return next(self._ids)
 
-    def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
+    def send(self, batch: Iterable[tuple[str, Envelope]]) -> list[tuple[str, list[Envelope]]]:
         """Append each (node, envelope) to the node's inbox, in order, in one
         round trip: a node's envelopes in as few entries as MAX_PER_ENTRY lets.
-        A RedisError means the batch may not have been written: the caller
-        sends it again with the same ids (consumers drop the duplicates)."""
+        What met a closed inbox (its node reaped, `close_inbox`) comes back,
+        in order, by node: it was written nowhere. A RedisError means the batch
+        may not have been written: the caller sends it again with the same ids
+        (consumers drop the duplicates)."""
         by_node: dict[str, list[Envelope]] = {}
         for node, envelope in batch:
             by_node.setdefault(node, []).append(envelope)
         pipe = self.redis.pipeline(transaction=False)
+        chunks = []
         for node, envelopes in by_node.items():
             for start in range(0, len(envelopes), MAX_PER_ENTRY):
-                pipe.xadd(self.key("stream", node),
-                          entry_fields(envelopes[start:start + MAX_PER_ENTRY]))
-        pipe.execute()
+                chunk = envelopes[start:start + MAX_PER_ENTRY]
+                chunks.append((node, chunk))
+                pipe.xadd(self.key("stream", node), entry_fields(chunk), nomkstream=True)
+        closed: dict[str, list[Envelope]] = {}
+        for (node, chunk), entry_id in zip(chunks, pipe.execute(), strict=True):
+            if entry_id is None:
+                closed.setdefault(node, []).extend(chunk)
+        return list(closed.items())
 
     def receive(self, block_ms: int, *, pending: bool = False, ack: Sequence[bytes] = ()
                 ) -> list[tuple[bytes, list[Envelope] | None]]:
@@ -415,9 +438,10 @@ class ClusterNode:
         the start), in stream order, given to this node now: first those a
         consumer took and never acknowledged (the dead node's own, or an earlier
         drainer's), then those never read. With them the last entry id they
-        reach (past deleted ones). None when there is nothing to take now: none
-        left, or the next one is not idle for `min_idle_ms` yet (its consumer may
-        still be at it), and no later one may overtake it."""
+        reach (past deleted ones); no entries (and `after`) when none is left
+        (or the inbox is closed). None when the next one is not idle for
+        `min_idle_ms` yet (its consumer may still be at it): no later one may
+        overtake it."""
         stream = self.key("stream", node)
         try:
             pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
@@ -434,10 +458,18 @@ class ClusterNode:
                                            count=ORPHAN_ENTRIES)
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
-                return None
+                return after, []
             raise
         entries = [entry for _s, batch in unread or () for entry in batch]
-        return (entries[-1][0], _decoded(entries)) if entries else None
+        return (entries[-1][0], _decoded(entries)) if entries else (after, [])
+
+    def close_inbox(self, node: str, after: bytes) -> bool:
+        """Close dead `node`'s inbox (delete it) if nothing is left in it beyond
+        entry `after`, the last its drainer handed on, and `node` is still
+        silent (unless it is this node's own, a restart's); whether it is closed
+        now. Senders then learn of it from their writes (`send`)."""
+        alive_key = "" if node == self.name else self.key("node", node)
+        return bool(self._close(keys=[self.key("stream", node)], args=[after, alive_key]))
 
     def ack(self, node: str, entry_ids: list[bytes]) -> None:
         """Acknowledge handled entries and drop them (the stream stays small)."""
@@ -476,14 +508,18 @@ class Outbox:
     While Redis cannot be reached the envelopes wait, retried with their ids
     (consumers drop what arrives twice), up to `limit`; beyond it an envelope
     is handed to `refused` at once (its stanza is bounced to its sender),
-    never queued: one that was tried may have reached Redis already."""
+    never queued: one that was tried may have reached Redis already. What met
+    a closed inbox is handed to `closed` (node, envelopes) before the next
+    batch is written, so that it is routed afresh ahead of what follows."""
 
     def __init__(self, node: ClusterNode, log: logging.Logger,
-                 refused: Callable[[str, Envelope], None], *, limit: int,
+                 refused: Callable[[str, Envelope], None],
+                 closed: Callable[[str, list[Envelope]], None], *, limit: int,
                  retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
         self.refused = refused
+        self.closed = closed
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
@@ -498,10 +534,12 @@ class Outbox:
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush)
 
-    def wait_empty(self, timeout: float) -> None:
-        """Until what is queued has been written (or `timeout` seconds passed)."""
+    def wait_empty(self, timeout: float) -> bool:
+        """Until what is queued has been written (or `timeout` seconds passed);
+        whether it has."""
         if self.flusher is not None:
             self.flusher.join(timeout)
+        return self.flusher is None
 
     def flush(self) -> None:
         try:
@@ -512,13 +550,16 @@ class Outbox:
                 batch, self.queue = self.queue, []
                 self.sending = len(batch)
                 try:
-                    self.node.send(batch)
+                    closed = self.node.send(batch)
                 except redis.RedisError as error:
                     self.queue = batch + self.queue
                     self.sending = 0
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
+                    continue
                 self.sending = 0
+                for node, envelopes in closed:
+                    self.closed(node, envelopes)
         finally:
             self.flusher = None

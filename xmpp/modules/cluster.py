@@ -140,24 +140,35 @@ class RemoteSession:
         self.cluster = cluster
         self.jid = jid
         self.entry = entry
-        self.module_data: dict[str, Any] = {}
+        self.data: dict[str, Any] = {}
         self.update(entry)
 
     @property
     def node(self) -> str:
         return self.entry.node
 
+    @property
+    def module_data(self) -> dict[str, Any]:
+        """The modules' state on the session; none (so it is unavailable) to
+        the greenlet handing on its dead node's inbox, to which it is gone
+        while the other greenlets still write to it there (`Cluster.drain`)."""
+        return {} if self.cluster.gone_here(self.node) else self.data
+
     def update(self, entry: SessionEntry) -> None:
         """Take the presence the registry entry carries (mod_presence's state)
         and the modules' shared state."""
         self.entry = entry
-        self.module_data[PRESENCE_MODULE] = PresenceState(
+        self.data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
             presence=parse_stanza(entry.presence) if entry.presence else None,
             directed=set(entry.directed))
-        self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
+        self.cluster.m.shared_session_data.restore(self.data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
+        if self.cluster.gone_here(self.node):
+            # Handed on as the drainer does with what was queued for the session.
+            self.cluster.deliver(self.jid, serialize(stanza))
+            return
         self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
 
     def close(self, error: StreamError | None = None) -> None:
@@ -176,7 +187,7 @@ class Cluster:
     def __init__(self, m: ModuleContext, node: ClusterNode, queue_limit: int) -> None:
         self.m = m
         self.node = node
-        self.outbox = Outbox(node, m.log, self.refused, limit=queue_limit)
+        self.outbox = Outbox(node, m.log, self.refused, self.inbox_closed, limit=queue_limit)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
@@ -190,6 +201,8 @@ class Cluster:
         self.http: Any = None  # the listener for requests other nodes pass on
         self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
         self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
+        # Dead node -> the greenlet handing on its inbox, to which its sessions are gone.
+        self.handing_on: dict[str, gevent.Greenlet] = {}
         # Dead node -> the last entry of its inbox this node handled: the next
         # pass goes on after it, not held back by entries whose acks wait for
         # their stanzas to be written.
@@ -316,6 +329,30 @@ class Cluster:
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
+    def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
+        """What this node sent met `node`'s inbox closed: its reaper handed on
+        all that was written there, and is about to say that its sessions are
+        gone. Here they are gone now, and what was meant for them is handed on
+        as the drainer would have, ahead of what is routed from now on (the
+        outbox writes nothing more meanwhile)."""
+        self.m.log.info("Cluster: the inbox of %s is closed", node)
+        self.counted_dead(node)
+        for resources in list(self.router.sessions.values()):
+            for session in list(resources.values()):
+                if isinstance(session, RemoteSession) and session.node == node:
+                    self.router.unbind(session)
+        for envelope in envelopes:
+            try:
+                self.handle(envelope, orphaned=True)
+            except Exception:
+                self.m.log.exception("Cluster envelope %s (%s) for closed %s failed",
+                                     envelope.id, envelope.kind, node)
+
+    def gone_here(self, node: str) -> bool:
+        """Whether the running greenlet hands on dead `node`'s inbox."""
+        drainer = self.handing_on.get(node)
+        return drainer is not None and drainer is gevent.getcurrent()
+
     # -- the mirror of other nodes' sessions ---------------------------------------------
 
     def mirror(self, jid: JID, entry: SessionEntry) -> None:
@@ -358,12 +395,23 @@ class Cluster:
         if event.stanza.get("type") == "probe" and self.router.resources(event.to):
             self.look_up(event)
 
-    def unmirror(self, jid: JID, sid: str) -> RemoteSession | None:
+    def unmirror(self, jid: JID, sid: str) -> None:
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession) and current.entry.sid == sid:
             self.router.unbind(current)
-            return current
-        return None
+
+    def unbind_mirrored(self, jid: JID, sid: str, origin: str) -> None:
+        """`origin` says that the session `sid` of `jid` is gone. When another node
+        than the session's says so, it reaped it, once its inbox was closed: what
+        this node queued for the session meets the closed inbox first, and is
+        handed on (`inbox_closed`) ahead of what is routed here from now on."""
+        current = self.router.resources(jid.bare).get(jid.resource or "")
+        if not isinstance(current, RemoteSession) or current.entry.sid != sid:
+            return
+        if current.node != origin:
+            self.outbox.wait_empty(self.node.timeout / 3)
+            self.counted_dead(current.node)
+        self.unmirror(jid, sid)
 
     def resync(self, *, prune: bool = False) -> None:
         """Mirror every live peer's registry entries (on joining: updates sent
@@ -509,9 +557,7 @@ class Cluster:
             if entry.node != self.node.name:
                 self.mirror(jid, entry)
         elif envelope.kind == UNBIND:
-            gone = self.unmirror(jid, envelope.data.decode())
-            if gone is not None and gone.node != envelope.origin:
-                self.counted_dead(gone.node)
+            self.unbind_mirrored(jid, envelope.data.decode(), envelope.origin)
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
         elif envelope.kind == STALE:
@@ -802,12 +848,15 @@ class Cluster:
 
     def reap(self, dead: str) -> None:
         """A node stopped beating: one survivor, the holder of its reaping claim,
-        removes its sessions and tells their contacts and the users' other
-        resources they are gone, then drains what was queued for it; at each
-        watch again while it holds the claim, for what senders that have not
-        noticed the death yet still write there."""
-        if not self.node.claim_reaping(dead):
+        hands on what was queued for it and closes its inbox (`drain`), and only
+        then removes its sessions and tells their contacts and the users' other
+        resources they are gone: until then the other nodes go on writing to
+        that inbox, which holds their stanzas in order behind the older ones."""
+        if not self.node.claim_reaping(dead) or not self.drain(dead):
             return
+        # What this node queued for the sessions meets the closed inbox and is
+        # handed on (`inbox_closed`) before they are gone here.
+        self.outbox.wait_empty(self.node.timeout / 3)
         gone = list(self.node.sessions_of(dead))
         if gone:
             self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
@@ -822,24 +871,49 @@ class Cluster:
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
         self.node.forget_node(dead, while_dead=while_dead)
-        self.drain(dead)
 
-    def drain(self, node: str) -> None:
+    def drain(self, node: str) -> bool:
         """Hand on what `node`'s inbox holds, in stream order (so in order per
-        sender and recipient), while this node holds the claim to; a drainer
+        sender and recipient), to the users' other sessions or offline storage
+        (to this greenlet, `node`'s sessions are gone: `gone_here`), then close
+        the inbox once nothing more is in it; whether it is closed. A drainer
         that dies leaves its unacknowledged entries to the next one."""
+        self.handing_on[node] = gevent.getcurrent()
+        try:
+            return self.hand_on(node)
+        finally:
+            self.handing_on.pop(node, None)
+
+    def hand_on(self, node: str) -> bool:
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
+        acking: list[gevent.Greenlet] = []
         # The claim before each take: `node` may be back since the last one (or
         # since `reap` began), and what its peers send it now is its own to read.
         while self.node.claim_reaping(node):
-            taken = self.node.orphans(node, min_idle_ms, self.drained_to.get(node, b"0-0"))
+            after = self.drained_to.get(node, b"0-0")
+            taken = self.node.orphans(node, min_idle_ms, after)
             if taken is None:
-                return
-            after, entries = taken
-            self.handle_all(node, entries, orphaned=True)
-            self.drained_to[node] = after
+                return False  # held back by an entry not idle yet: at the next watch
+            reached, entries = taken
+            if entries or reached != after:
+                acker = self.handle_all(node, entries, orphaned=True)
+                if acker is not None:
+                    acking.append(acker)
+                self.drained_to[node] = reached
+                continue
+            # None left: once what was handed on is written (its stanzas in
+            # sockets, on other nodes' streams), the inbox may close.
+            gevent.joinall(acking, timeout=WRITE_WAIT)
+            acking.clear()
+            if not self.outbox.wait_empty(self.node.timeout / 3):
+                return False
+            if self.node.close_inbox(node, after):
+                self.drained_to.pop(node, None)
+                return True
+            # Written to meanwhile: that is taken too.
         # Another node took over (this one was too slow), or `node` is back.
         self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
+        return False
 
     # -- life cycle -------------------------------------------------------------------
 
