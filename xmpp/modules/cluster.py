@@ -197,9 +197,11 @@ class Cluster:
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
         self.beaten = time.monotonic()  # when the last answered beat was sent
         self.unanswered = False  # whether a beat's answer was lost since that one
-        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
+        self.homes = Homes(node, self.forward, self.fire_on, self.gone_here)
         self.http: Any = None  # the listener for requests other nodes pass on
-        self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
+        # Remote domain -> the peer linked to it, trusted until its inbox is
+        # found closed (like homes: what waits there for the link keeps its place).
+        self.s2s_holders: dict[str, str] = {}
         self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
         # Dead node -> the greenlet handing on its inbox, to which its sessions are gone.
         self.handing_on: dict[str, gevent.Greenlet] = {}
@@ -341,6 +343,9 @@ class Cluster:
             for session in list(resources.values()):
                 if isinstance(session, RemoteSession) and session.node == node:
                     self.router.unbind(session)
+        self.homes.forget(node)
+        self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
+                            if holder != node}
         for envelope in envelopes:
             try:
                 self.handle(envelope, orphaned=True)
@@ -677,9 +682,9 @@ class Cluster:
         others pass it what they have for there."""
         if not self.m.provided("net", "s2s"):
             return False  # no federation at all
-        # An s2s claim is never released, so the holder is asked once while it lives.
+        # An s2s claim is never released, so the holder is asked once.
         holder = self.s2s_holders.get(event.to_host)
-        if holder not in self.peers:
+        if holder is None or self.gone_here(holder):
             try:
                 holder = self.node.claim("s2s", event.to_host)
             except RedisError as error:
