@@ -197,7 +197,9 @@ class ClusterNode:
     # -- membership ----------------------------------------------------------------
 
     def join(self) -> None:
-        """Make this node's inbox and announce it (then beat regularly)."""
+        """Make this node's inbox (again, if a reaper closed it while this node
+        was silent: all it held was handed on) and announce it (then beat
+        regularly)."""
         try:
             self.redis.xgroup_create(self.key("stream", self.name), GROUP, id="0",
                                      mkstream=True)

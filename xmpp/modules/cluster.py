@@ -18,16 +18,15 @@ What this module does itself:
 - consumes its own stream (one greenlet): delivers stanzas to local sessions,
   mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor,
-  the holder of its `reaping` claim: its sessions are removed and announced
-  unavailable, and its inbox is drained in stream order (the entries it took
-  and never acknowledged, then those it never read) to the users' remaining
-  sessions or to offline storage, so in order per sender and recipient. The
-  drainer renews its claim before each take and keeps it while the node stays
-  dead, draining at each watch what senders that have not noticed the death
-  still write there; should it die too, its claim lapses and the next survivor
-  goes on from the first unacknowledged entry. A pending entry not idle for a
-  heartbeat timeout yet (its node may be alive after all) holds back the
-  later ones rather than be overtaken;
+  the holder of its `reaping` claim: its inbox is drained in stream order (the
+  entries it took and never acknowledged, then those it never read) to the
+  users' remaining sessions or to offline storage, and to its rooms' new
+  homes, then closed; only then are its sessions removed and announced
+  unavailable (see "Order across a node's death" below). The drainer renews
+  its claim before each take; should it die too, its claim lapses and the
+  next survivor goes on from the first unacknowledged entry. A pending entry
+  not idle for a heartbeat timeout yet (its node may be alive after all)
+  holds back the later ones rather than be overtaken, until the next watch;
 - on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
   rooms), passes each stanza for an entity to the node it lives on
   (xmpp.cluster.homes);
@@ -43,25 +42,34 @@ What this module does itself:
   serving every HTTP app, and publishes its URL, so another node can pass on
   a request for something this one holds (a BOSH session's next request).
 
-Order across a node's death, a window left open on purpose: a sender's node
-routes a stanza directly (to the user's other resources or offline storage, to
-a room's new home) once it has the reaper's unbind of the recipient's session,
-or, for a room or a held domain, once its own watch finds the node dead; an
-older stanza of the same sender and recipient still in the dead inbox then
-arrives after it. No stanza is lost; only the order across the failover is not
-kept, once per death, for pairs with stanzas on both sides of the notice, for
-as long as the drain of what is ahead of them in the dead inbox (about a
-heartbeat timeout of traffic). The recipient lost its session or room with the
-node (it reconnects and reads offline storage; the room comes back without
-occupants), which is the disruption that matters. Holding new stanzas instead
-would need every node to know which recipients' traffic went through the dead
-node (mirrored sessions, homes, claims) and a "drained" mark that survives the
-drainer's own death, and it would delay all their traffic by the whole drain,
-held in a sender's memory. Should the window matter, the way to close it: the
-reaper sends the unbinds and a "drained" mark only once a pass emptied the
-inbox, and until then peers go on routing to the dead node's inbox (its
-sessions mirrored, homes named), so the inbox itself is the hold, drained in
-order and routed afresh.
+Order across a node's death: the dead node's inbox is the hold. Until its
+reaper closes it, the other nodes go on writing there what they have for the
+node (its sessions stay mirrored, its rooms' homes and its s2s links
+remembered), behind the older stanzas, and the drainer routes all of it
+afresh; to the drainer's greenlet alone the node's sessions are gone
+(`gone_here`: a RemoteSession of it has no state there, so a message goes to
+the user's other resources or offline storage; its rooms are claimed again),
+while the node's other greenlets still write to the inbox too. Once a pass
+leaves nothing, the drainer waits until what it handed on is written (into
+local sockets, out of its outbox) and closes the inbox by deleting it, in one
+Lua step that checks nothing came after its last take (else it takes that
+too). Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a
+write after the close is refused atomically, and the sender then counts the
+node's sessions, homes and links as gone and routes that stanza afresh, ahead
+of what its outbox writes next. The reaper's unbinds come after the close, and
+a node acting on one first lets its outbox write what it queued for the
+session. So each stanza either entered the inbox before the close and was
+handed on before it, or is routed after it: at-least-once, in order per sender
+and recipient. The cost: the dead node's users are announced gone only once
+the drain is over (about a heartbeat timeout of traffic), and nothing on the
+single-process path or on the hot cross-node path but the XADD's flag.
+Left unordered: a sender on the drainer's own node writing to a room that
+lived on the dead node, once the drainer brought the room back (a room's home
+is one per process); what one node at a time holds (`ownership-*`: a
+component's domain, a BOSH sid), which a survivor may take over at once, as
+its client comes back there; and a Redis that lost its data, whose streams
+are gone as if closed (stanzas are routed afresh, nothing is lost, until each
+node, finding its heartbeat lapsed, makes its inbox again).
 """
 
 from __future__ import annotations
@@ -819,12 +827,12 @@ class Cluster:
                 self.reapers[name] = gevent.spawn(self.reap_in_turn, name)
 
     def counted_dead(self, node: str) -> None:
-        """A reaper removed a session of `node`: this node may have missed the
-        short while `node` counted as dead (between two of its watches), but
-        what it sends there now would be drained by the reaper and dropped
-        (news of sessions) or passed on, not read by `node`. So `node` is no
-        peer until the next watch finds it beating; should it rejoin, it reads
-        what changed meanwhile from the registry."""
+        """A reaper closed `node`'s inbox (a write met it closed, or it removed a
+        session of `node`): this node may have missed the short while `node`
+        counted as dead (between two of its watches), but `node` reads nothing
+        this node sends until it has joined again. So `node` is no peer until
+        the next watch finds it beating; should it rejoin, it reads what
+        changed meanwhile from the registry."""
         if node in self.peers:
             self.m.log.info("Cluster: %s was reaped", node)
             self.set_peers([peer for peer in self.peers if peer != node])
