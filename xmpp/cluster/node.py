@@ -28,9 +28,11 @@ import itertools
 import logging
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import gevent
+import gevent.event
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -525,23 +527,47 @@ class Outbox:
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
-        self.sending = 0  # envelopes of the batch being written
+        self.sending: list[tuple[str, Envelope]] = []  # the batch being written
         self.flusher: gevent.Greenlet | None = None
+        self.batch_done = gevent.event.Event()  # set (and replaced) after each batch
 
     def put(self, node: str, envelope: Envelope) -> None:
-        if len(self.queue) + self.sending >= self.limit:
+        if len(self.queue) + len(self.sending) >= self.limit:
             self.refused(node, envelope)
             return
         self.queue.append((node, envelope))
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush)
 
-    def wait_empty(self, timeout: float) -> bool:
-        """Until what is queued has been written (or `timeout` seconds passed);
-        whether it has."""
+    def wait_empty(self, timeout: float) -> None:
+        """Until what is queued has been written (or `timeout` seconds passed)."""
         if self.flusher is not None:
             self.flusher.join(timeout)
-        return self.flusher is None
+
+    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
+        """The envelopes queued for `node` (about `jid` only, if given), taken
+        out of the queue in order: its inbox is closed."""
+        taken = [envelope for queued, envelope in self.queue
+                 if queued == node and jid in (None, envelope.jid)]
+        if taken:
+            self.queue = [(queued, envelope) for queued, envelope in self.queue
+                          if not (queued == node and jid in (None, envelope.jid))]
+        return taken
+
+    def wait_written(self, timeout: float, node: str | None = None) -> bool:
+        """Until what is queued now (for `node`, else for any node) has been
+        written, or handed to `closed` (or `timeout` seconds passed); whether
+        it has. Unlike waiting for the outbox to be empty, this ends under a
+        steady flow of new envelopes."""
+        waiting = [envelope for queued, envelope in itertools.chain(self.sending, self.queue)
+                   if node is None or queued == node]
+        ids = {id(envelope) for envelope in waiting}  # `waiting` keeps them from reuse
+        deadline = time.monotonic() + timeout
+        while any(id(envelope) in ids
+                  for _node, envelope in itertools.chain(self.sending, self.queue)):
+            if not self.batch_done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
     def flush(self) -> None:
         try:
@@ -549,19 +575,24 @@ class Outbox:
             # CPU for a few envelopes as for hundreds (and so does its reading).
             gevent.sleep(GATHER_DELAY)
             while self.queue:
-                batch, self.queue = self.queue, []
-                self.sending = len(batch)
+                self.sending, self.queue = self.queue, []
                 try:
-                    closed = self.node.send(batch)
+                    closed = self.node.send(self.sending)
                 except redis.RedisError as error:
-                    self.queue = batch + self.queue
-                    self.sending = 0
+                    self.queue = self.sending + self.queue
+                    self.sending = []
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
                     continue
-                self.sending = 0
+                self.sending = []
                 for node, envelopes in closed:
                     self.closed(node, envelopes)
+                self.batch_written()
         finally:
             self.flusher = None
+            self.batch_written()
+
+    def batch_written(self) -> None:
+        done, self.batch_done = self.batch_done, gevent.event.Event()
+        done.set()

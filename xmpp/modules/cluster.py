@@ -77,7 +77,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -211,8 +212,9 @@ class Cluster:
         # found closed (like homes: what waits there for the link keeps its place).
         self.s2s_holders: dict[str, str] = {}
         self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
-        # Dead node -> the greenlet handing on its inbox, to which its sessions are gone.
-        self.handing_on: dict[str, gevent.Greenlet] = {}
+        # (dead node, greenlet handing on what was meant for it): to that greenlet
+        # the node's sessions are gone (`gone_here`), to the others not yet.
+        self.handing_on: set[tuple[str, gevent.Greenlet]] = set()
         # Dead node -> the last entry of its inbox this node handled: the next
         # pass goes on after it, not held back by entries whose acks wait for
         # their stanzas to be written.
@@ -342,11 +344,12 @@ class Cluster:
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
         """What this node sent met `node`'s inbox closed: its reaper handed on
         all that was written there, and is about to say that its sessions are
-        gone. Here they are gone now, and what was meant for them is handed on
-        as the drainer would have, ahead of what is routed from now on (the
-        outbox writes nothing more meanwhile)."""
+        gone. What was meant for them is handed on as the drainer would have,
+        then they are gone here too (the outbox writes nothing meanwhile)."""
         self.m.log.info("Cluster: the inbox of %s is closed", node)
-        self.counted_dead(node)
+        with self.gone_to_me(node):
+            self.handle_closed(node, envelopes)
+        self.hand_on_queued(node)
         for resources in list(self.router.sessions.values()):
             for session in list(resources.values()):
                 if isinstance(session, RemoteSession) and session.node == node:
@@ -354,6 +357,18 @@ class Cluster:
         self.homes.forget(node)
         self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
                             if holder != node}
+        self.counted_dead(node)
+
+    def hand_on_queued(self, node: str, jid: str | None = None) -> None:
+        """What the outbox holds for closed `node`'s inbox (about `jid` only, if
+        given) is handed on as the drainer would have, until none is left: the
+        caller then unbinds the sessions at once, so that nothing routed
+        directly overtakes what was queued for them."""
+        with self.gone_to_me(node):
+            while envelopes := self.outbox.take(node, jid):
+                self.handle_closed(node, envelopes)
+
+    def handle_closed(self, node: str, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
             try:
                 self.handle(envelope, orphaned=True)
@@ -361,10 +376,21 @@ class Cluster:
                 self.m.log.exception("Cluster envelope %s (%s) for closed %s failed",
                                      envelope.id, envelope.kind, node)
 
+    @contextmanager
+    def gone_to_me(self, node: str) -> Iterator[None]:
+        """Within, the running greenlet hands on what was meant for dead `node`:
+        to it the node's sessions are gone, and its rooms and links live
+        nowhere yet, while the other greenlets still write to its inbox."""
+        mark = (node, gevent.getcurrent())
+        self.handing_on.add(mark)
+        try:
+            yield
+        finally:
+            self.handing_on.discard(mark)
+
     def gone_here(self, node: str) -> bool:
-        """Whether the running greenlet hands on dead `node`'s inbox."""
-        drainer = self.handing_on.get(node)
-        return drainer is not None and drainer is gevent.getcurrent()
+        """Whether the running greenlet hands on what was meant for dead `node`."""
+        return bool(self.handing_on) and (node, gevent.getcurrent()) in self.handing_on
 
     # -- the mirror of other nodes' sessions ---------------------------------------------
 
@@ -417,12 +443,13 @@ class Cluster:
         """`origin` says that the session `sid` of `jid` is gone. When another node
         than the session's says so, it reaped it, once its inbox was closed: what
         this node queued for the session meets the closed inbox first, and is
-        handed on (`inbox_closed`) ahead of what is routed here from now on."""
+        handed on ahead of what is routed here from now on."""
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if not isinstance(current, RemoteSession) or current.entry.sid != sid:
             return
         if current.node != origin:
-            self.outbox.wait_empty(self.node.timeout / 3)
+            self.outbox.wait_written(self.node.timeout / 3, current.node)
+            self.hand_on_queued(current.node, str(jid))
             self.counted_dead(current.node)
         self.unmirror(jid, sid)
 
@@ -868,8 +895,9 @@ class Cluster:
         if not self.node.claim_reaping(dead) or not self.drain(dead):
             return
         # What this node queued for the sessions meets the closed inbox and is
-        # handed on (`inbox_closed`) before they are gone here.
-        self.outbox.wait_empty(self.node.timeout / 3)
+        # handed on (`inbox_closed`), or is taken from the queue and handed on
+        # (`hand_on_queued`), before they are gone here.
+        self.outbox.wait_written(self.node.timeout / 3, dead)
         gone = list(self.node.sessions_of(dead))
         if gone:
             self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
@@ -879,6 +907,7 @@ class Cluster:
             if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
                 continue  # back meanwhile (or already gone)
             self.broadcast(UNBIND, jid, entry.sid.encode())
+            self.hand_on_queued(dead, str(jid))
             self.unmirror(jid, entry.sid)
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
@@ -891,11 +920,8 @@ class Cluster:
         (to this greenlet, `node`'s sessions are gone: `gone_here`), then close
         the inbox once nothing more is in it; whether it is closed. A drainer
         that dies leaves its unacknowledged entries to the next one."""
-        self.handing_on[node] = gevent.getcurrent()
-        try:
+        with self.gone_to_me(node):
             return self.hand_on(node)
-        finally:
-            self.handing_on.pop(node, None)
 
     def hand_on(self, node: str) -> bool:
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
@@ -918,7 +944,7 @@ class Cluster:
             # sockets, on other nodes' streams), the inbox may close.
             gevent.joinall(acking, timeout=WRITE_WAIT)
             acking.clear()
-            if not self.outbox.wait_empty(self.node.timeout / 3):
+            if not self.outbox.wait_written(self.node.timeout / 3):
                 return False
             if self.node.close_inbox(node, after):
                 self.drained_to.pop(node, None)
