@@ -54,15 +54,16 @@ leaves nothing, the drainer waits until what it handed on is written (into
 local sockets, out of its outbox) and closes the inbox by deleting it, in one
 Lua step that checks nothing came after its last take (else it takes that
 too). Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a
-write after the close is refused atomically, and the sender then counts the
-node's sessions, homes and links as gone and routes that stanza afresh, ahead
-of what its outbox writes next. The reaper's unbinds come after the close, and
-a node acting on one first lets its outbox write what it queued for the
-session. So each stanza either entered the inbox before the close and was
-handed on before it, or is routed after it: at-least-once, in order per sender
-and recipient. The cost: the dead node's users are announced gone only once
-the drain is over (about a heartbeat timeout of traffic), and nothing on the
-single-process path or on the hot cross-node path but the XADD's flag.
+write after the close is refused atomically, and the sender then routes that
+stanza afresh, and what its outbox still holds for the node, ahead of what it
+writes next, before it counts the node's sessions, homes and links as gone.
+The reaper's unbinds come after the close, and a node acting on one first
+hands on what its outbox holds for the session the same way. So each stanza
+either entered the inbox before the close and was handed on before it, or is
+routed after it: at-least-once, in order per sender and recipient. The cost:
+the dead node's users are announced gone only once the drain is over (about a
+heartbeat timeout of traffic), and nothing on the single-process path or on
+the hot cross-node path but the XADD's flag.
 Left unordered: a sender on the drainer's own node writing to a room that
 lived on the dead node, once the drainer brought the room back (a room's home
 is one per process); what one node at a time holds (`ownership-*`: a
