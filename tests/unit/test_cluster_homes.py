@@ -145,12 +145,20 @@ def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
 
 def test_the_drainer_of_a_dead_home_claims_its_rooms(nodes):
     """To the greenlet handing on a's inbox, a's rooms live nowhere yet: what
-    it routes afresh for them brings them back here, not to a's inbox."""
+    it routes afresh for them brings them back here, not to a's inbox. The
+    node's other greenlets go on sending there, behind what the drainer has
+    yet to take, until the inbox is closed; then the room is here."""
     a, b = Recorder(nodes["a"]), Recorder(nodes["b"])
     a.route(str(ROOM))
     assert b.route(str(ROOM)) is True
     nodes["a"].redis.delete(nodes["a"].key("node", "a"))
     b.handing_on = "a"
     assert b.route(str(ROOM)) is False
-    assert b.forwarded == [("a", str(ROOM))]
+    assert b.route(f"{ROOM}/nick") is False
     assert b.fired == [("entity-claimed", str(ROOM))]
+    b.handing_on = None  # another greenlet (a client's)
+    assert b.route(str(ROOM)) is True
+    assert b.forwarded == [("a", str(ROOM))] * 2
+    b.homes.forget("a")  # closed
+    assert b.route(str(ROOM)) is False
+    assert b.fired == [("entity-claimed", str(ROOM))]  # once: the room is kept

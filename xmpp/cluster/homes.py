@@ -50,6 +50,9 @@ class Homes:
         self.fire = fire
         self.gone = gone
         self.known: dict[JID, str] = {}  # entity (bare JID) -> the node it lives on
+        # Entity -> where the drainer of its dead home's inbox took it: the
+        # node's other greenlets go on sending to that inbox until it is closed.
+        self.taken: dict[JID, str] = {}
 
     def route(self, event: Any) -> bool:
         """`route/local` on a host whose entities live on one node, above the
@@ -66,29 +69,41 @@ class Homes:
     def home_of(self, entity: JID) -> str:
         """The node `entity` lives on (or lived on, its inbox still open), claimed
         for this one when it had none (RedisError when Redis cannot say)."""
-        home = self.known.get(entity)
-        if home is not None and not self.gone(home):
-            return home
+        known = self.known.get(entity)
+        if known is not None and not self.gone(known):
+            return known
         home = self.node.claim_home(str(entity))
         # Another stanza's claim (both found the home dead) may have been answered
         # while this one waited: the module has taken the entity up since, and
         # told again it would drop what it holds now (a room's occupants).
-        claimed_meanwhile = self.known.get(entity) == self.node.name
-        self.known[entity] = home
+        claimed_meanwhile = self.node.name in (self.known.get(entity), self.taken.get(entity))
+        if known is None:
+            self.known[entity] = home
+        else:
+            self.taken[entity] = home
         if home == self.node.name and not claimed_meanwhile:
             # What this node kept of the entity dates from before another held it.
             self.fire(entity.domain, "entity-claimed", entity)
         return home
 
     def forget(self, node: str) -> None:
-        """`node`'s inbox is closed: what lived there is claimed afresh."""
-        self.known = {entity: home for entity, home in self.known.items() if home != node}
+        """`node`'s inbox is closed: what lived there lives where its drainer took
+        it, or is claimed afresh."""
+        for entity, home in list(self.known.items()):
+            if home == node:
+                taken = self.taken.pop(entity, None)
+                if taken is None:
+                    del self.known[entity]
+                else:
+                    self.known[entity] = taken
 
     def ended(self, entity: JID) -> None:
         """The module has no such entity (any more): free the claim, if it was this
         node's. A stanza still on its way here claims it again, or finds where it went."""
-        if self.known.get(entity) == self.node.name:
-            del self.known[entity]
+        if self.node.name in (self.known.get(entity), self.taken.get(entity)):
+            if self.known.get(entity) == self.node.name:
+                del self.known[entity]
+            self.taken.pop(entity, None)
             self.node.release_home(str(entity))
 
     def verify(self) -> None:

@@ -64,13 +64,13 @@ routed after it: at-least-once, in order per sender and recipient. The cost:
 the dead node's users are announced gone only once the drain is over (about a
 heartbeat timeout of traffic), and nothing on the single-process path or on
 the hot cross-node path but the XADD's flag.
-Left unordered: a sender on the drainer's own node writing to a room that
-lived on the dead node, once the drainer brought the room back (a room's home
-is one per process); what one node at a time holds (`ownership-*`: a
-component's domain, a BOSH sid), which a survivor may take over at once, as
-its client comes back there; and a Redis that lost its data, whose streams
-are gone as if closed (stanzas are routed afresh, nothing is lost, until each
-node, finding its heartbeat lapsed, makes its inbox again).
+The drainer's node keeps its other greenlets' view apart: a room the drainer
+brought back there is theirs only once the inbox is closed (`Homes.taken`).
+Left unordered: what one node at a time holds (`ownership-*`: a component's
+domain, a BOSH sid), which a survivor may take over at once, as its client
+comes back there; and a Redis that lost its data, whose streams are gone as
+if closed (stanzas are routed afresh, nothing is lost, until each node,
+finding its heartbeat lapsed, makes its inbox again).
 """
 
 from __future__ import annotations
@@ -355,10 +355,14 @@ class Cluster:
             for session in list(resources.values()):
                 if isinstance(session, RemoteSession) and session.node == node:
                     self.router.unbind(session)
+        self.forget_links(node)
+        self.counted_dead(node)
+
+    def forget_links(self, node: str) -> None:
+        """`node`'s inbox is closed: its rooms and s2s links live elsewhere now."""
         self.homes.forget(node)
         self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
                             if holder != node}
-        self.counted_dead(node)
 
     def hand_on_queued(self, node: str, jid: str | None = None) -> None:
         """What the outbox holds for closed `node`'s inbox (about `jid` only, if
@@ -719,16 +723,17 @@ class Cluster:
         if not self.m.provided("net", "s2s"):
             return False  # no federation at all
         # An s2s claim is never released, so the holder is asked once.
-        holder = self.s2s_holders.get(event.to_host)
-        if holder is None or self.gone_here(holder):
-            try:
-                holder = self.node.claim("s2s", event.to_host)
-            except RedisError as error:
-                self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
-                return False
-            if holder is None or holder not in self.peers:
-                self.s2s_holders.pop(event.to_host, None)
-                return False
+        remembered = self.s2s_holders.get(event.to_host)
+        if remembered is not None and not self.gone_here(remembered):
+            return self.route_on(remembered, event.stanza)
+        try:
+            holder = self.node.claim("s2s", event.to_host)
+        except RedisError as error:
+            self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
+            return False
+        if holder not in self.peers:
+            return False
+        if remembered is None:  # a dead one is, until its inbox is found closed
             self.s2s_holders[event.to_host] = holder
         return self.route_on(holder, event.stanza)
 
@@ -913,6 +918,8 @@ class Cluster:
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
+        self.hand_on_queued(dead)
+        self.forget_links(dead)
         self.node.forget_node(dead, while_dead=while_dead)
 
     def drain(self, node: str) -> bool:
