@@ -374,6 +374,7 @@ class Cluster:
                 self.handle_closed(node, envelopes)
 
     def handle_closed(self, node: str, envelopes: list[Envelope]) -> None:
+        """Act on envelopes meant for closed `node`'s inbox, as its drainer does."""
         for envelope in envelopes:
             try:
                 self.handle(envelope, orphaned=True)
@@ -918,9 +919,10 @@ class Cluster:
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
-        self.hand_on_queued(dead)
-        self.forget_links(dead)
-        self.node.forget_node(dead, while_dead=while_dead)
+        if self.node.forget_node(dead, while_dead=while_dead):
+            # Nothing goes there from here any more: what is queued goes first.
+            self.hand_on_queued(dead)
+            self.forget_links(dead)
 
     def drain(self, node: str) -> bool:
         """Hand on what `node`'s inbox holds, in stream order (so in order per
