@@ -2,7 +2,7 @@
 share PostgreSQL and Redis; slixmpp users on different nodes talk, subscribe and
 see presence, get carbons, roster pushes and PEP notifications from other
 nodes, share MUC rooms and fresh PEP items, and a node killed with SIGKILL loses
-no accepted message and leaves its persistent rooms to the others."""
+no accepted message, nor their order, and leaves its persistent rooms to the others."""
 
 from __future__ import annotations
 
