@@ -48,7 +48,7 @@ def drain(node: ClusterNode, min_idle_ms: int = 0, *, takes: int = MESSAGES,
     envelopes, entries = [], []
     for _ in range(takes):
         taken = node.orphans("dead", min_idle_ms, after)
-        if taken is None:
+        if taken is None or taken == (after, []):
             break
         after, batch = taken
         envelopes += [envelope.id for _entry, found in batch for envelope in found or ()]
@@ -61,7 +61,7 @@ def test_a_dead_inbox_is_taken_in_stream_order(nodes):
     assert nodes["one"].claim_reaping("dead")
     taken, _entries = drain(nodes["one"])
     assert taken == [str(number) for number in range(MESSAGES)]
-    assert nodes["one"].orphans("dead", 0, b"0-0") is None  # all acknowledged
+    assert nodes["one"].orphans("dead", 0, b"0-0") == (b"0-0", [])  # all acknowledged
 
 
 def test_one_survivor_at_a_time_drains_until_it_dies(nodes):
@@ -104,3 +104,48 @@ def test_nobody_reaps_a_node_that_beats_again(nodes):
     nodes["dead"].join()  # back: its claim is dropped, and its inbox its own
     assert not nodes["two"].claim_reaping("dead")
     assert not nodes["one"].claim_reaping("dead")
+
+
+def envelope(number: int) -> Envelope:
+    return Envelope(f"late-{number}", DELIVER, "olga@example.com/doomed", "sender",
+                    b"<message/>")
+
+
+def test_a_drained_inbox_closes_and_its_senders_learn_it_from_their_writes(nodes):
+    one, sender = nodes["one"], nodes["sender"]
+    assert one.claim_reaping("dead")
+    _taken, entries = drain(one)
+    assert one.close_inbox("dead", entries[-1])
+    # Written nowhere, not even to a new stream: handed back to be routed afresh.
+    assert sender.send([("dead", envelope(0)), ("one", envelope(1)),
+                        ("dead", envelope(2))]) == [("dead", [envelope(0), envelope(2)])]
+    assert not sender.redis.exists(sender.key("stream", "dead"))
+    assert one.orphans("dead", 0, entries[-1]) == (entries[-1], [])
+    assert one.close_inbox("dead", b"0-0")  # closed already
+
+
+def test_an_inbox_written_to_after_the_drainers_last_take_stays_open(nodes):
+    one, sender = nodes["one"], nodes["sender"]
+    _taken, entries = drain(one)
+    assert sender.send([("dead", envelope(0))]) == []
+    assert not one.close_inbox("dead", entries[-1])
+    taken, more = drain(one, after=entries[-1])
+    assert taken == ["late-0"]
+    assert one.close_inbox("dead", more[-1])
+
+
+def test_an_inbox_stays_open_while_its_node_beats_again(nodes):
+    one = nodes["one"]
+    _taken, entries = drain(one)
+    nodes["dead"].beat()
+    assert not one.close_inbox("dead", entries[-1])
+
+
+def test_a_node_back_after_its_inbox_closed_reads_a_new_one(nodes):
+    one, sender, dead = nodes["one"], nodes["sender"], nodes["dead"]
+    _taken, entries = drain(one)
+    assert one.close_inbox("dead", entries[-1])
+    dead.join()
+    assert sender.send([("dead", envelope(0))]) == []
+    read = [found.id for _entry, batch in dead.receive(1) for found in batch or ()]
+    assert read == ["late-0"]

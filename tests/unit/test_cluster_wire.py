@@ -145,7 +145,7 @@ class BrokenPipeline:
     def __init__(self) -> None:
         self.stack: list[tuple] = []
 
-    def xadd(self, *args) -> None:
+    def xadd(self, *args, **options) -> None:
         self.stack.append(args)
 
     def execute(self) -> list:
@@ -172,16 +172,17 @@ def test_a_full_outbox_refuses_new_envelopes_and_keeps_those_it_holds(monkeypatc
     written: list[str] = []
     reachable = False
 
-    def send(batch) -> None:
+    def send(batch) -> list:
         if not reachable:
             raise redis.ConnectionError("unreachable")
         written.extend(envelope.id for _node, envelope in batch)
+        return []
 
     monkeypatch.setattr(node, "send", send)
     refused: list[str] = []
     outbox = Outbox(node, logging.getLogger("test"),
-                    lambda _node, envelope: refused.append(envelope.id), limit=2,
-                    retry_delay=0.01)
+                    lambda _node, envelope: refused.append(envelope.id),
+                    lambda _node, envelopes: None, limit=2, retry_delay=0.01)
     for number in range(4):
         outbox.put("n2", Envelope(f"e{number}", DELIVER, "bob@example.com/phone", "n1"))
     gevent.sleep(0.05)  # a few failed tries
@@ -190,3 +191,73 @@ def test_a_full_outbox_refuses_new_envelopes_and_keeps_those_it_holds(monkeypatc
     assert outbox.flusher is not None
     outbox.flusher.join(timeout=5)
     assert written == ["e0", "e1"] and refused == ["e2", "e3"]
+
+
+def recording_outbox(monkeypatch, closed_nodes: frozenset[str] = frozenset(),
+                     closed=lambda _node, _envelopes: None, *, round_trip: float = 0.0
+                     ) -> tuple[Outbox, list[list[str]]]:
+    """An outbox whose writes are recorded, batch by batch, instead of reaching
+    Redis, each after `round_trip` seconds; the inboxes of `closed_nodes` are
+    closed."""
+    node = ClusterNode(ClusterOptions("redis://127.0.0.1:1/5", "n1"))
+    written: list[list[str]] = []
+
+    def send(batch) -> list:
+        gevent.sleep(round_trip)
+        written.append([envelope.id for to, envelope in batch if to not in closed_nodes])
+        refused = [envelope for to, envelope in batch if to in closed_nodes]
+        return [(sorted(closed_nodes)[0], refused)] if refused else []
+
+    monkeypatch.setattr(node, "send", send)
+    outbox = Outbox(node, logging.getLogger("test"), lambda _node, _envelope: None, closed,
+                    limit=1000)
+    return outbox, written
+
+
+def envelope_for(name: str, jid: str = "bob@example.com/phone") -> Envelope:
+    return Envelope(name, DELIVER, jid, "n1", b"<message/>")
+
+
+def test_what_met_a_closed_inbox_is_handed_back_before_the_next_batch(monkeypatch):
+    handed: list[tuple[str, list[str]]] = []
+
+    def closed(node: str, envelopes: list[Envelope]) -> None:
+        handed.append((node, [envelope.id for envelope in envelopes]))
+        outbox.put("n2", envelope_for("again-" + envelopes[0].id))  # routed afresh
+
+    outbox, written = recording_outbox(monkeypatch, frozenset({"dead"}), closed)
+    outbox.put("dead", envelope_for("e0"))
+    outbox.put("n2", envelope_for("e1"))
+    outbox.wait_empty(5)
+    assert handed == [("dead", ["e0"])]
+    assert written == [["e1"], ["again-e0"]]
+
+
+def test_waiting_for_what_is_queued_now_ends_under_a_steady_flow(monkeypatch):
+    # More comes meanwhile than a write takes: the outbox never empties.
+    outbox, written = recording_outbox(monkeypatch, round_trip=0.005)
+
+    def steady() -> None:
+        for number in range(2000):
+            outbox.put("n3", envelope_for(f"flow-{number}"))
+            gevent.sleep(0.001)
+
+    flow = gevent.spawn(steady)
+    gevent.sleep(0.01)
+    outbox.put("n2", envelope_for("mine"))
+    try:
+        assert outbox.wait_written(5, "n2")
+        assert any("mine" in batch for batch in written)
+        assert outbox.queue or outbox.sending
+    finally:
+        flow.kill()
+
+
+def test_what_is_queued_for_a_closed_inbox_is_taken_out_in_order(monkeypatch):
+    outbox, _written = recording_outbox(monkeypatch)
+    outbox.queue = [("dead", envelope_for("e0")), ("n2", envelope_for("e1")),
+                    ("dead", envelope_for("e2", "olga@example.com/x")),
+                    ("dead", envelope_for("e3"))]
+    assert [found.id for found in outbox.take("dead", "bob@example.com/phone")] == ["e0", "e3"]
+    assert [found.id for found in outbox.take("dead")] == ["e2"]
+    assert [envelope.id for _node, envelope in outbox.queue] == ["e1"]

@@ -14,9 +14,12 @@ claim the room, and the room's module reads it afresh from storage (a
 persistent room comes back without occupants, a temporary one is gone, as
 after a restart).
 
-Each node remembers the homes it learnt, trusted while their node is alive
-(this one or a live peer): a room costs a Redis round trip the first time a
-node routes to it and after its home died, not per stanza.
+Each node remembers the homes it learnt, trusted until their node's inbox is
+found closed (`forget`): a dead node's inbox holds what is sent there, behind
+the older stanzas, until its drainer has routed them afresh (to the room's
+new home) and closed it, so a sender's stanzas for a room keep their order
+across the death of its node. A room costs a Redis round trip the first time
+a node routes to it and after its home's inbox closed, not per stanza.
 """
 
 from __future__ import annotations
@@ -35,18 +38,21 @@ class Homes:
     """This node's view of where entities live, and the `route/local` step that
     sends a stanza to its entity's node.
 
-    `peers()` names the live nodes but this one; `forward(node, stanza, to)`
-    passes a stanza to another node; `fire(host, event, jid)` tells the host's
-    module that an entity came to or left this node."""
+    `forward(node, stanza, to)` passes a stanza to another node; `fire(host,
+    event, jid)` tells the host's module that an entity came to or left this
+    node; `gone(node)` whether the running greenlet hands on dead `node`'s
+    inbox (to it, what lived there lives nowhere yet)."""
 
-    def __init__(self, node: ClusterNode, peers: Callable[[], list[str]],
-                 forward: Callable[[str, Any, JID], None],
-                 fire: Callable[[str, str, JID], None]) -> None:
+    def __init__(self, node: ClusterNode, forward: Callable[[str, Any, JID], None],
+                 fire: Callable[[str, str, JID], None], gone: Callable[[str], bool]) -> None:
         self.node = node
-        self.peers = peers
         self.forward = forward
         self.fire = fire
+        self.gone = gone
         self.known: dict[JID, str] = {}  # entity (bare JID) -> the node it lives on
+        # Entity -> where the drainer of its dead home's inbox took it: the
+        # node's other greenlets go on sending to that inbox until it is closed.
+        self.taken: dict[JID, str] = {}
 
     def route(self, event: Any) -> bool:
         """`route/local` on a host whose entities live on one node, above the
@@ -61,27 +67,43 @@ class Homes:
         return True
 
     def home_of(self, entity: JID) -> str:
-        """The live node `entity` lives on, claimed for this one when it had none
-        (RedisError when Redis cannot say)."""
-        home = self.known.get(entity)
-        if home is not None and (home == self.node.name or home in self.peers()):
-            return home
+        """The node `entity` lives on (or lived on, its inbox still open), claimed
+        for this one when it had none (RedisError when Redis cannot say)."""
+        known = self.known.get(entity)
+        if known is not None and not self.gone(known):
+            return known
         home = self.node.claim_home(str(entity))
         # Another stanza's claim (both found the home dead) may have been answered
         # while this one waited: the module has taken the entity up since, and
         # told again it would drop what it holds now (a room's occupants).
-        claimed_meanwhile = self.known.get(entity) == self.node.name
-        self.known[entity] = home
+        claimed_meanwhile = self.node.name in (self.known.get(entity), self.taken.get(entity))
+        if known is None:
+            self.known[entity] = home
+        else:
+            self.taken[entity] = home
         if home == self.node.name and not claimed_meanwhile:
             # What this node kept of the entity dates from before another held it.
             self.fire(entity.domain, "entity-claimed", entity)
         return home
 
+    def forget(self, node: str) -> None:
+        """`node`'s inbox is closed: what lived there lives where its drainer took
+        it, or is claimed afresh."""
+        for entity, home in list(self.known.items()):
+            if home == node:
+                taken = self.taken.pop(entity, None)
+                if taken is None:
+                    del self.known[entity]
+                else:
+                    self.known[entity] = taken
+
     def ended(self, entity: JID) -> None:
         """The module has no such entity (any more): free the claim, if it was this
         node's. A stanza still on its way here claims it again, or finds where it went."""
-        if self.known.get(entity) == self.node.name:
-            del self.known[entity]
+        if self.node.name in (self.known.get(entity), self.taken.get(entity)):
+            if self.known.get(entity) == self.node.name:
+                del self.known[entity]
+            self.taken.pop(entity, None)
             self.node.release_home(str(entity))
 
     def verify(self) -> None:

@@ -5,7 +5,10 @@ Keys (under the configured prefix):
   node:NAME              heartbeat, expires after `node_timeout` seconds
   sessions:BARE          hash resource -> SessionEntry (JSON)
   users:NAME             set of bare JIDs with an entry of node NAME
-  stream:NAME            the node's inbox (consumer group "vireo")
+  stream:NAME            the node's inbox (consumer group "vireo"); senders never
+                         create it (XADD NOMKSTREAM): the reaper of dead NAME
+                         deletes it once drained, closing it, and NAME's joining
+                         makes it again
   reaping:NAME           held (with expiry, renewed while it works) by the one node
                          that reaps dead NAME and drains its inbox in stream order
   home:JID               the node an entity (a MUC room) lives on; the claim holds
@@ -25,9 +28,11 @@ import itertools
 import logging
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import gevent
+import gevent.event
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -104,6 +109,17 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
+# Close a dead node's inbox (KEYS[1]) by deleting it, once nothing is left in it
+# beyond entry ARGV[1], the last its drainer handed on: senders' XADD NOMKSTREAM
+# fail from then on, so nothing comes after what was drained. Not while the node
+# beats again (ARGV[2] its heartbeat key, '' not to check): its inbox is its own.
+_CLOSE = """
+if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2]) == 1 then return 0 end
+if #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) > 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 # Take entity ARGV[2]'s home for node ARGV[1] whoever held it; that one comes back.
 _TAKE = """
 local before = redis.call('GET', KEYS[1])
@@ -167,6 +183,7 @@ class ClusterNode:
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
         self._agree = self.redis.register_script(_AGREE)
+        self._close = self.redis.register_script(_CLOSE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -182,7 +199,9 @@ class ClusterNode:
     # -- membership ----------------------------------------------------------------
 
     def join(self) -> None:
-        """Make this node's inbox and announce it (then beat regularly)."""
+        """Make this node's inbox (again, if a reaper closed it while this node
+        was silent: all it held was handed on) and announce it (then beat
+        regularly)."""
         try:
             self.redis.xgroup_create(self.key("stream", self.name), GROUP, id="0",
                                      mkstream=True)
@@ -372,20 +391,28 @@ class ClusterNode:
     def new_id(self) -> str:
         return next(self._ids)
 
-    def send(self, batch: Iterable[tuple[str, Envelope]]) -> None:
+    def send(self, batch: Iterable[tuple[str, Envelope]]) -> list[tuple[str, list[Envelope]]]:
         """Append each (node, envelope) to the node's inbox, in order, in one
         round trip: a node's envelopes in as few entries as MAX_PER_ENTRY lets.
-        A RedisError means the batch may not have been written: the caller
-        sends it again with the same ids (consumers drop the duplicates)."""
+        What met a closed inbox (its node reaped, `close_inbox`) comes back,
+        in order, by node: it was written nowhere. A RedisError means the batch
+        may not have been written: the caller sends it again with the same ids
+        (consumers drop the duplicates)."""
         by_node: dict[str, list[Envelope]] = {}
         for node, envelope in batch:
             by_node.setdefault(node, []).append(envelope)
         pipe = self.redis.pipeline(transaction=False)
+        chunks = []
         for node, envelopes in by_node.items():
             for start in range(0, len(envelopes), MAX_PER_ENTRY):
-                pipe.xadd(self.key("stream", node),
-                          entry_fields(envelopes[start:start + MAX_PER_ENTRY]))
-        pipe.execute()
+                chunk = envelopes[start:start + MAX_PER_ENTRY]
+                chunks.append((node, chunk))
+                pipe.xadd(self.key("stream", node), entry_fields(chunk), nomkstream=True)
+        closed: dict[str, list[Envelope]] = {}
+        for (node, chunk), entry_id in zip(chunks, pipe.execute(), strict=True):
+            if entry_id is None:
+                closed.setdefault(node, []).extend(chunk)
+        return list(closed.items())
 
     def receive(self, block_ms: int, *, pending: bool = False, ack: Sequence[bytes] = ()
                 ) -> list[tuple[bytes, list[Envelope] | None]]:
@@ -415,9 +442,10 @@ class ClusterNode:
         the start), in stream order, given to this node now: first those a
         consumer took and never acknowledged (the dead node's own, or an earlier
         drainer's), then those never read. With them the last entry id they
-        reach (past deleted ones). None when there is nothing to take now: none
-        left, or the next one is not idle for `min_idle_ms` yet (its consumer may
-        still be at it), and no later one may overtake it."""
+        reach (past deleted ones); no entries (and `after`) when none is left
+        (or the inbox is closed). None when the next one is not idle for
+        `min_idle_ms` yet (its consumer may still be at it): no later one may
+        overtake it."""
         stream = self.key("stream", node)
         try:
             pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
@@ -434,10 +462,18 @@ class ClusterNode:
                                            count=ORPHAN_ENTRIES)
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
-                return None
+                return after, []
             raise
         entries = [entry for _s, batch in unread or () for entry in batch]
-        return (entries[-1][0], _decoded(entries)) if entries else None
+        return (entries[-1][0], _decoded(entries)) if entries else (after, [])
+
+    def close_inbox(self, node: str, after: bytes) -> bool:
+        """Close dead `node`'s inbox (delete it) if nothing is left in it beyond
+        entry `after`, the last its drainer handed on, and `node` is still
+        silent (unless it is this node's own, a restart's); whether it is closed
+        now. Senders then learn of it from their writes (`send`)."""
+        alive_key = "" if node == self.name else self.key("node", node)
+        return bool(self._close(keys=[self.key("stream", node)], args=[after, alive_key]))
 
     def ack(self, node: str, entry_ids: list[bytes]) -> None:
         """Acknowledge handled entries and drop them (the stream stays small)."""
@@ -476,22 +512,27 @@ class Outbox:
     While Redis cannot be reached the envelopes wait, retried with their ids
     (consumers drop what arrives twice), up to `limit`; beyond it an envelope
     is handed to `refused` at once (its stanza is bounced to its sender),
-    never queued: one that was tried may have reached Redis already."""
+    never queued: one that was tried may have reached Redis already. What met
+    a closed inbox is handed to `closed` (node, envelopes) before the next
+    batch is written, so that it is routed afresh ahead of what follows."""
 
     def __init__(self, node: ClusterNode, log: logging.Logger,
-                 refused: Callable[[str, Envelope], None], *, limit: int,
+                 refused: Callable[[str, Envelope], None],
+                 closed: Callable[[str, list[Envelope]], None], *, limit: int,
                  retry_delay: float = 1.0) -> None:
         self.node = node
         self.log = log
         self.refused = refused
+        self.closed = closed
         self.limit = limit
         self.retry_delay = retry_delay
         self.queue: list[tuple[str, Envelope]] = []
-        self.sending = 0  # envelopes of the batch being written
+        self.sending: list[tuple[str, Envelope]] = []  # the batch being written
         self.flusher: gevent.Greenlet | None = None
+        self.batch_done = gevent.event.Event()  # set (and replaced) after each batch
 
     def put(self, node: str, envelope: Envelope) -> None:
-        if len(self.queue) + self.sending >= self.limit:
+        if len(self.queue) + len(self.sending) >= self.limit:
             self.refused(node, envelope)
             return
         self.queue.append((node, envelope))
@@ -503,22 +544,55 @@ class Outbox:
         if self.flusher is not None:
             self.flusher.join(timeout)
 
+    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
+        """The envelopes queued for `node` (about `jid` only, if given), taken
+        out of the queue in order: its inbox is closed."""
+        taken = [envelope for queued, envelope in self.queue
+                 if queued == node and jid in (None, envelope.jid)]
+        if taken:
+            self.queue = [(queued, envelope) for queued, envelope in self.queue
+                          if not (queued == node and jid in (None, envelope.jid))]
+        return taken
+
+    def wait_written(self, timeout: float, node: str | None = None) -> bool:
+        """Until what is queued now (for `node`, else for any node) has been
+        written, or handed to `closed` (or `timeout` seconds passed); whether
+        it has. Unlike waiting for the outbox to be empty, this ends under a
+        steady flow of new envelopes."""
+        waiting = [envelope for queued, envelope in itertools.chain(self.sending, self.queue)
+                   if node is None or queued == node]
+        ids = {id(envelope) for envelope in waiting}  # `waiting` keeps them from reuse
+        deadline = time.monotonic() + timeout
+        while any(id(envelope) in ids
+                  for _node, envelope in itertools.chain(self.sending, self.queue)):
+            if not self.batch_done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
     def flush(self) -> None:
         try:
             # What else is routed meanwhile joins the batch: a write costs as much
             # CPU for a few envelopes as for hundreds (and so does its reading).
             gevent.sleep(GATHER_DELAY)
             while self.queue:
-                batch, self.queue = self.queue, []
-                self.sending = len(batch)
+                self.sending, self.queue = self.queue, []
                 try:
-                    self.node.send(batch)
+                    closed = self.node.send(self.sending)
                 except redis.RedisError as error:
-                    self.queue = batch + self.queue
-                    self.sending = 0
+                    self.queue = self.sending + self.queue
+                    self.sending = []
                     self.log.warning("Cluster: %d envelope(s) wait for Redis (%s)",
                                      len(self.queue), error)
                     gevent.sleep(self.retry_delay)
-                self.sending = 0
+                    continue
+                self.sending = []
+                for node, envelopes in closed:
+                    self.closed(node, envelopes)
+                self.batch_written()
         finally:
             self.flusher = None
+            self.batch_written()
+
+    def batch_written(self) -> None:
+        done, self.batch_done = self.batch_done, gevent.event.Event()
+        done.set()

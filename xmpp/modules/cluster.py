@@ -18,16 +18,15 @@ What this module does itself:
 - consumes its own stream (one greenlet): delivers stanzas to local sessions,
   mirrors other nodes' sessions as RemoteSessions; at-least-once, de-duplicated;
 - beats a heartbeat; a node whose heartbeat expired is reaped by one survivor,
-  the holder of its `reaping` claim: its sessions are removed and announced
-  unavailable, and its inbox is drained in stream order (the entries it took
-  and never acknowledged, then those it never read) to the users' remaining
-  sessions or to offline storage, so in order per sender and recipient. The
-  drainer renews its claim before each take and keeps it while the node stays
-  dead, draining at each watch what senders that have not noticed the death
-  still write there; should it die too, its claim lapses and the next survivor
-  goes on from the first unacknowledged entry. A pending entry not idle for a
-  heartbeat timeout yet (its node may be alive after all) holds back the
-  later ones rather than be overtaken;
+  the holder of its `reaping` claim: its inbox is drained in stream order (the
+  entries it took and never acknowledged, then those it never read) to the
+  users' remaining sessions or to offline storage, and to its rooms' new
+  homes, then closed; only then are its sessions removed and announced
+  unavailable (see "Order across a node's death" below). The drainer renews
+  its claim before each take; should it die too, its claim lapses and the
+  next survivor goes on from the first unacknowledged entry. A pending entry
+  not idle for a heartbeat timeout yet (its node may be alive after all)
+  holds back the later ones rather than be overtaken, until the next watch;
 - on hosts whose entities live on one node (`m.keep_entities_on_one_node`: MUC
   rooms), passes each stanza for an entity to the node it lives on
   (xmpp.cluster.homes);
@@ -43,25 +42,35 @@ What this module does itself:
   serving every HTTP app, and publishes its URL, so another node can pass on
   a request for something this one holds (a BOSH session's next request).
 
-Order across a node's death, a window left open on purpose: a sender's node
-routes a stanza directly (to the user's other resources or offline storage, to
-a room's new home) once it has the reaper's unbind of the recipient's session,
-or, for a room or a held domain, once its own watch finds the node dead; an
-older stanza of the same sender and recipient still in the dead inbox then
-arrives after it. No stanza is lost; only the order across the failover is not
-kept, once per death, for pairs with stanzas on both sides of the notice, for
-as long as the drain of what is ahead of them in the dead inbox (about a
-heartbeat timeout of traffic). The recipient lost its session or room with the
-node (it reconnects and reads offline storage; the room comes back without
-occupants), which is the disruption that matters. Holding new stanzas instead
-would need every node to know which recipients' traffic went through the dead
-node (mirrored sessions, homes, claims) and a "drained" mark that survives the
-drainer's own death, and it would delay all their traffic by the whole drain,
-held in a sender's memory. Should the window matter, the way to close it: the
-reaper sends the unbinds and a "drained" mark only once a pass emptied the
-inbox, and until then peers go on routing to the dead node's inbox (its
-sessions mirrored, homes named), so the inbox itself is the hold, drained in
-order and routed afresh.
+Order across a node's death: the dead node's inbox is the hold. Until its
+reaper closes it, the other nodes go on writing there what they have for the
+node (its sessions stay mirrored, its rooms' homes and its s2s links
+remembered), behind the older stanzas, and the drainer routes all of it
+afresh; to the drainer's greenlet alone the node's sessions are gone
+(`gone_here`: a RemoteSession of it has no state there, so a message goes to
+the user's other resources or offline storage; its rooms are claimed again),
+while the node's other greenlets still write to the inbox too. Once a pass
+leaves nothing, the drainer waits until what it handed on is written (into
+local sockets, out of its outbox) and closes the inbox by deleting it, in one
+Lua step that checks nothing came after its last take (else it takes that
+too). Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a
+write after the close is refused atomically, and the sender then routes that
+stanza afresh, and what its outbox still holds for the node, ahead of what it
+writes next, before it counts the node's sessions, homes and links as gone.
+The reaper's unbinds come after the close, and a node acting on one first
+hands on what its outbox holds for the session the same way. So each stanza
+either entered the inbox before the close and was handed on before it, or is
+routed after it: at-least-once, in order per sender and recipient. The cost:
+the dead node's users are announced gone only once the drain is over (about a
+heartbeat timeout of traffic), and nothing on the single-process path or on
+the hot cross-node path but the XADD's flag.
+The drainer's node keeps its other greenlets' view apart: a room the drainer
+brought back there is theirs only once the inbox is closed (`Homes.taken`).
+Left unordered: what one node at a time holds (`ownership-*`: a component's
+domain, a BOSH sid), which a survivor may take over at once, as its client
+comes back there; and a Redis that lost its data, whose streams are gone as
+if closed (stanzas are routed afresh, nothing is lost, until each node,
+finding its heartbeat lapsed, makes its inbox again).
 """
 
 from __future__ import annotations
@@ -69,7 +78,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -140,24 +150,35 @@ class RemoteSession:
         self.cluster = cluster
         self.jid = jid
         self.entry = entry
-        self.module_data: dict[str, Any] = {}
+        self.data: dict[str, Any] = {}
         self.update(entry)
 
     @property
     def node(self) -> str:
         return self.entry.node
 
+    @property
+    def module_data(self) -> dict[str, Any]:
+        """The modules' state on the session; none (so it is unavailable) to
+        the greenlet handing on its dead node's inbox, to which it is gone
+        while the other greenlets still write to it there (`Cluster.drain`)."""
+        return {} if self.cluster.gone_here(self.node) else self.data
+
     def update(self, entry: SessionEntry) -> None:
         """Take the presence the registry entry carries (mod_presence's state)
         and the modules' shared state."""
         self.entry = entry
-        self.module_data[PRESENCE_MODULE] = PresenceState(
+        self.data[PRESENCE_MODULE] = PresenceState(
             priority=entry.priority, available=entry.available,
             presence=parse_stanza(entry.presence) if entry.presence else None,
             directed=set(entry.directed))
-        self.cluster.m.shared_session_data.restore(self.module_data, entry.module_data)
+        self.cluster.m.shared_session_data.restore(self.data, entry.module_data)
 
     def send(self, stanza: Element) -> None:
+        if self.cluster.gone_here(self.node):
+            # Handed on as the drainer does with what was queued for the session.
+            self.cluster.deliver(self.jid, serialize(stanza))
+            return
         self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
 
     def close(self, error: StreamError | None = None) -> None:
@@ -176,7 +197,7 @@ class Cluster:
     def __init__(self, m: ModuleContext, node: ClusterNode, queue_limit: int) -> None:
         self.m = m
         self.node = node
-        self.outbox = Outbox(node, m.log, self.refused, limit=queue_limit)
+        self.outbox = Outbox(node, m.log, self.refused, self.inbox_closed, limit=queue_limit)
         self.router = m.service("router")
         self.dedup = DedupWindow()
         self.peers: list[str] = []  # live nodes but this one, refreshed each beat
@@ -186,10 +207,15 @@ class Cluster:
         self.lapsed = False  # the heartbeat lapsed, and this node has not rejoined since
         self.beaten = time.monotonic()  # when the last answered beat was sent
         self.unanswered = False  # whether a beat's answer was lost since that one
-        self.homes = Homes(node, lambda: self.peers, self.forward, self.fire_on)
+        self.homes = Homes(node, self.forward, self.fire_on, self.gone_here)
         self.http: Any = None  # the listener for requests other nodes pass on
-        self.s2s_holders: dict[str, str] = {}  # remote domain -> the peer linked to it
+        # Remote domain -> the peer linked to it, trusted until its inbox is
+        # found closed (like homes: what waits there for the link keeps its place).
+        self.s2s_holders: dict[str, str] = {}
         self.reapers: dict[str, gevent.Greenlet] = {}  # dead node -> who reaps it here
+        # (dead node, greenlet handing on what was meant for it): to that greenlet
+        # the node's sessions are gone (`gone_here`), to the others not yet.
+        self.handing_on: set[tuple[str, gevent.Greenlet]] = set()
         # Dead node -> the last entry of its inbox this node handled: the next
         # pass goes on after it, not held back by entries whose acks wait for
         # their stanzas to be written.
@@ -316,6 +342,62 @@ class Cluster:
     def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
+    def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
+        """What this node sent met `node`'s inbox closed: its reaper handed on
+        all that was written there, and is about to say that its sessions are
+        gone. What was meant for them is handed on as the drainer would have,
+        then they are gone here too (the outbox writes nothing meanwhile)."""
+        self.m.log.info("Cluster: the inbox of %s is closed", node)
+        with self.gone_to_me(node):
+            self.handle_closed(node, envelopes)
+        self.hand_on_queued(node)
+        for resources in list(self.router.sessions.values()):
+            for session in list(resources.values()):
+                if isinstance(session, RemoteSession) and session.node == node:
+                    self.router.unbind(session)
+        self.forget_links(node)
+        self.counted_dead(node)
+
+    def forget_links(self, node: str) -> None:
+        """`node`'s inbox is closed: its rooms and s2s links live elsewhere now."""
+        self.homes.forget(node)
+        self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
+                            if holder != node}
+
+    def hand_on_queued(self, node: str, jid: str | None = None) -> None:
+        """What the outbox holds for closed `node`'s inbox (about `jid` only, if
+        given) is handed on as the drainer would have, until none is left: the
+        caller then unbinds the sessions at once, so that nothing routed
+        directly overtakes what was queued for them."""
+        with self.gone_to_me(node):
+            while envelopes := self.outbox.take(node, jid):
+                self.handle_closed(node, envelopes)
+
+    def handle_closed(self, node: str, envelopes: list[Envelope]) -> None:
+        """Act on envelopes meant for closed `node`'s inbox, as its drainer does."""
+        for envelope in envelopes:
+            try:
+                self.handle(envelope, orphaned=True)
+            except Exception:
+                self.m.log.exception("Cluster envelope %s (%s) for closed %s failed",
+                                     envelope.id, envelope.kind, node)
+
+    @contextmanager
+    def gone_to_me(self, node: str) -> Iterator[None]:
+        """Within, the running greenlet hands on what was meant for dead `node`:
+        to it the node's sessions are gone, and its rooms and links live
+        nowhere yet, while the other greenlets still write to its inbox."""
+        mark = (node, gevent.getcurrent())
+        self.handing_on.add(mark)
+        try:
+            yield
+        finally:
+            self.handing_on.discard(mark)
+
+    def gone_here(self, node: str) -> bool:
+        """Whether the running greenlet hands on what was meant for dead `node`."""
+        return bool(self.handing_on) and (node, gevent.getcurrent()) in self.handing_on
+
     # -- the mirror of other nodes' sessions ---------------------------------------------
 
     def mirror(self, jid: JID, entry: SessionEntry) -> None:
@@ -358,12 +440,24 @@ class Cluster:
         if event.stanza.get("type") == "probe" and self.router.resources(event.to):
             self.look_up(event)
 
-    def unmirror(self, jid: JID, sid: str) -> RemoteSession | None:
+    def unmirror(self, jid: JID, sid: str) -> None:
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if isinstance(current, RemoteSession) and current.entry.sid == sid:
             self.router.unbind(current)
-            return current
-        return None
+
+    def unbind_mirrored(self, jid: JID, sid: str, origin: str) -> None:
+        """`origin` says that the session `sid` of `jid` is gone. When another node
+        than the session's says so, it reaped it, once its inbox was closed: what
+        this node queued for the session meets the closed inbox first, and is
+        handed on ahead of what is routed here from now on."""
+        current = self.router.resources(jid.bare).get(jid.resource or "")
+        if not isinstance(current, RemoteSession) or current.entry.sid != sid:
+            return
+        if current.node != origin:
+            self.outbox.wait_written(self.node.timeout / 3, current.node)
+            self.hand_on_queued(current.node, str(jid))
+            self.counted_dead(current.node)
+        self.unmirror(jid, sid)
 
     def resync(self, *, prune: bool = False) -> None:
         """Mirror every live peer's registry entries (on joining: updates sent
@@ -509,9 +603,7 @@ class Cluster:
             if entry.node != self.node.name:
                 self.mirror(jid, entry)
         elif envelope.kind == UNBIND:
-            gone = self.unmirror(jid, envelope.data.decode())
-            if gone is not None and gone.node != envelope.origin:
-                self.counted_dead(gone.node)
+            self.unbind_mirrored(jid, envelope.data.decode(), envelope.origin)
         elif envelope.kind == CLOSE:
             self.close_local(jid, json.loads(envelope.data))
         elif envelope.kind == STALE:
@@ -631,17 +723,18 @@ class Cluster:
         others pass it what they have for there."""
         if not self.m.provided("net", "s2s"):
             return False  # no federation at all
-        # An s2s claim is never released, so the holder is asked once while it lives.
-        holder = self.s2s_holders.get(event.to_host)
+        # An s2s claim is never released, so the holder is asked once.
+        remembered = self.s2s_holders.get(event.to_host)
+        if remembered is not None and not self.gone_here(remembered):
+            return self.route_on(remembered, event.stanza)
+        try:
+            holder = self.node.claim("s2s", event.to_host)
+        except RedisError as error:
+            self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
+            return False
         if holder not in self.peers:
-            try:
-                holder = self.node.claim("s2s", event.to_host)
-            except RedisError as error:
-                self.m.log.warning("Cluster s2s claim failed (%s); linking from here", error)
-                return False
-            if holder is None or holder not in self.peers:
-                self.s2s_holders.pop(event.to_host, None)
-                return False
+            return False
+        if remembered is None:  # a dead one is, until its inbox is found closed
             self.s2s_holders[event.to_host] = holder
         return self.route_on(holder, event.stanza)
 
@@ -768,12 +861,12 @@ class Cluster:
                 self.reapers[name] = gevent.spawn(self.reap_in_turn, name)
 
     def counted_dead(self, node: str) -> None:
-        """A reaper removed a session of `node`: this node may have missed the
-        short while `node` counted as dead (between two of its watches), but
-        what it sends there now would be drained by the reaper and dropped
-        (news of sessions) or passed on, not read by `node`. So `node` is no
-        peer until the next watch finds it beating; should it rejoin, it reads
-        what changed meanwhile from the registry."""
+        """A reaper closed `node`'s inbox (a write met it closed, or it removed a
+        session of `node`): this node may have missed the short while `node`
+        counted as dead (between two of its watches), but `node` reads nothing
+        this node sends until it has joined again. So `node` is no peer until
+        the next watch finds it beating; should it rejoin, it reads what
+        changed meanwhile from the registry."""
         if node in self.peers:
             self.m.log.info("Cluster: %s was reaped", node)
             self.set_peers([peer for peer in self.peers if peer != node])
@@ -802,12 +895,16 @@ class Cluster:
 
     def reap(self, dead: str) -> None:
         """A node stopped beating: one survivor, the holder of its reaping claim,
-        removes its sessions and tells their contacts and the users' other
-        resources they are gone, then drains what was queued for it; at each
-        watch again while it holds the claim, for what senders that have not
-        noticed the death yet still write there."""
-        if not self.node.claim_reaping(dead):
+        hands on what was queued for it and closes its inbox (`drain`), and only
+        then removes its sessions and tells their contacts and the users' other
+        resources they are gone: until then the other nodes go on writing to
+        that inbox, which holds their stanzas in order behind the older ones."""
+        if not self.node.claim_reaping(dead) or not self.drain(dead):
             return
+        # What this node queued for the sessions meets the closed inbox and is
+        # handed on (`inbox_closed`), or is taken from the queue and handed on
+        # (`hand_on_queued`), before they are gone here.
+        self.outbox.wait_written(self.node.timeout / 3, dead)
         gone = list(self.node.sessions_of(dead))
         if gone:
             self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
@@ -817,29 +914,55 @@ class Cluster:
             if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
                 continue  # back meanwhile (or already gone)
             self.broadcast(UNBIND, jid, entry.sid.encode())
+            self.hand_on_queued(dead, str(jid))
             self.unmirror(jid, entry.sid)
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
-        self.node.forget_node(dead, while_dead=while_dead)
-        self.drain(dead)
+        if self.node.forget_node(dead, while_dead=while_dead):
+            # Nothing goes there from here any more: what is queued goes first.
+            self.hand_on_queued(dead)
+            self.forget_links(dead)
 
-    def drain(self, node: str) -> None:
+    def drain(self, node: str) -> bool:
         """Hand on what `node`'s inbox holds, in stream order (so in order per
-        sender and recipient), while this node holds the claim to; a drainer
+        sender and recipient), to the users' other sessions or offline storage
+        (to this greenlet, `node`'s sessions are gone: `gone_here`), then close
+        the inbox once nothing more is in it; whether it is closed. A drainer
         that dies leaves its unacknowledged entries to the next one."""
+        with self.gone_to_me(node):
+            return self.hand_on(node)
+
+    def hand_on(self, node: str) -> bool:
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
+        acking: list[gevent.Greenlet] = []
         # The claim before each take: `node` may be back since the last one (or
         # since `reap` began), and what its peers send it now is its own to read.
         while self.node.claim_reaping(node):
-            taken = self.node.orphans(node, min_idle_ms, self.drained_to.get(node, b"0-0"))
+            after = self.drained_to.get(node, b"0-0")
+            taken = self.node.orphans(node, min_idle_ms, after)
             if taken is None:
-                return
-            after, entries = taken
-            self.handle_all(node, entries, orphaned=True)
-            self.drained_to[node] = after
+                return False  # held back by an entry not idle yet: at the next watch
+            reached, entries = taken
+            if entries or reached != after:
+                acker = self.handle_all(node, entries, orphaned=True)
+                if acker is not None:
+                    acking.append(acker)
+                self.drained_to[node] = reached
+                continue
+            # None left: once what was handed on is written (its stanzas in
+            # sockets, on other nodes' streams), the inbox may close.
+            gevent.joinall(acking, timeout=WRITE_WAIT)
+            acking.clear()
+            if not self.outbox.wait_written(self.node.timeout / 3):
+                return False
+            if self.node.close_inbox(node, after):
+                self.drained_to.pop(node, None)
+                return True
+            # Written to meanwhile: that is taken too.
         # Another node took over (this one was too slow), or `node` is back.
         self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
+        return False
 
     # -- life cycle -------------------------------------------------------------------
 
