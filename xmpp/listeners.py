@@ -87,6 +87,33 @@ class QuietStreams:
 QUIET = QuietStreams()
 
 
+class _Flush:
+    """A flush of a transport's queued writes in a kept greenlet (_Readers), due,
+    under way or over; `join` waits for its end as Greenlet.join would."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done: gevent.event.Event | None = None  # made for the first who waits
+
+    def run(self, transport: SocketTransport) -> None:
+        try:
+            transport._flush()
+        finally:
+            done, self.done = self.done, _FLUSHED
+            if done is not None:
+                done.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.done is None:
+            self.done = gevent.event.Event()
+        self.done.wait(timeout)
+
+
+_FLUSHED = gevent.event.Event()
+_FLUSHED.set()
+
+
 class SocketTransport:
     """A session's view of its socket: queued writes, STARTTLS, close."""
 
@@ -115,7 +142,7 @@ class SocketTransport:
         self.listener = listener
         self.secure = secure
         self.outbox: list[bytes] = []
-        self.flusher: gevent.Greenlet | None = None
+        self.flusher: _Flush | None = None
         # Writes made by the connection's own reader (answers to what it just
         # read) are sent by it once the chunk is handled: no greenlet, one syscall.
         self.reader: Any = None
@@ -147,7 +174,8 @@ class SocketTransport:
             return
         self.outbox.append(data)
         if self.flusher is None and not self.sending and gevent.getcurrent() is not self.reader:
-            self.flusher = gevent.spawn(self._flush)
+            self.flusher = flush = _Flush()
+            READERS.run(flush.run, self)
 
     def _flush(self) -> None:
         if self.sending:
@@ -293,8 +321,8 @@ class XmppListener:
 
     def _spawn(self, function: Callable[..., None], *args: Any) -> None:
         self._handlers += 1  # counted at once: the accept loop asks _full before it runs
-        # A raw greenlet (see _Connection.wake): nothing joins or links to it.
-        gevent.spawn_raw(function, *args)
+        # A kept greenlet (see _Readers): nothing joins or links to it.
+        READERS.run(function, *args)
 
     def _accepted(self, sock: Any, address: tuple[Any, ...]) -> None:
         try:
@@ -380,12 +408,13 @@ def run_connection(transport: SocketTransport, session: Any, upgrade: Upgrade, *
 
 
 class _Readers:
-    """The greenlets that run woken connections (_Connection.wake), kept
-    between wakes: a new greenlet per wake cost some 11 us of CPU (created,
-    switched to, torn down), a third of a c2s message; switching to a waiting
-    one costs a tenth of that. One that blocks (a database call, a full
-    socket) just leaves the next wake to another. Beyond `keep` idle ones,
-    a greenlet ends when its connection parks: enough for bursts of logins
+    """The greenlets that run woken connections (_Connection.wake), accepted
+    ones and flushes of queued writes, kept between jobs: a new greenlet per
+    job cost some 11 us of CPU (created, switched to, torn down, and its
+    frame stack mapped and unmapped), a third of a c2s message; switching to
+    a waiting one costs a tenth of that. One that blocks (a database call, a
+    full socket) just leaves the next job to another. Beyond `keep` idle
+    ones, a greenlet ends when its job is done: enough for bursts of logins
     (50 at once in the bench's idle scenario; with 16, most of their wakes
     made a new greenlet), some 3 KiB each while idle."""
 
@@ -393,22 +422,22 @@ class _Readers:
         self.keep = keep
         self.idle: list[Any] = []
 
-    def run(self, connection: _Connection) -> None:
-        """Continue `connection` in an idle reader, or a new one (from the hub,
+    def run(self, function: Callable[..., None], *args: Any) -> None:
+        """Run `function(*args)` in an idle greenlet, or a new one (from the hub,
         or any greenlet: the switch is made by the hub)."""
         if self.idle:
-            gevent.get_hub().loop.run_callback(self.idle.pop().switch, connection)
+            gevent.get_hub().loop.run_callback(self.idle.pop().switch, function, args)
         else:
-            gevent.spawn_raw(self._serve, connection)
+            gevent.spawn_raw(self._serve, function, args)
 
-    def _serve(self, connection: _Connection) -> None:
+    def _serve(self, function: Callable[..., None], args: tuple[Any, ...]) -> None:
         hub = gevent.get_hub()
         while True:
-            connection.run(b"", True)
+            function(*args)
             if len(self.idle) >= self.keep:
                 return
             self.idle.append(gevent.getcurrent())
-            connection = hub.switch()  # run() hands over the next one
+            function, args = hub.switch()  # run() hands over the next job
 
 
 READERS = _Readers()
@@ -483,7 +512,7 @@ class _Connection:
             return
         self.watcher.stop()  # before the socket can close (SocketTransport._shutdown)
         self.transport.parked = None
-        READERS.run(self)
+        READERS.run(self.run, b"", True)
 
     def _end(self) -> None:
         transport = self.transport
