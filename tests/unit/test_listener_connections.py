@@ -152,3 +152,26 @@ def test_connections_and_flushes_run_in_kept_greenlets(monkeypatch):
         assert made == []
         for sock in warm:
             sock.close()
+
+
+def test_a_job_started_from_the_hub_runs_at_once():
+    """A read watcher's wake (the hub) goes straight into a kept greenlet, not
+    through another pass of the loop's callbacks; elsewhere the hub switches."""
+    ran: list[str] = []
+    done = gevent.event.Event()
+    READERS.run(ran.append, "warm")  # a greenlet is kept once its first job ends
+    gevent.sleep(0)
+    assert ran == ["warm"] and READERS.idle
+
+    def in_hub() -> None:
+        READERS.run(ran.append, "from the hub")
+        ran.append("after run")
+        done.set()
+
+    gevent.get_hub().loop.run_callback(in_hub)
+    assert done.wait(WAIT)
+    assert ran == ["warm", "from the hub", "after run"]
+    READERS.run(ran.append, "from a greenlet")
+    assert ran[-1] == "after run"  # this greenlet goes on until it yields
+    gevent.sleep(0)
+    assert ran[-1] == "from a greenlet"
