@@ -3,9 +3,10 @@
 A connection's reader is a short loop, `recv -> session.data_received`, run
 by a greenlet while there are bytes to read; in between, the connection
 waits in a read watcher, not in a greenlet of its own. Writes are queued on
-the transport and flushed by one short-lived greenlet per burst, so a router
-delivering from another session's greenlet never blocks on, or interleaves
-with, this socket.
+the transport and flushed by one job per burst in a greenlet of their own, so
+a router delivering from another session's greenlet never blocks on, or
+interleaves with, this socket. Reads, accepted connections and flushes all run
+in the few greenlets the process keeps between jobs (READERS).
 """
 
 from __future__ import annotations
