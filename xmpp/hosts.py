@@ -80,9 +80,12 @@ class LocalHost:
         if var not in self.features:
             self.features.append(var)
 
-    def fire(self, name: str, **fields: Any) -> Any:
-        """Fire event `name` on this host (see xmpp.events)."""
-        return self.events.fire(name, **fields)
+    @property
+    def fire(self) -> Callable[..., Any]:
+        """`fire(name, **fields)`: fire event `name` on this host (see xmpp.events).
+        The bus's own method: a call of ours in between packed the fields twice,
+        for each of the events a login fires, most of which nobody handles."""
+        return self.events.fire
 
 
 IqHandler = Callable[[IqRequest], "Element | None | bool"]

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import gevent.socket
 import pytest
+from gevent.pywsgi import WSGIHandler
 
 from http_apps import build_wsgi_app
 from http_apps.plain import BodyHandler, PlainRequest
 from http_apps.provider import HttpProvider
-from http_apps.server import HttpServer
+from http_apps.server import COALESCE_SIZE, HttpServer
 from tests.http_fixtures import HostClient, write_config
 from xmpp.metrics import HTTP_RESPONSES
 
@@ -111,3 +112,44 @@ def test_answers_without_wsgi_are_those_through_wsgi(tmp_path: Path, config: str
         server.stop(timeout=1)
     # The handler's own path is served without WSGI (the rest falls back to it).
     assert {"/app", "/app/"} <= set(served_directly)
+
+
+def parts(request: PlainRequest, body: bytes) -> tuple:
+    """An answer in parts of a known number and no Content-Length, as a held BOSH
+    request's; a body "big" asks for one over the size sent with the head."""
+    if body == b"big":
+        return "200 OK", [("Content-Type", "text/xml")], [b"x" * (COALESCE_SIZE + 1)]
+    return "200 OK", [("Content-Type", "text/xml")], [b"<a", b"", b"/>" + body]
+
+
+def test_a_small_answer_in_parts_leaves_whole_without_pywsgi_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = build_wsgi_app(write_config(tmp_path, BASE), [HttpProvider(
+        "app", "example.com", None, max_body_size=16,
+        wsgi_handlers={"POST": BodyHandler(parts)})])
+    server = HttpServer(("127.0.0.1", 0), app, service="http")
+    server.start()
+    sock = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        def ask(body: bytes, version: str = "HTTP/1.1") -> HTTPResponse:
+            sock.sendall(f"POST /app {version}\r\nHost: example.com\r\nConnection: keep-alive"
+                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            response = HTTPResponse(sock, method="POST")
+            response.begin()
+            return response
+
+        big = ask(b"big")  # pywsgi's own path: head, then the body
+        assert (big.status, big.getheader("Content-Length")) == (200, str(COALESCE_SIZE + 1))
+        assert big.read() == b"x" * (COALESCE_SIZE + 1)
+        monkeypatch.setattr(WSGIHandler, "_write_with_headers", None)  # not called again
+        for body, version in ((b"1", "HTTP/1.1"), (b"22", "HTTP/1.0"), (b"", "HTTP/1.1")):
+            response = ask(body, version)
+            assert response.status == 200
+            assert response.getheader("Content-Length") == str(4 + len(body))
+            assert response.getheader("Date")
+            if version == "HTTP/1.0":
+                assert response.getheader("Connection") == "keep-alive"
+            assert response.read() == b"<a/>" + body
+    finally:
+        sock.close()
+        server.stop(timeout=1)

@@ -121,3 +121,57 @@ def test_at_most_max_connections_idle_or_not():
         assert third.recv(100) == b"C"
         second.close()
         third.close()
+
+
+def test_connections_and_flushes_run_in_kept_greenlets(monkeypatch):
+    """Once some greenlets are kept, an accepted connection and a write from another
+    greenlet (its flush) make no greenlet: one costs ten times a switch to a kept one."""
+    with listening() as (listener, sessions):
+        warm = [client(listener) for _ in range(4)]
+        for sock in warm:
+            assert exchange(sock, b"warm") == b"WARM"
+        made = []
+        for name in ("spawn", "spawn_raw"):
+            original = getattr(gevent, name)
+
+            def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                made.append(args[0])
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(gevent, name, counted)
+        for _ in range(20):
+            sock = client(listener)
+            assert exchange(sock, b"hi") == b"HI"
+            transport = sessions[-1].transport
+            transport.write(b"pushed")  # from this greenlet, not the connection's reader
+            assert transport.flusher is not None
+            transport.flusher.join(WAIT)
+            assert sock.recv(100) == b"pushed"
+            sock.close()
+            assert sessions[-1].lost.wait(WAIT)
+        assert made == []
+        for sock in warm:
+            sock.close()
+
+
+def test_a_job_started_from_the_hub_runs_at_once():
+    """A read watcher's wake (the hub) goes straight into a kept greenlet, not
+    through another pass of the loop's callbacks; elsewhere the hub switches."""
+    ran: list[str] = []
+    done = gevent.event.Event()
+    READERS.run(ran.append, "warm")  # a greenlet is kept once its first job ends
+    gevent.sleep(0)
+    assert ran == ["warm"] and READERS.idle
+
+    def in_hub() -> None:
+        READERS.run(ran.append, "from the hub")
+        ran.append("after run")
+        done.set()
+
+    gevent.get_hub().loop.run_callback(in_hub)
+    assert done.wait(WAIT)
+    assert ran == ["warm", "from the hub", "after run"]
+    READERS.run(ran.append, "from a greenlet")
+    assert ran[-1] == "after run"  # this greenlet goes on until it yields
+    gevent.sleep(0)
+    assert ran[-1] == "from a greenlet"
