@@ -223,6 +223,26 @@ def test_archive_batches_from_a_thread_share_a_kept_connection_with_a_large_cach
         assert not connections, "a database server is waited on by the greenlet"
 
 
+def test_sqlite_batches_bind_times_as_sqlalchemy_does():
+    """The writer's own formatting of `when` gives SQLAlchemy's text on SQLite,
+    in any zone, at a whole second, across seconds and years; naive refused."""
+    from sqlalchemy.dialects import sqlite
+
+    from storage.models import UTCDateTime
+    from storage.stores import _sqlite_datetime
+
+    dialect = sqlite.dialect()
+    core = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    east = timezone(timedelta(hours=5, minutes=30))
+    values = [T0, T0 + timedelta(microseconds=7), T0 + timedelta(seconds=1),
+              datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+              datetime(2027, 1, 1, 5, 29, 59, 1, tzinfo=east),
+              datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=UTC), T0]
+    assert [_sqlite_datetime(value) for value in values] == [core(value) for value in values]
+    with pytest.raises(ValueError):
+        _sqlite_datetime(datetime(2026, 12, 1))
+
+
 def test_archive_batch_serialises_a_shared_element_once(stores, monkeypatch):
     """A local message is kept in its sender's and its recipient's archive as
     one element: the batch serialises it once and stores it twice."""
