@@ -442,19 +442,20 @@ class _SqliteTimes:
     a second (a batch's times are in order) and the microseconds appended."""
 
     def __init__(self) -> None:
-        self._second: tuple[int, ...] = ()
-        self._prefix = ""
+        # One tuple, replaced whole: a thread reading it sees a matching pair.
+        self._last: tuple[tuple[int, ...], str] = ((), "")
 
     def __call__(self, value: datetime) -> str:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         utc = value.astimezone(UTC)
         second = (utc.second, utc.minute, utc.hour, utc.day, utc.month, utc.year)
-        if second != self._second:
-            self._second = second
-            self._prefix = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} " \
-                           f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}."
-        return f"{self._prefix}{utc.microsecond:06d}"
+        last_second, prefix = self._last
+        if second != last_second:
+            prefix = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} " \
+                     f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}."
+            self._last = (second, prefix)
+        return f"{prefix}{utc.microsecond:06d}"
 
 
 _sqlite_datetime = _SqliteTimes()
