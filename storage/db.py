@@ -24,6 +24,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,16 @@ from storage.schema_head import VERSION_QUERY, is_current
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The connection that appends archive batches (Database.bulk_writer). A batch
+# touches, per user in it, the last page of each of the archive's three
+# indexes; with SQLite's default 2 MiB cache those pages were read back from
+# the OS for each batch. And a page is checkpointed into the database once per
+# checkpoint however many commits changed it, so checkpointing every 10,000
+# WAL pages (~40 MiB) rather than 1000 writes each hot page back 10 times less
+# often. Measured on 2 rows a message, 100 users, 4000-row batches: 26 -> 12
+# CPU-us a row. Neither changes durability: commits are as synced as before.
+SQLITE_BULK_CACHE_KIB = 16384
+SQLITE_BULK_CHECKPOINT_PAGES = 10000
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _PG_MIGRATION_LOCK = 0x5649_5245_4F00  # "VIREO\0"
@@ -106,6 +117,8 @@ class Database:
         # share one connection, kept checked out: no pool checkout and reset per read
         # (a third of a read). Other drivers wait on a socket, so each read takes its own.
         self._reader: Any = None
+        self._bulk: Any = None
+        self._bulk_lock = threading.Lock()  # greenlet-aware once gevent has patched
 
     def fetch_rows(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a SELECT of plain columns (no type conversion), run straight
@@ -131,6 +144,24 @@ class Database:
             # As from any other query: a storage failure (counted, answered with
             # its stanza condition), not a bug of ours.
             raise DBAPIError.instance(compiled.string, bound, error, dbapi_error) from error
+
+    @contextmanager
+    def bulk_writer(self) -> Iterator[Any]:
+        """SQLite's DB-API connection for bulk appends, one user at a time (its
+        transactions must not interleave). Kept checked out with a larger cache,
+        so the pages that each batch writes stay in it from batch to batch,
+        rather than taken from the pool, whose other connections would each
+        read them again."""
+        with self._bulk_lock:
+            if self._bulk is None:
+                self._bulk = self.engine.raw_connection()
+                cursor = self._bulk.dbapi_connection.cursor()
+                try:
+                    cursor.execute(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_BULK_CHECKPOINT_PAGES}")
+                finally:
+                    cursor.close()
+            yield self._bulk.dbapi_connection
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -201,9 +232,11 @@ class Database:
 
     def close(self) -> None:
         """Close every pooled connection."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for kept in ("_reader", "_bulk"):
+            connection = getattr(self, kept)
+            if connection is not None:
+                connection.close()
+                setattr(self, kept, None)
         self.engine.dispose()
 
 

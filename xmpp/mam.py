@@ -87,11 +87,14 @@ def for_storage(stanza: Element, dont_archive: frozenset[str]) -> Element | None
     (chat states by default); None when nothing would be left."""
     if not dont_archive:
         return stanza
+    for child in stanza:
+        if namespace_of(child.tag) in dont_archive:
+            break
+    else:  # the usual case, without building the list below
+        return stanza if len(stanza) else None
     kept = [child for child in stanza if namespace_of(child.tag) not in dont_archive]
     if not kept:
         return None
-    if len(kept) == len(stanza):
-        return stanza
     copy_ = Element(stanza.tag, stanza.attrib)
     copy_.text = stanza.text
     copy_.extend(kept)
@@ -115,6 +118,8 @@ def has_stanza_id(stanza: Element, by: str) -> bool:
 
 
 def _same_jid(text: str, bare: str) -> bool:
+    if text == bare:  # the server's own ids, on every archived message
+        return True
     try:
         return str(parse_jid(text)) == bare
     except InvalidJID:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from xml.etree.ElementTree import Element, SubElement
 
 import pytest
 
 from storage.accounts import AccountStore
+from storage.db import SQLITE_BULK_CACHE_KIB, SQLITE_BULK_CHECKPOINT_PAGES
 from storage.stores import ArchiveEntry, StoreFactory
 from tests.unit import storage_fixtures
 
@@ -192,6 +193,54 @@ def test_archive_batch_from_a_thread_is_found_by_time_as_single_appends(stores):
         [entries[0].key, entries[2].key, entries[4].key]
     keys = [entry.key for entry in entries]
     assert len(set(keys)) == len(keys)
+
+
+def test_archive_batches_from_a_thread_share_a_kept_connection_with_a_large_cache(stores):
+    """SQLite: every batch goes through the one connection Database.bulk_writer
+    keeps, whose cache holds the index pages batches write (not whichever the
+    pool hands out); its times, given in any zone, are stored as Core stores them."""
+    archive = stores.open(HOST, "archive", "archive")
+    connections = []
+
+    def run_blocking(fn, args):
+        connections.append(args[0])
+        return fn(*args)
+
+    east = timezone(timedelta(hours=2))
+    whens = [datetime(2026, 12, 1, 2, 0, 0, micro, tzinfo=east) for micro in (0, 5)]
+    for n, when in enumerate(whens):
+        archive.append_many([ArchiveEntry("alice", f"v{n}", when)], run_blocking=run_blocking)
+    archive.append("alice", "core", T0)
+    assert [(r.value, r.when) for r in archive.find("alice")] == \
+        [("v0", T0), ("core", T0), ("v1", T0 + timedelta(microseconds=5))]
+    if archive.db.backend == "sqlite":
+        assert len(set(map(id, connections))) == 1
+        pragma = connections[0].execute
+        assert pragma("PRAGMA cache_size").fetchone()[0] == -SQLITE_BULK_CACHE_KIB
+        assert pragma("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+            SQLITE_BULK_CHECKPOINT_PAGES
+    else:
+        assert not connections, "a database server is waited on by the greenlet"
+
+
+def test_sqlite_batches_bind_times_as_sqlalchemy_does():
+    """The writer's own formatting of `when` gives SQLAlchemy's text on SQLite,
+    in any zone, at a whole second, across seconds and years; naive refused."""
+    from sqlalchemy.dialects import sqlite
+
+    from storage.models import UTCDateTime
+    from storage.stores import _sqlite_datetime
+
+    dialect = sqlite.dialect()
+    core = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    east = timezone(timedelta(hours=5, minutes=30))
+    values = [T0, T0 + timedelta(microseconds=7), T0 + timedelta(seconds=1),
+              datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+              datetime(2027, 1, 1, 5, 29, 59, 1, tzinfo=east),
+              datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=UTC), T0]
+    assert [_sqlite_datetime(value) for value in values] == [core(value) for value in values]
+    with pytest.raises(ValueError):
+        _sqlite_datetime(datetime(2026, 12, 1))
 
 
 def test_archive_batch_serialises_a_shared_element_once(stores, monkeypatch):

@@ -64,6 +64,8 @@ class PrefsCache:
         self._store = store
         self.default = default
         self.smart_enable = smart_enable
+        # What users without stored preferences get, made once: asked per message.
+        self._unset = core.ArchivePrefs("never" if smart_enable else default)
         self._cache: OrderedDict[str, core.ArchivePrefs | None] = OrderedDict()
 
     def get(self, user: str, explicit: bool = False) -> core.ArchivePrefs:
@@ -76,11 +78,9 @@ class PrefsCache:
             self._remember(user, stored)
         if stored is not None:
             return stored
-        if not self.smart_enable:
-            return core.ArchivePrefs(self.default)
-        if explicit:
+        if self.smart_enable and explicit:
             return self.set(user, core.ArchivePrefs(self.default))
-        return core.ArchivePrefs("never")
+        return self._unset
 
     def set(self, user: str, prefs: core.ArchivePrefs) -> core.ArchivePrefs:
         self._store.set(user, prefs.to_json())
