@@ -7,6 +7,7 @@ real Redis (at $VIREO_TEST_REDIS_URL): "b" reaps "c"."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,10 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 import gevent
+import gevent.event
+import gevent.socket
 import pytest
+import redis.connection
 
 from tests.unit import redis_fixtures
 from tests.unit.core_fixtures import MemoryRosters, make_core
@@ -37,6 +41,8 @@ DOOMED = parse_jid(f"gina@{HOST}/doomed")  # bound on "c", which dies
 LAPTOP = parse_jid(f"gina@{HOST}/laptop")  # bound on "b", the reaper
 SENDER = f"hank@{HOST}/desk"  # on "a"
 INTERLEAVED = 6  # the drainer's takes during which "a" goes on sending
+STEADY_MAX = 20000  # messages of a steady flow at most
+STEADY_PAUSE = 0.0005  # seconds between two of them
 
 
 def member(node: ClusterNode) -> Cluster:
@@ -60,6 +66,18 @@ def member(node: ClusterNode) -> Cluster:
 
 @pytest.fixture
 def nodes(redis_url, redis_prefix) -> Iterator[dict[str, ClusterNode]]:
+    yield from joined(redis_url, redis_prefix)
+
+
+@pytest.fixture
+def cooperative_nodes(redis_url, redis_prefix, monkeypatch) -> Iterator[dict[str, ClusterNode]]:
+    """As `nodes`, their Redis calls on gevent's sockets (as a server's, whose
+    socket module gevent patched), so that greenlets run while one waits."""
+    monkeypatch.setattr(redis.connection, "socket", gevent.socket)
+    yield from joined(redis_url, redis_prefix)
+
+
+def joined(redis_url: str, redis_prefix: str) -> Iterator[dict[str, ClusterNode]]:
     made = {name: ClusterNode(ClusterOptions(redis_url, name, TIMEOUT, redis_prefix))
             for name in ("a", "b", "c")}
     for node in made.values():
@@ -150,3 +168,64 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
     assert not nodes["a"].redis.exists(nodes["a"].key("stream", "c"))
     if sender is not reaper:
         assert "the inbox of c is closed" in caplog.text  # that one met it closed
+
+
+def test_the_inbox_closes_in_bounded_time_under_a_steady_flow(cooperative_nodes):
+    """Hank writes to gina's session on "c" without pause while "b" reaps "c":
+    there is nearly always a new entry in the inbox by the time what the
+    drainer handed on (to gina's laptop, on "a" too) is written, yet the inbox
+    closes, gina's session on "c" is announced gone within a bound (three
+    heartbeat timeouts), and her laptop gets every message, in the order sent."""
+    nodes = cooperative_nodes
+    nodes["c"].put_session(DOOMED, SessionEntry("c", "doomed-sid", 0.0, 0, True))
+    nodes["a"].put_session(LAPTOP, SessionEntry("a", "laptop-sid", 0.0, 0, True))
+    sender, reaper = member(nodes["a"]), member(nodes["b"])
+    laptop = FakeSession(str(LAPTOP))
+    sender.router.bind(laptop, LAPTOP)
+    for each in (sender, reaper):
+        each.resync()
+    consumers = [gevent.spawn(each.consume) for each in (sender, reaper)]
+    sent = 0
+    stop = gevent.event.Event()
+
+    def flow() -> None:
+        """Up to STEADY_MAX messages, a pause of STEADY_PAUSE after each."""
+        nonlocal sent
+        while sent < STEADY_MAX and not stop.is_set():
+            sender.router.route(chat(sent))
+            sent += 1
+            gevent.sleep(STEADY_PAUSE)
+
+    flowing = gevent.spawn(flow)
+    gevent.sleep(0.2)  # the flow is on when "c" dies
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    reaping = gevent.spawn(reaper.reap, "c")
+    deadline = time.monotonic() + 3 * TIMEOUT
+    try:
+        while not told_gone(laptop) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert told_gone(laptop), "the dead node's session was never announced gone"
+        reaping.get(timeout=1)
+        assert not nodes["a"].redis.exists(nodes["a"].key("stream", "c"))
+        gevent.sleep(0.2)  # the flow goes on after the death was announced
+        stop.set()
+        flowing.get(timeout=5)
+        deadline = time.monotonic() + 10
+        while len(bodies_of(laptop)) < sent and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+    finally:
+        stop.set()
+        gevent.killall([flowing, reaping, *consumers], timeout=5)
+    # At least once: a message may come twice, never after a later one.
+    assert list(dict.fromkeys(bodies_of(laptop))) == [str(number) for number in range(sent)]
+    assert sender.router.resources(DOOMED.bare).get("doomed") is None
+
+
+def bodies_of(session: FakeSession) -> list[str | None]:
+    return [stanza.findtext(f"{{{ns.CLIENT}}}body") for stanza in session.received
+            if stanza.tag == f"{{{ns.CLIENT}}}message"]
+
+
+def told_gone(session: FakeSession) -> bool:
+    return any(stanza.get("type") == "unavailable" and stanza.get("from") == str(DOOMED)
+               for stanza in session.received)
