@@ -139,7 +139,7 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
     take = reaper.node.orphans
     takes = 0
 
-    def meanwhile(*args: Any) -> Any:
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
         """Before each take, what "b" queued is written, Hank's node reads its
         inbox and he sends one more, and the consumer of gina's other node
         delivers what came for her."""
@@ -150,7 +150,7 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
             in_a_greenlet(lambda: consume(sender))
             in_a_greenlet(lambda: send(1))
             in_a_greenlet(lambda: consume(holder))
-        return take(*args)
+        return take(*args, **kwargs)
 
     reaper.node.orphans = meanwhile  # type: ignore[method-assign]
     reaper.reap("c")
