@@ -39,7 +39,8 @@ HOST = "example.com"
 TIMEOUT = 3.0
 DOOMED = parse_jid(f"gina@{HOST}/doomed")  # bound on "c", which dies
 LAPTOP = parse_jid(f"gina@{HOST}/laptop")  # bound on "b", the reaper
-SENDER = f"hank@{HOST}/desk"  # on "a"
+SENDER = HANK = f"hank@{HOST}/desk"  # on "a"
+IVY = f"ivy@{HOST}/desk"  # on "b"
 INTERLEAVED = 6  # the drainer's takes during which "a" goes on sending
 STEADY_MAX = 20000  # messages of a steady flow at most
 STEADY_PAUSE = 0.0005  # seconds between two of them
@@ -87,10 +88,10 @@ def joined(redis_url: str, redis_prefix: str) -> Iterator[dict[str, ClusterNode]
         node.redis.close()
 
 
-def chat(number: int) -> Element:
-    stanza = Element(f"{{{ns.CLIENT}}}message", {"to": str(DOOMED), "from": SENDER,
+def chat(number: int, sender: str = SENDER, prefix: str = "") -> Element:
+    stanza = Element(f"{{{ns.CLIENT}}}message", {"to": str(DOOMED), "from": sender,
                                                  "type": "chat", "id": f"m{number}"})
-    SubElement(stanza, f"{{{ns.CLIENT}}}body").text = str(number)
+    SubElement(stanza, f"{{{ns.CLIENT}}}body").text = f"{prefix}{number}"
     return stanza
 
 
@@ -171,11 +172,12 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
 
 
 def test_the_inbox_closes_in_bounded_time_under_a_steady_flow(cooperative_nodes):
-    """Hank writes to gina's session on "c" without pause while "b" reaps "c":
-    there is nearly always a new entry in the inbox by the time what the
-    drainer handed on (to gina's laptop, on "a" too) is written, yet the inbox
-    closes, gina's session on "c" is announced gone within a bound (three
-    heartbeat timeouts), and her laptop gets every message, in the order sent."""
+    """Hank (on "a") and Ivy (on "b") write to gina's session on "c" without
+    pause while "b" reaps "c", so that each time the drainer waits for what it
+    handed on (to gina's laptop, on "a") to be written, one of Hank's reaches
+    the inbox meanwhile; yet the inbox closes, gina's session on "c" is
+    announced gone within a bound (three heartbeat timeouts), and her laptop
+    gets every message, in the order each sent them."""
     nodes = cooperative_nodes
     nodes["c"].put_session(DOOMED, SessionEntry("c", "doomed-sid", 0.0, 0, True))
     nodes["a"].put_session(LAPTOP, SessionEntry("a", "laptop-sid", 0.0, 0, True))
@@ -185,17 +187,33 @@ def test_the_inbox_closes_in_bounded_time_under_a_steady_flow(cooperative_nodes)
     for each in (sender, reaper):
         each.resync()
     consumers = [gevent.spawn(each.consume) for each in (sender, reaper)]
-    sent = 0
+    sent = {HANK: 0, IVY: 0}
     stop = gevent.event.Event()
 
+    def send(who: str) -> None:
+        if sent[who] < STEADY_MAX:
+            (sender if who == HANK else reaper).router.route(chat(sent[who], who, who[0]))
+            sent[who] += 1
+
     def flow() -> None:
-        """Up to STEADY_MAX messages, a pause of STEADY_PAUSE after each."""
-        nonlocal sent
-        while sent < STEADY_MAX and not stop.is_set():
-            sender.router.route(chat(sent))
-            sent += 1
+        """Up to STEADY_MAX messages from each, a pause of STEADY_PAUSE after
+        each pair."""
+        while not stop.is_set() and min(sent.values()) < STEADY_MAX:
+            send(HANK)
+            send(IVY)
             gevent.sleep(STEADY_PAUSE)
 
+    wait_written = reaper.outbox.wait_written
+
+    def written_meanwhile(*args: Any, **kwargs: Any) -> bool:
+        """One of Hank's reaches Redis while the drainer waits."""
+        def one_more() -> None:
+            send(HANK)
+            sender.outbox.wait_written(5)
+        in_a_greenlet(one_more)
+        return wait_written(*args, **kwargs)
+
+    reaper.outbox.wait_written = written_meanwhile  # type: ignore[method-assign]
     flowing = gevent.spawn(flow)
     gevent.sleep(0.2)  # the flow is on when "c" dies
     nodes["c"].redis.delete(nodes["c"].key("node", "c"))
@@ -211,13 +229,16 @@ def test_the_inbox_closes_in_bounded_time_under_a_steady_flow(cooperative_nodes)
         stop.set()
         flowing.get(timeout=5)
         deadline = time.monotonic() + 10
-        while len(bodies_of(laptop)) < sent and time.monotonic() < deadline:
+        while len(set(bodies_of(laptop))) < sum(sent.values()) and time.monotonic() < deadline:
             gevent.sleep(0.05)
     finally:
         stop.set()
         gevent.killall([flowing, reaping, *consumers], timeout=5)
-    # At least once: a message may come twice, never after a later one.
-    assert list(dict.fromkeys(bodies_of(laptop))) == [str(number) for number in range(sent)]
+    # At least once: a message may come twice, never after a later one of its sender.
+    firsts = list(dict.fromkeys(bodies_of(laptop)))
+    for who, count in sent.items():
+        assert [body for body in firsts if body and body[0] == who[0]] == [
+            f"{who[0]}{number}" for number in range(count)]
     assert sender.router.resources(DOOMED.bare).get("doomed") is None
 
 

@@ -251,13 +251,3 @@ def test_waiting_for_what_is_queued_now_ends_under_a_steady_flow(monkeypatch):
         assert outbox.queue or outbox.sending
     finally:
         flow.kill()
-
-
-def test_what_is_queued_for_a_closed_inbox_is_taken_out_in_order(monkeypatch):
-    outbox, _written = recording_outbox(monkeypatch)
-    outbox.queue = [("dead", envelope_for("e0")), ("n2", envelope_for("e1")),
-                    ("dead", envelope_for("e2", "olga@example.com/x")),
-                    ("dead", envelope_for("e3"))]
-    assert [found.id for found in outbox.take("dead", "bob@example.com/phone")] == ["e0", "e3"]
-    assert [found.id for found in outbox.take("dead")] == ["e2"]
-    assert [envelope.id for _node, envelope in outbox.queue] == ["e1"]

@@ -533,7 +533,9 @@ class Outbox:
     is handed to `refused` at once (its stanza is bounced to its sender),
     never queued: one that was tried may have reached Redis already. What met
     a closed inbox is handed to `closed` (node, envelopes) before the next
-    batch is written, so that it is routed afresh ahead of what follows."""
+    batch is written, so that it is routed afresh ahead of what follows; from
+    then on (the node in `shut`) what is queued for that node is handed there
+    unwritten, in order."""
 
     def __init__(self, node: ClusterNode, log: logging.Logger,
                  refused: Callable[[str, Envelope], None],
@@ -549,6 +551,7 @@ class Outbox:
         self.sending: list[tuple[str, Envelope]] = []  # the batch being written
         self.flusher: gevent.Greenlet | None = None
         self.batch_done = gevent.event.Event()  # set (and replaced) after each batch
+        self.shut: set[str] = set()  # nodes whose inbox is closed
 
     def put(self, node: str, envelope: Envelope) -> None:
         if len(self.queue) + len(self.sending) >= self.limit:
@@ -563,15 +566,22 @@ class Outbox:
         if self.flusher is not None:
             self.flusher.join(timeout)
 
-    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
-        """The envelopes queued for `node` (about `jid` only, if given), taken
-        out of the queue in order: its inbox is closed."""
-        taken = [envelope for queued, envelope in self.queue
-                 if queued == node and jid in (None, envelope.jid)]
+    def take(self, node: str) -> list[Envelope]:
+        """The envelopes queued for `node`, taken out of the queue in order."""
+        taken = [envelope for queued, envelope in self.queue if queued == node]
         if taken:
             self.queue = [(queued, envelope) for queued, envelope in self.queue
-                          if not (queued == node and jid in (None, envelope.jid))]
+                          if queued != node]
         return taken
+
+    def wait_sent(self, node: str, timeout: float) -> None:
+        """Until the batch being written holds nothing for `node` (or `timeout`
+        seconds passed); once `node` is shut, the next batches hold nothing
+        for it."""
+        deadline = time.monotonic() + timeout
+        while any(queued == node for queued, _envelope in self.sending):
+            if not self.batch_done.wait(max(0.0, deadline - time.monotonic())):
+                return
 
     def wait_written(self, timeout: float, node: str | None = None) -> bool:
         """Until what is queued now (for `node`, else for any node) has been
@@ -595,8 +605,9 @@ class Outbox:
             gevent.sleep(GATHER_DELAY)
             while self.queue:
                 self.sending, self.queue = self.queue, []
+                self.hand_back_shut()
                 try:
-                    closed = self.node.send(self.sending)
+                    closed = self.node.send(self.sending) if self.sending else []
                 except redis.RedisError as error:
                     self.queue = self.sending + self.queue
                     self.sending = []
@@ -611,6 +622,20 @@ class Outbox:
         finally:
             self.flusher = None
             self.batch_written()
+
+    def hand_back_shut(self) -> None:
+        """What the batch holds for a closed inbox goes to `closed` unwritten."""
+        if not self.shut:
+            return
+        kept, back = [], {}
+        for node, envelope in self.sending:
+            if node in self.shut:
+                back.setdefault(node, []).append(envelope)
+            else:
+                kept.append((node, envelope))
+        self.sending = kept
+        for node, envelopes in back.items():
+            self.closed(node, envelopes)
 
     def batch_written(self) -> None:
         done, self.batch_done = self.batch_done, gevent.event.Event()

@@ -140,7 +140,7 @@ class Hold:
     says all it took from there is handed on (`Cluster.release`)."""
 
     envelopes: list[Envelope]
-    timer: gevent.Greenlet  # releases it should the drainer never say so
+    timer: gevent.Greenlet | None  # releases it should the drainer never say so
 
 
 @dataclass(slots=True)
@@ -358,11 +358,13 @@ class Cluster:
 
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
         """What this node sent met `node`'s inbox closed (the outbox's writer
-        calls this before its next write). Its drainer may still be handing on
-        what it took from there last: this node holds what it meant for the
-        node, in order, until the drainer says it is all written (`DRAINED`),
-        or a heartbeat timeout passed (the drainer may have died too), or the
-        hold is as large as the outbox's limit. Once released, at once."""
+        calls this before its next write, and writes nothing there from now
+        on). Its drainer may still be handing on what it took from there last:
+        this node holds what it meant for the node, in order, until the drainer
+        says it is all written (`DRAINED`), or a heartbeat timeout passed (the
+        drainer may have died too), or the hold is as large as the outbox's
+        limit. Once released, at once."""
+        self.outbox.shut.add(node)
         if node in self.released:
             with self.gone_to_me(node):
                 self.handle_closed(node, envelopes)
@@ -371,7 +373,7 @@ class Cluster:
         if hold is None:
             timer = gevent.spawn_later(self.node.timeout, self.release_hold, node)
             hold = self.holds[node] = Hold([], timer)
-        elif len(hold.envelopes) >= self.outbox.limit:
+        elif len(hold.envelopes) >= self.outbox.limit and hold.timer is not None:
             self.m.log.warning("Cluster: more than %d stanzas wait for the drain of %s;"
                                " routed afresh now", self.outbox.limit, node)
             hold.timer.kill(block=False)
@@ -381,21 +383,29 @@ class Cluster:
     def release_hold(self, node: str) -> None:
         """`node`'s closed inbox is all handed on, its drainer said (or the
         hold lasted its longest): what this node held for it, then what its
-        outbox still has for it, is handed on as the drainer would have, and
-        its sessions are gone here too (the outbox writes nothing meanwhile)."""
+        outbox has for it, is handed on as the drainer would have, in order,
+        and its sessions are gone here too."""
         if node == self.node.name:
             return  # back, and told late of its own reaping: nothing of it is mirrored
-        # What is on its way there meets the closed inbox first, and joins the hold.
-        self.outbox.wait_written(self.node.timeout / 3, node)
-        hold = self.holds.pop(node, None)
+        # What is being written there comes back into the hold; nothing after it
+        # is written there (`shut`), so what is queued for it is later.
+        self.outbox.shut.add(node)
+        self.outbox.wait_sent(node, self.node.timeout / 3)
+        hold = self.holds.setdefault(node, Hold([], None))
+        hold.envelopes += self.outbox.take(node)
+        with self.gone_to_me(node):
+            # What is routed there meanwhile (should handing on wait for Redis)
+            # joins the hold's end.
+            while hold.envelopes:
+                envelopes, hold.envelopes = hold.envelopes, []
+                self.handle_closed(node, envelopes)
+        # From here on nothing yields until the sessions are gone here: nothing
+        # routed directly overtakes what was meant for them.
+        del self.holds[node]
+        if hold.timer is not None and hold.timer is not gevent.getcurrent():
+            hold.timer.kill(block=False)
         self.released.add(node)
         self.m.log.info("Cluster: the inbox of %s is closed", node)
-        if hold is not None:
-            if hold.timer is not gevent.getcurrent():
-                hold.timer.kill(block=False)
-            with self.gone_to_me(node):
-                self.handle_closed(node, hold.envelopes)
-        self.hand_on_queued(node)
         for resources in list(self.router.sessions.values()):
             for session in list(resources.values()):
                 if isinstance(session, RemoteSession) and session.node == node:
@@ -408,15 +418,6 @@ class Cluster:
         self.homes.forget(node)
         self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
                             if holder != node}
-
-    def hand_on_queued(self, node: str, jid: str | None = None) -> None:
-        """What the outbox holds for closed `node`'s inbox (about `jid` only, if
-        given) is handed on as the drainer would have, until none is left: the
-        caller then unbinds the sessions at once, so that nothing routed
-        directly overtakes what was queued for them."""
-        with self.gone_to_me(node):
-            while envelopes := self.outbox.take(node, jid):
-                self.handle_closed(node, envelopes)
 
     def handle_closed(self, node: str, envelopes: list[Envelope]) -> None:
         """Act on envelopes meant for closed `node`'s inbox, as its drainer does."""
@@ -922,6 +923,7 @@ class Cluster:
     def set_peers(self, peers: list[str]) -> None:
         # A node beating again has an inbox again: its next death is drained anew.
         self.released.difference_update(peers)
+        self.outbox.shut.difference_update(peers)
         if peers == self.peers:
             return
         # Until this line names a new node, what changes here does not reach it.
@@ -961,15 +963,11 @@ class Cluster:
             if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
                 continue  # back meanwhile (or already gone)
             self.broadcast(UNBIND, jid, entry.sid.encode())
-            self.hand_on_queued(dead, str(jid))
             self.unmirror(jid, entry.sid)
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
-        if self.node.forget_node(dead, while_dead=while_dead):
-            # Nothing goes there from here any more: what is queued goes first.
-            self.hand_on_queued(dead)
-            self.forget_links(dead)
+        self.node.forget_node(dead, while_dead=while_dead)
 
     def drain(self, node: str) -> bool:
         """Hand on what `node`'s inbox holds, in stream order (so in order per
