@@ -358,17 +358,17 @@ class Cluster:
 
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
         """What this node sent met `node`'s inbox closed (the outbox's writer
-        calls this before its next write, and writes nothing there from now
-        on). Its drainer may still be handing on what it took from there last:
-        this node holds what it meant for the node, in order, until the drainer
-        says it is all written (`DRAINED`), or a heartbeat timeout passed (the
-        drainer may have died too), or the hold is as large as the outbox's
-        limit. Once released, at once."""
-        self.outbox.shut.add(node)
+        calls this before its next write). Its drainer may still be handing on
+        what it took from there last: this node holds what it meant for the
+        node, in order (the outbox writes nothing more there, `shut`, but hands
+        it here), until the drainer says it is all written (`DRAINED`), or a
+        heartbeat timeout passed (the drainer may have died too), or the hold
+        is as large as the outbox's limit. Once released, at once."""
         if node in self.released:
             with self.gone_to_me(node):
                 self.handle_closed(node, envelopes)
             return
+        self.outbox.shut.add(node)
         hold = self.holds.get(node)
         if hold is None:
             timer = gevent.spawn_later(self.node.timeout, self.release_hold, node)
@@ -387,9 +387,8 @@ class Cluster:
         and its sessions are gone here too."""
         if node == self.node.name:
             return  # back, and told late of its own reaping: nothing of it is mirrored
-        # What is being written there comes back into the hold; nothing after it
-        # is written there (`shut`), so what is queued for it is later.
-        self.outbox.shut.add(node)
+        # What is being written there comes back into the hold; what is queued
+        # for it is later (and the next batches hold none of it once `shut`).
         self.outbox.wait_sent(node, self.node.timeout / 3)
         hold = self.holds.setdefault(node, Hold([], None))
         hold.envelopes += self.outbox.take(node)
@@ -412,6 +411,9 @@ class Cluster:
                     self.router.unbind(session)
         self.forget_links(node)
         self.counted_dead(node)
+        # Nothing is routed there any more but what was on its way: should it be
+        # back (a restart), its inbox says so.
+        self.outbox.shut.discard(node)
 
     def forget_links(self, node: str) -> None:
         """`node`'s inbox is closed: its rooms and s2s links live elsewhere now."""
