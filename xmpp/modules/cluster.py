@@ -21,8 +21,8 @@ What this module does itself:
   the holder of its `reaping` claim: its inbox is drained in stream order (the
   entries it took and never acknowledged, then those it never read) to the
   users' remaining sessions or to offline storage, and to its rooms' new
-  homes, then closed; only then are its sessions removed and announced
-  unavailable (see "Order across a node's death" below). The drainer renews
+  homes, then closed, in a bounded time; only then are its sessions removed
+  and announced unavailable (see "Order across a node's death" below). The drainer renews
   its claim before each take; should it die too, its claim lapses and the
   next survivor goes on from the first unacknowledged entry. A pending entry
   not idle for a heartbeat timeout yet (its node may be alive after all)
@@ -49,27 +49,36 @@ remembered), behind the older stanzas, and the drainer routes all of it
 afresh; to the drainer's greenlet alone the node's sessions are gone
 (`gone_here`: a RemoteSession of it has no state there, so a message goes to
 the user's other resources or offline storage; its rooms are claimed again),
-while the node's other greenlets still write to the inbox too. Once a pass
-leaves nothing, the drainer waits until what it handed on is written (into
-local sockets, out of its outbox) and closes the inbox by deleting it, in one
-Lua step that checks nothing came after its last take (else it takes that
-too). Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a
-write after the close is refused atomically, and the sender then routes that
-stanza afresh, and what its outbox still holds for the node, ahead of what it
-writes next, before it counts the node's sessions, homes and links as gone.
-The reaper's unbinds come after the close, and a node acting on one first
-hands on what its outbox holds for the session the same way. So each stanza
-either entered the inbox before the close and was handed on before it, or is
-routed after it: at-least-once, in order per sender and recipient. The cost:
-the dead node's users are announced gone only once the drain is over (about a
-heartbeat timeout of traffic), and nothing on the single-process path or on
-the hot cross-node path but the XADD's flag.
+while the node's other greenlets still write to the inbox too. Once a take
+finds nothing more, the drainer closes the inbox at once, whatever came since
+(under a steady flow something always has): one Lua step renames it to the
+fenced inbox, entries, consumer group and pending entries with it, so the
+close takes a bounded time whatever the flow. It hands on what the fenced
+inbox holds, waits until all it handed on is written (into local sockets, out
+of its outbox), deletes it, and only then sends `DRAINED` (the node's name)
+to every live node, ahead of the unbinds. Senders write with XADD NOMKSTREAM,
+in the same pipeline as ever: a write after the close is refused atomically,
+and the sender holds that stanza, and whatever its outbox has for the node
+from then on (the outbox writes nothing more there, `shut`), in order, until
+`DRAINED` reaches it on its own stream, behind what the drainer handed on to
+it; then it routes them afresh, and only then counts the node's sessions,
+homes and links as gone, so that nothing routed directly overtakes them. So
+each stanza either entered the inbox before the close and was handed on
+before `DRAINED`, or is routed after it: at-least-once, in order per sender
+and recipient. A drainer that dies after the close leaves the fenced inbox to
+the next claimant (drained first, before the inbox), and the hold is let go
+after a heartbeat timeout (order may then break, nothing is lost) or past the
+outbox's limit. The cost: the dead node's users are announced gone only once
+the drain is over (about a heartbeat timeout of traffic, plus what came during
+the last take), and nothing on the single-process path or on the hot
+cross-node path but the XADD's flag and one test of an empty set per batch.
 The drainer's node keeps its other greenlets' view apart: a room the drainer
 brought back there is theirs only once the inbox is closed (`Homes.taken`).
 Left unordered: what one node at a time holds (`ownership-*`: a component's
 domain, a BOSH sid), which a survivor may take over at once, as its client
 comes back there; and a Redis that lost its data, whose streams are gone as
-if closed (stanzas are routed afresh, nothing is lost, until each node,
+if closed (with no drainer to say `DRAINED`, what meets them is held a
+heartbeat timeout, then routed afresh: nothing is lost, until each node,
 finding its heartbeat lapsed, makes its inbox again).
 """
 
