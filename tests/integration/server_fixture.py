@@ -37,6 +37,12 @@ def ephemeral_range_start() -> int:
         return 32768  # Linux's default
 
 
+# Ports this process handed out: free again once picked (nothing binds them until the
+# server starts), so a second pick for the same config or a server started later
+# could get one of them; never twice per test process (some 20,000 to pick from).
+_PICKED: set[tuple[str, int]] = set()
+
+
 def free_port(address: str = "127.0.0.1") -> int:
     """A port free on `address` now, for a server to bind soon after.
 
@@ -47,11 +53,14 @@ def free_port(address: str = "127.0.0.1") -> int:
     top = max(ephemeral_range_start(), 2 * LOWEST_PORT)  # (overlaps a range set that low)
     for _ in range(PORT_ATTEMPTS):
         port = random.randrange(LOWEST_PORT, top)
+        if (address, port) in _PICKED:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((address, port))
             except OSError:
                 continue
+            _PICKED.add((address, port))
             return port
     raise RuntimeError(f"no free port on {address} in {PORT_ATTEMPTS} tries")
 
