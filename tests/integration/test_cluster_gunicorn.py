@@ -9,20 +9,18 @@ gunicorn port and served by the other node."""
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import pytest
 
 from tests.integration.bosh_client import local
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import Databases, ServerProcess
 from tests.integration.test_cluster import REDIS_ENV, Cluster, from_, seed
-from tests.integration.test_cluster_owned import UPLOAD, RoamingBosh
+from tests.integration.test_cluster_owned import UPLOAD, RoamingBosh, put_then_get
 from tests.integration.test_http_gunicorn import start_gunicorn
 from tests.unit.storage_fixtures import POSTGRES_ENV
 
@@ -100,17 +98,8 @@ def test_an_upload_through_the_gunicorn_node_is_served_by_the_plain_one(nodes):
         slot = (await client["xep_0363"].request_slot(
             UPLOAD, "gunicorn.bin", len(body), "application/octet-stream",
             timeout=TIMEOUT))["http_upload_slot"]
-        headers = {h["name"]: h["value"] for h in slot["put"]["headers"]}
-        async with aiohttp.ClientSession() as session:
-            async with session.put(over_http(slot["put"]["url"], unicorn),
-                                   data=io.BytesIO(body),
-                                   headers={**headers,
-                                            "Content-Type": "application/octet-stream"}
-                                   ) as response:
-                assert response.status == 201, await response.text()
-            async with session.get(over_http(slot["get"]["url"], plain)) as response:
-                assert response.status == 200
-                assert await response.read() == body
+        await put_then_get(slot, over_http(slot["put"]["url"], unicorn),
+                           over_http(slot["get"]["url"], plain), body)
         await close(client)
 
     run(scenario())

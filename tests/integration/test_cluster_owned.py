@@ -215,6 +215,21 @@ def on_node(url: str, node) -> str:
     return urlunsplit(parts._replace(netloc=f"127.0.0.1:{node.ports[parts.scheme]}"))
 
 
+async def put_then_get(slot: dict, put_url: str, get_url: str, body: bytes) -> None:
+    """Fill upload `slot` with `body` at `put_url` (its headers sent), then
+    read it back whole from `get_url`."""
+    headers = {h["name"]: h["value"] for h in slot["put"]["headers"]}
+    # The nodes' certificates are self-signed.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
+        async with session.put(put_url, data=io.BytesIO(body),
+                               headers={**headers, "Content-Type": "application/octet-stream"}
+                               ) as response:
+            assert response.status == 201, await response.text()
+        async with session.get(get_url) as response:
+            assert response.status == 200
+            assert await response.read() == body
+
+
 def test_a_slot_from_one_node_is_filled_through_a_second_and_served_by_a_third(cluster):
     n1, n2, n3 = (cluster.nodes[name] for name in ("n1", "n2", "n3"))
     body = bytes(range(256)) * 40
@@ -224,17 +239,8 @@ def test_a_slot_from_one_node_is_filled_through_a_second_and_served_by_a_third(c
         slot = (await client["xep_0363"].request_slot(
             UPLOAD, "cluster.bin", len(body), "application/octet-stream",
             timeout=TIMEOUT))["http_upload_slot"]
-        headers = {h["name"]: h["value"] for h in slot["put"]["headers"]}
-        # The nodes' certificates are self-signed.
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
-            async with session.put(on_node(slot["put"]["url"], n2), data=io.BytesIO(body),
-                                   headers={**headers,
-                                            "Content-Type": "application/octet-stream"}
-                                   ) as response:
-                assert response.status == 201, await response.text()
-            async with session.get(on_node(slot["get"]["url"], n3)) as response:
-                assert response.status == 200
-                assert await response.read() == body
+        await put_then_get(slot, on_node(slot["put"]["url"], n2),
+                           on_node(slot["get"]["url"], n3), body)
         await close(client)
 
     run(scenario())

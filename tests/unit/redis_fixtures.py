@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,19 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def joined_nodes(redis_url: str, prefix: str, timeout: float,
+                 names: tuple[str, ...] = ("a", "b", "c")) -> Iterator[dict[str, Any]]:
+    """Cluster nodes `names` under `prefix`, each joined (beating); their
+    connections closed afterwards. For a fixture to `yield from`."""
+    from xmpp.cluster.node import ClusterNode
+    from xmpp.cluster.options import ClusterOptions
+
+    made = {name: ClusterNode(ClusterOptions(redis_url, name, timeout, prefix))
+            for name in names}
+    for node in made.values():
+        node.join()
+    yield made
+    for node in made.values():
+        node.redis.close()

@@ -25,7 +25,6 @@ from tests.unit.core_fixtures import MemoryRosters, make_core
 from tests.unit.test_router import FakeSession
 from xmpp import namespaces as ns
 from xmpp.cluster.node import ClusterNode
-from xmpp.cluster.options import ClusterOptions
 from xmpp.cluster.wire import SessionEntry
 from xmpp.config import Config, HostConfig
 from xmpp.jid import parse_jid
@@ -67,7 +66,7 @@ def member(node: ClusterNode) -> Cluster:
 
 @pytest.fixture
 def nodes(redis_url, redis_prefix) -> Iterator[dict[str, ClusterNode]]:
-    yield from joined(redis_url, redis_prefix)
+    yield from redis_fixtures.joined_nodes(redis_url, redis_prefix, TIMEOUT)
 
 
 @pytest.fixture
@@ -75,17 +74,7 @@ def cooperative_nodes(redis_url, redis_prefix, monkeypatch) -> Iterator[dict[str
     """As `nodes`, their Redis calls on gevent's sockets (as a server's, whose
     socket module gevent patched), so that greenlets run while one waits."""
     monkeypatch.setattr(redis.connection, "socket", gevent.socket)
-    yield from joined(redis_url, redis_prefix)
-
-
-def joined(redis_url: str, redis_prefix: str) -> Iterator[dict[str, ClusterNode]]:
-    made = {name: ClusterNode(ClusterOptions(redis_url, name, TIMEOUT, redis_prefix))
-            for name in ("a", "b", "c")}
-    for node in made.values():
-        node.join()
-    yield made
-    for node in made.values():
-        node.redis.close()
+    yield from redis_fixtures.joined_nodes(redis_url, redis_prefix, TIMEOUT)
 
 
 def chat(number: int, sender: str = SENDER, prefix: str = "") -> Element:

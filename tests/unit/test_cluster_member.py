@@ -69,13 +69,7 @@ class Stop(BaseException):
 @pytest.fixture
 def nodes(redis_url, redis_prefix) -> Iterator[dict[str, ClusterNode]]:
     """Nodes "a", "b" and "c", beating."""
-    made = {name: ClusterNode(ClusterOptions(redis_url, name, TIMEOUT, redis_prefix))
-            for name in ("a", "b", "c")}
-    for node in made.values():
-        node.join()
-    yield made
-    for node in made.values():
-        node.redis.close()
+    yield from redis_fixtures.joined_nodes(redis_url, redis_prefix, TIMEOUT)
 
 
 @pytest.fixture
