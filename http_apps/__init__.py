@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from http_apps.cors import CorsPolicy, cors_policy
 from http_apps.errors import wsgi_error
-from http_apps.plain import Answer, DirectRoute, PlainRequest, PlainRoute, plain_paths
+from http_apps.plain import (
+    Answer,
+    DirectRoute,
+    PlainRequest,
+    PlainRoute,
+    plain_paths,
+    redirect_to_slash,
+)
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
@@ -55,26 +62,51 @@ _PORT = re.compile(r":\d+$")
 
 class HostSite:
     """The WSGI app of one host: its plain routes (http_apps.plain) ahead of its Flask
-    app, which is built (http_apps.flask_host) at the first request it may answer."""
+    app, which is built (http_apps.flask_host) at the first request it may answer.
+
+    `subpath_routes` are (prefix ending in "/", route) for apps serving every path
+    under their mount path (HttpProvider.subpaths), longest prefix first; a blueprint
+    mounted deeper than such a prefix keeps the paths under it.
+    """
 
     def __init__(self, make_app: Callable[[], flask.Flask], routes: dict[str, PlainRoute],
-                 mount_paths: tuple[str, ...]) -> None:
+                 mount_paths: tuple[str, ...],
+                 subpath_routes: Iterable[tuple[str, PlainRoute]] = ()) -> None:
         self._make_app = make_app
         self.routes = routes
         self.mount_paths = mount_paths  # of the blueprints
+        self.subpath_routes = tuple(
+            (prefix, route, tuple(m for m in mount_paths if len(m) >= len(prefix)))
+            for prefix, route in sorted(subpath_routes, key=lambda item: -len(item[0])))
 
     @functools.cached_property
     def app(self) -> flask.Flask:
         return self._make_app()
 
     def __call__(self, environ, start_response):
-        route = self.routes.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        route = self.routes.get(path)
+        if route is None and self.subpath_routes:
+            found = self._under(path)
+            if found is not None:
+                prefix, route = found
+                # As a WSGI dispatcher does: the mount path moves to SCRIPT_NAME.
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix[:-1]
+                environ["PATH_INFO"] = path[len(prefix) - 1:]
         return (route or self.app)(environ, start_response)
+
+    def _under(self, path: str) -> tuple[str, PlainRoute] | None:
+        """The subpath route whose prefix starts `path`, unless a blueprint mounted
+        deeper does."""
+        for prefix, route, deeper in self.subpath_routes:
+            if path.startswith(prefix):
+                return None if path.startswith(deeper) else (prefix, route)
+        return None
 
     def handles(self, environ: dict) -> bool:
         """Whether a route answers this path (or redirects it, or wants another method)."""
         path = environ.get("PATH_INFO", "")
-        if path in self.routes:
+        if path in self.routes or self._under(path) is not None:
             return True
         if not path.startswith(self.mount_paths):
             return False
@@ -84,7 +116,7 @@ class HostSite:
 
     def claims(self, path: str) -> bool | None:
         """`handles` told from the path alone; None when only the environ can tell."""
-        if path in self.routes:
+        if path in self.routes or self._under(path) is not None:
             return True
         return None if path.startswith(self.mount_paths) else False
 
@@ -104,6 +136,7 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> Hos
     blueprints: list[tuple[HttpProvider, str]] = []
     policies: dict[str, CorsPolicy] = {}
     routes: dict[str, PlainRoute] = {}
+    subpath_routes: list[tuple[str, PlainRoute]] = []
     for provider in providers:
         path = base_path(config, host, provider.name, provider.default_path)
         handlers = provider.wsgi_handlers or {}
@@ -117,7 +150,14 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> Hos
         if handlers:
             limit = app_limit if provider.max_body_size is None else provider.max_body_size
             route = PlainRoute(handlers, host=host, limit=limit, app_limit=app_limit, cors=policy)
-            routes.update(dict.fromkeys(plain_paths(path), route))
+            if provider.subpaths:
+                prefix = path.rstrip("/") + "/"
+                subpath_routes.append((prefix, route))
+                if path != prefix:
+                    routes[path] = PlainRoute({"GET": redirect_to_slash}, host=host, limit=limit,
+                                              app_limit=app_limit, cors=None)
+            else:
+                routes.update(dict.fromkeys(plain_paths(path), route))
         log.debug("Serving HTTP app %r on %s at %s", provider.name, host, path)
 
     def make_app() -> flask.Flask:
@@ -125,7 +165,7 @@ def create_app(config: Any, host: str, providers: Iterable[HttpProvider]) -> Hos
 
         return host_app(config, host, app_limit, blueprints, policies)
 
-    return HostSite(make_app, routes, tuple(path for _, path in blueprints))
+    return HostSite(make_app, routes, tuple(path for _, path in blueprints), subpath_routes)
 
 
 class HostDispatcher:

@@ -22,6 +22,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wsgi import get_content_length
@@ -175,6 +176,26 @@ class PlainRoute:
 
     def _not_allowed(self, _environ: dict, _start_response: Any) -> Iterable[bytes]:
         raise MethodNotAllowed(valid_methods=sorted(self.handlers))
+
+
+#: What RFC 3986 allows unescaped in a path segment, besides unreserved characters.
+PATH_SAFE = "/!$&'()*+,;=:@"
+
+
+def path_location(path: bytes, query: str = "") -> str:
+    """A Location field's value for the path `path`, escaped (RFC 3986), with `query`."""
+    location = quote(path, safe=PATH_SAFE)
+    return f"{location}?{query}" if query else location
+
+
+def redirect_to_slash(environ: dict, start_response: Any) -> Iterable[bytes]:
+    """The mount path of an app serving the paths under it (HttpProvider.subpaths):
+    301 to it with a trailing slash, the query kept, as Prosody's mod_http."""
+    # PATH_INFO holds the request's bytes read as latin-1 (PEP 3333).
+    path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") + "/").encode("latin-1")
+    location = path_location(path, environ.get("QUERY_STRING", ""))
+    start_response("301 Moved Permanently", [("Location", location), ("Content-Length", "0")])
+    return []
 
 
 def _without_body(body: Iterable[bytes]) -> Iterable[bytes]:

@@ -46,6 +46,10 @@ class HttpProvider:
         REMOTE_ADDR and wsgi.url_scheme as trusted_proxies leaves them. A handler
         answering from the whole body can be an http_apps.plain.BodyHandler, which
         the HTTP server serves without building a WSGI environ.
+    subpaths: the `wsgi_handlers` answer every path under the mount path too
+        (Prosody's "GET /*" routes): they see the mount path in SCRIPT_NAME and the
+        rest, from its slash, in PATH_INFO; the mount path itself redirects (301) to
+        the mount path with a trailing slash. A blueprint mounted deeper keeps its paths.
     """
 
     name: str
@@ -57,6 +61,7 @@ class HttpProvider:
     max_body_size: int | None = None
     global_: bool = False
     wsgi_handlers: Mapping[str, Callable[[dict, Callable[..., Any]], Iterable[bytes]]] | None = None
+    subpaths: bool = False
 
     def __post_init__(self) -> None:
         # The CORS headers of plain routes are settled at start, before Flask is loaded

@@ -46,6 +46,7 @@ IMPLEMENTED = {
     "auth_anonymous": "xmpp.modules.auth_anonymous",
     "cloud_notify": "xmpp.modules.cloud_notify",
     "http_openmetrics": "xmpp.modules.http_openmetrics",
+    "http_files": "xmpp.modules.http_files",
     "c2s": "xmpp.modules.c2s",
     "s2s": "xmpp.modules.s2s",
     "admin_shell": "xmpp.modules.admin_shell",
