@@ -100,7 +100,8 @@ def http_client(directory: Path, text: str, providers: list[HttpProvider]) -> Ho
 # -- a real HTTP server in a subprocess ---------------------------------------------------
 
 def serve(config_path: str, ports_file: str, limits_json: str = "{}") -> None:
-    """Run the HTTP layer with a probe app per VirtualHost and /metrics until SIGTERM.
+    """Run the HTTP layer with a probe app per VirtualHost (and http_files' app where
+`http_files_dir` is set) and /metrics until SIGTERM.
 
     Writes {"http": [port, ...], "https": [...]} to `ports_file` once listening.
     """
@@ -111,11 +112,14 @@ def serve(config_path: str, ports_file: str, limits_json: str = "{}") -> None:
     import gevent.event
 
     from http_apps import openmetrics
+    from http_apps.files.service import provider as files_provider
     from http_apps.server import start_http_servers, stop_http_servers
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     config = load_config(config_path)
     providers = [probe(host=host.name) for host in config.virtual_hosts()]
+    providers += [files for host in config.virtual_hosts()
+                  if host.get("http_files_dir") and (files := files_provider(host, host.name))]
     providers.append(openmetrics.provider(config))
     servers = start_http_servers(config, build_wsgi_app(config, providers),
                                  **json.loads(limits_json))

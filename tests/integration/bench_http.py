@@ -1,12 +1,16 @@
 """Benchmark (not a test): a trivial HTTP route on Vireo and on Prosody 0.12, driven by wrk.
 
     .venv/bin/python -m tests.integration.bench_http [--duration 10] [--connections 10]
-        [--reps 3] [--targets vireo,prosody] [--baseline DIR] [--profile DIR]
+        [--reps 3] [--targets vireo,prosody] [--vireo-route probe,files]
+        [--baseline DIR] [--profile DIR]
 
 Vireo serves the test probe app's GET /probe/hello ("hello\\n", CORS headers
 on) through the whole HTTP layer (pywsgi listener, proxies, host dispatch,
-Flask); Prosody (Debian's package) serves a 6-byte file with mod_http_files
-at /files/hello.txt. Each repetition runs wrk (Debian's, one thread,
+Flask); with `--vireo-route files` it serves instead the 6-byte file Prosody
+serves, /files/hello.txt, with http_files (a plain route, no Flask), and with
+`--vireo-route probe,files` both, one after the other, as targets "vireo" and
+"vireo/files" of one process. Prosody (Debian's package) serves that file with
+mod_http_files. Each repetition runs wrk (Debian's, one thread,
 keep-alive connections) against each target in turn, and reads the server
 process's own CPU seconds from /proc around it. Reports requests/s, server
 CPU ms per 1000 requests and wrk's latency percentiles, median over the
@@ -32,17 +36,21 @@ import time
 from pathlib import Path
 
 from tests.http_fixtures import ROOT, http_server_process
-from tests.integration.server_fixture import free_port, stop_process, wait_for_port
+from tests.integration.prosody_fixture import ProsodyFiles
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "example.com"
-VIREO_CONFIG = f"""
+FILE = "hello.txt"
+VIREO_CONFIG = """
+http_files_dir = "{files}"
 http_ports = {{ 0 }}
 http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
 log = {{ error = "*stderr" }}
-VirtualHost "{HOST}"
+VirtualHost "{host}"
 """
+#: The path of each route Vireo may serve.
+VIREO_ROUTES = {"probe": "/probe/hello", "files": f"/files/{FILE}"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -83,49 +91,6 @@ def measure(pid: int, url: str, duration: float, connections: int) -> dict:
             "p50_ms": result.get("p50_ms"), "p99_ms": result.get("p99_ms")}
 
 
-class Prosody:
-    """Debian's Prosody serving one small file over http_files."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        files = directory / "www"
-        files.mkdir(parents=True)
-        (files / "hello.txt").write_text("hello\n")
-        (directory / "data").mkdir()
-        self.port = free_port()
-        root = "run_as_root = true\n" if os.geteuid() == 0 else ""
-        self.config = directory / "prosody.cfg.lua"
-        self.config.write_text(f"""{root}
-pidfile = "{directory / 'prosody.pid'}"
-data_path = "{directory / 'data'}"
-c2s_ports = {{ {free_port()} }}
-s2s_ports = {{ }}
-component_ports = {{ }}
-http_ports = {{ {self.port} }}
-http_interfaces = {{ "127.0.0.1" }}
-https_ports = {{ }}
-modules_enabled = {{ "http_files" }}
-http_files_dir = "{files}"
-log = {{ error = "*stderr" }}
-VirtualHost "{HOST}"
-""")
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Prosody:
-        self.process = subprocess.Popen(["prosody", "--config", str(self.config), "-F"],
-                                        cwd=self.directory, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_for_port(self.port, self.process)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop_process(self.process)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/files/hello.txt"
-
-
 def profile(pid: int, url: str, duration: float, connections: int, out: Path) -> None:
     """py-spy's raw stacks of `pid` while wrk loads `url`."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
@@ -143,24 +108,37 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--targets", default="vireo,prosody")
+    parser.add_argument("--vireo-route", default="probe",
+                        help="Vireo's routes, comma-separated: probe (Flask), files (http_files)")
     parser.add_argument("--baseline", type=Path)
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args()
-    targets = args.targets.split(",") + (["baseline"] if args.baseline else [])
-    runs: dict[str, list[dict]] = {target: [] for target in targets}
+    routes = args.vireo_route.split(",")
+    unknown = set(routes) - set(VIREO_ROUTES)
+    if unknown:
+        parser.error(f"unknown --vireo-route {', '.join(sorted(unknown))}")
+    servers_wanted = args.targets.split(",") + (["baseline"] if args.baseline else [])
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, \
             contextlib.ExitStack() as stack:
+        files = Path(tmp) / "www"
+        files.mkdir()
+        (files / FILE).write_text("hello\n")
         servers = {}
-        for target in targets:
-            if target == "prosody":
-                prosody = stack.enter_context(Prosody(Path(tmp) / target))
-                servers[target] = (prosody.process.pid, prosody.url)
-            else:
-                root = args.baseline if target == "baseline" else ROOT
-                vireo = stack.enter_context(
-                    http_server_process(Path(tmp) / target, VIREO_CONFIG, root=root))
+        for server in servers_wanted:
+            if server == "prosody":
+                prosody = stack.enter_context(ProsodyFiles(Path(tmp) / server, files, HOST))
+                servers[server] = (prosody.process.pid,
+                                   f"http://127.0.0.1:{prosody.port}/files/{FILE}")
+                continue
+            root = args.baseline if server == "baseline" else ROOT
+            vireo = stack.enter_context(http_server_process(
+                Path(tmp) / server, VIREO_CONFIG.format(files=files, host=HOST), root=root))
+            for route in routes:
+                target = server if route == "probe" else f"{server}/{route}"
                 servers[target] = (vireo.process.pid,
-                                   f"http://127.0.0.1:{vireo.http_port}/probe/hello")
+                                   f"http://127.0.0.1:{vireo.http_port}{VIREO_ROUTES[route]}")
+        targets = list(servers)
+        runs: dict[str, list[dict]] = {target: [] for target in targets}
         for rep in range(args.reps):
             for target in targets:
                 pid, url = servers[target]
@@ -169,17 +147,17 @@ def main() -> None:
                 print(f"rep {rep + 1} {target}: {run}", file=sys.stderr)
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-            profile(*servers["vireo"], args.duration, args.connections,
+            profile(*servers[targets[0]], args.duration, args.connections,
                     args.profile / "vireo.raw")
     summary = {target: {key: statistics.median(run[key] for run in runs[target])
                         for key in runs[target][0]} for target in targets}
     print(json.dumps({"params": {key: value if isinstance(value, int | float) else str(value)
                                  for key, value in vars(args).items()},
                       "median": summary, "runs": runs}))
-    print(f"{'target':8} {'req/s':>9} {'CPU ms/1k req':>14} {'CPU util':>9} "
+    print(f"{'target':12} {'req/s':>9} {'CPU ms/1k req':>14} {'CPU util':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7}", file=sys.stderr)
     for target, row in summary.items():
-        print(f"{target:8} {row['rps']:>9.0f} {row['cpu_ms_per_1k']:>14.1f} "
+        print(f"{target:12} {row['rps']:>9.0f} {row['cpu_ms_per_1k']:>14.1f} "
               f"{row['cpu_util']:>9.2f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f}",
               file=sys.stderr)
 

@@ -103,3 +103,40 @@ log = {{ debug = "{directory / 'prosody.log'}", error = "*stderr" }}
 VirtualHost "{domain}"
 """)
     return ProsodyProcess(directory, domain, address, ports, cert, key, config)
+
+
+class ProsodyFiles:
+    """Debian's Prosody serving `files` (a directory) with mod_http_files at /files on
+    a free port of 127.0.0.1, for VirtualHost `domain`; a context manager."""
+
+    def __init__(self, directory: Path, files: Path, domain: str = "example.com") -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "data").mkdir(exist_ok=True)
+        self.directory = directory
+        self.port = free_port()
+        root = "run_as_root = true\n" if os.geteuid() == 0 else ""
+        self.config = directory / "prosody.cfg.lua"
+        self.config.write_text(f"""{root}
+pidfile = "{directory / 'prosody.pid'}"
+data_path = "{directory / 'data'}"
+c2s_ports = {{ {free_port()} }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ {self.port} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ }}
+modules_enabled = {{ "http_files" }}
+http_files_dir = "{files}"
+log = {{ error = "*stderr" }}
+VirtualHost "{domain}"
+""")
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> ProsodyFiles:
+        self.process = spawn_logged([PROSODY, "--config", str(self.config), "-F"],
+                                    self.directory, cwd=self.directory)
+        wait_for_port(self.port, self.process)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.process)

@@ -18,6 +18,7 @@ from xmpp.moduleapi import ModuleContext
 
 
 def setup(m: ModuleContext) -> None:
+    m.depends("http")  # the HTTP ports open, even with no directory to serve
     files = provider(m.config, m.host.name)
     if files is not None:
         m.provides("http", files)
