@@ -57,6 +57,7 @@ modules_enabled = {
 
 	-- HTTP modules
 		--"bosh"; -- XMPP over HTTP long-polling, for web clients (XEP-0206)
+		--"http_files"; -- Static files from http_files_dir at /files (a web client, say)
 		--"invites_page"; -- A web page for each invite link, with a QR code and apps to try
 		--"register_web"; -- Sign-up form for invites that allow registration
 		--"admin_web"; -- Web admin at /admin for the admins (users, sessions, uploads, invites, metrics)
@@ -193,6 +194,15 @@ c2s_require_encryption = false
 --bosh_default_hold = 1
 --bosh_max_requests = 2
 --consider_bosh_secure = false -- true when a proxy terminates HTTPS in front of BOSH
+
+
+---------- Static files (mod_http_files) ----------
+--http_files_dir = "www" -- relative to this file's directory; unset, nothing is served
+--http_index_files = { "index.html", "index.htm" }
+--http_dir_listing = false -- true lists a directory without an index file
+--http_files_cache_size = 128 -- small files' answers kept in memory
+--http_files_cache_max_file_size = 4096 -- bytes; larger files are sent from disk
+--mime_types_file = "/etc/mime.types"
 
 
 ---------- Mobile clients (mod_smacks, mod_csi_simple, mod_cloud_notify) ----------
