@@ -21,10 +21,10 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
@@ -50,6 +50,9 @@ CHUNK_SIZE = 256 * 1024
 #: Entries a directory listing shows at most.
 LISTING_LIMIT = 10_000
 HTML = "text/html"
+
+#: Makes the body of an answer sending an open file whole (the server's file wrapper).
+SendFile = Callable[[BinaryIO], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class FileServer:
 
         return {"GET": get}
 
-    def answer(self, request: FileRequest, send_file: Any) -> Answer:
+    def answer(self, request: FileRequest, send_file: SendFile) -> Answer:
         """The answer to GET `request`; `send_file(handle)` makes the body of a file too
         large to cache. Refusals are raised as werkzeug's HTTP exceptions."""
         relative = sanitize_path(request.path)
@@ -139,11 +142,11 @@ class FileServer:
             raise BadRequest()
         return self._serve(request, relative, request.mount + relative, send_file)
 
-    def _serve(self, request: FileRequest, relative: str, key: str, send_file: Any) -> Answer:
+    def _serve(self, request: FileRequest, relative: str, key: str, send_file: SendFile) -> Answer:
         full = self.root + relative
         try:
             found = os.stat(full.rstrip("/") or "/")
-        except (OSError, ValueError):
+        except OSError:
             raise NotFound() from None
         validators = Validators.of(found)
         if validators.not_modified(request.if_none_match, request.if_modified_since):
@@ -158,7 +161,7 @@ class FileServer:
         return self._file(full, key, validators, send_file)
 
     def _directory(self, request: FileRequest, relative: str, key: str,
-                   validators: Validators, send_file: Any) -> Answer:
+                   validators: Validators, send_file: SendFile) -> Answer:
         if not relative.endswith("/"):
             location = path_location(os.fsencode(request.mount + relative + "/"))
             return "301 Moved Permanently", [("Location", location),
@@ -173,7 +176,7 @@ class FileServer:
         self.cache.set(key, listing)
         return self._data(validators, listing)
 
-    def _file(self, full: str, key: str, validators: Validators, send_file: Any) -> Answer:
+    def _file(self, full: str, key: str, validators: Validators, send_file: SendFile) -> Answer:
         try:
             handle = open(full, "rb")  # noqa: SIM115 - closed here or by the response
         except OSError as error:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.wsgi import FileWrapper
 
 from http_apps.files import service
 from http_apps.files.mime import MimeMap, extension, parse_database
@@ -167,6 +168,19 @@ def test_larger_files_are_not_cached(tmp_path, www, opened):
     for _ in range(2):
         assert client.get("/files/big.bin").data == b"x" * 5000
     assert opened[2:] == ["big.bin", "big.bin"]
+
+
+def test_larger_files_go_to_the_servers_file_wrapper(tmp_path, www):
+    wrapped: list[str] = []
+
+    def file_wrapper(handle, block_size):  # the server's: sendfile(2) on plain TCP
+        wrapped.append(os.path.basename(handle.name))
+        return FileWrapper(handle, block_size)
+
+    response = files_client(tmp_path).get("/files/big.bin",
+                                          environ_overrides={"wsgi.file_wrapper": file_wrapper})
+    assert (response.data, response.headers["Content-Length"]) == (b"x" * 5000, "5000")
+    assert wrapped == ["big.bin"]
 
 
 def test_index_files_are_tried_in_order(tmp_path, www):
