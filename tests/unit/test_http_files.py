@@ -14,6 +14,7 @@ from http_apps.files import service
 from http_apps.files.mime import MimeMap, extension, parse_database
 from http_apps.files.paths import Validators, sanitize_path, wsgi_path
 from http_apps.files.service import FilesOptions, provider
+from http_apps.provider import HttpProvider
 from tests.http_fixtures import http_client, probe, write_config
 
 HOST = "example.com"
@@ -230,6 +231,18 @@ def test_a_blueprint_mounted_deeper_keeps_its_paths(tmp_path, www):
     assert client.get("/a.txt").data == b"aaa\n"
     assert client.get("/probe/hello").data == b"hello\n"
     assert client.get("/").status_code == 403  # the root, no index: not redirected
+
+
+def test_a_plain_route_at_its_own_path_keeps_it(tmp_path, www):
+    def hello(_environ, start_response):
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"plain\n"]
+
+    plain = HttpProvider(name="plain", host=HOST, make_blueprint=None, default_path="/a.txt",
+                         wsgi_handlers={"GET": hello})
+    client = files_client(tmp_path, 'http_paths = { files = "/" }', [plain])
+    assert client.get("/a.txt").data == b"plain\n"
+    assert client.get("/b.txt").data == b"bbb\n"
 
 
 def test_the_app_moves_with_http_paths(tmp_path, www):
