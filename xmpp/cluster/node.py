@@ -7,8 +7,10 @@ Keys (under the configured prefix):
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo"); senders never
                          create it (XADD NOMKSTREAM): the reaper of dead NAME
-                         deletes it once drained, closing it, and NAME's joining
-                         makes it again
+                         closes it by renaming it to fenced:NAME, and NAME's
+                         joining makes it again
+  fenced:NAME            dead NAME's closed inbox, what its reaper has yet to
+                         hand on; deleted once all it held is handed on
   reaping:NAME           held (with expiry, renewed while it works) by the one node
                          that reaps dead NAME and drains its inbox in stream order
   home:JID               the node an entity (a MUC room) lives on; the claim holds
@@ -100,23 +102,27 @@ return 1
 
 # The claim to reap a dead node (KEYS[1]) for node ARGV[1], for ARGV[2] seconds
 # more: taken when nobody holds it, renewed when this node does; refused while
-# another does, or once the dead node beats again (KEYS[2], its heartbeat).
+# another does, or once the dead node beats again (KEYS[2], its heartbeat;
+# unless ARGV[3] is '': its inbox is closed, what is left there is the reaper's).
 _REAP = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Close a dead node's inbox (KEYS[1]) by deleting it, once nothing is left in it
-# beyond entry ARGV[1], the last its drainer handed on: senders' XADD NOMKSTREAM
-# fail from then on, so nothing comes after what was drained. Not while the node
-# beats again (ARGV[2] its heartbeat key, '' not to check): its inbox is its own.
-_CLOSE = """
-if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2]) == 1 then return 0 end
-if #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) > 0 then return 0 end
-redis.call('DEL', KEYS[1])
+# Close a dead node's inbox (KEYS[1]) by renaming it to KEYS[2], entries, group
+# and pending entries with it: senders' XADD NOMKSTREAM fail from then on, and
+# what came after its drainer's last take is still there to take, should that
+# drainer die too. Not while the node beats again (ARGV[1] its heartbeat key, ''
+# not to check): its inbox is its own; nor over an earlier fenced inbox not
+# handed on yet (that one goes first).
+_FENCE = """
+if ARGV[1] ~= '' and redis.call('EXISTS', ARGV[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
 return 1
 """
 
@@ -183,7 +189,7 @@ class ClusterNode:
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
         self._agree = self.redis.register_script(_AGREE)
-        self._close = self.redis.register_script(_CLOSE)
+        self._fence = self.redis.register_script(_FENCE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -244,16 +250,17 @@ class ClusterNode:
                                    math.ceil(self.timeout)])
         return sorted(name.decode() for name in differ)
 
-    def claim_reaping(self, node: str) -> bool:
+    def claim_reaping(self, node: str, *, fenced: bool = False) -> bool:
         """Whether this node is the one to reap dead `node` (and drain its inbox)
         now; its claim, if it held it already, lasts longer from now on. Its own
-        name (a restart: the previous run's inbox) it takes from whoever had it."""
+        name (a restart: the previous run's inbox) it takes from whoever had it.
+        With `fenced` (to drain the closed inbox), even should `node` beat again."""
         key, lifetime = self.key("reaping", node), math.ceil(self.timeout) * 3
         if node == self.name:
             self.redis.set(key, self.name, ex=lifetime)
             return True
         return bool(self._reap(keys=[key, self.key("node", node)],
-                               args=[self.name, lifetime]))
+                               args=[self.name, lifetime, "" if fenced else "1"]))
 
     # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
     # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
@@ -394,7 +401,7 @@ class ClusterNode:
     def send(self, batch: Iterable[tuple[str, Envelope]]) -> list[tuple[str, list[Envelope]]]:
         """Append each (node, envelope) to the node's inbox, in order, in one
         round trip: a node's envelopes in as few entries as MAX_PER_ENTRY lets.
-        What met a closed inbox (its node reaped, `close_inbox`) comes back,
+        What met a closed inbox (its node reaped, `fence_inbox`) comes back,
         in order, by node: it was written nowhere. A RedisError means the batch
         may not have been written: the caller sends it again with the same ids
         (consumers drop the duplicates)."""
@@ -436,9 +443,10 @@ class ClusterNode:
         return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 
-    def orphans(self, node: str, min_idle_ms: int, after: bytes
+    def orphans(self, node: str, min_idle_ms: int, after: bytes, *, fenced: bool = False
                 ) -> tuple[bytes, list[tuple[bytes, list[Envelope] | None]]] | None:
-        """The next entries of dead `node`'s inbox after entry `after` ("0-0": from
+        """The next entries of dead `node`'s inbox (`fenced`: of its closed
+        one, `fence_inbox`) after entry `after` ("0-0": from
         the start), in stream order, given to this node now: first those a
         consumer took and never acknowledged (the dead node's own, or an earlier
         drainer's), then those never read. With them the last entry id they
@@ -446,7 +454,7 @@ class ClusterNode:
         (or the inbox is closed). None when the next one is not idle for
         `min_idle_ms` yet (its consumer may still be at it): no later one may
         overtake it."""
-        stream = self.key("stream", node)
+        stream = self.key("fenced" if fenced else "stream", node)
         try:
             pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
                                                 count=ORPHAN_ENTRIES)
@@ -467,21 +475,32 @@ class ClusterNode:
         entries = [entry for _s, batch in unread or () for entry in batch]
         return (entries[-1][0], _decoded(entries)) if entries else (after, [])
 
-    def close_inbox(self, node: str, after: bytes) -> bool:
-        """Close dead `node`'s inbox (delete it) if nothing is left in it beyond
-        entry `after`, the last its drainer handed on, and `node` is still
-        silent (unless it is this node's own, a restart's); whether it is closed
-        now. Senders then learn of it from their writes (`send`)."""
+    def fence_inbox(self, node: str) -> bool:
+        """Close dead `node`'s inbox at once, whatever came after its drainer's
+        last take: it becomes the fenced inbox, which keeps its entries and
+        their ids (`orphans` with `fenced` goes on where the drainer was). Not
+        while `node` beats again (unless it is this node's own, a restart's),
+        nor while an earlier fenced inbox of `node` is left; whether it is
+        closed now. Senders learn of it from their writes (`send`)."""
         alive_key = "" if node == self.name else self.key("node", node)
-        return bool(self._close(keys=[self.key("stream", node)], args=[after, alive_key]))
+        return bool(self._fence(keys=[self.key("stream", node), self.key("fenced", node)],
+                                args=[alive_key]))
 
-    def ack(self, node: str, entry_ids: list[bytes]) -> None:
-        """Acknowledge handled entries and drop them (the stream stays small)."""
+    def drop_fenced(self, node: str) -> bool:
+        """Delete `node`'s fenced inbox, all it held handed on; whether there was one."""
+        return bool(self.redis.delete(self.key("fenced", node)))
+
+    def ack(self, node: str, entry_ids: list[bytes], *, orphaned: bool = False) -> None:
+        """Acknowledge handled entries and drop them (the stream stays small);
+        `orphaned`: entries of a dead node's inbox, which may have been fenced
+        since they were taken (the same ids, under the other key)."""
         if entry_ids:
-            stream = self.key("stream", node)
+            keys = ("stream", "fenced") if orphaned else ("stream",)
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(stream, GROUP, *entry_ids)
-            pipe.xdel(stream, *entry_ids)
+            for key in keys:
+                stream = self.key(key, node)
+                pipe.xack(stream, GROUP, *entry_ids)
+                pipe.xdel(stream, *entry_ids)
             pipe.execute()
 
 
@@ -514,7 +533,9 @@ class Outbox:
     is handed to `refused` at once (its stanza is bounced to its sender),
     never queued: one that was tried may have reached Redis already. What met
     a closed inbox is handed to `closed` (node, envelopes) before the next
-    batch is written, so that it is routed afresh ahead of what follows."""
+    batch is written, so that it is routed afresh ahead of what follows; from
+    then on (the node in `shut`) what is queued for that node is handed there
+    unwritten, in order."""
 
     def __init__(self, node: ClusterNode, log: logging.Logger,
                  refused: Callable[[str, Envelope], None],
@@ -530,6 +551,7 @@ class Outbox:
         self.sending: list[tuple[str, Envelope]] = []  # the batch being written
         self.flusher: gevent.Greenlet | None = None
         self.batch_done = gevent.event.Event()  # set (and replaced) after each batch
+        self.shut: set[str] = set()  # nodes whose inbox is closed
 
     def put(self, node: str, envelope: Envelope) -> None:
         if len(self.queue) + len(self.sending) >= self.limit:
@@ -544,15 +566,22 @@ class Outbox:
         if self.flusher is not None:
             self.flusher.join(timeout)
 
-    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
-        """The envelopes queued for `node` (about `jid` only, if given), taken
-        out of the queue in order: its inbox is closed."""
-        taken = [envelope for queued, envelope in self.queue
-                 if queued == node and jid in (None, envelope.jid)]
+    def take(self, node: str) -> list[Envelope]:
+        """The envelopes queued for `node`, taken out of the queue in order."""
+        taken = [envelope for queued, envelope in self.queue if queued == node]
         if taken:
             self.queue = [(queued, envelope) for queued, envelope in self.queue
-                          if not (queued == node and jid in (None, envelope.jid))]
+                          if queued != node]
         return taken
+
+    def wait_sent(self, node: str, timeout: float) -> None:
+        """Until the batch being written holds nothing for `node` (or `timeout`
+        seconds passed); once `node` is shut, the next batches hold nothing
+        for it."""
+        deadline = time.monotonic() + timeout
+        while any(queued == node for queued, _envelope in self.sending):
+            if not self.batch_done.wait(max(0.0, deadline - time.monotonic())):
+                return
 
     def wait_written(self, timeout: float, node: str | None = None) -> bool:
         """Until what is queued now (for `node`, else for any node) has been
@@ -576,8 +605,9 @@ class Outbox:
             gevent.sleep(GATHER_DELAY)
             while self.queue:
                 self.sending, self.queue = self.queue, []
+                self.hand_back_shut()
                 try:
-                    closed = self.node.send(self.sending)
+                    closed = self.node.send(self.sending) if self.sending else []
                 except redis.RedisError as error:
                     self.queue = self.sending + self.queue
                     self.sending = []
@@ -592,6 +622,20 @@ class Outbox:
         finally:
             self.flusher = None
             self.batch_written()
+
+    def hand_back_shut(self) -> None:
+        """What the batch holds for a closed inbox goes to `closed` unwritten."""
+        if not self.shut:
+            return
+        kept, back = [], {}
+        for node, envelope in self.sending:
+            if node in self.shut:
+                back.setdefault(node, []).append(envelope)
+            else:
+                kept.append((node, envelope))
+        self.sending = kept
+        for node, envelopes in back.items():
+            self.closed(node, envelopes)
 
     def batch_written(self) -> None:
         done, self.batch_done = self.batch_done, gevent.event.Event()
