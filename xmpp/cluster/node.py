@@ -52,11 +52,9 @@ ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
 GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
 
-# Delete the resource's entry only if this session wrote it (and, for a reaper,
-# only while its node is still silent: ARGV[5] its heartbeat key), and forget
-# the user in the node's set once the node holds none of the user's resources.
+# Delete the resource's entry only if this session wrote it, and forget the
+# user in the node's set once the node holds none of the user's resources.
 _REMOVE = """
-if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw or cjson.decode(raw)['sid'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -65,6 +63,31 @@ for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
 end
 redis.call('SREM', KEYS[2], ARGV[4])
 return 1
+"""
+
+# Remove every registry entry node ARGV[1] wrote (its users' set KEYS[1]; ARGV[2]
+# the prefix of the users' hashes) and return them (user, resource, entry, ...),
+# in one step, so that a node coming back finds either all of its sessions or
+# none; nothing (nil) while it beats again (ARGV[3] its heartbeat key, '' not to
+# check). A malformed entry is left alone, as `sessions_of` skips it.
+_REMOVE_ALL = """
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return false end
+local removed = {}
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. user
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local ok, entry = pcall(cjson.decode, fields[i + 1])
+    if ok and type(entry) == 'table' and entry['node'] == ARGV[1] then
+      redis.call('HDEL', key, fields[i])
+      table.insert(removed, user)
+      table.insert(removed, fields[i])
+      table.insert(removed, fields[i + 1])
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return removed
 """
 
 # An entity's home: the node named, while it beats; else (never claimed, or its
@@ -182,6 +205,7 @@ class ClusterNode:
                                           socket_connect_timeout=SOCKET_TIMEOUT,
                                           retry=Retry(NoBackoff(), 0))
         self._remove = self.redis.register_script(_REMOVE)
+        self._remove_all = self.redis.register_script(_REMOVE_ALL)
         self._claim = self.redis.register_script(_CLAIM)
         self._forget = self.redis.register_script(_FORGET)
         self._release = self.redis.register_script(_RELEASE)
@@ -341,15 +365,30 @@ class ClusterNode:
         pipe.sadd(self.key("users", entry.node), str(jid.bare))
         pipe.execute()
 
-    def remove_session(self, jid: JID, sid: str, node: str, *, while_dead: bool = False
-                       ) -> bool:
-        """Delete the entry session `sid` of `node` wrote; with `while_dead`, only
-        while `node` is silent (a reaper's removal must not undo a node that came
-        back and wrote its sessions again). Whether it was deleted."""
-        alive_key = self.key("node", node) if while_dead else ""
+    def remove_session(self, jid: JID, sid: str, node: str) -> bool:
+        """Delete the entry session `sid` of `node` wrote; whether it was deleted."""
         return bool(self._remove(
             keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
-            args=[jid.resource or "", sid, node, str(jid.bare), alive_key]))
+            args=[jid.resource or "", sid, node, str(jid.bare)]))
+
+    def remove_sessions_of(self, node: str, *, while_dead: bool = False
+                           ) -> list[tuple[JID, SessionEntry]] | None:
+        """Delete every registry entry `node` wrote, in one step, and return
+        them (malformed ones left out); with `while_dead`, only while `node`
+        is silent (None when it beats again: a reaper's removal must not undo
+        a node that came back and counts its sessions as still its own)."""
+        alive_key = self.key("node", node) if while_dead else ""
+        removed = self._remove_all(keys=[self.key("users", node)],
+                                   args=[node, self.key("sessions", ""), alive_key])
+        if removed is None:
+            return None
+        found = (_entry(user.decode(), resource.decode(), raw)
+                 for user, resource, raw in zip(*[iter(removed)] * 3, strict=True))
+        return [entry for entry in found if entry is not None]
+
+    def beating(self, node: str) -> bool:
+        """Whether `node`'s heartbeat is there (it joined and beats)."""
+        return bool(self.redis.exists(self.key("node", node)))
 
     def sessions_of(self, node: str) -> Iterator[tuple[JID, SessionEntry]]:
         """Every registry entry node `node` wrote (malformed ones are skipped)."""

@@ -22,8 +22,9 @@ What this module does itself:
   entries it took and never acknowledged, then those it never read) to the
   users' remaining sessions or to offline storage, and to its rooms' new
   homes, then closed, in a bounded time; only then are its sessions removed
-  and announced unavailable (see "Order across a node's death" below). The drainer renews
-  its claim before each take; should it die too, its claim lapses and the
+  (all at once, while it is still silent) and announced unavailable (see
+  "Order across a node's death" below). The drainer renews its claim before
+  each take; should it die too, its claim lapses and the
   next survivor goes on from the first unacknowledged entry. A pending entry
   not idle for a heartbeat timeout yet (its node may be alive after all)
   holds back the later ones rather than be overtaken, until the next watch;
@@ -55,9 +56,14 @@ finds nothing more, the drainer closes the inbox at once, whatever came since
 fenced inbox, entries, consumer group and pending entries with it, so the
 close takes a bounded time whatever the flow. It hands on what the fenced
 inbox holds, waits until all it handed on is written (into local sockets, out
-of its outbox), deletes it, and only then sends `DRAINED` (the node's name)
-to every live node, ahead of the unbinds. Senders write with XADD NOMKSTREAM,
-in the same pipeline as ever: a write after the close is refused atomically,
+of its outbox), deletes it, removes the node's sessions from the registry in
+one Lua step while the node is still silent, and only then sends `DRAINED`
+(the node's name) to every live node, ahead of the unbinds: no node counts a
+session gone that the registry still has, so a node back from a freeze finds
+all its sessions or none (`rejoin` ends the directed presence of those
+reaped). Back before that step, it keeps them, and nothing is announced.
+Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a write
+after the close is refused atomically,
 and the sender holds that stanza, and whatever its outbox has for the node
 from then on (the outbox writes nothing more there, `shut`), in order, until
 `DRAINED` reaches it on its own stream, behind what the drainer handed on to
@@ -67,8 +73,10 @@ each stanza either entered the inbox before the close and was handed on
 before `DRAINED`, or is routed after it: at-least-once, in order per sender
 and recipient. A drainer that dies after the close leaves the fenced inbox to
 the next claimant (drained first, before the inbox), and the hold is let go
-after a heartbeat timeout (order may then break, nothing is lost) or past the
-outbox's limit. The cost: the dead node's users are announced gone only once
+after a heartbeat timeout or past the outbox's limit (order may then break,
+nothing is lost): to the node's new inbox if it beats again, else handed on
+as the drainer would; the node's sessions stay bound there until `DRAINED`
+or the unbinds. The cost: the dead node's users are announced gone only once
 the drain is over (about a heartbeat timeout of traffic, plus what came during
 the last take), and nothing on the single-process path or on the hot
 cross-node path but the XADD's flag and one test of an empty set per batch.
@@ -370,9 +378,10 @@ class Cluster:
         calls this before its next write). Its drainer may still be handing on
         what it took from there last: this node holds what it meant for the
         node, in order (the outbox writes nothing more there, `shut`, but hands
-        it here), until the drainer says it is all written (`DRAINED`), or a
-        heartbeat timeout passed (the drainer may have died too), or the hold
-        is as large as the outbox's limit. Once released, at once."""
+        it here), until the drainer says it is all written and the node's
+        sessions are gone (`DRAINED`), or a heartbeat timeout passed, or the
+        hold is as large as the outbox's limit (`hold_expired`). Once
+        released, at once."""
         if node in self.released:
             with self.gone_to_me(node):
                 self.handle_closed(node, envelopes)
@@ -380,38 +389,25 @@ class Cluster:
         self.outbox.shut.add(node)
         hold = self.holds.get(node)
         if hold is None:
-            timer = gevent.spawn_later(self.node.timeout, self.release_hold, node)
+            timer = gevent.spawn_later(self.node.timeout, self.hold_expired, node)
             hold = self.holds[node] = Hold([], timer)
         elif len(hold.envelopes) >= self.outbox.limit and hold.timer is not None:
             self.m.log.warning("Cluster: more than %d stanzas wait for the drain of %s;"
                                " routed afresh now", self.outbox.limit, node)
             hold.timer.kill(block=False)
-            hold.timer = gevent.spawn(self.release_hold, node)
+            hold.timer = gevent.spawn(self.hold_expired, node)
         hold.envelopes.extend(envelopes)
 
     def release_hold(self, node: str) -> None:
-        """`node`'s closed inbox is all handed on, its drainer said (or the
-        hold lasted its longest): what this node held for it, then what its
-        outbox has for it, is handed on as the drainer would have, in order,
-        and its sessions are gone here too."""
+        """`node`'s closed inbox is all handed on and its sessions are gone from
+        the registry, its drainer said: what this node held for it, then what
+        its outbox has for it, is handed on as the drainer would have, in
+        order, and its sessions are gone here too."""
         if node == self.node.name:
             return  # back, and told late of its own reaping: nothing of it is mirrored
-        # What is being written there comes back into the hold; what is queued
-        # for it is later (and the next batches hold none of it once `shut`).
-        self.outbox.wait_sent(node, self.node.timeout / 3)
-        hold = self.holds.setdefault(node, Hold([], None))
-        hold.envelopes += self.outbox.take(node)
-        with self.gone_to_me(node):
-            # What is routed there meanwhile (should handing on wait for Redis)
-            # joins the hold's end.
-            while hold.envelopes:
-                envelopes, hold.envelopes = hold.envelopes, []
-                self.handle_closed(node, envelopes)
+        self.hand_on_hold(node)
         # From here on nothing yields until the sessions are gone here: nothing
         # routed directly overtakes what was meant for them.
-        self.holds.pop(node, None)  # a timer's release and DRAINED may both come
-        if hold.timer is not None and hold.timer is not gevent.getcurrent():
-            hold.timer.kill(block=False)
         self.released.add(node)
         self.m.log.info("Cluster: the inbox of %s is closed", node)
         for resources in list(self.router.sessions.values()):
@@ -423,6 +419,55 @@ class Cluster:
         # Nothing is routed there any more but what was on its way: should it be
         # back (a restart), its inbox says so.
         self.outbox.shut.discard(node)
+
+    def hold_expired(self, node: str) -> None:
+        """No `DRAINED` for `node` within a heartbeat timeout of the first write
+        that met its inbox closed (or the hold outgrew the outbox's limit): the
+        node beats again (back after its inbox closed, before the reaper got to
+        its sessions), or its drainer died or lags. What was held is routed
+        afresh now (order may break, nothing is lost): back, to its new inbox;
+        else as the drainer would. Its sessions stay: only the registry's
+        dropping them, which `DRAINED` follows, makes them gone."""
+        try:
+            back = self.node.beating(node)
+        except RedisError as error:
+            self.m.log.warning("Cluster: is %s back? (%s)", node, error)
+            back = False
+        if back:
+            self.outbox.wait_sent(node, self.node.timeout / 3)
+            held = self.end_hold(node)
+            self.outbox.shut.discard(node)
+            for envelope in held + self.outbox.take(node):
+                self.outbox.put(node, envelope)
+        else:
+            self.hand_on_hold(node)
+            self.outbox.shut.discard(node)  # the next write meeting it closed holds anew
+
+    def hand_on_hold(self, node: str) -> None:
+        """Hand on what this node holds for `node`'s closed inbox, then what its
+        outbox has for it, in order, as the drainer would; the hold ends."""
+        # What is being written there comes back into the hold; what is queued
+        # for it is later (and the next batches hold none of it once `shut`).
+        self.outbox.wait_sent(node, self.node.timeout / 3)
+        hold = self.holds.setdefault(node, Hold([], None))
+        hold.envelopes += self.outbox.take(node)
+        with self.gone_to_me(node):
+            # What is routed there meanwhile (should handing on wait for Redis)
+            # joins the hold's end.
+            while hold.envelopes:
+                envelopes, hold.envelopes = hold.envelopes, []
+                self.handle_closed(node, envelopes)
+        self.end_hold(node)
+
+    def end_hold(self, node: str) -> list[Envelope]:
+        """What this node holds for `node`, the hold ended (a timer's release
+        and DRAINED may both come: the second finds none)."""
+        hold = self.holds.pop(node, None)
+        if hold is None:
+            return []
+        if hold.timer is not None and hold.timer is not gevent.getcurrent():
+            hold.timer.kill(block=False)
+        return hold.envelopes
 
     def forget_links(self, node: str) -> None:
         """`node`'s inbox is closed: its rooms and s2s links live elsewhere now."""
@@ -958,21 +1003,25 @@ class Cluster:
 
     def reap(self, dead: str) -> None:
         """A node stopped beating: one survivor, the holder of its reaping claim,
-        hands on what was queued for it and closes its inbox (`drain`), and only
-        then removes its sessions and tells their contacts and the users' other
-        resources they are gone: until then the other nodes go on writing to
-        that inbox, which holds their stanzas in order behind the older ones."""
+        hands on what was queued for it and closes its inbox (`drain`), then
+        removes its sessions from the registry in one step while it is still
+        silent, and only then says `DRAINED` and tells their contacts and the
+        users' other resources they are gone. Until its inbox is closed the
+        other nodes go on writing there, in order behind the older stanzas;
+        until the registry dropped its sessions no node counts them gone, so a
+        node back from a freeze meanwhile finds them all still its own, or
+        none (`rejoin`)."""
         if not self.node.claim_reaping(dead) or not self.drain(dead):
             return
-        self.announce_drained(dead)
-        gone = list(self.node.sessions_of(dead))
-        if gone:
-            self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
         # A restart reaps its previous run, whose heartbeat may not have expired.
         while_dead = dead != self.node.name
+        gone = self.node.remove_sessions_of(dead, while_dead=while_dead)
+        if gone is None:
+            return  # back since its inbox closed: its sessions are its own
+        self.announce_drained(dead)
+        if gone:
+            self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
         for jid, entry in gone:
-            if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
-                continue  # back meanwhile (or already gone)
             self.broadcast(UNBIND, jid, entry.sid.encode())
             self.unmirror(jid, entry.sid)
             gone_presence = presence("unavailable", str(jid), "")
@@ -1036,9 +1085,10 @@ class Cluster:
         return False
 
     def announce_drained(self, node: str) -> None:
-        """`node`'s inbox is closed and all it held handed on and written: the
-        live nodes (read afresh: at a restart this node knows none yet) route
-        what they held for it afresh now (`DRAINED`, ahead of the unbinds on
+        """`node`'s inbox is closed, all it held handed on and written, and its
+        sessions are gone from the registry: the live nodes (read afresh: at a
+        restart this node knows none yet) route what they held for it afresh
+        now and count its sessions gone (`DRAINED`, ahead of the unbinds on
         their streams), and so does this one."""
         live, _dead = self.node.nodes()
         for peer in live:
