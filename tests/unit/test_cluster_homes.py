@@ -126,7 +126,8 @@ def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
 
 def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
     """A node cut off long enough to be reaped, back before the reaper got to
-    its entries: what it wrote again stays (and so do its claims)."""
+    its entries: what it wrote again stays (and so do its claims, and its
+    place in the set of nodes)."""
     a, b = nodes["a"], nodes["b"]
     alice = parse_jid("alice@example.com/phone")
     a.put_session(alice, SessionEntry("a", "s1", 1.0))
@@ -137,11 +138,15 @@ def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
     assert not b.forget_node("a", while_dead=True)
     assert [jid for jid, _ in b.sessions_of("a")] == [alice]
     assert b.claim_home(str(ROOM)) == "a"
+    assert b.is_known("a")
     a.redis.delete(a.key("node", "a"))  # silent again
     removed = b.remove_sessions_of("a", while_dead=True)
     assert [(jid, entry.sid) for jid, entry in removed or ()] == [(alice, "s1")]
     assert b.forget_node("a", while_dead=True)
     assert not list(b.sessions_of("a"))
+    assert not b.is_known("a")
+    a.join()
+    assert b.is_known("a")
 
 
 def test_a_reaper_removes_every_entry_of_the_dead_node_and_no_other(nodes):

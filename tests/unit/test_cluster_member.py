@@ -227,6 +227,27 @@ def test_a_hold_that_expires_leaves_the_nodes_sessions_bound(nodes, member, back
                                   if back else [])
 
 
+def test_a_node_reaped_whole_is_reaped_no_more(nodes, member, caplog):
+    """Once "c"'s inbox is closed and its sessions are gone it leaves the set
+    of nodes: a reap of it started from an older listing says nothing, and
+    no watch reaps it again, until it joins again."""
+    caplog.set_level(logging.INFO)
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    member.reap("c")
+    assert kinds_sent(member) == [("a", DRAINED)]
+    assert "Cluster: the inbox of c is closed" in caplog.messages
+    assert nodes["a"].nodes() == (["a", "b"], [])
+    member.outbox.sent.clear()  # type: ignore[attr-defined]
+    caplog.clear()
+    member.reap("c")
+    member.watch()
+    assert member.reapers == {}
+    assert member.outbox.sent == []  # type: ignore[attr-defined]
+    assert caplog.messages == []
+    nodes["c"].join()
+    assert nodes["a"].nodes() == (["a", "b", "c"], [])
+
+
 def beats(member: Cluster, clock: Clock) -> Callable[[], None]:
     """A beat of the member a third of the timeout after the previous one."""
     def beat() -> None:

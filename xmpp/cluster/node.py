@@ -1,7 +1,7 @@
 """One node's view of Redis: its heartbeat, the session registry, and the streams.
 
 Keys (under the configured prefix):
-  nodes                  set of every node name that ever joined
+  nodes                  set of the nodes that joined and were not reaped since
   node:NAME              heartbeat, expires after `node_timeout` seconds
   sessions:BARE          hash resource -> SessionEntry (JSON)
   users:NAME             set of bare JIDs with an entry of node NAME
@@ -112,6 +112,8 @@ redis.call('SREM', KEYS[2], ARGV[2])
 
 # Forget reaped node ARGV[1]'s users and free its claims that still name it;
 # nothing while it beats again (ARGV[3] its heartbeat key, or '' not to check).
+# Reaped while dead, it leaves the set of nodes (KEYS[3]) too, so that nobody
+# reaps it again; its joining adds it back.
 _FORGET = """
 if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
@@ -120,6 +122,7 @@ for _, entity in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
 end
 redis.call('DEL', KEYS[2])
+if ARGV[3] ~= '' then redis.call('SREM', KEYS[3], ARGV[1]) end
 return 1
 """
 
@@ -238,12 +241,15 @@ class ClusterNode:
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-        pipe = self.redis.pipeline(transaction=False)
+        # Known and beating in one step: a reaper that drops it from the set of
+        # nodes, which it does only while the node is silent, cannot do so
+        # between the two, leaving a beating node that nobody knows.
+        pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(self.key("nodes"), self.name)
         # Reaped its own previous run (or was reaped): a later death is reaped anew.
         pipe.delete(self.key("reaping", self.name))
+        pipe.set(self.key("node", self.name), "1", ex=math.ceil(self.timeout))
         pipe.execute()
-        self.beat()
 
     def beat(self) -> bool:
         """Renew the heartbeat; True when it had lapsed (others may have reaped
@@ -253,7 +259,8 @@ class ClusterNode:
         return previous is None
 
     def nodes(self) -> tuple[list[str], list[str]]:
-        """(live, dead) node names: dead ones joined once and stopped beating."""
+        """(live, dead) node names: dead ones joined, stopped beating and were
+        not reaped whole yet."""
         names = sorted(name.decode() for name in self.redis.smembers(self.key("nodes")))
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
@@ -386,6 +393,11 @@ class ClusterNode:
                  for user, resource, raw in zip(*[iter(removed)] * 3, strict=True))
         return [entry for entry in found if entry is not None]
 
+    def is_known(self, node: str) -> bool:
+        """Whether `node` is in the set of nodes: it joined and was not reaped
+        since (a node reaped whole left it)."""
+        return bool(self.redis.sismember(self.key("nodes"), node))
+
     def beating(self, node: str) -> bool:
         """Whether `node`'s heartbeat is there (it joined and beats)."""
         return bool(self.redis.exists(self.key("node", node)))
@@ -413,9 +425,11 @@ class ClusterNode:
     def forget_node(self, node: str, *, while_dead: bool = False) -> bool:
         """Forget a node that is gone (or restarts: its sessions and entities went
         with its memory): its set of users, and its claims; with `while_dead`,
-        only while it is silent. Whether it was forgotten."""
+        only while it is silent, and it leaves the set of nodes (its joining
+        adds it back). Whether it was forgotten."""
         alive_key = self.key("node", node) if while_dead else ""
-        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node)],
+        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node),
+                                       self.key("nodes")],
                                  args=[node, self.key("home", ""), alive_key]))
 
     # -- entities that live on one node -------------------------------------------------

@@ -62,8 +62,10 @@ one Lua step while the node is still silent, and only then sends `DRAINED`
 session gone that the registry still has, so a node back from a freeze finds
 all its sessions or none (`rejoin` ends the directed presence of those
 reaped). Back before that step, it keeps them, and nothing is announced.
-Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a write
-after the close is refused atomically,
+Reaped whole, a node leaves the registry's set of nodes, so the watches of
+the survivors reap it once (its joining adds it back). Senders write with
+XADD NOMKSTREAM, in the same pipeline as ever: a write after the close is
+refused atomically,
 and the sender holds that stanza, and whatever its outbox has for the node
 from then on (the outbox writes nothing more there, `shut`), in order, until
 `DRAINED` reaches it on its own stream, behind what the drainer handed on to
@@ -1010,8 +1012,10 @@ class Cluster:
         other nodes go on writing there, in order behind the older stanzas;
         until the registry dropped its sessions no node counts them gone, so a
         node back from a freeze meanwhile finds them all still its own, or
-        none (`rejoin`)."""
-        if not self.node.claim_reaping(dead) or not self.drain(dead):
+        none (`rejoin`). A node reaped whole left the set of nodes: a watch
+        that listed it before is told nothing more here."""
+        if not self.node.claim_reaping(dead) or not self.node.is_known(dead) \
+                or not self.drain(dead):
             return
         # A restart reaps its previous run, whose heartbeat may not have expired.
         while_dead = dead != self.node.name
