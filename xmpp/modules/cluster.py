@@ -1012,8 +1012,8 @@ class Cluster:
         other nodes go on writing there, in order behind the older stanzas;
         until the registry dropped its sessions no node counts them gone, so a
         node back from a freeze meanwhile finds them all still its own, or
-        none (`rejoin`). A node reaped whole left the set of nodes: a watch
-        that listed it before is told nothing more here."""
+        none (`rejoin`). A node reaped whole has left the set of nodes: a reap
+        started from an older listing does nothing."""
         if not self.node.claim_reaping(dead) or not self.node.is_known(dead) \
                 or not self.drain(dead):
             return
