@@ -7,6 +7,7 @@ real Redis (at $VIREO_TEST_REDIS_URL): "b" reaps "c"."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,10 @@ from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
 import gevent
+import gevent.event
+import gevent.socket
 import pytest
+import redis.connection
 
 from tests.unit import redis_fixtures
 from tests.unit.core_fixtures import MemoryRosters, make_core
@@ -34,8 +38,11 @@ HOST = "example.com"
 TIMEOUT = 3.0
 DOOMED = parse_jid(f"gina@{HOST}/doomed")  # bound on "c", which dies
 LAPTOP = parse_jid(f"gina@{HOST}/laptop")  # bound on "b", the reaper
-SENDER = f"hank@{HOST}/desk"  # on "a"
+SENDER = HANK = f"hank@{HOST}/desk"  # on "a"
+IVY = f"ivy@{HOST}/desk"  # on "b"
 INTERLEAVED = 6  # the drainer's takes during which "a" goes on sending
+STEADY_MAX = 20000  # messages of a steady flow at most
+STEADY_PAUSE = 0.0005  # seconds between two of them
 
 
 def member(node: ClusterNode) -> Cluster:
@@ -62,10 +69,18 @@ def nodes(redis_url, redis_prefix) -> Iterator[dict[str, ClusterNode]]:
     yield from redis_fixtures.joined_nodes(redis_url, redis_prefix, TIMEOUT)
 
 
-def chat(number: int) -> Element:
-    stanza = Element(f"{{{ns.CLIENT}}}message", {"to": str(DOOMED), "from": SENDER,
+@pytest.fixture
+def cooperative_nodes(redis_url, redis_prefix, monkeypatch) -> Iterator[dict[str, ClusterNode]]:
+    """As `nodes`, their Redis calls on gevent's sockets (as a server's, whose
+    socket module gevent patched), so that greenlets run while one waits."""
+    monkeypatch.setattr(redis.connection, "socket", gevent.socket)
+    yield from redis_fixtures.joined_nodes(redis_url, redis_prefix, TIMEOUT)
+
+
+def chat(number: int, sender: str = SENDER, prefix: str = "") -> Element:
+    stanza = Element(f"{{{ns.CLIENT}}}message", {"to": str(DOOMED), "from": sender,
                                                  "type": "chat", "id": f"m{number}"})
-    SubElement(stanza, f"{{{ns.CLIENT}}}body").text = str(number)
+    SubElement(stanza, f"{{{ns.CLIENT}}}body").text = f"{prefix}{number}"
     return stanza
 
 
@@ -114,7 +129,7 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
     take = reaper.node.orphans
     takes = 0
 
-    def meanwhile(*args: Any) -> Any:
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
         """Before each take, what "b" queued is written, Hank's node reads its
         inbox and he sends one more, and the consumer of gina's other node
         delivers what came for her."""
@@ -125,7 +140,7 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
             in_a_greenlet(lambda: consume(sender))
             in_a_greenlet(lambda: send(1))
             in_a_greenlet(lambda: consume(holder))
-        return take(*args)
+        return take(*args, **kwargs)
 
     reaper.node.orphans = meanwhile  # type: ignore[method-assign]
     reaper.reap("c")
@@ -143,3 +158,84 @@ def test_a_senders_stanzas_keep_their_order_across_the_recipients_node_death(
     assert not nodes["a"].redis.exists(nodes["a"].key("stream", "c"))
     if sender is not reaper:
         assert "the inbox of c is closed" in caplog.text  # that one met it closed
+
+
+def test_the_inbox_closes_in_bounded_time_under_a_steady_flow(cooperative_nodes):
+    """Hank (on "a") and Ivy (on "b") write to gina's session on "c" without
+    pause while "b" reaps "c", so that each time the drainer waits for what it
+    handed on (to gina's laptop, on "a") to be written, one of Hank's reaches
+    the inbox meanwhile; yet the inbox closes, gina's session on "c" is
+    announced gone within a bound (three heartbeat timeouts), and her laptop
+    gets every message, in the order each sent them."""
+    nodes = cooperative_nodes
+    nodes["c"].put_session(DOOMED, SessionEntry("c", "doomed-sid", 0.0, 0, True))
+    nodes["a"].put_session(LAPTOP, SessionEntry("a", "laptop-sid", 0.0, 0, True))
+    sender, reaper = member(nodes["a"]), member(nodes["b"])
+    laptop = FakeSession(str(LAPTOP))
+    sender.router.bind(laptop, LAPTOP)
+    for each in (sender, reaper):
+        each.resync()
+    consumers = [gevent.spawn(each.consume) for each in (sender, reaper)]
+    sent = {HANK: 0, IVY: 0}
+    stop = gevent.event.Event()
+
+    def send(who: str) -> None:
+        if sent[who] < STEADY_MAX:
+            (sender if who == HANK else reaper).router.route(chat(sent[who], who, who[0]))
+            sent[who] += 1
+
+    def flow() -> None:
+        """Up to STEADY_MAX messages from each, a pause of STEADY_PAUSE after
+        each pair."""
+        while not stop.is_set() and min(sent.values()) < STEADY_MAX:
+            send(HANK)
+            send(IVY)
+            gevent.sleep(STEADY_PAUSE)
+
+    wait_written = reaper.outbox.wait_written
+
+    def written_meanwhile(*args: Any, **kwargs: Any) -> bool:
+        """One of Hank's reaches Redis while the drainer waits."""
+        def one_more() -> None:
+            send(HANK)
+            sender.outbox.wait_written(5)
+        in_a_greenlet(one_more)
+        return wait_written(*args, **kwargs)
+
+    reaper.outbox.wait_written = written_meanwhile  # type: ignore[method-assign]
+    flowing = gevent.spawn(flow)
+    gevent.sleep(0.2)  # the flow is on when "c" dies
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    reaping = gevent.spawn(reaper.reap, "c")
+    deadline = time.monotonic() + 3 * TIMEOUT
+    try:
+        while not told_gone(laptop) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert told_gone(laptop), "the dead node's session was never announced gone"
+        reaping.get(timeout=1)
+        assert not nodes["a"].redis.exists(nodes["a"].key("stream", "c"))
+        gevent.sleep(0.2)  # the flow goes on after the death was announced
+        stop.set()
+        flowing.get(timeout=5)
+        deadline = time.monotonic() + 10
+        while len(set(bodies_of(laptop))) < sum(sent.values()) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+    finally:
+        stop.set()
+        gevent.killall([flowing, reaping, *consumers], timeout=5)
+    # At least once: a message may come twice, never after a later one of its sender.
+    firsts = list(dict.fromkeys(bodies_of(laptop)))
+    for who, count in sent.items():
+        assert [body for body in firsts if body and body[0] == who[0]] == [
+            f"{who[0]}{number}" for number in range(count)]
+    assert sender.router.resources(DOOMED.bare).get("doomed") is None
+
+
+def bodies_of(session: FakeSession) -> list[str | None]:
+    return [stanza.findtext(f"{{{ns.CLIENT}}}body") for stanza in session.received
+            if stanza.tag == f"{{{ns.CLIENT}}}message"]
+
+
+def told_gone(session: FakeSession) -> bool:
+    return any(stanza.get("type") == "unavailable" and stanza.get("from") == str(DOOMED)
+               for stanza in session.received)

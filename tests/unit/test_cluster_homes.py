@@ -126,21 +126,43 @@ def test_an_ended_room_frees_its_claim_for_whoever_routes_there_next(nodes):
 
 def test_a_reaper_leaves_alone_a_node_that_beats_again(nodes):
     """A node cut off long enough to be reaped, back before the reaper got to
-    its entries: what it wrote again stays (and so do its claims)."""
+    its entries: what it wrote again stays (and so do its claims, and its
+    place in the set of nodes)."""
     a, b = nodes["a"], nodes["b"]
     alice = parse_jid("alice@example.com/phone")
     a.put_session(alice, SessionEntry("a", "s1", 1.0))
     a.claim_home(str(ROOM))
     a.redis.delete(a.key("node", "a"))  # silent: b may reap it
     a.beat()  # back
-    assert not b.remove_session(alice, "s1", "a", while_dead=True)
+    assert b.remove_sessions_of("a", while_dead=True) is None
     assert not b.forget_node("a", while_dead=True)
     assert [jid for jid, _ in b.sessions_of("a")] == [alice]
     assert b.claim_home(str(ROOM)) == "a"
+    assert b.is_known("a")
     a.redis.delete(a.key("node", "a"))  # silent again
-    assert b.remove_session(alice, "s1", "a", while_dead=True)
+    removed = b.remove_sessions_of("a", while_dead=True)
+    assert [(jid, entry.sid) for jid, entry in removed or ()] == [(alice, "s1")]
     assert b.forget_node("a", while_dead=True)
     assert not list(b.sessions_of("a"))
+    assert not b.is_known("a")
+    a.join()
+    assert b.is_known("a")
+
+
+def test_a_reaper_removes_every_entry_of_the_dead_node_and_no_other(nodes):
+    a, b = nodes["a"], nodes["b"]
+    phone, laptop = parse_jid("alice@example.com/phone"), parse_jid("alice@example.com/laptop")
+    bob = parse_jid("bob@example.com/desk")
+    a.put_session(phone, SessionEntry("a", "s1", 1.0))
+    a.put_session(bob, SessionEntry("a", "s2", 1.0))
+    b.put_session(laptop, SessionEntry("b", "s3", 1.0))
+    a.redis.delete(a.key("node", "a"))
+    removed = b.remove_sessions_of("a", while_dead=True)
+    assert sorted((str(jid), entry.sid) for jid, entry in removed or ()) == [
+        (str(phone), "s1"), (str(bob), "s2")]
+    assert [str(jid) for jid, _entry in b.sessions_for(phone.bare)] == [str(laptop)]
+    assert not list(b.sessions_of("a"))
+    assert [str(jid) for jid, _entry in b.sessions_of("b")] == [str(laptop)]
 
 
 def test_the_drainer_of_a_dead_home_claims_its_rooms(nodes):

@@ -16,7 +16,7 @@ import xmpp.modules.cluster as cluster_module
 from tests.unit import redis_fixtures
 from xmpp.cluster.node import GROUP, ClusterNode
 from xmpp.cluster.options import ClusterOptions
-from xmpp.cluster.wire import STALE, UNBIND, Envelope, SessionEntry
+from xmpp.cluster.wire import DRAINED, STALE, UNBIND, Envelope, SessionEntry
 from xmpp.jid import parse_jid
 from xmpp.modules.cluster import Cluster
 from xmpp.router import Router
@@ -34,6 +34,8 @@ class Outbox:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Envelope]] = []
+        self.shut: set[str] = set()
+        self.limit = 1000
 
     def put(self, node: str, envelope: Envelope) -> None:
         self.sent.append((node, envelope))
@@ -44,7 +46,10 @@ class Outbox:
     def wait_written(self, timeout: float, node: str | None = None) -> bool:
         return True
 
-    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
+    def wait_sent(self, node: str, timeout: float) -> None:
+        pass
+
+    def take(self, node: str) -> list[Envelope]:
         return []  # all written at once
 
 
@@ -150,6 +155,97 @@ def test_a_drainer_takes_nothing_from_a_node_beating_again(nodes, member):
     read = [envelope.id for _entry, envelopes in nodes["c"].receive(1)
             for envelope in envelopes or ()]
     assert read == ids
+
+
+def kinds_sent(member: Cluster) -> list[tuple[str, str]]:
+    return [(node, envelope.kind) for node, envelope in member.outbox.sent]  # type: ignore[attr-defined]
+
+
+def test_a_dead_nodes_sessions_leave_the_registry_before_drained_goes_out(nodes, member):
+    """Peers count "c"'s sessions gone on `DRAINED`: by then the registry has
+    dropped them, so "c", should it come back from a freeze now, knows they
+    were reaped (and its clients hear which rooms they left)."""
+    nodes["c"].put_session(GINA, SessionEntry("c", "sid", 0.0))
+    member.resync()
+    registered: list[list[Any]] = []
+    put = member.outbox.put
+
+    def noting_the_registry(node: str, envelope: Envelope) -> None:
+        if envelope.kind == DRAINED:
+            registered.append(list(nodes["a"].sessions_of("c")))
+        put(node, envelope)
+
+    member.outbox.put = noting_the_registry  # type: ignore[method-assign]
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    member.reap("c")
+    assert registered == [[]]
+    assert kinds_sent(member) == [("a", DRAINED), ("a", UNBIND)]
+    assert member.router.resources(GINA.bare) == {}
+
+
+def test_a_node_back_after_its_inbox_closed_keeps_its_sessions(nodes, member):
+    """"c" beats again between the close of its inbox and the reaper's
+    removal of its sessions: they stay registered and bound, and nobody is
+    told "c" was drained."""
+    nodes["c"].put_session(GINA, SessionEntry("c", "sid", 0.0))
+    member.resync()
+    fence = member.node.fence_inbox
+
+    def fence_then_back(node: str) -> bool:
+        closed = fence(node)
+        nodes["c"].beat()
+        return closed
+
+    member.node.fence_inbox = fence_then_back  # type: ignore[method-assign]
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    member.reap("c")
+    assert member.outbox.sent == []  # type: ignore[attr-defined]
+    assert member.router.resources(GINA.bare)["phone"].node == "c"
+    assert [jid for jid, _entry in nodes["a"].sessions_of("c")] == [GINA]
+    assert member.peers == ["a", "c"]
+
+
+@pytest.mark.parametrize("back", [True, False], ids=["node-back", "node-silent"])
+def test_a_hold_that_expires_leaves_the_nodes_sessions_bound(nodes, member, back):
+    """What met "c"'s closed inbox here outgrew the hold before any DRAINED:
+    it is routed afresh now, to "c"'s new inbox if "c" is back, else as the
+    drainer would; "c"'s sessions stay bound until the registry drops them."""
+    nodes["c"].put_session(GINA, SessionEntry("c", "sid", 0.0))
+    member.resync()
+    member.outbox.limit = 1  # type: ignore[attr-defined]
+    if not back:
+        nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    held = [Envelope(f"e{number}", STALE, "example.com", "b", b"{}") for number in range(2)]
+    member.inbox_closed("c", held[:1])
+    member.inbox_closed("c", held[1:])  # over the limit: routed afresh at once
+    timer = member.holds["c"].timer
+    assert timer is not None
+    timer.join(5)
+    assert member.router.resources(GINA.bare)["phone"].node == "c"
+    assert "c" not in member.released and "c" not in member.outbox.shut
+    assert member.outbox.sent == ([("c", envelope) for envelope in held]  # type: ignore[attr-defined]
+                                  if back else [])
+
+
+def test_a_node_reaped_whole_is_reaped_no_more(nodes, member, caplog):
+    """Once "c"'s inbox is closed and its sessions are gone it leaves the set
+    of nodes: a reap of it started from an older listing says nothing, and
+    no watch reaps it again, until it joins again."""
+    caplog.set_level(logging.INFO)
+    nodes["c"].redis.delete(nodes["c"].key("node", "c"))
+    member.reap("c")
+    assert kinds_sent(member) == [("a", DRAINED)]
+    assert "Cluster: the inbox of c is closed" in caplog.messages
+    assert nodes["a"].nodes() == (["a", "b"], [])
+    member.outbox.sent.clear()  # type: ignore[attr-defined]
+    caplog.clear()
+    member.reap("c")
+    member.watch()
+    assert member.reapers == {}
+    assert member.outbox.sent == []  # type: ignore[attr-defined]
+    assert caplog.messages == []
+    nodes["c"].join()
+    assert nodes["a"].nodes() == (["a", "b", "c"], [])
 
 
 def beats(member: Cluster, clock: Clock) -> Callable[[], None]:

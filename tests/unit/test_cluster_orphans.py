@@ -115,36 +115,59 @@ def test_a_drained_inbox_closes_and_its_senders_learn_it_from_their_writes(nodes
     one, sender = nodes["one"], nodes["sender"]
     assert one.claim_reaping("dead")
     _taken, entries = drain(one)
-    assert one.close_inbox("dead", entries[-1])
+    assert one.fence_inbox("dead")
     # Written nowhere, not even to a new stream: handed back to be routed afresh.
     assert sender.send([("dead", envelope(0)), ("one", envelope(1)),
                         ("dead", envelope(2))]) == [("dead", [envelope(0), envelope(2)])]
     assert not sender.redis.exists(sender.key("stream", "dead"))
-    assert one.orphans("dead", 0, entries[-1]) == (entries[-1], [])
-    assert one.close_inbox("dead", b"0-0")  # closed already
+    assert one.orphans("dead", 0, entries[-1], fenced=True) == (entries[-1], [])
+    assert one.fence_inbox("dead")  # closed already
+    assert one.drop_fenced("dead")
+    assert one.orphans("dead", 0, entries[-1], fenced=True) == (entries[-1], [])
 
 
-def test_an_inbox_written_to_after_the_drainers_last_take_stays_open(nodes):
+def test_what_came_after_the_drainers_last_take_is_closed_in_with_the_inbox(nodes):
     one, sender = nodes["one"], nodes["sender"]
     _taken, entries = drain(one)
     assert sender.send([("dead", envelope(0))]) == []
-    assert not one.close_inbox("dead", entries[-1])
-    taken, more = drain(one, after=entries[-1])
-    assert taken == ["late-0"]
-    assert one.close_inbox("dead", more[-1])
+    assert one.fence_inbox("dead")
+    assert sender.send([("dead", envelope(1))]) == [("dead", [envelope(1)])]
+    taken = one.orphans("dead", 0, entries[-1], fenced=True)
+    assert taken is not None
+    assert [found.id for _entry, batch in taken[1] for found in batch or ()] == ["late-0"]
+
+
+def test_a_drainer_that_dies_after_the_close_leaves_the_rest_to_the_next(nodes):
+    one, two, sender = nodes["one"], nodes["two"], nodes["sender"]
+    assert one.claim_reaping("dead")
+    _taken, entries = drain(one)
+    for number in range(2):
+        assert sender.send([("dead", envelope(number))]) == []
+    assert one.fence_inbox("dead")
+    taken = one.orphans("dead", 0, entries[-1], fenced=True)  # then "one" died too
+    assert taken is not None
+    one.redis.delete(one.key("reaping", "dead"))  # its claim expired
+    nodes["dead"].beat()  # even should the node be back: its closed inbox is the reaper's
+    assert not two.claim_reaping("dead")
+    assert two.claim_reaping("dead", fenced=True)
+    again = two.orphans("dead", 0, b"0-0", fenced=True)
+    assert again is not None
+    assert [found.id for _entry, batch in again[1] for found in batch or ()] == [
+        "late-0", "late-1"]
 
 
 def test_an_inbox_stays_open_while_its_node_beats_again(nodes):
     one = nodes["one"]
-    _taken, entries = drain(one)
+    drain(one)
     nodes["dead"].beat()
-    assert not one.close_inbox("dead", entries[-1])
+    assert not one.fence_inbox("dead")
+    assert one.redis.exists(one.key("stream", "dead"))
 
 
 def test_a_node_back_after_its_inbox_closed_reads_a_new_one(nodes):
     one, sender, dead = nodes["one"], nodes["sender"], nodes["dead"]
-    _taken, entries = drain(one)
-    assert one.close_inbox("dead", entries[-1])
+    drain(one)
+    assert one.fence_inbox("dead")
     dead.join()
     assert sender.send([("dead", envelope(0))]) == []
     read = [found.id for _entry, batch in dead.receive(1) for found in batch or ()]

@@ -253,11 +253,18 @@ def test_waiting_for_what_is_queued_now_ends_under_a_steady_flow(monkeypatch):
         flow.kill()
 
 
-def test_what_is_queued_for_a_closed_inbox_is_taken_out_in_order(monkeypatch):
-    outbox, _written = recording_outbox(monkeypatch)
-    outbox.queue = [("dead", envelope_for("e0")), ("n2", envelope_for("e1")),
-                    ("dead", envelope_for("e2", "olga@example.com/x")),
-                    ("dead", envelope_for("e3"))]
-    assert [found.id for found in outbox.take("dead", "bob@example.com/phone")] == ["e0", "e3"]
-    assert [found.id for found in outbox.take("dead")] == ["e2"]
-    assert [envelope.id for _node, envelope in outbox.queue] == ["e1"]
+def test_what_is_queued_for_a_shut_inbox_is_handed_back_unwritten_in_order(monkeypatch):
+    handed: list[tuple[str, list[str]]] = []
+    outbox, written = recording_outbox(
+        monkeypatch, closed=lambda node, envelopes: handed.append(
+            (node, [envelope.id for envelope in envelopes])))
+    outbox.shut.add("dead")
+    for number, node in enumerate(("dead", "n2", "dead")):
+        outbox.put(node, envelope_for(f"e{number}"))
+    outbox.wait_empty(5)
+    assert handed == [("dead", ["e0", "e2"])]
+    assert written == [["e1"]]
+    outbox.queue = [("dead", envelope_for("e3")), ("n2", envelope_for("e4")),
+                    ("dead", envelope_for("e5"))]
+    assert [found.id for found in outbox.take("dead")] == ["e3", "e5"]
+    assert [envelope.id for _node, envelope in outbox.queue] == ["e4"]

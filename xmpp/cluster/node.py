@@ -1,14 +1,16 @@
 """One node's view of Redis: its heartbeat, the session registry, and the streams.
 
 Keys (under the configured prefix):
-  nodes                  set of every node name that ever joined
+  nodes                  set of the nodes that joined and were not reaped since
   node:NAME              heartbeat, expires after `node_timeout` seconds
   sessions:BARE          hash resource -> SessionEntry (JSON)
   users:NAME             set of bare JIDs with an entry of node NAME
   stream:NAME            the node's inbox (consumer group "vireo"); senders never
                          create it (XADD NOMKSTREAM): the reaper of dead NAME
-                         deletes it once drained, closing it, and NAME's joining
-                         makes it again
+                         closes it by renaming it to fenced:NAME, and NAME's
+                         joining makes it again
+  fenced:NAME            dead NAME's closed inbox, what its reaper has yet to
+                         hand on; deleted once all it held is handed on
   reaping:NAME           held (with expiry, renewed while it works) by the one node
                          that reaps dead NAME and drains its inbox in stream order
   home:JID               the node an entity (a MUC room) lives on; the claim holds
@@ -50,11 +52,9 @@ ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
 GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
 
-# Delete the resource's entry only if this session wrote it (and, for a reaper,
-# only while its node is still silent: ARGV[5] its heartbeat key), and forget
-# the user in the node's set once the node holds none of the user's resources.
+# Delete the resource's entry only if this session wrote it, and forget the
+# user in the node's set once the node holds none of the user's resources.
 _REMOVE = """
-if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw or cjson.decode(raw)['sid'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -63,6 +63,31 @@ for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
 end
 redis.call('SREM', KEYS[2], ARGV[4])
 return 1
+"""
+
+# Remove every registry entry node ARGV[1] wrote (its users' set KEYS[1]; ARGV[2]
+# the prefix of the users' hashes) and return them (user, resource, entry, ...),
+# in one step, so that a node coming back finds either all of its sessions or
+# none; nothing (nil) while it beats again (ARGV[3] its heartbeat key, '' not to
+# check). A malformed entry is left alone, as `sessions_of` skips it.
+_REMOVE_ALL = """
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return false end
+local removed = {}
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. user
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local ok, entry = pcall(cjson.decode, fields[i + 1])
+    if ok and type(entry) == 'table' and entry['node'] == ARGV[1] then
+      redis.call('HDEL', key, fields[i])
+      table.insert(removed, user)
+      table.insert(removed, fields[i])
+      table.insert(removed, fields[i + 1])
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return removed
 """
 
 # An entity's home: the node named, while it beats; else (never claimed, or its
@@ -87,6 +112,8 @@ redis.call('SREM', KEYS[2], ARGV[2])
 
 # Forget reaped node ARGV[1]'s users and free its claims that still name it;
 # nothing while it beats again (ARGV[3] its heartbeat key, or '' not to check).
+# Reaped while dead, it leaves the set of nodes (KEYS[3]) too, so that nobody
+# reaps it again; its joining adds it back.
 _FORGET = """
 if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
@@ -95,28 +122,33 @@ for _, entity in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
 end
 redis.call('DEL', KEYS[2])
+if ARGV[3] ~= '' then redis.call('SREM', KEYS[3], ARGV[1]) end
 return 1
 """
 
 # The claim to reap a dead node (KEYS[1]) for node ARGV[1], for ARGV[2] seconds
 # more: taken when nobody holds it, renewed when this node does; refused while
-# another does, or once the dead node beats again (KEYS[2], its heartbeat).
+# another does, or once the dead node beats again (KEYS[2], its heartbeat;
+# unless ARGV[3] is '': its inbox is closed, what is left there is the reaper's).
 _REAP = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Close a dead node's inbox (KEYS[1]) by deleting it, once nothing is left in it
-# beyond entry ARGV[1], the last its drainer handed on: senders' XADD NOMKSTREAM
-# fail from then on, so nothing comes after what was drained. Not while the node
-# beats again (ARGV[2] its heartbeat key, '' not to check): its inbox is its own.
-_CLOSE = """
-if ARGV[2] ~= '' and redis.call('EXISTS', ARGV[2]) == 1 then return 0 end
-if #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) > 0 then return 0 end
-redis.call('DEL', KEYS[1])
+# Close a dead node's inbox (KEYS[1]) by renaming it to KEYS[2], entries, group
+# and pending entries with it: senders' XADD NOMKSTREAM fail from then on, and
+# what came after its drainer's last take is still there to take, should that
+# drainer die too. Not while the node beats again (ARGV[1] its heartbeat key, ''
+# not to check): its inbox is its own; nor over an earlier fenced inbox not
+# handed on yet (that one goes first).
+_FENCE = """
+if ARGV[1] ~= '' and redis.call('EXISTS', ARGV[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
 return 1
 """
 
@@ -176,6 +208,7 @@ class ClusterNode:
                                           socket_connect_timeout=SOCKET_TIMEOUT,
                                           retry=Retry(NoBackoff(), 0))
         self._remove = self.redis.register_script(_REMOVE)
+        self._remove_all = self.redis.register_script(_REMOVE_ALL)
         self._claim = self.redis.register_script(_CLAIM)
         self._forget = self.redis.register_script(_FORGET)
         self._release = self.redis.register_script(_RELEASE)
@@ -183,7 +216,7 @@ class ClusterNode:
         self._reap = self.redis.register_script(_REAP)
         self._locate = self.redis.register_script(_LOCATE)
         self._agree = self.redis.register_script(_AGREE)
-        self._close = self.redis.register_script(_CLOSE)
+        self._fence = self.redis.register_script(_FENCE)
         # entity ("KIND:NAME") -> (kind, name) of what this node holds (xmpp.ownership)
         self.claims: dict[str, tuple[str, str]] = {}
         self.unrecorded: set[str] = set()  # of those, what Redis could not be told yet
@@ -208,12 +241,15 @@ class ClusterNode:
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-        pipe = self.redis.pipeline(transaction=False)
+        # Known and beating in one step: a reaper that drops it from the set of
+        # nodes, which it does only while the node is silent, cannot do so
+        # between the two, leaving a beating node that nobody knows.
+        pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(self.key("nodes"), self.name)
         # Reaped its own previous run (or was reaped): a later death is reaped anew.
         pipe.delete(self.key("reaping", self.name))
+        pipe.set(self.key("node", self.name), "1", ex=math.ceil(self.timeout))
         pipe.execute()
-        self.beat()
 
     def beat(self) -> bool:
         """Renew the heartbeat; True when it had lapsed (others may have reaped
@@ -223,7 +259,8 @@ class ClusterNode:
         return previous is None
 
     def nodes(self) -> tuple[list[str], list[str]]:
-        """(live, dead) node names: dead ones joined once and stopped beating."""
+        """(live, dead) node names: dead ones joined, stopped beating and were
+        not reaped whole yet."""
         names = sorted(name.decode() for name in self.redis.smembers(self.key("nodes")))
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
@@ -244,16 +281,17 @@ class ClusterNode:
                                    math.ceil(self.timeout)])
         return sorted(name.decode() for name in differ)
 
-    def claim_reaping(self, node: str) -> bool:
+    def claim_reaping(self, node: str, *, fenced: bool = False) -> bool:
         """Whether this node is the one to reap dead `node` (and drain its inbox)
         now; its claim, if it held it already, lasts longer from now on. Its own
-        name (a restart: the previous run's inbox) it takes from whoever had it."""
+        name (a restart: the previous run's inbox) it takes from whoever had it.
+        With `fenced` (to drain the closed inbox), even should `node` beat again."""
         key, lifetime = self.key("reaping", node), math.ceil(self.timeout) * 3
         if node == self.name:
             self.redis.set(key, self.name, ex=lifetime)
             return True
         return bool(self._reap(keys=[key, self.key("node", node)],
-                               args=[self.name, lifetime]))
+                               args=[self.name, lifetime, "" if fenced else "1"]))
 
     # -- claims: what one node at a time holds (xmpp.ownership) -------------------------
     # Homes (below) of entities named "KIND:NAME" (no JID looks like that).
@@ -334,15 +372,35 @@ class ClusterNode:
         pipe.sadd(self.key("users", entry.node), str(jid.bare))
         pipe.execute()
 
-    def remove_session(self, jid: JID, sid: str, node: str, *, while_dead: bool = False
-                       ) -> bool:
-        """Delete the entry session `sid` of `node` wrote; with `while_dead`, only
-        while `node` is silent (a reaper's removal must not undo a node that came
-        back and wrote its sessions again). Whether it was deleted."""
-        alive_key = self.key("node", node) if while_dead else ""
+    def remove_session(self, jid: JID, sid: str, node: str) -> bool:
+        """Delete the entry session `sid` of `node` wrote; whether it was deleted."""
         return bool(self._remove(
             keys=[self.key("sessions", str(jid.bare)), self.key("users", node)],
-            args=[jid.resource or "", sid, node, str(jid.bare), alive_key]))
+            args=[jid.resource or "", sid, node, str(jid.bare)]))
+
+    def remove_sessions_of(self, node: str, *, while_dead: bool = False
+                           ) -> list[tuple[JID, SessionEntry]] | None:
+        """Delete every registry entry `node` wrote, in one step, and return
+        them (malformed ones left out); with `while_dead`, only while `node`
+        is silent (None when it beats again: a reaper's removal must not undo
+        a node that came back and counts its sessions as still its own)."""
+        alive_key = self.key("node", node) if while_dead else ""
+        removed = self._remove_all(keys=[self.key("users", node)],
+                                   args=[node, self.key("sessions", ""), alive_key])
+        if removed is None:
+            return None
+        found = (_entry(user.decode(), resource.decode(), raw)
+                 for user, resource, raw in zip(*[iter(removed)] * 3, strict=True))
+        return [entry for entry in found if entry is not None]
+
+    def is_known(self, node: str) -> bool:
+        """Whether `node` is in the set of nodes: it joined and was not reaped
+        since (a node reaped whole left it)."""
+        return bool(self.redis.sismember(self.key("nodes"), node))
+
+    def beating(self, node: str) -> bool:
+        """Whether `node`'s heartbeat is there (it joined and beats)."""
+        return bool(self.redis.exists(self.key("node", node)))
 
     def sessions_of(self, node: str) -> Iterator[tuple[JID, SessionEntry]]:
         """Every registry entry node `node` wrote (malformed ones are skipped)."""
@@ -367,9 +425,11 @@ class ClusterNode:
     def forget_node(self, node: str, *, while_dead: bool = False) -> bool:
         """Forget a node that is gone (or restarts: its sessions and entities went
         with its memory): its set of users, and its claims; with `while_dead`,
-        only while it is silent. Whether it was forgotten."""
+        only while it is silent, and it leaves the set of nodes (its joining
+        adds it back). Whether it was forgotten."""
         alive_key = self.key("node", node) if while_dead else ""
-        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node)],
+        return bool(self._forget(keys=[self.key("users", node), self.key("homes", node),
+                                       self.key("nodes")],
                                  args=[node, self.key("home", ""), alive_key]))
 
     # -- entities that live on one node -------------------------------------------------
@@ -394,7 +454,7 @@ class ClusterNode:
     def send(self, batch: Iterable[tuple[str, Envelope]]) -> list[tuple[str, list[Envelope]]]:
         """Append each (node, envelope) to the node's inbox, in order, in one
         round trip: a node's envelopes in as few entries as MAX_PER_ENTRY lets.
-        What met a closed inbox (its node reaped, `close_inbox`) comes back,
+        What met a closed inbox (its node reaped, `fence_inbox`) comes back,
         in order, by node: it was written nowhere. A RedisError means the batch
         may not have been written: the caller sends it again with the same ids
         (consumers drop the duplicates)."""
@@ -436,9 +496,10 @@ class ClusterNode:
         return [(entry_id, _envelopes(fields) if fields else None)
                 for _stream, entries in answer or () for entry_id, fields in entries]
 
-    def orphans(self, node: str, min_idle_ms: int, after: bytes
+    def orphans(self, node: str, min_idle_ms: int, after: bytes, *, fenced: bool = False
                 ) -> tuple[bytes, list[tuple[bytes, list[Envelope] | None]]] | None:
-        """The next entries of dead `node`'s inbox after entry `after` ("0-0": from
+        """The next entries of dead `node`'s inbox (`fenced`: of its closed
+        one, `fence_inbox`) after entry `after` ("0-0": from
         the start), in stream order, given to this node now: first those a
         consumer took and never acknowledged (the dead node's own, or an earlier
         drainer's), then those never read. With them the last entry id they
@@ -446,7 +507,7 @@ class ClusterNode:
         (or the inbox is closed). None when the next one is not idle for
         `min_idle_ms` yet (its consumer may still be at it): no later one may
         overtake it."""
-        stream = self.key("stream", node)
+        stream = self.key("fenced" if fenced else "stream", node)
         try:
             pending = self.redis.xpending_range(stream, GROUP, min=b"(" + after, max="+",
                                                 count=ORPHAN_ENTRIES)
@@ -467,21 +528,32 @@ class ClusterNode:
         entries = [entry for _s, batch in unread or () for entry in batch]
         return (entries[-1][0], _decoded(entries)) if entries else (after, [])
 
-    def close_inbox(self, node: str, after: bytes) -> bool:
-        """Close dead `node`'s inbox (delete it) if nothing is left in it beyond
-        entry `after`, the last its drainer handed on, and `node` is still
-        silent (unless it is this node's own, a restart's); whether it is closed
-        now. Senders then learn of it from their writes (`send`)."""
+    def fence_inbox(self, node: str) -> bool:
+        """Close dead `node`'s inbox at once, whatever came after its drainer's
+        last take: it becomes the fenced inbox, which keeps its entries and
+        their ids (`orphans` with `fenced` goes on where the drainer was). Not
+        while `node` beats again (unless it is this node's own, a restart's),
+        nor while an earlier fenced inbox of `node` is left; whether it is
+        closed now. Senders learn of it from their writes (`send`)."""
         alive_key = "" if node == self.name else self.key("node", node)
-        return bool(self._close(keys=[self.key("stream", node)], args=[after, alive_key]))
+        return bool(self._fence(keys=[self.key("stream", node), self.key("fenced", node)],
+                                args=[alive_key]))
 
-    def ack(self, node: str, entry_ids: list[bytes]) -> None:
-        """Acknowledge handled entries and drop them (the stream stays small)."""
+    def drop_fenced(self, node: str) -> bool:
+        """Delete `node`'s fenced inbox, all it held handed on; whether there was one."""
+        return bool(self.redis.delete(self.key("fenced", node)))
+
+    def ack(self, node: str, entry_ids: list[bytes], *, orphaned: bool = False) -> None:
+        """Acknowledge handled entries and drop them (the stream stays small);
+        `orphaned`: entries of a dead node's inbox, which may have been fenced
+        since they were taken (the same ids, under the other key)."""
         if entry_ids:
-            stream = self.key("stream", node)
+            keys = ("stream", "fenced") if orphaned else ("stream",)
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(stream, GROUP, *entry_ids)
-            pipe.xdel(stream, *entry_ids)
+            for key in keys:
+                stream = self.key(key, node)
+                pipe.xack(stream, GROUP, *entry_ids)
+                pipe.xdel(stream, *entry_ids)
             pipe.execute()
 
 
@@ -514,7 +586,9 @@ class Outbox:
     is handed to `refused` at once (its stanza is bounced to its sender),
     never queued: one that was tried may have reached Redis already. What met
     a closed inbox is handed to `closed` (node, envelopes) before the next
-    batch is written, so that it is routed afresh ahead of what follows."""
+    batch is written, so that it is routed afresh ahead of what follows; from
+    then on (the node in `shut`) what is queued for that node is handed there
+    unwritten, in order."""
 
     def __init__(self, node: ClusterNode, log: logging.Logger,
                  refused: Callable[[str, Envelope], None],
@@ -530,6 +604,7 @@ class Outbox:
         self.sending: list[tuple[str, Envelope]] = []  # the batch being written
         self.flusher: gevent.Greenlet | None = None
         self.batch_done = gevent.event.Event()  # set (and replaced) after each batch
+        self.shut: set[str] = set()  # nodes whose inbox is closed
 
     def put(self, node: str, envelope: Envelope) -> None:
         if len(self.queue) + len(self.sending) >= self.limit:
@@ -544,15 +619,22 @@ class Outbox:
         if self.flusher is not None:
             self.flusher.join(timeout)
 
-    def take(self, node: str, jid: str | None = None) -> list[Envelope]:
-        """The envelopes queued for `node` (about `jid` only, if given), taken
-        out of the queue in order: its inbox is closed."""
-        taken = [envelope for queued, envelope in self.queue
-                 if queued == node and jid in (None, envelope.jid)]
+    def take(self, node: str) -> list[Envelope]:
+        """The envelopes queued for `node`, taken out of the queue in order."""
+        taken = [envelope for queued, envelope in self.queue if queued == node]
         if taken:
             self.queue = [(queued, envelope) for queued, envelope in self.queue
-                          if not (queued == node and jid in (None, envelope.jid))]
+                          if queued != node]
         return taken
+
+    def wait_sent(self, node: str, timeout: float) -> None:
+        """Until the batch being written holds nothing for `node` (or `timeout`
+        seconds passed); once `node` is shut, the next batches hold nothing
+        for it."""
+        deadline = time.monotonic() + timeout
+        while any(queued == node for queued, _envelope in self.sending):
+            if not self.batch_done.wait(max(0.0, deadline - time.monotonic())):
+                return
 
     def wait_written(self, timeout: float, node: str | None = None) -> bool:
         """Until what is queued now (for `node`, else for any node) has been
@@ -576,8 +658,9 @@ class Outbox:
             gevent.sleep(GATHER_DELAY)
             while self.queue:
                 self.sending, self.queue = self.queue, []
+                self.hand_back_shut()
                 try:
-                    closed = self.node.send(self.sending)
+                    closed = self.node.send(self.sending) if self.sending else []
                 except redis.RedisError as error:
                     self.queue = self.sending + self.queue
                     self.sending = []
@@ -592,6 +675,20 @@ class Outbox:
         finally:
             self.flusher = None
             self.batch_written()
+
+    def hand_back_shut(self) -> None:
+        """What the batch holds for a closed inbox goes to `closed` unwritten."""
+        if not self.shut:
+            return
+        kept, back = [], {}
+        for node, envelope in self.sending:
+            if node in self.shut:
+                back.setdefault(node, []).append(envelope)
+            else:
+                kept.append((node, envelope))
+        self.sending = kept
+        for node, envelopes in back.items():
+            self.closed(node, envelopes)
 
     def batch_written(self) -> None:
         done, self.batch_done = self.batch_done, gevent.event.Event()

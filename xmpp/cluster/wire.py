@@ -17,11 +17,12 @@ from typing import Any, NamedTuple
 # a stanza for something living on the receiver (a MUC room, an external
 # component's connection, an s2s link), to be routed there, a module's cached data
 # gone stale (`jid` the host, `data` {"module", "key"}), a claim another node
-# took over (`jid` "KIND NAME", xmpp.ownership), and a stanza for what the
-# receiver holds (`jid` "KIND NAME"), for the holding module first.
+# took over (`jid` "KIND NAME", xmpp.ownership), a stanza for what the
+# receiver holds (`jid` "KIND NAME"), for the holding module first, and a dead
+# node's closed inbox all handed on (`jid` the node's name).
 DELIVER, SESSION, UNBIND, CLOSE = "deliver", "session", "unbind", "close"
-ROUTE, STALE, LOST, HELD = "route", "stale", "lost", "held"
-KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE, LOST, HELD))
+ROUTE, STALE, LOST, HELD, DRAINED = "route", "stale", "lost", "held", "drained"
+KINDS = frozenset((DELIVER, SESSION, UNBIND, CLOSE, ROUTE, STALE, LOST, HELD, DRAINED))
 
 
 @dataclass(frozen=True, slots=True)

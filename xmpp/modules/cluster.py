@@ -21,9 +21,10 @@ What this module does itself:
   the holder of its `reaping` claim: its inbox is drained in stream order (the
   entries it took and never acknowledged, then those it never read) to the
   users' remaining sessions or to offline storage, and to its rooms' new
-  homes, then closed; only then are its sessions removed and announced
-  unavailable (see "Order across a node's death" below). The drainer renews
-  its claim before each take; should it die too, its claim lapses and the
+  homes, then closed, in a bounded time; only then are its sessions removed
+  (all at once, while it is still silent) and announced unavailable (see
+  "Order across a node's death" below). The drainer renews its claim before
+  each take; should it die too, its claim lapses and the
   next survivor goes on from the first unacknowledged entry. A pending entry
   not idle for a heartbeat timeout yet (its node may be alive after all)
   holds back the later ones rather than be overtaken, until the next watch;
@@ -49,27 +50,45 @@ remembered), behind the older stanzas, and the drainer routes all of it
 afresh; to the drainer's greenlet alone the node's sessions are gone
 (`gone_here`: a RemoteSession of it has no state there, so a message goes to
 the user's other resources or offline storage; its rooms are claimed again),
-while the node's other greenlets still write to the inbox too. Once a pass
-leaves nothing, the drainer waits until what it handed on is written (into
-local sockets, out of its outbox) and closes the inbox by deleting it, in one
-Lua step that checks nothing came after its last take (else it takes that
-too). Senders write with XADD NOMKSTREAM, in the same pipeline as ever: a
-write after the close is refused atomically, and the sender then routes that
-stanza afresh, and what its outbox still holds for the node, ahead of what it
-writes next, before it counts the node's sessions, homes and links as gone.
-The reaper's unbinds come after the close, and a node acting on one first
-hands on what its outbox holds for the session the same way. So each stanza
-either entered the inbox before the close and was handed on before it, or is
-routed after it: at-least-once, in order per sender and recipient. The cost:
-the dead node's users are announced gone only once the drain is over (about a
-heartbeat timeout of traffic), and nothing on the single-process path or on
-the hot cross-node path but the XADD's flag.
+while the node's other greenlets still write to the inbox too. Once a take
+finds nothing more, the drainer closes the inbox at once, whatever came since
+(under a steady flow something always has): one Lua step renames it to the
+fenced inbox, entries, consumer group and pending entries with it, so the
+close takes a bounded time whatever the flow. It hands on what the fenced
+inbox holds, waits until all it handed on is written (into local sockets, out
+of its outbox), deletes it, removes the node's sessions from the registry in
+one Lua step while the node is still silent, and only then sends `DRAINED`
+(the node's name) to every live node, ahead of the unbinds: no node counts a
+session gone that the registry still has, so a node back from a freeze finds
+all its sessions or none (`rejoin` ends the directed presence of those
+reaped). Back before that step, it keeps them, and nothing is announced.
+Reaped whole, a node leaves the registry's set of nodes, so the watches of
+the survivors reap it once (its joining adds it back). Senders write with
+XADD NOMKSTREAM, in the same pipeline as ever: a write after the close is
+refused atomically,
+and the sender holds that stanza, and whatever its outbox has for the node
+from then on (the outbox writes nothing more there, `shut`), in order, until
+`DRAINED` reaches it on its own stream, behind what the drainer handed on to
+it; then it routes them afresh, and only then counts the node's sessions,
+homes and links as gone, so that nothing routed directly overtakes them. So
+each stanza either entered the inbox before the close and was handed on
+before `DRAINED`, or is routed after it: at-least-once, in order per sender
+and recipient. A drainer that dies after the close leaves the fenced inbox to
+the next claimant (drained first, before the inbox), and the hold is let go
+after a heartbeat timeout or past the outbox's limit (order may then break,
+nothing is lost): to the node's new inbox if it beats again, else handed on
+as the drainer would; the node's sessions stay bound there until `DRAINED`
+or the unbinds. The cost: the dead node's users are announced gone only once
+the drain is over (about a heartbeat timeout of traffic, plus what came during
+the last take), and nothing on the single-process path or on the hot
+cross-node path but the XADD's flag and one test of an empty set per batch.
 The drainer's node keeps its other greenlets' view apart: a room the drainer
 brought back there is theirs only once the inbox is closed (`Homes.taken`).
 Left unordered: what one node at a time holds (`ownership-*`: a component's
 domain, a BOSH sid), which a survivor may take over at once, as its client
 comes back there; and a Redis that lost its data, whose streams are gone as
-if closed (stanzas are routed afresh, nothing is lost, until each node,
+if closed (with no drainer to say `DRAINED`, what meets them is held a
+heartbeat timeout, then routed afresh: nothing is lost, until each node,
 finding its heartbeat lapsed, makes its inbox again).
 """
 
@@ -95,6 +114,7 @@ from xmpp.cluster.options import cluster_options
 from xmpp.cluster.wire import (
     CLOSE,
     DELIVER,
+    DRAINED,
     HELD,
     LOST,
     ROUTE,
@@ -131,6 +151,15 @@ WRITE_WAIT = 30.0  # seconds entries wait for their stanzas to be written before
 # kernel's hands within a turn of the loop, and an acknowledgement of its own
 # cost a Redis round trip, a third of those of a stanza between two nodes.
 ACK_WAIT = 0.005
+
+
+@dataclass(slots=True)
+class Hold:
+    """What met a dead node's closed inbox here, kept in order until its drainer
+    says all it took from there is handed on (`Cluster.release`)."""
+
+    envelopes: list[Envelope]
+    timer: gevent.Greenlet | None  # releases it should the drainer never say so
 
 
 @dataclass(slots=True)
@@ -220,6 +249,10 @@ class Cluster:
         # pass goes on after it, not held back by entries whose acks wait for
         # their stanzas to be written.
         self.drained_to: dict[str, bytes] = {}
+        self.holds: dict[str, Hold] = {}  # dead node -> what met its closed inbox here
+        # Dead nodes whose closed inbox was all handed on: what meets it now is
+        # routed afresh at once (until the node is back).
+        self.released: set[str] = set()
 
     # -- local sessions -> registry and peers --------------------------------------
 
@@ -343,35 +376,106 @@ class Cluster:
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
-        """What this node sent met `node`'s inbox closed: its reaper handed on
-        all that was written there, and is about to say that its sessions are
-        gone. What was meant for them is handed on as the drainer would have,
-        then they are gone here too (the outbox writes nothing meanwhile)."""
+        """What this node sent met `node`'s inbox closed (the outbox's writer
+        calls this before its next write). Its drainer may still be handing on
+        what it took from there last: this node holds what it meant for the
+        node, in order (the outbox writes nothing more there, `shut`, but hands
+        it here), until the drainer says it is all written and the node's
+        sessions are gone (`DRAINED`), or a heartbeat timeout passed, or the
+        hold is as large as the outbox's limit (`hold_expired`). Once
+        released, at once."""
+        if node in self.released:
+            with self.gone_to_me(node):
+                self.handle_closed(node, envelopes)
+            return
+        self.outbox.shut.add(node)
+        hold = self.holds.get(node)
+        if hold is None:
+            timer = gevent.spawn_later(self.node.timeout, self.hold_expired, node)
+            hold = self.holds[node] = Hold([], timer)
+        elif len(hold.envelopes) >= self.outbox.limit and hold.timer is not None:
+            self.m.log.warning("Cluster: more than %d stanzas wait for the drain of %s;"
+                               " routed afresh now", self.outbox.limit, node)
+            hold.timer.kill(block=False)
+            hold.timer = gevent.spawn(self.hold_expired, node)
+        hold.envelopes.extend(envelopes)
+
+    def release_hold(self, node: str) -> None:
+        """`node`'s closed inbox is all handed on and its sessions are gone from
+        the registry, its drainer said: what this node held for it, then what
+        its outbox has for it, is handed on as the drainer would have, in
+        order, and its sessions are gone here too."""
+        if node == self.node.name:
+            return  # back, and told late of its own reaping: nothing of it is mirrored
+        self.hand_on_hold(node)
+        # From here on nothing yields until the sessions are gone here: nothing
+        # routed directly overtakes what was meant for them.
+        self.released.add(node)
         self.m.log.info("Cluster: the inbox of %s is closed", node)
-        with self.gone_to_me(node):
-            self.handle_closed(node, envelopes)
-        self.hand_on_queued(node)
         for resources in list(self.router.sessions.values()):
             for session in list(resources.values()):
                 if isinstance(session, RemoteSession) and session.node == node:
                     self.router.unbind(session)
         self.forget_links(node)
         self.counted_dead(node)
+        # Nothing is routed there any more but what was on its way: should it be
+        # back (a restart), its inbox says so.
+        self.outbox.shut.discard(node)
+
+    def hold_expired(self, node: str) -> None:
+        """No `DRAINED` for `node` within a heartbeat timeout of the first write
+        that met its inbox closed (or the hold outgrew the outbox's limit): the
+        node beats again (back after its inbox closed, before the reaper got to
+        its sessions), or its drainer died or lags. What was held is routed
+        afresh now (order may break, nothing is lost): back, to its new inbox;
+        else as the drainer would. Its sessions stay: only the registry's
+        dropping them, which `DRAINED` follows, makes them gone."""
+        try:
+            back = self.node.beating(node)
+        except RedisError as error:
+            self.m.log.warning("Cluster: is %s back? (%s)", node, error)
+            back = False
+        if back:
+            self.outbox.wait_sent(node, self.node.timeout / 3)
+            held = self.end_hold(node)
+            self.outbox.shut.discard(node)
+            for envelope in held + self.outbox.take(node):
+                self.outbox.put(node, envelope)
+        else:
+            self.hand_on_hold(node)
+            self.outbox.shut.discard(node)  # the next write meeting it closed holds anew
+
+    def hand_on_hold(self, node: str) -> None:
+        """Hand on what this node holds for `node`'s closed inbox, then what its
+        outbox has for it, in order, as the drainer would; the hold ends."""
+        # What is being written there comes back into the hold; what is queued
+        # for it is later (and the next batches hold none of it once `shut`).
+        self.outbox.wait_sent(node, self.node.timeout / 3)
+        hold = self.holds.setdefault(node, Hold([], None))
+        hold.envelopes += self.outbox.take(node)
+        with self.gone_to_me(node):
+            # What is routed there meanwhile (should handing on wait for Redis)
+            # joins the hold's end.
+            while hold.envelopes:
+                envelopes, hold.envelopes = hold.envelopes, []
+                self.handle_closed(node, envelopes)
+        self.end_hold(node)
+
+    def end_hold(self, node: str) -> list[Envelope]:
+        """What this node holds for `node`, the hold ended (a timer's release
+        and DRAINED may both come: the second finds none)."""
+        hold = self.holds.pop(node, None)
+        if hold is None:
+            return []
+        if hold.timer is not None and hold.timer is not gevent.getcurrent():
+            hold.timer.kill(block=False)
+        return hold.envelopes
 
     def forget_links(self, node: str) -> None:
         """`node`'s inbox is closed: its rooms and s2s links live elsewhere now."""
         self.homes.forget(node)
         self.s2s_holders = {domain: holder for domain, holder in self.s2s_holders.items()
                             if holder != node}
-
-    def hand_on_queued(self, node: str, jid: str | None = None) -> None:
-        """What the outbox holds for closed `node`'s inbox (about `jid` only, if
-        given) is handed on as the drainer would have, until none is left: the
-        caller then unbinds the sessions at once, so that nothing routed
-        directly overtakes what was queued for them."""
-        with self.gone_to_me(node):
-            while envelopes := self.outbox.take(node, jid):
-                self.handle_closed(node, envelopes)
 
     def handle_closed(self, node: str, envelopes: list[Envelope]) -> None:
         """Act on envelopes meant for closed `node`'s inbox, as its drainer does."""
@@ -447,16 +551,15 @@ class Cluster:
 
     def unbind_mirrored(self, jid: JID, sid: str, origin: str) -> None:
         """`origin` says that the session `sid` of `jid` is gone. When another node
-        than the session's says so, it reaped it, once its inbox was closed: what
-        this node queued for the session meets the closed inbox first, and is
-        handed on ahead of what is routed here from now on."""
+        than the session's says so, it reaped it, once its inbox was closed and
+        handed on (its `DRAINED` came first, unless this node was no peer of
+        its then): what this node held or queued for the node is handed on
+        ahead of what is routed here from now on."""
         current = self.router.resources(jid.bare).get(jid.resource or "")
         if not isinstance(current, RemoteSession) or current.entry.sid != sid:
             return
-        if current.node != origin:
-            self.outbox.wait_written(self.node.timeout / 3, current.node)
-            self.hand_on_queued(current.node, str(jid))
-            self.counted_dead(current.node)
+        if current.node != origin and current.node not in self.released:
+            self.release_hold(current.node)
         self.unmirror(jid, sid)
 
     def resync(self, *, prune: bool = False) -> None:
@@ -556,7 +659,7 @@ class Cluster:
         if not orphaned and node == self.node.name and not self.reading:
             self.acks.extend(entry_ids)
         else:
-            self.node.ack(node, entry_ids)
+            self.node.ack(node, entry_ids, orphaned=orphaned)
 
     def ack_when_written(self, node: str, entry_ids: list[bytes],
                          transports: Iterable[Any], orphaned: bool) -> None:
@@ -585,6 +688,10 @@ class Cluster:
             return None
         if envelope.kind == HELD:  # its `jid` is "KIND NAME" too
             self.take_held(envelope)
+            return None
+        if envelope.kind == DRAINED:  # its `jid` is a node's name
+            if not orphaned:
+                self.release_hold(envelope.jid)
             return None
         try:
             jid = parse_jid(envelope.jid)
@@ -872,6 +979,9 @@ class Cluster:
             self.set_peers([peer for peer in self.peers if peer != node])
 
     def set_peers(self, peers: list[str]) -> None:
+        # A node beating again has an inbox again: its next death is drained anew.
+        self.released.difference_update(peers)
+        self.outbox.shut.difference_update(peers)
         if peers == self.peers:
             return
         # Until this line names a new node, what changes here does not reach it.
@@ -895,74 +1005,101 @@ class Cluster:
 
     def reap(self, dead: str) -> None:
         """A node stopped beating: one survivor, the holder of its reaping claim,
-        hands on what was queued for it and closes its inbox (`drain`), and only
-        then removes its sessions and tells their contacts and the users' other
-        resources they are gone: until then the other nodes go on writing to
-        that inbox, which holds their stanzas in order behind the older ones."""
-        if not self.node.claim_reaping(dead) or not self.drain(dead):
+        hands on what was queued for it and closes its inbox (`drain`), then
+        removes its sessions from the registry in one step while it is still
+        silent, and only then says `DRAINED` and tells their contacts and the
+        users' other resources they are gone. Until its inbox is closed the
+        other nodes go on writing there, in order behind the older stanzas;
+        until the registry dropped its sessions no node counts them gone, so a
+        node back from a freeze meanwhile finds them all still its own, or
+        none (`rejoin`). A node reaped whole has left the set of nodes: a reap
+        started from an older listing does nothing."""
+        if not self.node.claim_reaping(dead) or not self.node.is_known(dead) \
+                or not self.drain(dead):
             return
-        # What this node queued for the sessions meets the closed inbox and is
-        # handed on (`inbox_closed`), or is taken from the queue and handed on
-        # (`hand_on_queued`), before they are gone here.
-        self.outbox.wait_written(self.node.timeout / 3, dead)
-        gone = list(self.node.sessions_of(dead))
-        if gone:
-            self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
         # A restart reaps its previous run, whose heartbeat may not have expired.
         while_dead = dead != self.node.name
+        gone = self.node.remove_sessions_of(dead, while_dead=while_dead)
+        if gone is None:
+            return  # back since its inbox closed: its sessions are its own
+        self.announce_drained(dead)
+        if gone:
+            self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
         for jid, entry in gone:
-            if not self.node.remove_session(jid, entry.sid, dead, while_dead=while_dead):
-                continue  # back meanwhile (or already gone)
             self.broadcast(UNBIND, jid, entry.sid.encode())
-            self.hand_on_queued(dead, str(jid))
             self.unmirror(jid, entry.sid)
             gone_presence = presence("unavailable", str(jid), "")
             informed = broadcast(self.m, gone_presence, jid) if entry.available else set()
             tell_directed(self.m, gone_presence, entry.directed, informed)
-        if self.node.forget_node(dead, while_dead=while_dead):
-            # Nothing goes there from here any more: what is queued goes first.
-            self.hand_on_queued(dead)
-            self.forget_links(dead)
+        self.node.forget_node(dead, while_dead=while_dead)
 
     def drain(self, node: str) -> bool:
         """Hand on what `node`'s inbox holds, in stream order (so in order per
         sender and recipient), to the users' other sessions or offline storage
-        (to this greenlet, `node`'s sessions are gone: `gone_here`), then close
-        the inbox once nothing more is in it; whether it is closed. A drainer
-        that dies leaves its unacknowledged entries to the next one."""
+        (to this greenlet, `node`'s sessions are gone: `gone_here`), and close
+        the inbox; whether it is closed and all it held handed on and written.
+        A drainer that dies leaves its unacknowledged entries to the next one."""
+        acking: list[gevent.Greenlet] = []  # of what was handed on, until written
         with self.gone_to_me(node):
-            return self.hand_on(node)
+            # What an earlier drainer closed and left (it died too) is the oldest.
+            if not self.hand_on_fenced(node, acking) or \
+                    not self.hand_on(node, acking, fenced=False):
+                return False
+            # Empty a moment ago: closed now, in one step whatever came since
+            # (under a steady flow something always has), which stays in the
+            # closed inbox to be taken there.
+            return self.node.fence_inbox(node) and self.hand_on_fenced(node, acking)
 
-    def hand_on(self, node: str) -> bool:
+    def hand_on_fenced(self, node: str, acking: list[gevent.Greenlet]) -> bool:
+        """Hand on what `node`'s closed inbox holds (none: there is none), wait
+        until that and what was handed on before is written, and delete it;
+        whether that is done."""
+        if not self.hand_on(node, acking, fenced=True):
+            return False
+        gevent.joinall(acking, timeout=WRITE_WAIT)
+        acking.clear()
+        if not self.outbox.wait_written(self.node.timeout / 3):
+            return False
+        if self.node.drop_fenced(node):
+            self.drained_to.pop(node, None)
+        return True
+
+    def hand_on(self, node: str, acking: list[gevent.Greenlet], *, fenced: bool) -> bool:
+        """Take `node`'s inbox (`fenced`: its closed one) and hand it on until a
+        take finds nothing more; whether it did. `acking` collects the
+        greenlets acknowledging what was handed on once it is written."""
         min_idle_ms = 0 if node == self.node.name else int(self.node.timeout * 1000)
-        acking: list[gevent.Greenlet] = []
         # The claim before each take: `node` may be back since the last one (or
-        # since `reap` began), and what its peers send it now is its own to read.
-        while self.node.claim_reaping(node):
+        # since `reap` began), and what its peers send it now is its own to
+        # read; its closed inbox is the reaper's whatever.
+        while self.node.claim_reaping(node, fenced=fenced):
             after = self.drained_to.get(node, b"0-0")
-            taken = self.node.orphans(node, min_idle_ms, after)
+            taken = self.node.orphans(node, min_idle_ms, after, fenced=fenced)
             if taken is None:
                 return False  # held back by an entry not idle yet: at the next watch
             reached, entries = taken
-            if entries or reached != after:
-                acker = self.handle_all(node, entries, orphaned=True)
-                if acker is not None:
-                    acking.append(acker)
-                self.drained_to[node] = reached
-                continue
-            # None left: once what was handed on is written (its stanzas in
-            # sockets, on other nodes' streams), the inbox may close.
-            gevent.joinall(acking, timeout=WRITE_WAIT)
-            acking.clear()
-            if not self.outbox.wait_written(self.node.timeout / 3):
-                return False
-            if self.node.close_inbox(node, after):
-                self.drained_to.pop(node, None)
+            if not entries and reached == after:
                 return True
-            # Written to meanwhile: that is taken too.
+            acker = self.handle_all(node, entries, orphaned=True)
+            if acker is not None:
+                acking.append(acker)
+            self.drained_to[node] = reached
         # Another node took over (this one was too slow), or `node` is back.
         self.m.log.warning("Cluster: no longer draining the inbox of %s", node)
         return False
+
+    def announce_drained(self, node: str) -> None:
+        """`node`'s inbox is closed, all it held handed on and written, and its
+        sessions are gone from the registry: the live nodes (read afresh: at a
+        restart this node knows none yet) route what they held for it afresh
+        now and count its sessions gone (`DRAINED`, ahead of the unbinds on
+        their streams), and so does this one."""
+        live, _dead = self.node.nodes()
+        for peer in live:
+            if peer not in (self.node.name, node):
+                self.outbox.put(peer, Envelope(self.node.new_id(), DRAINED, node,
+                                               self.node.name))
+        self.release_hold(node)
 
     # -- life cycle -------------------------------------------------------------------
 
