@@ -11,6 +11,7 @@ sqlalchemy.orm (some 6 MiB of a server's memory) is never imported to run one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ from sqlalchemy import (
     TypeDecorator,
     false,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeEngine
 
 # Stable constraint names, so later Alembic revisions can refer to them.
@@ -48,9 +51,12 @@ NAMING_CONVENTION = {
 JID_PART = String(1023)
 MYSQL_PREFIX = 255
 
-# The MySQL types below are imported when a MySQL engine first asks for them:
-# sqlalchemy.dialects.mysql loads the dialect of each MySQL driver, some
-# 1 MiB that a server on SQLite or PostgreSQL never uses.
+# The MySQL types and index prefixes below reach SQLAlchemy when a MySQL
+# engine first asks for them: sqlalchemy.dialects.mysql loads the dialect of
+# each MySQL driver, some 1 MiB that a server on SQLite or PostgreSQL never
+# uses. (An index's `mysql_length=` option would load it at import, to check
+# the option's name.)
+_MYSQL_LENGTH = "mysql_length"
 
 
 class StanzaText(TypeDecorator[str]):
@@ -113,11 +119,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _index(name: str, *columns: str, prefixed: Iterable[str], unique: bool = False) -> Index:
+    """An index whose `prefixed` columns MySQL indexes by their first MYSQL_PREFIX
+    characters (_create_index_on_mysql)."""
+    return Index(name, *columns, unique=unique,
+                 info={_MYSQL_LENGTH: dict.fromkeys(prefixed, MYSQL_PREFIX)})
+
+
+@compiles(CreateIndex, "mysql")
+def _create_index_on_mysql(create: CreateIndex, compiler: Any, **kw: Any) -> str:
+    """MySQL's CREATE INDEX, with the prefix lengths the index's info gives (its
+    dialect is loaded by now: it is compiling)."""
+    lengths = create.element.info.get(_MYSQL_LENGTH)
+    if lengths:
+        create.element.dialect_options["mysql"]["length"] = lengths
+    return compiler.visit_create_index(create, **kw)
+
+
 def _user_index(table: str, *extra: str, unique: bool = False) -> Index:
     columns = ("host", "username", *extra)
     name = f"{'uq' if unique else 'ix'}_{table}_{'_'.join(columns)}"
-    return Index(name, *columns, unique=unique,
-                 mysql_length=dict.fromkeys(columns, MYSQL_PREFIX))
+    return _index(name, *columns, prefixed=columns, unique=unique)
 
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -216,9 +238,9 @@ uploads = Table(
     Column("created", UTCDateTime, nullable=False),
     Column("completed", UTCDateTime),
     Column("path", Text),
-    Index("ix_uploads_host_uploader_created", "host", "uploader", "created",
-          mysql_length={"host": MYSQL_PREFIX, "uploader": MYSQL_PREFIX}),
-    Index("ix_uploads_host_created", "host", "created", mysql_length={"host": MYSQL_PREFIX}),
+    _index("ix_uploads_host_uploader_created", "host", "uploader", "created",
+           prefixed=("host", "uploader")),
+    _index("ix_uploads_host_created", "host", "created", prefixed=("host",)),
 )
 
 # One value of a module's keyval or map store (Prosody's `prosody` table).
@@ -234,9 +256,8 @@ keyval = Table(
     Column("key", String(1023), nullable=False),
     Column("type", String(8), nullable=False),
     Column("value", STANZA_TEXT, nullable=False),
-    Index("uq_keyval_host_username_store_key", "host", "username", "store", "key",
-          unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                     "store": MYSQL_PREFIX, "key": MYSQL_PREFIX}),
+    _index("uq_keyval_host_username_store_key", "host", "username", "store", "key",
+           prefixed=("host", "username", "store", "key"), unique=True),
 )
 
 # One item of a module's archive store (Prosody's `prosodyarchive` table):
@@ -254,18 +275,15 @@ archive = Table(
     Column("with", String(3071), nullable=False),
     Column("type", String(8), nullable=False),
     Column("value", STANZA_TEXT, nullable=False),
-    Index("uq_archive_host_username_store_key", "host", "username", "store", "key",
-          unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                     "store": MYSQL_PREFIX}),
+    _index("uq_archive_host_username_store_key", "host", "username", "store", "key",
+           prefixed=("host", "username", "store"), unique=True),
     # Pages in (when, id) order by time (migration 0007) ...
-    Index("ix_archive_host_username_store_when_id_with", "host", "username", "store",
-          "when", "id", "with", mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                              "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
+    _index("ix_archive_host_username_store_when_id_with", "host", "username", "store",
+           "when", "id", "with", prefixed=("host", "username", "store", "with")),
     # ... and by `with`, seeking the JID's items instead of filtering the
     # user's whole archive (migration 0008).
-    Index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
-          "with", "when", "id", mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                              "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
+    _index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
+           "with", "when", "id", prefixed=("host", "username", "store", "with")),
 )
 
 
