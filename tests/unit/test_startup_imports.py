@@ -70,7 +70,7 @@ from storage.uploads import UploadRecord
 from xmpp.config import load_config
 from xmpp.server import VireoServer
 
-LAZY = ("sqlalchemy.orm", "sqlalchemy.dialects.mysql", "prometheus_client")
+LAZY = ("sqlalchemy.orm", "sqlalchemy.dialects.mysql", "prometheus_client", "jwt")
 host, now = "example.com", datetime.now(UTC)
 server = VireoServer(load_config(sys.argv[1]))
 server.db.migrate_in_child()  # as start() does: Alembic's imports stay out of the server
@@ -100,7 +100,7 @@ server.db.close()
 def test_what_a_server_and_its_stores_never_use_is_not_loaded(tmp_path: Path) -> None:
     """SQLAlchemy's ORM is some 6 MiB of a server's memory: the stores speak Core.
     Its MySQL dialects, 1 MiB, wait for a MySQL engine; prometheus_client for
-    the first scrape or storage failure."""
+    the first scrape or storage failure; PyJWT for the first upload token."""
     config = tmp_path / "vireo.cfg.lua"
     config.write_text(f"""
 data_path = "{tmp_path}"
