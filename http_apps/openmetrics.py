@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from http_apps.provider import GLOBAL_HOST, HttpProvider
-from xmpp.metrics import REGISTRY
+from xmpp.metrics import registry as this_process_registry
 from xmpp.netmatch import AddressMatcher
 
 DEFAULT_ALLOW_IPS = ("::1", "127.0.0.1")
@@ -32,7 +32,7 @@ def statistics_enabled(config: Any) -> bool:
 
 def this_process() -> CollectorRegistry:
     """The metrics of this process alone."""
-    return REGISTRY
+    return this_process_registry()
 
 
 def make_blueprint(config: Any, registry: Callable[[], CollectorRegistry] = this_process

@@ -13,10 +13,10 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from storage.models import Base
+from storage.models import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _cli_url() -> str:

@@ -17,7 +17,7 @@ class AccountExists(Exception):
 
 
 def scram_material(password: str, iterations: int = DEFAULT_ITERATIONS) -> dict[str, bytes | int]:
-    """The Account columns for a password: SHA-1 and SHA-256 material."""
+    """The `accounts` columns for a password: SHA-1 and SHA-256 material."""
     # One salt and iteration count for both hashes, as Prosody keeps them.
     salt = os.urandom(16)
     sha1 = derive(password, "sha1", salt, iterations)

@@ -22,7 +22,7 @@ from storage.account_material import AccountExists, prep_username, scram_materia
 from storage.dburl import DirectUrl, direct_url
 from storage.schema_head import VERSION_QUERY, is_current
 
-# The per-user tables an account's deletion empties (storage.models.PER_USER_MODELS;
+# The per-user tables an account's deletion empties (storage.models.PER_USER_TABLES;
 # a unit test keeps the two lists equal). roster_groups goes by ON DELETE CASCADE.
 PER_USER_TABLES = ("roster_items", "roster_pending", "roster_versions", "offline_messages",
                    "keyval", "archive")

@@ -10,13 +10,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Connection, Delete, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from storage.account_material import AccountExists, prep_username, scram_material, stored_username
 from storage.db import Database
-from storage.models import PER_USER_MODELS, Account
+from storage.models import PER_USER_TABLES, accounts
 from xmpp.scram import DEFAULT_ITERATIONS, SCRAM_HASHES, ScramCredentials, derive, password_matches
 
 # Accounts whose last verified PLAIN password is remembered (about 200 bytes
@@ -27,19 +26,29 @@ PASSWORD_CACHE_SIZE = 65536
 SCRAM_POLICY_TTL = 30.0
 
 
-_BY_ACCOUNT = (Account.host == bindparam("host"), Account.username == bindparam("username"))
-_EXISTS_QUERY = select(Account.id).where(*_BY_ACCOUNT)
+_BY_ACCOUNT = (accounts.c.host == bindparam("host"),
+               accounts.c.username == bindparam("username"))
+_EXISTS_QUERY = select(accounts.c.id).where(*_BY_ACCOUNT)
 _SCRAM_QUERIES = {
-    hash_name: select(Account.salt, Account.iterations,
-                      getattr(Account, f"{hash_name}_stored_key"),
-                      getattr(Account, f"{hash_name}_server_key")).where(*_BY_ACCOUNT)
+    hash_name: select(accounts.c.salt, accounts.c.iterations,
+                      accounts.c[f"{hash_name}_stored_key"],
+                      accounts.c[f"{hash_name}_server_key"]).where(*_BY_ACCOUNT)
     for hash_name in SCRAM_HASHES.values()
 }
-_LACKING_SHA256 = (Account.host == bindparam("host"), Account.sha256_stored_key.is_(None))
+_LACKING_SHA256 = (accounts.c.host == bindparam("host"), accounts.c.sha256_stored_key.is_(None))
 
 
 def _call(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return function(*args)
+
+
+def _delete_user_rows(table: Table, host: str, username: str) -> Delete:
+    return delete(table).where(table.c.host == host, table.c.username == username)
+
+
+def _exists(connection: Connection, host: str, username: str) -> bool:
+    return connection.execute(_EXISTS_QUERY,
+                              {"host": host, "username": username}).first() is not None
 
 
 class _VerifiedPasswords:
@@ -111,22 +120,15 @@ class AccountStore:
     def _material(self, password: str) -> dict[str, bytes | int]:
         return self._run(scram_material, (password, self._iterations))
 
-    @staticmethod
-    def _get(session: Session, host: str, username: str | None) -> Account | None:
-        if username is None:
-            return None
-        return session.scalar(select(Account).where(Account.host == host,
-                                                    Account.username == username))
-
     def create(self, host: str, username: str, password: str) -> None:
         """Add an account; raise AccountExists if taken, InvalidJID for a bad username."""
         user = prep_username(username)
         try:
-            with self._db.session() as session:
-                if self._get(session, host, user) is not None:
+            with self._db.transaction() as connection:
+                if _exists(connection, host, user):
                     raise AccountExists(f"{user}@{host}")  # before hashing: a taken name is cheap
                 material = self._material(password)
-                session.add(Account(host=host, username=user, **material))
+                connection.execute(insert(accounts).values(host=host, username=user, **material))
         except IntegrityError as exc:  # created concurrently by another process
             raise AccountExists(f"{user}@{host}") from exc
         self._verified.remember((host, user), password, material["sha256_stored_key"])
@@ -134,15 +136,15 @@ class AccountStore:
     def set_password(self, host: str, username: str, password: str) -> bool:
         """Replace the password; False when there is no such account."""
         user = stored_username(username)
+        if user is None:
+            return False
         material = self._material(password)
-        with self._db.session() as session:
-            account = self._get(session, host, user)
-            if account is None:
-                return False
-            for column, value in material.items():
-                setattr(account, column, value)
-        self._verified.remember((host, account.username), password,
-                                material["sha256_stored_key"])
+        with self._db.transaction() as connection:
+            changed = connection.execute(update(accounts).where(
+                accounts.c.host == host, accounts.c.username == user).values(**material)).rowcount
+        if not changed:
+            return False
+        self._verified.remember((host, user), password, material["sha256_stored_key"])
         self._scram_policy.pop(host, None)
         return True
 
@@ -154,11 +156,10 @@ class AccountStore:
         user = stored_username(username)
         if user is None:
             return False
-        with self._db.session() as session:
-            for model in PER_USER_MODELS:
-                session.execute(delete(model).where(model.host == host, model.username == user))
-            removed = session.execute(
-                delete(Account).where(Account.host == host, Account.username == user)).rowcount
+        with self._db.transaction() as connection:
+            for table in PER_USER_TABLES:
+                connection.execute(_delete_user_rows(table, host, user))
+            removed = connection.execute(_delete_user_rows(accounts, host, user)).rowcount
         self._verified.forget((host, user))
         self._scram_policy.pop(host, None)
         return removed > 0
@@ -169,14 +170,14 @@ class AccountStore:
         if user is None:
             return False
         with self._db.engine.connect() as connection:
-            return connection.execute(_EXISTS_QUERY,
-                                      {"host": host, "username": user}).first() is not None
+            return _exists(connection, host, user)
 
     def users(self, host: str) -> list[str]:
         """The usernames of a host, sorted."""
-        with self._db.session() as session:
-            return list(session.scalars(
-                select(Account.username).where(Account.host == host).order_by(Account.username)))
+        with self._db.engine.connect() as connection:
+            return list(connection.scalars(select(accounts.c.username)
+                                           .where(accounts.c.host == host)
+                                           .order_by(accounts.c.username)))
 
     def scram_credentials(self, host: str, username: str,
                           mechanism: str) -> ScramCredentials | None:
@@ -232,11 +233,11 @@ class AccountStore:
         user = stored_username(username)
         if user is None:
             return False
-        with self._db.session() as session:
-            stored = session.execute(update(Account).where(
-                Account.host == host, Account.username == user,
-                Account.sha1_stored_key == sha1_stored_key,
-                Account.sha256_stored_key.is_(None)).values(
+        with self._db.transaction() as connection:
+            stored = connection.execute(update(accounts).where(
+                accounts.c.host == host, accounts.c.username == user,
+                accounts.c.sha1_stored_key == sha1_stored_key,
+                accounts.c.sha256_stored_key.is_(None)).values(
                 sha256_stored_key=sha256.stored_key,
                 sha256_server_key=sha256.server_key)).rowcount
         self._scram_policy.pop(host, None)
@@ -245,7 +246,7 @@ class AccountStore:
     def lacking_sha256(self, host: str) -> int:
         """How many accounts of the host have no SCRAM-SHA-256 material yet."""
         with self._db.engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(Account).where(
+            return connection.execute(select(func.count()).select_from(accounts).where(
                 *_LACKING_SHA256), {"host": host}).scalar_one()
 
     def scram_mechanisms(self, host: str) -> frozenset[str]:
@@ -257,7 +258,7 @@ class AccountStore:
         if cached is not None and cached[0] > now:
             return cached[1]
         with self._db.engine.connect() as connection:
-            lacking = connection.execute(select(Account.id).where(*_LACKING_SHA256).limit(1),
+            lacking = connection.execute(select(accounts.c.id).where(*_LACKING_SHA256).limit(1),
                                          {"host": host}).first() is not None
         mechanisms = frozenset(SCRAM_HASHES) - ({"SCRAM-SHA-256"} if lacking else set())
         self._scram_policy[host] = (now + SCRAM_POLICY_TTL, mechanisms)

@@ -12,7 +12,7 @@ OS thread stalls every connection.
 - The connection pool's wait for a free connection uses `threading`
   primitives, which monkey-patching makes greenlet-aware.
 - SQLite calls are short local C calls and do not yield. Hence the rule for
-  callers: do no network I/O inside `Database.session()`; a greenlet that
+  callers: do no network I/O inside `Database.transaction()`; a greenlet that
   yields while holding SQLite's write lock makes the next writer wait out
   `busy_timeout` with the hub blocked.
 """
@@ -26,13 +26,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from storage.dburl import database_url  # noqa: F401 - the URL helper callers know from here
 from storage.schema_head import VERSION_QUERY, is_current
@@ -88,7 +87,7 @@ def _warn_if_psycopg_blocks() -> None:
 
 
 class Database:
-    """An engine with sessions and migrations for one database URL."""
+    """An engine with transactions and migrations for one database URL."""
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
@@ -111,7 +110,6 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         elif parsed.drivername == "postgresql+psycopg":
             _warn_if_psycopg_blocks()
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._compiled: dict[Any, Any] = {}  # fetch_rows' statements, as this dialect says them
         # SQLite's calls run in this thread and never yield, so fetch_rows' reads can
         # share one connection, kept checked out: no pool checkout and reset per read
@@ -163,16 +161,10 @@ class Database:
                     cursor.close()
             yield self._bulk.dbapi_connection
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits when the block ends and rolls back on error."""
-        with self._sessions() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A connection in a transaction that commits when the block ends and
+        rolls back on error."""
+        return self.engine.begin()
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest revision (a no-op when it is current).

@@ -1,13 +1,17 @@
-"""Schema for accounts, rosters (RFC 6121) and offline messages (XEP-0160), as typed models.
+"""Schema for accounts, rosters (RFC 6121) and offline messages (XEP-0160), as Core tables.
 
 Every per-user row carries plain `host` and `username` columns, so an operator
 can report with SQL without joins through surrogate keys. Rosters and offline
 messages are not tied to `accounts` by a foreign key: like Prosody's stores,
 they belong to a (host, username) pair whatever authenticates it.
+
+Core `Table`s, not ORM models: the store classes speak Core statements, and
+sqlalchemy.orm (some 6 MiB of a server's memory) is never imported to run one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,11 +28,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeEngine
 
 # Stable constraint names, so later Alembic revisions can refer to them.
@@ -44,9 +51,12 @@ NAMING_CONVENTION = {
 JID_PART = String(1023)
 MYSQL_PREFIX = 255
 
-# The MySQL types below are imported when a MySQL engine first asks for them:
-# sqlalchemy.dialects.mysql loads the dialect of each MySQL driver, some
-# 1 MiB that a server on SQLite or PostgreSQL never uses.
+# The MySQL types and index prefixes below reach SQLAlchemy when a MySQL
+# engine first asks for them: sqlalchemy.dialects.mysql loads the dialect of
+# each MySQL driver, some 1 MiB that a server on SQLite or PostgreSQL never
+# uses. (An index's `mysql_length=` option would load it at import, to check
+# the option's name.)
+_MYSQL_LENGTH = "mysql_length"
 
 
 class StanzaText(TypeDecorator[str]):
@@ -109,200 +119,175 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _index(name: str, *columns: str, prefixed: Iterable[str], unique: bool = False) -> Index:
+    """An index whose `prefixed` columns MySQL indexes by their first MYSQL_PREFIX
+    characters (_create_index_on_mysql)."""
+    return Index(name, *columns, unique=unique,
+                 info={_MYSQL_LENGTH: dict.fromkeys(prefixed, MYSQL_PREFIX)})
+
+
+@compiles(CreateIndex, "mysql")
+def _create_index_on_mysql(create: CreateIndex, compiler: Any, **kw: Any) -> str:
+    """MySQL's CREATE INDEX, with the prefix lengths the index's info gives (its
+    dialect is loaded by now: it is compiling)."""
+    lengths = create.element.info.get(_MYSQL_LENGTH)
+    if lengths:
+        create.element.dialect_options["mysql"]["length"] = lengths
+    return compiler.visit_create_index(create, **kw)
+
+
 def _user_index(table: str, *extra: str, unique: bool = False) -> Index:
     columns = ("host", "username", *extra)
     name = f"{'uq' if unique else 'ix'}_{table}_{'_'.join(columns)}"
-    return Index(name, *columns, unique=unique,
-                 mysql_length=dict.fromkeys(columns, MYSQL_PREFIX))
+    return _index(name, *columns, prefixed=columns, unique=unique)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Account(Base):
-    """SCRAM material for one account (like Prosody's internal_hashed): never the password."""
+def _user_columns() -> tuple[Column[str], Column[str]]:
+    """The (host, username) pair every per-user row carries."""
+    return (Column("host", JID_PART, nullable=False),
+            Column("username", JID_PART, nullable=False))
 
-    __tablename__ = "accounts"
-    __table_args__ = (_user_index("accounts", unique=True),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
+# SCRAM material for one account (like Prosody's internal_hashed): never the password.
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True),
+    *_user_columns(),
     # One salt and iteration count serve both hashes, as in Prosody.
-    salt: Mapped[bytes] = mapped_column(LargeBinary)
-    iterations: Mapped[int] = mapped_column(Integer)
-    sha1_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
-    sha1_server_key: Mapped[bytes] = mapped_column(LargeBinary)
+    Column("salt", LargeBinary, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Column("sha1_stored_key", LargeBinary, nullable=False),
+    Column("sha1_server_key", LargeBinary, nullable=False),
     # NULL for an account moved from Prosody 0.12 (SHA-1 only) until a PLAIN login.
-    sha256_stored_key: Mapped[bytes | None] = mapped_column(LargeBinary)
-    sha256_server_key: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    Column("sha256_stored_key", LargeBinary),
+    Column("sha256_server_key", LargeBinary),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    _user_index("accounts", unique=True),
+)
 
-
-class RosterEntry(Base):
-    """One contact in a user's roster; its groups live in `roster_groups`."""
-
-    __tablename__ = "roster_items"
-    # The unique index starts with (host, username): it serves whole-roster reads too.
-    __table_args__ = (
-        _user_index("roster_items", "contact", unique=True),
-        CheckConstraint(f"subscription IN {SUBSCRIPTIONS!r}", name="subscription"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    contact: Mapped[str] = mapped_column(String(2047))
-    name: Mapped[str | None] = mapped_column(Text)
-    subscription: Mapped[str] = mapped_column(String(4), default="none")
-    ask: Mapped[bool] = mapped_column(Boolean, default=False)
+# One contact in a user's roster; its groups live in `roster_groups`.
+roster_items = Table(
+    "roster_items", metadata,
+    Column("id", Integer, primary_key=True),
+    *_user_columns(),
+    Column("contact", String(2047), nullable=False),
+    Column("name", Text),
+    Column("subscription", String(4), nullable=False, default="none"),
+    Column("ask", Boolean, nullable=False, default=False),
     # A subscription pre-approval (RFC 6121 3.4).
-    approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    Column("approved", Boolean, nullable=False, default=False, server_default=false()),
+    # The unique index starts with (host, username): it serves whole-roster reads too.
+    _user_index("roster_items", "contact", unique=True),
+    CheckConstraint(f"subscription IN {SUBSCRIPTIONS!r}", name="subscription"),
+)
 
-    groups: Mapped[list[RosterGroup]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
-        order_by="RosterGroup.name")
+roster_groups = Table(
+    "roster_groups", metadata,
+    Column("item_id", ForeignKey("roster_items.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(1023).with_variant(String(255), "mysql"), primary_key=True),
+)
 
+# An inbound subscription request awaiting the user's answer ("Pending In").
+roster_pending = Table(
+    "roster_pending", metadata,
+    Column("id", Integer, primary_key=True),
+    *_user_columns(),
+    Column("contact", String(2047), nullable=False),
+    Column("stanza", STANZA_TEXT),
+    _user_index("roster_pending", "contact", unique=True),
+)
 
-class RosterGroup(Base):
-    __tablename__ = "roster_groups"
+# The roster version counter of one user (XEP-0237).
+roster_versions = Table(
+    "roster_versions", metadata,
+    Column("id", Integer, primary_key=True),
+    *_user_columns(),
+    Column("version", BigInteger, nullable=False),
+    _user_index("roster_versions", unique=True),
+)
 
-    item_id: Mapped[int] = mapped_column(
-        ForeignKey("roster_items.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(1023).with_variant(String(255), "mysql"),
-                                      primary_key=True)
+# A message stored for a user who had no available resource.
+offline_messages = Table(
+    "offline_messages", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    *_user_columns(),
+    Column("stanza", STANZA_TEXT, nullable=False),
+    Column("stamp", UTCDateTime, nullable=False),
+    _user_index("offline_messages"),
+)
 
+# One XEP-0363 upload slot of a file-sharing service (mod_http_file_share).
+#
+# `host` is the service (the Component or VirtualHost that issued the slot),
+# `uploader` the bare JID it was issued to. A slot counts against the quotas
+# from `created` on; `completed` is set once the whole file is stored at
+# `path` (NULL for an external upload service). Not per-user data of an
+# account: the rows and files go when they expire.
+uploads = Table(
+    "uploads", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("slot", String(64), nullable=False, unique=True),
+    Column("host", JID_PART, nullable=False),
+    Column("uploader", String(2047), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("completed", UTCDateTime),
+    Column("path", Text),
+    _index("ix_uploads_host_uploader_created", "host", "uploader", "created",
+           prefixed=("host", "uploader")),
+    _index("ix_uploads_host_created", "host", "created", prefixed=("host",)),
+)
 
-class RosterPending(Base):
-    """An inbound subscription request awaiting the user's answer ("Pending In")."""
+# One value of a module's keyval or map store (Prosody's `prosody` table).
+#
+# A keyval store keeps one value per user under the empty key; a map store
+# one per key. `username` is "" for a store of the host itself. `type` says
+# how `value` is encoded: "json" or "xml" (one serialized element).
+keyval = Table(
+    "keyval", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    *_user_columns(),
+    Column("store", String(255), nullable=False),
+    Column("key", String(1023), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("value", STANZA_TEXT, nullable=False),
+    _index("uq_keyval_host_username_store_key", "host", "username", "store", "key",
+           prefixed=("host", "username", "store", "key"), unique=True),
+)
 
-    __tablename__ = "roster_pending"
-    __table_args__ = (_user_index("roster_pending", "contact", unique=True),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    contact: Mapped[str] = mapped_column(String(2047))
-    stanza: Mapped[str | None] = mapped_column(STANZA_TEXT)
-
-
-class RosterVersion(Base):
-    """The roster version counter of one user (XEP-0237)."""
-
-    __tablename__ = "roster_versions"
-    __table_args__ = (_user_index("roster_versions", unique=True),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    version: Mapped[int] = mapped_column(BigInteger)
-
-
-class OfflineMessage(Base):
-    """A message stored for a user who had no available resource."""
-
-    __tablename__ = "offline_messages"
-    __table_args__ = (_user_index("offline_messages"),)
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    stanza: Mapped[str] = mapped_column(STANZA_TEXT)
-    stamp: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class Upload(Base):
-    """One XEP-0363 upload slot of a file-sharing service (mod_http_file_share).
-
-    `host` is the service (the Component or VirtualHost that issued the slot),
-    `uploader` the bare JID it was issued to. A slot counts against the quotas
-    from `created` on; `completed` is set once the whole file is stored at
-    `path` (NULL for an external upload service). Not per-user data of an
-    account: the rows and files go when they expire.
-    """
-
-    __tablename__ = "uploads"
-    __table_args__ = (
-        Index("ix_uploads_host_uploader_created", "host", "uploader", "created",
-              mysql_length={"host": MYSQL_PREFIX, "uploader": MYSQL_PREFIX}),
-        Index("ix_uploads_host_created", "host", "created", mysql_length={"host": MYSQL_PREFIX}),
-    )
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    slot: Mapped[str] = mapped_column(String(64), unique=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    uploader: Mapped[str] = mapped_column(String(2047))
-    filename: Mapped[str] = mapped_column(Text)
-    size: Mapped[int] = mapped_column(BigInteger)
-    content_type: Mapped[str] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(UTCDateTime)
-    completed: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    path: Mapped[str | None] = mapped_column(Text)
-
-
-class KeyValItem(Base):
-    """One value of a module's keyval or map store (Prosody's `prosody` table).
-
-    A keyval store keeps one value per user under the empty key; a map store
-    one per key. `username` is "" for a store of the host itself. `type` says
-    how `value` is encoded: "json" or "xml" (one serialized element).
-    """
-
-    __tablename__ = "keyval"
-    __table_args__ = (
-        Index("uq_keyval_host_username_store_key", "host", "username", "store", "key",
-              unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                         "store": MYSQL_PREFIX, "key": MYSQL_PREFIX}),
-    )
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    store: Mapped[str] = mapped_column(String(255))
-    key: Mapped[str] = mapped_column(String(1023))
-    type: Mapped[str] = mapped_column(String(8))
-    value: Mapped[str] = mapped_column(STANZA_TEXT)
-
-
-class ArchiveItem(Base):
-    """One item of a module's archive store (Prosody's `prosodyarchive` table):
-    timestamped, with the JID it is exchanged `with`, found by its `key`.
-
-    Items are in (`when`, `id`) order: by time, and as they were appended
-    within one timestamp, so paging never depends on timestamps that may repeat.
-    """
-
-    __tablename__ = "archive"
-    __table_args__ = (
-        Index("uq_archive_host_username_store_key", "host", "username", "store", "key",
-              unique=True, mysql_length={"host": MYSQL_PREFIX, "username": MYSQL_PREFIX,
-                                         "store": MYSQL_PREFIX}),
-        # Pages in (when, id) order by time (migration 0007) ...
-        Index("ix_archive_host_username_store_when_id_with", "host", "username", "store",
-              "when", "id", "with", mysql_length={"host": MYSQL_PREFIX,
-                                                  "username": MYSQL_PREFIX,
-                                                  "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
-        # ... and by `with`, seeking the JID's items instead of filtering the
-        # user's whole archive (migration 0008).
-        Index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
-              "with", "when", "id", mysql_length={"host": MYSQL_PREFIX,
-                                                  "username": MYSQL_PREFIX,
-                                                  "store": MYSQL_PREFIX, "with": MYSQL_PREFIX}),
-    )
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    host: Mapped[str] = mapped_column(JID_PART)
-    username: Mapped[str] = mapped_column(JID_PART)
-    store: Mapped[str] = mapped_column(String(255))
-    key: Mapped[str] = mapped_column(String(64))
-    when: Mapped[datetime] = mapped_column(UTCDateTime)
-    with_: Mapped[str] = mapped_column("with", String(3071))
-    type: Mapped[str] = mapped_column(String(8))
-    value: Mapped[str] = mapped_column(STANZA_TEXT)
+# One item of a module's archive store (Prosody's `prosodyarchive` table):
+# timestamped, with the JID it is exchanged `with`, found by its `key`.
+#
+# Items are in (`when`, `id`) order: by time, and as they were appended
+# within one timestamp, so paging never depends on timestamps that may repeat.
+archive = Table(
+    "archive", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    *_user_columns(),
+    Column("store", String(255), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("when", UTCDateTime, nullable=False),
+    Column("with", String(3071), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("value", STANZA_TEXT, nullable=False),
+    _index("uq_archive_host_username_store_key", "host", "username", "store", "key",
+           prefixed=("host", "username", "store"), unique=True),
+    # Pages in (when, id) order by time (migration 0007) ...
+    _index("ix_archive_host_username_store_when_id_with", "host", "username", "store",
+           "when", "id", "with", prefixed=("host", "username", "store", "with")),
+    # ... and by `with`, seeking the JID's items instead of filtering the
+    # user's whole archive (migration 0008).
+    _index("ix_archive_host_username_store_with_when_id", "host", "username", "store",
+           "with", "when", "id", prefixed=("host", "username", "store", "with")),
+)
 
 
 # Rows that belong to one (host, username) and go when the account is deleted.
-# Later revisions append their per-user models here.
-PER_USER_MODELS: list[type[Base]] = [RosterEntry, RosterPending, RosterVersion, OfflineMessage,
-                                     KeyValItem, ArchiveItem]
+# Later revisions append their per-user tables here.
+PER_USER_TABLES: list[Table] = [roster_items, roster_pending, roster_versions,
+                                offline_messages, keyval, archive]

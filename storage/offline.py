@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select
 
 from storage.db import Database
-from storage.models import OfflineMessage
+from storage.models import offline_messages
 from xmpp.jid import nodeprep
 
 # Bound on bound parameters per DELETE (SQLite and drivers have limits).
 DELETE_BATCH = 500
 # Whether a user has anything queued: asked at every initial presence, and
 # mostly answered "no", on a pooled DB-API connection (Database.fetch_rows).
-_ANY_QUEUED = select(exists().where(
-    OfflineMessage.host == bindparam("host"), OfflineMessage.username == bindparam("username")))
+_ANY_QUEUED = select(exists().where(offline_messages.c.host == bindparam("host"),
+                                    offline_messages.c.username == bindparam("username")))
 
 
 class OfflineStore:
@@ -34,10 +33,11 @@ class OfflineStore:
         if stamp.tzinfo is None:
             raise ValueError("offline message stamp without a timezone")
         user = nodeprep(username)
-        with self._db.session() as session:
-            if self._max_per_user and self._count(session, host, user) >= self._max_per_user:
+        with self._db.transaction() as connection:
+            if self._max_per_user and self._count(connection, host, user) >= self._max_per_user:
                 return False
-            session.add(OfflineMessage(host=host, username=user, stanza=stanza_xml, stamp=stamp))
+            connection.execute(insert(offline_messages).values(
+                host=host, username=user, stanza=stanza_xml, stamp=stamp))
             return True
 
     def pop_all(self, host: str, username: str) -> list[tuple[str, datetime]]:
@@ -47,27 +47,28 @@ class OfflineStore:
             # An empty queue needs no transaction; a message stored after this
             # read is one the locked read below could have missed as well.
             return []
-        with self._db.session() as session:
+        table = offline_messages
+        with self._db.transaction() as connection:
             # FOR UPDATE (where the backend has it): two logins popping at
             # once must not both deliver the same messages.
-            rows = session.execute(
-                select(OfflineMessage.id, OfflineMessage.stanza, OfflineMessage.stamp)
-                .where(OfflineMessage.host == host, OfflineMessage.username == user)
-                .order_by(OfflineMessage.stamp, OfflineMessage.id)
+            rows = connection.execute(
+                select(table.c.id, table.c.stanza, table.c.stamp)
+                .where(table.c.host == host, table.c.username == user)
+                .order_by(table.c.stamp, table.c.id)
                 .with_for_update()).all()
             ids = [row.id for row in rows]
             # By id, not by user: a message that arrived meanwhile is not lost.
             for start in range(0, len(ids), DELETE_BATCH):
-                session.execute(delete(OfflineMessage).where(
-                    OfflineMessage.id.in_(ids[start:start + DELETE_BATCH])))
+                connection.execute(delete(table).where(
+                    table.c.id.in_(ids[start:start + DELETE_BATCH])))
             return [(row.stanza, row.stamp) for row in rows]
 
     def count(self, host: str, username: str) -> int:
         """How many messages are queued for the user."""
-        with self._db.session() as session:
-            return self._count(session, host, nodeprep(username))
+        with self._db.engine.connect() as connection:
+            return self._count(connection, host, nodeprep(username))
 
     @staticmethod
-    def _count(session: Session, host: str, user: str) -> int:
-        return session.scalar(select(func.count()).select_from(OfflineMessage).where(
-            OfflineMessage.host == host, OfflineMessage.username == user)) or 0
+    def _count(connection: Connection, host: str, user: str) -> int:
+        return connection.scalar(select(func.count()).select_from(offline_messages).where(
+            offline_messages.c.host == host, offline_messages.c.username == user)) or 0

@@ -7,17 +7,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from storage.db import Database
 from storage.models import (
     SUBSCRIPTIONS,
-    Base,
-    RosterEntry,
-    RosterGroup,
-    RosterPending,
-    RosterVersion,
+    roster_groups,
+    roster_items,
+    roster_pending,
+    roster_versions,
 )
 from xmpp.jid import nodeprep
 
@@ -44,89 +42,117 @@ class ContactRecord:
     version: int = 0              # the roster version once the change is written
 
 
-def _to_item(entry: RosterEntry) -> RosterItem:
-    return RosterItem(entry.contact, entry.name, entry.subscription, entry.ask,
-                      [group.name for group in entry.groups], entry.approved)
+@dataclass
+class _StoredEntry:
+    """A roster item as stored, with the id of its row (its groups' key)."""
+
+    id: int
+    item: RosterItem
 
 
-def _upsert(session: Session, model: type[Base], keys: dict[str, Any],
-            values: dict[str, Any], update: dict[str, Any] | None = None) -> None:
-    """Insert keys + values, or apply `update` (default: values) to the row with those keys.
+def _upsert(connection: Connection, table: Table, keys: dict[str, Any],
+            values: dict[str, Any], on_conflict: dict[str, Any] | None = None) -> None:
+    """Insert keys + values, or apply `on_conflict` (default: values) to the row with those keys.
 
     One statement, so two writers cannot both find no row and both insert.
     `keys` must be the columns of a unique index.
     """
-    dialect = session.get_bind().dialect.name
-    update = values if update is None else update
+    dialect = connection.dialect.name
+    changes = values if on_conflict is None else on_conflict
     # The dialect in use only: each package loads all its drivers' dialects.
     if dialect == "mysql":
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-        statement = mysql_insert(model).values({**keys, **values}) \
-            .on_duplicate_key_update(update)
+        statement = mysql_insert(table).values({**keys, **values}) \
+            .on_duplicate_key_update(changes)
     else:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        statement = insert(model).values({**keys, **values}).on_conflict_do_update(
-            index_elements=list(keys), set_=update)
-    session.execute(statement)
+        statement = insert(table).values({**keys, **values}).on_conflict_do_update(
+            index_elements=list(keys), set_=changes)
+    connection.execute(statement)
 
 
-_VERSION = select(RosterVersion.version).where(
-    RosterVersion.host == bindparam("host"), RosterVersion.username == bindparam("username"))
+_VERSION = select(roster_versions.c.version).where(
+    roster_versions.c.host == bindparam("host"),
+    roster_versions.c.username == bindparam("username"))
 # Every initial presence reads the roster and the pending requests: prebuilt
 # statements run on a pooled DB-API connection (Database.fetch_rows), each
 # item with its groups in one row per group, ordered as the unique index reads.
 _ROSTER_ROWS = select(
-    RosterEntry.contact, RosterEntry.name, RosterEntry.subscription, RosterEntry.ask,
-    RosterEntry.approved, RosterGroup.name,
-).outerjoin(RosterGroup, RosterGroup.item_id == RosterEntry.id).where(
-    RosterEntry.host == bindparam("host"), RosterEntry.username == bindparam("username"),
-).order_by(RosterEntry.contact, RosterGroup.name)
-_PENDING_ROWS = select(RosterPending.contact, RosterPending.stanza).where(
-    RosterPending.host == bindparam("host"), RosterPending.username == bindparam("username"))
+    roster_items.c.contact, roster_items.c.name, roster_items.c.subscription,
+    roster_items.c.ask, roster_items.c.approved, roster_groups.c.name,
+).outerjoin(roster_groups, roster_groups.c.item_id == roster_items.c.id).where(
+    roster_items.c.host == bindparam("host"), roster_items.c.username == bindparam("username"),
+).order_by(roster_items.c.contact, roster_groups.c.name)
+_PENDING_ROWS = select(roster_pending.c.contact, roster_pending.c.stanza).where(
+    roster_pending.c.host == bindparam("host"),
+    roster_pending.c.username == bindparam("username"))
 
 
-def _lock_roster(session: Session, host: str, username: str) -> None:
+def _lock_roster(connection: Connection, host: str, username: str) -> None:
     """Hold the user's roster until the transaction ends: its version row, written
     unchanged (made at 0 for a roster never changed). A second writer's statement
     waits for the first to commit (a row lock; SQLite's write lock) and then reads
     what the first wrote."""
-    _upsert(session, RosterVersion, {"host": host, "username": username},
-            {"version": 0}, {"version": RosterVersion.version})
+    _upsert(connection, roster_versions, {"host": host, "username": username},
+            {"version": 0}, {"version": roster_versions.c.version})
 
 
-def _bump_version(session: Session, host: str, username: str) -> None:
-    _upsert(session, RosterVersion, {"host": host, "username": username},
-            {"version": 1}, {"version": RosterVersion.version + 1})
+def _bump_version(connection: Connection, host: str, username: str) -> None:
+    _upsert(connection, roster_versions, {"host": host, "username": username},
+            {"version": 1}, {"version": roster_versions.c.version + 1})
 
 
 def _copied(item: RosterItem | None) -> RosterItem | None:
     return None if item is None else replace(item, groups=list(item.groups))
 
 
-def _write_entry(session: Session, host: str, user: str, contact: str,
-                 entry: RosterEntry | None, item: RosterItem | None) -> None:
+def _read_entry(connection: Connection, host: str, user: str,
+                contact: str) -> _StoredEntry | None:
+    row = connection.execute(select(
+        roster_items.c.id, roster_items.c.contact, roster_items.c.name,
+        roster_items.c.subscription, roster_items.c.ask, roster_items.c.approved).where(
+        roster_items.c.host == host, roster_items.c.username == user,
+        roster_items.c.contact == contact)).first()
+    if row is None:
+        return None
+    groups = connection.scalars(select(roster_groups.c.name).where(
+        roster_groups.c.item_id == row.id).order_by(roster_groups.c.name))
+    return _StoredEntry(row.id, RosterItem(row.contact, row.name, row.subscription, row.ask,
+                                           list(groups), row.approved))
+
+
+def _write_entry(connection: Connection, host: str, user: str, contact: str,
+                 entry: _StoredEntry | None, item: RosterItem | None) -> None:
     """Make the stored entry (None: none yet) what `item` says (None: no entry)."""
     if item is None:
         if entry is not None:
-            session.delete(entry)
+            connection.execute(delete(roster_groups).where(roster_groups.c.item_id == entry.id))
+            connection.execute(delete(roster_items).where(roster_items.c.id == entry.id))
         return
     if item.subscription not in SUBSCRIPTIONS:
         raise ValueError(f"bad subscription state {item.subscription!r}")
+    values = {"name": item.name, "subscription": item.subscription, "ask": item.ask,
+              "approved": item.approved}
     if entry is None:
-        entry = RosterEntry(host=host, username=user, contact=contact)
-        session.add(entry)
-    entry.name = item.name
-    entry.subscription = item.subscription
-    entry.ask = item.ask
-    entry.approved = item.approved
+        item_id = connection.execute(insert(roster_items).values(
+            host=host, username=user, contact=contact, **values)).inserted_primary_key[0]
+        have: set[str] = set()
+    else:
+        item_id = entry.id
+        connection.execute(update(roster_items).where(roster_items.c.id == item_id)
+                           .values(**values))
+        have = set(entry.item.groups)
     wanted = set(item.groups)
-    kept = [group for group in entry.groups if group.name in wanted]
-    have = {group.name for group in kept}
-    entry.groups = kept + [RosterGroup(name=name) for name in sorted(wanted - have)]
+    if have - wanted:
+        connection.execute(delete(roster_groups).where(
+            roster_groups.c.item_id == item_id, roster_groups.c.name.in_(have - wanted)))
+    if wanted - have:
+        connection.execute(insert(roster_groups), [{"item_id": item_id, "name": name}
+                                                   for name in sorted(wanted - have)])
 
 
 class RosterStore:
@@ -154,9 +180,9 @@ class RosterStore:
 
     def get_item(self, host: str, username: str, contact: str) -> RosterItem | None:
         """One item, or None when the contact is not in the roster."""
-        with self._db.session() as session:
-            entry = self._entry(session, host, nodeprep(username), contact)
-            return _to_item(entry) if entry is not None else None
+        with self._db.engine.connect() as connection:
+            entry = _read_entry(connection, host, nodeprep(username), contact)
+        return entry.item if entry is not None else None
 
     def put_item(self, host: str, username: str, item: RosterItem) -> None:
         """Insert or replace an item with its groups; a change bumps the roster version."""
@@ -182,26 +208,27 @@ class RosterStore:
         this change made (the current one when the item did not change), for
         the roster push. No network I/O in the block (see storage.db)."""
         user = nodeprep(username)
-        with self._db.session() as session:
-            _lock_roster(session, host, user)
-            entry = self._entry(session, host, user, contact)
-            stored = _to_item(entry) if entry is not None else None
-            pending = session.scalar(select(RosterPending.id).where(
-                RosterPending.host == host, RosterPending.username == user,
-                RosterPending.contact == contact)) is not None
+        with self._db.transaction() as connection:
+            _lock_roster(connection, host, user)
+            entry = _read_entry(connection, host, user, contact)
+            stored = entry.item if entry is not None else None
+            pending = connection.scalar(select(roster_pending.c.id).where(
+                roster_pending.c.host == host, roster_pending.c.username == user,
+                roster_pending.c.contact == contact)) is not None
             record = ContactRecord(_copied(stored), pending)
             yield record
             if record.item != stored:
-                _write_entry(session, host, user, contact, entry, record.item)
-                _bump_version(session, host, user)
+                _write_entry(connection, host, user, contact, entry, record.item)
+                _bump_version(connection, host, user)
             if record.pending_in and not pending:
-                _upsert(session, RosterPending, {"host": host, "username": user,
-                                                 "contact": contact}, {"stanza": record.request})
+                _upsert(connection, roster_pending, {"host": host, "username": user,
+                                                     "contact": contact},
+                        {"stanza": record.request})
             elif pending and not record.pending_in:
-                session.execute(delete(RosterPending).where(
-                    RosterPending.host == host, RosterPending.username == user,
-                    RosterPending.contact == contact))
-            record.version = session.scalar(_VERSION, {"host": host, "username": user}) or 0
+                connection.execute(delete(roster_pending).where(
+                    roster_pending.c.host == host, roster_pending.c.username == user,
+                    roster_pending.c.contact == contact))
+            record.version = connection.scalar(_VERSION, {"host": host, "username": user}) or 0
 
     def pending_in(self, host: str, username: str) -> dict[str, str | None]:
         """Inbound subscription requests awaiting an answer: contact -> subscribe stanza XML."""
@@ -212,15 +239,15 @@ class RosterStore:
                        stanza_xml: str | None) -> None:
         """Record (or replace) an inbound subscription request."""
         keys = {"host": host, "username": nodeprep(username), "contact": contact}
-        with self._db.session() as session:
-            _upsert(session, RosterPending, keys, {"stanza": stanza_xml})
+        with self._db.transaction() as connection:
+            _upsert(connection, roster_pending, keys, {"stanza": stanza_xml})
 
     def clear_pending_in(self, host: str, username: str, contact: str) -> bool:
         """Drop an inbound subscription request; False when there was none."""
-        with self._db.session() as session:
-            return session.execute(delete(RosterPending).where(
-                RosterPending.host == host, RosterPending.username == nodeprep(username),
-                RosterPending.contact == contact)).rowcount > 0
+        with self._db.transaction() as connection:
+            return connection.execute(delete(roster_pending).where(
+                roster_pending.c.host == host, roster_pending.c.username == nodeprep(username),
+                roster_pending.c.contact == contact)).rowcount > 0
 
     def version(self, host: str, username: str) -> int:
         """The roster version: 0 for a roster never changed, then +1 per item change.
@@ -232,9 +259,3 @@ class RosterStore:
         # was most of a roster get (0.47 ms of handling, 0.10-0.20 with this).
         rows = self._db.fetch_rows(_VERSION, {"host": host, "username": nodeprep(username)})
         return (rows[0][0] if rows else None) or 0
-
-    @staticmethod
-    def _entry(session: Session, host: str, user: str, contact: str) -> RosterEntry | None:
-        return session.scalar(select(RosterEntry).where(
-            RosterEntry.host == host, RosterEntry.username == user,
-            RosterEntry.contact == contact))

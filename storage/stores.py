@@ -26,12 +26,11 @@ from functools import lru_cache
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from storage.db import Database
-from storage.models import ArchiveItem, KeyValItem
+from storage.models import archive, keyval
 from xmpp import namespaces as ns
 from xmpp.stanza import serialize, serialized_element
 
@@ -83,15 +82,15 @@ class StoreFactory:
 
 
 # A map's reads, built once: they run on every login of some modules (FAST),
-# and a prebuilt Core statement on a pooled connection skips the ORM's unit of
-# work and the per-call statement construction.
-_MAP_ROWS = select(KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
-    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
-    KeyValItem.store == bindparam("store"))
-_MAP_ROW = _MAP_ROWS.where(KeyValItem.key == bindparam("key"))
-_MAP_DELETE = delete(KeyValItem).where(
-    KeyValItem.host == bindparam("host"), KeyValItem.username == bindparam("username"),
-    KeyValItem.store == bindparam("store"), KeyValItem.key == bindparam("key"))
+# and a prebuilt statement on a pooled connection skips the per-call statement
+# construction and SQLAlchemy's per-execution machinery.
+_MAP_ROWS = select(keyval.c.key, keyval.c.type, keyval.c.value).where(
+    keyval.c.host == bindparam("host"), keyval.c.username == bindparam("username"),
+    keyval.c.store == bindparam("store"))
+_MAP_ROW = _MAP_ROWS.where(keyval.c.key == bindparam("key"))
+_MAP_DELETE = delete(keyval).where(
+    keyval.c.host == bindparam("host"), keyval.c.username == bindparam("username"),
+    keyval.c.store == bindparam("store"), keyval.c.key == bindparam("key"))
 
 
 class _Store:
@@ -100,9 +99,15 @@ class _Store:
         self.host = host
         self.name = name
 
-    def _where(self, model: Any, user: str | None) -> tuple[Any, ...]:
-        return (model.host == self.host, model.username == (user or ""),
-                model.store == self.name)
+    def _where(self, table: Any, user: str | None) -> tuple[Any, ...]:
+        return (table.c.host == self.host, table.c.username == (user or ""),
+                table.c.store == self.name)
+
+    def _users(self, table: Table) -> list[str]:
+        """Every user with rows of this store in `table`."""
+        with self.db.engine.connect() as connection:
+            return list(connection.scalars(select(table.c.username).distinct().where(
+                table.c.host == self.host, table.c.store == self.name)))
 
 
 class MapStore(_Store):
@@ -131,7 +136,7 @@ class MapStore(_Store):
         with self.db.engine.begin() as connection:
             connection.execute(_MAP_DELETE, [{**where, "key": key} for key in values])
             if rows:
-                connection.execute(insert(KeyValItem.__table__), rows)
+                connection.execute(insert(keyval), rows)
 
     def add(self, user: str | None, key: str, value: Any) -> bool:
         """Store `value` under `key` unless a value is there already: whether it
@@ -140,7 +145,7 @@ class MapStore(_Store):
         kind, text = encode(value)
         try:
             with self.db.engine.begin() as connection:
-                connection.execute(insert(KeyValItem.__table__),
+                connection.execute(insert(keyval),
                                    [{**self._params(user), "key": key, "type": kind,
                                      "value": text}])
         except IntegrityError:
@@ -156,9 +161,7 @@ class MapStore(_Store):
 
     def users(self) -> list[str]:
         """Every user with data in this store."""
-        with self.db.session() as session:
-            return list(session.scalars(select(KeyValItem.username).distinct().where(
-                KeyValItem.host == self.host, KeyValItem.store == self.name)))
+        return self._users(keyval)
 
 
 class KeyValStore(MapStore):
@@ -220,18 +223,18 @@ new_archive_key = _KeyMaker()
 
 
 # Items are kept and paged in (when, id) order; the indexes end with both.
-_ORDER = (ArchiveItem.when, ArchiveItem.id)
+_ORDER = (archive.c.when, archive.c.id)
 # The item an RSM cursor names, in a subquery of the statement paging from it.
-_KEYED = aliased(ArchiveItem, name="keyed")
+_KEYED = archive.alias("keyed")
 
 Keys = str | Sequence[str] | None
 
 # ArchiveStore.replace's statements, built once (a PEP publish runs them).
-_DELETE_KEYS = delete(ArchiveItem).where(
-    ArchiveItem.host == bindparam("host"), ArchiveItem.username == bindparam("username"),
-    ArchiveItem.store == bindparam("store"),
-    ArchiveItem.key.in_(bindparam("keys", expanding=True)))
-_INSERT = insert(ArchiveItem.__table__)
+_DELETE_KEYS = delete(archive).where(
+    archive.c.host == bindparam("host"), archive.c.username == bindparam("username"),
+    archive.c.store == bindparam("store"),
+    archive.c.key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(archive)
 
 
 class ArchiveStore(_Store):
@@ -260,9 +263,9 @@ class ArchiveStore(_Store):
             if not rows:
                 return
             with self.db.engine.connect() as connection:
-                # One executemany through Core: the ORM would make an object and
-                # run a statement per row (ten times the cost of routing a message).
-                connection.execute(insert(ArchiveItem.__table__), _as_params(rows))
+                # One executemany: a statement per row would cost ten times
+                # the routing of a message.
+                connection.execute(_INSERT, _as_params(rows))
                 connection.commit()
             return
         params = self._sqlite_params(entries)
@@ -319,8 +322,8 @@ class ArchiveStore(_Store):
         `connection` is one from `reading()`, shared with other reads."""
         load = _as_sent if as_sent else decode
         with self._reading(connection) as reader:
-            query = select(ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
-                           ArchiveItem.type, ArchiveItem.value).where(
+            query = select(archive.c.key, archive.c.when, archive.c["with"],
+                           archive.c.type, archive.c.value).where(
                 *self._filters(user, start, end, with_, after, before, ids))
             query = query.order_by(*(column.desc() for column in _ORDER) if reverse else _ORDER)
             if limit is not None:
@@ -335,15 +338,15 @@ class ArchiveStore(_Store):
               **filters: Any) -> int:
         """How many items `find` would give without a limit."""
         with self._reading(connection) as reader:
-            total = reader.scalar(select(func.count()).select_from(ArchiveItem).where(
+            total = reader.scalar(select(func.count()).select_from(archive).where(
                 *self._filters(user, **filters))) or 0
             if not total:
                 self._check_keys(reader, user, filters.get("after"), filters.get("before"))
             return total
 
     def reading(self) -> AbstractContextManager[Connection]:
-        """A connection for several reads (a page's items, then their count): a
-        plain one, not an ORM session, taken from the pool once. On a database
+        """A connection for several reads (a page's items, then their count),
+        taken from the pool once. On a database
         server it runs no transaction, which would cost two more round trips
         (BEGIN, and ROLLBACK when it goes back) on top of the pool's ping."""
         connection = self.db.engine.connect()
@@ -356,30 +359,28 @@ class ArchiveStore(_Store):
 
     def users(self) -> list[str]:
         """Every user with items in this archive."""
-        with self.db.session() as session:
-            return list(session.scalars(select(ArchiveItem.username).distinct().where(
-                ArchiveItem.host == self.host, ArchiveItem.store == self.name)))
+        return self._users(archive)
 
     def delete(self, user: str | None, *, end: datetime | None = None,
                with_: str | None = None, ids: Iterable[str] | None = None) -> int:
         """Remove items (all of the user's, or those up to `end`, `with_`, `ids`)."""
-        with self.db.session() as session:
-            return session.execute(delete(ArchiveItem).where(*self._filters(
+        with self.db.transaction() as connection:
+            return connection.execute(delete(archive).where(*self._filters(
                 user, None, end, with_, None, None, ids))).rowcount
 
     def _filters(self, user: str | None, start: datetime | None = None,
                  end: datetime | None = None, with_: str | None = None,
                  after: Keys = None, before: Keys = None,
                  ids: Iterable[str] | None = None) -> list[Any]:
-        where = list(self._where(ArchiveItem, user))
+        where = list(self._where(archive, user))
         if start is not None:
-            where.append(ArchiveItem.when >= start)
+            where.append(archive.c.when >= start)
         if end is not None:
-            where.append(ArchiveItem.when <= end)
+            where.append(archive.c.when <= end)
         if with_ is not None:
-            where.append(ArchiveItem.with_ == with_)
+            where.append(archive.c["with"] == with_)
         if ids is not None:
-            where.append(ArchiveItem.key.in_(list(ids)))
+            where.append(archive.c.key.in_(list(ids)))
         item = tuple_(*_ORDER)
         for key in _keys(after):
             where.append(item > self._position(user, key))
@@ -392,8 +393,8 @@ class ArchiveStore(_Store):
         that pages from it: the database seeks the key and then the page in one
         round trip. For an unknown key it is NULL and the statement finds
         nothing; _check_keys then tells why."""
-        return select(_KEYED.when, _KEYED.id).where(
-            *self._where(_KEYED, user), _KEYED.key == key).scalar_subquery()
+        return select(_KEYED.c.when, _KEYED.c.id).where(
+            *self._where(_KEYED, user), _KEYED.c.key == key).scalar_subquery()
 
     def _check_keys(self, reader: Connection, user: str | None, after: Keys,
                     before: Keys) -> None:
@@ -402,8 +403,8 @@ class ArchiveStore(_Store):
         keys = [*_keys(after), *_keys(before)]
         if not keys:
             return
-        known = set(reader.scalars(select(ArchiveItem.key).where(
-            *self._where(ArchiveItem, user), ArchiveItem.key.in_(keys))))
+        known = set(reader.scalars(select(archive.c.key).where(
+            *self._where(archive, user), archive.c.key.in_(keys))))
         for key in keys:
             if key not in known:
                 raise KeyError(key)
@@ -430,7 +431,7 @@ def _encode_once(value: Any, encoded: dict[int, tuple[str, str]]) -> tuple[str, 
 def _sqlite_insert(dialect: Any) -> str:
     """The one-row INSERT of archive items for `dialect`, parameters in
     _COLUMNS order: compiled once, not per batch."""
-    compiled = insert(ArchiveItem.__table__).compile(dialect=dialect, column_keys=list(_COLUMNS))
+    compiled = _INSERT.compile(dialect=dialect, column_keys=list(_COLUMNS))
     assert tuple(compiled.positiontup or ()) == _COLUMNS, compiled.positiontup
     return compiled.string
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from sqlalchemy import Connection, case, delete, func, insert, select, text, update
 
 from storage.db import Database
-from storage.models import Upload
+from storage.models import uploads
 
 # Bound on bound parameters per DELETE (SQLite and drivers have limits).
 DELETE_BATCH = 500
@@ -94,7 +94,7 @@ class UploadStore:
 
     @staticmethod
     def _sum(connection: Connection, *where) -> int:
-        total = connection.scalar(select(func.coalesce(func.sum(Upload.size), 0)).where(*where))
+        total = connection.scalar(select(func.coalesce(func.sum(uploads.c.size), 0)).where(*where))
         return int(total or 0)
 
     def issue(self, record: UploadRecord, daily_since: datetime,
@@ -106,12 +106,12 @@ class UploadStore:
         `decide` raises propagates and nothing is stored.
         """
         with self._locked(record.host) as connection:
-            global_bytes = self._sum(connection, Upload.host == record.host)
-            daily_bytes = self._sum(connection, Upload.host == record.host,
-                                    Upload.uploader == record.uploader,
-                                    Upload.created >= daily_since)
+            global_bytes = self._sum(connection, uploads.c.host == record.host)
+            daily_bytes = self._sum(connection, uploads.c.host == record.host,
+                                    uploads.c.uploader == record.uploader,
+                                    uploads.c.created >= daily_since)
             decide(global_bytes, daily_bytes)
-            connection.execute(insert(Upload).values(
+            connection.execute(insert(uploads).values(
                 slot=record.slot, host=record.host, uploader=record.uploader,
                 filename=record.filename, size=record.size, content_type=record.content_type,
                 created=record.created, completed=record.completed, path=record.path))
@@ -121,40 +121,40 @@ class UploadStore:
     def get(self, host: str, slot: str) -> UploadRecord | None:
         """The slot `slot` of service `host`, or None."""
         with self._db.engine.connect() as connection:
-            row = connection.execute(select(Upload).where(
-                Upload.host == host, Upload.slot == slot)).first()
+            row = connection.execute(select(uploads).where(
+                uploads.c.host == host, uploads.c.slot == slot)).first()
         return _record(row) if row is not None else None
 
     def complete(self, host: str, slot: str, when: datetime) -> bool:
         """Mark the slot's file as stored; False when it already was (or is gone)."""
-        with self._db.session() as session:
-            result = session.execute(update(Upload).where(
-                Upload.host == host, Upload.slot == slot, Upload.completed.is_(None))
+        with self._db.transaction() as connection:
+            result = connection.execute(update(uploads).where(
+                uploads.c.host == host, uploads.c.slot == slot, uploads.c.completed.is_(None))
                 .values(completed=when))
             return result.rowcount == 1
 
     def incomplete(self, host: str) -> list[UploadRecord]:
         """The slots of `host` whose file never completed."""
         with self._db.engine.connect() as connection:
-            rows = connection.execute(select(Upload).where(
-                Upload.host == host, Upload.completed.is_(None))).all()
+            rows = connection.execute(select(uploads).where(
+                uploads.c.host == host, uploads.c.completed.is_(None))).all()
         return [_record(row) for row in rows]
 
     def created_until(self, host: str, until: datetime, limit: int) -> list[UploadRecord]:
         """Up to `limit` slots of `host` created at or before `until`, oldest first."""
         with self._db.engine.connect() as connection:
             rows = connection.execute(
-                select(Upload).where(Upload.host == host, Upload.created <= until)
-                .order_by(Upload.created, Upload.id).limit(limit)).all()
+                select(uploads).where(uploads.c.host == host, uploads.c.created <= until)
+                .order_by(uploads.c.created, uploads.c.id).limit(limit)).all()
         return [_record(row) for row in rows]
 
     def delete(self, host: str, slots: list[str]) -> int:
         """Remove these slots of `host`; the number removed."""
         removed = 0
-        with self._db.session() as session:
+        with self._db.transaction() as connection:
             for start in range(0, len(slots), DELETE_BATCH):
-                result = session.execute(delete(Upload).where(
-                    Upload.host == host, Upload.slot.in_(slots[start:start + DELETE_BATCH])))
+                result = connection.execute(delete(uploads).where(
+                    uploads.c.host == host, uploads.c.slot.in_(slots[start:start + DELETE_BATCH])))
                 removed += result.rowcount
         return removed
 
@@ -162,21 +162,22 @@ class UploadStore:
 
     def usage(self, since: datetime) -> list[UsageRow]:
         """Usage per (host, uploader), then per host (uploader None); `since` starts "24 h"."""
-        recent = Upload.created >= since
+        recent = uploads.c.created >= since
         columns = (
             func.count(),
-            func.count(Upload.completed),
-            func.coalesce(func.sum(Upload.size), 0),
+            func.count(uploads.c.completed),
+            func.coalesce(func.sum(uploads.c.size), 0),
             func.coalesce(func.sum(case((recent, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((recent, Upload.size), else_=0)), 0),
+            func.coalesce(func.sum(case((recent, uploads.c.size), else_=0)), 0),
         )
         with self._db.engine.connect() as connection:
             per_user = connection.execute(
-                select(Upload.host, Upload.uploader, *columns)
-                .group_by(Upload.host, Upload.uploader)
-                .order_by(Upload.host, Upload.uploader)).all()
+                select(uploads.c.host, uploads.c.uploader, *columns)
+                .group_by(uploads.c.host, uploads.c.uploader)
+                .order_by(uploads.c.host, uploads.c.uploader)).all()
             per_host = connection.execute(
-                select(Upload.host, *columns).group_by(Upload.host).order_by(Upload.host)).all()
+                select(uploads.c.host, *columns).group_by(uploads.c.host)
+                .order_by(uploads.c.host)).all()
         rows = [UsageRow(r[0], r[1], *(int(v) for v in r[2:])) for r in per_user]
         rows += [UsageRow(r[0], None, *(int(v) for v in r[1:])) for r in per_host]
         return rows

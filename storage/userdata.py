@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import Connection, Table, exists, insert, select
 
 from storage.db import Database
 from storage.models import (
     SUBSCRIPTIONS,
-    Account,
-    ArchiveItem,
-    KeyValItem,
-    OfflineMessage,
-    RosterEntry,
-    RosterGroup,
-    RosterPending,
-    RosterVersion,
+    accounts,
+    archive,
+    keyval,
+    offline_messages,
+    roster_groups,
+    roster_items,
+    roster_pending,
+    roster_versions,
 )
 from storage.roster import RosterItem
 from storage.stores import KEYVAL_KEY, ArchiveRecord, decode, encode
@@ -73,14 +73,19 @@ class UserData:
 
 def present(db: Database, host: str, username: str) -> bool:
     """Whether the account, or any module data of (host, username), exists already."""
-    with db.session() as session:
-        return _present(session, host, username)
+    with db.engine.connect() as connection:
+        return _present(connection, host, username)
 
 
-def _present(session: Any, host: str, username: str) -> bool:
-    return any(session.scalar(select(exists().where(model.host == host,
-                                                    model.username == username)))
-               for model in (Account, KeyValItem, ArchiveItem, RosterEntry))
+def _present(connection: Connection, host: str, username: str) -> bool:
+    return any(connection.scalar(select(exists().where(table.c.host == host,
+                                                       table.c.username == username)))
+               for table in (accounts, keyval, archive, roster_items))
+
+
+def _insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if rows:  # an empty parameter list would run the INSERT once, with none
+        connection.execute(insert(table), rows)
 
 
 def write_user(db: Database, data: UserData) -> bool:
@@ -90,80 +95,95 @@ def write_user(db: Database, data: UserData) -> bool:
         if item.subscription not in SUBSCRIPTIONS:
             raise ValueError(f"roster item {item.jid}: bad subscription {item.subscription!r}")
     host, user = data.host, data.username
-    with db.session() as session:
-        if _present(session, host, user):
+    owner = {"host": host, "username": user}
+    with db.transaction() as connection:
+        if _present(connection, host, user):
             return False
         if data.material is not None:
-            session.add(Account(host=host, username=user, **vars(data.material)))
+            connection.execute(insert(accounts).values(**owner, **vars(data.material)))
         if data.roster:
             # Bulk statements: an account may bring thousands of contacts.
-            ids = dict(session.execute(
-                insert(RosterEntry).returning(RosterEntry.contact, RosterEntry.id),
-                [{"host": host, "username": user, "contact": item.jid, "name": item.name,
+            ids = dict(connection.execute(
+                insert(roster_items).returning(roster_items.c.contact, roster_items.c.id),
+                [{**owner, "contact": item.jid, "name": item.name,
                   "subscription": item.subscription, "ask": item.ask}
                  for item in data.roster]).tuples().all())
-            groups = [{"item_id": ids[item.jid], "name": name}
-                      for item in data.roster for name in sorted(set(item.groups))]
-            if groups:
-                session.execute(insert(RosterGroup), groups)
-        session.add_all(RosterPending(host=host, username=user, contact=contact, stanza=stanza)
-                        for contact, stanza in data.pending_in.items())
+            _insert_rows(connection, roster_groups,
+                         [{"item_id": ids[item.jid], "name": name}
+                          for item in data.roster for name in sorted(set(item.groups))])
+        _insert_rows(connection, roster_pending,
+                     [{**owner, "contact": contact, "stanza": stanza}
+                      for contact, stanza in data.pending_in.items()])
         if data.roster_version:
-            session.add(RosterVersion(host=host, username=user, version=data.roster_version))
-        session.add_all(OfflineMessage(host=host, username=user, stanza=xml, stamp=stamp)
-                        for xml, stamp in data.offline)
+            connection.execute(insert(roster_versions).values(**owner,
+                                                              version=data.roster_version))
+        _insert_rows(connection, offline_messages,
+                     [{**owner, "stanza": xml, "stamp": stamp} for xml, stamp in data.offline])
         values = {(name, KEYVAL_KEY): value for name, value in data.keyval.items()}
         values.update({(name, key): value for name, keys in data.maps.items()
                        for key, value in keys.items()})
-        for (name, key), value in values.items():
-            kind, text = encode(value)
-            session.add(KeyValItem(host=host, username=user, store=name, key=key,
-                                   type=kind, value=text))
-        for name, records in data.archives.items():
-            for record in records:
-                kind, text = encode(record.value)
-                session.add(ArchiveItem(host=host, username=user, store=name, key=record.key,
-                                        when=record.when, with_=record.with_, type=kind,
-                                        value=text))
+        _insert_rows(connection, keyval,
+                     [{**owner, "store": name, "key": key, "type": kind, "value": text}
+                      for (name, key), value in values.items()
+                      for kind, text in (encode(value),)])
+        _insert_rows(connection, archive,
+                     [{**owner, "store": name, "key": record.key, "when": record.when,
+                       "with": record.with_, "type": kind, "value": text}
+                      for name, records in data.archives.items() for record in records
+                      for kind, text in (encode(record.value),)])
     return True
+
+
+def _roster(connection: Connection, host: str, username: str) -> list[RosterItem]:
+    """The roster's items in the order they were added, each with its groups
+    (one row per group)."""
+    items: dict[int, RosterItem] = {}
+    for item_id, contact, name, subscription, ask, group in connection.execute(select(
+            roster_items.c.id, roster_items.c.contact, roster_items.c.name,
+            roster_items.c.subscription, roster_items.c.ask, roster_groups.c.name)
+            .outerjoin(roster_groups, roster_groups.c.item_id == roster_items.c.id)
+            .where(roster_items.c.host == host, roster_items.c.username == username)
+            .order_by(roster_items.c.id, roster_groups.c.name)):
+        item = items.get(item_id)
+        if item is None:
+            item = items[item_id] = RosterItem(contact, name, subscription, ask)
+        if group is not None:
+            item.groups.append(group)
+    return list(items.values())
 
 
 def read_user(db: Database, host: str, username: str) -> UserData:
     """Everything stored for (host, username), for export."""
     data = UserData(host, username)
-    with db.session() as session:
-        account = session.scalar(select(Account).where(Account.host == host,
-                                                       Account.username == username))
+    with db.engine.connect() as connection:
+        account = connection.execute(select(accounts).where(
+            accounts.c.host == host, accounts.c.username == username)).first()
         if account is not None:
             data.material = ScramMaterial(
                 account.salt, account.iterations, account.sha1_stored_key,
                 account.sha1_server_key, account.sha256_stored_key, account.sha256_server_key)
-        for entry in session.scalars(select(RosterEntry).where(
-                RosterEntry.host == host, RosterEntry.username == username)
-                .order_by(RosterEntry.id)):
-            data.roster.append(RosterItem(entry.contact, entry.name, entry.subscription,
-                                          entry.ask, [group.name for group in entry.groups]))
-        data.pending_in = {contact: stanza for contact, stanza in session.execute(select(
-            RosterPending.contact, RosterPending.stanza).where(
-            RosterPending.host == host, RosterPending.username == username))}
-        data.roster_version = session.scalar(select(RosterVersion.version).where(
-            RosterVersion.host == host, RosterVersion.username == username))
-        data.offline = list(session.execute(select(
-            OfflineMessage.stanza, OfflineMessage.stamp).where(
-            OfflineMessage.host == host, OfflineMessage.username == username)
-            .order_by(OfflineMessage.id)).tuples())
-        for name, key, kind, text in session.execute(select(
-                KeyValItem.store, KeyValItem.key, KeyValItem.type, KeyValItem.value).where(
-                KeyValItem.host == host, KeyValItem.username == username)):
+        data.roster = _roster(connection, host, username)
+        data.pending_in = {contact: stanza for contact, stanza in connection.execute(select(
+            roster_pending.c.contact, roster_pending.c.stanza).where(
+            roster_pending.c.host == host, roster_pending.c.username == username))}
+        data.roster_version = connection.scalar(select(roster_versions.c.version).where(
+            roster_versions.c.host == host, roster_versions.c.username == username))
+        data.offline = list(connection.execute(select(
+            offline_messages.c.stanza, offline_messages.c.stamp).where(
+            offline_messages.c.host == host, offline_messages.c.username == username)
+            .order_by(offline_messages.c.id)).tuples())
+        for name, key, kind, text in connection.execute(select(
+                keyval.c.store, keyval.c.key, keyval.c.type, keyval.c.value).where(
+                keyval.c.host == host, keyval.c.username == username)):
             if key == KEYVAL_KEY:
                 data.keyval[name] = decode(kind, text)
             else:
                 data.maps.setdefault(name, {})[key] = decode(kind, text)
-        for name, key, when, with_, kind, text in session.execute(select(
-                ArchiveItem.store, ArchiveItem.key, ArchiveItem.when, ArchiveItem.with_,
-                ArchiveItem.type, ArchiveItem.value).where(
-                ArchiveItem.host == host, ArchiveItem.username == username)
-                .order_by(ArchiveItem.id)):
+        for name, key, when, with_, kind, text in connection.execute(select(
+                archive.c.store, archive.c.key, archive.c.when, archive.c["with"],
+                archive.c.type, archive.c.value).where(
+                archive.c.host == host, archive.c.username == username)
+                .order_by(archive.c.id)):
             data.archives.setdefault(name, []).append(
                 ArchiveRecord(key, when, with_, decode(kind, text)))
     return data
@@ -171,9 +191,9 @@ def read_user(db: Database, host: str, username: str) -> UserData:
 
 def owners(db: Database, host: str) -> list[str]:
     """Every username of a host with an account or module data, sorted."""
-    with db.session() as session:
+    with db.engine.connect() as connection:
         names: set[str] = set()
-        for model in (Account, KeyValItem, ArchiveItem):
-            names.update(session.scalars(select(model.username).distinct()
-                                         .where(model.host == host)))
+        for table in (accounts, keyval, archive):
+            names.update(connection.scalars(select(table.c.username).distinct()
+                                            .where(table.c.host == host)))
         return sorted(names)

@@ -28,7 +28,7 @@ from xmpp.core import ServerCore
 from xmpp.errors import StreamError
 from xmpp.listeners import SocketTransport, XmppListener, bind_socket
 from xmpp.logconfig import configure_logging
-from xmpp.metrics import STORAGE_ERRORS, watch_server
+from xmpp.metrics import storage_errors, watch_server
 from xmpp.providers import NetProvider
 from xmpp.proxy_listener import open_proxy_listeners
 
@@ -225,5 +225,5 @@ def _storage_failure(error: Exception) -> str | None:
     """The stanza condition for a storage failure (counted), None for other errors."""
     if not is_storage_error(error):
         return None
-    STORAGE_ERRORS.labels(store="sql").inc()
+    storage_errors().labels(store="sql").inc()
     return storage_error_condition(error)

@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, func, make_url, select, text
 
 from storage.db import Database
-from storage.models import ArchiveItem
+from storage.models import archive
 from storage.stores import StoreFactory
 from xmpp import mam
 from xmpp.stanza import serialize
@@ -66,9 +66,9 @@ def rows(users: int, per_user: int):
 
 
 def fill(db: Database, users: int, per_user: int) -> None:
-    table = ArchiveItem.__table__
-    with db.session() as session:
-        present = session.scalar(select(func.count()).select_from(ArchiveItem))
+    table = archive
+    with db.engine.connect() as connection:
+        present = connection.scalar(select(func.count()).select_from(table))
     if present == users * per_user:
         print(f"reusing {present} rows", flush=True)
         return

@@ -13,7 +13,7 @@ from slixmpp.exceptions import IqError
 from sqlalchemy import func, select
 
 from storage.db import Database, database_url
-from storage.models import ArchiveItem, KeyValItem
+from storage.models import archive, keyval
 from storage.stores import StoreFactory
 from tests.integration.clients import TIMEOUT, close, login, run
 from tests.integration.server_fixture import make_server
@@ -48,19 +48,19 @@ def database(server):
 
 def stores_of(server, username: str) -> set[str]:
     """The module stores holding rows of `username`."""
-    with database(server) as db, db.session() as session:
+    with database(server) as db, db.engine.connect() as connection:
         names = set()
-        for model in (KeyValItem, ArchiveItem):
-            names.update(session.scalars(select(model.store).distinct().where(
-                model.host == server.domain, model.username == username)))
+        for table in (keyval, archive):
+            names.update(connection.scalars(select(table.c.store).distinct().where(
+                table.c.host == server.domain, table.c.username == username)))
         return names
 
 
 def row_count(server, username: str) -> int:
-    with database(server) as db, db.session() as session:
-        return sum(session.scalar(select(func.count()).select_from(model).where(
-            model.host == server.domain, model.username == username)) or 0
-            for model in (KeyValItem, ArchiveItem))
+    with database(server) as db, db.engine.connect() as connection:
+        return sum(connection.scalar(select(func.count()).select_from(table).where(
+            table.c.host == server.domain, table.c.username == username)) or 0
+            for table in (keyval, archive))
 
 
 def mood() -> Element:

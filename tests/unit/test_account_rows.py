@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import make_url, select, text
+from sqlalchemy import Row, make_url, select, text
 from sqlalchemy.engine import URL
 
 from storage import account_rows
@@ -18,7 +18,7 @@ from storage.account_material import AccountExists
 from storage.accounts import AccountStore
 from storage.db import MIGRATIONS_DIR, Database
 from storage.dburl import _render, direct_url
-from storage.models import PER_USER_MODELS, Account
+from storage.models import PER_USER_TABLES, accounts
 from storage.roster import RosterItem, RosterStore
 from storage.schema_head import HEAD_REVISION
 from tests.unit import storage_fixtures
@@ -40,23 +40,23 @@ def rows(db: Database, db_url: str):
     connected.close()
 
 
-def _stored(db: Database, username: str) -> Account:
-    with db.session() as session:
-        return session.scalars(select(Account).where(Account.username == username)).one()
+def _stored(db: Database, username: str) -> Row:
+    with db.engine.connect() as connection:
+        return connection.execute(select(accounts).where(accounts.c.username == username)).one()
 
 
 def _column_types(db: Database, username: str) -> list[str]:
     """How the backend holds each column of the row (SQLite types values, not columns)."""
     if db.backend != "sqlite":
         return []  # PostgreSQL's columns are typed by the schema
-    columns = [column.name for column in Account.__table__.columns]
+    columns = [column.name for column in accounts.columns]
     with db.engine.connect() as connection:
         return list(connection.execute(text(
             f"SELECT {', '.join(f'typeof({name})' for name in columns)} "
             "FROM accounts WHERE username = :user"), {"user": username}).one())
 
 
-def test_rows_are_the_ones_the_orm_store_writes(db: Database, rows) -> None:
+def test_rows_are_the_ones_the_sqlalchemy_store_writes(db: Database, rows) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     AccountStore(db).create(HOST, "orm", "pw-orm")
     rows.create(HOST, "Direct", "pw-direct")
@@ -94,8 +94,8 @@ def test_account_commands(db: Database, rows) -> None:
     assert list(roster.get_roster(HOST, "romeo")) == ["nurse@capulet.lit"]
 
 
-def test_per_user_tables_are_the_models() -> None:
-    tables = tuple(model.__tablename__ for model in PER_USER_MODELS)
+def test_per_user_tables_are_the_schemas() -> None:
+    tables = tuple(table.name for table in PER_USER_TABLES)
     assert tables == account_rows.PER_USER_TABLES
 
 

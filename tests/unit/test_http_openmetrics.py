@@ -76,10 +76,10 @@ def test_server_registry_exposes_the_vireo_metrics(monkeypatch):
     monkeypatch.setattr(metrics, "_server_sources", [])
     metrics.watch_server(sessions=lambda: ["c2s", "c2s", "component"],
                          connections=lambda: [("c2s", 2), ("c2s", 1), ("component", 1)])
-    metrics.STORAGE_ERRORS.labels(store="sql")
+    metrics.storage_errors().labels(store="sql")
     samples = {(s.name, tuple(s.labels.values())): s.value
                for family in text_string_to_metric_families(
-                   generate_latest(metrics.REGISTRY).decode())
+                   generate_latest(metrics.registry()).decode())
                for s in family.samples}
     assert samples[("vireo_sessions", ("c2s",))] == 2
     assert samples[("vireo_sessions", ("component",))] == 1

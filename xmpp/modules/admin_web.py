@@ -25,7 +25,7 @@ from http_apps.web.sparklines import MetricHistory, totals
 from storage.kept_secret import kept_secret
 from xmpp.auth_throttle import failure_throttle
 from xmpp.jid import JID
-from xmpp.metrics import REGISTRY
+from xmpp.metrics import registry as metrics_registry
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.adhoc import is_admin
 from xmpp.modules.invites import invites_for
@@ -39,7 +39,7 @@ def metric_history(m: ModuleContext) -> MetricHistory:
     def start() -> MetricHistory:
         history = MetricHistory()
         interval = m.global_config.get_number("vireo_admin_web_sample_interval", 60.0, min=0.05)
-        m.add_periodic(interval, lambda: history.record(m.now(), totals(REGISTRY)),
+        m.add_periodic(interval, lambda: history.record(m.now(), totals(metrics_registry())),
                        first_delay=0.0, what="Sampling metrics for the web admin")
         return history
     return m.shared("admin_web:metrics", start)

@@ -128,7 +128,7 @@ from xmpp.cluster.wire import (
 from xmpp.errors import StanzaError, StreamError
 from xmpp.jid import JID, InvalidJID, parse_jid
 from xmpp.listeners import bind_socket
-from xmpp.metrics import REGISTRY
+from xmpp.metrics import registry as metrics_registry
 from xmpp.moduleapi import ModuleContext
 from xmpp.modules.presence import MODULE as PRESENCE_MODULE
 from xmpp.modules.presence import (
@@ -1173,7 +1173,7 @@ def setup(m: ModuleContext) -> None:
     interval = options.node_timeout / 3
     m.add_periodic(interval, cluster.beat, first_delay=interval, what="Cluster heartbeat")
     m.add_periodic(interval, cluster.watch, first_delay=interval, what="Cluster watch")
-    metrics = ClusterMetrics(cluster.node, REGISTRY, lambda: cluster.peers, m.log)
+    metrics = ClusterMetrics(cluster.node, metrics_registry(), lambda: cluster.peers, m.log)
     m.add_periodic(interval, metrics.publish, first_delay=0, what="Cluster metrics")
     m.hook_each_host("openmetrics-scrape",
                      lambda event: setattr(event, "registry", metrics.view))
