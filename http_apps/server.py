@@ -691,7 +691,7 @@ def _response_head(status: str, headers: list) -> _ResponseHead:
     try:
         key = (status, *headers)
         head = _HEADS.get(key)
-    except TypeError:  # a field that is not a pair of strings: checked (and refused) below
+    except TypeError:  # an unhashable field (a list pair): checked without the cache
         return _ResponseHead(status, headers)
     if head is None:
         head = _ResponseHead(status, headers)
