@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTENT_SIZE = 10 * 1024 * 1024
 
 _PORT = re.compile(r":\d+$")
+#: Host field -> the host name it gives, as seen lately: every request of a client
+#: sends the same one, and the regex cost more than the rest of picking the app.
+_HOST_NAMES: dict[str, str] = {}
+_HOST_NAMES_KEPT = 1000
 
 
 class HostSite:
@@ -200,7 +204,12 @@ class HostDispatcher:
     def _apps(self, host_field: str) -> tuple[str, list[HostSite] | None]:
         """The host name a Host field gives, and the apps of that host, else of the
         default host."""
-        name = _PORT.sub("", host_field.strip()).lower()
+        name = _HOST_NAMES.get(host_field)
+        if name is None:
+            name = _PORT.sub("", host_field.strip()).lower()
+            if len(_HOST_NAMES) >= _HOST_NAMES_KEPT:  # Host fields are the client's choice
+                _HOST_NAMES.clear()
+            _HOST_NAMES[host_field] = name
         return name, self.hosts.get(name) or self.hosts.get(self.default_host or "")
 
     def direct_route(self, request: PlainRequest) -> DirectRoute | None:

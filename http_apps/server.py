@@ -101,6 +101,8 @@ class BadHead(ValueError):
 _FIELD_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\x00]*)\r?\n?")
 _DIGITS = re.compile(r"[0-9]+")
 _HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+#: Versions every client sends, taken without the checks above.
+_KNOWN_VERSIONS = frozenset({"HTTP/1.1", "HTTP/1.0"})
 
 
 class RequestFields:
@@ -251,25 +253,27 @@ class FileBody:
 
 
 class _Deadline:
-    """What a gevent Timeout does for one greenlet at a time, restarted twice per
-    request: its loop timer throws `error` into the greenlet that started it. (The
-    Timeout checks its state and the kind of its exception on each start.)"""
+    """What a gevent Timeout does for one greenlet, restarted twice per request: its
+    loop timer throws `error` into the greenlet that made it. (The Timeout checks
+    its state and the kind of its exception on each start.)"""
 
-    __slots__ = ("error", "timer")
+    __slots__ = ("error", "throw", "timer")
 
     def __init__(self, seconds: float, error: BaseException) -> None:
         self.timer = gevent.get_hub().loop.timer(seconds)
         self.error = error
+        self.throw = gevent.getcurrent().throw
 
     def start(self) -> None:
         # The loop's time brought up to date first, so the deadline does not come early.
-        self.timer.start(gevent.getcurrent().throw, self.error, update=True)
+        self.timer.start(self.throw, self.error, update=True)
 
     def cancel(self) -> None:
         self.timer.stop()
 
     def close(self) -> None:
         self.timer.close()
+        self.throw = None  # no cycle through the greenlet
 
 
 class VireoHandler(WSGIHandler):
@@ -287,7 +291,7 @@ class VireoHandler(WSGIHandler):
     def handle(self) -> None:
         HTTP_CONNECTIONS[self.server.service] += 1
         # One timer each per connection, started again for each request (a socket
-        # timeout would make a new one for every wait).
+        # timeout would make a new one for every wait), in this connection's greenlet.
         self._idle_deadline = _Deadline(self.server.idle_timeout,
                                         TimeoutError("connection idle"))
         self._head_deadline = _Deadline(self.server.head_timeout,
@@ -342,11 +346,12 @@ class VireoHandler(WSGIHandler):
             words = self.requestline.split()
             if len(words) == 3:
                 self.command, self.path, version = words
-                if not _HTTP_VERSION.fullmatch(version):
-                    # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (found by fuzzing).
-                    raise BadHead(f"HTTP version {version[:20]!r}")
-                if version[5] >= "2" or version < "HTTP/0.9":
-                    raise BadHead(f"HTTP version {version!r}")
+                if version not in _KNOWN_VERSIONS:  # looked up for less than the regex costs
+                    if not _HTTP_VERSION.fullmatch(version):
+                        # RFC 9112 2.3; pywsgi raised IndexError on "HTTP/1" (fuzzing found it).
+                        raise BadHead(f"HTTP version {version[:20]!r}")
+                    if version[5] >= "2" or version < "HTTP/0.9":
+                        raise BadHead(f"HTTP version {version!r}")
             elif len(words) == 2 and words[0] == "GET":
                 self.command, self.path = words
                 version = "HTTP/0.9"
@@ -428,15 +433,22 @@ class VireoHandler(WSGIHandler):
         """The response head, with the fields pywsgi's finalize_headers would add
         (Date, then Content-Length), and `data` as its whole body, in one send."""
         fields = self.response_headers
+        if len(fields) == len(self._head.fields):
+            out = [self._head.lines]  # the fields start_response checked, written once
+        else:  # HTTP/1.0's Connection field added
+            out = [b"HTTP/1.1 ", self.status, b"\r\n"]
+            for name, value in fields:
+                out += (name, b": ", value, b"\r\n")
         if self.provided_date is None:
-            fields.append((b"Date", _http_date_now()))
+            date = _http_date_now()
+            fields.append((b"Date", date))
+            out += (b"Date: ", date, b"\r\n")
             self.provided_date = True
         if self.provided_content_length is None:
-            fields.append((b"Content-Length", b"%d" % len(data)))
+            length = b"%d" % len(data)
+            fields.append((b"Content-Length", length))
+            out += (b"Content-Length: ", length, b"\r\n")
         self.headers_sent = True
-        out = [b"HTTP/1.1 ", self.status, b"\r\n"]
-        for name, value in fields:
-            out += (name, b": ", value, b"\r\n")
         out += (b"\r\n", data)
         self._send(b"".join(out))
 
@@ -614,7 +626,8 @@ class VireoHandler(WSGIHandler):
 
     def start_response(self, status: str, headers: list, exc_info=None):
         """pywsgi's, in one pass over the headers: it checked and encoded them in one loop
-        and looked for the Connection, Date and Content-Length fields in another."""
+        and looked for the Connection, Date and Content-Length fields in another. A status
+        and fields seen lately (every BOSH answer has the same) are taken as checked then."""
         if exc_info:
             try:
                 if self.headers_sent:
@@ -630,27 +643,64 @@ class VireoHandler(WSGIHandler):
             headers.append(("Connection", "close"))
             self.wsgi_input.content_length = self.wsgi_input.position
             self.wsgi_input.chunked_input = False
-        encoded, connection, date, length = _encoded_headers(headers)
+        head = _response_head(status, headers)
+        self.status = head.status
+        self._orig_status = status  # for the access log
+        self.response_headers = encoded = list(head.fields)
+        self.code = head.code
+        self.provided_date = head.date
+        self.provided_content_length = head.length
+        self._head = head
+        if self.request_version == "HTTP/1.0" and head.connection is None:
+            encoded.append((b"Connection", b"close" if self.close_connection else b"keep-alive"))
+        elif head.connection == "close":
+            self.close_connection = True
+        length = head.length
+        if head.code in (304, 204) and length is not None and length != "0":
+            raise self.ApplicationError(
+                f"Invalid Content-Length for {head.code} response: {length!r} "
+                "(must be absent or zero)".encode("latin-1"))
+        return self.write
+
+
+class _ResponseHead:
+    """A response's status and header fields, checked and encoded (start_response)."""
+
+    __slots__ = ("code", "connection", "date", "fields", "length", "lines", "status")
+
+    def __init__(self, status: str, headers: Iterable[tuple[str, str]]) -> None:
+        encoded, self.connection, self.date, self.length = _encoded_headers(headers)
         if not isinstance(status, str):
             raise UnicodeError("The status string must be a native string")
         if "\r" in status or "\n" in status:
             raise ValueError("carriage return or newline in status", status)
-        code = int(status.split(" ", 1)[0])
+        self.code = int(status.split(" ", 1)[0])
         self.status = status.encode("latin-1")
-        self._orig_status = status  # for the access log
-        self.response_headers = encoded
-        self.code = code
-        self.provided_date = date
-        self.provided_content_length = length
-        if self.request_version == "HTTP/1.0" and connection is None:
-            encoded.append((b"Connection", b"close" if self.close_connection else b"keep-alive"))
-        elif connection == "close":
-            self.close_connection = True
-        if code in (304, 204) and length is not None and length != "0":
-            raise self.ApplicationError(
-                f"Invalid Content-Length for {code} response: {length!r} "
-                "(must be absent or zero)".encode("latin-1"))
-        return self.write
+        self.fields = tuple(encoded)
+        #: The status line and the fields, as _send_whole writes them.
+        self.lines = b"".join([b"HTTP/1.1 ", self.status, b"\r\n",
+                               *(b"%s: %s\r\n" % field for field in encoded)])
+
+
+#: Response heads checked lately, by status and fields: most answers repeat one.
+_HEADS: dict[tuple, _ResponseHead] = {}
+_HEADS_KEPT = 1000
+
+
+def _response_head(status: str, headers: list) -> _ResponseHead:
+    try:
+        key = (status, *headers)
+        head = _HEADS.get(key)
+    except TypeError:  # an unhashable field (a list pair): checked without the cache
+        return _ResponseHead(status, headers)
+    if head is None:
+        head = _ResponseHead(status, headers)
+        if type(status) is str and all(type(f) is tuple and type(f[0]) is str
+                                       and type(f[1]) is str for f in headers):
+            if len(_HEADS) >= _HEADS_KEPT:  # Content-Length values vary
+                _HEADS.clear()
+            _HEADS[key] = head
+    return head
 
 
 def _encoded_headers(headers: Iterable[tuple[str, str]]

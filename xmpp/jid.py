@@ -21,7 +21,7 @@ class JID:
 
     @property
     def bare(self) -> JID:
-        return JID(self.local, self.domain) if self.resource else self
+        return _bare(self.local, self.domain) if self.resource else self
 
     @property
     def bare_text(self) -> str:
@@ -46,6 +46,13 @@ class JID:
         if self.resource:
             text = f"{text}/{self.resource}"
         return text
+
+
+@lru_cache(maxsize=65536)
+def _bare(local: str | None, domain: str) -> JID:
+    """The bare JID of a full one, made once: routing asks it per stanza, and the same
+    object each time is found in a dictionary without comparing its fields."""
+    return JID(local, domain)
 
 
 def _check_part(part: str, what: str) -> None:

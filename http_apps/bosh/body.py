@@ -39,6 +39,9 @@ MAX_DEPTH = 32
 
 _SEP = "}"
 _HTTPBIND_PREFIX = HTTPBIND + _SEP
+#: The names expat gives the wrapper and xml:lang (namespace, separator, local name).
+_BODY_NAME = _HTTPBIND_PREFIX + "body"
+_XML_LANG_NAME = XML_NS + _SEP + "lang"
 _OPEN = (f"<body xmlns='{HTTPBIND}' xmlns:stream='{ns.STREAMS}'").encode()
 
 
@@ -123,9 +126,9 @@ def parse_body(data: bytes, max_depth: int = MAX_DEPTH) -> Body:
 
     def start(name: str, attrs: dict[str, str]) -> None:
         if not stack:
-            if name != HTTPBIND + _SEP + "body":
+            if name != _BODY_NAME:
                 raise BoshError("bad-request", "the root element is not a BOSH <body/>")
-            body = Body({("xml:lang" if key == XML_NS + _SEP + "lang" else
+            body = Body({("xml:lang" if key == _XML_LANG_NAME else
                           "{" + key if _SEP in key else key): value
                          for key, value in attrs.items()})
             result.append(body)

@@ -15,7 +15,6 @@ HTTP layer to pass on to that node.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: rid values are positive integers below 2**53 (XEP-0124 section 14.1).
 MAX_RID = 2**53 - 1
-_DIGITS = re.compile(r"[0-9]{1,16}")
+_MAX_DIGITS = 16
 
 
 class Claims(Protocol):
@@ -321,9 +320,11 @@ class BoshManager:
 
 
 def _number(value: str | None, name: str, *, minimum: int, maximum: int | None = None) -> int:
-    if value is None or not _DIGITS.fullmatch(value.strip()):
+    # ASCII digits, 1 to 16 of them: str.isdigit alone takes other scripts' digits too.
+    digits = value.strip() if value is not None else ""
+    if not (0 < len(digits) <= _MAX_DIGITS and digits.isascii() and digits.isdigit()):
         raise BoshError("bad-request", f"missing or invalid '{name}'")
-    number = int(value)
+    number = int(digits)
     if number < minimum or (maximum is not None and number > maximum):
         raise BoshError("bad-request", f"'{name}' out of range")
     return number

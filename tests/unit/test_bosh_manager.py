@@ -171,6 +171,10 @@ def test_consider_bosh_secure(tmp_path, clock):
     ({"to": DOMAIN}, "bad-request"),
     ({"to": DOMAIN, "wait": "-1"}, "bad-request"),
     ({"to": DOMAIN, "wait": "1.5"}, "bad-request"),
+    # Digits of other scripts (str.isdigit takes them, int() reads them): ASCII only.
+    ({"to": DOMAIN, "wait": "\u0666\u0660"}, "bad-request"),
+    ({"to": DOMAIN, "wait": "\u00b2"}, "bad-request"),
+    ({"to": DOMAIN, "wait": "1" * 17}, "bad-request"),
     ({"to": DOMAIN, "wait": "60", "rid": "x"}, "bad-request"),
 ])
 def test_creation_refusals(manager, attrs, condition):

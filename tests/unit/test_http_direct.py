@@ -11,6 +11,7 @@ import pytest
 from gevent.pywsgi import WSGIHandler
 
 from http_apps import build_wsgi_app
+from http_apps import server as server_module
 from http_apps.plain import BodyHandler, PlainRequest
 from http_apps.provider import HttpProvider
 from http_apps.server import COALESCE_SIZE, HttpServer
@@ -149,6 +150,42 @@ def test_a_small_answer_in_parts_leaves_whole_without_pywsgi_writing(
             assert response.getheader("Date")
             if version == "HTTP/1.0":
                 assert response.getheader("Connection") == "keep-alive"
+            assert response.read() == b"<a/>" + body
+    finally:
+        sock.close()
+        server.stop(timeout=1)
+
+
+def test_a_repeated_answer_head_is_checked_and_encoded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = build_wsgi_app(write_config(tmp_path, BASE), [HttpProvider(
+        "app", "example.com", None, max_body_size=16,
+        wsgi_handlers={"POST": BodyHandler(parts)})])
+    server = HttpServer(("127.0.0.1", 0), app, service="http")
+    server.start()
+    sock = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        def ask(body: bytes, version: str = "HTTP/1.1") -> HTTPResponse:
+            sock.sendall(f"POST /app {version}\r\nHost: example.com\r\nConnection: keep-alive"
+                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            response = HTTPResponse(sock, method="POST")
+            response.begin()
+            return response
+
+        assert ask(b"1").read() == b"<a/>1"
+
+        def encoded_again(*_args):
+            raise AssertionError("the same head encoded again")
+
+        monkeypatch.setattr(server_module, "_encoded_headers", encoded_again)
+        for body, version in ((b"22", "HTTP/1.1"), (b"333", "HTTP/1.0")):
+            response = ask(body, version)
+            assert response.status == 200
+            assert response.getheader("Content-Type") == "text/xml"
+            assert response.getheader("Content-Length") == str(4 + len(body))
+            assert response.getheader("Date")
+            assert response.getheader("Connection") == (
+                "keep-alive" if version == "HTTP/1.0" else None)
             assert response.read() == b"<a/>" + body
     finally:
         sock.close()

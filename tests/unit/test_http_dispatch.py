@@ -210,3 +210,18 @@ def test_requests_are_counted_by_status(two_hosts):
     two_hosts.get("/probe")
     added = {status: HTTP_RESPONSES[status] - before.get(status, 0) for status in HTTP_RESPONSES}
     assert {status: n for status, n in added.items() if n} == {"404": 2, "200": 1}
+
+
+def test_host_names_read_from_host_fields_are_kept_within_bounds(two_hosts, monkeypatch):
+    import http_apps
+
+    monkeypatch.setattr(http_apps, "_HOST_NAMES_KEPT", 3)
+    monkeypatch.setattr(http_apps, "_HOST_NAMES", {})
+    for port in range(5):
+        reply = two_hosts.get("/probe", headers={"Host": f"Example.COM:{5280 + port}"})
+        assert reply.get_json()["host"] == "example.com"
+        assert len(http_apps._HOST_NAMES) <= 3
+    # A field seen before gives its name from the cache.
+    http_apps._HOST_NAMES["cached.example:1"] = "jabber.example"
+    assert two_hosts.get("/probe", headers={"Host": "cached.example:1"}).get_json()["host"] == (
+        "jabber.example")

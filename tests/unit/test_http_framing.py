@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from http_apps import server
 from http_apps.server import BadHead, check_framing, parse_fields
 from tests.fuzz.fuzz_http_head import read_head
 
@@ -102,3 +103,14 @@ def test_a_well_formed_head_reads_through_the_fuzzed_path():
     environ = read_head(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\n"
                         b"X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n\r\n")
     assert environ["PATH_INFO"] == "/a" and environ["REMOTE_ADDR"] == "203.0.113.9"
+
+
+def test_the_usual_versions_are_taken_without_the_version_regex(monkeypatch):
+    class Unused:
+        def fullmatch(self, version):
+            raise AssertionError(f"{version} checked by the regex")
+
+    monkeypatch.setattr(server, "_HTTP_VERSION", Unused())
+    for version in ("HTTP/1.1", "HTTP/1.0"):
+        environ = read_head(f"GET / {version}\r\nHost: example.com\r\n\r\n".encode())
+        assert environ["SERVER_PROTOCOL"] == version
