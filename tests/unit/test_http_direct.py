@@ -3,6 +3,8 @@ WSGI environ; over a socket its answers are those the same app gives through WSG
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.client import HTTPResponse
 from pathlib import Path
 
@@ -123,22 +125,34 @@ def parts(request: PlainRequest, body: bytes) -> tuple:
     return "200 OK", [("Content-Type", "text/xml")], [b"<a", b"", b"/>" + body]
 
 
-def test_a_small_answer_in_parts_leaves_whole_without_pywsgi_writing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def parts_server(tmp_path: Path) -> Iterator[Callable[..., HTTPResponse]]:
+    """A server answering POST /app with `parts`, and `ask(body, version)`, which
+    posts on one kept-alive connection and returns the answer, its head read."""
     app = build_wsgi_app(write_config(tmp_path, BASE), [HttpProvider(
         "app", "example.com", None, max_body_size=16,
         wsgi_handlers={"POST": BodyHandler(parts)})])
     server = HttpServer(("127.0.0.1", 0), app, service="http")
     server.start()
     sock = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    try:
-        def ask(body: bytes, version: str = "HTTP/1.1") -> HTTPResponse:
-            sock.sendall(f"POST /app {version}\r\nHost: example.com\r\nConnection: keep-alive"
-                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-            response = HTTPResponse(sock, method="POST")
-            response.begin()
-            return response
 
+    def ask(body: bytes, version: str = "HTTP/1.1") -> HTTPResponse:
+        sock.sendall(f"POST /app {version}\r\nHost: example.com\r\nConnection: keep-alive"
+                     f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        response = HTTPResponse(sock, method="POST")
+        response.begin()
+        return response
+
+    try:
+        yield ask
+    finally:
+        sock.close()
+        server.stop(timeout=1)
+
+
+def test_a_small_answer_in_parts_leaves_whole_without_pywsgi_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with parts_server(tmp_path) as ask:
         big = ask(b"big")  # pywsgi's own path: head, then the body
         assert (big.status, big.getheader("Content-Length")) == (200, str(COALESCE_SIZE + 1))
         assert big.read() == b"x" * (COALESCE_SIZE + 1)
@@ -151,27 +165,11 @@ def test_a_small_answer_in_parts_leaves_whole_without_pywsgi_writing(
             if version == "HTTP/1.0":
                 assert response.getheader("Connection") == "keep-alive"
             assert response.read() == b"<a/>" + body
-    finally:
-        sock.close()
-        server.stop(timeout=1)
 
 
 def test_a_repeated_answer_head_is_checked_and_encoded_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = build_wsgi_app(write_config(tmp_path, BASE), [HttpProvider(
-        "app", "example.com", None, max_body_size=16,
-        wsgi_handlers={"POST": BodyHandler(parts)})])
-    server = HttpServer(("127.0.0.1", 0), app, service="http")
-    server.start()
-    sock = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    try:
-        def ask(body: bytes, version: str = "HTTP/1.1") -> HTTPResponse:
-            sock.sendall(f"POST /app {version}\r\nHost: example.com\r\nConnection: keep-alive"
-                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-            response = HTTPResponse(sock, method="POST")
-            response.begin()
-            return response
-
+    with parts_server(tmp_path) as ask:
         assert ask(b"1").read() == b"<a/>1"
 
         def encoded_again(*_args):
@@ -187,6 +185,3 @@ def test_a_repeated_answer_head_is_checked_and_encoded_once(
             assert response.getheader("Connection") == (
                 "keep-alive" if version == "HTTP/1.0" else None)
             assert response.read() == b"<a/>" + body
-    finally:
-        sock.close()
-        server.stop(timeout=1)
