@@ -183,6 +183,18 @@ def test_a_dead_nodes_sessions_leave_the_registry_before_drained_goes_out(nodes,
     assert member.router.resources(GINA.bare) == {}
 
 
+def test_a_restart_reaps_its_previous_run_without_drained(nodes, member):
+    """"b" restarts under its own name and reaps its previous run: its peers
+    hear that run's sessions end (UNBIND, by session id), never DRAINED, which
+    would make them drop every session of "b", the new run's too, once those
+    are bound by the time it arrives (a bench's workers, restarted at once,
+    lost every message between them that way)."""
+    nodes["b"].put_session(GINA, SessionEntry("b", "old-sid", 0.0))
+    member.reap("b")
+    assert kinds_sent(member) == [("a", UNBIND), ("c", UNBIND)]
+    assert list(nodes["a"].sessions_of("b")) == []
+
+
 def test_a_node_back_after_its_inbox_closed_keeps_its_sessions(nodes, member):
     """"c" beats again between the close of its inbox and the reaper's
     removal of its sessions: they stay registered and bound, and nobody is

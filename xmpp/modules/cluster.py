@@ -1022,7 +1022,13 @@ class Cluster:
         gone = self.node.remove_sessions_of(dead, while_dead=while_dead)
         if gone is None:
             return  # back since its inbox closed: its sessions are its own
-        self.announce_drained(dead)
+        if while_dead:
+            # Not at a restart: its peers would count gone every session of this
+            # name, the new run's too, should it have bound some by the time
+            # DRAINED reaches them. What met the old inbox closed there is routed
+            # to the new one when their holds expire; the old run's sessions end
+            # by their UNBINDs below.
+            self.announce_drained(dead)
         if gone:
             self.m.log.info("Node %s is gone: %d session(s) end", dead, len(gone))
         for jid, entry in gone:
