@@ -111,6 +111,7 @@ from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
+from xmpp.cluster.outage import OutageLog, failure_kind
 from xmpp.cluster.wire import (
     CLOSE,
     DELIVER,
@@ -145,6 +146,8 @@ from xmpp.stream import parse_stanza
 MESSAGE = f"{{{ns.CLIENT}}}message"
 RECEIVE_BLOCK_MS = 1000
 RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
+INBOX_GONE = (": this node's inbox is gone (closed by a reaper while the node was silent,"
+              " or Redis lost its data) until the node rejoins at its next beat")
 WRITE_WAIT = 30.0  # seconds entries wait for their stanzas to be written before their ack
 # Seconds the consumer waits for what it read to be written before it reads again,
 # so that the acknowledgement goes with that read: stanzas are commonly in the
@@ -590,6 +593,7 @@ class Cluster:
 
     def consume(self) -> None:
         recovering = False  # after a Redis error: first what was read but not handled
+        outage = OutageLog(self.m.log, "Cluster stream read")
         while True:
             # Entries handled since the last read are acknowledged with this one.
             acks, self.acks = self.acks, []
@@ -600,6 +604,7 @@ class Cluster:
                     entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
                 finally:
                     self.reading = False
+                outage.succeeded()
                 if time.monotonic() - asked > self.node.timeout / 2:
                     # An answer that long on its way (the network cut meanwhile)
                     # may hold entries a reaper has taken since: only those still
@@ -616,7 +621,7 @@ class Cluster:
                 if acking is not None:
                     acking.join(ACK_WAIT)
             except RedisError as error:
-                self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                outage.failed(error, INBOX_GONE if failure_kind(error) == "NOGROUP" else "")
                 self.acks[:0] = acks  # maybe not acknowledged: again with the next read
                 recovering = True
                 gevent.sleep(RETRY_DELAY)
