@@ -138,26 +138,20 @@ def test_workers_need_the_cluster_option(tmp_path):
         check_workers(clustered, -1)
 
 
-class BrokenPipeline:
-    """redis-py's pipeline when the connection breaks mid-write: an error, and
-    its commands gone with it (execute() empties the stack, even on failure)."""
+class BrokenConnection:
+    """The outbox's connection to Redis when it breaks mid-write: an error, the
+    commands gone with it."""
 
-    def __init__(self) -> None:
-        self.stack: list[tuple] = []
+    def pack_commands(self, commands: list[tuple]) -> list[bytes]:
+        return [b"packed"]
 
-    def xadd(self, *args, **options) -> None:
-        self.stack.append(args)
-
-    def execute(self) -> list:
-        if not self.stack:
-            return []
-        self.stack = []
+    def send_packed_command(self, packed: list[bytes], check_health: bool = True) -> None:
         raise redis.ConnectionError("Connection closed by server.")
 
 
-def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry(monkeypatch):
+def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry():
     node = ClusterNode(ClusterOptions("redis://127.0.0.1:1/5", "n1"))
-    monkeypatch.setattr(node.redis, "pipeline", lambda transaction: BrokenPipeline())
+    node._writes.connection = BrokenConnection()
     envelope = Envelope("n1.ab.1", DELIVER, "bob@example.com/phone", "n1", b"<message/>")
     # A silent return would make the outbox drop the batch.
     with pytest.raises(redis.ConnectionError):
