@@ -181,6 +181,7 @@ class RemoteSession:
     def __init__(self, cluster: Cluster, jid: JID, entry: SessionEntry) -> None:
         self.cluster = cluster
         self.jid = jid
+        self.address = str(jid)  # written into each envelope for it
         self.entry = entry
         self.data: dict[str, Any] = {}
         self.update(entry)
@@ -211,12 +212,12 @@ class RemoteSession:
             # Handed on as the drainer does with what was queued for the session.
             self.cluster.deliver(self.jid, serialize(stanza))
             return
-        self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
+        self.cluster.send_to(self.node, DELIVER, self.address, serialize(stanza).encode())
 
     def close(self, error: StreamError | None = None) -> None:
         reason = {"sid": self.entry.sid, "condition": error.condition if error else None,
                   "text": error.text if error else None}
-        self.cluster.send_to(self.node, CLOSE, self.jid, json.dumps(reason).encode())
+        self.cluster.send_to(self.node, CLOSE, self.address, json.dumps(reason).encode())
 
     def describe(self) -> dict[str, object]:
         return {"kind": self.kind, "id": str(self.jid), "node": self.node, "address": None,
@@ -329,7 +330,7 @@ class Cluster:
         for peer in self.peers:
             self.outbox.put(peer, envelope)
 
-    def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
+    def send_to(self, node: str, kind: str, jid: JID | str, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
 
     def forward(self, node: str, stanza: Element, to: JID) -> None:
@@ -375,7 +376,8 @@ class Cluster:
             self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
                              envelope.kind, envelope.jid, node)
 
-    def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
+    def envelope(self, kind: str, jid: JID | str, data: bytes) -> Envelope:
+        """An envelope about `jid` (as text already, when the caller keeps it so)."""
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
