@@ -52,7 +52,7 @@ BATCH = 200
 # what it must handle within the claim's lifetime.
 ORPHAN_ENTRIES = 4
 SOCKET_TIMEOUT = 10.0  # seconds; above the longest blocking read
-GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes before a write
+GATHER_DELAY = 0.002  # seconds the outbox gathers envelopes at most before a write
 
 # Delete the resource's entry only if this session wrote it, and forget the
 # user in the node's set once the node holds none of the user's resources.
@@ -624,6 +624,17 @@ def _entry(user: str, resource: str, raw: bytes) -> tuple[JID, SessionEntry] | N
         return None
 
 
+def gather() -> None:
+    """Until the loop has nothing else to run (every connection with bytes
+    waiting has routed what it read), or GATHER_DELAY seconds passed: what is
+    routed meanwhile joins the batch, as a write costs as much CPU for a few
+    envelopes as for hundreds (and so does its reading). Unlike a fixed delay,
+    it leaves no idle time to wait out, nor a wakeup of its own: a process
+    waking from an idle wait cost about 60 us of CPU."""
+    with gevent.Timeout(GATHER_DELAY, False):
+        gevent.idle()
+
+
 class Outbox:
     """Envelopes on their way to other nodes' inboxes: whoever routes a stanza
     only queues it, and one greenlet writes everything queued meanwhile in one
@@ -701,9 +712,7 @@ class Outbox:
 
     def flush(self) -> None:
         try:
-            # What else is routed meanwhile joins the batch: a write costs as much
-            # CPU for a few envelopes as for hundreds (and so does its reading).
-            gevent.sleep(GATHER_DELAY)
+            gather()
             while self.queue:
                 self.sending, self.queue = self.queue, []
                 self.hand_back_shut()
