@@ -388,3 +388,33 @@ def test_the_clusters_redis_client_tries_no_command_again(redis_url, redis_prefi
     finally:
         node.redis.connection_pool.release(connection)
         node.redis.close()
+
+
+def test_a_consumer_whose_inbox_is_gone_warns_once_until_it_reads_again(
+        nodes, member, caplog, monkeypatch):
+    """A reaper closed "b"'s inbox while "b" was cut off: every read fails
+    with NOGROUP until "b" rejoins, which is one warning, not one a second."""
+    monkeypatch.setattr(cluster_module, "RETRY_DELAY", 0)
+    caplog.set_level(logging.DEBUG, logger="test-cluster")
+    node = nodes["b"]
+    node.redis.delete(node.key("stream", "b"))
+    real_receive = node.receive
+    failed = 0
+
+    def receive(block_ms: int, *, pending: bool = False, ack: Any = ()) -> Any:
+        nonlocal failed
+        try:
+            return real_receive(1, pending=pending, ack=ack)
+        except cluster_module.RedisError:
+            failed += 1
+            if failed == 5:
+                node.join()  # the rejoin at the next beat makes the inbox again
+                stale(nodes["a"], "b", 1)
+            raise
+
+    assert consuming(member, receive, reads=10) == ["a-0"]
+    assert failed == 5
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "NOGROUP" in warnings[0] and "rejoins" in warnings[0]
+    assert "works again after 5 failed attempt(s)" in caplog.text

@@ -11,6 +11,7 @@ import gevent
 import pytest
 import redis
 
+import xmpp.cluster.node as node_module
 from xmpp.cluster.node import ClusterNode, Outbox
 from xmpp.cluster.options import DEFAULT_NODE_TIMEOUT, ClusterOptions, cluster_options
 from xmpp.cluster.wire import (
@@ -138,26 +139,20 @@ def test_workers_need_the_cluster_option(tmp_path):
         check_workers(clustered, -1)
 
 
-class BrokenPipeline:
-    """redis-py's pipeline when the connection breaks mid-write: an error, and
-    its commands gone with it (execute() empties the stack, even on failure)."""
+class BrokenConnection:
+    """The outbox's connection to Redis when it breaks mid-write: an error, the
+    commands gone with it."""
 
-    def __init__(self) -> None:
-        self.stack: list[tuple] = []
+    def pack_commands(self, commands: list[tuple]) -> list[bytes]:
+        return [b"packed"]
 
-    def xadd(self, *args, **options) -> None:
-        self.stack.append(args)
-
-    def execute(self) -> list:
-        if not self.stack:
-            return []
-        self.stack = []
+    def send_packed_command(self, packed: list[bytes], check_health: bool = True) -> None:
         raise redis.ConnectionError("Connection closed by server.")
 
 
-def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry(monkeypatch):
+def test_a_batch_redis_did_not_take_is_an_error_for_the_outbox_to_retry():
     node = ClusterNode(ClusterOptions("redis://127.0.0.1:1/5", "n1"))
-    monkeypatch.setattr(node.redis, "pipeline", lambda transaction: BrokenPipeline())
+    node._writes.connection = BrokenConnection()
     envelope = Envelope("n1.ab.1", DELIVER, "bob@example.com/phone", "n1", b"<message/>")
     # A silent return would make the outbox drop the batch.
     with pytest.raises(redis.ConnectionError):
@@ -268,3 +263,30 @@ def test_what_is_queued_for_a_shut_inbox_is_handed_back_unwritten_in_order(monke
                     ("dead", envelope_for("e5"))]
     assert [found.id for found in outbox.take("dead")] == ["e3", "e5"]
     assert [envelope.id for _node, envelope in outbox.queue] == ["e4"]
+
+
+def test_a_write_waits_for_nothing_once_the_loop_is_idle(monkeypatch):
+    """Nothing else to run: the batch goes at once, not after the gather delay
+    (a fixed delay left the process idle, then woke it for the write)."""
+    monkeypatch.setattr(node_module, "GATHER_DELAY", 5.0)
+    outbox, written = recording_outbox(monkeypatch)
+    outbox.put("n2", envelope_for("alone"))
+    assert outbox.wait_written(1.0)
+    assert written == [["alone"]]
+
+
+def test_a_busy_loop_holds_a_write_back_for_the_gather_delay_at_most(monkeypatch):
+    monkeypatch.setattr(node_module, "GATHER_DELAY", 0.05)
+    outbox, written = recording_outbox(monkeypatch)
+
+    def busy() -> None:  # the loop is never idle
+        while True:
+            gevent.sleep(0)
+
+    spinner = gevent.spawn(busy)
+    try:
+        outbox.put("n2", envelope_for("meanwhile"))
+        assert outbox.wait_written(1.0)
+        assert written == [["meanwhile"]]
+    finally:
+        spinner.kill()

@@ -111,6 +111,7 @@ from xmpp.cluster.homes import Homes
 from xmpp.cluster.metrics import ClusterMetrics
 from xmpp.cluster.node import ClusterNode, Outbox, RedisError
 from xmpp.cluster.options import cluster_options
+from xmpp.cluster.outage import OutageLog, failure_kind
 from xmpp.cluster.wire import (
     CLOSE,
     DELIVER,
@@ -145,6 +146,8 @@ from xmpp.stream import parse_stanza
 MESSAGE = f"{{{ns.CLIENT}}}message"
 RECEIVE_BLOCK_MS = 1000
 RETRY_DELAY = 1.0  # seconds before the consumer reads again after a Redis error
+INBOX_GONE = (": this node's inbox is gone (closed by a reaper while the node was silent,"
+              " or Redis lost its data) until the node rejoins at its next beat")
 WRITE_WAIT = 30.0  # seconds entries wait for their stanzas to be written before their ack
 # Seconds the consumer waits for what it read to be written before it reads again,
 # so that the acknowledgement goes with that read: stanzas are commonly in the
@@ -178,6 +181,7 @@ class RemoteSession:
     def __init__(self, cluster: Cluster, jid: JID, entry: SessionEntry) -> None:
         self.cluster = cluster
         self.jid = jid
+        self.address = str(jid)  # written into each envelope for it
         self.entry = entry
         self.data: dict[str, Any] = {}
         self.update(entry)
@@ -208,12 +212,12 @@ class RemoteSession:
             # Handed on as the drainer does with what was queued for the session.
             self.cluster.deliver(self.jid, serialize(stanza))
             return
-        self.cluster.send_to(self.node, DELIVER, self.jid, serialize(stanza).encode())
+        self.cluster.send_to(self.node, DELIVER, self.address, serialize(stanza).encode())
 
     def close(self, error: StreamError | None = None) -> None:
         reason = {"sid": self.entry.sid, "condition": error.condition if error else None,
                   "text": error.text if error else None}
-        self.cluster.send_to(self.node, CLOSE, self.jid, json.dumps(reason).encode())
+        self.cluster.send_to(self.node, CLOSE, self.address, json.dumps(reason).encode())
 
     def describe(self) -> dict[str, object]:
         return {"kind": self.kind, "id": str(self.jid), "node": self.node, "address": None,
@@ -326,7 +330,7 @@ class Cluster:
         for peer in self.peers:
             self.outbox.put(peer, envelope)
 
-    def send_to(self, node: str, kind: str, jid: JID, data: bytes) -> None:
+    def send_to(self, node: str, kind: str, jid: JID | str, data: bytes) -> None:
         self.outbox.put(node, self.envelope(kind, jid, data))
 
     def forward(self, node: str, stanza: Element, to: JID) -> None:
@@ -372,7 +376,8 @@ class Cluster:
             self.m.log.debug("Cluster queue full: %s envelope for %s not sent to %s",
                              envelope.kind, envelope.jid, node)
 
-    def envelope(self, kind: str, jid: JID, data: bytes) -> Envelope:
+    def envelope(self, kind: str, jid: JID | str, data: bytes) -> Envelope:
+        """An envelope about `jid` (as text already, when the caller keeps it so)."""
         return Envelope(self.node.new_id(), kind, str(jid), self.node.name, data)
 
     def inbox_closed(self, node: str, envelopes: list[Envelope]) -> None:
@@ -590,6 +595,7 @@ class Cluster:
 
     def consume(self) -> None:
         recovering = False  # after a Redis error: first what was read but not handled
+        outage = OutageLog(self.m.log, "Cluster stream read")
         while True:
             # Entries handled since the last read are acknowledged with this one.
             acks, self.acks = self.acks, []
@@ -600,6 +606,7 @@ class Cluster:
                     entries = self.node.receive(RECEIVE_BLOCK_MS, pending=recovering, ack=acks)
                 finally:
                     self.reading = False
+                outage.succeeded()
                 if time.monotonic() - asked > self.node.timeout / 2:
                     # An answer that long on its way (the network cut meanwhile)
                     # may hold entries a reaper has taken since: only those still
@@ -616,7 +623,7 @@ class Cluster:
                 if acking is not None:
                     acking.join(ACK_WAIT)
             except RedisError as error:
-                self.m.log.warning("Cluster stream read failed (%s); retrying", error)
+                outage.failed(error, INBOX_GONE if failure_kind(error) == "NOGROUP" else "")
                 self.acks[:0] = acks  # maybe not acknowledged: again with the next read
                 recovering = True
                 gevent.sleep(RETRY_DELAY)
