@@ -1020,7 +1020,8 @@ class Cluster:
         until the registry dropped its sessions no node counts them gone, so a
         node back from a freeze meanwhile finds them all still its own, or
         none (`rejoin`). A node reaped whole has left the set of nodes: a reap
-        started from an older listing does nothing."""
+        started from an older listing does nothing. A restart reaping its
+        previous run says no `DRAINED` (below)."""
         if not self.node.claim_reaping(dead) or not self.node.is_known(dead) \
                 or not self.drain(dead):
             return
