@@ -47,6 +47,7 @@ from http_apps.plain import (
 from http_apps.provider import GLOBAL_HOST, HttpProvider
 from http_apps.proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from http_apps.urls import base_path
+from xmpp.lru import remember
 from xmpp.metrics import HTTP_RESPONSES
 
 if TYPE_CHECKING:
@@ -207,9 +208,7 @@ class HostDispatcher:
         name = _HOST_NAMES.get(host_field)
         if name is None:
             name = _PORT.sub("", host_field.strip()).lower()
-            if len(_HOST_NAMES) >= _HOST_NAMES_KEPT:  # Host fields are the client's choice
-                _HOST_NAMES.clear()
-            _HOST_NAMES[host_field] = name
+            remember(_HOST_NAMES, host_field, name, _HOST_NAMES_KEPT)  # the client's choice
         return name, self.hosts.get(name) or self.hosts.get(self.default_host or "")
 
     def direct_route(self, request: PlainRequest) -> DirectRoute | None:

@@ -46,6 +46,7 @@ from http_apps.limits import read_length
 from http_apps.plain import PlainRequest
 from http_apps.upgrade import EARLY_DATA, SOCKET
 from xmpp.listeners import bind_socket
+from xmpp.lru import remember
 from xmpp.metrics import HTTP_CONNECTIONS
 from xmpp.ownership import FORWARDED_HEADER
 from xmpp.tls import CertificateFinder, SniContexts, TlsConfigError, server_context
@@ -196,9 +197,7 @@ def _parse_field_line(line: bytes) -> tuple[str, str]:
         raise BadHead(f"malformed header line {line[:100]!r}")
     field = match.group(1), match.group(2).rstrip(" \t")
     if len(line) <= _PARSED_LINE_MAX:
-        if len(_PARSED_LINES) >= _PARSED_LINES_KEPT:  # lines are the client's choice
-            _PARSED_LINES.clear()
-        _PARSED_LINES[line] = field
+        remember(_PARSED_LINES, line, field, _PARSED_LINES_KEPT)  # lines are the client's choice
     return field
 
 
@@ -697,9 +696,7 @@ def _response_head(status: str, headers: list) -> _ResponseHead:
         head = _ResponseHead(status, headers)
         if type(status) is str and all(type(f) is tuple and type(f[0]) is str
                                        and type(f[1]) is str for f in headers):
-            if len(_HEADS) >= _HEADS_KEPT:  # Content-Length values vary
-                _HEADS.clear()
-            _HEADS[key] = head
+            remember(_HEADS, key, head, _HEADS_KEPT)  # Content-Length values vary
     return head
 
 
@@ -745,9 +742,8 @@ def _encoded_field(name: str, value: str) -> tuple[tuple[bytes, bytes], str]:
     except UnicodeEncodeError:
         raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
     if type(name) is str and type(value) is str:  # a subclass could encode otherwise
-        if len(_ENCODED_FIELDS) >= _ENCODED_FIELDS_KEPT:  # values such as lengths vary
-            _ENCODED_FIELDS.clear()
-        _ENCODED_FIELDS[name, value] = known
+        remember(_ENCODED_FIELDS, (name, value), known,
+                 _ENCODED_FIELDS_KEPT)  # values such as lengths vary
     return known
 
 

@@ -44,3 +44,12 @@ class LRUCache(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
+
+
+def remember(table: dict[K, V], key: K, value: V, kept: int) -> None:
+    """Put `value` in `table`, emptied first when it holds `kept` entries: for
+    lookups keyed by what clients send (header lines, Host fields), where an
+    LRU's reordering on every hit would cost more than the work it saves."""
+    if len(table) >= kept:
+        table.clear()
+    table[key] = value
